@@ -1,0 +1,353 @@
+"""The comparator: where the backend and the frontend differ, as Difference JSON.
+
+A pure function over two sides' statistics and a set of thresholds, shared by the live
+monitor and the report CLI. Service scope compares whole services (the seed's figures);
+endpoint scope compares the same endpoint key seen from the browser and from the server.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from execution_stats import OTHER, Aggregate, PairStats, SideStats
+
+SEVERITIES = ("low", "medium", "high")
+_RANK = {None: 0, "low": 1, "medium": 2, "high": 3}
+Levels = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a gap becomes a low, medium or high difference; each tuple is (low, medium, high).
+
+    A severity needs both the relative and the absolute gap to reach its level, so a
+    30 ms network overhead on a 20 ms endpoint is not an alarm while 900 ms is. Nothing
+    is flagged on fewer than ``min_samples`` events on each side.
+    """
+
+    min_samples: int = 10
+    activity_pct: Levels = (25.0, 50.0, 100.0)
+    performance_pct: Levels = (20.0, 35.0, 50.0)
+    performance_ms: Levels = (10.0, 25.0, 50.0)
+    error_rate_points: Levels = (2.0, 5.0, 15.0)
+    endpoint_gap_ms: Levels = (100.0, 250.0, 500.0)
+    endpoint_gap_pct: Levels = (50.0, 100.0, 200.0)
+    endpoint_error_points: Levels = (5.0, 10.0, 20.0)
+    endpoint_activity_pct: Levels = (25.0, 50.0, 100.0)
+    pattern_share_pct: Levels = (5.0, 15.0, 30.0)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Thresholds:
+        """Load thresholds from a JSON object whose keys are this class's fields."""
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+
+    def as_dict(self) -> dict[str, Any]:
+        """The thresholds as JSON-ready builtins."""
+        return asdict(self)
+
+
+def level(value: float | None, levels: Levels) -> str | None:
+    """Return the severity ``value`` reaches in ``levels`` (low, medium, high), or None."""
+    if value is None:
+        return None
+    found = None
+    for name, bound in zip(SEVERITIES, levels):
+        if value >= bound:
+            found = name
+    return found
+
+
+def _lower(*severities: str | None) -> str | None:
+    return min(severities, key=lambda s: _RANK[s])
+
+
+def _pct(a: float | None, b: float | None) -> float | None:
+    """Relative gap between two positive figures, against the smaller one, in percent."""
+    if a is None or b is None:
+        return None
+    low = min(a, b)
+    if low <= 0:
+        return None if max(a, b) <= 0 else float("inf")
+    return abs(a - b) / low * 100
+
+
+def _diff(
+    type_: str,
+    severity: str,
+    key: str | None,
+    backend: dict[str, Any],
+    frontend: dict[str, Any],
+    pct: float | None,
+    message: str,
+) -> dict[str, Any]:
+    finite = pct is not None and pct != float("inf")
+    return {
+        "type": type_,
+        "severity": severity,
+        "scope": "service" if key is None else "endpoint",
+        "key": key,
+        "backend": backend,
+        "frontend": frontend,
+        "difference_pct": round(pct, 1) if finite else None,
+        "message": message,
+    }
+
+
+def summarize(side: SideStats) -> dict[str, Any]:
+    """The per-service summary used by /data and the report."""
+    total = side.total
+    figures = total.figures(side.minutes)
+    return {
+        "total_events": total.count,
+        "timed_events": total.timed.count,
+        "error_count": total.errors,
+        "avg_duration_ms": figures["avg_ms"],
+        "p50_duration_ms": figures["p50_ms"],
+        "p95_duration_ms": figures["p95_ms"],
+        "p99_duration_ms": figures["p99_ms"],
+        "success_rate": figures["success_rate"],
+        "events_per_minute": figures["per_minute"],
+        "components": dict(side.components.most_common(20)),
+    }
+
+
+def comparison(stats: PairStats) -> dict[str, Any]:
+    """Service-wide ratios: performance_ratio is backend average over frontend average."""
+    be, fe = stats.backend.total, stats.frontend.total
+    be_avg, fe_avg = be.timed.mean, fe.timed.mean
+    ratio = round(be_avg / fe_avg, 2) if be_avg is not None and fe_avg else None
+    be_rate = be.count / stats.backend.minutes if stats.backend.minutes else None
+    fe_rate = fe.count / stats.frontend.minutes if stats.frontend.minutes else None
+    return {
+        "performance_ratio": ratio,
+        "avg_duration_diff_ms": round(be_avg - fe_avg, 2) if be_avg is not None and fe_avg is not None else None,
+        "success_rate_diff": (
+            round(be.success_rate - fe.success_rate, 4)
+            if be.success_rate is not None and fe.success_rate is not None
+            else None
+        ),
+        "activity_ratio": round(be_rate / fe_rate, 2) if be_rate is not None and fe_rate else None,
+    }
+
+
+def endpoint_rows(stats: PairStats) -> list[dict[str, Any]]:
+    """One row per endpoint key: frontend vs backend p50/p95, the gap in ms, error rates."""
+    be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
+    rows = []
+    for key in sorted(set(be_eps) | set(fe_eps)):
+        be, fe = be_eps.get(key), fe_eps.get(key)
+        be_fig = be.figures(stats.backend.minutes) if be else None
+        fe_fig = fe.figures(stats.frontend.minutes) if fe else None
+        pairs = stats.trace_gaps.get(key)
+        row = {
+            "key": key,
+            "backend": be_fig,
+            "frontend": fe_fig,
+            "gap_p50_ms": _gap(fe_fig, be_fig, "p50_ms"),
+            "gap_p95_ms": _gap(fe_fig, be_fig, "p95_ms"),
+            "matched_requests": pairs.count if pairs else 0,
+            "matched_gap_p50_ms": _round(pairs.quantile(0.5)) if pairs else None,
+            "matched_gap_p95_ms": _round(pairs.quantile(0.95)) if pairs else None,
+            "seen_by": "both" if be and fe else ("backend" if be else "frontend"),
+        }
+        rows.append(row)
+    rows.sort(key=lambda r: -((r["backend"] or {}).get("count", 0) + (r["frontend"] or {}).get("count", 0)))
+    return rows
+
+
+def _gap(fe: dict[str, Any] | None, be: dict[str, Any] | None, name: str) -> float | None:
+    if not fe or not be or fe[name] is None or be[name] is None:
+        return None
+    return round(fe[name] - be[name], 2)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def compare(stats: PairStats, thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
+    """Every difference between the two sides, most severe first."""
+    t = thresholds or Thresholds()
+    found = _service_differences(stats, t) + _endpoint_differences(stats, t)
+    found.sort(key=lambda d: (-_RANK[d["severity"]], d["scope"] != "service", d["key"] or ""))
+    return found
+
+
+def _service_differences(stats: PairStats, t: Thresholds) -> list[dict[str, Any]]:
+    be, fe = stats.backend, stats.frontend
+    if be.total.count < t.min_samples or fe.total.count < t.min_samples:
+        return []
+    out = []
+    be_rate, fe_rate = be.total.count / be.minutes, fe.total.count / fe.minutes
+    pct = _pct(be_rate, fe_rate)
+    sev = level(pct, t.activity_pct)
+    if sev:
+        busier = "Backend" if be_rate > fe_rate else "Frontend"
+        out.append(
+            _diff(
+                "activity", sev, None,
+                {"events": be.total.count, "events_per_minute": round(be_rate, 2)},
+                {"events": fe.total.count, "events_per_minute": round(fe_rate, 2)},
+                pct,
+                f"{busier} is more active: backend {be.total.count:,} events "
+                f"({be_rate:,.1f}/min), frontend {fe.total.count:,} ({fe_rate:,.1f}/min).",
+            )
+        )
+    bt, ft = be.total.timed, fe.total.timed
+    if bt.count >= t.min_samples and ft.count >= t.min_samples:
+        be_avg, fe_avg = bt.mean or 0.0, ft.mean or 0.0
+        pct = _pct(be_avg, fe_avg)
+        sev = _lower(level(pct, t.performance_pct), level(abs(be_avg - fe_avg), t.performance_ms))
+        if sev:
+            slower = "Backend" if be_avg > fe_avg else "Frontend"
+            out.append(
+                _diff(
+                    "performance", sev, None,
+                    {"avg_ms": round(be_avg, 2), "p95_ms": _round(bt.quantile(0.95)), "count": bt.count},
+                    {"avg_ms": round(fe_avg, 2), "p95_ms": _round(ft.quantile(0.95)), "count": ft.count},
+                    pct,
+                    f"{slower} operations take longer on average: backend {be_avg:,.1f} ms, "
+                    f"frontend {fe_avg:,.1f} ms ({pct:.1f}% apart).",
+                )
+            )
+    out += _error_rate(None, be.total, fe.total, t.error_rate_points)
+    out += _coverage(stats, t)
+    return out
+
+
+def _error_rate(key: str | None, be: Aggregate, fe: Aggregate, levels: Levels) -> list[dict[str, Any]]:
+    be_err, fe_err = be.error_rate or 0.0, fe.error_rate or 0.0
+    points = abs(be_err - fe_err) * 100
+    sev = level(points, levels)
+    if not sev:
+        return []
+    where = f"{key}: " if key else ""
+    worse = "backend" if be_err > fe_err else "frontend"
+    hint = ""
+    if key and worse == "backend":
+        hint = " The UI may be hiding server failures (retries or fallbacks)."
+    elif key:
+        hint = " Calls fail in the browser before or without reaching the backend."
+    return [
+        _diff(
+            "error_rate", sev, key,
+            {"error_rate": round(be_err, 4), "success_rate": round(1 - be_err, 4), "count": be.count},
+            {"error_rate": round(fe_err, 4), "success_rate": round(1 - fe_err, 4), "count": fe.count},
+            points,
+            f"{where}the {worse} fails more often: backend {be_err:.1%} errors, "
+            f"frontend {fe_err:.1%}.{hint}",
+        )
+    ]
+
+
+def _coverage(stats: PairStats, t: Thresholds) -> list[dict[str, Any]]:
+    """Service-scope pattern: the share of frontend API calls whose endpoint the backend never saw."""
+    be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
+    fe_calls = sum(a.count for a in fe_eps.values())
+    if not be_eps or fe_calls < t.min_samples:
+        return []
+    unseen = {k: a.count for k, a in fe_eps.items() if k not in be_eps and k != OTHER}
+    share = sum(unseen.values()) / fe_calls * 100
+    sev = level(share, t.pattern_share_pct)
+    if not sev:
+        return []
+    return [
+        _diff(
+            "pattern", sev, None,
+            {"endpoints": len(be_eps)},
+            {"endpoints": len(fe_eps), "calls": fe_calls, "unmatched_calls": sum(unseen.values()),
+             "unmatched_endpoints": sorted(unseen)[:10]},
+            share,
+            f"{share:.1f}% of the browser's API calls go to {len(unseen)} endpoint(s) the backend "
+            "never saw.",
+        )
+    ]
+
+
+def _endpoint_differences(stats: PairStats, t: Thresholds) -> list[dict[str, Any]]:
+    be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
+    out: list[dict[str, Any]] = []
+    for key in sorted(set(be_eps) | set(fe_eps)):
+        if key == OTHER:
+            continue
+        be, fe = be_eps.get(key), fe_eps.get(key)
+        if be is None or fe is None:
+            out += _one_sided(key, be, fe, stats, t)
+            continue
+        if be.count < t.min_samples or fe.count < t.min_samples:
+            continue
+        out += _endpoint_latency(key, be, fe, stats, t)
+        out += _error_rate(key, be, fe, t.endpoint_error_points)
+        pct = _pct(be.count, fe.count)
+        sev = level(pct, t.endpoint_activity_pct)
+        if sev:
+            more = "backend" if be.count > fe.count else "browser"
+            out.append(
+                _diff(
+                    "activity", sev, key,
+                    {"count": be.count}, {"count": fe.count}, pct,
+                    f"{key}: the {more} counts more calls (backend {be.count:,}, browser "
+                    f"{fe.count:,}): retries, lost requests or calls from elsewhere.",
+                )
+            )
+    return out
+
+
+def _endpoint_latency(
+    key: str, be: Aggregate, fe: Aggregate, stats: PairStats, t: Thresholds
+) -> list[dict[str, Any]]:
+    if be.timed.count < t.min_samples or fe.timed.count < t.min_samples:
+        return []
+    be_p50, fe_p50 = be.timed.quantile(0.5) or 0.0, fe.timed.quantile(0.5) or 0.0
+    pairs = stats.trace_gaps.get(key)
+    if pairs is not None and pairs.count >= t.min_samples:
+        gap, basis = pairs.quantile(0.5) or 0.0, f"{pairs.count:,} requests joined by trace id"
+    else:
+        gap, basis = fe_p50 - be_p50, "medians per endpoint"
+    pct = gap / be_p50 * 100 if be_p50 > 0 else (float("inf") if gap > 0 else None)
+    sev = _lower(level(gap, t.endpoint_gap_ms), level(pct, t.endpoint_gap_pct))
+    if not sev:
+        return []
+    return [
+        _diff(
+            "performance", sev, key,
+            {"p50_ms": _round(be_p50), "p95_ms": _round(be.timed.quantile(0.95)), "count": be.timed.count},
+            {"p50_ms": _round(fe_p50), "p95_ms": _round(fe.timed.quantile(0.95)), "count": fe.timed.count,
+             "gap_p50_ms": _round(gap)},
+            pct,
+            f"{key}: the browser waits {fe_p50:,.0f} ms at the median while the backend spends "
+            f"{be_p50:,.0f} ms; {gap:,.0f} ms go to network, queueing or the client ({basis}).",
+        )
+    ]
+
+
+def _one_sided(
+    key: str, be: Aggregate | None, fe: Aggregate | None, stats: PairStats, t: Thresholds
+) -> list[dict[str, Any]]:
+    if fe is not None and stats.backend.endpoints and fe.count >= t.min_samples:
+        sev = "high" if fe.count >= 5 * t.min_samples else "medium"
+        return [
+            _diff(
+                "pattern", sev, key, {"count": 0}, {"count": fe.count, "error_rate": _round(fe.error_rate)},
+                None,
+                f"{key}: the browser called it {fe.count:,} times and the backend never saw it "
+                "(wrong URL, a proxy, a cache or calls that never leave the browser).",
+            )
+        ]
+    if be is not None and stats.frontend.endpoints and be.count >= t.min_samples:
+        return [
+            _diff(
+                "pattern", "low", key, {"count": be.count}, {"count": 0}, None,
+                f"{key}: served {be.count:,} times by the backend and never called from the browser "
+                "(server-to-server traffic, scripts or an unused endpoint).",
+            )
+        ]
+    return []

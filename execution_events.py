@@ -1,0 +1,308 @@
+"""The ExecutionEvent model: one validated record of work seen by the backend or the frontend.
+
+Batches are decoded and validated in one pass by msgspec against a typed schema; when a
+batch holds invalid events, each event is decoded alone so the valid ones are kept and
+every rejection names its index, field and rule (``events[3].duration_ms: must be >= 0``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from backend_logging_config import endpoint_key, normalize_route
+
+__all__ = [
+    "ExecutionEvent",
+    "BatchResult",
+    "BatchError",
+    "decode_batch",
+    "encode_events",
+    "endpoint_key",
+    "normalize_route",
+    "scrub_details",
+    "timestamp_to_epoch",
+    "iter_event_file",
+]
+
+MAX_DETAILS_BYTES = 8 * 1024
+MAX_BATCH_EVENTS = 1000
+FILTERED = "[Filtered]"
+
+Service = Literal["backend", "frontend"]
+Status = Literal["success", "error"]
+Component = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Action = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Duration = Annotated[float, msgspec.Meta(ge=0, le=1e10)]
+TraceId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{32}$")]
+SpanId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{16}$")]
+
+
+class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False):
+    """One execution event, as in DESIGN.md; the seed's keyword constructor works as is.
+
+    ``timestamp`` may be given as an ISO 8601 string (no zone means UTC), epoch seconds or a
+    datetime; it is kept as an aware UTC datetime and written out as ISO 8601.
+    """
+
+    timestamp: datetime | float = 0.0
+    service: Service
+    component: Component
+    action: Action
+    duration_ms: Duration | None = None
+    status: Status = "success"
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+    trace_id: TraceId | None = None
+    span_id: SpanId | None = None
+
+    def __post_init__(self) -> None:
+        self.timestamp = _to_datetime(self.timestamp)
+        if self.details:
+            if len(msgspec.json.encode(self.details)) > MAX_DETAILS_BYTES:
+                raise ValueError(f"details: must be at most {MAX_DETAILS_BYTES} bytes as JSON")
+            self.details = scrub_details(self.details)
+        if self.duration_ms is not None and not math.isfinite(self.duration_ms):
+            raise ValueError("duration_ms: must be a finite number >= 0")
+
+    @property
+    def epoch(self) -> float:
+        """The timestamp as epoch seconds."""
+        ts = self.timestamp
+        return ts.timestamp() if isinstance(ts, datetime) else float(ts)
+
+    @property
+    def is_error(self) -> bool:
+        """True when the event failed."""
+        return self.status == "error"
+
+    @property
+    def endpoint(self) -> str | None:
+        """The endpoint key (``GET /api/orders/:id``) for backend http and frontend api events."""
+        if (self.service, self.component) in (("backend", "http"), ("frontend", "api")):
+            return self.action
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the event as JSON-ready builtins."""
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+class _Envelope(msgspec.Struct):
+    events: list[ExecutionEvent]
+
+
+class _RawEnvelope(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+class BatchError(ValueError):
+    """The body as a whole is unusable (not JSON, not a batch); maps to HTTP 400."""
+
+
+class BatchResult(msgspec.Struct):
+    """Outcome of decoding one batch: the valid events and why the others were refused."""
+
+    events: list[ExecutionEvent]
+    errors: list[dict[str, Any]]
+
+    @property
+    def accepted(self) -> int:
+        """How many events were valid."""
+        return len(self.events)
+
+    @property
+    def rejected(self) -> int:
+        """How many events were refused."""
+        return len(self.errors)
+
+
+_list_decoder = msgspec.json.Decoder(list[ExecutionEvent])
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_raw_envelope_decoder = msgspec.json.Decoder(_RawEnvelope)
+_event_decoder = msgspec.json.Decoder(ExecutionEvent)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult:
+    """Decode a JSON array of events or ``{"events": [...]}``, keeping every valid event.
+
+    Raises BatchError when the body is not JSON or not a batch at all.
+    """
+    start = body.lstrip()[:1]
+    if start == b"[":
+        fast, raw_decoder = _list_decoder, _raw_list_decoder
+    elif start == b"{":
+        fast, raw_decoder = _envelope_decoder, _raw_envelope_decoder
+    else:
+        raise BatchError('body must be a JSON array of events or {"events": [...]}')
+    try:
+        decoded = fast.decode(body)
+        events = decoded if isinstance(decoded, list) else decoded.events
+        if len(events) <= max_events:
+            return BatchResult(events=events, errors=[])
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        pass
+    try:
+        raw = raw_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise BatchError(_friendly(str(exc), prefix="body")) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise BatchError(f"malformed JSON: {exc}") from None
+    items = raw if isinstance(raw, list) else raw.events
+    events, errors = [], []
+    for index, item in enumerate(items):
+        if index >= max_events:
+            errors.append({"index": index, "error": f"events[{index}]: batch holds more than {max_events} events"})
+            continue
+        try:
+            events.append(_event_decoder.decode(item))
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+            errors.append({"index": index, "error": _friendly(str(exc), prefix=f"events[{index}]")})
+    return BatchResult(events=events, errors=errors)
+
+
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_RULES = [
+    (re.compile(r"Expected `str` of length >= 1"), "must not be empty"),
+    (re.compile(r"Expected `str` of length <= (\d+)"), r"must be at most \1 characters"),
+    (re.compile(r"Expected `float` >= 0(\.0)?"), "must be >= 0"),
+    (re.compile(r"Expected `float` <= .*"), "is too large"),
+    (re.compile(r"Expected `str` matching regex '\^\[0-9a-f\]\{(\d+)\}\$'"), r"must be \1 lowercase hex characters"),
+    (re.compile(r"Invalid enum value '(.*)'"), r"invalid value '\1'"),
+    (re.compile(r"Invalid RFC3339 encoded datetime"), "must be ISO 8601 or epoch seconds"),
+    (re.compile(r"Expected `float \| null`, got `(\w+)`"), r"must be a number or null, got \1"),
+    (re.compile(r"Expected `(\w+)`, got `(\w+)`"), r"must be \1, got \2"),
+    (re.compile(r"Object missing required field `(\w+)`"), r"\1: required"),
+]
+
+
+def _friendly(message: str, prefix: str) -> str:
+    """Turn msgspec's message into ``events[3].duration_ms: must be >= 0``."""
+    path = ""
+    match = _PATH.search(message)
+    if match:
+        path = match.group("path")
+        message = message[: match.start()]
+    if message.startswith("details: ") or message.startswith("duration_ms: "):
+        field_name, _, message = message.partition(": ")
+        path = f"{path}.{field_name}"
+    for pattern, replacement in _RULES:
+        if pattern.search(message):
+            message = pattern.sub(replacement, message)
+            break
+    if message.endswith(": required") and ":" in message:
+        field_name, _, message = message.partition(": ")
+        path = f"{path}.{field_name}"
+    return f"{prefix}{path}: {message}"
+
+
+_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|authori[sz]ation|api[-_]?key|cookie|session|credential", re.I)
+_CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
+
+
+def scrub_details(details: dict[str, Any]) -> dict[str, Any]:
+    """Replace secret-looking values in ``details`` with ``[Filtered]``.
+
+    Keys such as password, token, secret, authorization, api_key and cookie are filtered,
+    and so are card-like numbers (13 to 19 digits passing the Luhn check) in any string.
+    """
+    return {k: (FILTERED if _SECRET_KEY.search(k) else _scrub_value(v)) for k, v in details.items()}
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _CARD.sub(_mask_card, value) if len(value) >= 13 else value
+    if isinstance(value, dict):
+        return scrub_details(value)
+    if isinstance(value, list):
+        return [_scrub_value(v) for v in value]
+    return value
+
+
+def _mask_card(match: re.Match[str]) -> str:
+    digits = [int(c) for c in match.group() if c.isdigit()]
+    checksum = sum(digits[-1::-2]) + sum(sum(divmod(2 * d, 10)) for d in digits[-2::-2])
+    return FILTERED if checksum % 10 == 0 else match.group()
+
+
+def _to_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str):
+        try:
+            return _to_datetime(datetime.fromisoformat(value))
+        except ValueError:
+            raise ValueError("timestamp: must be ISO 8601 or epoch seconds") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value == 0.0:
+            return datetime.now(timezone.utc)
+        if not math.isfinite(value) or not 0 < value < 32503680000:
+            raise ValueError("timestamp: epoch seconds out of range")
+        return datetime.fromtimestamp(value, timezone.utc)
+    raise TypeError("timestamp: must be ISO 8601 or epoch seconds")
+
+
+def timestamp_to_epoch(value: Any) -> float:
+    """Epoch seconds for an ISO string (no zone = UTC), a datetime or a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return _to_datetime(value).timestamp()
+
+
+def encode_events(events: list[ExecutionEvent]) -> bytes:
+    """Encode events as a JSON array, fast."""
+    return _encoder.encode(events)
+
+
+def iter_event_file(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield event dicts from a JSON array, a JSON Lines file or a saved /data export.
+
+    JSON Lines is read line by line in constant memory; a malformed line raises ValueError
+    naming the file and line number.
+    """
+    path = Path(path)
+    with path.open("rb") as fh:
+        head = fh.read(64).lstrip()
+    if head.startswith(b"[") or (head.startswith(b"{") and not _is_jsonl(path)):
+        data = msgspec.json.decode(path.read_bytes())
+        if isinstance(data, dict):
+            data = data.get("recent_events", data.get("events"))
+            if data is None:
+                raise ValueError(f"{path}: a JSON object must hold 'recent_events' or 'events'")
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON array of events")
+        yield from data
+        return
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield msgspec.json.decode(line)
+            except msgspec.DecodeError as exc:
+                raise ValueError(f"{path}:{number}: malformed JSON line: {exc}") from None
+
+
+def _is_jsonl(path: Path) -> bool:
+    with path.open("rb") as fh:
+        first = fh.readline()
+        second = fh.readline()
+    if not second.strip():
+        return False
+    try:
+        msgspec.json.decode(first)
+        return True
+    except msgspec.DecodeError:
+        return False
+
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    raise RuntimeError("Python 3.11 or newer is required")

@@ -1,0 +1,254 @@
+"""The event store: bounded deques, ingest counters and windowed running aggregates.
+
+One small class owns the lock and hands out copies, so readers always see a consistent
+snapshot and no caller can mutate shared state behind its back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from execution_events import ExecutionEvent
+from execution_stats import PairStats
+
+SERVICES = ("backend", "frontend")
+MAX_PENDING_TRACES = 20_000
+
+
+class EventStore:
+    """Thread-safe store of the latest events of each side plus their running statistics.
+
+    Statistics cover a sliding window (``window_s``) kept as time buckets: each event is
+    added to its bucket and to the window total, and an expired bucket is subtracted from
+    the total, so reading figures never rescans the stored events.
+    """
+
+    def __init__(
+        self,
+        max_events: int = 10_000,
+        window_s: float = 900.0,
+        bucket_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.max_events = max_events
+        self.window_s = window_s
+        self.bucket_s = bucket_s or max(window_s / 60, 1.0)
+        self._events: dict[str, deque[ExecutionEvent]] = {s: deque(maxlen=max_events) for s in SERVICES}
+        self._buckets: deque[tuple[float, PairStats]] = deque()
+        self._window = PairStats()
+        self._pending: OrderedDict[str, tuple[str, str | None, float | None]] = OrderedDict()
+        self._counters: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
+        self._totals: Counter[str] = Counter()
+        self._since_tick: Counter[str] = Counter()
+        self._seq = 0
+        self._first_event_at: float | None = None
+
+    # --- writing -------------------------------------------------------------------------
+
+    def add(self, events: Iterable[ExecutionEvent]) -> int:
+        """Store valid events; returns how many were accepted."""
+        events = list(events)
+        now = self._clock()
+        with self._lock:
+            self._counters["received"] += len(events)
+            bucket = self._bucket(now)
+            if self._first_event_at is None and events:
+                self._first_event_at = now
+            for event in events:
+                service = event.service
+                store = self._events[service]
+                if len(store) == store.maxlen:
+                    self._counters[f"evicted_{service}"] += 1
+                store.append(event)
+                self._seq += 1
+                self._totals[service] += 1
+                self._since_tick[service] += 1
+                key = event.endpoint
+                bucket.side(service).add(
+                    event.component, event.action, event.duration_ms, event.is_error, now
+                )
+                self._window.side(service).add(
+                    event.component, event.action, event.duration_ms, event.is_error, now
+                )
+                if event.trace_id and key is not None:
+                    self._join(event, key, bucket)
+            self._counters["accepted"] += len(events)
+        return len(events)
+
+    def reject(self, reasons: Iterable[str]) -> None:
+        """Count refused events (a malformed body counts as one) by the rule that refused them."""
+        with self._lock:
+            for reason in reasons:
+                self._counters["received"] += 1
+                self._counters["rejected"] += 1
+                self._rejected[reason] += 1
+
+    def _join(self, event: ExecutionEvent, key: str, bucket: PairStats) -> None:
+        trace = event.trace_id
+        assert trace is not None
+        other = self._pending.pop(trace, None)
+        if other is None or other[0] == event.service:
+            self._pending[trace] = (event.service, key, event.duration_ms)
+            if len(self._pending) > MAX_PENDING_TRACES:
+                self._pending.popitem(last=False)
+            return
+        _, other_key, other_ms = other
+        if other_key != key or other_ms is None or event.duration_ms is None:
+            return
+        if event.service == "frontend":
+            gap = event.duration_ms - other_ms
+        else:
+            gap = other_ms - event.duration_ms
+        bucket.add_gap(key, gap)
+        self._window.add_gap(key, gap)
+
+    def _bucket(self, now: float) -> PairStats:
+        """The bucket for ``now``, expiring buckets older than the window (lock held)."""
+        start = now - now % self.bucket_s
+        while self._buckets and self._buckets[0][0] <= now - self.window_s - self.bucket_s:
+            _, old = self._buckets.popleft()
+            self._window.subtract(old)
+        if not self._buckets or self._buckets[-1][0] < start:
+            self._buckets.append((start, PairStats()))
+        return self._buckets[-1][1]
+
+    def clear(self) -> None:
+        """Forget every event and statistic (counters stay, as Prometheus counters do)."""
+        with self._lock:
+            for store in self._events.values():
+                store.clear()
+            self._buckets.clear()
+            self._window = PairStats()
+            self._pending.clear()
+            self._totals.clear()
+            self._first_event_at = None
+
+    # --- reading -------------------------------------------------------------------------
+
+    def window_stats(self) -> PairStats:
+        """A copy of the current window's statistics, with each side's window in minutes."""
+        now = self._clock()
+        with self._lock:
+            self._bucket(now)
+            stats = PairStats()
+            stats.merge(self._window)
+            started = self._buckets[0][0] if self._buckets else now
+            first = self._first_event_at if self._first_event_at is not None else now
+            span = min(self.window_s, now - max(started, first))
+        minutes = max(span, self.bucket_s) / 60
+        stats.backend.minutes = stats.frontend.minutes = minutes
+        return stats
+
+    def recent(
+        self, limit: int = 200, service: str | None = None, include_self: bool = True
+    ) -> list[ExecutionEvent]:
+        """The newest events first, at most ``limit``, across both sides unless one is named."""
+        with self._lock:
+            sides = [service] if service else list(SERVICES)
+            merged: list[ExecutionEvent] = []
+            for side in sides:
+                merged.extend(_newest(self._events[side], limit, include_self))
+        merged.sort(key=lambda e: e.epoch, reverse=True)
+        return merged[:limit]
+
+    def events(self, service: str) -> list[ExecutionEvent]:
+        """A copy of one side's stored events, oldest first."""
+        with self._lock:
+            return list(self._events[service])
+
+    def counts(self) -> dict[str, Any]:
+        """Ingest counters: received, accepted, rejected (by reason), evicted, stored."""
+        with self._lock:
+            stored = {s: len(self._events[s]) for s in SERVICES}
+            evicted = {s: self._counters[f"evicted_{s}"] for s in SERVICES}
+            return {
+                "received": self._counters["received"],
+                "accepted": self._counters["accepted"],
+                "rejected": self._counters["rejected"],
+                "rejected_by_reason": dict(self._rejected.most_common(20)),
+                "evicted": sum(evicted.values()),
+                "evicted_by_service": evicted,
+                "stored": stored,
+                "totals": {s: self._totals[s] for s in SERVICES},
+            }
+
+    def take_tick_counts(self) -> dict[str, int]:
+        """Events added per side since the last call (one activity-chart point)."""
+        with self._lock:
+            counts = {s: self._since_tick[s] for s in SERVICES}
+            self._since_tick.clear()
+        return counts
+
+    @property
+    def seq(self) -> int:
+        """A number that grows with every stored event (for streaming new events)."""
+        return self._seq
+
+    def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
+        """Events stored after ``seq`` (newest last, at most ``limit``) and the new seq."""
+        with self._lock:
+            new = self._seq - seq
+            if new <= 0:
+                return self._seq, []
+            merged = [e for side in SERVICES for e in _newest(self._events[side], min(new, limit), True)]
+            current = self._seq
+        merged.sort(key=lambda e: e.epoch)
+        return current, merged[-limit:]
+
+
+def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Iterator[ExecutionEvent]:
+    taken = 0
+    for event in reversed(store):
+        if taken >= limit:
+            return
+        if not include_self and event.details.get("self_monitor"):
+            continue
+        taken += 1
+        yield event
+
+
+class EventDeque:
+    """The seed's ``monitor.backend_events``: a deque-like view whose appends go through the store.
+
+    ``monitor.backend_events.append(event)`` therefore counts in every figure.
+    """
+
+    def __init__(self, store: EventStore, service: str) -> None:
+        self._store = store
+        self._service = service
+
+    def append(self, event: ExecutionEvent | dict[str, Any]) -> None:
+        """Store one event of this side."""
+        self.extend([event])
+
+    def extend(self, events: Iterable[ExecutionEvent | dict[str, Any]]) -> None:
+        """Store several events of this side."""
+        checked = []
+        for event in events:
+            if isinstance(event, dict):
+                event = ExecutionEvent(**{"service": self._service, **event})
+            if event.service != self._service:
+                raise ValueError(f"a {event.service} event cannot go into {self._service}_events")
+            checked.append(event)
+        self._store.add(checked)
+
+    @property
+    def maxlen(self) -> int:
+        """How many events of this side are kept."""
+        return self._store.max_events
+
+    def __len__(self) -> int:
+        return self._store.counts()["stored"][self._service]
+
+    def __iter__(self) -> Iterator[ExecutionEvent]:
+        return iter(self._store.events(self._service))
+
+    def __getitem__(self, index: int) -> ExecutionEvent:
+        return self._store.events(self._service)[index]

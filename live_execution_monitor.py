@@ -1,0 +1,390 @@
+"""The Live Execution Monitor's Flask API and command line.
+
+``create_app(settings)`` builds an isolated app around a ``LiveExecutionMonitor``;
+``main`` serves it with waitress (``--debug`` uses Flask's debugger, on loopback only).
+Run ``python live_execution_monitor.py --help`` for every setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request, send_from_directory
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException
+
+from backend_logging_config import endpoint_key
+from execution_events import BatchError, ExecutionEvent
+from monitor_core import LiveExecutionMonitor
+from monitor_settings import (
+    add_arguments,
+    defaults,
+    is_loopback,
+    origin_allowed,
+    parse_origins,
+    public_view,
+    resolve,
+)
+
+__all__ = ["LiveExecutionMonitor", "ExecutionEvent", "create_app", "main", "serve"]
+
+API = "/api/live-execution"
+HERE = Path(__file__).resolve().parent
+DASHBOARD = "live_execution_dashboard.html"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+NOT_SELF_MONITORED = (f"{API}/events", f"{API}/stream")
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+log = logging.getLogger("live_execution_monitor")
+
+
+class ApiError(Exception):
+    """A client error answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def create_app(
+    settings: Mapping[str, Any] | None = None, monitor: LiveExecutionMonitor | None = None
+) -> Flask:
+    """Build the monitor's Flask app; every call gives an independent app and monitor."""
+    settings = {**defaults(), **(settings or {})}
+    app = Flask(__name__, static_folder=str(HERE / "static"), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = settings["max_body_bytes"]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    monitor = monitor or LiveExecutionMonitor(settings)
+    app.extensions["live_monitor"] = monitor
+    origins = parse_origins(settings["cors_origins"])
+    CORS(
+        app,
+        resources={f"{API}/*": {"origins": origins}},
+        supports_credentials=False,
+        allow_headers=["Content-Type", "Authorization", "X-Ingest-Key", "Content-Encoding"],
+        max_age=600,
+    )
+    guard_loopback = is_loopback(settings["host"])
+    token, ingest_key = settings["token"], settings["ingest_key"]
+    streams = _StreamSlots(max(1, settings["threads"] - 2))
+
+    @app.before_request
+    def _guard() -> None:
+        g.started = time.perf_counter()
+        if guard_loopback and _hostname(request.host) not in LOOPBACK_HOSTS:
+            raise ApiError(403, "Host header not allowed: the monitor answers to localhost only")
+        if not request.path.startswith(API) or request.method == "OPTIONS":
+            return
+        origin = request.headers.get("Origin")
+        if origin and request.method != "GET" and not origin_allowed(origin, origins):
+            raise ApiError(403, f"origin {origin} is not allowed (see --cors-origins)")
+        if token:
+            bearer = request.headers.get("Authorization", "")
+            ok = bearer == f"Bearer {token}"
+            if request.path == f"{API}/events" and ingest_key:
+                ok = ok or request.headers.get("X-Ingest-Key") == ingest_key
+            if not ok:
+                raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
+
+    @app.after_request
+    def _after(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.mimetype == "text/html":
+            response.headers["Content-Security-Policy"] = CSP
+        path = request.path
+        if (
+            settings["self_monitor"]
+            and path.startswith(API)
+            and not path.startswith(NOT_SELF_MONITORED)
+            and request.method != "OPTIONS"
+        ):
+            monitor.record(
+                ExecutionEvent(
+                    timestamp=time.time(),
+                    service="backend",
+                    component="http",
+                    action=endpoint_key(request.method, path),
+                    duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+                    status="error" if response.status_code >= 500 else "success",
+                    details={"http_status": response.status_code, "self_monitor": True},
+                )
+            )
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+        return jsonify(error=exc.message), exc.status, exc.headers
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        message = exc.description or exc.name
+        if exc.code == 413:
+            message = f"body too large: at most {settings['max_body_bytes']:,} bytes"
+        return jsonify(error=message), exc.code or 400
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return jsonify(error="internal error; the monitor's log has the details"), 500
+
+    @app.get("/")
+    def dashboard() -> Response:
+        return send_from_directory(HERE, DASHBOARD, mimetype="text/html", max_age=0)
+
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify(status="ok", monitoring=monitor.monitoring)
+
+    @app.post(f"{API}/start")
+    def start() -> Response:
+        started = monitor.start()
+        return jsonify(status="started" if started else "already running", monitoring=True)
+
+    @app.post(f"{API}/stop")
+    def stop() -> Response:
+        stopped = monitor.stop()
+        return jsonify(status="stopped" if stopped else "not running", monitoring=False)
+
+    @app.get(f"{API}/status")
+    def status() -> Response:
+        return jsonify(monitor.status())
+
+    @app.get(f"{API}/data")
+    def data() -> Response:
+        limit = _int_arg("limit", settings["recent_limit"], 0, settings["max_events"] * 2)
+        history = _int_arg("history", 300, 0, settings["history"])
+        include_self = _bool_arg("include_self", True)
+        return jsonify(monitor.data(limit=limit, include_self=include_self, history=history))
+
+    @app.get(f"{API}/differences")
+    def differences() -> Response:
+        found = monitor.differences()
+        floor = request.args.get("min_severity")
+        if floor is not None:
+            order = ["low", "medium", "high"]
+            if floor not in order:
+                raise ApiError(400, "min_severity must be low, medium or high")
+            found = [d for d in found if order.index(d["severity"]) >= order.index(floor)]
+        return jsonify(differences=found, count=len(found), thresholds=monitor.thresholds.as_dict())
+
+    @app.post(f"{API}/events")
+    def events() -> tuple[Response, int]:
+        body = _read_body(settings["max_body_bytes"])
+        try:
+            result = monitor.ingest(body)
+        except BatchError as exc:
+            monitor.store.reject(["malformed batch"])
+            raise ApiError(400, str(exc)) from None
+        answer: dict[str, Any] = {"accepted": result.accepted, "rejected": result.rejected, "errors": result.errors[:20]}
+        if result.accepted == 0 and result.rejected:
+            answer["error"] = "no valid event in the batch"
+            return jsonify(answer), 400
+        return jsonify(answer), 200
+
+    @app.get(f"{API}/config")
+    def config() -> Response:
+        return jsonify(settings=public_view(settings), thresholds=monitor.thresholds.as_dict())
+
+    @app.get(f"{API}/stream")
+    def stream() -> Response:
+        if not streams.acquire():
+            raise ApiError(503, "too many live streams open; poll /data instead", {"Retry-After": "5"})
+        return Response(
+            _sse(monitor, streams),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    if settings["autostart"]:
+        monitor.start()
+    return app
+
+
+def _hostname(host: str) -> str:
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _bool_arg(name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError(400, f"{name} must be true or false")
+
+
+def _read_body(limit: int) -> bytes:
+    """The request body, decompressed, refused with 413 beyond ``limit`` bytes."""
+    if request.mimetype not in ("application/json", "text/plain"):
+        raise ApiError(415, "send the events as JSON with Content-Type: application/json")
+    body = request.get_data(cache=False)
+    encoding = request.headers.get("Content-Encoding", "identity").lower()
+    if encoding in ("gzip", "deflate"):
+        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+        inflater = zlib.decompressobj(wbits)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise ApiError(400, f"body is not valid {encoding} data") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise ApiError(413, f"body too large after decompression: at most {limit:,} bytes")
+    elif encoding != "identity":
+        raise ApiError(415, f"unsupported Content-Encoding {encoding}: use gzip, deflate or none")
+    return body
+
+
+class _StreamSlots:
+    """Counts open event streams: each holds a server thread, so they are capped."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self._open >= self._limit:
+                return False
+            self._open += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+
+def _sse(monitor: LiveExecutionMonitor, slots: _StreamSlots) -> Iterator[str]:
+    """Server-Sent Events: new events and the current differences after every tick."""
+    try:
+        seq, tick = monitor.store.seq, -1
+        yield "retry: 2000\n\n"
+        while True:
+            wait = 15.0 if monitor.monitoring else monitor.settings["interval"]
+            new_tick = monitor.wait_for_tick(tick, wait)
+            seq, fresh = monitor.store.since(seq, 200)
+            if fresh:
+                yield f"event: events\ndata: {json.dumps([e.to_dict() for e in fresh])}\n\n"
+            if new_tick != tick:
+                tick = new_tick
+                yield f"event: differences\ndata: {json.dumps(monitor.differences())}\n\n"
+            if not fresh and new_tick == tick:
+                yield ": keep-alive\n\n"
+    finally:
+        slots.release()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The monitor's command line: one flag per setting of monitor_settings.SETTINGS."""
+    parser = argparse.ArgumentParser(
+        prog="live_execution_monitor.py",
+        description="Serve the Live Execution Monitor: REST API, dashboard and event ingest.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def check_settings(settings: Mapping[str, Any]) -> str | None:
+    """Refuse unsafe combinations; returns the reason or None."""
+    if settings["debug"] and not is_loopback(settings["host"]):
+        return "--debug runs Flask's interactive debugger and is refused unless bound to loopback"
+    if not is_loopback(settings["host"]) and not settings["token"]:
+        return (
+            f"binding {settings['host']} exposes the monitor beyond this machine: "
+            "set --token (or LIVE_MONITOR_TOKEN) so control and read endpoints need it"
+        )
+    return None
+
+
+def serve(
+    settings: Mapping[str, Any],
+    monitor: LiveExecutionMonitor | None = None,
+    ready: Callable[[str], None] | None = None,
+) -> int:
+    """Serve until interrupted; ``ready`` gets the base URL once the socket listens."""
+    from waitress.server import create_server
+
+    app = create_app(settings, monitor)
+    monitor = app.extensions["live_monitor"]
+    host = settings["host"]
+    if settings["debug"]:
+        logging.basicConfig(level=logging.DEBUG)
+        base = f"http://{host}:{settings['port']}"
+        print(f"Live Execution Monitor (debug) serving on {base}", flush=True)
+        if ready:
+            ready(base)
+        app.run(host=host, port=settings["port"], debug=True, use_reloader=False, threaded=True)
+        return 0
+    server = create_server(
+        app,
+        host=host,
+        port=settings["port"],
+        threads=settings["threads"],
+        ident="live-execution-monitor",
+        max_request_body_size=settings["max_body_bytes"],
+        channel_timeout=30,
+    )
+    port = server.effective_port  # type: ignore[union-attr]
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    print(f"Live Execution Monitor serving on {base}", flush=True)
+    if ready:
+        ready(base)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monitor.stop()
+        server.close()
+    print("Live Execution Monitor stopped.", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the monitor from the command line."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = resolve(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = check_settings(settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if not is_loopback(settings["host"]):
+        print(f"warning: listening on {settings['host']}: every API call needs the token", file=sys.stderr)
+    return serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

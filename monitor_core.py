@@ -1,0 +1,186 @@
+"""The monitoring core: ``LiveExecutionMonitor`` ties the store, the sampler and the comparator.
+
+It knows nothing of HTTP; ``live_execution_monitor.create_app`` puts the Flask API in
+front of it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from execution_comparator import Thresholds, comparison, compare, endpoint_rows, summarize
+from execution_events import BatchResult, ExecutionEvent, decode_batch
+from execution_store import EventDeque, EventStore
+from monitor_settings import defaults
+from system_sampler import SystemSampler
+
+__all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
+
+
+class LiveExecutionMonitor:
+    """Collects both sides' events and system samples and says where the two differ.
+
+    ``backend_events`` and ``frontend_events`` behave like the seed's deques, but an
+    ``append`` goes through the store, so such an event counts in every figure.
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | None = None,
+        reader: Callable[[], dict[str, float]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = {**defaults(), **(settings or {})}
+        s = self.settings
+        self._clock = clock
+        self.store = EventStore(max_events=s["max_events"], window_s=s["window"], clock=clock)
+        self.backend_events = EventDeque(self.store, "backend")
+        self.frontend_events = EventDeque(self.store, "frontend")
+        self.sampler = SystemSampler(
+            reader, interval=s["interval"], history=s["history"], on_tick=self._on_tick, clock=clock
+        )
+        thresholds = Thresholds.from_file(s["thresholds"]) if s["thresholds"] else Thresholds()
+        if s["min_samples"] != thresholds.min_samples and s["min_samples"] != defaults()["min_samples"]:
+            thresholds = Thresholds(**{**thresholds.as_dict(), "min_samples": s["min_samples"]})
+        self.thresholds = thresholds
+        self.activity: deque[dict[str, Any]] = deque(maxlen=s["history"])
+        self._lock = threading.Lock()
+        self._started_at: float | None = None
+        self._elapsed_before = 0.0
+        self._differences: tuple[float, list[dict[str, Any]]] | None = None
+        self._tick = threading.Condition()
+        self._tick_number = 0
+
+    # --- control -------------------------------------------------------------------------
+
+    @property
+    def monitoring(self) -> bool:
+        """True between start() and stop()."""
+        return self._started_at is not None
+
+    def start(self) -> bool:
+        """Start sampling and the monitoring clock; False when already monitoring."""
+        with self._lock:
+            if self._started_at is not None:
+                return False
+            self._started_at = self._clock()
+            self.sampler.start()
+            return True
+
+    def stop(self) -> bool:
+        """Stop sampling; stored data stays. False when not monitoring."""
+        with self._lock:
+            if self._started_at is None:
+                return False
+            self.sampler.stop()
+            self._elapsed_before += self._clock() - self._started_at
+            self._started_at = None
+        with self._tick:
+            self._tick.notify_all()
+        return True
+
+    def uptime(self) -> float:
+        """Seconds spent monitoring, across start/stop cycles."""
+        running = self._clock() - self._started_at if self._started_at is not None else 0.0
+        return self._elapsed_before + running
+
+    # --- ingest --------------------------------------------------------------------------
+
+    def ingest(self, body: bytes, max_events: int | None = None) -> BatchResult:
+        """Decode, validate and store one batch; raises execution_events.BatchError."""
+        result = decode_batch(body, max_events or self.settings["max_batch_events"])
+        if result.events:
+            self.store.add(result.events)
+        if result.errors:
+            self.store.reject(_reason(e["error"]) for e in result.errors)
+        return result
+
+    def record(self, event: ExecutionEvent) -> None:
+        """Store one event built in Python (self-monitoring, integrations)."""
+        self.store.add([event])
+
+    # --- periodic work -------------------------------------------------------------------
+
+    def _on_tick(self, sample: dict[str, Any]) -> None:
+        counts = self.store.take_tick_counts()
+        self.activity.append({"timestamp": sample["timestamp"], **counts})
+        self._differences = (self._clock(), compare(self.store.window_stats(), self.thresholds))
+        with self._tick:
+            self._tick_number += 1
+            self._tick.notify_all()
+
+    def wait_for_tick(self, after: int, timeout: float) -> int:
+        """Block until a tick newer than ``after`` (or timeout); returns the tick number."""
+        with self._tick:
+            self._tick.wait_for(lambda: self._tick_number > after or not self.monitoring, timeout)
+            return self._tick_number
+
+    # --- reading -------------------------------------------------------------------------
+
+    def differences(self) -> list[dict[str, Any]]:
+        """The differences now detected (recomputed at most once per interval)."""
+        cached = self._differences
+        if cached is not None and self._clock() - cached[0] < self.settings["interval"]:
+            return cached[1]
+        found = compare(self.store.window_stats(), self.thresholds)
+        self._differences = (self._clock(), found)
+        return found
+
+    def status(self) -> dict[str, Any]:
+        """Monitoring state, uptime, counts and ingest counters."""
+        counts = self.store.counts()
+        last = self.sampler.last_sample_at
+        return {
+            "monitoring": self.monitoring,
+            "uptime_seconds": round(self.uptime(), 1),
+            "started_at": _iso(self._started_at),
+            "interval_seconds": self.sampler.interval,
+            "last_sample_age_seconds": round(self._clock() - last, 2) if last else None,
+            "sampler_errors": self.sampler.errors,
+            "backend_events": counts["totals"]["backend"],
+            "frontend_events": counts["totals"]["frontend"],
+            "differences_found": len(self.differences()),
+            **counts,
+        }
+
+    def data(self, limit: int | None = None, include_self: bool = True, history: int = 300) -> dict[str, Any]:
+        """Everything the dashboard draws: summaries, comparison, endpoints, system, events."""
+        stats = self.store.window_stats()
+        limit = self.settings["recent_limit"] if limit is None else limit
+        backend, frontend = summarize(stats.backend), summarize(stats.frontend)
+        totals = self.store.counts()["totals"]
+        backend["total_events"], frontend["total_events"] = totals["backend"], totals["frontend"]
+        backend["window_events"], frontend["window_events"] = stats.backend.total.count, stats.frontend.total.count
+        differences = self.differences()
+        return {
+            "monitoring": self.monitoring,
+            "uptime_seconds": round(self.uptime(), 1),
+            "window_seconds": self.store.window_s,
+            "generated_at": _iso(self._clock()),
+            "backend": backend,
+            "frontend": frontend,
+            "comparison": comparison(stats),
+            "endpoints": endpoint_rows(stats),
+            "differences_count": len(differences),
+            "system": self.sampler.latest(),
+            "system_history": self.sampler.recent(history),
+            "activity_history": list(self.activity)[-history:],
+            "recent_events": [e.to_dict() for e in self.store.recent(limit, include_self=include_self)],
+        }
+
+
+def _reason(error: str) -> str:
+    """The rule of a rejection, without the event index, for the rejected-by-reason counter."""
+    head, _, rule = error.partition(": ")
+    field = head.split("]", 1)[1].lstrip(".") if "]" in head else ""
+    return f"{field}: {rule}" if field else rule
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"

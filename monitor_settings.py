@@ -1,0 +1,151 @@
+"""One settings table (name, default, environment variable, help) for the monitor.
+
+It feeds the command-line flags, the environment variables, GET /api/live-execution/config
+and the README's configuration section, so the four cannot disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its flag is ``--name-with-dashes``, its variable ``env``."""
+
+    name: str
+    default: Any
+    env: str
+    help: str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag."""
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, text: str) -> Any:
+        """Convert an environment variable's text to this setting's type."""
+        if isinstance(self.default, bool):
+            if text.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.strip().lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"{self.env}: expected true or false, got {text!r}")
+        if isinstance(self.default, int):
+            return int(text)
+        if isinstance(self.default, float):
+            return float(text)
+        return text
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "LIVE_MONITOR_HOST", "Interface to bind; anything but loopback needs --token."),
+    Setting("port", 5001, "LIVE_MONITOR_PORT", "TCP port to listen on (0 picks a free one)."),
+    Setting("interval", 1.0, "LIVE_MONITOR_INTERVAL", "Seconds between system samples and difference checks."),
+    Setting("max_events", 10_000, "LIVE_MONITOR_MAX_EVENTS", "Events kept per side (backend, frontend); older ones are evicted."),
+    Setting("window", 900.0, "LIVE_MONITOR_WINDOW", "Seconds of recent events that the figures and differences cover."),
+    Setting("history", 3600, "LIVE_MONITOR_HISTORY", "System samples kept for the charts (one per interval)."),
+    Setting("autostart", False, "LIVE_MONITOR_AUTOSTART", "Start monitoring at launch instead of waiting for POST /start."),
+    Setting("self_monitor", True, "LIVE_MONITOR_SELF_MONITOR", "Record the monitor's own API requests as backend http events (tagged self_monitor)."),
+    Setting("debug", False, "LIVE_MONITOR_DEBUG", "Flask's debugger and reloader; refused unless bound to loopback."),
+    Setting("cors_origins", LOOPBACK_ORIGINS, "LIVE_MONITOR_CORS_ORIGINS", "Comma-separated origins (or one regex) allowed to call the API from a browser; 'null' allows file:// dashboards."),
+    Setting("token", "", "LIVE_MONITOR_TOKEN", "Bearer token required by control and read endpoints (required off loopback).", secret=True),
+    Setting("ingest_key", "", "LIVE_MONITOR_INGEST_KEY", "Public key browsers send as X-Ingest-Key when a token is set."),
+    Setting("max_body_bytes", 1_048_576, "LIVE_MONITOR_MAX_BODY_BYTES", "Largest request body accepted (after decompression)."),
+    Setting("max_batch_events", 1000, "LIVE_MONITOR_MAX_BATCH_EVENTS", "Events per batch; those beyond are rejected with a reason."),
+    Setting("recent_limit", 200, "LIVE_MONITOR_RECENT_LIMIT", "Events /data returns by default (?limit= overrides, up to max-events)."),
+    Setting("min_samples", 10, "LIVE_MONITOR_MIN_SAMPLES", "Events needed on each side before a difference is flagged."),
+    Setting("thresholds", "", "LIVE_MONITOR_THRESHOLDS", "JSON file overriding the difference thresholds (see execution_comparator.Thresholds)."),
+    Setting("threads", 8, "LIVE_MONITOR_THREADS", "Worker threads of the WSGI server (waitress)."),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def defaults() -> dict[str, Any]:
+    """Every setting at its default."""
+    return {s.name: s.default for s in SETTINGS}
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """Add one flag per setting; a flag left out keeps the environment's or default value."""
+    for s in SETTINGS:
+        if names is not None and s.name not in names:
+            continue
+        if isinstance(s.default, bool):
+            parser.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=f"{s.help} [env {s.env}, default {s.default}]")
+        else:
+            parser.add_argument(s.flag, dest=s.name, type=type(s.default), default=None, metavar=s.name.upper(), help=f"{s.help} [env {s.env}, default {s.default!r}]")
+
+
+def resolve(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings from, in order of precedence: flags, environment variables, defaults."""
+    environ = os.environ if environ is None else environ
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    settings = defaults()
+    for s in SETTINGS:
+        if s.env in environ:
+            settings[s.name] = s.parse(environ[s.env])
+        if given.get(s.name) is not None:
+            settings[s.name] = given[s.name]
+    for key, value in given.items():
+        if key not in BY_NAME and value is not None:
+            settings[key] = value
+    return settings
+
+
+def public_view(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The settings as GET /config shows them: secrets masked."""
+    rows = []
+    for s in SETTINGS:
+        value = settings.get(s.name, s.default)
+        if s.secret and value:
+            value = "***"
+        rows.append({"name": s.name, "value": value, "default": s.default, "env": s.env, "flag": s.flag, "help": s.help})
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| flag | environment variable | default | what it does |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "" if s.default == "" else f"`{s.default}`"
+        lines.append(f"| `{s.flag}` | `{s.env}` | {default} | {s.help} |")
+    return "\n".join(lines)
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_origins(value: str) -> list[str]:
+    """The CORS allowlist: comma-separated origins or regexes (a lone regex may hold commas)."""
+    value = value.strip()
+    if value.startswith("^"):
+        return [value]
+    return [o.strip() for o in value.split(",") if o.strip()]
+
+
+def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
+    """True when ``origin`` equals an allowed origin or fully matches an allowed regex."""
+    for pattern in allowed:
+        if pattern == "*" or pattern == origin:
+            return True
+        if pattern.startswith("^") and re.fullmatch(pattern, origin):
+            return True
+    return False

@@ -1,0 +1,171 @@
+"""The system sampler: one background thread reading psutil on a drift-free schedule.
+
+The reader is an argument, so tests hand it scripted counters and call ``tick()``
+themselves to assert exact rates without sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import psutil
+
+
+class Reader(Protocol):
+    """Returns raw readings: percentages and cumulative byte counters."""
+
+    def __call__(self) -> dict[str, float]: ...
+
+
+class PsutilReader:
+    """Reads the machine and this process with psutil; cumulative counters, not rates."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process(os.getpid())
+        psutil.cpu_percent(interval=None)  # primes the first reading, which is meaningless
+        self._process.cpu_percent(interval=None)
+
+    def __call__(self) -> dict[str, float]:
+        disk = psutil.disk_io_counters()
+        net = psutil.net_io_counters()
+        with self._process.oneshot():
+            process_cpu = self._process.cpu_percent(interval=None)
+            rss = self._process.memory_info().rss
+        return {
+            "cpu_percent": psutil.cpu_percent(interval=None),
+            "memory_percent": psutil.virtual_memory().percent,
+            "disk_read_bytes": float(disk.read_bytes if disk else 0),
+            "disk_write_bytes": float(disk.write_bytes if disk else 0),
+            "net_sent_bytes": float(net.bytes_sent if net else 0),
+            "net_recv_bytes": float(net.bytes_recv if net else 0),
+            "process_cpu_percent": process_cpu,
+            "process_rss_bytes": float(rss),
+        }
+
+
+_RATES = {
+    "disk_read_bytes": "disk_read_bytes_per_s",
+    "disk_write_bytes": "disk_write_bytes_per_s",
+    "net_sent_bytes": "net_sent_bytes_per_s",
+    "net_recv_bytes": "net_recv_bytes_per_s",
+}
+
+
+class SystemSampler:
+    """Samples ``reader`` every ``interval`` seconds into a bounded history.
+
+    ``start()`` and ``stop()`` are idempotent and never leave two threads running; the
+    loop waits on ``stop_event.wait(...)`` until the next scheduled tick, so it neither
+    drifts nor delays a stop. ``on_tick`` is called after each sample (the monitor
+    recomputes its differences there).
+    """
+
+    def __init__(
+        self,
+        reader: Callable[[], dict[str, float]] | None = None,
+        interval: float = 1.0,
+        history: int = 3600,
+        on_tick: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self._reader = reader
+        self.interval = interval
+        self.history: deque[dict[str, Any]] = deque(maxlen=history)
+        self._on_tick = on_tick
+        self._clock = clock
+        self._monotonic = monotonic
+        self._previous: tuple[float, dict[str, float]] | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop_event = threading.Event()
+        self.last_sample_at: float | None = None
+        self.errors = 0
+
+    @property
+    def running(self) -> bool:
+        """True while the sampling thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> bool:
+        """Start the thread; returns False when it was already running."""
+        with self._lock:
+            if self.running:
+                return False
+            if self._reader is None:
+                self._reader = PsutilReader()
+            self._stop_event = threading.Event()
+            self._thread = threading.Thread(target=self._run, name="live-monitor-sampler", daemon=True)
+            self._thread.start()
+            return True
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop and join the thread; returns False when it was not running."""
+        with self._lock:
+            thread = self._thread
+            if thread is None:
+                return False
+            self._stop_event.set()
+            thread.join(timeout)
+            self._thread = None
+            self._previous = None
+            return True
+
+    def _run(self) -> None:
+        stop_event = self._stop_event
+        began = self._monotonic()
+        ticks = 0
+        while not stop_event.is_set():
+            try:
+                self.tick()
+            except Exception:  # a broken reading must not kill monitoring
+                self.errors += 1
+            ticks += 1
+            delay = began + ticks * self.interval - self._monotonic()
+            if delay < 0:  # fell behind (suspended machine): skip missed ticks
+                ticks += int(-delay // self.interval) + 1
+                delay = began + ticks * self.interval - self._monotonic()
+            stop_event.wait(delay)
+
+    def tick(self) -> dict[str, Any]:
+        """Take one sample now: read, turn counters into per-second rates, record, notify."""
+        if self._reader is None:
+            self._reader = PsutilReader()
+        raw = self._reader()
+        now = self._clock()
+        sample: dict[str, Any] = {
+            "timestamp": now,
+            "cpu_percent": round(raw["cpu_percent"], 2),
+            "memory_percent": round(raw["memory_percent"], 2),
+            "process_cpu_percent": round(raw.get("process_cpu_percent", 0.0), 2),
+            "process_rss_bytes": int(raw.get("process_rss_bytes", 0)),
+        }
+        previous = self._previous
+        for counter, rate in _RATES.items():
+            if previous is None or now <= previous[0]:
+                sample[rate] = 0.0
+            else:
+                delta = raw[counter] - previous[1][counter]
+                sample[rate] = round(max(delta, 0.0) / (now - previous[0]), 1)
+        self._previous = (now, raw)
+        self.history.append(sample)
+        self.last_sample_at = now
+        if self._on_tick is not None:
+            self._on_tick(sample)
+        return sample
+
+    def latest(self) -> dict[str, Any] | None:
+        """The newest sample, or None before the first."""
+        return dict(self.history[-1]) if self.history else None
+
+    def recent(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """A copy of the history, oldest first, the last ``limit`` samples."""
+        samples = list(self.history)
+        return samples[-limit:] if limit else samples
