@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from execution_comparator import Thresholds, comparison, compare, endpoint_rows, summarize
+from execution_comparator import Thresholds, compare, comparison, endpoint_rows, summarize
 from execution_events import BatchResult, ExecutionEvent, decode_batch
 from execution_store import EventDeque, EventStore
 from monitor_settings import defaults
@@ -51,7 +51,7 @@ class LiveExecutionMonitor:
         self._lock = threading.Lock()
         self._started_at: float | None = None
         self._elapsed_before = 0.0
-        self._differences: tuple[float, list[dict[str, Any]]] | None = None
+        self._differences: tuple[float, int, list[dict[str, Any]]] | None = None
         self._tick = threading.Condition()
         self._tick_number = 0
 
@@ -108,7 +108,8 @@ class LiveExecutionMonitor:
     def _on_tick(self, sample: dict[str, Any]) -> None:
         counts = self.store.take_tick_counts()
         self.activity.append({"timestamp": sample["timestamp"], **counts})
-        self._differences = (self._clock(), compare(self.store.window_stats(), self.thresholds))
+        self._differences = None
+        self.differences()
         with self._tick:
             self._tick_number += 1
             self._tick.notify_all()
@@ -122,12 +123,13 @@ class LiveExecutionMonitor:
     # --- reading -------------------------------------------------------------------------
 
     def differences(self) -> list[dict[str, Any]]:
-        """The differences now detected (recomputed at most once per interval)."""
+        """The differences now detected; recomputed when events arrived or an interval passed."""
         cached = self._differences
-        if cached is not None and self._clock() - cached[0] < self.settings["interval"]:
-            return cached[1]
+        seq, now = self.store.seq, self._clock()
+        if cached is not None and cached[1] == seq and now - cached[0] < self.settings["interval"]:
+            return cached[2]
         found = compare(self.store.window_stats(), self.thresholds)
-        self._differences = (self._clock(), found)
+        self._differences = (now, seq, found)
         return found
 
     def status(self) -> dict[str, Any]:
@@ -154,7 +156,10 @@ class LiveExecutionMonitor:
         backend, frontend = summarize(stats.backend), summarize(stats.frontend)
         totals = self.store.counts()["totals"]
         backend["total_events"], frontend["total_events"] = totals["backend"], totals["frontend"]
-        backend["window_events"], frontend["window_events"] = stats.backend.total.count, stats.frontend.total.count
+        backend["window_events"], frontend["window_events"] = (
+            stats.backend.total.count,
+            stats.frontend.total.count,
+        )
         differences = self.differences()
         return {
             "monitoring": self.monitoring,

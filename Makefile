@@ -1,0 +1,41 @@
+# The README's commands: `python run_live_monitor.py` runs the monitor, `make test` runs
+# every test. Targets install what they need into the current Python environment.
+PYTHON ?= python3
+NPM ?= npm
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: help install assets chromium test test-python test-frontend lint run clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+install: ## Install the pinned Python packages (runtime and test)
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+
+assets: ## Build the browser logger and copy Chart.js (npm ci + build)
+	$(NPM) ci --no-audit --no-fund
+	$(NPM) run build
+
+chromium: ## Make sure Debian's Chromium is there for the browser tests
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "Chromium is missing: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
+lint: ## ruff and tsc --noEmit
+	$(PYTHON) -m ruff check .
+	$(NPM) run typecheck
+
+test-python: ## The Python test suite
+	$(PYTHON) -m pytest -q
+
+test-frontend: ## The TypeScript tests (node's test runner)
+	$(NPM) test
+
+test: install assets chromium lint test-frontend test-python ## Everything CI runs
+
+run: ## Run the monitor (same as python run_live_monitor.py)
+	$(PYTHON) run_live_monitor.py
+
+clean: ## Remove build output
+	rm -rf node_modules static/live-monitor.js static/live-monitor.js.map static/live-monitor.mjs static/live-monitor.mjs.map static/vendor test-artifacts

@@ -1,0 +1,142 @@
+"""Launcher: installs what the monitor needs on first use, starts it and opens the dashboard.
+
+``python run_live_monitor.py`` is the one command a newcomer runs. It uses only the
+standard library until the requirements are in place, so it works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+import webbrowser
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REQUIRED_MODULES = ("flask", "flask_cors", "psutil", "msgspec", "waitress")
+BUILT_ASSETS = (HERE / "static" / "live-monitor.js", HERE / "static" / "vendor" / "chart.umd.js")
+
+
+def missing_modules(modules: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
+    """The required modules this interpreter cannot import."""
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def ensure_python_packages(run: bool = True) -> bool:
+    """Install requirements.txt into this interpreter when a required module is missing."""
+    missing = missing_modules()
+    if not missing:
+        return True
+    if not run:
+        print(f"missing Python packages: {', '.join(missing)}", file=sys.stderr)
+        return False
+    print(f"First run: installing {', '.join(missing)} from requirements.txt ...", flush=True)
+    command = [sys.executable, "-m", "pip", "install", "-r", str(HERE / "requirements.txt")]
+    if subprocess.call(command) != 0:
+        print("error: pip could not install requirements.txt (see above)", file=sys.stderr)
+        return False
+    importlib.invalidate_caches()
+    return not missing_modules()
+
+
+def ensure_assets(run: bool = True) -> bool:
+    """Build the browser logger and fetch Chart.js with npm when the built files are missing."""
+    if all(p.exists() for p in BUILT_ASSETS):
+        return True
+    npm = shutil.which("npm")
+    if not run or npm is None:
+        print(
+            "warning: the dashboard's charts and the browser logger are not built "
+            "(needs Node.js and npm: run `npm ci && npm run build`)",
+            file=sys.stderr,
+        )
+        return False
+    print("First run: building the dashboard assets with npm ...", flush=True)
+    for step in (["ci", "--no-audit", "--no-fund"], ["run", "build"]):
+        if subprocess.call([npm, *step], cwd=HERE) != 0:
+            print(f"warning: `npm {' '.join(step)}` failed; charts will be missing", file=sys.stderr)
+            return False
+    return all(p.exists() for p in BUILT_ASSETS)
+
+
+def wait_until_up(base: str, timeout: float = 15.0) -> bool:
+    """Poll /health until the monitor answers."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def banner(base: str) -> str:
+    """What the user sees once the monitor is up: the dashboard URL and curl lines to try."""
+    api = f"{base}/api/live-execution"
+    return "\n".join(
+        [
+            "",
+            f"  Dashboard:  {base}/",
+            "  Try:",
+            f"    curl -X POST {api}/start",
+            f"    curl {api}/data",
+            f"    curl {api}/differences",
+            f"    curl -X POST {api}/stop",
+            "  Press Ctrl-C to stop.",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Install on first use, serve the monitor and open the dashboard."""
+    parser = argparse.ArgumentParser(
+        prog="run_live_monitor.py",
+        description="Start the Live Execution Monitor and open its dashboard. "
+        "Every flag of live_execution_monitor.py is accepted too.",
+    )
+    parser.add_argument("--no-browser", action="store_true", help="do not open the dashboard")
+    parser.add_argument("--no-install", action="store_true", help="never run pip or npm")
+    args, rest = parser.parse_known_args(argv)
+    if not ensure_python_packages(run=not args.no_install):
+        return 1
+    ensure_assets(run=not args.no_install)
+
+    import live_execution_monitor as lem
+    from monitor_settings import resolve
+
+    monitor_args = lem.build_parser().parse_args(rest)
+    try:
+        settings = resolve(monitor_args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = lem.check_settings(settings)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+    def ready(base: str) -> None:
+        def announce() -> None:
+            if not wait_until_up(base):
+                return
+            print(banner(base), flush=True)
+            if not args.no_browser:
+                webbrowser.open(f"{base}/")
+
+        threading.Thread(target=announce, daemon=True).start()
+
+    return lem.serve(settings, ready=ready)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from execution_comparator import Thresholds, compare, comparison, endpoint_rows, level
+from execution_stats import PairStats
+
+DIFFERENCE_KEYS = {"type", "severity", "scope", "key", "backend", "frontend", "difference_pct", "message"}
+
+
+def fill(stats: PairStats, service: str, component: str, action: str, durations, errors: int = 0) -> None:
+    side = stats.side(service)
+    for i, d in enumerate(durations):
+        side.add(component, action, d, i < errors, 0.0)
+
+
+def only(diffs, **match):
+    found = [d for d in diffs if all(d[k] == v for k, v in match.items())]
+    assert len(found) == 1, (match, diffs)
+    return found[0]
+
+
+def test_seed_activity_example_is_medium():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /a", [None] * 15)
+    fill(stats, "frontend", "click", "button", [None] * 25)
+    diff = only(compare(stats), type="activity")
+    assert diff["severity"] == "medium"
+    assert diff["scope"] == "service" and diff["key"] is None
+    assert diff["backend"]["events"] == 15 and diff["frontend"]["events"] == 25
+    assert diff["difference_pct"] == 66.7
+
+
+def test_seed_performance_example_is_high():
+    stats = PairStats()
+    fill(stats, "backend", "db", "query", [125.0] * 20)
+    fill(stats, "frontend", "Cart", "mount", [75.0] * 20)
+    diff = only(compare(stats), type="performance")
+    assert diff["severity"] == "high"
+    assert diff["difference_pct"] == 66.7
+    assert diff["backend"]["avg_ms"] == 125.0 and diff["frontend"]["avg_ms"] == 75.0
+    assert "Backend" in diff["message"]
+    assert comparison(stats)["performance_ratio"] == pytest.approx(1.67)
+
+
+def test_every_difference_has_the_contract_shape():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /x", [20.0] * 30, errors=10)
+    fill(stats, "frontend", "api", "GET /x", [950.0] * 30)
+    fill(stats, "frontend", "api", "GET /ghost", [40.0] * 30)
+    diffs = compare(stats)
+    assert diffs
+    for d in diffs:
+        assert set(d) == DIFFERENCE_KEYS
+        assert d["type"] in {"activity", "performance", "error_rate", "pattern"}
+        assert d["severity"] in {"low", "medium", "high"}
+        assert d["scope"] in {"service", "endpoint"}
+        assert (d["key"] is None) == (d["scope"] == "service")
+        assert isinstance(d["message"], str) and d["message"]
+    json.dumps(diffs)
+    severities = [d["severity"] for d in diffs]
+    assert severities == sorted(severities, key=["high", "medium", "low"].index)
+
+
+def test_nothing_is_flagged_on_too_few_samples():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /x", [125.0] * 9)
+    fill(stats, "frontend", "api", "GET /x", [2000.0] * 9)
+    assert compare(stats) == []
+    assert compare(stats, Thresholds(min_samples=5)) != []
+
+
+def test_normal_network_overhead_on_an_endpoint_is_not_an_alarm():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /api/orders/:id", [20.0 + i % 5 for i in range(50)])
+    fill(stats, "frontend", "api", "GET /api/orders/:id", [55.0 + i % 5 for i in range(50)])
+    assert [d for d in compare(stats) if d["scope"] == "endpoint"] == []
+
+
+def test_a_900_ms_gap_on_an_endpoint_is_high():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /api/orders/:id", [40.0] * 50)
+    fill(stats, "frontend", "api", "GET /api/orders/:id", [940.0] * 50)
+    diff = only(compare(stats), type="performance", scope="endpoint")
+    assert diff["key"] == "GET /api/orders/:id"
+    assert diff["severity"] == "high"
+    assert diff["frontend"]["gap_p50_ms"] == pytest.approx(900, rel=0.02)
+    row = endpoint_rows(stats)[0]
+    assert row["gap_p50_ms"] == pytest.approx(900, rel=0.02)
+    assert row["seen_by"] == "both"
+
+
+def test_trace_joined_gaps_are_preferred_to_medians():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /x", [40.0] * 20)
+    fill(stats, "frontend", "api", "GET /x", [640.0] * 20)
+    for _ in range(20):
+        stats.add_gap("GET /x", 600.0)
+    diff = only(compare(stats), type="performance", scope="endpoint")
+    assert "joined by trace id" in diff["message"]
+    assert endpoint_rows(stats)[0]["matched_requests"] == 20
+
+
+def test_backend_errors_the_ui_hides_are_an_endpoint_error_rate_difference():
+    stats = PairStats()
+    fill(stats, "backend", "http", "POST /api/cart", [30.0] * 100, errors=25)
+    fill(stats, "frontend", "api", "POST /api/cart", [60.0] * 100)
+    diff = only(compare(stats), type="error_rate", scope="endpoint")
+    assert diff["severity"] == "high"
+    assert diff["backend"]["error_rate"] == 0.25 and diff["frontend"]["error_rate"] == 0.0
+    assert diff["difference_pct"] == 25.0
+
+
+def test_an_endpoint_the_backend_never_sees_is_a_pattern_difference():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /x", [10.0] * 30)
+    fill(stats, "frontend", "api", "GET /x", [40.0] * 30)
+    fill(stats, "frontend", "api", "GET /api/legacy", [40.0] * 30)
+    diff = only(compare(stats), type="pattern", scope="endpoint")
+    assert diff["key"] == "GET /api/legacy"
+    assert diff["severity"] in {"medium", "high"}
+    service = only(compare(stats), type="pattern", scope="service")
+    assert service["difference_pct"] == 50.0
+
+
+def test_one_sided_keys_need_the_other_side_instrumented():
+    stats = PairStats()
+    fill(stats, "frontend", "api", "GET /x", [40.0] * 30)
+    fill(stats, "backend", "db", "query", [1.0] * 30)
+    assert [d for d in compare(stats) if d["type"] == "pattern"] == []
+
+
+def test_untimed_events_do_not_move_the_averages():
+    stats = PairStats()
+    fill(stats, "backend", "db", "query", [100.0] * 20)
+    fill(stats, "frontend", "Cart", "mount", [100.0] * 20)
+    fill(stats, "frontend", "click", "button", [None] * 20)
+    assert [d for d in compare(stats) if d["type"] == "performance"] == []
+
+
+def test_thresholds_are_configurable(tmp_path):
+    stats = PairStats()
+    fill(stats, "backend", "db", "query", [125.0] * 20)
+    fill(stats, "frontend", "Cart", "mount", [75.0] * 20)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"performance_pct": [100, 200, 300]}))
+    assert [d for d in compare(stats, Thresholds.from_file(path)) if d["type"] == "performance"] == []
+    path.write_text(json.dumps({"nonsense": 1}))
+    with pytest.raises(ValueError, match="nonsense"):
+        Thresholds.from_file(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, None), (10, None), (25, "low"), (50, "medium"), (1000, "high")]
+)
+def test_level(value, expected):
+    assert level(value, (25, 50, 100)) == expected

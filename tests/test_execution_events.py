@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from execution_events import (
+    MAX_DETAILS_BYTES,
+    BatchError,
+    ExecutionEvent,
+    decode_batch,
+    iter_event_file,
+    scrub_details,
+)
+
+
+def ev(**fields):
+    base = {"service": "frontend", "component": "api", "action": "GET /api/orders/:id", "duration_ms": 12.5}
+    base.update(fields)
+    return base
+
+
+def test_seed_constructor_keeps_its_fields_and_reads_naive_iso_as_utc():
+    event = ExecutionEvent(
+        timestamp="2026-01-02T03:04:05",
+        service="backend",
+        component="custom_component",
+        action="custom_action",
+        duration_ms=100.0,
+        status="success",
+        details={"custom_metric": "value"},
+    )
+    assert event.timestamp == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    as_json = event.to_dict()
+    assert as_json["timestamp"] == "2026-01-02T03:04:05Z"
+    assert as_json["details"] == {"custom_metric": "value"}
+    assert as_json["duration_ms"] == 100.0
+
+
+def test_epoch_seconds_and_zoned_timestamps_are_accepted():
+    result = decode_batch(
+        json.dumps([ev(timestamp=1_700_000_000), ev(timestamp="2026-01-01T01:00:00+01:00")]).encode()
+    )
+    assert result.rejected == 0
+    assert result.events[0].epoch == 1_700_000_000
+    assert result.events[1].timestamp == datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+
+
+def test_both_batch_shapes_decode():
+    events = [ev(), ev(service="backend", component="http")]
+    assert decode_batch(json.dumps(events).encode()).accepted == 2
+    assert decode_batch(json.dumps({"events": events}).encode()).accepted == 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"duration_ms": -1}, "events[1].duration_ms: must be >= 0"),
+        ({"duration_ms": "fast"}, "events[1].duration_ms: must be a number or null, got str"),
+        ({"service": "database"}, "events[1].service: invalid value 'database'"),
+        ({"status": "ok"}, "events[1].status: invalid value 'ok'"),
+        ({"component": ""}, "events[1].component: must not be empty"),
+        ({"component": "c" * 129}, "events[1].component: must be at most 128 characters"),
+        ({"action": "a" * 257}, "events[1].action: must be at most 256 characters"),
+        ({"trace_id": "ABC"}, "events[1].trace_id: must be 32 lowercase hex characters"),
+        ({"span_id": "0" * 15}, "events[1].span_id: must be 16 lowercase hex characters"),
+        ({"timestamp": "yesterday"}, "events[1].timestamp: must be ISO 8601 or epoch seconds"),
+        (
+            {"details": {"blob": "x" * MAX_DETAILS_BYTES}},
+            "events[1].details: must be at most 8192 bytes as JSON",
+        ),
+        ({"details": [1, 2]}, "events[1].details: must be object, got array"),
+    ],
+)
+def test_a_mixed_batch_keeps_valid_events_and_names_index_field_and_rule(bad, message):
+    result = decode_batch(json.dumps([ev(action="GET /first"), ev(**bad), ev(action="GET /third")]).encode())
+    assert [e.action for e in result.events] == ["GET /first", "GET /third"]
+    assert result.errors == [{"index": 1, "error": message}]
+
+
+def test_a_missing_required_field_is_named():
+    body = json.dumps([{"service": "backend", "component": "http"}]).encode()
+    assert decode_batch(body).errors == [{"index": 0, "error": "events[0].action: required"}]
+
+
+def test_an_item_that_is_not_an_object_is_rejected_alone():
+    result = decode_batch(json.dumps([ev(), 5, "x"]).encode())
+    assert result.accepted == 1
+    assert [e["index"] for e in result.errors] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"garbage", b"{not json", b"[1, 2", b'{"events": 5}', b'{"other": []}', b"42", b'"text"'],
+)
+def test_a_body_that_is_no_batch_raises_batch_error(body):
+    with pytest.raises(BatchError):
+        decode_batch(body)
+
+
+def test_events_beyond_the_batch_limit_are_rejected_with_a_reason():
+    result = decode_batch(json.dumps([ev()] * 5).encode(), max_events=3)
+    assert result.accepted == 3
+    assert [e["index"] for e in result.errors] == [3, 4]
+    assert "more than 3 events" in result.errors[0]["error"]
+
+
+def test_untimed_events_are_allowed():
+    (event,) = decode_batch(
+        json.dumps([ev(component="click", action="button#buy", duration_ms=None)]).encode()
+    ).events
+    assert event.duration_ms is None
+
+
+def test_secrets_in_details_are_filtered():
+    details = {
+        "password": "hunter2",
+        "Authorization": "Bearer abc",
+        "nested": {"api_key": "k", "ok": "fine"},
+        "note": "paid with 4111 1111 1111 1111 today",
+        "order": "order number 1234567890123",
+    }
+    clean = scrub_details(details)
+    assert clean["password"] == "[Filtered]"
+    assert clean["Authorization"] == "[Filtered]"
+    assert clean["nested"] == {"api_key": "[Filtered]", "ok": "fine"}
+    assert clean["note"] == "paid with [Filtered] today"
+    assert clean["order"] == "order number 1234567890123"  # fails the Luhn check: not a card
+
+
+def test_decoded_events_are_scrubbed_too():
+    (event,) = decode_batch(json.dumps([ev(details={"token": "t", "http_status": 200})]).encode()).events
+    assert event.details == {"token": "[Filtered]", "http_status": 200}
+
+
+def test_endpoint_is_the_action_of_http_and_api_events_only():
+    assert ExecutionEvent(service="backend", component="http", action="GET /x").endpoint == "GET /x"
+    assert ExecutionEvent(service="frontend", component="api", action="GET /x").endpoint == "GET /x"
+    assert ExecutionEvent(service="frontend", component="click", action="button").endpoint is None
+
+
+def test_deep_nesting_and_nan_are_refused_without_crashing():
+    deep = (
+        b'[{"service": "backend", "component": "a", "action": "b", "details": '
+        + b'{"a":' * 10_000
+        + b"1"
+        + b"}" * 10_000
+        + b"}]"
+    )
+    with pytest.raises(BatchError, match="recursion depth"):
+        decode_batch(deep)
+    with pytest.raises(BatchError):
+        decode_batch(b'[{"service": "backend", "component": "a", "action": "b", "duration_ms": NaN}]')
+
+
+def test_event_files_in_three_shapes(tmp_path):
+    events = [ev(action=f"GET /{i}") for i in range(3)]
+    array = tmp_path / "a.json"
+    array.write_text(json.dumps(events))
+    lines = tmp_path / "b.jsonl"
+    lines.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    export = tmp_path / "c.json"
+    export.write_text(json.dumps({"backend": {}, "recent_events": events}))
+    for path in (array, lines, export):
+        assert [e["action"] for e in iter_event_file(path)] == ["GET /0", "GET /1", "GET /2"]
+
+
+def test_a_malformed_json_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(ev()) + "\n" + json.dumps(ev()) + "\n{oops\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:3: malformed JSON line"):
+        list(iter_event_file(path))

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from execution_stats import MAX_KEYS, OTHER, Aggregate, LatencySketch, PairStats, SideStats, stats_from_events
+
+
+def exact_quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[round(q * (len(ordered) - 1))]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sketch_quantiles_are_within_one_percent_of_exact(seed):
+    rng = random.Random(seed)
+    values = [rng.lognormvariate(4, 1.2) for _ in range(20_000)]
+    sketch = LatencySketch()
+    for v in values:
+        sketch.add(v)
+    for q in (0.5, 0.95, 0.99):
+        exact = exact_quantile(values, q)
+        assert abs(sketch.quantile(q) - exact) / exact <= 0.01 + 1e-9
+    assert sketch.count == 20_000
+    assert sketch.mean == pytest.approx(sum(values) / len(values))
+
+
+def test_empty_sketch_has_no_quantile():
+    assert LatencySketch().quantile(0.5) is None
+    assert LatencySketch().mean is None
+
+
+def test_zero_durations_count():
+    sketch = LatencySketch()
+    for v in (0.0, 0.0, 0.0, 10.0):
+        sketch.add(v)
+    assert sketch.quantile(0.5) == 0.0
+    assert sketch.quantile(1.0) == pytest.approx(10.0, rel=0.01)
+
+
+def test_merge_then_subtract_restores_the_original():
+    a, b = LatencySketch(), LatencySketch()
+    for v in range(1, 101):
+        a.add(float(v))
+    for v in range(1000, 1100):
+        b.add(float(v))
+    median = a.quantile(0.5)
+    a.merge(b)
+    assert a.count == 200
+    assert a.quantile(0.9) > 900
+    a.subtract(b)
+    assert a.count == 100
+    assert a.quantile(0.5) == median
+    assert a.max < 101 * 1.02
+
+
+def test_untimed_events_count_but_stay_out_of_durations():
+    agg = Aggregate()
+    agg.add(100.0, False, 1.0)
+    agg.add(None, False, 2.0)
+    agg.add(None, True, 3.0)
+    assert agg.count == 3
+    assert agg.errors == 1
+    assert agg.timed.count == 1
+    assert agg.figures()["avg_ms"] == 100.0
+    assert agg.success_rate == pytest.approx(2 / 3)
+
+
+def test_only_http_and_api_events_make_endpoints():
+    backend = SideStats("backend")
+    backend.add("http", "GET /x", 5.0, False, 0.0)
+    backend.add("db", "query", 2.0, False, 0.0)
+    frontend = SideStats("frontend")
+    frontend.add("api", "GET /x", 9.0, False, 0.0)
+    frontend.add("click", "button#go", None, False, 0.0)
+    assert list(backend.endpoints) == ["GET /x"]
+    assert list(frontend.endpoints) == ["GET /x"]
+    assert frontend.components == {"api": 1, "click": 1}
+
+
+def test_endpoint_keys_are_bounded():
+    side = SideStats("backend")
+    for i in range(MAX_KEYS + 50):
+        side.add("http", f"GET /raw/{i}x", 1.0, False, 0.0)
+    assert len(side.endpoints) == MAX_KEYS + 1
+    assert side.endpoints[OTHER].count == 50
+
+
+def test_pair_stats_subtract_removes_a_bucket():
+    total, bucket = PairStats(), PairStats()
+    bucket.backend.add("http", "GET /x", 5.0, False, 0.0)
+    bucket.add_gap("GET /x", 30.0)
+    total.merge(bucket)
+    total.frontend.add("api", "GET /y", 1.0, False, 0.0)
+    total.subtract(bucket)
+    assert total.backend.total.count == 0
+    assert "GET /x" not in total.backend.endpoints
+    assert total.trace_gaps == {}
+    assert total.frontend.total.count == 1
+
+
+def test_stats_from_events_uses_the_span_of_timestamps():
+    events = [
+        {
+            "timestamp": 0 + 60 * i + 1,
+            "service": "backend",
+            "component": "http",
+            "action": "GET /x",
+            "duration_ms": 10.0,
+            "status": "success",
+        }
+        for i in range(11)
+    ]
+    stats = stats_from_events("backend", events)
+    assert stats.minutes == pytest.approx(10.0)
+    assert stats.total.figures(stats.minutes)["per_minute"] == pytest.approx(1.1)

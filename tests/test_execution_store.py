@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import threading
+
+from execution_events import ExecutionEvent
+from execution_store import EventDeque, EventStore
+
+
+def event(service="backend", component="http", action="GET /x", duration=10.0, status="success", trace=None):
+    return ExecutionEvent(
+        timestamp=1_800_000_000.0,
+        service=service,
+        component=component,
+        action=action,
+        duration_ms=duration,
+        status=status,
+        trace_id=trace,
+    )
+
+
+def test_deques_are_bounded_and_evictions_counted(clock):
+    store = EventStore(max_events=5, clock=clock)
+    store.add([event() for _ in range(8)])
+    store.add([event(service="frontend", component="api") for _ in range(3)])
+    counts = store.counts()
+    assert counts["stored"] == {"backend": 5, "frontend": 3}
+    assert counts["evicted_by_service"] == {"backend": 3, "frontend": 0}
+    assert counts["accepted"] == counts["evicted"] + sum(counts["stored"].values())
+    assert counts["totals"] == {"backend": 8, "frontend": 3}
+
+
+def test_rejections_are_counted_by_reason(clock):
+    store = EventStore(clock=clock)
+    store.add([event()])
+    store.reject(["duration_ms: must be >= 0", "duration_ms: must be >= 0", "malformed batch"])
+    counts = store.counts()
+    assert counts["received"] == 4
+    assert counts["accepted"] == 1 and counts["rejected"] == 3
+    assert counts["rejected_by_reason"] == {"duration_ms: must be >= 0": 2, "malformed batch": 1}
+
+
+def test_figures_cover_a_sliding_window(clock):
+    store = EventStore(window_s=60, bucket_s=10, clock=clock)
+    store.add([event(duration=100.0) for _ in range(10)])
+    clock.advance(30)
+    store.add([event(duration=10.0) for _ in range(10)])
+    stats = store.window_stats()
+    assert stats.backend.total.count == 20
+    clock.advance(45)  # the first ten are now older than the window
+    stats = store.window_stats()
+    assert stats.backend.total.count == 10
+    assert stats.backend.total.timed.mean == 10.0
+    assert store.counts()["stored"]["backend"] == 20  # the raw events stay until evicted
+
+
+def test_requests_with_one_trace_id_are_joined_into_a_gap(clock):
+    store = EventStore(clock=clock)
+    trace = "ab" * 16
+    store.add([event(service="frontend", component="api", duration=250.0, trace=trace)])
+    store.add([event(service="backend", component="http", duration=40.0, trace=trace)])
+    gaps = store.window_stats().trace_gaps
+    assert gaps["GET /x"].count == 1
+    assert abs(gaps["GET /x"].quantile(0.5) - 210.0) <= 2.1
+
+
+def test_recent_is_newest_first_and_can_hide_self_monitoring(clock):
+    store = EventStore(clock=clock)
+    for i in range(3):
+        e = event(action=f"GET /{i}")
+        e.timestamp = e.timestamp.replace(second=i)
+        store.add([e])
+    own = event(action="GET /api/live-execution/data")
+    own.details = {"self_monitor": True}
+    own.timestamp = own.timestamp.replace(second=9)
+    store.add([own])
+    assert [e.action for e in store.recent(10)][:2] == ["GET /api/live-execution/data", "GET /2"]
+    assert [e.action for e in store.recent(10, include_self=False)] == ["GET /2", "GET /1", "GET /0"]
+
+
+def test_the_seed_deque_view_goes_through_the_store(clock):
+    store = EventStore(clock=clock)
+    backend = EventDeque(store, "backend")
+    backend.append(event())
+    backend.append({"component": "db", "action": "query", "duration_ms": 3.0})
+    assert len(backend) == 2
+    assert [e.component for e in backend] == ["http", "db"]
+    assert store.window_stats().backend.total.count == 2
+    try:
+        backend.append(event(service="frontend"))
+    except ValueError as exc:
+        assert "frontend event" in str(exc)
+    else:
+        raise AssertionError("a frontend event went into backend_events")
+
+
+def test_accounting_holds_under_concurrent_writers_and_readers():
+    store = EventStore(max_events=500)
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def writer(n: int) -> None:
+        for i in range(200):
+            store.add(
+                [event(service="backend" if i % 2 else "frontend", component="http" if i % 2 else "api")]
+            )
+            if i % 50 == 0:
+                store.reject(["bad"])
+
+    def reader() -> None:
+        while not stop.is_set():
+            c = store.counts()
+            if c["accepted"] < c["evicted"] + sum(c["stored"].values()) - 0:
+                problems.append(f"inconsistent snapshot {c}")
+            store.window_stats()
+            store.recent(50)
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in readers + writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    c = store.counts()
+    assert problems == []
+    assert c["accepted"] == 1600
+    assert c["rejected"] == 32
+    assert c["received"] == c["accepted"] + c["rejected"]
+    assert c["accepted"] == c["evicted"] + sum(c["stored"].values())
+    stats = store.window_stats()
+    assert stats.backend.total.count + stats.frontend.total.count == 1600

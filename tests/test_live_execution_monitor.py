@@ -1,0 +1,281 @@
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from live_execution_monitor import create_app, main
+
+API = "/api/live-execution"
+
+
+def ev(**fields):
+    base = {"service": "frontend", "component": "api", "action": "GET /api/orders/:id", "duration_ms": 12.5}
+    base.update(fields)
+    return base
+
+
+@pytest.fixture
+def app():
+    app = create_app({"self_monitor": False, "interval": 0.05})
+    yield app
+    app.extensions["live_monitor"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def test_start_status_data_differences_stop(client):
+    assert client.get(f"{API}/status").json["monitoring"] is False
+    assert client.post(f"{API}/start").json == {"status": "started", "monitoring": True}
+    assert client.post(f"{API}/start").json["status"] == "already running"
+    assert client.get(f"{API}/status").json["monitoring"] is True
+    data = client.get(f"{API}/data").json
+    assert {"backend", "frontend", "comparison", "system", "recent_events", "endpoints"} <= set(data)
+    assert client.get(f"{API}/differences").json["differences"] == []
+    assert client.post(f"{API}/stop").json == {"status": "stopped", "monitoring": False}
+    assert client.post(f"{API}/stop").json["status"] == "not running"
+
+
+def test_a_mixed_batch_answers_counts_and_reasons(client):
+    response = client.post(f"{API}/events", json=[ev(), ev(duration_ms=-1), ev(service="nope")])
+    assert response.status_code == 200
+    assert response.json["accepted"] == 1 and response.json["rejected"] == 2
+    assert response.json["errors"][0] == {"index": 1, "error": "events[1].duration_ms: must be >= 0"}
+    recent = client.get(f"{API}/data?limit=5").json["recent_events"]
+    assert len(recent) == 1 and recent[0]["action"] == "GET /api/orders/:id"
+
+
+def test_a_batch_with_no_valid_event_is_a_400_with_the_reasons(client):
+    response = client.post(f"{API}/events", json={"events": [ev(status="meh")]})
+    assert response.status_code == 400
+    assert response.json["rejected"] == 1 and "status" in response.json["errors"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "phrase"),
+    [
+        (b"garbage", {"Content-Type": "application/json"}, 400, "JSON array"),
+        (b"{oops", {"Content-Type": "application/json"}, 400, "malformed JSON"),
+        (b'{"events": "x"}', {"Content-Type": "application/json"}, 400, "array"),
+        (b"[]", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type"),
+        (b"\xff\xfe\xfa", {"Content-Type": "application/json"}, 400, ""),
+        (b"[]", {"Content-Type": "application/json", "Content-Encoding": "br"}, 415, "Content-Encoding"),
+        (b"not gzip", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400, "gzip"),
+    ],
+)
+def test_bad_bodies_get_a_clear_4xx(client, body, headers, status, phrase):
+    response = client.post(f"{API}/events", data=body, headers=headers)
+    assert response.status_code == status
+    assert phrase in response.json["error"]
+
+
+def test_an_oversized_body_is_413(app):
+    client = create_app({"self_monitor": False, "max_body_bytes": 1000}).test_client()
+    response = client.post(f"{API}/events", json=[ev(details={"x": "y" * 900})] * 3)
+    assert response.status_code == 413
+    assert "too large" in response.json["error"]
+
+
+def test_a_gzip_bomb_is_413_after_decompression():
+    client = create_app({"self_monitor": False, "max_body_bytes": 10_000}).test_client()
+    bomb = gzip.compress(b"[" + b" " * 5_000_000 + b"]")
+    assert len(bomb) < 10_000
+    response = client.post(
+        f"{API}/events", data=bomb, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 413
+
+
+def test_gzip_bodies_are_accepted(client):
+    body = gzip.compress(json.dumps([ev()]).encode())
+    response = client.post(
+        f"{API}/events", data=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+    assert response.json["accepted"] == 1
+
+
+@pytest.mark.parametrize("query", ["limit=abc", "limit=-1", "history=x", "include_self=maybe"])
+def test_bad_query_parameters_are_400(client, query):
+    response = client.get(f"{API}/data?{query}")
+    assert response.status_code == 400 and response.json["error"]
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    assert client.get(f"{API}/nope").status_code == 404
+    assert client.get(f"{API}/nope").json["error"]
+    response = client.get(f"{API}/start")
+    assert response.status_code == 405 and response.json["error"]
+
+
+def test_foreign_host_header_is_refused_on_loopback(client):
+    response = client.get(f"{API}/status", headers={"Host": "evil.example:5001"})
+    assert response.status_code == 403
+    assert client.get(f"{API}/status", headers={"Host": "localhost:5001"}).status_code == 200
+    assert client.get(f"{API}/status", headers={"Host": "[::1]:5001"}).status_code == 200
+
+
+def test_cross_site_post_to_start_is_refused(client):
+    response = client.post(f"{API}/start", headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403
+    assert client.get(f"{API}/status").json["monitoring"] is False
+    assert client.post(f"{API}/start", headers={"Origin": "http://localhost:3000"}).status_code == 200
+
+
+def test_browser_ingest_from_loopback_origins_gets_cors_and_foreign_origins_do_not(client):
+    ok = client.options(
+        f"{API}/events",
+        headers={
+            "Origin": "http://127.0.0.1:8080",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert ok.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8080"
+    assert "Access-Control-Allow-Credentials" not in ok.headers
+    bad = client.options(
+        f"{API}/events", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "Access-Control-Allow-Origin" not in bad.headers
+
+
+def test_token_protects_control_and_read_endpoints_and_the_ingest_key_opens_ingest():
+    client = create_app({"self_monitor": False, "token": "s3cret", "ingest_key": "pub"}).test_client()
+    assert client.get(f"{API}/data").status_code == 401
+    assert client.post(f"{API}/start").status_code == 401
+    assert client.get(f"{API}/data", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert client.post(f"{API}/events", json=[ev()]).status_code == 401
+    assert client.post(f"{API}/events", json=[ev()], headers={"X-Ingest-Key": "pub"}).status_code == 200
+    assert (
+        client.get(f"{API}/config", headers={"Authorization": "Bearer s3cret"}).json["settings"][10]["value"]
+        == "***"
+    )
+
+
+def test_self_monitoring_records_api_requests_tagged_and_can_be_turned_off():
+    app = create_app({"self_monitor": True})
+    client = app.test_client()
+    client.get(f"{API}/status")
+    client.post(f"{API}/events", json=[ev()])
+    events = client.get(f"{API}/data?limit=50").json["recent_events"]
+    own = [e for e in events if e["details"].get("self_monitor")]
+    assert [e["action"] for e in own] == ["GET /api/live-execution/status"]
+    assert own[0]["service"] == "backend" and own[0]["component"] == "http"
+    assert own[0]["details"]["http_status"] == 200
+    hidden = client.get(f"{API}/data?include_self=false").json["recent_events"]
+    assert all(not e["details"].get("self_monitor") for e in hidden)
+    quiet = create_app({"self_monitor": False}).test_client()
+    quiet.get(f"{API}/status")
+    assert quiet.get(f"{API}/data").json["recent_events"] == []
+
+
+def test_config_lists_every_setting(client):
+    from monitor_settings import SETTINGS
+
+    names = [row["name"] for row in client.get(f"{API}/config").json["settings"]]
+    assert names == [s.name for s in SETTINGS]
+
+
+def test_min_severity_filters_differences(client):
+    client.post(
+        f"{API}/events", json=[ev(service="backend", component="db", action="q", duration_ms=125.0)] * 20
+    )
+    client.post(f"{API}/events", json=[ev(component="Cart", action="mount", duration_ms=75.0)] * 20)
+    assert client.get(f"{API}/differences?min_severity=high").json["count"] >= 1
+    assert client.get(f"{API}/differences?min_severity=urgent").status_code == 400
+
+
+def test_main_refuses_debug_and_open_binds_without_token(capsys):
+    assert main(["--host", "0.0.0.0", "--debug", "--token", "x"]) == 2
+    assert "--debug" in capsys.readouterr().err
+    assert main(["--host", "0.0.0.0"]) == 2
+    assert "--token" in capsys.readouterr().err
+
+
+def test_environment_variables_configure_the_monitor(monkeypatch, capsys):
+    monkeypatch.setenv("LIVE_MONITOR_HOST", "0.0.0.0")
+    assert main([]) == 2
+    monkeypatch.setenv("LIVE_MONITOR_AUTOSTART", "perhaps")
+    assert main([]) == 2
+    assert "LIVE_MONITOR_AUTOSTART" in capsys.readouterr().err
+
+
+# --- the real server process -------------------------------------------------------------
+
+
+def test_seed_curl_sequence_against_the_real_server(monitor_server):
+    api = monitor_server.api
+    assert requests.post(f"{api}/start").json()["monitoring"] is True
+    batch = [ev(service="backend", component="http", duration_ms=40.0)] * 12 + [ev(duration_ms=950.0)] * 12
+    assert requests.post(f"{api}/events", json=batch).json()["accepted"] == 24
+    data = requests.get(f"{api}/data").json()
+    assert data["backend"]["total_events"] == 12 and data["frontend"]["total_events"] == 12
+    assert data["endpoints"][0]["gap_p50_ms"] == pytest.approx(910, rel=0.02)
+    diffs = requests.get(f"{api}/differences").json()["differences"]
+    assert any(d["key"] == "GET /api/orders/:id" and d["severity"] == "high" for d in diffs)
+    deadline = time.monotonic() + 10
+    while requests.get(f"{api}/data").json()["system"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert requests.get(f"{api}/data").json()["system"]["memory_percent"] > 0
+    assert requests.post(f"{api}/stop").json()["monitoring"] is False
+    assert requests.get(f"{api}/status").json()["monitoring"] is False
+    assert requests.get(f"{api}/data").json()["backend"]["total_events"] == 12  # stored data stays
+
+
+def test_mixed_and_garbage_bodies_against_the_real_server(monitor_server):
+    api = monitor_server.api
+    mixed = requests.post(f"{api}/events", json=[ev(), {"service": "backend"}, ev(trace_id="xyz")])
+    assert mixed.status_code == 200
+    assert mixed.json()["accepted"] == 1 and mixed.json()["rejected"] == 2
+    garbage = requests.post(
+        f"{api}/events", data=b"\x00\x01garbage", headers={"Content-Type": "application/json"}
+    )
+    assert garbage.status_code == 400 and "error" in garbage.json()
+    assert "Traceback" not in garbage.text
+    status = requests.get(f"{api}/status").json()
+    assert status["accepted"] == 1 and status["rejected"] == 3
+
+
+def test_chunked_oversized_body_is_refused_by_the_real_server(start_monitor):
+    with start_monitor("--no-self-monitor", "--max-body-bytes", "2000") as server:
+
+        def chunks():
+            for _ in range(100):
+                yield b" " * 100
+
+        response = requests.post(
+            f"{server.api}/events", data=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 413
+
+
+def test_server_sent_events_stream_through_the_real_server(start_monitor):
+    with start_monitor("--no-self-monitor", "--interval", "0.2") as server:
+        requests.post(f"{server.api}/start")
+        got: list[str] = []
+        with requests.get(f"{server.api}/stream", stream=True, timeout=10) as stream:
+            threading.Timer(
+                0.3, lambda: requests.post(f"{server.api}/events", json=[ev(action="GET /streamed")])
+            ).start()
+            for line in stream.iter_lines(decode_unicode=True):
+                got.append(line)
+                if "GET /streamed" in line:
+                    break
+        assert any(line.startswith("event: events") for line in got)
+
+
+def test_the_server_stops_cleanly_on_sigint(start_monitor):
+    with start_monitor() as server:
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(10) == 0
+        assert "stopped" in "".join(server.output)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", server.port), timeout=1)

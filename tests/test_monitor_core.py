@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from conftest import FakeReader, reading
+
+from live_execution_monitor import ExecutionEvent, LiveExecutionMonitor
+
+
+def make_monitor(clock, **settings):
+    return LiveExecutionMonitor(settings, reader=FakeReader([reading(cpu_percent=33.0)]), clock=clock)
+
+
+def test_the_seed_snippet_counts_in_every_figure(clock):
+    monitor = make_monitor(clock)
+    for _ in range(20):
+        monitor.backend_events.append(
+            ExecutionEvent(
+                timestamp=datetime.now().isoformat(),
+                service="backend",
+                component="custom_component",
+                action="custom_action",
+                duration_ms=125.0,
+                status="success",
+                details={"custom_metric": "value"},
+            )
+        )
+        monitor.frontend_events.append(
+            ExecutionEvent(
+                timestamp=datetime.now().isoformat(),
+                service="frontend",
+                component="Cart",
+                action="render",
+                duration_ms=75.0,
+                status="success",
+            )
+        )
+    status = monitor.status()
+    assert status["backend_events"] == 20 and status["frontend_events"] == 20
+    data = monitor.data()
+    assert data["backend"]["total_events"] == 20
+    assert data["backend"]["avg_duration_ms"] == 125.0
+    assert data["comparison"]["performance_ratio"] == 1.67
+    assert data["recent_events"][0]["component"] in {"custom_component", "Cart"}
+    perf = [d for d in monitor.differences() if d["type"] == "performance"]
+    assert perf and perf[0]["severity"] == "high"
+    assert status["differences_found"] >= 1
+
+
+def test_start_stop_are_idempotent_and_the_clock_counts_only_monitoring(clock):
+    monitor = make_monitor(clock, interval=60)
+    assert monitor.start() is True
+    assert monitor.start() is False
+    clock.advance(30)
+    assert monitor.stop() is True
+    assert monitor.stop() is False
+    clock.advance(100)
+    assert monitor.uptime() == 30
+    monitor.start()
+    clock.advance(5)
+    assert monitor.uptime() == 35
+    monitor.stop()
+
+
+def test_a_tick_samples_the_system_and_records_activity(clock):
+    monitor = make_monitor(clock)
+    monitor.ingest(
+        json.dumps([{"service": "frontend", "component": "click", "action": "button#a"}] * 3).encode()
+    )
+    sample = monitor.sampler.tick()
+    assert sample["cpu_percent"] == 33.0
+    data = monitor.data()
+    assert data["system"]["cpu_percent"] == 33.0
+    assert data["activity_history"][-1]["frontend"] == 3
+    assert data["activity_history"][-1]["backend"] == 0
+    assert monitor.status()["last_sample_age_seconds"] == 0.0
+
+
+def test_data_has_the_contract_fields(clock):
+    monitor = make_monitor(clock)
+    monitor.sampler.tick()
+    data = monitor.data()
+    for side in ("backend", "frontend"):
+        for key in (
+            "total_events",
+            "avg_duration_ms",
+            "p95_duration_ms",
+            "success_rate",
+            "events_per_minute",
+        ):
+            assert key in data[side]
+    assert "performance_ratio" in data["comparison"]
+    for key in (
+        "cpu_percent",
+        "memory_percent",
+        "disk_read_bytes_per_s",
+        "disk_write_bytes_per_s",
+        "net_sent_bytes_per_s",
+        "net_recv_bytes_per_s",
+    ):
+        assert key in data["system"]
+    assert isinstance(data["recent_events"], list)
+
+
+def test_ingest_keeps_valid_events_and_counts_rejections_by_rule(clock):
+    monitor = make_monitor(clock)
+    body = json.dumps(
+        {
+            "events": [
+                {"service": "backend", "component": "http", "action": "GET /a", "duration_ms": 5},
+                {"service": "backend", "component": "http", "action": "GET /a", "duration_ms": -5},
+            ]
+        }
+    ).encode()
+    result = monitor.ingest(body)
+    assert (result.accepted, result.rejected) == (1, 1)
+    status = monitor.status()
+    assert status["rejected_by_reason"] == {"duration_ms: must be >= 0": 1}
+    assert status["received"] == 2
