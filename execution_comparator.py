@@ -59,7 +59,7 @@ def level(value: float | None, levels: Levels) -> str | None:
     if value is None:
         return None
     found = None
-    for name, bound in zip(SEVERITIES, levels):
+    for name, bound in zip(SEVERITIES, levels, strict=True):
         if value >= bound:
             found = name
     return found
@@ -128,7 +128,9 @@ def comparison(stats: PairStats) -> dict[str, Any]:
     fe_rate = fe.count / stats.frontend.minutes if stats.frontend.minutes else None
     return {
         "performance_ratio": ratio,
-        "avg_duration_diff_ms": round(be_avg - fe_avg, 2) if be_avg is not None and fe_avg is not None else None,
+        "avg_duration_diff_ms": round(be_avg - fe_avg, 2)
+        if be_avg is not None and fe_avg is not None
+        else None,
         "success_rate_diff": (
             round(be.success_rate - fe.success_rate, 4)
             if be.success_rate is not None and fe.success_rate is not None
@@ -193,7 +195,9 @@ def _service_differences(stats: PairStats, t: Thresholds) -> list[dict[str, Any]
         busier = "Backend" if be_rate > fe_rate else "Frontend"
         out.append(
             _diff(
-                "activity", sev, None,
+                "activity",
+                sev,
+                None,
                 {"events": be.total.count, "events_per_minute": round(be_rate, 2)},
                 {"events": fe.total.count, "events_per_minute": round(fe_rate, 2)},
                 pct,
@@ -210,7 +214,9 @@ def _service_differences(stats: PairStats, t: Thresholds) -> list[dict[str, Any]
             slower = "Backend" if be_avg > fe_avg else "Frontend"
             out.append(
                 _diff(
-                    "performance", sev, None,
+                    "performance",
+                    sev,
+                    None,
                     {"avg_ms": round(be_avg, 2), "p95_ms": _round(bt.quantile(0.95)), "count": bt.count},
                     {"avg_ms": round(fe_avg, 2), "p95_ms": _round(ft.quantile(0.95)), "count": ft.count},
                     pct,
@@ -238,12 +244,13 @@ def _error_rate(key: str | None, be: Aggregate, fe: Aggregate, levels: Levels) -
         hint = " Calls fail in the browser before or without reaching the backend."
     return [
         _diff(
-            "error_rate", sev, key,
+            "error_rate",
+            sev,
+            key,
             {"error_rate": round(be_err, 4), "success_rate": round(1 - be_err, 4), "count": be.count},
             {"error_rate": round(fe_err, 4), "success_rate": round(1 - fe_err, 4), "count": fe.count},
             points,
-            f"{where}the {worse} fails more often: backend {be_err:.1%} errors, "
-            f"frontend {fe_err:.1%}.{hint}",
+            f"{where}the {worse} fails more often: backend {be_err:.1%} errors, frontend {fe_err:.1%}.{hint}",
         )
     ]
 
@@ -261,13 +268,18 @@ def _coverage(stats: PairStats, t: Thresholds) -> list[dict[str, Any]]:
         return []
     return [
         _diff(
-            "pattern", sev, None,
+            "pattern",
+            sev,
+            None,
             {"endpoints": len(be_eps)},
-            {"endpoints": len(fe_eps), "calls": fe_calls, "unmatched_calls": sum(unseen.values()),
-             "unmatched_endpoints": sorted(unseen)[:10]},
+            {
+                "endpoints": len(fe_eps),
+                "calls": fe_calls,
+                "unmatched_calls": sum(unseen.values()),
+                "unmatched_endpoints": sorted(unseen)[:10],
+            },
             share,
-            f"{share:.1f}% of the browser's API calls go to {len(unseen)} endpoint(s) the backend "
-            "never saw.",
+            f"{share:.1f}% of the browser's API calls go to {len(unseen)} endpoint(s) the backend never saw.",
         )
     ]
 
@@ -292,8 +304,12 @@ def _endpoint_differences(stats: PairStats, t: Thresholds) -> list[dict[str, Any
             more = "backend" if be.count > fe.count else "browser"
             out.append(
                 _diff(
-                    "activity", sev, key,
-                    {"count": be.count}, {"count": fe.count}, pct,
+                    "activity",
+                    sev,
+                    key,
+                    {"count": be.count},
+                    {"count": fe.count},
+                    pct,
                     f"{key}: the {more} counts more calls (backend {be.count:,}, browser "
                     f"{fe.count:,}): retries, lost requests or calls from elsewhere.",
                 )
@@ -318,10 +334,16 @@ def _endpoint_latency(
         return []
     return [
         _diff(
-            "performance", sev, key,
+            "performance",
+            sev,
+            key,
             {"p50_ms": _round(be_p50), "p95_ms": _round(be.timed.quantile(0.95)), "count": be.timed.count},
-            {"p50_ms": _round(fe_p50), "p95_ms": _round(fe.timed.quantile(0.95)), "count": fe.timed.count,
-             "gap_p50_ms": _round(gap)},
+            {
+                "p50_ms": _round(fe_p50),
+                "p95_ms": _round(fe.timed.quantile(0.95)),
+                "count": fe.timed.count,
+                "gap_p50_ms": _round(gap),
+            },
             pct,
             f"{key}: the browser waits {fe_p50:,.0f} ms at the median while the backend spends "
             f"{be_p50:,.0f} ms; {gap:,.0f} ms go to network, queueing or the client ({basis}).",
@@ -336,7 +358,11 @@ def _one_sided(
         sev = "high" if fe.count >= 5 * t.min_samples else "medium"
         return [
             _diff(
-                "pattern", sev, key, {"count": 0}, {"count": fe.count, "error_rate": _round(fe.error_rate)},
+                "pattern",
+                sev,
+                key,
+                {"count": 0},
+                {"count": fe.count, "error_rate": _round(fe.error_rate)},
                 None,
                 f"{key}: the browser called it {fe.count:,} times and the backend never saw it "
                 "(wrong URL, a proxy, a cache or calls that never leave the browser).",
@@ -345,7 +371,12 @@ def _one_sided(
     if be is not None and stats.frontend.endpoints and be.count >= t.min_samples:
         return [
             _diff(
-                "pattern", "low", key, {"count": be.count}, {"count": 0}, None,
+                "pattern",
+                "low",
+                key,
+                {"count": be.count},
+                {"count": 0},
+                None,
                 f"{key}: served {be.count:,} times by the backend and never called from the browser "
                 "(server-to-server traffic, scripts or an unused endpoint).",
             )

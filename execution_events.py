@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -160,7 +159,9 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
     events, errors = [], []
     for index, item in enumerate(items):
         if index >= max_events:
-            errors.append({"index": index, "error": f"events[{index}]: batch holds more than {max_events} events"})
+            errors.append(
+                {"index": index, "error": f"events[{index}]: batch holds more than {max_events} events"}
+            )
             continue
         try:
             events.append(_event_decoder.decode(item))
@@ -175,7 +176,10 @@ _RULES = [
     (re.compile(r"Expected `str` of length <= (\d+)"), r"must be at most \1 characters"),
     (re.compile(r"Expected `float` >= 0(\.0)?"), "must be >= 0"),
     (re.compile(r"Expected `float` <= .*"), "is too large"),
-    (re.compile(r"Expected `str` matching regex '\^\[0-9a-f\]\{(\d+)\}\$'"), r"must be \1 lowercase hex characters"),
+    (
+        re.compile(r"Expected `str` matching regex '\^\[0-9a-f\]\{(\d+)\}\$'"),
+        r"must be \1 lowercase hex characters",
+    ),
     (re.compile(r"Invalid enum value '(.*)'"), r"invalid value '\1'"),
     (re.compile(r"Invalid RFC3339 encoded datetime"), "must be ISO 8601 or epoch seconds"),
     (re.compile(r"Expected `float \| null`, got `(\w+)`"), r"must be a number or null, got \1"),
@@ -204,7 +208,9 @@ def _friendly(message: str, prefix: str) -> str:
     return f"{prefix}{path}: {message}"
 
 
-_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|authori[sz]ation|api[-_]?key|cookie|session|credential", re.I)
+_SECRET_KEY = re.compile(
+    r"pass(word|wd)?|secret|token|authori[sz]ation|api[-_]?key|cookie|session|credential", re.I
+)
 _CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
 
 
@@ -235,7 +241,7 @@ def _mask_card(match: re.Match[str]) -> str:
 
 def _to_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str):
         try:
             return _to_datetime(datetime.fromisoformat(value))
@@ -243,10 +249,10 @@ def _to_datetime(value: Any) -> datetime:
             raise ValueError("timestamp: must be ISO 8601 or epoch seconds") from None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value == 0.0:
-            return datetime.now(timezone.utc)
+            return datetime.now(UTC)
         if not math.isfinite(value) or not 0 < value < 32503680000:
             raise ValueError("timestamp: epoch seconds out of range")
-        return datetime.fromtimestamp(value, timezone.utc)
+        return datetime.fromtimestamp(value, UTC)
     raise TypeError("timestamp: must be ISO 8601 or epoch seconds")
 
 
@@ -303,6 +309,3 @@ def _is_jsonl(path: Path) -> bool:
     except msgspec.DecodeError:
         return False
 
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    raise RuntimeError("Python 3.11 or newer is required")

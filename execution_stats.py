@@ -300,9 +300,7 @@ def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None or math.isinf(value) else round(value, digits)
 
 
-def stats_from_events(
-    service: str, events: Iterable[Any], minutes: float | None = None
-) -> SideStats:
+def stats_from_events(service: str, events: Iterable[Any], minutes: float | None = None) -> SideStats:
     """Build one side's statistics from events (objects or dicts with the event fields).
 
     Without ``minutes`` the window is the span of the events' timestamps (at least one

@@ -117,7 +117,9 @@ def create_app(
                     service="backend",
                     component="http",
                     action=endpoint_key(request.method, path),
-                    duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+                    duration_ms=round(
+                        (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3
+                    ),
                     status="error" if response.status_code >= 500 else "success",
                     details={"http_status": response.status_code, "self_monitor": True},
                 )
@@ -188,7 +190,11 @@ def create_app(
         except BatchError as exc:
             monitor.store.reject(["malformed batch"])
             raise ApiError(400, str(exc)) from None
-        answer: dict[str, Any] = {"accepted": result.accepted, "rejected": result.rejected, "errors": result.errors[:20]}
+        answer: dict[str, Any] = {
+            "accepted": result.accepted,
+            "rejected": result.rejected,
+            "errors": result.errors[:20],
+        }
         if result.accepted == 0 and result.rejected:
             answer["error"] = "no valid event in the batch"
             return jsonify(answer), 400

@@ -48,23 +48,95 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "127.0.0.1", "LIVE_MONITOR_HOST", "Interface to bind; anything but loopback needs --token."),
+    Setting(
+        "host", "127.0.0.1", "LIVE_MONITOR_HOST", "Interface to bind; anything but loopback needs --token."
+    ),
     Setting("port", 5001, "LIVE_MONITOR_PORT", "TCP port to listen on (0 picks a free one)."),
-    Setting("interval", 1.0, "LIVE_MONITOR_INTERVAL", "Seconds between system samples and difference checks."),
-    Setting("max_events", 10_000, "LIVE_MONITOR_MAX_EVENTS", "Events kept per side (backend, frontend); older ones are evicted."),
-    Setting("window", 900.0, "LIVE_MONITOR_WINDOW", "Seconds of recent events that the figures and differences cover."),
-    Setting("history", 3600, "LIVE_MONITOR_HISTORY", "System samples kept for the charts (one per interval)."),
-    Setting("autostart", False, "LIVE_MONITOR_AUTOSTART", "Start monitoring at launch instead of waiting for POST /start."),
-    Setting("self_monitor", True, "LIVE_MONITOR_SELF_MONITOR", "Record the monitor's own API requests as backend http events (tagged self_monitor)."),
-    Setting("debug", False, "LIVE_MONITOR_DEBUG", "Flask's debugger and reloader; refused unless bound to loopback."),
-    Setting("cors_origins", LOOPBACK_ORIGINS, "LIVE_MONITOR_CORS_ORIGINS", "Comma-separated origins (or one regex) allowed to call the API from a browser; 'null' allows file:// dashboards."),
-    Setting("token", "", "LIVE_MONITOR_TOKEN", "Bearer token required by control and read endpoints (required off loopback).", secret=True),
-    Setting("ingest_key", "", "LIVE_MONITOR_INGEST_KEY", "Public key browsers send as X-Ingest-Key when a token is set."),
-    Setting("max_body_bytes", 1_048_576, "LIVE_MONITOR_MAX_BODY_BYTES", "Largest request body accepted (after decompression)."),
-    Setting("max_batch_events", 1000, "LIVE_MONITOR_MAX_BATCH_EVENTS", "Events per batch; those beyond are rejected with a reason."),
-    Setting("recent_limit", 200, "LIVE_MONITOR_RECENT_LIMIT", "Events /data returns by default (?limit= overrides, up to max-events)."),
-    Setting("min_samples", 10, "LIVE_MONITOR_MIN_SAMPLES", "Events needed on each side before a difference is flagged."),
-    Setting("thresholds", "", "LIVE_MONITOR_THRESHOLDS", "JSON file overriding the difference thresholds (see execution_comparator.Thresholds)."),
+    Setting(
+        "interval", 1.0, "LIVE_MONITOR_INTERVAL", "Seconds between system samples and difference checks."
+    ),
+    Setting(
+        "max_events",
+        10_000,
+        "LIVE_MONITOR_MAX_EVENTS",
+        "Events kept per side (backend, frontend); older ones are evicted.",
+    ),
+    Setting(
+        "window",
+        900.0,
+        "LIVE_MONITOR_WINDOW",
+        "Seconds of recent events that the figures and differences cover.",
+    ),
+    Setting(
+        "history", 3600, "LIVE_MONITOR_HISTORY", "System samples kept for the charts (one per interval)."
+    ),
+    Setting(
+        "autostart",
+        False,
+        "LIVE_MONITOR_AUTOSTART",
+        "Start monitoring at launch instead of waiting for POST /start.",
+    ),
+    Setting(
+        "self_monitor",
+        True,
+        "LIVE_MONITOR_SELF_MONITOR",
+        "Record the monitor's own API requests as backend http events (tagged self_monitor).",
+    ),
+    Setting(
+        "debug",
+        False,
+        "LIVE_MONITOR_DEBUG",
+        "Flask's debugger and reloader; refused unless bound to loopback.",
+    ),
+    Setting(
+        "cors_origins",
+        LOOPBACK_ORIGINS,
+        "LIVE_MONITOR_CORS_ORIGINS",
+        "Comma-separated origins (or one regex) allowed to call the API from a browser; 'null' allows file:// dashboards.",
+    ),
+    Setting(
+        "token",
+        "",
+        "LIVE_MONITOR_TOKEN",
+        "Bearer token required by control and read endpoints (required off loopback).",
+        secret=True,
+    ),
+    Setting(
+        "ingest_key",
+        "",
+        "LIVE_MONITOR_INGEST_KEY",
+        "Public key browsers send as X-Ingest-Key when a token is set.",
+    ),
+    Setting(
+        "max_body_bytes",
+        1_048_576,
+        "LIVE_MONITOR_MAX_BODY_BYTES",
+        "Largest request body accepted (after decompression).",
+    ),
+    Setting(
+        "max_batch_events",
+        1000,
+        "LIVE_MONITOR_MAX_BATCH_EVENTS",
+        "Events per batch; those beyond are rejected with a reason.",
+    ),
+    Setting(
+        "recent_limit",
+        200,
+        "LIVE_MONITOR_RECENT_LIMIT",
+        "Events /data returns by default (?limit= overrides, up to max-events).",
+    ),
+    Setting(
+        "min_samples",
+        10,
+        "LIVE_MONITOR_MIN_SAMPLES",
+        "Events needed on each side before a difference is flagged.",
+    ),
+    Setting(
+        "thresholds",
+        "",
+        "LIVE_MONITOR_THRESHOLDS",
+        "JSON file overriding the difference thresholds (see execution_comparator.Thresholds).",
+    ),
     Setting("threads", 8, "LIVE_MONITOR_THREADS", "Worker threads of the WSGI server (waitress)."),
 )
 
@@ -82,12 +154,27 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
         if names is not None and s.name not in names:
             continue
         if isinstance(s.default, bool):
-            parser.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=f"{s.help} [env {s.env}, default {s.default}]")
+            parser.add_argument(
+                s.flag,
+                dest=s.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{s.help} [env {s.env}, default {s.default}]",
+            )
         else:
-            parser.add_argument(s.flag, dest=s.name, type=type(s.default), default=None, metavar=s.name.upper(), help=f"{s.help} [env {s.env}, default {s.default!r}]")
+            parser.add_argument(
+                s.flag,
+                dest=s.name,
+                type=type(s.default),
+                default=None,
+                metavar=s.name.upper(),
+                help=f"{s.help} [env {s.env}, default {s.default!r}]",
+            )
 
 
-def resolve(args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def resolve(
+    args: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Settings from, in order of precedence: flags, environment variables, defaults."""
     environ = os.environ if environ is None else environ
     given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
@@ -110,7 +197,16 @@ def public_view(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
         value = settings.get(s.name, s.default)
         if s.secret and value:
             value = "***"
-        rows.append({"name": s.name, "value": value, "default": s.default, "env": s.env, "flag": s.flag, "help": s.help})
+        rows.append(
+            {
+                "name": s.name,
+                "value": value,
+                "default": s.default,
+                "env": s.env,
+                "flag": s.flag,
+                "help": s.help,
+            }
+        )
     return rows
 
 
