@@ -1,0 +1,229 @@
+// API calls seen from the page: fetch and XHR become "api" events keyed like the backend's,
+// with a traceparent only where the page allows it, and the page's own results untouched.
+import assert from "node:assert/strict";
+import { afterEach, test } from "node:test";
+import { initLiveMonitor } from "../../static/live-monitor.mjs";
+import {
+  MONITOR,
+  INGEST,
+  PAGE_ORIGIN,
+  assertExecutionEvent,
+  installBrowser,
+  waitFor,
+} from "./fake_browser.mjs";
+
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/;
+let env;
+let monitor;
+
+function start(options = {}, browser = {}) {
+  env = installBrowser(browser);
+  monitor = initLiveMonitor({
+    endpoint: MONITOR,
+    flushIntervalMs: 60_000,
+    capture: { webVitals: false },
+    ...options,
+  });
+  return monitor;
+}
+
+async function apiEvents(count) {
+  await waitFor(() => monitor.stats().queued >= count, { what: `${count} queued events` });
+  await monitor.flush();
+  const events = (await env.events()).filter((e) => e.component === "api");
+  events.forEach((e) => assertExecutionEvent(assert, e));
+  return events;
+}
+
+afterEach(() => {
+  monitor?.stop();
+  env?.uninstall();
+  monitor = env = undefined;
+});
+
+test("a traced fetch carries a traceparent and its event the same ids", async () => {
+  start(
+    { tracePropagationTargets: ["http://api.test"] },
+    {
+      route: async (url) =>
+        url.startsWith("http://api.test")
+          ? new Response('{"ok": true}', { headers: { "Server-Timing": "db;dur=3, app;dur=12.5" } })
+          : new Response("plain"),
+    },
+  );
+  const traced = await fetch("http://api.test/api/orders/42?expand=items", { method: "post" });
+  assert.equal(await traced.text(), '{"ok": true}', "the page still reads its own body");
+  await fetch("http://other.test/api/users/7");
+  const [tracedReq, otherReq] = env.pageRequests;
+  const match = TRACEPARENT.exec(tracedReq.headers.get("traceparent"));
+  assert.ok(
+    match,
+    `traceparent header on the target request: ${tracedReq.headers.get("traceparent")}`,
+  );
+  assert.equal(otherReq.headers.get("traceparent"), null, "no traceparent outside the targets");
+
+  const events = await apiEvents(2);
+  const tracedEvent = events.find((e) => e.action === "POST /api/orders/:id");
+  const otherEvent = events.find((e) => e.action === "GET /api/users/:id");
+  assert.equal(tracedEvent.action, "POST /api/orders/:id");
+  assert.equal(tracedEvent.status, "success");
+  assert.equal(tracedEvent.trace_id, match[1]);
+  assert.equal(tracedEvent.span_id, match[2]);
+  assert.equal(tracedEvent.details.http_status, 200);
+  assert.equal(tracedEvent.details.url_origin, "http://api.test");
+  assert.equal(tracedEvent.details.backend_ms, 12.5);
+  assert.equal(tracedEvent.details.sampled, true);
+  assert.equal(typeof tracedEvent.duration_ms, "number");
+  assert.equal(otherEvent.action, "GET /api/users/:id");
+  assert.equal(otherEvent.trace_id, undefined);
+  assert.equal(otherEvent.details.backend_ms, null);
+});
+
+test("by default only same-origin requests are traced; RegExp and path targets work", async () => {
+  start({}, {});
+  await fetch("/api/items/");
+  await fetch("http://cdn.test/lib.js");
+  assert.match(env.pageRequests[0].headers.get("traceparent"), TRACEPARENT);
+  assert.equal(env.pageRequests[1].headers.get("traceparent"), null);
+  monitor.stop();
+  env.uninstall();
+
+  start({ tracePropagationTargets: [/^http:\/\/cdn\.test\//, "/api/"] });
+  await fetch("http://cdn.test/lib.js");
+  await fetch(new Request(`${PAGE_ORIGIN}/api/x`, { headers: { "X-Keep": "1" } }));
+  await fetch("/static/app.css");
+  const [cdn, api, css] = env.pageRequests;
+  assert.match(cdn.headers.get("traceparent"), TRACEPARENT);
+  assert.match(api.headers.get("traceparent"), TRACEPARENT);
+  assert.equal(api.headers.get("x-keep"), "1", "the page's own headers survive");
+  assert.equal(css.headers.get("traceparent"), null);
+});
+
+test("a rejected fetch still rejects for the page; its event has http_status 0", async () => {
+  const failure = new TypeError("Failed to fetch");
+  start({}, { route: async () => Promise.reject(failure) });
+  await assert.rejects(fetch("/api/orders/9"), (error) => error === failure);
+  const [event] = await apiEvents(1);
+  assert.equal(event.action, "GET /api/orders/:id");
+  assert.equal(event.status, "error");
+  assert.equal(event.details.http_status, 0);
+});
+
+test("a 500 is an error, a 404 keeps its status but is not", async () => {
+  start(
+    {},
+    { route: async (url) => new Response("x", { status: url.endsWith("/boom") ? 500 : 404 }) },
+  );
+  const boom = await fetch("/api/boom");
+  assert.equal(boom.status, 500, "the page sees the real response");
+  await fetch("/api/missing");
+  const events = await apiEvents(2);
+  const e500 = events.find((e) => e.action === "GET /api/boom");
+  const e404 = events.find((e) => e.action === "GET /api/missing");
+  assert.equal(e500.status, "error");
+  assert.equal(e500.details.http_status, 500);
+  assert.equal(e404.status, "success");
+  assert.equal(e404.details.http_status, 404);
+});
+
+test("XMLHttpRequest calls are reported and traced like fetch", async () => {
+  start(
+    {},
+    {
+      route: async () =>
+        new Response("{}", { status: 201, headers: { "server-timing": "app;dur=4" } }),
+    },
+  );
+  const xhr = new XMLHttpRequest();
+  xhr.open("PUT", "/api/carts/3f2b8c1e-9a4d-4e2b-8c1e-9a4d4e2b8c1e");
+  xhr.setRequestHeader("Content-Type", "application/json");
+  xhr.send("{}");
+  const [event] = await apiEvents(1);
+  const match = TRACEPARENT.exec(env.pageRequests[0].headers.traceparent);
+  assert.ok(match, "traceparent set on the XHR");
+  assert.equal(env.pageRequests[0].headers["content-type"], "application/json");
+  assert.equal(event.action, "PUT /api/carts/:id");
+  assert.equal(event.details.http_status, 201);
+  assert.equal(event.details.backend_ms, 4);
+  assert.equal(event.trace_id, match[1]);
+});
+
+test("an untraced call takes the trace id the backend puts in Server-Timing", async () => {
+  const backendTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const SPAN = "00f067aa0ba902b7";
+  start(
+    { tracePropagationTargets: [] },
+    {
+      route: async () =>
+        new Response("{}", {
+          headers: {
+            "Server-Timing": `app;dur=2.0, traceparent;desc="00-${backendTrace}-${SPAN}-01"`,
+          },
+        }),
+    },
+  );
+  await fetch("/api/orders/1");
+  assert.equal(env.pageRequests[0].headers.get("traceparent"), null);
+  const [event] = await apiEvents(1);
+  assert.equal(event.trace_id, backendTrace);
+  assert.match(event.span_id, /^[0-9a-f]{16}$/);
+  assert.equal(event.details.backend_ms, 2);
+});
+
+test("an XHR that gets no response is an error with http_status 0", async () => {
+  start({}, { route: async () => Promise.reject(new TypeError("offline")) });
+  const xhr = new XMLHttpRequest();
+  xhr.open("GET", "/api/orders/5");
+  xhr.send();
+  const [event] = await apiEvents(1);
+  assert.equal(event.status, "error");
+  assert.equal(event.details.http_status, 0);
+  assert.equal(event.details.error, "NetworkError");
+});
+
+test("the logger's own posts to the monitor are never reported as api calls", async () => {
+  start();
+  await fetch("/api/one");
+  await apiEvents(1);
+  await fetch(INGEST, { method: "POST", body: '{"events": []}' });
+  monitor.record("custom", "tick");
+  await monitor.flush();
+  const events = await env.events();
+  assert.deepEqual(
+    events.map((e) => e.action),
+    ["GET /api/one", "tick"],
+  );
+});
+
+test("sampleRate 0 drops api events but keeps other events", async () => {
+  start({ sampleRate: 0 });
+  await fetch("/api/one");
+  monitor.record("custom", "tick");
+  await monitor.flush();
+  const events = await env.events();
+  assert.deepEqual(
+    events.map((e) => e.component),
+    ["custom"],
+  );
+});
+
+test("stop() restores fetch and XHR and reports nothing afterwards", async () => {
+  env = installBrowser();
+  const originalFetch = globalThis.fetch;
+  const proto = XMLHttpRequest.prototype;
+  const originalXhr = {
+    open: proto.open,
+    send: proto.send,
+    setRequestHeader: proto.setRequestHeader,
+  };
+  monitor = initLiveMonitor({ endpoint: MONITOR, capture: { webVitals: false } });
+  assert.notEqual(globalThis.fetch, originalFetch, "fetch is wrapped while running");
+  monitor.stop();
+  assert.equal(globalThis.fetch, originalFetch);
+  assert.equal(proto.open, originalXhr.open);
+  assert.equal(proto.send, originalXhr.send);
+  assert.equal(proto.setRequestHeader, originalXhr.setRequestHeader);
+  await fetch("/api/after-stop");
+  assert.equal(monitor.stats().queued, 0);
+  assert.equal(env.pageRequests[0].headers.get("traceparent"), null);
+});
