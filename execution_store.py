@@ -58,29 +58,49 @@ class EventStore:
         now = self._clock()
         with self._lock:
             self._counters["received"] += len(events)
-            bucket = self._bucket(now)
+            self._counters["accepted"] += len(events)
             if self._first_event_at is None and events:
                 self._first_event_at = now
+            bucket = self._bucket(now)
             for event in events:
-                service = event.service
-                store = self._events[service]
-                if len(store) == store.maxlen:
-                    self._counters[f"evicted_{service}"] += 1
-                store.append(event)
-                self._seq += 1
-                self._totals[service] += 1
-                self._since_tick[service] += 1
-                key = event.endpoint
-                bucket.side(service).add(
-                    event.component, event.action, event.duration_ms, event.is_error, now
-                )
-                self._window.side(service).add(
-                    event.component, event.action, event.duration_ms, event.is_error, now
-                )
-                if event.trace_id and key is not None:
-                    self._join(event, key, bucket)
-            self._counters["accepted"] += len(events)
+                self._add_locked(event, bucket, now)
         return len(events)
+
+    def restore(self, events: Iterable[ExecutionEvent]) -> int:
+        """Put back events read from a journal, oldest first, each in the bucket of its own time.
+
+        They count in the figures (those still inside the window) and the totals, and in
+        the ``restored`` counter rather than ``accepted``.
+        """
+        now = self._clock()
+        restored = 0
+        with self._lock:
+            for event in events:
+                at = min(event.epoch, now)
+                if self._buckets and at < self._buckets[-1][0]:
+                    at = self._buckets[-1][0]
+                if self._first_event_at is None:
+                    self._first_event_at = at
+                self._add_locked(event, self._bucket(at), at)
+                restored += 1
+            self._counters["restored"] += restored
+            self._bucket(now)
+        return restored
+
+    def _add_locked(self, event: ExecutionEvent, bucket: PairStats, now: float) -> None:
+        service = event.service
+        store = self._events[service]
+        if len(store) == store.maxlen:
+            self._counters[f"evicted_{service}"] += 1
+        store.append(event)
+        self._seq += 1
+        self._totals[service] += 1
+        self._since_tick[service] += 1
+        bucket.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
+        self._window.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
+        key = event.endpoint
+        if event.trace_id and key is not None:
+            self._join(event, key, bucket)
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events (a malformed body counts as one) by the rule that refused them."""
@@ -175,6 +195,7 @@ class EventStore:
                 "rejected_by_reason": dict(self._rejected.most_common(20)),
                 "evicted": sum(evicted.values()),
                 "evicted_by_service": evicted,
+                "restored": self._counters["restored"],
                 "stored": stored,
                 "totals": {s: self._totals[s] for s in SERVICES},
             }

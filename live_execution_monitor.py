@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 from backend_logging_config import endpoint_key
 from execution_events import BatchError, ExecutionEvent
 from monitor_core import LiveExecutionMonitor
+from monitor_openapi import openapi
 from monitor_settings import (
     add_arguments,
     defaults,
@@ -80,10 +82,14 @@ def create_app(
     guard_loopback = is_loopback(settings["host"])
     token, ingest_key = settings["token"], settings["ingest_key"]
     streams = _StreamSlots(max(1, settings["threads"] - 2))
+    limiter = RateLimiter(settings["ingest_rate"])
+    max_backlog = 4 * settings["threads"]
 
     @app.before_request
     def _guard() -> None:
         g.started = time.perf_counter()
+        if monitor.draining:
+            raise ApiError(503, "the monitor is shutting down", {"Retry-After": "5"})
         if guard_loopback and _hostname(request.host) not in LOOPBACK_HOSTS:
             raise ApiError(403, "Host header not allowed: the monitor answers to localhost only")
         if not request.path.startswith(API) or request.method == "OPTIONS":
@@ -146,6 +152,10 @@ def create_app(
     def dashboard() -> Response:
         return send_from_directory(HERE, DASHBOARD, mimetype="text/html", max_age=0)
 
+    @app.get("/api/openapi.json")
+    def openapi_json() -> Response:
+        return jsonify(openapi())
+
     @app.get("/health")
     def health() -> Response:
         return jsonify(status="ok", monitoring=monitor.monitoring)
@@ -184,6 +194,12 @@ def create_app(
 
     @app.post(f"{API}/events")
     def events() -> tuple[Response, int]:
+        backlog = app.config.get("BACKLOG")
+        if backlog is not None and backlog() > max_backlog:
+            raise ApiError(503, "the monitor is overloaded; retry shortly", {"Retry-After": "1"})
+        origin = request.headers.get("Origin")
+        if origin and not limiter.allow(f"{request.remote_addr} {origin}"):
+            raise ApiError(429, "too many requests from this browser; slow down", {"Retry-After": "1"})
         body = _read_body(settings["max_body_bytes"])
         try:
             result = monitor.ingest(body)
@@ -269,6 +285,31 @@ def _read_body(limit: int) -> bytes:
     return body
 
 
+class RateLimiter:
+    """A token bucket per client: ``rate`` requests a second, bursts of up to ``rate``."""
+
+    def __init__(
+        self, rate: float, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max_clients = max_clients
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        """Take one token for ``client``; False when it has none left."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(client, (self.rate, now))
+            tokens = min(self.rate, tokens + (now - last) * self.rate)
+            allowed = tokens >= 1
+            self._buckets[client] = (tokens - 1 if allowed else tokens, now)
+            if len(self._buckets) > self._max_clients:
+                self._buckets.popitem(last=False)
+            return allowed
+
+
 class _StreamSlots:
     """Counts open event streams: each holds a server thread, so they are capped."""
 
@@ -294,7 +335,7 @@ def _sse(monitor: LiveExecutionMonitor, slots: _StreamSlots) -> Iterator[str]:
     try:
         seq, tick = monitor.store.seq, -1
         yield "retry: 2000\n\n"
-        while True:
+        while not monitor.draining:
             wait = 15.0 if monitor.monitoring else monitor.settings["interval"]
             new_tick = monitor.wait_for_tick(tick, wait)
             seq, fresh = monitor.store.since(seq, 200)
@@ -337,7 +378,7 @@ def serve(
     ready: Callable[[str], None] | None = None,
 ) -> int:
     """Serve until interrupted; ``ready`` gets the base URL once the socket listens."""
-    from waitress.server import create_server
+    from monitor_server import WaitressServer
 
     app = create_app(settings, monitor)
     monitor = app.extensions["live_monitor"]
@@ -350,27 +391,17 @@ def serve(
             ready(base)
         app.run(host=host, port=settings["port"], debug=True, use_reloader=False, threaded=True)
         return 0
-    server = create_server(
-        app,
-        host=host,
-        port=settings["port"],
-        threads=settings["threads"],
-        ident="live-execution-monitor",
-        max_request_body_size=settings["max_body_bytes"],
-        channel_timeout=30,
-    )
-    port = server.effective_port  # type: ignore[union-attr]
-    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    server = WaitressServer(app, host, settings["port"], settings["threads"], settings["max_body_bytes"])
+    app.config["BACKLOG"] = server.backlog
+    server.on_drain = monitor.begin_drain
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}"
     print(f"Live Execution Monitor serving on {base}", flush=True)
     if ready:
         ready(base)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever()
     finally:
-        monitor.stop()
-        server.close()
+        monitor.close()
     print("Live Execution Monitor stopped.", flush=True)
     return 0
 

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from event_journal import EventJournal
 from execution_comparator import Thresholds, compare, comparison, endpoint_rows, summarize
 from execution_events import BatchResult, ExecutionEvent, decode_batch
 from execution_store import EventDeque, EventStore
@@ -54,6 +55,11 @@ class LiveExecutionMonitor:
         self._differences: tuple[float, int, list[dict[str, Any]]] | None = None
         self._tick = threading.Condition()
         self._tick_number = 0
+        self.draining = False
+        self.journal: EventJournal | None = None
+        if s["persist"]:
+            self.journal = EventJournal(s["persist"], keep=s["max_events"])
+            self.store.restore(self.journal.load())
 
     # --- control -------------------------------------------------------------------------
 
@@ -94,10 +100,28 @@ class LiveExecutionMonitor:
         """Decode, validate and store one batch; raises execution_events.BatchError."""
         result = decode_batch(body, max_events or self.settings["max_batch_events"])
         if result.events:
-            self.store.add(result.events)
+            self.accept(result.events)
         if result.errors:
             self.store.reject(_reason(e["error"]) for e in result.errors)
         return result
+
+    def accept(self, events: list[ExecutionEvent]) -> None:
+        """Store events received from a client: journaled first (with --persist), then kept."""
+        if self.journal is not None:
+            self.journal.append(events)
+        self.store.add(events)
+
+    def begin_drain(self) -> None:
+        """The server is shutting down: new requests get 503 and open streams end."""
+        self.draining = True
+        with self._tick:
+            self._tick.notify_all()
+
+    def close(self) -> None:
+        """Stop monitoring and close the journal."""
+        self.stop()
+        if self.journal is not None:
+            self.journal.close()
 
     def record(self, event: ExecutionEvent) -> None:
         """Store one event built in Python (self-monitoring, integrations)."""
@@ -117,7 +141,7 @@ class LiveExecutionMonitor:
     def wait_for_tick(self, after: int, timeout: float) -> int:
         """Block until a tick newer than ``after`` (or timeout); returns the tick number."""
         with self._tick:
-            self._tick.wait_for(lambda: self._tick_number > after or not self.monitoring, timeout)
+            self._tick.wait_for(lambda: self._tick_number > after or self.draining, timeout)
             return self._tick_number
 
     # --- reading -------------------------------------------------------------------------

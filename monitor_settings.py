@@ -137,6 +137,18 @@ SETTINGS: tuple[Setting, ...] = (
         "LIVE_MONITOR_THRESHOLDS",
         "JSON file overriding the difference thresholds (see execution_comparator.Thresholds).",
     ),
+    Setting(
+        "persist",
+        "",
+        "LIVE_MONITOR_PERSIST",
+        "SQLite file that journals every accepted event (WAL mode); they come back after a restart.",
+    ),
+    Setting(
+        "ingest_rate",
+        200,
+        "LIVE_MONITOR_INGEST_RATE",
+        "Browser ingest requests per second allowed per client (origin and address); over it: 429.",
+    ),
     Setting("threads", 8, "LIVE_MONITOR_THREADS", "Worker threads of the WSGI server (waitress)."),
 )
 

@@ -1,0 +1,87 @@
+"""Opt-in persistence (``--persist FILE``): an SQLite journal in WAL mode.
+
+Each accepted batch is committed before the monitor acknowledges it, so an acknowledged
+event survives ``kill -9`` and a restart; on start the newest events of each side are
+read back into the store. SQLite ships with Python, so nothing new is installed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import msgspec
+
+from execution_events import ExecutionEvent
+
+_decoder = msgspec.json.Decoder(ExecutionEvent)
+_encoder = msgspec.json.Encoder()
+
+
+class EventJournal:
+    """An append-only table of events, trimmed to the newest ``keep`` per side."""
+
+    def __init__(self, path: str | Path, keep: int = 10_000) -> None:
+        self.path = Path(path)
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, service TEXT NOT NULL, body BLOB NOT NULL)"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id)")
+        self._appended = 0
+
+    def append(self, events: list[ExecutionEvent]) -> None:
+        """Commit ``events``; when this returns they are on disk."""
+        rows = [(e.service, _encoder.encode(e)) for e in events]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT INTO events (service, body) VALUES (?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._appended += len(rows)
+            if self._appended >= self.keep:
+                self._trim()
+                self._appended = 0
+
+    def _trim(self) -> None:
+        for service in ("backend", "frontend"):
+            self._db.execute(
+                "DELETE FROM events WHERE service = ? AND id <= "
+                "(SELECT id FROM events WHERE service = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (service, service, self.keep),
+            )
+
+    def load(self) -> list[ExecutionEvent]:
+        """The newest ``keep`` events of each side, oldest first (unreadable rows skipped)."""
+        events: list[tuple[int, ExecutionEvent]] = []
+        with self._lock:
+            for service in ("backend", "frontend"):
+                cursor = self._db.execute(
+                    "SELECT id, body FROM events WHERE service = ? ORDER BY id DESC LIMIT ?",
+                    (service, self.keep),
+                )
+                for row_id, body in cursor:
+                    try:
+                        events.append((row_id, _decoder.decode(body)))
+                    except (msgspec.ValidationError, msgspec.DecodeError):
+                        continue
+        events.sort(key=lambda pair: pair[0])
+        return [e for _, e in events]
+
+    def count(self) -> int:
+        """Rows in the journal."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()

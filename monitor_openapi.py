@@ -1,0 +1,184 @@
+"""The OpenAPI 3.1 description of the monitor's REST API, served at /api/openapi.json.
+
+The event schema is generated from the ``ExecutionEvent`` model itself, so the description
+and the validator cannot drift apart; schemathesis fuzzes the API from this document.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from execution_events import ExecutionEvent
+
+API = "/api/live-execution"
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+OBJECT = {"type": "object"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "bad data",
+        401: "missing or wrong credentials",
+        403: "host or origin refused",
+        413: "body too large",
+        415: "not JSON",
+        429: "too many requests",
+        503: "overloaded or shutting down",
+    }
+    return {str(code): _json(ERROR, reasons[code]) for code in codes}
+
+
+def int_param(name: str, text: str) -> dict[str, Any]:
+    """A non-negative integer query parameter."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": text,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+
+
+@cache
+def openapi() -> dict[str, Any]:
+    """The OpenAPI document."""
+    _, components = msgspec.json.schema_components(
+        [ExecutionEvent], ref_template="#/components/schemas/{name}"
+    )
+    event = {"$ref": "#/components/schemas/ExecutionEvent"}
+    components.update(
+        {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Batch": {
+                "oneOf": [
+                    {"type": "array", "items": event},
+                    {
+                        "type": "object",
+                        "required": ["events"],
+                        "properties": {"events": {"type": "array", "items": event}},
+                    },
+                ]
+            },
+            "IngestResult": {
+                "type": "object",
+                "required": ["accepted", "rejected", "errors"],
+                "properties": {
+                    "accepted": {"type": "integer", "minimum": 0},
+                    "rejected": {"type": "integer", "minimum": 0},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"index": {"type": "integer"}, "error": {"type": "string"}},
+                        },
+                    },
+                },
+            },
+            "Difference": {
+                "type": "object",
+                "required": [
+                    "type",
+                    "severity",
+                    "scope",
+                    "key",
+                    "backend",
+                    "frontend",
+                    "difference_pct",
+                    "message",
+                ],
+                "properties": {
+                    "type": {"enum": ["activity", "performance", "error_rate", "pattern"]},
+                    "severity": {"enum": ["low", "medium", "high"]},
+                    "scope": {"enum": ["service", "endpoint"]},
+                    "key": {"type": ["string", "null"]},
+                    "backend": OBJECT,
+                    "frontend": OBJECT,
+                    "difference_pct": {"type": ["number", "null"]},
+                    "message": {"type": "string"},
+                },
+            },
+        }
+    )
+    control = {"200": _json(OBJECT, "the monitoring state"), **_errors(401, 403)}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Live Execution Monitor",
+            "version": "1.0.0",
+            "description": "Where what users experience in the browser differs from what the backend does.",
+        },
+        "paths": {
+            "/health": {"get": {"summary": "Liveness", "responses": {"200": _json(OBJECT, "alive")}}},
+            f"{API}/start": {"post": {"summary": "Start monitoring", "responses": control}},
+            f"{API}/stop": {"post": {"summary": "Stop monitoring; stored data stays", "responses": control}},
+            f"{API}/status": {"get": {"summary": "State, uptime and ingest counters", "responses": control}},
+            f"{API}/data": {
+                "get": {
+                    "summary": "Summaries, comparison, endpoints, system samples and recent events",
+                    "parameters": [
+                        int_param("limit", "recent events to return"),
+                        int_param("history", "system and activity samples to return"),
+                        {
+                            "name": "include_self",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "boolean"},
+                        },
+                    ],
+                    "responses": {"200": _json(OBJECT, "live data"), **_errors(400, 401, 403)},
+                }
+            },
+            f"{API}/differences": {
+                "get": {
+                    "summary": "The differences now detected",
+                    "parameters": [
+                        {
+                            "name": "min_severity",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": ["low", "medium", "high"]},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "differences": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Difference"},
+                                    }
+                                },
+                            },
+                            "differences, most severe first",
+                        ),
+                        **_errors(400, 401, 403),
+                    },
+                }
+            },
+            f"{API}/events": {
+                "post": {
+                    "summary": "Ingest a batch of events; valid ones are kept, invalid ones listed",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}},
+                    },
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/IngestResult"}, "the batch was read"),
+                        **_errors(400, 401, 403, 413, 415, 429, 503),
+                    },
+                }
+            },
+            f"{API}/config": {"get": {"summary": "Settings in force and thresholds", "responses": control}},
+        },
+        "components": {"schemas": components},
+    }

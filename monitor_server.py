@@ -1,0 +1,86 @@
+"""Serving the monitor's WSGI app with waitress, and shutting down without dropping requests.
+
+On SIGTERM or Ctrl-C the server answers new requests with 503 and ``Retry-After``
+for a short grace period, lets the requests in flight finish and flushes their responses,
+then stops listening: a client sees a response or a 503, never a reset.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from waitress import wasyncore
+from waitress.server import create_server
+
+GRACE_SECONDS = 1.0
+DRAIN_SECONDS = 10.0
+
+
+class WaitressServer:
+    """A waitress server whose loop this class runs, so it can drain before closing."""
+
+    def __init__(self, app: Any, host: str, port: int, threads: int, max_body_bytes: int) -> None:
+        self._server: Any = create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="live-execution-monitor",
+            max_request_body_size=max_body_bytes,
+            channel_timeout=30,
+            connection_limit=200,
+        )
+        self._stopping = threading.Event()
+        self.on_drain: Callable[[], None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return int(self._server.effective_port)
+
+    def backlog(self) -> int:
+        """Requests waiting for a worker thread: the overload signal."""
+        return len(self._server.task_dispatcher.queue)
+
+    def stop(self) -> None:
+        """Ask the loop to drain and stop (safe from a signal handler or another thread)."""
+        self._stopping.set()
+        self._server.pull_trigger()
+
+    def serve_forever(self, handle_signals: bool = True) -> None:
+        """Serve until stop() (or SIGTERM/SIGINT when ``handle_signals``), then drain."""
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+        server = self._server
+        adj = server.adj
+        while not self._stopping.is_set():
+            wasyncore.loop(
+                timeout=adj.asyncore_loop_timeout, map=server._map, use_poll=adj.asyncore_use_poll, count=1
+            )
+        self._drain()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop()
+
+    def _busy(self) -> bool:
+        return any(ch.requests or ch.total_outbufs_len for ch in list(self._server.active_channels.values()))
+
+    def _drain(self) -> None:
+        server = self._server
+        if self.on_drain is not None:
+            self.on_drain()
+        grace_ends = time.monotonic() + GRACE_SECONDS
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while time.monotonic() < deadline and (time.monotonic() < grace_ends or self._busy()):
+            wasyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        wasyncore.dispatcher.close(server)  # stop listening
+        while time.monotonic() < deadline and self._busy():
+            wasyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        server.task_dispatcher.shutdown(timeout=1)
+        wasyncore.close_all(server._map)

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import threading
+
+import requests
+
+from event_journal import EventJournal
+from execution_events import ExecutionEvent
+
+
+def event(n: int, service: str = "backend") -> ExecutionEvent:
+    return ExecutionEvent(
+        service=service,
+        component="http" if service == "backend" else "api",
+        action="POST /api/orders",
+        duration_ms=float(n),
+        details={"n": n},
+    )
+
+
+def test_appended_events_come_back_oldest_first(tmp_path):
+    journal = EventJournal(tmp_path / "j.db")
+    journal.append([event(1), event(2, "frontend"), event(3)])
+    journal.close()
+    again = EventJournal(tmp_path / "j.db")
+    assert [e.details["n"] for e in again.load()] == [1, 2, 3]
+    assert again.load()[1].service == "frontend"
+
+
+def test_the_journal_keeps_the_newest_per_side(tmp_path):
+    journal = EventJournal(tmp_path / "j.db", keep=5)
+    for n in range(12):
+        journal.append([event(n)])
+    journal.append([event(100, "frontend")])
+    kept = journal.load()
+    assert [e.details["n"] for e in kept if e.service == "backend"][-5:] == [7, 8, 9, 10, 11]
+    assert journal.count() <= 5 * 2 + 5
+
+
+def test_an_unreadable_row_is_skipped_not_fatal(tmp_path):
+    journal = EventJournal(tmp_path / "j.db")
+    journal.append([event(1)])
+    journal.close()
+    db = sqlite3.connect(tmp_path / "j.db")
+    db.execute("INSERT INTO events (service, body) VALUES ('backend', 'not json')")
+    db.commit()
+    db.close()
+    assert [e.details["n"] for e in EventJournal(tmp_path / "j.db").load()] == [1]
+
+
+def test_the_journal_uses_wal(tmp_path):
+    EventJournal(tmp_path / "j.db")
+    mode = sqlite3.connect(tmp_path / "j.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def _stream(api: str, first: int, acked: list[int], stop: threading.Event, batch: int = 10) -> None:
+    n = first
+    session = requests.Session()
+    while not stop.is_set():
+        numbers = list(range(n, n + batch))
+        body = [
+            {
+                "service": "backend",
+                "component": "http",
+                "action": "POST /api/orders",
+                "duration_ms": 1.0,
+                "details": {"n": i},
+            }
+            for i in numbers
+        ]
+        try:
+            response = session.post(f"{api}/events", json=body, timeout=5)
+        except requests.RequestException:
+            return
+        if response.status_code == 200 and response.json()["accepted"] == batch:
+            acked.extend(numbers)
+        n += batch
+
+
+def _stored_numbers(api: str) -> list[int]:
+    events = requests.get(f"{api}/data", params={"limit": 20000}).json()["recent_events"]
+    return [e["details"]["n"] for e in events if "n" in e["details"]]
+
+
+def test_acknowledged_events_survive_kill_9_and_restart(tmp_path, start_monitor):
+    db = str(tmp_path / "events.db")
+    rng = random.Random(7)
+    acked: list[int] = []
+    first = 0
+    for round_ in range(3):
+        with start_monitor("--no-self-monitor", "--persist", db) as server:
+            stored = _stored_numbers(server.api)
+            missing = set(acked) - set(stored)
+            assert not missing, f"round {round_}: {len(missing)} acknowledged events lost"
+            assert len(stored) - len(set(stored)) == 0
+            extra = set(stored) - set(acked)
+            assert len(extra) <= 10, "more than the last batch was stored without being acknowledged"
+            target = len(acked) + rng.randint(50, 400)
+            stop = threading.Event()
+            sender = threading.Thread(target=_stream, args=(server.api, first, acked, stop))
+            sender.start()
+            while len(acked) < target and sender.is_alive():
+                sender.join(0.01)
+            server.proc.send_signal(signal.SIGKILL)
+            server.proc.wait(10)
+            stop.set()
+            sender.join(10)
+            first = max(acked + list(extra) + [first]) + 1000
+    with start_monitor("--no-self-monitor", "--persist", db) as server:
+        stored = set(_stored_numbers(server.api))
+        assert set(acked) <= stored
+        assert len(acked) >= 150
+        status = requests.get(f"{server.api}/status").json()
+        assert status["restored"] == len(stored)
+        assert requests.get(f"{server.api}/data").json()["backend"]["total_events"] == len(stored)
