@@ -147,7 +147,7 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
         events = decoded if isinstance(decoded, list) else decoded.events
         if len(events) <= max_events:
             return BatchResult(events=events, errors=[])
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         pass
     try:
         raw = raw_decoder.decode(body)
@@ -155,6 +155,8 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
         raise BatchError(_friendly(str(exc), prefix="body")) from None
     except (msgspec.DecodeError, RecursionError) as exc:
         raise BatchError(f"malformed JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise BatchError("body is not valid UTF-8") from None
     items = raw if isinstance(raw, list) else raw.events
     events, errors = [], []
     for index, item in enumerate(items):
@@ -165,7 +167,7 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
             continue
         try:
             events.append(_event_decoder.decode(item))
-        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
             errors.append({"index": index, "error": _friendly(str(exc), prefix=f"events[{index}]")})
     return BatchResult(events=events, errors=errors)
 

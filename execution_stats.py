@@ -109,7 +109,7 @@ class LatencySketch:
         """Return the q-quantile (0..1), or None when empty; clamped to the seen min/max."""
         if not self.count:
             return None
-        rank = q * (self.count - 1)
+        rank = round(q * (self.count - 1))
         if rank < self.zeros:
             return max(0.0, self.min)
         seen = self.zeros

@@ -131,3 +131,74 @@ def test_accounting_holds_under_concurrent_writers_and_readers():
     assert c["accepted"] == c["evicted"] + sum(c["stored"].values())
     stats = store.window_stats()
     assert stats.backend.total.count + stats.frontend.total.count == 1600
+
+
+from hypothesis import settings as hsettings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
+
+from monitor_core import LiveExecutionMonitor  # noqa: E402
+
+
+class IngestAccounting(RuleBasedStateMachine):
+    """Whatever mix of batches arrives, every event is accepted, rejected or evicted, once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.monitor = LiveExecutionMonitor({"max_events": 7})
+        self.valid = 0
+        self.invalid = 0
+        self.malformed = 0
+
+    @rule(
+        good=st.lists(st.sampled_from(["backend", "frontend"]), max_size=12),
+        bad=st.integers(min_value=0, max_value=5),
+    )
+    def post_a_batch(self, good, bad):
+        import json
+
+        events = [
+            {
+                "service": s,
+                "component": "http" if s == "backend" else "api",
+                "action": "GET /x",
+                "duration_ms": 1.0,
+            }
+            for s in good
+        ]
+        events += [{"service": "backend", "component": "", "action": "GET /x"}] * bad
+        result = self.monitor.ingest(json.dumps(events).encode())
+        assert (result.accepted, result.rejected) == (len(good), bad)
+        self.valid += len(good)
+        self.invalid += bad
+
+    @rule(body=st.binary(max_size=40))
+    def post_garbage(self, body):
+        from execution_events import BatchError
+
+        try:
+            result = self.monitor.ingest(b"{" + body)
+        except BatchError:
+            self.monitor.store.reject(["malformed batch"])
+            self.malformed += 1
+        else:
+            self.valid += result.accepted
+            self.invalid += result.rejected
+
+    @rule()
+    def read(self):
+        self.monitor.data(limit=5)
+        self.monitor.differences()
+
+    @invariant()
+    def everything_is_accounted_for(self):
+        c = self.monitor.store.counts()
+        assert c["accepted"] == self.valid
+        assert c["rejected"] == self.invalid + self.malformed
+        assert c["received"] == c["accepted"] + c["rejected"]
+        assert c["accepted"] == c["evicted"] + sum(c["stored"].values())
+        assert all(n <= 7 for n in c["stored"].values())
+
+
+TestIngestAccounting = IngestAccounting.TestCase
+TestIngestAccounting.settings = hsettings(max_examples=40, stateful_step_count=25, deadline=None)

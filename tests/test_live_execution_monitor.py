@@ -279,3 +279,94 @@ def test_the_server_stops_cleanly_on_sigint(start_monitor):
         assert "stopped" in "".join(server.output)
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", server.port), timeout=1)
+
+
+# --- hostile input, rate and overload ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'[{"service": "backend", "component": "a\xff\xfe", "action": "b"}]',  # invalid UTF-8 in a string
+        b'[{"service": "backend", "component": "a", "action": "b", "duration_ms": Infinity}]',
+        b"[" + b"[" * 10_000 + b"]" * 10_000 + b"]",
+        b'{"events": ' + b"{" * 5000 + b"}",
+    ],
+)
+def test_hostile_bodies_are_4xx_and_leave_the_store_untouched(client, body):
+    response = client.post(f"{API}/events", data=body, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500
+    assert response.json["error"]
+    status = client.get(f"{API}/status").json
+    assert status["accepted"] == 0
+
+
+def test_duplicate_keys_take_the_last_value(client):
+    body = b'[{"service": "backend", "service": "frontend", "component": "api", "action": "GET /d"}]'
+    response = client.post(f"{API}/events", data=body, headers={"Content-Type": "application/json"})
+    assert response.json["accepted"] == 1
+    assert client.get(f"{API}/data").json["recent_events"][0]["service"] == "frontend"
+
+
+def test_a_huge_array_keeps_the_first_batch_and_rejects_the_rest(client):
+    response = client.post(f"{API}/events", json=[ev()] * 5000)
+    assert response.json["accepted"] == 1000
+    assert response.json["rejected"] == 4000
+    assert len(response.json["errors"]) == 20
+
+
+def test_hostile_strings_are_stored_as_plain_text(client):
+    hostile = "<img src=x onerror=alert(1)>\u202e\x00"
+    assert client.post(f"{API}/events", json=[ev(action=hostile, component="<script>")]).json["accepted"] == 1
+    event = client.get(f"{API}/data").json["recent_events"][0]
+    assert event["action"] == hostile
+
+
+def test_browser_ingest_over_its_rate_gets_429_with_retry_after():
+    client = create_app({"self_monitor": False, "ingest_rate": 3}).test_client()
+    origin = {"Origin": "http://localhost:3000"}
+    codes = [client.post(f"{API}/events", json=[ev()], headers=origin).status_code for _ in range(6)]
+    assert codes[:3] == [200, 200, 200]
+    assert 429 in codes[3:]
+    limited = client.post(f"{API}/events", json=[ev()], headers=origin)
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"
+    assert (
+        client.post(f"{API}/events", json=[ev()], headers={"Origin": "http://localhost:4000"}).status_code
+        == 200
+    )
+    assert client.post(f"{API}/events", json=[ev()]).status_code == 200  # server-to-server: not a browser
+
+
+def test_ingest_answers_503_when_requests_queue_up():
+    app = create_app({"self_monitor": False, "threads": 2})
+    app.config["BACKLOG"] = lambda: 9
+    response = app.test_client().post(f"{API}/events", json=[ev()])
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    app.config["BACKLOG"] = lambda: 0
+    assert app.test_client().post(f"{API}/events", json=[ev()]).status_code == 200
+
+
+def test_a_draining_monitor_answers_503(app, client):
+    app.extensions["live_monitor"].begin_drain()
+    response = client.get(f"{API}/status")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+
+
+def test_security_cases_against_the_real_server(start_monitor):
+    with start_monitor("--token", "t0k", "--ingest-key", "pub") as server:
+        api = server.api
+        assert requests.get(f"{api}/data").status_code == 401
+        assert requests.get(f"{api}/data", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        auth = {"Authorization": "Bearer t0k"}
+        assert requests.get(f"{api}/data", headers=auth).status_code == 200
+        assert requests.get(f"{api}/data", headers={**auth, "Host": "attacker.example"}).status_code == 403
+        cross_site = requests.post(f"{api}/start", headers={**auth, "Origin": "https://evil.example"})
+        assert cross_site.status_code == 403
+        browser = {"Origin": "http://localhost:8080", "X-Ingest-Key": "pub"}
+        assert requests.post(f"{api}/events", json=[ev()], headers=browser).status_code == 200
+        assert (
+            requests.post(
+                f"{api}/events", json=[ev()], headers={**browser, "Origin": "https://evil.example"}
+            ).status_code
+            == 403
+        )
