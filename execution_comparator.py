@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from execution_stats import OTHER, Aggregate, PairStats, SideStats
+from execution_stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
 
 SEVERITIES = ("low", "medium", "high")
 _RANK = {None: 0, "low": 1, "medium": 2, "high": 3}
@@ -43,11 +43,26 @@ class Thresholds:
     def from_file(cls, path: str | Path) -> Thresholds:
         """Load thresholds from a JSON object whose keys are this class's fields."""
         data = json.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        if not isinstance(data, dict):
+            raise ValueError("thresholds must be a JSON object")
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "min_samples":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError("min_samples must be a whole number >= 1")
+            elif not (
+                isinstance(value, tuple)
+                and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+                and list(value) == sorted(value)
+            ):
+                raise ValueError(f"{f.name} must be 3 increasing numbers (low, medium, high)")
 
     def as_dict(self) -> dict[str, Any]:
         """The thresholds as JSON-ready builtins."""
@@ -205,7 +220,7 @@ def _service_differences(stats: PairStats, t: Thresholds) -> list[dict[str, Any]
                 f"({be_rate:,.1f}/min), frontend {fe.total.count:,} ({fe_rate:,.1f}/min).",
             )
         )
-    bt, ft = be.total.timed, fe.total.timed
+    bt, ft, basis = _like_with_like(stats, t)
     if bt.count >= t.min_samples and ft.count >= t.min_samples:
         be_avg, fe_avg = bt.mean or 0.0, ft.mean or 0.0
         pct = _pct(be_avg, fe_avg)
@@ -217,16 +232,43 @@ def _service_differences(stats: PairStats, t: Thresholds) -> list[dict[str, Any]
                     "performance",
                     sev,
                     None,
-                    {"avg_ms": round(be_avg, 2), "p95_ms": _round(bt.quantile(0.95)), "count": bt.count},
-                    {"avg_ms": round(fe_avg, 2), "p95_ms": _round(ft.quantile(0.95)), "count": ft.count},
+                    {
+                        "avg_ms": round(be_avg, 2),
+                        "p95_ms": _round(bt.quantile(0.95)),
+                        "count": bt.count,
+                        "basis": basis,
+                    },
+                    {
+                        "avg_ms": round(fe_avg, 2),
+                        "p95_ms": _round(ft.quantile(0.95)),
+                        "count": ft.count,
+                        "basis": basis,
+                    },
                     pct,
-                    f"{slower} operations take longer on average: backend {be_avg:,.1f} ms, "
+                    f"{slower} {basis} take longer on average: backend {be_avg:,.1f} ms, "
                     f"frontend {fe_avg:,.1f} ms ({pct:.1f}% apart).",
                 )
             )
     out += _error_rate(None, be.total, fe.total, t.error_rate_points)
     out += _coverage(stats, t)
     return out
+
+
+def _like_with_like(stats: PairStats, t: Thresholds) -> tuple[LatencySketch, LatencySketch, str]:
+    """Service-wide durations to compare: API calls on both sides when there are enough.
+
+    A page load or a render is not comparable with a database query, so once both sides
+    have timed endpoint events, backend http requests are compared with browser api calls;
+    otherwise every timed event of each side (the seed's whole-service averages).
+    """
+    be_api, fe_api = LatencySketch(), LatencySketch()
+    for agg in stats.backend.endpoints.values():
+        be_api.merge(agg.timed)
+    for agg in stats.frontend.endpoints.values():
+        fe_api.merge(agg.timed)
+    if be_api.count >= t.min_samples and fe_api.count >= t.min_samples:
+        return be_api, fe_api, "API calls"
+    return stats.backend.total.timed, stats.frontend.total.timed, "operations"
 
 
 def _error_rate(key: str | None, be: Aggregate, fe: Aggregate, levels: Levels) -> list[dict[str, Any]]:

@@ -666,19 +666,7 @@ def _load_thresholds(path: str | None, min_samples: int | None) -> Thresholds:
             raise InputError(
                 f"{path}: not a usable thresholds file: {getattr(exc, 'strerror', None) or exc}"
             ) from None
-        for f in dataclasses.fields(thresholds):
-            value = getattr(thresholds, f.name)
-            if f.name == "min_samples" and not (isinstance(value, int) and value >= 1):
-                raise InputError(f"{path}: min_samples must be a whole number >= 1")
-            if f.name != "min_samples" and not (
-                isinstance(value, tuple) and len(value) == 3 and all(_is_number(v) for v in value)
-            ):
-                raise InputError(f"{path}: {f.name} must be a list of 3 numbers (low, medium, high)")
     return thresholds if min_samples is None else dataclasses.replace(thresholds, min_samples=min_samples)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _sources(args: argparse.Namespace) -> list[tuple[Path, str]] | None:

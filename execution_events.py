@@ -280,8 +280,13 @@ def iter_event_file(path: str | Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as fh:
         head = fh.read(64).lstrip()
     if head.startswith(b"[") or (head.startswith(b"{") and not _is_jsonl(path)):
-        data = msgspec.json.decode(path.read_bytes())
-        if isinstance(data, dict):
+        try:
+            data = msgspec.json.decode(path.read_bytes())
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"{path}: malformed JSON: {exc}") from None
+        if isinstance(data, dict) and "component" in data and "action" in data:
+            data = [data]  # a JSON Lines file holding a single event
+        elif isinstance(data, dict):
             data = data.get("recent_events", data.get("events"))
             if data is None:
                 raise ValueError(f"{path}: a JSON object must hold 'recent_events' or 'events'")
@@ -310,4 +315,3 @@ def _is_jsonl(path: Path) -> bool:
         return True
     except msgspec.DecodeError:
         return False
-

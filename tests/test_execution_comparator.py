@@ -157,3 +157,26 @@ def test_thresholds_are_configurable(tmp_path):
 )
 def test_level(value, expected):
     assert level(value, (25, 50, 100)) == expected
+
+
+def test_service_performance_compares_api_calls_when_both_sides_have_them():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /x", [40.0] * 30)
+    fill(stats, "backend", "db", "query", [2.0] * 300)
+    fill(stats, "frontend", "api", "GET /x", [65.0] * 30)
+    fill(stats, "frontend", "page", "load", [1800.0] * 30)
+    diff = only(compare(stats), type="performance", scope="service")
+    assert diff["backend"]["avg_ms"] == 40.0 and diff["frontend"]["avg_ms"] == 65.0
+    assert diff["severity"] == "medium"  # a 25 ms network gap, not the page load against a db query
+    assert "API calls" in diff["message"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [[1, 2, 3], {"min_samples": "x"}, {"min_samples": 0}, {"activity_pct": [1, 2]}, {"activity_pct": [3, 2, 1]}],
+)
+def test_unusable_threshold_files_are_refused(tmp_path, content):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ValueError):
+        Thresholds.from_file(path)

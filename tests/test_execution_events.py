@@ -171,3 +171,16 @@ def test_a_malformed_json_line_names_file_and_line(tmp_path):
     path.write_text(json.dumps(ev()) + "\n" + json.dumps(ev()) + "\n{oops\n")
     with pytest.raises(ValueError, match=r"bad.jsonl:3: malformed JSON line"):
         list(iter_event_file(path))
+
+
+def test_a_json_lines_file_with_one_event(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps(ev()) + "\n")
+    assert [e["action"] for e in iter_event_file(path)] == ["GET /api/orders/:id"]
+
+
+def test_a_malformed_json_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("[{")
+    with pytest.raises(ValueError, match="broken.json: malformed JSON"):
+        list(iter_event_file(path))
