@@ -4,7 +4,7 @@ Writes ``backend_events``, ``frontend_events`` (ExecutionEvent schema), ``backen
 (backend_logging_config's JSON log lines) and ``ground_truth.json`` (the anomalies that were
 injected, as the comparator should report them). Events are generated and written as a
 stream, so tens of millions of events cost no more memory than a thousand. With ``--post``
-the same events are replayed into a running monitor at a steady rate.
+the same events are replayed into a running monitor at a steady rate (sample_replay.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import functools
 import heapq
-import http.client
 import json
 import math
 import os
@@ -23,14 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
-from urllib.parse import urlsplit
 
 from backend_logging_config import endpoint_key, normalize_route
+from sample_replay import MonitorPoster
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 SIDES = ("backend", "frontend")
-INGEST_PATH = "/api/live-execution/events"
-STATUS_PATH = "/api/live-execution/status"
 
 
 @dataclass(frozen=True)
@@ -436,85 +433,6 @@ class Progress:
         self.update(done, extra, force=True)
         if self.enabled:
             sys.stderr.write("\n")
-
-
-class MonitorPoster:
-    """Posts events in batches to a monitor's ingest endpoint, paced to a steady rate."""
-
-    def __init__(self, url: str, rate: float, token: str | None = None, batch_size: int = 100) -> None:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"--post: not an http(s) URL: {url!r}")
-        self.url, self.rate, self.batch_size, self.timeout = parts, rate, batch_size, 10.0
-        self.headers = {"Content-Type": "application/json"}
-        if token:
-            self.headers["Authorization"] = f"Bearer {token}"
-        self.batch: list[dict[str, Any]] = []
-        self.sent = self.accepted = self.rejected = 0
-        self.errors: list[str] = []
-        self._conn: http.client.HTTPConnection | None = None
-        self._started: float | None = None
-
-    def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes, str | None]:
-        for attempt in (1, 2):  # one reconnect: a kept-alive connection may have been closed
-            if self._conn is None:
-                https = self.url.scheme == "https"
-                cls = http.client.HTTPSConnection if https else http.client.HTTPConnection
-                self._conn = cls(self.url.hostname or "", self.url.port, timeout=self.timeout)
-            try:
-                self._conn.request(method, self.url.path.rstrip("/") + path, body, self.headers)
-                response = self._conn.getresponse()
-                return response.status, response.read(), response.getheader("Retry-After")
-            except (OSError, http.client.HTTPException) as exc:
-                self.close()
-                if attempt == 2:
-                    raise ConnectionError(f"monitor at {self.url.geturl()}: {exc}") from None
-        raise AssertionError("unreachable")
-
-    def check(self) -> None:
-        """Raise ConnectionError with a clear message when the monitor cannot be reached."""
-        try:
-            status, _, _ = self._request("GET", STATUS_PATH, None)
-        except ConnectionError as exc:
-            raise ConnectionError(f"cannot reach the {exc}; is it running?") from None
-        if status == 401:
-            raise ConnectionError(f"the monitor at {self.url.geturl()} wants --token (or LIVE_MONITOR_TOKEN)")
-
-    def add(self, event: dict[str, Any]) -> None:
-        self.batch.append(event)
-        if len(self.batch) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        """Send the pending batch once the pace allows it; count accepted and rejected events."""
-        if not self.batch:
-            return
-        self._started = self._started or time.monotonic()
-        if self.rate > 0:
-            time.sleep(max(0.0, self._started + (self.sent + len(self.batch)) / self.rate - time.monotonic()))
-        body = json.dumps({"events": self.batch}).encode()
-        for _ in range(10):  # the monitor may ask us to slow down (429) or wait (503)
-            status, raw, retry_after = self._request("POST", INGEST_PATH, body)
-            if status not in (429, 503):
-                break
-            wait = retry_after or ""
-            time.sleep(min(30.0, float(wait)) if wait.isdigit() else 1.0)
-        n, self.batch = len(self.batch), []
-        self.sent += n
-        try:
-            answer = json.loads(raw)
-            accepted, rejected = int(answer["accepted"]), int(answer["rejected"])
-        except (ValueError, KeyError, TypeError):
-            accepted, rejected = (n, 0) if 200 <= status < 300 else (0, n)
-        self.accepted += accepted
-        self.rejected += rejected
-        if status >= 400 and len(self.errors) < 5:
-            self.errors.append(f"HTTP {status}: {raw[:200].decode('utf-8', 'replace')}")
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 def _timestamp_ms(text: str) -> int:

@@ -38,6 +38,8 @@ GROUPS = {
 ENDPOINT_COMPONENTS = {("backend", "http"), ("frontend", "api")}
 BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 FIGURES = tuple("count error_count error_rate timed_count avg_ms p50_ms p95_ms p99_ms max_ms".split())
+COMPARED = ("count", "error_rate", "p95_ms")
+SLOWEST_COLUMNS = tuple("timestamp service component action duration_ms status trace_id source".split())
 ERROR_LEVELS = {"ERROR", "CRITICAL", "FATAL"}
 MAX_ELEMENT = 4 << 20  # a JSON array element bigger than this is reported, not buffered
 MAX_DOCUMENT = 64 << 20  # a single (pretty-printed) JSON document, e.g. a /data export
@@ -374,19 +376,6 @@ def comparison_rows(analysis: Analysis) -> list[dict[str, Any]]:
     return rows
 
 
-SLOWEST_COLUMNS = (
-    "timestamp",
-    "service",
-    "component",
-    "action",
-    "duration_ms",
-    "status",
-    "trace_id",
-    "source",
-)
-COMPARED = ("count", "error_rate", "p95_ms")
-
-
 def slowest_rows(analysis: Analysis) -> list[dict[str, Any]]:
     """The slowest timed events, slowest first."""
     return [
@@ -476,9 +465,8 @@ def render(analysis: Analysis, fmt: str, files: list[str]) -> str:
         title = f"Slowest {analysis.slowest_n}"
         sections.append(("slowest", title, list(SLOWEST_COLUMNS), slowest_rows(analysis)))
     if fmt == "json":
-        return (
-            json.dumps({"summary": summary, **{name: rows for name, _, _, rows in sections}}, indent=2) + "\n"
-        )
+        tables = {name: rows for name, _, _, rows in sections}
+        return json.dumps({"summary": summary, **tables}, indent=2) + "\n"
     if fmt == "csv":  # one table: the slowest operations when asked for, else the main table
         _, _, columns, rows = sections[-1]
         out = io.StringIO()
@@ -486,11 +474,8 @@ def render(analysis: Analysis, fmt: str, files: list[str]) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue()
-    span = (
-        ""
-        if analysis.first_ts is None
-        else f" from {summary['first_timestamp']} to {summary['last_timestamp']}"
-    )
+    first, last = summary["first_timestamp"], summary["last_timestamp"]
+    span = "" if analysis.first_ts is None else f" from {first} to {last}"
     notes = [f"{counts['events']:,} events{span} in {len(files)} file(s)"]
     for name, label in (
         ("filtered", "outside the time range"),
@@ -542,12 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("files", nargs="+", metavar="FILE")
-    add(
-        "--group-by",
-        choices=list(GROUPS),
-        default="service",
-        help="endpoint = service + action of api/http calls",
-    )
+    endpoint_help = "endpoint = service + action of api/http calls"
+    add("--group-by", choices=list(GROUPS), default="service", help=endpoint_help)
     add("--since", type=_time_arg, help="only events at or after this time")
     add("--until", type=_time_arg, help="only events before this time")
     add("--bucket", choices=list(BUCKETS), help="also split the groups by time bucket")
@@ -583,9 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         return _usage_error("--compare-windows and --bucket cannot be combined")
     for path in args.files:
         if path != "-" and not os.path.isfile(path):
-            return _usage_error(
-                f"no such file: {path}" if not os.path.exists(path) else f"not a file: {path}"
-            )
+            return _usage_error(f"{'no such file' if not os.path.exists(path) else 'not a file'}: {path}")
     total = sum(os.path.getsize(p) for p in args.files if p != "-")
     progress = Progress(total, args.progress or sys.stderr.isatty())
     analysis = Analysis(
