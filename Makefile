@@ -4,7 +4,7 @@ PYTHON ?= python3
 NPM ?= npm
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install assets chromium test test-python test-frontend lint run clean
+.PHONY: help install assets system-packages test test-python test-frontend lint run clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -16,11 +16,13 @@ assets: ## Build the browser logger and copy Chart.js (npm ci + build)
 	$(NPM) ci --no-audit --no-fund
 	$(NPM) run build
 
-chromium: ## Make sure Debian's Chromium is there for the browser tests
-	@test -x $(CHROMIUM) || { \
+system-packages: ## Make sure Debian's Chromium and redis-server are there for the tests
+	@missing=""; test -x $(CHROMIUM) || missing="chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && apt-get install -y -qq chromium; \
-	  else echo "Chromium is missing: sudo apt-get install -y chromium" >&2; exit 1; fi; }
+	    apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else echo "Missing:$$missing (sudo apt-get install -y$$missing)" >&2; exit 1; fi; fi
 
 lint: ## ruff and tsc --noEmit
 	$(PYTHON) -m ruff check .
@@ -32,7 +34,7 @@ test-python: ## The Python test suite
 test-frontend: ## The TypeScript tests (node's test runner)
 	$(NPM) test
 
-test: install assets chromium lint test-frontend test-python ## Everything CI runs
+test: install assets system-packages lint test-frontend test-python ## Everything CI runs
 
 run: ## Run the monitor (same as python run_live_monitor.py)
 	$(PYTHON) run_live_monitor.py

@@ -16,6 +16,12 @@ from execution_events import ExecutionEvent
 from execution_stats import PairStats
 
 SERVICES = ("backend", "frontend")
+
+
+class StoreUnavailable(Exception):
+    """A shared store (Redis) cannot be reached; the API answers 503 with Retry-After."""
+
+
 MAX_PENDING_TRACES = 20_000
 
 
@@ -49,6 +55,8 @@ class EventStore:
         self._since_tick: Counter[str] = Counter()
         self._seq = 0
         self._first_event_at: float | None = None
+        self._started_at: float | None = None
+        self._elapsed = 0.0
 
     # --- writing -------------------------------------------------------------------------
 
@@ -149,6 +157,26 @@ class EventStore:
             self._pending.clear()
             self._totals.clear()
             self._first_event_at = None
+
+    # --- monitoring state ------------------------------------------------------------------
+
+    def monitoring_state(self) -> tuple[float | None, float]:
+        """(started_at or None, seconds monitored before it)."""
+        with self._lock:
+            return self._started_at, self._elapsed
+
+    def set_monitoring(self, on: bool, now: float) -> bool:
+        """Start or stop the monitoring clock; False when it already was so."""
+        with self._lock:
+            if on == (self._started_at is not None):
+                return False
+            if on:
+                self._started_at = now
+            else:
+                assert self._started_at is not None
+                self._elapsed += now - self._started_at
+                self._started_at = None
+            return True
 
     # --- reading -------------------------------------------------------------------------
 

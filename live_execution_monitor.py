@@ -25,6 +25,7 @@ from werkzeug.exceptions import HTTPException
 
 from backend_logging_config import endpoint_key
 from execution_events import BatchError, ExecutionEvent
+from execution_store import StoreUnavailable
 from monitor_core import LiveExecutionMonitor
 from monitor_openapi import openapi
 from monitor_settings import (
@@ -135,6 +136,10 @@ def create_app(
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
         return jsonify(error=exc.message), exc.status, exc.headers
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_down(exc: StoreUnavailable) -> tuple[Response, int, dict[str, str]]:
+        return jsonify(error=str(exc)), 503, {"Retry-After": "1"}
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -364,6 +369,12 @@ def check_settings(settings: Mapping[str, Any]) -> str | None:
     """Refuse unsafe combinations; returns the reason or None."""
     if settings["debug"] and not is_loopback(settings["host"]):
         return "--debug runs Flask's interactive debugger and is refused unless bound to loopback"
+    if settings["workers"] > 1 and not settings["store"].startswith(("redis://", "rediss://", "unix://")):
+        return "--workers needs a shared store: add --store redis://host:port/db"
+    if settings["persist"] and settings["store"] not in ("", "memory"):
+        return "--persist journals the in-memory store; with Redis the events live in Redis"
+    if settings["workers"] < 1:
+        return "--workers must be at least 1"
     if not is_loopback(settings["host"]) and not settings["token"]:
         return (
             f"binding {settings['host']} exposes the monitor beyond this machine: "
@@ -378,7 +389,7 @@ def serve(
     ready: Callable[[str], None] | None = None,
 ) -> int:
     """Serve until interrupted; ``ready`` gets the base URL once the socket listens."""
-    from monitor_server import WaitressServer
+    from monitor_server import WaitressServer, inherited_socket
 
     app = create_app(settings, monitor)
     monitor = app.extensions["live_monitor"]
@@ -391,11 +402,15 @@ def serve(
             ready(base)
         app.run(host=host, port=settings["port"], debug=True, use_reloader=False, threaded=True)
         return 0
-    server = WaitressServer(app, host, settings["port"], settings["threads"], settings["max_body_bytes"])
+    sock = inherited_socket()
+    server = WaitressServer(
+        app, host, settings["port"], settings["threads"], settings["max_body_bytes"], sock
+    )
     app.config["BACKLOG"] = server.backlog
     server.on_drain = monitor.begin_drain
     base = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}"
-    print(f"Live Execution Monitor serving on {base}", flush=True)
+    if sock is None:
+        print(f"Live Execution Monitor serving on {base}", flush=True)
     if ready:
         ready(base)
     try:
@@ -420,7 +435,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not is_loopback(settings["host"]):
         print(f"warning: listening on {settings['host']}: every API call needs the token", file=sys.stderr)
+    if settings["workers"] > 1:
+        from monitor_server import run_workers
+
+        rest = [a for a in (argv if argv is not None else sys.argv[1:])]
+        rest = _without_option(rest, "--workers")
+        rest = _without_option(rest, "--port")
+        return run_workers(
+            __file__, [*rest, "--port", "0"], settings["host"], settings["port"], settings["workers"]
+        )
     return serve(settings)
+
+
+def _without_option(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag VALUE`` or ``flag=VALUE``."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ class LiveExecutionMonitor:
         self.settings = {**defaults(), **(settings or {})}
         s = self.settings
         self._clock = clock
-        self.store = EventStore(max_events=s["max_events"], window_s=s["window"], clock=clock)
+        self.store = make_store(s, clock)
         self.backend_events = EventDeque(self.store, "backend")
         self.frontend_events = EventDeque(self.store, "frontend")
         self.sampler = SystemSampler(
@@ -50,8 +50,6 @@ class LiveExecutionMonitor:
         self.thresholds = thresholds
         self.activity: deque[dict[str, Any]] = deque(maxlen=s["history"])
         self._lock = threading.Lock()
-        self._started_at: float | None = None
-        self._elapsed_before = 0.0
         self._differences: tuple[float, int, list[dict[str, Any]]] | None = None
         self._tick = threading.Condition()
         self._tick_number = 0
@@ -65,34 +63,37 @@ class LiveExecutionMonitor:
 
     @property
     def monitoring(self) -> bool:
-        """True between start() and stop()."""
-        return self._started_at is not None
+        """True between start() and stop() (with Redis: started by any process)."""
+        return self.store.monitoring_state()[0] is not None
 
     def start(self) -> bool:
         """Start sampling and the monitoring clock; False when already monitoring."""
         with self._lock:
-            if self._started_at is not None:
-                return False
-            self._started_at = self._clock()
+            changed = self.store.set_monitoring(True, self._clock())
             self.sampler.start()
-            return True
+            return changed
 
     def stop(self) -> bool:
         """Stop sampling; stored data stays. False when not monitoring."""
         with self._lock:
-            if self._started_at is None:
-                return False
+            changed = self.store.set_monitoring(False, self._clock())
             self.sampler.stop()
-            self._elapsed_before += self._clock() - self._started_at
-            self._started_at = None
         with self._tick:
             self._tick.notify_all()
-        return True
+        return changed
 
     def uptime(self) -> float:
         """Seconds spent monitoring, across start/stop cycles."""
-        running = self._clock() - self._started_at if self._started_at is not None else 0.0
-        return self._elapsed_before + running
+        started, elapsed = self.store.monitoring_state()
+        return elapsed + (self._clock() - started if started is not None else 0.0)
+
+    def _follow_shared_state(self) -> None:
+        """With a shared store, sample here too when another process started monitoring."""
+        monitoring = self.monitoring
+        if monitoring and not self.sampler.running and not self.draining:
+            self.sampler.start()
+        elif not monitoring and self.sampler.running:
+            self.sampler.stop()
 
     # --- ingest --------------------------------------------------------------------------
 
@@ -158,12 +159,14 @@ class LiveExecutionMonitor:
 
     def status(self) -> dict[str, Any]:
         """Monitoring state, uptime, counts and ingest counters."""
+        self._follow_shared_state()
         counts = self.store.counts()
+        started = self.store.monitoring_state()[0]
         last = self.sampler.last_sample_at
         return {
             "monitoring": self.monitoring,
             "uptime_seconds": round(self.uptime(), 1),
-            "started_at": _iso(self._started_at),
+            "started_at": _iso(started),
             "interval_seconds": self.sampler.interval,
             "last_sample_age_seconds": round(self._clock() - last, 2) if last else None,
             "sampler_errors": self.sampler.errors,
@@ -175,6 +178,7 @@ class LiveExecutionMonitor:
 
     def data(self, limit: int | None = None, include_self: bool = True, history: int = 300) -> dict[str, Any]:
         """Everything the dashboard draws: summaries, comparison, endpoints, system, events."""
+        self._follow_shared_state()
         stats = self.store.window_stats()
         limit = self.settings["recent_limit"] if limit is None else limit
         backend, frontend = summarize(stats.backend), summarize(stats.frontend)
@@ -200,6 +204,20 @@ class LiveExecutionMonitor:
             "activity_history": list(self.activity)[-history:],
             "recent_events": [e.to_dict() for e in self.store.recent(limit, include_self=include_self)],
         }
+
+
+def make_store(settings: Mapping[str, Any], clock: Callable[[], float] = time.time) -> Any:
+    """The store named by ``--store``: in memory (the default) or Redis."""
+    url = settings["store"]
+    if url in ("", "memory"):
+        return EventStore(max_events=settings["max_events"], window_s=settings["window"], clock=clock)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from redis_store import RedisEventStore
+
+        return RedisEventStore(
+            url, max_events=settings["max_events"], window_s=settings["window"], clock=clock
+        )
+    raise ValueError(f"--store must be 'memory' or a redis:// URL, not {url!r}")
 
 
 def _reason(error: str) -> str:

@@ -7,7 +7,11 @@ then stops listening: a client sees a response or a 503, never a reset.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,11 +28,19 @@ DRAIN_SECONDS = 10.0
 class WaitressServer:
     """A waitress server whose loop this class runs, so it can drain before closing."""
 
-    def __init__(self, app: Any, host: str, port: int, threads: int, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        threads: int,
+        max_body_bytes: int,
+        sock: socket.socket | None = None,
+    ) -> None:
+        where: dict[str, Any] = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
         self._server: Any = create_server(
             app,
-            host=host,
-            port=port,
+            **where,
             threads=threads,
             ident="live-execution-monitor",
             max_request_body_size=max_body_bytes,
@@ -84,3 +96,49 @@ class WaitressServer:
             wasyncore.loop(timeout=0.05, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
         server.task_dispatcher.shutdown(timeout=1)
         wasyncore.close_all(server._map)
+
+
+LISTEN_FD_ENV = "LIVE_MONITOR_LISTEN_FD"
+
+
+def inherited_socket() -> socket.socket | None:
+    """The listening socket a ``--workers`` parent handed to this process, if any."""
+    fd = os.environ.get(LISTEN_FD_ENV)
+    return socket.socket(fileno=int(fd)) if fd else None
+
+
+def run_workers(script: str, argv: list[str], host: str, port: int, workers: int) -> int:
+    """Bind once, start ``workers`` processes serving the same socket, stop them on a signal.
+
+    Each worker is an ordinary monitor process (they share state through the Redis store);
+    SIGTERM or Ctrl-C here is passed on, and every worker drains before it exits.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=1024)
+    listener.set_inheritable(True)
+    fd = listener.fileno()
+    bound = listener.getsockname()[1]
+    env = {**os.environ, LISTEN_FD_ENV: str(fd)}
+    children = [
+        subprocess.Popen([sys.executable, script, *argv, "--workers", "1"], env=env, pass_fds=(fd,))
+        for _ in range(workers)
+    ]
+    listener.close()
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+    print(f"Live Execution Monitor serving on {base} with {workers} worker processes", flush=True)
+    stopping = threading.Event()
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while not stopping.is_set() and all(c.poll() is None for c in children):
+        stopping.wait(0.5)
+    forward(signal.SIGTERM, None)
+    codes = [c.wait() for c in children]
+    print("Live Execution Monitor stopped.", flush=True)
+    return 0 if stopping.is_set() and all(code == 0 for code in codes) else 1

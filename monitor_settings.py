@@ -149,6 +149,18 @@ SETTINGS: tuple[Setting, ...] = (
         "LIVE_MONITOR_INGEST_RATE",
         "Browser ingest requests per second allowed per client (origin and address); over it: 429.",
     ),
+    Setting(
+        "store",
+        "memory",
+        "LIVE_MONITOR_STORE",
+        "Where events and figures live: memory (default) or redis://host:port/db, shared by many processes.",
+    ),
+    Setting(
+        "workers",
+        1,
+        "LIVE_MONITOR_WORKERS",
+        "Monitor processes sharing the port (needs --store redis://...).",
+    ),
     Setting("threads", 8, "LIVE_MONITOR_THREADS", "Worker threads of the WSGI server (waitress)."),
 )
 

@@ -1,0 +1,428 @@
+"""The Redis store (``--store redis://host:port/db``): many monitor processes, one view.
+
+Events go to two Redis Streams (one per side, trimmed to ``--max-events``); the running
+aggregates go to one hash per time bucket that expires with the window, and the ingest
+counters to a hash. Every process reads the same keys, so all of them answer /data and
+/differences with the same figures. An event is acknowledged only after Redis has it
+(one MULTI/EXEC per batch); when Redis is unreachable the API answers 503 with
+Retry-After, and redis-py reconnects on the next call.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+import redis
+
+from execution_events import ExecutionEvent
+from execution_stats import Aggregate, LatencySketch, PairStats
+from execution_store import StoreUnavailable
+
+SERVICES = ("backend", "frontend")
+_decoder = msgspec.json.Decoder(ExecutionEvent)
+_encoder = msgspec.json.Encoder()
+
+# Atomically pair the two halves of a traced request, whichever process receives each.
+_JOIN = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local other = redis.call('GETDEL', key)
+  if other and string.sub(other, 1, 1) ~= string.sub(ARGV[i], 1, 1) then
+    out[i] = other
+  else
+    redis.call('SET', key, ARGV[i], 'EX', ARGV[#KEYS + 1])
+    out[i] = false
+  end
+end
+return out
+"""
+
+
+# Keep the smallest and largest duration of each aggregate exact, as the in-memory sketch does.
+_MINMAX = """
+for i = 1, #ARGV, 3 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  local v = tonumber(ARGV[i + 1])
+  if not cur or (ARGV[i + 2] == 'min' and v < tonumber(cur)) or (ARGV[i + 2] == 'max' and v > tonumber(cur)) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+
+class RedisEventStore:
+    """The EventStore interface on Redis (see execution_store.EventStore for the semantics)."""
+
+    def __init__(
+        self,
+        url: str,
+        max_events: int = 10_000,
+        window_s: float = 900.0,
+        bucket_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+        prefix: str = "lem",
+    ) -> None:
+        self.redis = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=2)
+        self.max_events = max_events
+        self.window_s = window_s
+        self.bucket_s = bucket_s or max(window_s / 60, 1.0)
+        self._clock = clock
+        self._p = prefix
+        self._join = self.redis.register_script(_JOIN)
+        self._minmax = self.redis.register_script(_MINMAX)
+        self._cache: tuple[float, PairStats] | None = None
+        self._last_totals: dict[str, int] | None = None
+        self._lock = threading.Lock()
+
+    def _stream(self, service: str) -> str:
+        return f"{self._p}:events:{service}"
+
+    def _bucket_key(self, start: float) -> str:
+        return f"{self._p}:agg:{int(start)}"
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"the shared store (Redis) is unreachable: {exc}") from None
+
+    # --- writing -------------------------------------------------------------------------
+
+    def add(self, events: Iterable[ExecutionEvent]) -> int:
+        """Store events and their aggregates in one transaction; raises StoreUnavailable."""
+        events = list(events)
+        if not events:
+            return 0
+        now = self._clock()
+        start = now - now % self.bucket_s
+        batch = PairStats()
+        for e in events:
+            batch.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, now)
+        pipe = self.redis.pipeline(transaction=True)
+        for e in events:
+            pipe.xadd(
+                self._stream(e.service), {"e": _encoder.encode(e)}, maxlen=self.max_events, approximate=True
+            )
+        bucket = self._bucket_key(start)
+        bounds = _write_stats(pipe, bucket, batch)
+        if bounds:
+            self._minmax(keys=[bucket], args=bounds, client=pipe)
+        pipe.expire(bucket, int(self.window_s + 2 * self.bucket_s))
+        counters = f"{self._p}:counters"
+        pipe.hincrby(counters, "received", len(events))
+        pipe.hincrby(counters, "accepted", len(events))
+        for service in SERVICES:
+            n = sum(1 for e in events if e.service == service)
+            if n:
+                pipe.hincrby(counters, f"accepted_{service}", n)
+        pipe.hsetnx(counters, "first_at", repr(now))
+        self._call(pipe.execute)
+        self._cache = None
+        traced = [e for e in events if e.trace_id and e.endpoint is not None and e.duration_ms is not None]
+        if traced:
+            self._pair(traced, bucket)
+        return len(events)
+
+    def _pair(self, traced: list[ExecutionEvent], bucket: str) -> None:
+        keys = [f"{self._p}:trace:{e.trace_id}" for e in traced]
+        args = [f"{e.service[0]}|{e.duration_ms!r}|{e.endpoint}" for e in traced] + [600]
+        try:
+            matches = self._join(keys=keys, args=args)
+            pairs = PairStats()
+            for event, other in zip(traced, matches, strict=True):
+                if not other:
+                    continue
+                _, other_ms, other_key = other.decode().split("|", 2)
+                if other_key != event.endpoint or event.duration_ms is None:
+                    continue
+                gap = event.duration_ms - float(other_ms)
+                pairs.add_gap(event.endpoint, gap if event.service == "frontend" else -gap)
+            if pairs.trace_gaps:
+                pipe = self.redis.pipeline(transaction=True)
+                bounds = _write_stats(pipe, bucket, pairs)
+                self._minmax(keys=[bucket], args=bounds, client=pipe)
+                pipe.execute()
+        except redis.RedisError:
+            pass  # the events are stored; only this batch's request pairing is lost
+
+    def reject(self, reasons: Iterable[str]) -> None:
+        """Count refused events by reason (best effort while Redis is down)."""
+        reasons = list(reasons)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(f"{self._p}:counters", "received", len(reasons))
+        pipe.hincrby(f"{self._p}:counters", "rejected", len(reasons))
+        for reason in reasons:
+            pipe.hincrby(f"{self._p}:rejected", reason[:200], 1)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            pass
+
+    def restore(self, events: Iterable[ExecutionEvent]) -> int:
+        """Not used with Redis: Redis keeps the events itself."""
+        raise StoreUnavailable("--persist is for the in-memory store; Redis keeps the events itself")
+
+    def clear(self) -> None:
+        """Forget every event and statistic of this prefix (counters stay)."""
+        keys = [k for k in self._call(lambda: list(self.redis.scan_iter(f"{self._p}:agg:*")))]
+        keys += [self._stream(s) for s in SERVICES]
+        self._call(lambda: self.redis.delete(*keys))
+        self._cache = None
+
+    # --- shared monitoring state ----------------------------------------------------------
+
+    def monitoring_state(self) -> tuple[float | None, float]:
+        """(started_at or None, seconds monitored before it) as every process sees them."""
+        started, elapsed = self._call(lambda: self.redis.hmget(f"{self._p}:state", "started_at", "elapsed"))
+        return (float(started) if started else None, float(elapsed) if elapsed else 0.0)
+
+    def set_monitoring(self, on: bool, now: float) -> bool:
+        """Start or stop monitoring for every process; False when it already was so."""
+        key = f"{self._p}:state"
+        if on:
+            return bool(self._call(lambda: self.redis.hsetnx(key, "started_at", repr(now))))
+        started = self._call(lambda: self.redis.hget(key, "started_at"))
+        if not started:
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(key, "started_at")
+        pipe.hincrbyfloat(key, "elapsed", now - float(started))
+        deleted, _ = self._call(pipe.execute)
+        return bool(deleted)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def window_stats(self) -> PairStats:
+        """The window's statistics from the bucket hashes (cached for a quarter second)."""
+        now = self._clock()
+        cached = self._cache
+        if cached is None or now - cached[0] > 0.25:
+            first = now - self.window_s
+            starts = [s for s in _bucket_starts(first, now, self.bucket_s)]
+
+            def read() -> list[Any]:
+                pipe = self.redis.pipeline(transaction=False)
+                for s in starts:
+                    pipe.hgetall(self._bucket_key(s))
+                pipe.hget(f"{self._p}:counters", "first_at")
+                return pipe.execute()  # type: ignore[no-any-return]
+
+            *hashes, first_at = self._call(read)
+            stats = PairStats()
+            for fields in hashes:
+                if fields:
+                    stats.merge(_read_stats(fields))
+            first_event = float(first_at) if first_at else now
+            aligned_now = now - now % self.bucket_s + self.bucket_s
+            span = min(self.window_s, aligned_now - max(first, first_event - first_event % self.bucket_s))
+            minutes = max(span, self.bucket_s) / 60
+            stats.backend.minutes = stats.frontend.minutes = minutes
+            self._cache = cached = (now, stats)
+        copy = PairStats()
+        copy.merge(cached[1])
+        copy.backend.minutes = copy.frontend.minutes = cached[1].backend.minutes
+        return copy
+
+    def recent(
+        self, limit: int = 200, service: str | None = None, include_self: bool = True
+    ) -> list[ExecutionEvent]:
+        """The newest events first across both sides (or one), from the streams."""
+        sides = [service] if service else list(SERVICES)
+        fetch = limit * 3 if not include_self else limit
+
+        def read() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for side in sides:
+                pipe.xrevrange(self._stream(side), count=max(fetch, 1))
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        merged = []
+        for entries in self._call(read):
+            for _, fields in entries:
+                try:
+                    event = _decoder.decode(fields[b"e"])
+                except (msgspec.ValidationError, msgspec.DecodeError, KeyError):
+                    continue
+                if include_self or not event.details.get("self_monitor"):
+                    merged.append(event)
+        merged.sort(key=lambda e: e.epoch, reverse=True)
+        return merged[:limit] if limit else []
+
+    def events(self, service: str) -> list[ExecutionEvent]:
+        """One side's retained events, oldest first."""
+        return list(reversed(self.recent(self.max_events, service)))
+
+    def counts(self) -> dict[str, Any]:
+        """Ingest counters shared by every process, in EventStore.counts()'s shape."""
+
+        def read() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(f"{self._p}:counters")
+            pipe.hgetall(f"{self._p}:rejected")
+            for side in SERVICES:
+                pipe.xlen(self._stream(side))
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        raw, rejected, *lengths = self._call(read)
+        c = {k.decode(): v.decode() for k, v in raw.items()}
+        stored = dict(zip(SERVICES, lengths, strict=True))
+        totals = {s: int(c.get(f"accepted_{s}", 0)) for s in SERVICES}
+        evicted = {s: max(0, totals[s] - stored[s]) for s in SERVICES}
+        by_reason = sorted(((k.decode(), int(v)) for k, v in rejected.items()), key=lambda kv: -kv[1])
+        return {
+            "received": int(c.get("received", 0)),
+            "accepted": int(c.get("accepted", 0)),
+            "rejected": int(c.get("rejected", 0)),
+            "rejected_by_reason": dict(by_reason[:20]),
+            "evicted": sum(evicted.values()),
+            "evicted_by_service": evicted,
+            "restored": 0,
+            "stored": stored,
+            "totals": totals,
+        }
+
+    def take_tick_counts(self) -> dict[str, int]:
+        """Events accepted per side, by all processes, since this process's last call."""
+        try:
+            totals = self.counts()["totals"]
+        except StoreUnavailable:
+            return {s: 0 for s in SERVICES}
+        last = self._last_totals or totals
+        self._last_totals = totals
+        return {s: max(0, totals[s] - last[s]) for s in SERVICES}
+
+    @property
+    def seq(self) -> int:
+        """Events accepted so far by all processes (for streaming new events)."""
+        try:
+            return int(self.counts()["accepted"])
+        except StoreUnavailable:
+            return 0
+
+    def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
+        """Events accepted after ``seq`` (at most ``limit``, oldest first) and the new seq."""
+        current = self.seq
+        new = current - seq
+        if new <= 0:
+            return current, []
+        fresh = self.recent(min(new, limit))
+        fresh.reverse()
+        return current, fresh
+
+
+def _bucket_starts(first: float, now: float, width: float) -> list[float]:
+    start = first - first % width
+    out = []
+    while start <= now:
+        out.append(start)
+        start += width
+    return out
+
+
+def _write_stats(pipe: Any, key: str, stats: PairStats) -> list[Any]:
+    """Add one batch's statistics to a bucket hash as field increments.
+
+    Returns the min/max updates (field, value, "min"|"max" triples) for the _MINMAX script.
+    """
+    bounds: list[Any] = []
+    for side in (stats.backend, stats.frontend):
+        s = side.service[0]
+        _write_aggregate(pipe, key, f"{s}|t", side.total, bounds)
+        for name, agg in side.endpoints.items():
+            _write_aggregate(pipe, key, f"{s}|e|{name}", agg, bounds)
+        for name, n in side.components.items():
+            pipe.hincrby(key, f"{s}|c|{name}", n)
+        for name, n in side.actions.items():
+            pipe.hincrby(key, f"{s}|a|{name}", n)
+    for name, sketch in stats.trace_gaps.items():
+        _write_sketch(pipe, key, f"g|{name}", sketch, bounds)
+    return bounds
+
+
+def _write_aggregate(pipe: Any, key: str, prefix: str, agg: Aggregate, bounds: list[Any]) -> None:
+    pipe.hincrby(key, f"{prefix}|n", agg.count)
+    if agg.errors:
+        pipe.hincrby(key, f"{prefix}|err", agg.errors)
+    _write_sketch(pipe, key, prefix, agg.timed, bounds)
+
+
+def _write_sketch(pipe: Any, key: str, prefix: str, sketch: LatencySketch, bounds: list[Any]) -> None:
+    if not sketch.count:
+        return
+    bounds += [f"{prefix}|min", repr(sketch.min), "min", f"{prefix}|max", repr(sketch.max), "max"]
+    pipe.hincrby(key, f"{prefix}|tn", sketch.count)
+    pipe.hincrbyfloat(key, f"{prefix}|sum", sketch.sum)
+    if sketch.zeros:
+        pipe.hincrby(key, f"{prefix}|z", sketch.zeros)
+    for index, n in sketch.buckets.items():
+        pipe.hincrby(key, f"{prefix}|b{index}", n)
+
+
+def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
+    """Rebuild a bucket's PairStats from its hash fields."""
+    stats = PairStats()
+    for raw_field, raw_value in fields.items():
+        field = raw_field.decode()
+        value = float(raw_value)
+        if field.startswith("g|"):
+            name, _, metric = field[2:].rpartition("|")
+            sketch = stats.trace_gaps.setdefault(name, LatencySketch())
+            _read_sketch_field(sketch, metric, value)
+            continue
+        side_code, kind, rest = field.split("|", 2)
+        side = stats.backend if side_code == "b" else stats.frontend
+        if kind == "c":
+            side.components[rest] += int(value)
+        elif kind == "a":
+            side.actions[rest] += int(value)
+        elif kind == "t":
+            _read_aggregate_field(side.total, rest, value)
+        elif kind == "e":
+            name, _, metric = rest.rpartition("|")
+            _read_aggregate_field(side.endpoints.setdefault(name, Aggregate()), metric, value)
+    for side in (stats.backend, stats.frontend):
+        for agg in [side.total, *side.endpoints.values()]:
+            _settle(agg.timed)
+    for sketch in stats.trace_gaps.values():
+        _settle(sketch)
+    return stats
+
+
+def _read_aggregate_field(agg: Aggregate, metric: str, value: float) -> None:
+    if metric == "n":
+        agg.count = int(value)
+    elif metric == "err":
+        agg.errors = int(value)
+    else:
+        _read_sketch_field(agg.timed, metric, value)
+
+
+def _read_sketch_field(sketch: LatencySketch, metric: str, value: float) -> None:
+    if metric == "tn":
+        sketch.count = int(value)
+    elif metric == "sum":
+        sketch.sum = value
+    elif metric == "z":
+        sketch.zeros = int(value)
+    elif metric == "min":
+        sketch.min = value
+    elif metric == "max":
+        sketch.max = value
+    elif metric.startswith("b"):
+        sketch.buckets[int(metric[1:])] = int(value)
+
+
+def _settle(sketch: LatencySketch) -> None:
+    """Fill min and max from the populated buckets when the hash lacks them."""
+    if not sketch.count:
+        return
+    if math.isinf(sketch.min):
+        sketch.min = 0.0 if sketch.zeros or not sketch.buckets else sketch._bucket_value(min(sketch.buckets))
+    if math.isinf(sketch.max):
+        sketch.max = sketch._bucket_value(max(sketch.buckets)) if sketch.buckets else 0.0

@@ -1,0 +1,203 @@
+"""The Redis store: the same figures as the in-memory store, shared by many processes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+from execution_comparator import compare, endpoint_rows, summarize
+from execution_events import ExecutionEvent
+from execution_store import EventStore, StoreUnavailable
+from live_execution_monitor import create_app
+from redis_store import RedisEventStore
+
+EVENT_FIELDS = ("backend", "frontend", "comparison", "endpoints", "recent_events", "differences_count")
+
+
+def sample_events(n: int = 60) -> list[ExecutionEvent]:
+    out = []
+    for i in range(n):
+        trace = f"{i:032x}"
+        out.append(
+            ExecutionEvent(
+                service="backend",
+                component="http",
+                action="GET /api/orders/:id",
+                duration_ms=20.0 + i % 7,
+                status="error" if i % 10 == 0 else "success",
+                trace_id=trace,
+                timestamp=1_800_000_000 + i,
+            )
+        )
+        out.append(
+            ExecutionEvent(
+                service="frontend",
+                component="api",
+                action="GET /api/orders/:id",
+                duration_ms=900.0 + i % 7,
+                trace_id=trace,
+                timestamp=1_800_000_000 + i,
+            )
+        )
+        out.append(
+            ExecutionEvent(
+                service="frontend", component="click", action="button#buy", timestamp=1_800_000_000 + i
+            )
+        )
+    return out
+
+
+def test_redis_figures_equal_the_in_memory_figures(redis_server, clock):
+    memory = EventStore(window_s=600, bucket_s=10, clock=clock)
+    shared = RedisEventStore(redis_server.url, window_s=600, bucket_s=10, clock=clock)
+    events = sample_events()
+    for chunk in range(0, len(events), 25):
+        memory.add(events[chunk : chunk + 25])
+        shared.add(events[chunk : chunk + 25])
+    a, b = memory.window_stats(), shared.window_stats()
+    assert summarize(a.backend) == summarize(b.backend)
+    assert summarize(a.frontend) == summarize(b.frontend)
+    assert endpoint_rows(a) == endpoint_rows(b)
+    assert compare(a) == compare(b)
+    assert endpoint_rows(b)[0]["matched_requests"] == 60
+    counts = shared.counts()
+    assert counts["accepted"] == 180 and counts["totals"] == {"backend": 60, "frontend": 120}
+    assert [e.action for e in shared.recent(3)] == [e.action for e in memory.recent(3)]
+
+
+def test_retention_is_enforced_in_redis(redis_server, clock):
+    shared = RedisEventStore(redis_server.url, max_events=50, window_s=60, bucket_s=10, clock=clock)
+    for _ in range(10):
+        shared.add(sample_events(10))
+    counts = shared.counts()
+    assert counts["accepted"] == 300
+    assert counts["stored"]["backend"] <= 50 + 100  # approximate trimming keeps at most a node more
+    assert counts["accepted"] == counts["evicted"] + sum(counts["stored"].values())
+    clock.advance(200)
+    assert shared.window_stats().backend.total.count == 0
+
+
+def test_an_unreachable_redis_is_a_503_not_a_500():
+    app = create_app({"store": "redis://127.0.0.1:1/0", "self_monitor": False})
+    client = app.test_client()
+    body = [{"service": "backend", "component": "http", "action": "GET /x"}]
+    response = client.post("/api/live-execution/events", json=body)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert "unreachable" in response.json["error"]
+    assert client.get("/api/live-execution/data").status_code == 503
+    with pytest.raises(StoreUnavailable):
+        RedisEventStore("redis://127.0.0.1:1/0").counts()
+
+
+def _batch(first: int, n: int, service: str = "backend") -> list[dict]:
+    component = "http" if service == "backend" else "api"
+    return [
+        {
+            "service": service,
+            "component": component,
+            "action": "POST /api/orders",
+            "duration_ms": 10.0 + i % 5,
+            "details": {"n": i},
+        }
+        for i in range(first, first + n)
+    ]
+
+
+def _event_figures(api: str) -> dict:
+    data = requests.get(f"{api}/data", params={"limit": 50}).json()
+    return {k: data[k] for k in EVENT_FIELDS}
+
+
+def test_two_processes_behind_one_redis_answer_the_same_figures(redis_server, start_monitor):
+    flags = ("--no-self-monitor", "--store", redis_server.url)
+    with start_monitor(*flags) as one, start_monitor(*flags) as two:
+        requests.post(f"{one.api}/start")
+        assert requests.get(f"{two.api}/status").json()["monitoring"] is True
+        for i in range(10):
+            target = one if i % 2 else two
+            assert (
+                requests.post(f"{target.api}/events", json=_batch(i * 20, 20, "backend")).status_code == 200
+            )
+            assert (
+                requests.post(f"{target.api}/events", json=_batch(i * 20, 20, "frontend")).status_code == 200
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            a, b = _event_figures(one.api), _event_figures(two.api)
+            if a == b:
+                break
+            time.sleep(0.1)
+        assert a == b
+        assert a["backend"]["total_events"] == 200 and a["frontend"]["total_events"] == 200
+        assert requests.get(f"{one.api}/differences").json() == requests.get(f"{two.api}/differences").json()
+        requests.post(f"{two.api}/stop")
+        assert requests.get(f"{one.api}/status").json()["monitoring"] is False
+
+
+def test_workers_share_one_port(redis_server, start_monitor):
+    with start_monitor("--no-self-monitor", "--store", redis_server.url, "--workers", "2") as server:
+        children = subprocess.run(
+            ["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(children) == 2
+        session = requests.Session()
+        for i in range(20):
+            assert session.post(f"{server.api}/events", json=_batch(i * 10, 10)).status_code == 200
+        assert requests.get(f"{server.api}/status").json()["accepted"] == 200
+
+
+def test_a_redis_restart_mid_ingest_loses_no_acknowledged_event(redis_server, start_monitor):
+    with start_monitor("--no-self-monitor", "--store", redis_server.url) as server:
+        acked: list[int] = []
+        refused = [0]
+        stop = threading.Event()
+
+        def client() -> None:
+            n = 0
+            while not stop.is_set():
+                try:
+                    response = requests.post(f"{server.api}/events", json=_batch(n, 10), timeout=10)
+                except requests.RequestException:
+                    continue
+                if response.status_code == 200:
+                    acked.extend(range(n, n + 10))
+                    n += 10
+                elif response.status_code == 503:
+                    refused[0] += 1
+                    time.sleep(float(response.headers.get("Retry-After", "1")) / 10)
+
+        sender = threading.Thread(target=client)
+        sender.start()
+        while len(acked) < 300:
+            time.sleep(0.01)
+        redis_server.stop()
+        while refused[0] == 0:
+            time.sleep(0.01)
+        redis_server.start()
+        target = len(acked) + 300
+        while len(acked) < target:
+            time.sleep(0.01)
+        stop.set()
+        sender.join(20)
+        status = requests.get(f"{server.api}/status").json()
+        stored = requests.get(f"{server.api}/data", params={"limit": 20000}).json()["recent_events"]
+        numbers = [e["details"]["n"] for e in stored]
+        assert set(acked) <= set(numbers)
+        assert len(numbers) - len(acked) <= 10  # at most the batch in flight when Redis went away
+        assert status["accepted"] == len(numbers)
+        assert refused[0] >= 1
+
+
+def test_redis_rejections_are_counted_for_every_process(redis_server):
+    app = create_app({"store": redis_server.url, "self_monitor": False})
+    client = app.test_client()
+    client.post("/api/live-execution/events", json=[{"service": "x", "component": "a", "action": "b"}])
+    other = create_app({"store": redis_server.url, "self_monitor": False}).test_client()
+    status = other.get("/api/live-execution/status").json
+    assert status["rejected"] == 1 and status["received"] == 1
+    assert json.dumps(status["rejected_by_reason"]).count("service") == 1
