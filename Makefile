@@ -24,8 +24,10 @@ system-packages: ## Make sure Debian's Chromium and redis-server are there for t
 	    apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "Missing:$$missing (sudo apt-get install -y$$missing)" >&2; exit 1; fi; fi
 
-lint: ## ruff and tsc --noEmit
+lint: ## ruff (lint and format), mypy, tsc --noEmit (strict)
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy .
 	$(NPM) run typecheck
 
 test-python: ## The Python test suite

@@ -48,7 +48,7 @@ class Thresholds:
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -111,7 +111,7 @@ def _diff(
         "key": key,
         "backend": backend,
         "frontend": frontend,
-        "difference_pct": round(pct, 1) if finite else None,
+        "difference_pct": round(pct, 1) if pct is not None and finite else None,
         "message": message,
     }
 
@@ -158,7 +158,7 @@ def comparison(stats: PairStats) -> dict[str, Any]:
 def endpoint_rows(stats: PairStats) -> list[dict[str, Any]]:
     """One row per endpoint key: frontend vs backend p50/p95, the gap in ms, error rates."""
     be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
-    rows = []
+    rows: list[dict[str, Any]] = []
     for key in sorted(set(be_eps) | set(fe_eps)):
         be, fe = be_eps.get(key), fe_eps.get(key)
         be_fig = be.figures(stats.backend.minutes) if be else None

@@ -90,7 +90,7 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False):
 
     def to_dict(self) -> dict[str, Any]:
         """Return the event as JSON-ready builtins."""
-        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+        return msgspec.to_builtins(self)
 
 
 class _Envelope(msgspec.Struct):
@@ -136,6 +136,8 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
     Raises BatchError when the body is not JSON or not a batch at all.
     """
     start = body.lstrip()[:1]
+    fast: msgspec.json.Decoder[Any]
+    raw_decoder: msgspec.json.Decoder[Any]
     if start == b"[":
         fast, raw_decoder = _list_decoder, _raw_list_decoder
     elif start == b"{":

@@ -310,8 +310,8 @@ def stats_from_events(service: str, events: Iterable[Any], minutes: float | None
     for event in events:
         get = event.get if isinstance(event, dict) else event.__getattribute__
         stats.add(
-            get("component"),
-            get("action"),
+            str(get("component")),
+            str(get("action")),
             get("duration_ms"),
             get("status") == "error",
             timestamp_to_epoch(get("timestamp")),

@@ -139,7 +139,7 @@ class RedisEventStore:
                 if not other:
                     continue
                 _, other_ms, other_key = other.decode().split("|", 2)
-                if other_key != event.endpoint or event.duration_ms is None:
+                if event.endpoint is None or other_key != event.endpoint or event.duration_ms is None:
                     continue
                 gap = event.duration_ms - float(other_ms)
                 pairs.add_gap(event.endpoint, gap if event.service == "frontend" else -gap)
@@ -211,7 +211,7 @@ class RedisEventStore:
                 for s in starts:
                     pipe.hgetall(self._bucket_key(s))
                 pipe.hget(f"{self._p}:counters", "first_at")
-                return pipe.execute()  # type: ignore[no-any-return]
+                return pipe.execute()
 
             *hashes, first_at = self._call(read)
             stats = PairStats()
@@ -240,7 +240,7 @@ class RedisEventStore:
             pipe = self.redis.pipeline(transaction=False)
             for side in sides:
                 pipe.xrevrange(self._stream(side), count=max(fetch, 1))
-            return pipe.execute()  # type: ignore[no-any-return]
+            return pipe.execute()
 
         merged = []
         for entries in self._call(read):
@@ -267,7 +267,7 @@ class RedisEventStore:
             pipe.hgetall(f"{self._p}:rejected")
             for side in SERVICES:
                 pipe.xlen(self._stream(side))
-            return pipe.execute()  # type: ignore[no-any-return]
+            return pipe.execute()
 
         raw, rejected, *lengths = self._call(read)
         c = {k.decode(): v.decode() for k, v in raw.items()}

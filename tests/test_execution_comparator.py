@@ -173,7 +173,13 @@ def test_service_performance_compares_api_calls_when_both_sides_have_them():
 
 @pytest.mark.parametrize(
     "content",
-    [[1, 2, 3], {"min_samples": "x"}, {"min_samples": 0}, {"activity_pct": [1, 2]}, {"activity_pct": [3, 2, 1]}],
+    [
+        [1, 2, 3],
+        {"min_samples": "x"},
+        {"min_samples": 0},
+        {"activity_pct": [1, 2]},
+        {"activity_pct": [3, 2, 1]},
+    ],
 )
 def test_unusable_threshold_files_are_refused(tmp_path, content):
     path = tmp_path / "t.json"
