@@ -1,0 +1,832 @@
+/*
+ * Live Execution Monitor dashboard: polls the monitor's REST API and draws what it says.
+ *
+ * Works served by the monitor at "/" (API on the same origin) and opened from disk
+ * (file:///…/live_execution_dashboard.html?api=http://localhost:5001). Query parameters:
+ * ?api=URL (monitor base), ?refresh=SECONDS (default 2), ?events=N (stream length, default 50),
+ * ?token=TOKEN (for a monitor started with --token; removed from the address bar at once).
+ *
+ * Every value that comes from the API reaches the page through textContent or a chart's
+ * data array, never through HTML parsing, so an event named "<img onerror=…>" is just text.
+ */
+(() => {
+  "use strict";
+
+  const API_PATH = "/api/live-execution";
+  const MAX_POINTS = 300; // per chart series, so memory stays flat over hours
+  const MAX_ALERTS = 25;
+  const MAX_ENDPOINT_ROWS = 40;
+  const OWN_API = /^[A-Z]+ \/api\/live-execution(\/|$)/;
+  const SEVERITIES = ["low", "medium", "high"];
+  const TYPE_LABELS = {
+    activity: "Activity level difference",
+    performance: "Performance difference",
+    error_rate: "Error rate difference",
+    pattern: "Execution pattern difference",
+  };
+  const COLORS = {
+    backend: "#818cf8",
+    frontend: "#2dd4bf",
+    error: "#f87171",
+    empty: "rgba(148, 163, 184, 0.18)",
+    cpu: "#fbbf24",
+    memory: "#c084fc",
+    diskRead: "#60a5fa",
+    diskWrite: "#f472b6",
+    netSent: "#34d399",
+    netRecv: "#fb923c",
+  };
+
+  // --- configuration -----------------------------------------------------------------------
+
+  /** Reads ?api=, ?refresh=, ?events= and ?token=; bad values fall back with a warning. */
+  function readConfig() {
+    const params = new URLSearchParams(location.search);
+    const problems = [];
+    const overHttp = location.protocol === "http:" || location.protocol === "https:";
+    let api = overHttp ? location.origin : "http://localhost:5001";
+    const given = params.get("api");
+    if (given) {
+      try {
+        const url = new URL(given);
+        if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
+        api = url.origin + url.pathname;
+      } catch {
+        problems.push(`?api=${given} is not an http(s) URL; using ${api}.`);
+      }
+    }
+    api = api.replace(/\/+$/, "");
+    let refresh = 2;
+    if (params.has("refresh")) {
+      const value = Number(params.get("refresh"));
+      if (Number.isFinite(value) && value >= 0.5 && value <= 300) refresh = value;
+      else problems.push(`?refresh= must be between 0.5 and 300 seconds; using ${refresh}.`);
+    }
+    let events = 50;
+    if (params.has("events")) {
+      const value = Number(params.get("events"));
+      if (Number.isInteger(value) && value >= 1 && value <= 1000) events = value;
+      else problems.push(`?events= must be a whole number from 1 to 1000; using ${events}.`);
+    }
+    const token = params.get("token") || "";
+    if (token) {
+      params.delete("token");
+      const query = params.toString();
+      history.replaceState(null, "", location.pathname + (query ? `?${query}` : "") + location.hash);
+    }
+    return { api, apiOrigin: new URL(api).origin, refreshMs: refresh * 1000, events, token, problems, overHttp };
+  }
+
+  const config = readConfig();
+  const $ = (id) => document.getElementById(id);
+
+  // --- formatting --------------------------------------------------------------------------
+
+  const nf = (min, max, extra = {}) =>
+    new Intl.NumberFormat(undefined, { minimumFractionDigits: min, maximumFractionDigits: max, ...extra });
+  const int = nf(0, 0);
+  const one = nf(1, 1);
+  const two = nf(2, 2);
+  const upTo1 = nf(0, 1);
+  const upTo2 = nf(0, 2);
+  const signedInt = nf(0, 0, { signDisplay: "exceptZero" });
+  const signedOne = nf(1, 1, { signDisplay: "exceptZero" });
+  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const DASH = "–";
+
+  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+  const fmtCount = (v) => (isNum(v) ? int.format(v) : DASH);
+  const msFormat = (v) => (Math.abs(v) >= 100 ? int : Math.abs(v) >= 10 ? one : upTo2);
+  const fmtMs = (v) => (isNum(v) ? `${msFormat(v).format(v)} ms` : DASH);
+  const fmtMsSigned = (v) => (isNum(v) ? `${(Math.abs(v) >= 100 ? signedInt : signedOne).format(v)} ms` : DASH);
+  const fmtPct = (rate) => (isNum(rate) ? `${one.format(rate * 100)}%` : DASH);
+  const fmtPerMin = (v) => (isNum(v) ? `${one.format(v)}/min` : DASH);
+  const fmtRatio = (v) => (isNum(v) ? `${two.format(v)}×` : DASH);
+
+  /** Bytes per second in SI units (kB = 1000 B), so chart ticks land on round numbers. */
+  function fmtBytesRate(v) {
+    if (!isNum(v)) return DASH;
+    const units = ["B/s", "kB/s", "MB/s", "GB/s"];
+    let value = v;
+    let unit = 0;
+    while (Math.abs(value) >= 1000 && unit < units.length - 1) {
+      value /= 1000;
+      unit += 1;
+    }
+    return `${(unit === 0 || value >= 100 ? int : upTo1).format(value)} ${units[unit]}`;
+  }
+
+  /** Seconds as m:ss, or h:mm:ss from an hour on. */
+  function fmtElapsed(seconds) {
+    if (!isNum(seconds) || seconds < 0) return DASH;
+    const total = Math.floor(seconds);
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const s = String(total % 60).padStart(2, "0");
+    return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+  }
+
+  function timeOf(value) {
+    const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+    return Number.isNaN(date.getTime()) ? String(value) : clock.format(date);
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function setText(id, text) {
+    const node = $(id);
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  // --- state -------------------------------------------------------------------------------
+
+  const state = {
+    reachable: null,
+    monitoring: null,
+    data: null,
+    differences: [],
+    minSamples: 10,
+    uptime: { seconds: 0, at: 0, running: false },
+    paused: false,
+    pausedAt: null,
+    hideSelf: true,
+    eventLimit: config.events,
+    components: "",
+    timer: null,
+    inFlight: false,
+    again: false,
+    selfMonitor: null,
+    errorFrom: null,
+  };
+
+  // --- API ---------------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  class Unreachable extends Error {}
+
+  async function api(path, options = {}) {
+    const controller = new AbortController();
+    const timeout = setTimeout(() => controller.abort(), Math.max(5000, config.refreshMs * 2));
+    const headers = { Accept: "application/json" };
+    if (config.token) headers.Authorization = `Bearer ${config.token}`;
+    let response;
+    try {
+      response = await fetch(config.api + API_PATH + path, {
+        ...options,
+        headers,
+        cache: "no-store",
+        credentials: "omit",
+        signal: controller.signal,
+      });
+    } catch (error) {
+      throw new Unreachable(error && error.name === "AbortError" ? "the request timed out" : "no answer");
+    } finally {
+      clearTimeout(timeout);
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      body = null;
+    }
+    if (!response.ok) {
+      const message = body && typeof body.error === "string" ? body.error : `HTTP ${response.status}`;
+      // A gateway error or a monitor shutting down or overloaded: it will be back, like a refused connection.
+      if ([502, 503, 504].includes(response.status)) throw new Unreachable(`${message}, HTTP ${response.status}`);
+      throw new ApiError(response.status, message);
+    }
+    return body;
+  }
+
+  function requestPoll() {
+    if (state.inFlight) {
+      state.again = true;
+      return;
+    }
+    poll();
+  }
+
+  async function poll() {
+    clearTimeout(state.timer);
+    state.inFlight = true;
+    try {
+      const limit = Math.min(1000, Math.max(state.eventLimit * 4, 200));
+      const query = new URLSearchParams({
+        limit: String(limit),
+        history: String(MAX_POINTS),
+        include_self: String(!state.hideSelf),
+      });
+      const [data, found] = await Promise.all([api(`/data?${query}`), api("/differences")]);
+      showReachable();
+      render(data, found);
+    } catch (error) {
+      showFailure(error, "poll");
+    } finally {
+      state.inFlight = false;
+      if (state.again) {
+        state.again = false;
+        state.timer = setTimeout(poll, 0);
+      } else {
+        state.timer = setTimeout(poll, config.refreshMs);
+      }
+    }
+  }
+
+  async function control(action) {
+    const buttons = [$("start-btn"), $("stop-btn")];
+    buttons.forEach((b) => (b.disabled = true));
+    try {
+      const answer = await api(`/${action}`, { method: "POST" });
+      $("banner-error").hidden = true;
+      state.errorFrom = null;
+      setMonitoring(Boolean(answer && answer.monitoring));
+    } catch (error) {
+      showFailure(error, "control");
+    }
+    requestPoll();
+  }
+
+  // --- connection state --------------------------------------------------------------------
+
+  function showReachable() {
+    state.reachable = true;
+    $("banner-unreachable").hidden = true;
+    // A refused Start/Stop stays on screen until the next one succeeds; a refused poll
+    // is over as soon as a poll succeeds.
+    if (state.errorFrom === "poll") {
+      $("banner-error").hidden = true;
+      state.errorFrom = null;
+    }
+    $("main").classList.remove("stale");
+  }
+
+  function showFailure(error, source) {
+    if (error instanceof ApiError) {
+      state.reachable = true;
+      state.errorFrom = source;
+      let text = `${error.message} (HTTP ${error.status}).`;
+      if (error.status === 401) text += " Open the dashboard with ?token=… for a monitor started with --token.";
+      setText("banner-error-text", text);
+      $("banner-error").hidden = false;
+      return;
+    }
+    state.reachable = false;
+    state.monitoring = null;
+    $("banner-error").hidden = true;
+    state.errorFrom = null;
+    let text = `No answer from ${config.api} (${error.message}). Is it running? Start it with ` +
+      "python run_live_monitor.py. Retrying every " + `${one.format(config.refreshMs / 1000)} s…`;
+    if (location.protocol === "file:") {
+      text += " Opened from a file: the monitor must allow the file:// origin (--cors-origins null).";
+    }
+    setText("banner-unreachable-text", text);
+    $("banner-unreachable").hidden = false;
+    $("banner-stopped").hidden = true;
+    $("main").classList.add("stale");
+    const pill = $("state-pill");
+    pill.className = "pill pill-down";
+    setText("state-pill", "Unreachable");
+    $("start-btn").disabled = true;
+    $("stop-btn").disabled = true;
+    state.uptime.running = false;
+  }
+
+  function setMonitoring(on) {
+    state.monitoring = on;
+    $("start-btn").disabled = on;
+    $("stop-btn").disabled = !on;
+    const pill = $("state-pill");
+    pill.className = on ? "pill pill-live" : "pill pill-stopped";
+    setText("state-pill", on ? "Monitoring" : "Stopped");
+    $("banner-stopped").hidden = on;
+  }
+
+  // --- rendering ---------------------------------------------------------------------------
+
+  function render(data, found) {
+    state.data = data;
+    state.differences = Array.isArray(found && found.differences) ? found.differences : [];
+    if (found && found.thresholds && isNum(found.thresholds.min_samples)) state.minSamples = found.thresholds.min_samples;
+    setMonitoring(Boolean(data.monitoring));
+    state.uptime = { seconds: data.uptime_seconds, at: performance.now(), running: Boolean(data.monitoring) };
+    renderMetrics(data);
+    renderComparison(data);
+    renderAlerts();
+    renderEndpoints(data.endpoints || []);
+    updateCharts(data);
+    if (!state.paused) renderEvents();
+    setText("last-update", clock.format(new Date()));
+  }
+
+  function renderMetrics(data) {
+    const be = data.backend || {};
+    const fe = data.frontend || {};
+    setText("metric-backend", fmtCount(be.total_events));
+    setText("metric-frontend", fmtCount(fe.total_events));
+    setText("metric-backend-sub", be.total_events ? `${fmtPerMin(be.events_per_minute)} · avg ${fmtMs(be.avg_duration_ms)}` : "No backend events yet");
+    setText("metric-frontend-sub", fe.total_events ? `${fmtPerMin(fe.events_per_minute)} · avg ${fmtMs(fe.avg_duration_ms)}` : "No frontend events yet");
+    const shown = visibleDifferences();
+    setText("metric-differences", fmtCount(shown.length));
+    const bySeverity = SEVERITIES.slice().reverse()
+      .map((s) => [s, shown.filter((d) => d.severity === s).length])
+      .filter(([, n]) => n > 0)
+      .map(([s, n]) => `${int.format(n)} ${s}`);
+    setText("metric-differences-sub", bySeverity.length ? bySeverity.join(" · ") : "None detected");
+    const card = $("metric-differences").closest(".metric");
+    card.classList.toggle("has-high", shown.some((d) => d.severity === "high"));
+    tickUptime();
+    const windowMin = isNum(data.window_seconds) ? data.window_seconds / 60 : null;
+    setText("window-note", windowMin ? `last ${upTo2.format(windowMin)} min` : "");
+  }
+
+  function tickUptime() {
+    const u = state.uptime;
+    const seconds = u.running ? u.seconds + (performance.now() - u.at) / 1000 : u.seconds;
+    setText("metric-uptime", fmtElapsed(seconds));
+    setText("metric-uptime-sub", state.reachable === false ? "Monitor unreachable" : u.running ? "Running" : "Stopped");
+  }
+
+  function row(cells, className) {
+    const tr = el("tr", className);
+    for (const cell of cells) {
+      const td = typeof cell === "object" && cell !== null ? cell : el("td", "num", cell);
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+
+  function renderComparison(data) {
+    const be = data.backend || {};
+    const fe = data.frontend || {};
+    const cmp = data.comparison || {};
+    const label = (text) => el("th", "", text);
+    const ratioCell = el("td", "num ratio", fmtRatio(cmp.performance_ratio));
+    ratioCell.colSpan = 3;
+    ratioCell.title = "Backend average duration ÷ frontend average duration";
+    const points = isNum(cmp.success_rate_diff) ? `${signedOne.format(cmp.success_rate_diff * 100)} pts` : DASH;
+    const rows = [
+      row([label("Average duration"), fmtMs(be.avg_duration_ms), fmtMs(fe.avg_duration_ms), fmtMsSigned(cmp.avg_duration_diff_ms)]),
+      row([label("p95 duration"), fmtMs(be.p95_duration_ms), fmtMs(fe.p95_duration_ms),
+        fmtMsSigned(isNum(be.p95_duration_ms) && isNum(fe.p95_duration_ms) ? be.p95_duration_ms - fe.p95_duration_ms : null)]),
+      row([label("Performance ratio"), ratioCell]),
+      row([label("Success rate"), fmtPct(be.success_rate), fmtPct(fe.success_rate), points]),
+      row([label("Events per minute"), fmtPerMin(be.events_per_minute), fmtPerMin(fe.events_per_minute),
+        isNum(cmp.activity_ratio) ? fmtRatio(cmp.activity_ratio) : DASH]),
+      row([label("Events in window"), fmtCount(be.window_events), fmtCount(fe.window_events), DASH]),
+    ];
+    $("comparison-table").tBodies[0].replaceChildren(...rows);
+    setText("comparison-summary", verdict(be, fe));
+    $("hint-frontend").hidden = Boolean(fe.total_events);
+    $("hint-backend").hidden = Boolean(be.total_events) || !fe.total_events;
+  }
+
+  /** One sentence on the service-wide picture, like the seed's "Performance Ratio" line. */
+  function verdict(be, fe) {
+    const b = be.avg_duration_ms;
+    const f = fe.avg_duration_ms;
+    if (!isNum(b) || !isNum(f) || b <= 0 || f <= 0) {
+      return "Timed events from both sides are needed to compare execution times.";
+    }
+    const times = (x) => (x >= 10 ? int : two).format(x);
+    if (Math.abs(b / f - 1) < 0.05) return "Backend and frontend operations take about as long on average.";
+    return b > f
+      ? `Backend operations take ${times(b / f)}× as long as frontend ones on average.`
+      : `Frontend operations take ${times(f / b)}× as long as backend ones on average.`;
+  }
+
+  function isOwn(event) {
+    if (event.details && event.details.self_monitor === true) return true;
+    if (event.service === "frontend" && event.component === "api" && OWN_API.test(event.action)) {
+      const origin = event.details && event.details.url_origin;
+      return !origin || origin === config.apiOrigin;
+    }
+    return false;
+  }
+
+  function visibleDifferences() {
+    return state.differences.filter((d) => !(state.hideSelf && typeof d.key === "string" && OWN_API.test(d.key)));
+  }
+
+  const FIGURES = {
+    avg_ms: ["avg", fmtMs],
+    p50_ms: ["p50", fmtMs],
+    p95_ms: ["p95", fmtMs],
+    gap_p50_ms: ["gap p50", fmtMsSigned],
+    events: ["events", fmtCount],
+    count: ["events", fmtCount],
+    events_per_minute: ["", fmtPerMin],
+    error_rate: ["errors", fmtPct],
+    success_rate: ["success", fmtPct],
+    endpoints: ["endpoints", fmtCount],
+    calls: ["API calls", fmtCount],
+    unmatched_calls: ["unmatched calls", fmtCount],
+    unmatched_endpoints: ["never seen by the backend:", (v) => (Array.isArray(v) ? v.join(", ") : String(v))],
+  };
+
+  function figuresText(figures) {
+    if (!figures || typeof figures !== "object") return DASH;
+    const parts = [];
+    for (const [key, value] of Object.entries(figures)) {
+      if (value === null || value === undefined || key === "basis") continue;
+      const known = FIGURES[key];
+      if (known) parts.push(known[0] ? `${known[0]} ${known[1](value)}` : known[1](value));
+      else parts.push(`${key} ${typeof value === "object" ? JSON.stringify(value) : String(value)}`);
+    }
+    return parts.length ? parts.join(" · ") : DASH;
+  }
+
+  /** difference_pct means points for error rates and a share of calls for patterns. */
+  function pctLabel(type, value) {
+    if (type === "error_rate") return `${one.format(value)} pts apart`;
+    if (type === "pattern") return `${one.format(value)}% of calls`;
+    return `${one.format(value)}% apart`;
+  }
+
+  function renderAlerts() {
+    const box = $("alerts");
+    const shown = visibleDifferences();
+    setText("alerts-count", shown.length ? `${int.format(shown.length)} detected` : "");
+    if (!shown.length) {
+      const empty = el("div", "empty");
+      const noEvents = !state.data || (!state.data.backend.total_events && !state.data.frontend.total_events);
+      if (!state.monitoring && noEvents) {
+        empty.appendChild(el("strong", "", "Click Start Monitoring"));
+        empty.appendChild(el("span", "", " to begin, then send events from your backend and frontend."));
+      } else {
+        empty.appendChild(el("strong", "ok", "No differences detected."));
+        empty.appendChild(el("span", "", ` Nothing is flagged until each side has at least ${int.format(state.minSamples)} events.`));
+      }
+      box.replaceChildren(empty);
+      return;
+    }
+    const nodes = shown.slice(0, MAX_ALERTS).map((d) => {
+      const severity = SEVERITIES.includes(d.severity) ? d.severity : "low";
+      const card = el("article", `alert sev-${severity}`);
+      card.dataset.severity = severity;
+      card.dataset.type = String(d.type);
+      const head = el("header", "alert-head");
+      head.appendChild(el("span", `badge sev-badge-${severity}`, severity.toUpperCase()));
+      head.appendChild(el("strong", "alert-type", TYPE_LABELS[d.type] || String(d.type)));
+      head.appendChild(d.key === null || d.key === undefined ? el("span", "scope", "whole service") : el("code", "scope", d.key));
+      if (isNum(d.difference_pct)) head.appendChild(el("span", "pct", pctLabel(d.type, d.difference_pct)));
+      card.appendChild(head);
+      card.appendChild(el("p", "alert-message", d.message));
+      const figures = el("dl", "alert-figures");
+      figures.appendChild(el("dt", "side-backend", "Backend"));
+      figures.appendChild(el("dd", "", figuresText(d.backend)));
+      figures.appendChild(el("dt", "side-frontend", "Frontend"));
+      figures.appendChild(el("dd", "", figuresText(d.frontend)));
+      card.appendChild(figures);
+      return card;
+    });
+    if (shown.length > MAX_ALERTS) nodes.push(el("p", "muted", `and ${int.format(shown.length - MAX_ALERTS)} more (GET /api/live-execution/differences)`));
+    box.replaceChildren(...nodes);
+  }
+
+  function pair(a, b, format) {
+    return `${format(a)} / ${format(b)}`;
+  }
+
+  function renderEndpoints(all) {
+    const rows = all.filter((r) => !(state.hideSelf && OWN_API.test(r.key)));
+    const hidden = all.length - rows.length;
+    const body = $("endpoint-table").tBodies[0];
+    const note = [];
+    if (rows.length > MAX_ENDPOINT_ROWS) note.push(`busiest ${MAX_ENDPOINT_ROWS} of ${int.format(rows.length)}`);
+    if (hidden) note.push(`${int.format(hidden)} monitor endpoint${hidden > 1 ? "s" : ""} hidden`);
+    setText("endpoints-note", note.join(" · "));
+    if (!rows.length) {
+      const td = el("td", "empty", "No endpoint events yet: backend http events and frontend api events named “METHOD /route” are compared here.");
+      td.colSpan = 9;
+      body.replaceChildren(row([td]));
+      return;
+    }
+    body.replaceChildren(...rows.slice(0, MAX_ENDPOINT_ROWS).map((r) => {
+      const be = r.backend || {};
+      const fe = r.frontend || {};
+      const key = el("td", "key");
+      key.appendChild(el("code", "", r.key));
+      const seen = el("td");
+      seen.appendChild(el("span", `badge seen-${["both", "backend", "frontend"].includes(r.seen_by) ? r.seen_by : "both"}`, r.seen_by));
+      const gapClass = (v) => (isNum(v) && Math.abs(v) >= 100 ? "num gap-warn" : "num");
+      const tr = row([
+        key, seen,
+        pair(be.count, fe.count, fmtCount),
+        fmtCount(r.matched_requests),
+        pair(be.p50_ms, be.p95_ms, fmtMs),
+        pair(fe.p50_ms, fe.p95_ms, fmtMs),
+        el("td", gapClass(r.gap_p50_ms), fmtMsSigned(r.matched_gap_p50_ms ?? r.gap_p50_ms)),
+        el("td", gapClass(r.gap_p95_ms), fmtMsSigned(r.matched_gap_p95_ms ?? r.gap_p95_ms)),
+        pair(be.error_rate, fe.error_rate, fmtPct),
+      ]);
+      tr.dataset.key = String(r.key);
+      return tr;
+    }));
+  }
+
+  // --- event stream ------------------------------------------------------------------------
+
+  function filteredEvents() {
+    const events = (state.data && state.data.recent_events) || [];
+    const service = $("filter-service").value;
+    const status = $("filter-status").value;
+    const component = $("filter-component").value;
+    return events.filter((e) =>
+      (!service || e.service === service) &&
+      (!status || e.status === status) &&
+      (!component || e.component === component) &&
+      !(state.hideSelf && isOwn(e)));
+  }
+
+  function updateComponentOptions() {
+    const names = new Set();
+    const data = state.data || {};
+    for (const side of [data.backend, data.frontend]) {
+      if (side && side.components) Object.keys(side.components).forEach((n) => names.add(n));
+    }
+    for (const e of data.recent_events || []) names.add(e.component);
+    const select = $("filter-component");
+    if (select.value) names.add(select.value);
+    const sorted = [...names].filter((n) => typeof n === "string").sort();
+    const signature = sorted.join("\u0000");
+    if (signature === state.components) return;
+    state.components = signature;
+    const current = select.value;
+    const options = [el("option", "", "All")];
+    options[0].value = "";
+    for (const name of sorted) {
+      const option = el("option", "", name);
+      option.value = name;
+      options.push(option);
+    }
+    select.replaceChildren(...options);
+    select.value = current;
+  }
+
+  function detailsText(details) {
+    if (!details || typeof details !== "object") return "";
+    const parts = [];
+    for (const [key, value] of Object.entries(details)) {
+      if (value === null || value === undefined || key === "sampled") continue;
+      parts.push(`${key}=${typeof value === "object" ? JSON.stringify(value) : String(value)}`);
+    }
+    const text = parts.join(" ");
+    return text.length > 140 ? `${text.slice(0, 139)}…` : text;
+  }
+
+  function renderEvents() {
+    updateComponentOptions();
+    const body = $("event-table").tBodies[0];
+    const all = (state.data && state.data.recent_events) || [];
+    const events = filteredEvents().slice(0, state.eventLimit);
+    const rows = events.map((e) => {
+      const service = e.service === "frontend" ? "frontend" : "backend";
+      const status = e.status === "error" ? "error" : "success";
+      const tr = el("tr", `event event-${status}`);
+      tr.dataset.service = service;
+      tr.dataset.status = status;
+      tr.appendChild(el("td", "time", timeOf(e.timestamp)));
+      const svc = el("td");
+      svc.appendChild(el("span", `badge seen-${service}`, e.service));
+      tr.appendChild(svc);
+      tr.appendChild(el("td", "component", e.component));
+      const action = el("td", "action", e.action);
+      action.title = String(e.action);
+      tr.appendChild(action);
+      tr.appendChild(el("td", "num", fmtMs(e.duration_ms)));
+      const st = el("td");
+      st.appendChild(el("span", `badge status-${status}`, e.status));
+      tr.appendChild(st);
+      const details = el("td", "details", detailsText(e.details));
+      if (e.trace_id) details.title = `trace ${e.trace_id}`;
+      tr.appendChild(details);
+      return tr;
+    });
+    body.replaceChildren(...rows);
+    const empty = $("events-empty");
+    if (rows.length) {
+      empty.hidden = true;
+    } else {
+      empty.hidden = false;
+      if (all.length) empty.textContent = "No events match the filters.";
+      else if (!state.monitoring) empty.textContent = "No events yet. Click Start Monitoring, then send events from your backend (init_app) and frontend (browser logger) — see README.";
+      else empty.textContent = "Waiting for events: instrument your backend (init_app) and add the browser logger to your frontend — see README.";
+    }
+    const note = state.paused ? `Paused at ${state.pausedAt} · ` : "";
+    setText("events-note", `${note}showing ${int.format(rows.length)} of the last ${int.format(state.eventLimit)}, newest first`);
+  }
+
+  // --- charts ------------------------------------------------------------------------------
+
+  let charts = null;
+
+  function lineDataset(label, color, extra = {}) {
+    return { label, data: [], borderColor: color, backgroundColor: `${color}22`, borderWidth: 2, pointRadius: 0, tension: 0.3, ...extra };
+  }
+
+  function makeCharts() {
+    const Chart = window.Chart;
+    if (typeof Chart !== "function") {
+      document.querySelectorAll(".chart-box").forEach((box) => {
+        box.replaceChildren(el("p", "empty", "Charts unavailable: static/vendor/chart.umd.js is missing (run npm ci && npm run build)."));
+      });
+      return null;
+    }
+    Chart.defaults.color = "#94a3b8";
+    Chart.defaults.borderColor = "rgba(148, 163, 184, 0.12)";
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    Chart.defaults.animation = false;
+    Chart.defaults.maintainAspectRatio = false;
+    Chart.defaults.plugins.legend.labels.boxWidth = 12;
+    const timeAxis = { ticks: { maxTicksLimit: 6, maxRotation: 0, autoSkip: true }, grid: { display: false } };
+    const msTooltip = { callbacks: { label: (c) => `${c.dataset.label}: ${fmtMs(c.parsed.y)}` } };
+    const doughnut = (id) => new Chart($(id), {
+      type: "doughnut",
+      data: { labels: ["Success", "Error"], datasets: [{ data: [0, 0], backgroundColor: [COLORS.backend, COLORS.error], borderWidth: 0 }] },
+      options: { cutout: "68%", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.label}: ${fmtCount(c.parsed)}` } } } },
+    });
+    const made = {
+      performance: new Chart($("chart-performance"), {
+        type: "bar",
+        data: {
+          labels: ["Average", "Median (p50)", "p95"],
+          datasets: [
+            { label: "Backend", data: [null, null, null], backgroundColor: COLORS.backend, borderRadius: 4 },
+            { label: "Frontend", data: [null, null, null], backgroundColor: COLORS.frontend, borderRadius: 4 },
+          ],
+        },
+        options: { plugins: { tooltip: msTooltip }, scales: { y: { beginAtZero: true, ticks: { callback: (v) => fmtMs(v) } }, x: { grid: { display: false } } } },
+      }),
+      successBackend: doughnut("chart-success-backend"),
+      successFrontend: doughnut("chart-success-frontend"),
+      activity: new Chart($("chart-activity"), {
+        type: "line",
+        data: { labels: [], datasets: [lineDataset("Backend", COLORS.backend, { fill: true }), lineDataset("Frontend", COLORS.frontend, { fill: true })] },
+        options: { interaction: { mode: "index", intersect: false }, scales: { x: timeAxis, y: { beginAtZero: true, ticks: { precision: 0 } } } },
+      }),
+      system: new Chart($("chart-system"), {
+        type: "line",
+        data: { labels: [], datasets: [lineDataset("CPU %", COLORS.cpu), lineDataset("Memory %", COLORS.memory)] },
+        options: {
+          interaction: { mode: "index", intersect: false },
+          plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${one.format(c.parsed.y)}%` } } },
+          scales: { x: timeAxis, y: { min: 0, max: 100, ticks: { callback: (v) => `${v}%` } } },
+        },
+      }),
+      io: new Chart($("chart-io"), {
+        type: "line",
+        data: {
+          labels: [],
+          datasets: [
+            lineDataset("Disk read", COLORS.diskRead), lineDataset("Disk write", COLORS.diskWrite),
+            lineDataset("Net sent", COLORS.netSent), lineDataset("Net received", COLORS.netRecv),
+          ],
+        },
+        options: {
+          interaction: { mode: "index", intersect: false },
+          plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmtBytesRate(c.parsed.y)}` } } },
+          scales: { x: timeAxis, y: { beginAtZero: true, ticks: { callback: (v) => fmtBytesRate(v) } } },
+        },
+      }),
+    };
+    made.successFrontend.data.datasets[0].backgroundColor = [COLORS.frontend, COLORS.error];
+    return made;
+  }
+
+  const num = (v) => (isNum(v) ? v : null);
+
+  function setSuccess(chart, side, id) {
+    const total = side.window_events || 0;
+    const errors = Math.min(side.error_count || 0, total);
+    const dataset = chart.data.datasets[0];
+    dataset.data = total ? [total - errors, errors] : [1, 0];
+    const base = id === "success-backend" ? COLORS.backend : COLORS.frontend;
+    dataset.backgroundColor = total ? [base, COLORS.error] : [COLORS.empty, COLORS.empty];
+    chart.options.plugins.tooltip.enabled = Boolean(total);
+    chart.update("none");
+    setText(id, total ? fmtPct(side.success_rate) : "no events");
+  }
+
+  function updateCharts(data) {
+    if (!charts) return;
+    const be = data.backend || {};
+    const fe = data.frontend || {};
+    const perf = charts.performance.data.datasets;
+    perf[0].data = [num(be.avg_duration_ms), num(be.p50_duration_ms), num(be.p95_duration_ms)];
+    perf[1].data = [num(fe.avg_duration_ms), num(fe.p50_duration_ms), num(fe.p95_duration_ms)];
+    charts.performance.update("none");
+    setSuccess(charts.successBackend, be, "success-backend");
+    setSuccess(charts.successFrontend, fe, "success-frontend");
+
+    const activity = (data.activity_history || []).slice(-MAX_POINTS);
+    charts.activity.data.labels = activity.map((p) => timeOf(p.timestamp));
+    charts.activity.data.datasets[0].data = activity.map((p) => num(p.backend) ?? 0);
+    charts.activity.data.datasets[1].data = activity.map((p) => num(p.frontend) ?? 0);
+    charts.activity.update("none");
+    if (activity.length > 1) {
+      const step = (activity[activity.length - 1].timestamp - activity[0].timestamp) / (activity.length - 1);
+      setText("activity-note", `events per ${upTo2.format(Math.max(step, 0.01))} s sample`);
+    }
+
+    const system = (data.system_history || []).slice(-MAX_POINTS);
+    const labels = system.map((s) => timeOf(s.timestamp));
+    charts.system.data.labels = labels;
+    charts.system.data.datasets[0].data = system.map((s) => num(s.cpu_percent));
+    charts.system.data.datasets[1].data = system.map((s) => num(s.memory_percent));
+    charts.system.update("none");
+    const io = ["disk_read_bytes_per_s", "disk_write_bytes_per_s", "net_sent_bytes_per_s", "net_recv_bytes_per_s"];
+    charts.io.data.labels = labels;
+    io.forEach((field, i) => (charts.io.data.datasets[i].data = system.map((s) => num(s[field]))));
+    charts.io.update("none");
+    const now = data.system;
+    if (now) {
+      setText("system-now", `now CPU ${one.format(now.cpu_percent)}% · memory ${one.format(now.memory_percent)}%`);
+      setText("io-now", `disk ${fmtBytesRate(now.disk_read_bytes_per_s + now.disk_write_bytes_per_s)} · net ${fmtBytesRate(now.net_sent_bytes_per_s + now.net_recv_bytes_per_s)}`);
+    } else {
+      setText("system-now", "sampled while monitoring");
+      setText("io-now", "sampled while monitoring");
+    }
+  }
+
+  // --- the browser logger: the dashboard is the monitor's first frontend -------------------
+
+  async function startBrowserLogger() {
+    const logger = window.LiveMonitor;
+    if (!logger || typeof logger.initLiveMonitor !== "function") return;
+    // Only when the monitor records its own side too; otherwise every poll would show up
+    // as a frontend call the backend never saw.
+    try {
+      const answer = await api("/config");
+      const setting = (answer.settings || []).find((s) => s.name === "self_monitor");
+      state.selfMonitor = Boolean(setting && setting.value);
+    } catch {
+      return;
+    }
+    if (!state.selfMonitor) return;
+    try {
+      logger.initLiveMonitor({ endpoint: config.api, capture: { scrolls: false } });
+    } catch (error) {
+      console.warn("Live Execution Monitor: the browser logger did not start:", error && error.message);
+    }
+  }
+
+  // --- wiring ------------------------------------------------------------------------------
+
+  function wire() {
+    $("start-btn").addEventListener("click", () => control("start"));
+    $("stop-btn").addEventListener("click", () => control("stop"));
+    for (const id of ["filter-service", "filter-status", "filter-component"]) {
+      $(id).addEventListener("change", () => state.data && renderEvents());
+    }
+    const limit = $("event-limit");
+    limit.value = String(state.eventLimit);
+    limit.addEventListener("change", () => {
+      const value = Number(limit.value);
+      state.eventLimit = Number.isInteger(value) && value >= 1 && value <= 1000 ? value : state.eventLimit;
+      limit.value = String(state.eventLimit);
+      if (state.data) renderEvents();
+      requestPoll();
+    });
+    $("hide-self").addEventListener("change", (ev) => {
+      state.hideSelf = ev.target.checked;
+      if (state.data) {
+        renderAlerts();
+        renderEndpoints(state.data.endpoints || []);
+        renderMetrics(state.data);
+      }
+      requestPoll();
+    });
+    const pause = $("pause-btn");
+    pause.addEventListener("click", () => {
+      state.paused = !state.paused;
+      state.pausedAt = state.paused ? clock.format(new Date()) : null;
+      pause.textContent = state.paused ? "Resume" : "Pause";
+      pause.setAttribute("aria-pressed", String(state.paused));
+      pause.classList.toggle("btn-active", state.paused);
+      if (state.data) renderEvents();
+    });
+    setText("api-base", config.api);
+    setText("refresh-seconds", upTo2.format(config.refreshMs / 1000));
+    if (config.problems.length) {
+      setText("banner-config", config.problems.join(" "));
+      $("banner-config").hidden = false;
+    }
+    setInterval(tickUptime, 1000);
+  }
+
+  wire();
+  charts = makeCharts();
+  poll();
+  startBrowserLogger();
+})();
