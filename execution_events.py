@@ -82,6 +82,11 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False):
         return self.status == "error"
 
     @property
+    def is_self(self) -> bool:
+        """True for the monitor's own traffic (tagged ``details.self_monitor``)."""
+        return bool(self.details.get("self_monitor")) if self.details else False
+
+    @property
     def endpoint(self) -> str | None:
         """The endpoint key (``GET /api/orders/:id``) for backend http and frontend api events."""
         if (self.service, self.component) in (("backend", "http"), ("frontend", "api")):

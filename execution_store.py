@@ -104,6 +104,8 @@ class EventStore:
         self._seq += 1
         self._totals[service] += 1
         self._since_tick[service] += 1
+        if event.is_self:
+            return  # the monitor's own traffic: listed and counted, never compared
         bucket.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
         self._window.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
         key = event.endpoint

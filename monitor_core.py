@@ -107,7 +107,14 @@ class LiveExecutionMonitor:
         return result
 
     def accept(self, events: list[ExecutionEvent]) -> None:
-        """Store events received from a client: journaled first (with --persist), then kept."""
+        """Store events received from a client: journaled first (with --persist), then kept.
+
+        Browser calls to the monitor's own API (the dashboard polling) are tagged as the
+        monitor's own traffic, like the backend side of them, so they are not compared.
+        """
+        for event in events:
+            if event.endpoint is not None and event.action.split(" ", 1)[-1].startswith(OWN_API):
+                event.details = {**event.details, "self_monitor": True}
         if self.journal is not None:
             self.journal.append(events)
         self.store.add(events)
@@ -204,6 +211,9 @@ class LiveExecutionMonitor:
             "activity_history": list(self.activity)[-history:],
             "recent_events": [e.to_dict() for e in self.store.recent(limit, include_self=include_self)],
         }
+
+
+OWN_API = "/api/live-execution/"
 
 
 def make_store(settings: Mapping[str, Any], clock: Callable[[], float] = time.time) -> Any:

@@ -103,7 +103,8 @@ class RedisEventStore:
         start = now - now % self.bucket_s
         batch = PairStats()
         for e in events:
-            batch.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, now)
+            if not e.is_self:
+                batch.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, now)
         pipe = self.redis.pipeline(transaction=True)
         for e in events:
             pipe.xadd(
@@ -124,7 +125,9 @@ class RedisEventStore:
         pipe.hsetnx(counters, "first_at", repr(now))
         self._call(pipe.execute)
         self._cache = None
-        traced = [e for e in events if e.trace_id and e.endpoint is not None and e.duration_ms is not None]
+        traced = [
+            e for e in events if e.trace_id and e.endpoint and e.duration_ms is not None and not e.is_self
+        ]
         if traced:
             self._pair(traced, bucket)
         return len(events)

@@ -118,3 +118,31 @@ def test_ingest_keeps_valid_events_and_counts_rejections_by_rule(clock):
     status = monitor.status()
     assert status["rejected_by_reason"] == {"duration_ms: must be >= 0": 1}
     assert status["received"] == 2
+
+
+def test_the_monitors_own_traffic_is_listed_but_never_compared(clock):
+    monitor = make_monitor(clock)
+    own_backend = [
+        {
+            "service": "backend",
+            "component": "http",
+            "action": "GET /api/live-execution/data",
+            "duration_ms": 1.0,
+            "details": {"self_monitor": True},
+        }
+    ] * 30
+    dashboard_polls = [
+        {
+            "service": "frontend",
+            "component": "api",
+            "action": "GET /api/live-execution/data",
+            "duration_ms": 100.0,
+        }
+    ] * 30
+    monitor.ingest(json.dumps(own_backend + dashboard_polls).encode())
+    assert monitor.differences() == []
+    data = monitor.data()
+    assert data["backend"]["total_events"] == 30 and data["frontend"]["total_events"] == 30
+    assert data["endpoints"] == []
+    assert all(e["details"]["self_monitor"] for e in data["recent_events"])
+    assert data["recent_events"] and monitor.data(include_self=False)["recent_events"] == []
