@@ -23,6 +23,8 @@ from flask import Flask, Response, g, jsonify, request, send_from_directory
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 
+import monitor_metrics
+import otlp_ingest
 from backend_logging_config import endpoint_key
 from execution_events import BatchError, ExecutionEvent
 from execution_store import StoreUnavailable
@@ -72,12 +74,14 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     monitor = monitor or LiveExecutionMonitor(settings)
     app.extensions["live_monitor"] = monitor
+    monitor_metrics.register(app, monitor)
+    otlp_ingest.register(app, monitor)
     origins = parse_origins(settings["cors_origins"])
     CORS(
         app,
         resources={f"{API}/*": {"origins": origins}},
         supports_credentials=False,
-        allow_headers=["Content-Type", "Authorization", "X-Ingest-Key", "Content-Encoding"],
+        allow_headers=["Content-Type", "Authorization", "X-Ingest-Key", "Content-Encoding", "traceparent"],
         max_age=600,
     )
     guard_loopback = is_loopback(settings["host"])

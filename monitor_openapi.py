@@ -179,6 +179,22 @@ def openapi() -> dict[str, Any]:
                 }
             },
             f"{API}/config": {"get": {"summary": "Settings in force and thresholds", "responses": control}},
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus exposition: durations per service and endpoint, counters, system gauges",
+                    "responses": {"200": {"description": "text exposition format"}, **_errors(401)},
+                }
+            },
+            "/v1/traces": {
+                "post": {
+                    "summary": "OTLP/HTTP traces (JSON, or protobuf with opentelemetry-proto): SERVER and CLIENT spans",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": OBJECT}}},
+                    "responses": {
+                        "200": _json(OBJECT, "accepted, or partialSuccess"),
+                        **_errors(400, 401, 403, 413, 415, 503),
+                    },
+                }
+            },
         },
         "components": {"schemas": components},
     }

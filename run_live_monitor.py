@@ -18,7 +18,7 @@ import webbrowser
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REQUIRED_MODULES = ("flask", "flask_cors", "psutil", "msgspec", "waitress")
+REQUIRED_MODULES = ("flask", "flask_cors", "psutil", "msgspec", "waitress", "prometheus_client", "redis")
 BUILT_ASSETS = (HERE / "static" / "live-monitor.js", HERE / "static" / "vendor" / "chart.umd.js")
 
 
