@@ -244,6 +244,15 @@ def create_app(
     return app
 
 
+def _free_port(host: str) -> int:
+    """A port nobody listens on now (Flask's debug server cannot report the one it picked)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def _hostname(host: str) -> str:
     if host.startswith("["):
         return host.split("]", 1)[0] + "]"
@@ -400,11 +409,12 @@ def serve(
     host = settings["host"]
     if settings["debug"]:
         logging.basicConfig(level=logging.DEBUG)
-        base = f"http://{host}:{settings['port']}"
+        port = settings["port"] or _free_port(host)
+        base = f"http://{host}:{port}"
         print(f"Live Execution Monitor (debug) serving on {base}", flush=True)
         if ready:
             ready(base)
-        app.run(host=host, port=settings["port"], debug=True, use_reloader=False, threaded=True)
+        app.run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
         return 0
     sock = inherited_socket()
     server = WaitressServer(

@@ -56,6 +56,19 @@ _RATES = {
 }
 
 
+def next_tick(began: float, ticks: int, interval: float, now: float) -> tuple[int, float]:
+    """The next tick number and the wait until it, on the fixed grid ``began + n * interval``.
+
+    Waiting for the grid rather than for ``interval`` keeps the schedule from drifting by
+    the time each sample takes; ticks missed (a suspended machine) are skipped, not bunched.
+    """
+    delay = began + ticks * interval - now
+    if delay < 0:
+        ticks += int(-delay // interval) + 1
+        delay = began + ticks * interval - now
+    return ticks, delay
+
+
 class SystemSampler:
     """Samples ``reader`` every ``interval`` seconds into a bounded history.
 
@@ -127,11 +140,7 @@ class SystemSampler:
                 self.tick()
             except Exception:  # a broken reading must not kill monitoring
                 self.errors += 1
-            ticks += 1
-            delay = began + ticks * self.interval - self._monotonic()
-            if delay < 0:  # fell behind (suspended machine): skip missed ticks
-                ticks += int(-delay // self.interval) + 1
-                delay = began + ticks * self.interval - self._monotonic()
+            ticks, delay = next_tick(began, ticks + 1, self.interval, self._monotonic())
             stop_event.wait(delay)
 
     def tick(self) -> dict[str, Any]:

@@ -370,3 +370,9 @@ def test_security_cases_against_the_real_server(start_monitor):
             ).status_code
             == 403
         )
+
+
+def test_debug_mode_serves_with_flasks_debugger_on_loopback(start_monitor):
+    with start_monitor("--debug", "--no-self-monitor") as server:
+        assert requests.post(f"{server.api}/start").json()["monitoring"] is True
+        assert "Debug mode: on" in "".join(server.output)

@@ -98,3 +98,12 @@ def test_the_real_psutil_reader_gives_plausible_numbers():
     assert 0.0 < raw["memory_percent"] < 100.0
     assert raw["process_rss_bytes"] > 1_000_000
     assert raw["net_sent_bytes"] >= 0 and raw["disk_read_bytes"] >= 0
+
+
+def test_the_schedule_does_not_drift_by_the_time_a_sample_takes():
+    from system_sampler import next_tick
+
+    assert next_tick(began=100.0, ticks=1, interval=1.0, now=100.3) == (1, pytest.approx(0.7))
+    assert next_tick(began=100.0, ticks=2, interval=1.0, now=101.05) == (2, pytest.approx(0.95))
+    # a machine suspended for 5.5 s skips the missed ticks instead of firing them all at once
+    assert next_tick(began=100.0, ticks=3, interval=1.0, now=107.5) == (8, pytest.approx(0.5))
