@@ -1,10 +1,15 @@
 /*
- * Live Execution Monitor dashboard: polls the monitor's REST API and draws what it says.
+ * Live Execution Monitor dashboard, part 3 of 3: polls the monitor's REST API and draws what
+ * it says (metrics, differences, endpoints, event stream), with the charts drawn by
+ * dashboard-charts.js and the text formatted by dashboard-format.js.
  *
  * Works served by the monitor at "/" (API on the same origin) and opened from disk
  * (file:///…/live_execution_dashboard.html?api=http://localhost:5001). Query parameters:
  * ?api=URL (monitor base), ?refresh=SECONDS (default 2), ?events=N (stream length, default 50),
  * ?token=TOKEN (for a monitor started with --token; removed from the address bar at once).
+ *
+ * Classic scripts, because ES modules do not load from file://: the three parts share the one
+ * window.LiveDashboard object, and the page loads them in order (format, charts, this file).
  *
  * Every value that comes from the API reaches the page through textContent or a chart's
  * data array, never through HTML parsing, so an event named "<img onerror=…>" is just text.
@@ -12,30 +17,26 @@
 (() => {
   "use strict";
 
+  const LiveDashboard = window.LiveDashboard || {};
+  if (!LiveDashboard.format || !LiveDashboard.charts) {
+    const banner = document.getElementById("banner-config");
+    banner.textContent = "The dashboard is incomplete: static/dashboard-format.js and " +
+      "static/dashboard-charts.js must load before static/dashboard.js.";
+    banner.hidden = false;
+    return;
+  }
+  const {
+    $, el, setText, isNum, int, one, upTo2, signedOne, clock, DASH,
+    fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtElapsed, timeOf,
+    TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
+  } = LiveDashboard.format;
+  const { MAX_POINTS, makeCharts, updateCharts } = LiveDashboard.charts;
+
   const API_PATH = "/api/live-execution";
-  const MAX_POINTS = 300; // per chart series, so memory stays flat over hours
   const MAX_ALERTS = 25;
   const MAX_ENDPOINT_ROWS = 40;
   const OWN_API = /^[A-Z]+ \/api\/live-execution(\/|$)/;
   const SEVERITIES = ["low", "medium", "high"];
-  const TYPE_LABELS = {
-    activity: "Activity level difference",
-    performance: "Performance difference",
-    error_rate: "Error rate difference",
-    pattern: "Execution pattern difference",
-  };
-  const COLORS = {
-    backend: "#818cf8",
-    frontend: "#2dd4bf",
-    error: "#f87171",
-    empty: "rgba(148, 163, 184, 0.18)",
-    cpu: "#fbbf24",
-    memory: "#c084fc",
-    diskRead: "#60a5fa",
-    diskWrite: "#f472b6",
-    netSent: "#34d399",
-    netRecv: "#fb923c",
-  };
 
   // --- configuration -----------------------------------------------------------------------
 
@@ -78,70 +79,7 @@
   }
 
   const config = readConfig();
-  const $ = (id) => document.getElementById(id);
-
-  // --- formatting --------------------------------------------------------------------------
-
-  const nf = (min, max, extra = {}) =>
-    new Intl.NumberFormat(undefined, { minimumFractionDigits: min, maximumFractionDigits: max, ...extra });
-  const int = nf(0, 0);
-  const one = nf(1, 1);
-  const two = nf(2, 2);
-  const upTo1 = nf(0, 1);
-  const upTo2 = nf(0, 2);
-  const signedInt = nf(0, 0, { signDisplay: "exceptZero" });
-  const signedOne = nf(1, 1, { signDisplay: "exceptZero" });
-  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-  const DASH = "–";
-
-  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
-  const fmtCount = (v) => (isNum(v) ? int.format(v) : DASH);
-  const msFormat = (v) => (Math.abs(v) >= 100 ? int : Math.abs(v) >= 10 ? one : upTo2);
-  const fmtMs = (v) => (isNum(v) ? `${msFormat(v).format(v)} ms` : DASH);
-  const fmtMsSigned = (v) => (isNum(v) ? `${(Math.abs(v) >= 100 ? signedInt : signedOne).format(v)} ms` : DASH);
-  const fmtPct = (rate) => (isNum(rate) ? `${one.format(rate * 100)}%` : DASH);
-  const fmtPerMin = (v) => (isNum(v) ? `${one.format(v)}/min` : DASH);
-  const fmtRatio = (v) => (isNum(v) ? `${two.format(v)}×` : DASH);
-
-  /** Bytes per second in SI units (kB = 1000 B), so chart ticks land on round numbers. */
-  function fmtBytesRate(v) {
-    if (!isNum(v)) return DASH;
-    const units = ["B/s", "kB/s", "MB/s", "GB/s"];
-    let value = v;
-    let unit = 0;
-    while (Math.abs(value) >= 1000 && unit < units.length - 1) {
-      value /= 1000;
-      unit += 1;
-    }
-    return `${(unit === 0 || value >= 100 ? int : upTo1).format(value)} ${units[unit]}`;
-  }
-
-  /** Seconds as m:ss, or h:mm:ss from an hour on. */
-  function fmtElapsed(seconds) {
-    if (!isNum(seconds) || seconds < 0) return DASH;
-    const total = Math.floor(seconds);
-    const h = Math.floor(total / 3600);
-    const m = Math.floor((total % 3600) / 60);
-    const s = String(total % 60).padStart(2, "0");
-    return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
-  }
-
-  function timeOf(value) {
-    const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
-    return Number.isNaN(date.getTime()) ? String(value) : clock.format(date);
-  }
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function setText(id, text) {
-    const node = $(id);
-    if (node.textContent !== text) node.textContent = text;
-  }
+  let charts = null;
 
   // --- state -------------------------------------------------------------------------------
 
@@ -324,7 +262,7 @@
     renderComparison(data);
     renderAlerts();
     renderEndpoints(data.endpoints || []);
-    updateCharts(data);
+    updateCharts(charts, data);
     if (!state.paused) renderEvents();
     setText("last-update", clock.format(new Date()));
   }
@@ -391,20 +329,6 @@
     $("hint-backend").hidden = Boolean(be.total_events) || !fe.total_events;
   }
 
-  /** One sentence on the service-wide picture, like the seed's "Performance Ratio" line. */
-  function verdict(be, fe) {
-    const b = be.avg_duration_ms;
-    const f = fe.avg_duration_ms;
-    if (!isNum(b) || !isNum(f) || b <= 0 || f <= 0) {
-      return "Timed events from both sides are needed to compare execution times.";
-    }
-    const times = (x) => (x >= 10 ? int : two).format(x);
-    if (Math.abs(b / f - 1) < 0.05) return "Backend and frontend operations take about as long on average.";
-    return b > f
-      ? `Backend operations take ${times(b / f)}× as long as frontend ones on average.`
-      : `Frontend operations take ${times(f / b)}× as long as backend ones on average.`;
-  }
-
   function isOwn(event) {
     if (event.details && event.details.self_monitor === true) return true;
     if (event.service === "frontend" && event.component === "api" && OWN_API.test(event.action)) {
@@ -416,41 +340,6 @@
 
   function visibleDifferences() {
     return state.differences.filter((d) => !(state.hideSelf && typeof d.key === "string" && OWN_API.test(d.key)));
-  }
-
-  const FIGURES = {
-    avg_ms: ["avg", fmtMs],
-    p50_ms: ["p50", fmtMs],
-    p95_ms: ["p95", fmtMs],
-    gap_p50_ms: ["gap p50", fmtMsSigned],
-    events: ["events", fmtCount],
-    count: ["events", fmtCount],
-    events_per_minute: ["", fmtPerMin],
-    error_rate: ["errors", fmtPct],
-    success_rate: ["success", fmtPct],
-    endpoints: ["endpoints", fmtCount],
-    calls: ["API calls", fmtCount],
-    unmatched_calls: ["unmatched calls", fmtCount],
-    unmatched_endpoints: ["never seen by the backend:", (v) => (Array.isArray(v) ? v.join(", ") : String(v))],
-  };
-
-  function figuresText(figures) {
-    if (!figures || typeof figures !== "object") return DASH;
-    const parts = [];
-    for (const [key, value] of Object.entries(figures)) {
-      if (value === null || value === undefined || key === "basis") continue;
-      const known = FIGURES[key];
-      if (known) parts.push(known[0] ? `${known[0]} ${known[1](value)}` : known[1](value));
-      else parts.push(`${key} ${typeof value === "object" ? JSON.stringify(value) : String(value)}`);
-    }
-    return parts.length ? parts.join(" · ") : DASH;
-  }
-
-  /** difference_pct means points for error rates and a share of calls for patterns. */
-  function pctLabel(type, value) {
-    if (type === "error_rate") return `${one.format(value)} pts apart`;
-    if (type === "pattern") return `${one.format(value)}% of calls`;
-    return `${one.format(value)}% apart`;
   }
 
   function renderAlerts() {
@@ -574,17 +463,6 @@
     select.value = current;
   }
 
-  function detailsText(details) {
-    if (!details || typeof details !== "object") return "";
-    const parts = [];
-    for (const [key, value] of Object.entries(details)) {
-      if (value === null || value === undefined || key === "sampled") continue;
-      parts.push(`${key}=${typeof value === "object" ? JSON.stringify(value) : String(value)}`);
-    }
-    const text = parts.join(" ");
-    return text.length > 140 ? `${text.slice(0, 139)}…` : text;
-  }
-
   function renderEvents() {
     updateComponentOptions();
     const body = $("event-table").tBodies[0];
@@ -625,138 +503,6 @@
     }
     const note = state.paused ? `Paused at ${state.pausedAt} · ` : "";
     setText("events-note", `${note}showing ${int.format(rows.length)} of the last ${int.format(state.eventLimit)}, newest first`);
-  }
-
-  // --- charts ------------------------------------------------------------------------------
-
-  let charts = null;
-
-  function lineDataset(label, color, extra = {}) {
-    return { label, data: [], borderColor: color, backgroundColor: `${color}22`, borderWidth: 2, pointRadius: 0, tension: 0.3, ...extra };
-  }
-
-  function makeCharts() {
-    const Chart = window.Chart;
-    if (typeof Chart !== "function") {
-      document.querySelectorAll(".chart-box").forEach((box) => {
-        box.replaceChildren(el("p", "empty", "Charts unavailable: static/vendor/chart.umd.js is missing (run npm ci && npm run build)."));
-      });
-      return null;
-    }
-    Chart.defaults.color = "#94a3b8";
-    Chart.defaults.borderColor = "rgba(148, 163, 184, 0.12)";
-    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
-    Chart.defaults.animation = false;
-    Chart.defaults.maintainAspectRatio = false;
-    Chart.defaults.plugins.legend.labels.boxWidth = 12;
-    const timeAxis = { ticks: { maxTicksLimit: 6, maxRotation: 0, autoSkip: true }, grid: { display: false } };
-    const msTooltip = { callbacks: { label: (c) => `${c.dataset.label}: ${fmtMs(c.parsed.y)}` } };
-    const doughnut = (id) => new Chart($(id), {
-      type: "doughnut",
-      data: { labels: ["Success", "Error"], datasets: [{ data: [0, 0], backgroundColor: [COLORS.backend, COLORS.error], borderWidth: 0 }] },
-      options: { cutout: "68%", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.label}: ${fmtCount(c.parsed)}` } } } },
-    });
-    const made = {
-      performance: new Chart($("chart-performance"), {
-        type: "bar",
-        data: {
-          labels: ["Average", "Median (p50)", "p95"],
-          datasets: [
-            { label: "Backend", data: [null, null, null], backgroundColor: COLORS.backend, borderRadius: 4 },
-            { label: "Frontend", data: [null, null, null], backgroundColor: COLORS.frontend, borderRadius: 4 },
-          ],
-        },
-        options: { plugins: { tooltip: msTooltip }, scales: { y: { beginAtZero: true, ticks: { callback: (v) => fmtMs(v) } }, x: { grid: { display: false } } } },
-      }),
-      successBackend: doughnut("chart-success-backend"),
-      successFrontend: doughnut("chart-success-frontend"),
-      activity: new Chart($("chart-activity"), {
-        type: "line",
-        data: { labels: [], datasets: [lineDataset("Backend", COLORS.backend, { fill: true }), lineDataset("Frontend", COLORS.frontend, { fill: true })] },
-        options: { interaction: { mode: "index", intersect: false }, scales: { x: timeAxis, y: { beginAtZero: true, ticks: { precision: 0 } } } },
-      }),
-      system: new Chart($("chart-system"), {
-        type: "line",
-        data: { labels: [], datasets: [lineDataset("CPU %", COLORS.cpu), lineDataset("Memory %", COLORS.memory)] },
-        options: {
-          interaction: { mode: "index", intersect: false },
-          plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${one.format(c.parsed.y)}%` } } },
-          scales: { x: timeAxis, y: { min: 0, max: 100, ticks: { callback: (v) => `${v}%` } } },
-        },
-      }),
-      io: new Chart($("chart-io"), {
-        type: "line",
-        data: {
-          labels: [],
-          datasets: [
-            lineDataset("Disk read", COLORS.diskRead), lineDataset("Disk write", COLORS.diskWrite),
-            lineDataset("Net sent", COLORS.netSent), lineDataset("Net received", COLORS.netRecv),
-          ],
-        },
-        options: {
-          interaction: { mode: "index", intersect: false },
-          plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmtBytesRate(c.parsed.y)}` } } },
-          scales: { x: timeAxis, y: { beginAtZero: true, ticks: { callback: (v) => fmtBytesRate(v) } } },
-        },
-      }),
-    };
-    made.successFrontend.data.datasets[0].backgroundColor = [COLORS.frontend, COLORS.error];
-    return made;
-  }
-
-  const num = (v) => (isNum(v) ? v : null);
-
-  function setSuccess(chart, side, id) {
-    const total = side.window_events || 0;
-    const errors = Math.min(side.error_count || 0, total);
-    const dataset = chart.data.datasets[0];
-    dataset.data = total ? [total - errors, errors] : [1, 0];
-    const base = id === "success-backend" ? COLORS.backend : COLORS.frontend;
-    dataset.backgroundColor = total ? [base, COLORS.error] : [COLORS.empty, COLORS.empty];
-    chart.options.plugins.tooltip.enabled = Boolean(total);
-    chart.update("none");
-    setText(id, total ? fmtPct(side.success_rate) : "no events");
-  }
-
-  function updateCharts(data) {
-    if (!charts) return;
-    const be = data.backend || {};
-    const fe = data.frontend || {};
-    const perf = charts.performance.data.datasets;
-    perf[0].data = [num(be.avg_duration_ms), num(be.p50_duration_ms), num(be.p95_duration_ms)];
-    perf[1].data = [num(fe.avg_duration_ms), num(fe.p50_duration_ms), num(fe.p95_duration_ms)];
-    charts.performance.update("none");
-    setSuccess(charts.successBackend, be, "success-backend");
-    setSuccess(charts.successFrontend, fe, "success-frontend");
-
-    const activity = (data.activity_history || []).slice(-MAX_POINTS);
-    charts.activity.data.labels = activity.map((p) => timeOf(p.timestamp));
-    charts.activity.data.datasets[0].data = activity.map((p) => num(p.backend) ?? 0);
-    charts.activity.data.datasets[1].data = activity.map((p) => num(p.frontend) ?? 0);
-    charts.activity.update("none");
-    if (activity.length > 1) {
-      const step = (activity[activity.length - 1].timestamp - activity[0].timestamp) / (activity.length - 1);
-      setText("activity-note", `events per ${upTo2.format(Math.max(step, 0.01))} s sample`);
-    }
-
-    const system = (data.system_history || []).slice(-MAX_POINTS);
-    const labels = system.map((s) => timeOf(s.timestamp));
-    charts.system.data.labels = labels;
-    charts.system.data.datasets[0].data = system.map((s) => num(s.cpu_percent));
-    charts.system.data.datasets[1].data = system.map((s) => num(s.memory_percent));
-    charts.system.update("none");
-    const io = ["disk_read_bytes_per_s", "disk_write_bytes_per_s", "net_sent_bytes_per_s", "net_recv_bytes_per_s"];
-    charts.io.data.labels = labels;
-    io.forEach((field, i) => (charts.io.data.datasets[i].data = system.map((s) => num(s[field]))));
-    charts.io.update("none");
-    const now = data.system;
-    if (now) {
-      setText("system-now", `now CPU ${one.format(now.cpu_percent)}% · memory ${one.format(now.memory_percent)}%`);
-      setText("io-now", `disk ${fmtBytesRate(now.disk_read_bytes_per_s + now.disk_write_bytes_per_s)} · net ${fmtBytesRate(now.net_sent_bytes_per_s + now.net_recv_bytes_per_s)}`);
-    } else {
-      setText("system-now", "sampled while monitoring");
-      setText("io-now", "sampled while monitoring");
-    }
   }
 
   // --- the browser logger: the dashboard is the monitor's first frontend -------------------

@@ -39,8 +39,8 @@ CHROMIUM_ARGS = [
 ]
 API = "/api/live-execution"
 ARTIFACTS = ROOT / "test-artifacts"
-BACKEND_RGB = (129, 140, 248)  # dashboard.js COLORS.backend
-FRONTEND_RGB = (45, 212, 191)  # dashboard.js COLORS.frontend
+BACKEND_RGB = (129, 140, 248)  # dashboard-charts.js COLORS.backend
+FRONTEND_RGB = (45, 212, 191)  # dashboard-charts.js COLORS.frontend
 HOSTILE = "<img src=x onerror=alert(1)>"
 LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 NETWORK_ERROR = re.compile(r"Failed to load resource|net::ERR_")
@@ -369,7 +369,13 @@ def test_hostile_event_fields_are_shown_as_text(tab: Tab, monitor: MonitorProces
     assert page.locator("img").count() == 0
     assert page.locator("b").count() == 0
     scripts = page.eval_on_selector_all("script", "nodes => nodes.map(n => n.getAttribute('src'))")
-    assert scripts == ["static/vendor/chart.umd.js", "static/live-monitor.js", "static/dashboard.js"]
+    assert scripts == [
+        "static/vendor/chart.umd.js",
+        "static/live-monitor.js",
+        "static/dashboard-format.js",
+        "static/dashboard-charts.js",
+        "static/dashboard.js",
+    ]
     tab.assert_clean()
 
 

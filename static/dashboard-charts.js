@@ -1,0 +1,163 @@
+/*
+ * Live Execution Monitor dashboard, part 2 of 3: the Chart.js charts (durations, success
+ * rates, activity, system resources, I/O), made once and updated on every poll.
+ *
+ * Classic script (ES modules do not load from file://): it reads window.LiveDashboard.format
+ * (dashboard-format.js, loaded first) and publishes window.LiveDashboard.charts. Chart.js
+ * itself (static/vendor/chart.umd.js) is looked up only when the charts are made, so a
+ * missing bundle leaves a note in each chart box instead of breaking the page.
+ */
+(() => {
+  "use strict";
+
+  const LiveDashboard = (window.LiveDashboard = window.LiveDashboard || {});
+  if (!LiveDashboard.format) return; // dashboard.js says on the page what did not load
+  const { $, el, setText, isNum, one, upTo2, timeOf, fmtCount, fmtMs, fmtPct, fmtBytesRate } =
+    LiveDashboard.format;
+
+  const MAX_POINTS = 300; // per chart series, so memory stays flat over hours
+  const COLORS = {
+    backend: "#818cf8",
+    frontend: "#2dd4bf",
+    error: "#f87171",
+    empty: "rgba(148, 163, 184, 0.18)",
+    cpu: "#fbbf24",
+    memory: "#c084fc",
+    diskRead: "#60a5fa",
+    diskWrite: "#f472b6",
+    netSent: "#34d399",
+    netRecv: "#fb923c",
+  };
+
+  function lineDataset(label, color, extra = {}) {
+    return { label, data: [], borderColor: color, backgroundColor: `${color}22`, borderWidth: 2, pointRadius: 0, tension: 0.3, ...extra };
+  }
+
+  /** Makes every chart on the page; null (and a note in each chart box) without Chart.js. */
+  function makeCharts() {
+    const Chart = window.Chart;
+    if (typeof Chart !== "function") {
+      document.querySelectorAll(".chart-box").forEach((box) => {
+        box.replaceChildren(el("p", "empty", "Charts unavailable: static/vendor/chart.umd.js is missing (run npm ci && npm run build)."));
+      });
+      return null;
+    }
+    Chart.defaults.color = "#94a3b8";
+    Chart.defaults.borderColor = "rgba(148, 163, 184, 0.12)";
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    Chart.defaults.animation = false;
+    Chart.defaults.maintainAspectRatio = false;
+    Chart.defaults.plugins.legend.labels.boxWidth = 12;
+    const timeAxis = { ticks: { maxTicksLimit: 6, maxRotation: 0, autoSkip: true }, grid: { display: false } };
+    const msTooltip = { callbacks: { label: (c) => `${c.dataset.label}: ${fmtMs(c.parsed.y)}` } };
+    const doughnut = (id) => new Chart($(id), {
+      type: "doughnut",
+      data: { labels: ["Success", "Error"], datasets: [{ data: [0, 0], backgroundColor: [COLORS.backend, COLORS.error], borderWidth: 0 }] },
+      options: { cutout: "68%", plugins: { legend: { display: false }, tooltip: { callbacks: { label: (c) => `${c.label}: ${fmtCount(c.parsed)}` } } } },
+    });
+    const made = {
+      performance: new Chart($("chart-performance"), {
+        type: "bar",
+        data: {
+          labels: ["Average", "Median (p50)", "p95"],
+          datasets: [
+            { label: "Backend", data: [null, null, null], backgroundColor: COLORS.backend, borderRadius: 4 },
+            { label: "Frontend", data: [null, null, null], backgroundColor: COLORS.frontend, borderRadius: 4 },
+          ],
+        },
+        options: { plugins: { tooltip: msTooltip }, scales: { y: { beginAtZero: true, ticks: { callback: (v) => fmtMs(v) } }, x: { grid: { display: false } } } },
+      }),
+      successBackend: doughnut("chart-success-backend"),
+      successFrontend: doughnut("chart-success-frontend"),
+      activity: new Chart($("chart-activity"), {
+        type: "line",
+        data: { labels: [], datasets: [lineDataset("Backend", COLORS.backend, { fill: true }), lineDataset("Frontend", COLORS.frontend, { fill: true })] },
+        options: { interaction: { mode: "index", intersect: false }, scales: { x: timeAxis, y: { beginAtZero: true, ticks: { precision: 0 } } } },
+      }),
+      system: new Chart($("chart-system"), {
+        type: "line",
+        data: { labels: [], datasets: [lineDataset("CPU %", COLORS.cpu), lineDataset("Memory %", COLORS.memory)] },
+        options: {
+          interaction: { mode: "index", intersect: false },
+          plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${one.format(c.parsed.y)}%` } } },
+          scales: { x: timeAxis, y: { min: 0, max: 100, ticks: { callback: (v) => `${v}%` } } },
+        },
+      }),
+      io: new Chart($("chart-io"), {
+        type: "line",
+        data: {
+          labels: [],
+          datasets: [
+            lineDataset("Disk read", COLORS.diskRead), lineDataset("Disk write", COLORS.diskWrite),
+            lineDataset("Net sent", COLORS.netSent), lineDataset("Net received", COLORS.netRecv),
+          ],
+        },
+        options: {
+          interaction: { mode: "index", intersect: false },
+          plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmtBytesRate(c.parsed.y)}` } } },
+          scales: { x: timeAxis, y: { beginAtZero: true, ticks: { callback: (v) => fmtBytesRate(v) } } },
+        },
+      }),
+    };
+    made.successFrontend.data.datasets[0].backgroundColor = [COLORS.frontend, COLORS.error];
+    return made;
+  }
+
+  const num = (v) => (isNum(v) ? v : null);
+
+  function setSuccess(chart, side, id) {
+    const total = side.window_events || 0;
+    const errors = Math.min(side.error_count || 0, total);
+    const dataset = chart.data.datasets[0];
+    dataset.data = total ? [total - errors, errors] : [1, 0];
+    const base = id === "success-backend" ? COLORS.backend : COLORS.frontend;
+    dataset.backgroundColor = total ? [base, COLORS.error] : [COLORS.empty, COLORS.empty];
+    chart.options.plugins.tooltip.enabled = Boolean(total);
+    chart.update("none");
+    setText(id, total ? fmtPct(side.success_rate) : "no events");
+  }
+
+  /** Redraws the charts made by makeCharts from one /data answer; no-op when there are none. */
+  function updateCharts(charts, data) {
+    if (!charts) return;
+    const be = data.backend || {};
+    const fe = data.frontend || {};
+    const perf = charts.performance.data.datasets;
+    perf[0].data = [num(be.avg_duration_ms), num(be.p50_duration_ms), num(be.p95_duration_ms)];
+    perf[1].data = [num(fe.avg_duration_ms), num(fe.p50_duration_ms), num(fe.p95_duration_ms)];
+    charts.performance.update("none");
+    setSuccess(charts.successBackend, be, "success-backend");
+    setSuccess(charts.successFrontend, fe, "success-frontend");
+
+    const activity = (data.activity_history || []).slice(-MAX_POINTS);
+    charts.activity.data.labels = activity.map((p) => timeOf(p.timestamp));
+    charts.activity.data.datasets[0].data = activity.map((p) => num(p.backend) ?? 0);
+    charts.activity.data.datasets[1].data = activity.map((p) => num(p.frontend) ?? 0);
+    charts.activity.update("none");
+    if (activity.length > 1) {
+      const step = (activity[activity.length - 1].timestamp - activity[0].timestamp) / (activity.length - 1);
+      setText("activity-note", `events per ${upTo2.format(Math.max(step, 0.01))} s sample`);
+    }
+
+    const system = (data.system_history || []).slice(-MAX_POINTS);
+    const labels = system.map((s) => timeOf(s.timestamp));
+    charts.system.data.labels = labels;
+    charts.system.data.datasets[0].data = system.map((s) => num(s.cpu_percent));
+    charts.system.data.datasets[1].data = system.map((s) => num(s.memory_percent));
+    charts.system.update("none");
+    const io = ["disk_read_bytes_per_s", "disk_write_bytes_per_s", "net_sent_bytes_per_s", "net_recv_bytes_per_s"];
+    charts.io.data.labels = labels;
+    io.forEach((field, i) => (charts.io.data.datasets[i].data = system.map((s) => num(s[field]))));
+    charts.io.update("none");
+    const now = data.system;
+    if (now) {
+      setText("system-now", `now CPU ${one.format(now.cpu_percent)}% · memory ${one.format(now.memory_percent)}%`);
+      setText("io-now", `disk ${fmtBytesRate(now.disk_read_bytes_per_s + now.disk_write_bytes_per_s)} · net ${fmtBytesRate(now.net_sent_bytes_per_s + now.net_recv_bytes_per_s)}`);
+    } else {
+      setText("system-now", "sampled while monitoring");
+      setText("io-now", "sampled while monitoring");
+    }
+  }
+
+  LiveDashboard.charts = Object.freeze({ MAX_POINTS, COLORS, makeCharts, updateCharts });
+})();

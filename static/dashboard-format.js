@@ -1,0 +1,160 @@
+/*
+ * Live Execution Monitor dashboard, part 1 of 3: number, time and text formatting plus the
+ * two DOM helpers every other part writes through.
+ *
+ * Classic script (ES modules do not load from file://): it publishes its helpers as
+ * window.LiveDashboard.format and nothing else. Load order in the page:
+ * dashboard-format.js, dashboard-charts.js, dashboard.js.
+ *
+ * Text reaches the page through textContent only (el, setText), never through HTML parsing,
+ * so an event named "<img onerror=…>" is just text.
+ */
+(() => {
+  "use strict";
+
+  const LiveDashboard = (window.LiveDashboard = window.LiveDashboard || {});
+
+  const nf = (min, max, extra = {}) =>
+    new Intl.NumberFormat(undefined, { minimumFractionDigits: min, maximumFractionDigits: max, ...extra });
+  const int = nf(0, 0);
+  const one = nf(1, 1);
+  const two = nf(2, 2);
+  const upTo1 = nf(0, 1);
+  const upTo2 = nf(0, 2);
+  const signedInt = nf(0, 0, { signDisplay: "exceptZero" });
+  const signedOne = nf(1, 1, { signDisplay: "exceptZero" });
+  const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const DASH = "–";
+
+  const isNum = (v) => typeof v === "number" && Number.isFinite(v);
+  const fmtCount = (v) => (isNum(v) ? int.format(v) : DASH);
+  const msFormat = (v) => (Math.abs(v) >= 100 ? int : Math.abs(v) >= 10 ? one : upTo2);
+  const fmtMs = (v) => (isNum(v) ? `${msFormat(v).format(v)} ms` : DASH);
+  const fmtMsSigned = (v) => (isNum(v) ? `${(Math.abs(v) >= 100 ? signedInt : signedOne).format(v)} ms` : DASH);
+  const fmtPct = (rate) => (isNum(rate) ? `${one.format(rate * 100)}%` : DASH);
+  const fmtPerMin = (v) => (isNum(v) ? `${one.format(v)}/min` : DASH);
+  const fmtRatio = (v) => (isNum(v) ? `${two.format(v)}×` : DASH);
+
+  /** Bytes per second in SI units (kB = 1000 B), so chart ticks land on round numbers. */
+  function fmtBytesRate(v) {
+    if (!isNum(v)) return DASH;
+    const units = ["B/s", "kB/s", "MB/s", "GB/s"];
+    let value = v;
+    let unit = 0;
+    while (Math.abs(value) >= 1000 && unit < units.length - 1) {
+      value /= 1000;
+      unit += 1;
+    }
+    return `${(unit === 0 || value >= 100 ? int : upTo1).format(value)} ${units[unit]}`;
+  }
+
+  /** Seconds as m:ss, or h:mm:ss from an hour on. */
+  function fmtElapsed(seconds) {
+    if (!isNum(seconds) || seconds < 0) return DASH;
+    const total = Math.floor(seconds);
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const s = String(total % 60).padStart(2, "0");
+    return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+  }
+
+  /** Wall-clock time of an epoch-seconds number or an ISO string; the raw value if unparsable. */
+  function timeOf(value) {
+    const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+    return Number.isNaN(date.getTime()) ? String(value) : clock.format(date);
+  }
+
+  // --- difference and event text -----------------------------------------------------------
+
+  const TYPE_LABELS = {
+    activity: "Activity level difference",
+    performance: "Performance difference",
+    error_rate: "Error rate difference",
+    pattern: "Execution pattern difference",
+  };
+
+  /** One sentence on the service-wide picture, like the seed's "Performance Ratio" line. */
+  function verdict(be, fe) {
+    const b = be.avg_duration_ms;
+    const f = fe.avg_duration_ms;
+    if (!isNum(b) || !isNum(f) || b <= 0 || f <= 0) {
+      return "Timed events from both sides are needed to compare execution times.";
+    }
+    const times = (x) => (x >= 10 ? int : two).format(x);
+    if (Math.abs(b / f - 1) < 0.05) return "Backend and frontend operations take about as long on average.";
+    return b > f
+      ? `Backend operations take ${times(b / f)}× as long as frontend ones on average.`
+      : `Frontend operations take ${times(f / b)}× as long as backend ones on average.`;
+  }
+
+  const FIGURES = {
+    avg_ms: ["avg", fmtMs],
+    p50_ms: ["p50", fmtMs],
+    p95_ms: ["p95", fmtMs],
+    gap_p50_ms: ["gap p50", fmtMsSigned],
+    events: ["events", fmtCount],
+    count: ["events", fmtCount],
+    events_per_minute: ["", fmtPerMin],
+    error_rate: ["errors", fmtPct],
+    success_rate: ["success", fmtPct],
+    endpoints: ["endpoints", fmtCount],
+    calls: ["API calls", fmtCount],
+    unmatched_calls: ["unmatched calls", fmtCount],
+    unmatched_endpoints: ["never seen by the backend:", (v) => (Array.isArray(v) ? v.join(", ") : String(v))],
+  };
+
+  /** A difference's per-side figures as one line, known keys with their units. */
+  function figuresText(figures) {
+    if (!figures || typeof figures !== "object") return DASH;
+    const parts = [];
+    for (const [key, value] of Object.entries(figures)) {
+      if (value === null || value === undefined || key === "basis") continue;
+      const known = FIGURES[key];
+      if (known) parts.push(known[0] ? `${known[0]} ${known[1](value)}` : known[1](value));
+      else parts.push(`${key} ${typeof value === "object" ? JSON.stringify(value) : String(value)}`);
+    }
+    return parts.length ? parts.join(" · ") : DASH;
+  }
+
+  /** difference_pct means points for error rates and a share of calls for patterns. */
+  function pctLabel(type, value) {
+    if (type === "error_rate") return `${one.format(value)} pts apart`;
+    if (type === "pattern") return `${one.format(value)}% of calls`;
+    return `${one.format(value)}% apart`;
+  }
+
+  /** An event's details as key=value pairs, cut to fit one table cell. */
+  function detailsText(details) {
+    if (!details || typeof details !== "object") return "";
+    const parts = [];
+    for (const [key, value] of Object.entries(details)) {
+      if (value === null || value === undefined || key === "sampled") continue;
+      parts.push(`${key}=${typeof value === "object" ? JSON.stringify(value) : String(value)}`);
+    }
+    const text = parts.join(" ");
+    return text.length > 140 ? `${text.slice(0, 139)}…` : text;
+  }
+
+  // --- DOM output --------------------------------------------------------------------------
+
+  const $ = (id) => document.getElementById(id);
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function setText(id, text) {
+    const node = $(id);
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  LiveDashboard.format = Object.freeze({
+    int, one, two, upTo1, upTo2, signedInt, signedOne, clock, DASH,
+    isNum, fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtBytesRate, fmtElapsed, timeOf,
+    TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
+    $, el, setText,
+  });
+})();
