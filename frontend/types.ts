@@ -1,0 +1,113 @@
+/** The browser logger's public types, and the context its capture modules share. */
+
+/** One event as the monitor's ingest endpoint expects it (DESIGN.md, ExecutionEvent). */
+export interface ExecutionEvent {
+  timestamp: string;
+  service: string;
+  component: string;
+  action: string;
+  duration_ms: number | null;
+  status: "success" | "error";
+  details: Record<string, unknown>;
+  trace_id?: string;
+  span_id?: string;
+}
+
+/** A URL prefix or exact origin (a leading "/" means a same-origin path prefix), or a RegExp. */
+export type TraceTarget = string | RegExp;
+
+/** What `initLiveMonitor` accepts; every field has a sensible default. */
+export interface LiveMonitorOptions {
+  /** Monitor base URL, e.g. "http://localhost:5001". Default: where this script came from. */
+  endpoint?: string;
+  /** Requests that get a `traceparent` header. Default: same-origin requests only. */
+  tracePropagationTargets?: TraceTarget[];
+  /** Share of page sessions (0..1) whose API calls are reported. Default 1. */
+  sampleRate?: number;
+  /** Events per request, at most. Default 50. */
+  batchSize?: number;
+  /** How often queued events are sent. Default 2000 ms. */
+  flushIntervalMs?: number;
+  /** Events held at most (queued plus awaiting retry); newer ones are dropped. Default 1000. */
+  maxQueue?: number;
+  /** Sent as `X-Ingest-Key` when the monitor runs with `--token` and `--ingest-key`. */
+  ingestKey?: string;
+  /** `service` field of every event. Default "frontend". */
+  service?: string;
+  /** Retries of a failed batch (429, 5xx, network error) before it is dropped. Default 3. */
+  maxRetries?: number;
+  /** First retry delay; doubles on each try, with jitter. Default 1000 ms. */
+  retryBaseMs?: number;
+  /** Turn single captures off, e.g. `{scrolls: false}`. All are on by default. */
+  capture?: Partial<Record<CaptureKind, boolean>>;
+}
+
+export type CaptureKind =
+  "api" | "clicks" | "scrolls" | "forms" | "pageLoad" | "webVitals" | "errors";
+
+/** Transport counters: events waiting, accepted by the monitor, dropped, retries, given up. */
+export interface LiveMonitorStats {
+  queued: number;
+  sent: number;
+  dropped: number;
+  retried: number;
+  failed: number;
+}
+
+/** Optional fields of a custom event recorded with `handle.record()`. */
+export interface RecordOptions {
+  duration_ms?: number | null;
+  status?: "success" | "error";
+  details?: Record<string, unknown>;
+}
+
+/**
+ * Lifecycle events of one UI component (component = its name, action mount/update/unmount).
+ *
+ * Call `beginRender()` when rendering starts; the next `mount()` or `update()` reports the
+ * time since then as `duration_ms` (null when `beginRender()` was not called). `render(fn)`
+ * times `fn` (sync, or until its promise settles) and reports "mount" the first time and
+ * "update" after that; it returns what `fn` returns and rethrows what `fn` throws. React:
+ * `t.beginRender()` in the body, `useEffect(() => { t.mount(); return () => t.unmount(); }, [])`;
+ * Vue: `onBeforeMount(t.beginRender)`, `onMounted(t.mount)`, `onUpdated(t.update)`,
+ * `onUnmounted(t.unmount)`.
+ */
+export interface ComponentTracker {
+  beginRender(): void;
+  mount(details?: Record<string, unknown>): void;
+  update(details?: Record<string, unknown>): void;
+  unmount(details?: Record<string, unknown>): void;
+  render<T>(fn: () => T): T;
+}
+
+/** What `initLiveMonitor` returns. */
+export interface LiveMonitorHandle {
+  /** A lifecycle tracker for the component called `name` (e.g. "Cart"). */
+  trackComponent(name: string): ComponentTracker;
+  /** A custom event, e.g. `record("checkout", "pay", {duration_ms: 120})`. */
+  record(component: string, action: string, options?: RecordOptions): void;
+  /** Send what is queued now; resolves after each batch's first try (retries go on). */
+  flush(): Promise<void>;
+  /** Remove every listener, restore fetch/XHR, send what is queued one last time. */
+  stop(): void;
+  stats(): LiveMonitorStats;
+}
+
+/** What the capture modules need from the running monitor (internal). */
+export interface CaptureContext {
+  /** True once `stop()` ran: captures must then leave the page alone. */
+  readonly stopped: boolean;
+  /** Queues one event; fills in timestamp, service and status; never throws. */
+  emit(component: string, action: string, fields?: Partial<ExecutionEvent>): void;
+  /** Adds a listener (wrapped so it never throws) that `stop()` removes. */
+  listen(
+    target: EventTarget | undefined,
+    type: string,
+    fn: (ev: Event) => void,
+    options?: AddEventListenerOptions | boolean,
+  ): void;
+  /** A timer that `stop()` cancels and that does nothing once stopped. */
+  later(fn: () => void, delay: number): ReturnType<typeof setTimeout>;
+  /** Registers an undo step (restore a patched global) for `stop()`. */
+  onStop(undo: () => void): void;
+}
