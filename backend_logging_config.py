@@ -1,10 +1,9 @@
-"""Backend instrumentation for the Live Execution Monitor.
+"""Backend instrumentation for the Live Execution Monitor: one file to copy into your app.
 
-Runs inside users' applications, so importing it uses the standard library only; Flask is
-imported by ``init_app`` alone. Entry points: ``configure_logging`` (JSON-lines logs, optional
-forwarding to the monitor), ``MonitorClient`` (a bounded, non-blocking event shipper),
-``init_app`` (one ``http`` event per Flask request, W3C ``traceparent`` in, ``Server-Timing``
-out), ``track`` (decorator and context manager) and ``MonitorHandler`` (log records to events).
+Standard library only at import (``init_app`` alone imports Flask). ``configure_logging``: JSON
+logs, optionally forwarded; ``MonitorClient``: a bounded, non-blocking event shipper;
+``init_app``: one ``http`` event per Flask request, ``traceparent`` in, ``Server-Timing`` out;
+``track``: decorator and context manager; ``MonitorHandler``: log records to events.
 """
 
 from __future__ import annotations
@@ -31,31 +30,22 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_LONG_HEX = re.compile(r"^[0-9a-fA-F]{16,}$")
+# An id segment: a number, a UUID or 16+ hex characters (the last two allow a trailing "\n", as
+# "$" does; the browser's copy in frontend/routes.ts does the same).
+_ID = re.compile(
+    r"[0-9]+\Z|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|[0-9a-fA-F]{16,}$"
+)
 
 
 def normalize_route(path: str) -> str:
-    """Return the endpoint route for a path or URL: no query, ids replaced by ``:id``.
-
-    Purely numeric segments, UUIDs and hex strings of 16 or more characters become
-    ``:id`` so that ``/api/orders/42`` from the browser and from the server meet on
-    ``/api/orders/:id``. Empty segments and a trailing slash are dropped.
-    """
-    if "://" in path:
-        path = urlsplit(path).path
-    path = path.split("?", 1)[0].split("#", 1)[0]
-    segments = []
-    for segment in path.split("/"):
-        if not segment:
-            continue
-        if (segment.isascii() and segment.isdigit()) or _UUID.match(segment) or _LONG_HEX.match(segment):
-            segment = ":id"
-        segments.append(segment)
-    return "/" + "/".join(segments)
+    """Return the route of a path or URL: no query, no empty segments, and numeric segments,
+    UUIDs and 16+ hex characters as ``:id``, so browser and server meet on ``/api/orders/:id``."""
+    path = (urlsplit(path).path if "://" in path else path).split("?", 1)[0].split("#", 1)[0]
+    return "/" + "/".join(":id" if _ID.match(s) else s for s in path.split("/") if s)
 
 
 def endpoint_key(method: str, path: str) -> str:
@@ -74,16 +64,19 @@ _WARN_INTERVAL = 60.0
 # The client's own warnings: they carry no component/action, so MonitorHandler ignores them.
 _log = logging.getLogger("live_monitor.internal")
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
-_current_trace: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "live_monitor_trace", default=None
-)
+_current_trace: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("live_monitor_trace")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _iso(epoch: float) -> str:
     """Format epoch seconds as ISO 8601 UTC with milliseconds and a ``Z``."""
-    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _event(when: float, component: str, action: str, status: str, details: Any, **kw: Any) -> dict[str, Any]:
+    """An ExecutionEvent dict; ``kw`` adds ``duration_ms``, trace ids or another ``service``."""
+    event = {"timestamp": _iso(when), "service": "backend", "component": component, "action": action}
+    return {**event, "status": status, "details": details, **kw}
 
 
 def _json_default(value: Any) -> Any:
@@ -94,11 +87,8 @@ def _json_default(value: Any) -> Any:
 
 
 def parse_traceparent(header: str | None) -> tuple[str, str] | None:
-    """Return ``(trace_id, parent_span_id)`` from a W3C ``traceparent``, or None if invalid.
-
-    Malformed values, version ``ff``, extra fields on version ``00`` and all-zero ids are
-    invalid; the caller then starts a new trace, as the W3C spec asks.
-    """
+    """Return ``(trace_id, parent_span_id)`` from a W3C ``traceparent``; None if invalid
+    (malformed, version ``ff``, extra fields on ``00``, all-zero ids): start a new trace then."""
     match = _TRACEPARENT.match(header.strip()) if header else None
     if match is None:
         return None
@@ -123,34 +113,27 @@ def _parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date), capped at 60."""
     if not value:
         return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError):
-            return None
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+    with contextlib.suppress(ValueError):
+        return min(max(float(value), 0.0), _MAX_RETRY_AFTER)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+    return None
 
 
 def _json_object(payload: bytes) -> dict[str, Any]:
     """The monitor's JSON answer as a dict ({} when it is not a JSON object)."""
-    try:
+    with contextlib.suppress(ValueError):
         answer = json.loads(payload) if payload else {}
-    except ValueError:
-        return {}
-    return answer if isinstance(answer, dict) else {}
+        return answer if isinstance(answer, dict) else {}
+    return {}
 
 
 class MonitorClient:
-    """Ships ExecutionEvents to the monitor from a background thread, never blocking the app.
-
-    ``record`` only appends to a bounded queue (``max_queue`` counts events waiting and in
-    flight, so memory stays bounded while the monitor is down); a daemon thread posts batches
-    and retries 429/502/503/504 and connection errors with full-jitter exponential backoff,
-    honouring ``Retry-After``. Every event ends up counted in ``stats()`` as sent or dropped.
-    ``token`` (default: env ``LIVE_MONITOR_TOKEN``) is sent as ``Authorization: Bearer``.
-    """
+    """Ships events to the monitor from a daemon thread, never blocking the app: ``record`` only
+    appends to a queue bounded by ``max_queue`` (waiting plus in flight). Batches are retried on
+    429/502/503/504 and connection errors (jittered backoff, ``Retry-After``); ``stats()`` counts
+    each event as sent or dropped. ``token`` (env ``LIVE_MONITOR_TOKEN``) goes as a Bearer."""
 
     def __init__(
         self,
@@ -197,16 +180,12 @@ class MonitorClient:
         self._thread: threading.Thread | None = None
 
     def record(self, event: Mapping[str, Any]) -> bool:
-        """Queue one event (a dict in the ExecutionEvent schema, or an object with
-        ``to_dict()``); False if it was dropped.
-
-        Fills ``timestamp`` (now, ISO UTC) and ``service`` ("backend") when missing. Never
-        blocks on the network and never raises.
-        """
+        """Queue one event (an ExecutionEvent dict or object with ``to_dict()``); False if dropped.
+        Fills ``timestamp`` (now) and ``service`` ("backend") when missing. Never blocks or raises."""
         reason = "invalid"
         with contextlib.suppress(Exception):
             if not isinstance(event, Mapping) and callable(getattr(event, "to_dict", None)):
-                event = event.to_dict()  # type: ignore[attr-defined]
+                event = event.to_dict()
             if isinstance(event, Mapping):
                 data = dict(event)
                 if data.get("timestamp") is None:
@@ -240,10 +219,8 @@ class MonitorClient:
                 self._flush_waiters -= 1
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush within ``timeout`` (default ``shutdown_timeout``), then stop the thread.
-
-        Events still queued afterwards are dropped with reason ``closed``. Idempotent.
-        """
+        """Flush within ``timeout`` (default ``shutdown_timeout``) and stop; idempotent. Events
+        still queued then are dropped as ``closed``."""
         timeout = self.shutdown_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -385,14 +362,12 @@ _default_client: MonitorClient | None = None
 _logging_client: MonitorClient | None = None
 
 
+@atexit.register
 def _close_all_clients() -> None:
     """At exit, give every open client its ``shutdown_timeout`` to flush."""
     for client in list(_clients):
         with contextlib.suppress(Exception):
             client.close()
-
-
-atexit.register(_close_all_clients)
 
 
 def _after_fork_in_child() -> None:
@@ -405,7 +380,7 @@ if hasattr(os, "register_at_fork"):  # POSIX only
 
 
 def set_default_client(client: MonitorClient | None) -> None:
-    """Set the client ``track`` and ``MonitorHandler`` use when they are given none."""
+    """Set the client ``track`` and ``MonitorHandler`` use when given none."""
     global _default_client
     _default_client = client
 
@@ -419,15 +394,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line: timestamp (UTC), level, logger, message, and event fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, Any] = {
-            "timestamp": _iso(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for field in EVENT_FIELDS + TRACE_FIELDS:
-            if field in record.__dict__:
-                data[field] = record.__dict__[field]
+        data = {"timestamp": _iso(record.created), "level": record.levelname, "logger": record.name}
+        data["message"] = record.getMessage()
+        data.update((f, record.__dict__[f]) for f in EVENT_FIELDS + TRACE_FIELDS if f in record.__dict__)
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -437,18 +406,15 @@ class JsonFormatter(logging.Formatter):
 
 def _add_trace(event: dict[str, Any], trace_id: Any = None, span_id: Any = None) -> None:
     """Set trace ids: the given ones, else the current request's trace with a new span."""
-    current = _current_trace.get()
+    current = _current_trace.get(None)
     trace_id = trace_id or (current[0] if current else None)
     if trace_id:
         event["trace_id"], event["span_id"] = trace_id, span_id or secrets.token_hex(8)
 
 
 class MonitorHandler(logging.Handler):
-    """Forwards log records carrying ``component`` and ``action`` (via ``extra=``) as events.
-
-    Other records are ignored; ``emit`` only builds a dict and enqueues it, so it stays cheap
-    on the logging thread. Uses the default client when ``client`` is None.
-    """
+    """Forwards log records with ``component`` and ``action`` (via ``extra=``) as events, cheaply
+    (build a dict, enqueue it); ignores other records. ``client`` None: the default client."""
 
     def __init__(self, client: MonitorClient | None = None, level: int = logging.NOTSET) -> None:
         super().__init__(level)
@@ -465,25 +431,26 @@ class MonitorHandler(logging.Handler):
             details.setdefault("message", record.getMessage()[:1000])
             details.setdefault("level", record.levelname)
             failed = record.levelno >= logging.ERROR or bool(record.exc_info)
-            event: dict[str, Any] = {
-                "timestamp": _iso(record.created),
-                "service": fields.get("service") or "backend",
-                "component": str(fields["component"]),
-                "action": str(fields["action"]),
-                "status": fields.get("status") or ("error" if failed else "success"),
-                "details": details,
-            }
+            status = fields.get("status") or ("error" if failed else "success")
+            event = _event(record.created, str(fields["component"]), str(fields["action"]), status, details)
+            event["service"] = fields.get("service") or "backend"
             if fields.get("duration_ms") is not None:
                 event["duration_ms"] = fields["duration_ms"]
             _add_trace(event, fields.get("trace_id"), fields.get("span_id"))
             client.record(event)
 
 
+def _client_for(monitor_url: str, client: MonitorClient | None) -> MonitorClient:
+    """``client`` if it is open and posts to ``monitor_url``, else a new client for that URL."""
+    if client is not None and not client.closed and client.url == _events_url(monitor_url):
+        return client
+    return MonitorClient(monitor_url)
+
+
 def _parse_level(level: str | int) -> int:
     if isinstance(level, int) and not isinstance(level, bool):
         return level
-    text = str(level).strip().upper()
-    levels = logging.getLevelNamesMapping()
+    text, levels = str(level).strip().upper(), logging.getLevelNamesMapping()
     if text.isdigit() or text in levels:
         return int(text) if text.isdigit() else levels[text]
     raise ValueError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
@@ -499,12 +466,9 @@ def configure_logging(
     max_bytes: int = 10 * 1024 * 1024,
     backup_count: int = 5,
 ) -> logging.Logger:
-    """Configure logging with ``dictConfig``: console, optional rotating file, optional monitor.
-
-    ``LIVE_MONITOR_LOG_LEVEL``, ``LIVE_MONITOR_LOG_FILE`` and ``LIVE_MONITOR_LOG_FORMAT``
-    (json|text) override the arguments. Calling it again replaces the handlers rather than
-    adding duplicates. Returns the root logger, or the ``logger_name`` logger.
-    """
+    """Configure logging (``dictConfig``): stderr, optional rotating file, optional monitor;
+    a second call replaces the handlers. Env ``LIVE_MONITOR_LOG_LEVEL``, ``_LOG_FILE`` and
+    ``_LOG_FORMAT`` (json|text) override the arguments. Returns the root/``logger_name`` logger."""
     global _logging_client
     level_no = _parse_level(os.environ.get("LIVE_MONITOR_LOG_LEVEL") or level)
     log_file = os.environ.get("LIVE_MONITOR_LOG_FILE") or log_file
@@ -512,39 +476,32 @@ def configure_logging(
     if env_format not in ("", "json", "text"):
         raise ValueError(f"LIVE_MONITOR_LOG_FORMAT must be json or text, got {env_format!r}")
     formatter = env_format or ("json" if json_format else "text")
-    console = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    console = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": formatter}
     handlers: dict[str, dict[str, Any]] = {"live_monitor_console": console}
-    if log_file:
+    path = os.path.abspath(os.fspath(log_file)) if log_file else None
+    if path:
         handlers["live_monitor_file"] = {
             "class": "logging.handlers.RotatingFileHandler",
-            "filename": os.path.abspath(os.fspath(log_file)),
+            "filename": path,
             "maxBytes": max_bytes,
             "backupCount": backup_count,
             "encoding": "utf-8",
+            "formatter": formatter,
         }
-    for handler in handlers.values():
-        handler["formatter"] = formatter
     old = _logging_client
-    if monitor_url:
-        reuse = old is not None and not old.closed and old.url == _events_url(monitor_url)
-        _logging_client = old if reuse and old else MonitorClient(monitor_url)
+    _logging_client = _client_for(monitor_url, old) if monitor_url else None
+    if _logging_client:
         handlers["live_monitor"] = {"()": functools.partial(MonitorHandler, _logging_client)}
-    else:
-        _logging_client = None
     target = {"level": level_no, "handlers": list(handlers)}
-    config: dict[str, Any] = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonFormatter}, "text": {"format": TEXT_FORMAT}},
-        "handlers": handlers,
-    }
+    config: dict[str, Any] = {"version": 1, "disable_existing_loggers": False, "handlers": handlers}
+    config["formatters"] = {"json": {"()": JsonFormatter}, "text": {"format": TEXT_FORMAT}}
     if logger_name:
         config["loggers"] = {logger_name: {**target, "propagate": False}}
     else:
         config["root"] = target
     try:
-        if log_file:
-            os.makedirs(os.path.dirname(handlers["live_monitor_file"]["filename"]), exist_ok=True)
+        if path:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         logging.config.dictConfig(config)
     except (ValueError, OSError) as exc:
         raise ValueError(f"cannot configure logging: {exc}") from exc
@@ -556,12 +513,9 @@ def configure_logging(
 
 
 class track(contextlib.ContextDecorator):
-    """Time a block or a function and record one event; status "error" if it raised.
-
-    ``@track("db", "load_orders")`` or ``with track("db", "load_orders"):``; exceptions are
-    re-raised. Sends through ``client`` or the default client (without one it only times).
-    Inside a request instrumented by ``init_app`` the event joins that request's trace.
-    """
+    """Time a block (``with track("db", "load")``) or function (``@track(...)``) as one event,
+    status "error" if it raised (and re-raise). Sends through ``client`` or the default client;
+    inside a request instrumented by ``init_app`` the event joins that request's trace."""
 
     def __init__(
         self,
@@ -581,7 +535,7 @@ class track(contextlib.ContextDecorator):
 
     def __call__(self, func: _F) -> _F:
         if not inspect.iscoroutinefunction(func):
-            return super().__call__(func)  # type: ignore[return-value]
+            return super().__call__(func)
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -608,35 +562,11 @@ class track(contextlib.ContextDecorator):
             details = dict(self.details)
             if error is not None:
                 details.setdefault("error", type(error).__name__)
-            event: dict[str, Any] = {
-                "timestamp": _iso(time.time() - duration / 1000.0),
-                "service": self.service,
-                "component": self.component,
-                "action": self.action,
-                "duration_ms": round(duration, 3),
-                "status": "error" if error is not None else "success",
-                "details": details,
-            }
+            status = "error" if error is not None else "success"
+            event = _event(time.time() - duration / 1000.0, self.component, self.action, status, details)
+            event.update(service=self.service, duration_ms=round(duration, 3))
             _add_trace(event)
             client.record(event)
-
-
-class _RequestState:
-    """What init_app's hooks keep about one request between before and teardown."""
-
-    def __init__(self, trace_id: str, span_id: str, token: contextvars.Token[Any]) -> None:
-        self.start, self.wall = time.perf_counter(), time.time()
-        self.trace_id, self.span_id, self.token = trace_id, span_id, token
-        self.duration_ms: float | None = None
-        self.http_status: int | None = None
-
-
-def _header_list_with(existing: str | None, name: str) -> str:
-    """Add ``name`` to a comma-separated header list unless already there (or ``*``)."""
-    items = [item.strip() for item in (existing or "").split(",") if item.strip()]
-    if name.lower() not in {item.lower() for item in items} and "*" not in items:
-        items.append(name)
-    return ", ".join(items)
 
 
 def init_app(
@@ -644,17 +574,13 @@ def init_app(
 ) -> MonitorClient:
     """Instrument a Flask app: one backend ``http`` event per request, traced and timed.
 
-    Reads ``traceparent`` and answers ``Server-Timing`` (exposed to browser scripts). CORS
-    preflights and the monitor's own ``/api/live-execution`` paths are not recorded. Returns
-    the client (the default one if it posts to the same URL), kept in ``app.extensions``;
-    calling it again on the same app only swaps the client.
+    Reads ``traceparent``, answers ``Server-Timing`` (exposed to browser scripts); skips CORS
+    preflights and ``/api/live-execution``. Returns the client (the default one if it posts to
+    the same URL), kept in ``app.extensions``; a second call only swaps the client.
     """
     from flask import g, request  # Flask is needed here only
 
-    if client is None:
-        same = _default_client is not None and not _default_client.closed
-        same = same and _default_client.url == _events_url(monitor_url)  # type: ignore[union-attr]
-        client = _default_client if same and _default_client else MonitorClient(monitor_url)
+    client = _client_for(monitor_url, _default_client) if client is None else client
     instrumented = "live_monitor" in app.extensions
     app.extensions["live_monitor"] = client  # the hooks read it here, so a new call swaps it
     if _default_client is None or _default_client.closed:
@@ -670,7 +596,9 @@ def init_app(
         parent = parse_traceparent(request.headers.get("traceparent"))
         trace_id, span_id = parent[0] if parent else secrets.token_hex(16), secrets.token_hex(8)
         token = _current_trace.set((trace_id, span_id))
-        setattr(g, key, _RequestState(trace_id, span_id, token))
+        state = SimpleNamespace(trace_id=trace_id, span_id=span_id, token=token, status=None)
+        state.start, state.wall, state.duration_ms = time.perf_counter(), time.time(), None
+        setattr(g, key, state)
 
     def after_request(response: Any) -> Any:
         state = getattr(g, key, None)
@@ -678,14 +606,17 @@ def init_app(
             return response
         with contextlib.suppress(Exception):
             state.duration_ms = (time.perf_counter() - state.start) * 1000.0
-            state.http_status = response.status_code
+            state.status = response.status_code
             timing = f"app;dur={state.duration_ms:.1f}, traceparent;desc="
             timing += f'"00-{state.trace_id}-{state.span_id}-01"'
             headers = response.headers  # join repeated headers (e.g. one added by flask-cors)
             existing = ", ".join(headers.getlist("Server-Timing"))
             headers["Server-Timing"] = f"{existing}, {timing}" if existing else timing
-            expose = ", ".join(headers.getlist("Access-Control-Expose-Headers"))
-            headers["Access-Control-Expose-Headers"] = _header_list_with(expose, "Server-Timing")
+            exposed = ",".join(headers.getlist("Access-Control-Expose-Headers")).split(",")
+            exposed = [name.strip() for name in exposed if name.strip()]
+            if "server-timing" not in {name.lower() for name in exposed} and "*" not in exposed:
+                exposed.append("Server-Timing")
+            headers["Access-Control-Expose-Headers"] = ", ".join(exposed)
         return response
 
     def teardown_request(exc: BaseException | None) -> None:
@@ -697,24 +628,15 @@ def init_app(
         except ValueError:  # reset from another context: just forget the trace
             _current_trace.set(None)
         with contextlib.suppress(Exception):
-            duration = state.duration_ms
-            if duration is None:
-                duration = (time.perf_counter() - state.start) * 1000.0
-            code = state.http_status
-            if exc is not None and (code is None or code < 500):
-                code = 500
-            rule = request.url_rule
-            event = {
-                "timestamp": _iso(state.wall),
-                "service": "backend",
-                "component": "http",
-                "action": endpoint_key(request.method, request.path),
-                "duration_ms": round(duration, 3),
-                "status": "error" if exc is not None or (code or 0) >= 500 else "success",
-                "details": {"http_status": code, "route": rule.rule if rule else None},
-                "trace_id": state.trace_id,
-                "span_id": state.span_id,
-            }
+            if state.duration_ms is None:  # after_request never ran: an unhandled exception
+                state.duration_ms = (time.perf_counter() - state.start) * 1000.0
+            code = 500 if exc is not None and (state.status or 0) < 500 else state.status
+            details = {"http_status": code, "route": request.url_rule.rule if request.url_rule else None}
+            status = "error" if exc is not None or (code or 0) >= 500 else "success"
+            event = _event(state.wall, "http", endpoint_key(request.method, request.path), status, details)
+            event.update(
+                duration_ms=round(state.duration_ms, 3), trace_id=state.trace_id, span_id=state.span_id
+            )
             app.extensions["live_monitor"].record(event)
 
     if instrumented:
