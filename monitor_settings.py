@@ -238,7 +238,7 @@ def markdown_table() -> str:
     """The README's configuration table."""
     lines = ["| flag | environment variable | default | what it does |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = "" if s.default == "" else f"`{s.default}`"
+        default = "" if s.default == "" else f"`{s.default}`".replace("|", "\\|")
         lines.append(f"| `{s.flag}` | `{s.env}` | {default} | {s.help} |")
     return "\n".join(lines)
 
