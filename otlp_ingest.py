@@ -344,8 +344,8 @@ def spans_to_events(body: Any) -> SpanBatch:
 def _protobuf() -> Any:
     """The generated OTLP modules, or None when opentelemetry-proto is not installed."""
     try:
-        from google.protobuf import json_format  # type: ignore[import-untyped]
-        from google.rpc import status_pb2  # type: ignore[import-untyped]
+        from google.protobuf import json_format
+        from google.rpc import status_pb2
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
     except ImportError:
         return None
