@@ -13,7 +13,6 @@ import logging
 import sys
 import threading
 import time
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 import monitor_metrics
 import otlp_ingest
 from backend_logging_config import endpoint_key
-from execution_events import BatchError, ExecutionEvent
+from execution_events import BatchError, ExecutionEvent, PayloadError, inflate
 from execution_store import StoreUnavailable
 from monitor_core import LiveExecutionMonitor
 from monitor_openapi import openapi
@@ -287,20 +286,10 @@ def _read_body(limit: int) -> bytes:
     """The request body, decompressed, refused with 413 beyond ``limit`` bytes."""
     if request.mimetype not in ("application/json", "text/plain"):
         raise ApiError(415, "send the events as JSON with Content-Type: application/json")
-    body = request.get_data(cache=False)
-    encoding = request.headers.get("Content-Encoding", "identity").lower()
-    if encoding in ("gzip", "deflate"):
-        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
-        inflater = zlib.decompressobj(wbits)
-        try:
-            body = inflater.decompress(body, limit + 1)
-        except zlib.error:
-            raise ApiError(400, f"body is not valid {encoding} data") from None
-        if len(body) > limit or inflater.unconsumed_tail:
-            raise ApiError(413, f"body too large after decompression: at most {limit:,} bytes")
-    elif encoding != "identity":
-        raise ApiError(415, f"unsupported Content-Encoding {encoding}: use gzip, deflate or none")
-    return body
+    try:
+        return inflate(request.get_data(cache=False), request.headers.get("Content-Encoding", ""), limit)
+    except PayloadError as exc:
+        raise ApiError(exc.status, str(exc)) from None
 
 
 class RateLimiter:

@@ -18,7 +18,6 @@ import binascii
 import hmac
 import re
 import threading
-import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from flask_cors import cross_origin
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend_logging_config import normalize_route
-from execution_events import ExecutionEvent
+from execution_events import ExecutionEvent, PayloadError, inflate
 from monitor_core import LiveExecutionMonitor
 from monitor_settings import origin_allowed, parse_origins
 
@@ -381,20 +380,10 @@ def _read_body(limit: int) -> bytes:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise OtlpError(413, f"body too large: at most {limit:,} bytes") from None
-    if len(body) > limit:
-        raise OtlpError(413, f"body too large: at most {limit:,} bytes")
-    encoding = request.headers.get("Content-Encoding", "identity").lower()
-    if encoding in ("gzip", "deflate"):
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, limit + 1)
-        except zlib.error:
-            raise OtlpError(400, f"body is not valid {encoding} data") from None
-        if len(body) > limit or inflater.unconsumed_tail:
-            raise OtlpError(413, f"body too large after decompression: at most {limit:,} bytes")
-    elif encoding != "identity":
-        raise OtlpError(415, f"unsupported Content-Encoding {encoding}: use gzip, deflate or none")
-    return body
+    try:
+        return inflate(body, request.headers.get("Content-Encoding", ""), limit)
+    except PayloadError as exc:
+        raise OtlpError(exc.status, str(exc)) from None
 
 
 def _answer(batch: SpanBatch, protobuf: bool) -> Response:
