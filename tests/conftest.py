@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,17 +55,25 @@ def wait_for_http(url: str, timeout: float = 15.0) -> None:
 
 @contextlib.contextmanager
 def run_monitor(
-    *args: str, script: str = "live_execution_monitor.py", env: dict[str, str] | None = None
+    *args: str,
+    script: str = "live_execution_monitor.py",
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    cwd: Path = ROOT,
+    replace_env: bool = False,
 ) -> Iterator[MonitorProcess]:
-    """Start ``script`` on a free port, wait until it answers, stop it afterwards."""
-    command = [sys.executable, "-u", str(ROOT / script), "--port", "0", *args]
+    """Start ``script`` (or a whole ``command``) on a free port, wait until it answers, stop it.
+
+    ``env`` adds to this process's environment, or replaces it with ``replace_env``.
+    """
+    command = command or [sys.executable, "-u", str(ROOT / script), "--port", "0", *args]
     proc = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **(env or {})},
+        env=dict(env or {}) if replace_env else {**os.environ, **(env or {})},
     )
     output: list[str] = []
     found = threading.Event()
@@ -107,6 +116,38 @@ def monitor_server() -> Iterator[MonitorProcess]:
 def start_monitor() -> Callable[..., contextlib.AbstractContextManager[MonitorProcess]]:
     """Start a real monitor process with the given flags (use as a context manager)."""
     return run_monitor
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def launch_chromium(*required: str) -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright; fails (never skips) when it is missing.
+
+    ``required`` names built files (relative to the repo) the test cannot run without.
+    """
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it)")
+    for name in required:
+        if not (ROOT / name).exists():
+            pytest.fail(f"{name} is missing: run npm ci && npm run build")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 class FakeClock:

@@ -22,21 +22,13 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from conftest import launch_chromium
+from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.timeout(180)
 expect.set_options(timeout=15_000)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 API = "/api/live-execution"
 ARTIFACTS = ROOT / "test-artifacts"
 BACKEND_RGB = (129, 140, 248)  # dashboard-charts.js COLORS.backend
@@ -199,14 +191,8 @@ class Tab:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """One Chromium for the module; fails (never skips) when it or Chart.js is missing."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
-    if not (ROOT / "static" / "vendor" / "chart.umd.js").exists():
-        pytest.fail("static/vendor/chart.umd.js is missing: run npm ci && npm run build")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium("static/vendor/chart.umd.js") as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture

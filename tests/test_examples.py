@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from conftest import launch_chromium
+from playwright.sync_api import Browser, Page, expect
 
 import backend_logging_config as blc
 from examples.shop.app import create_app, main
@@ -30,15 +31,6 @@ expect.set_options(timeout=15_000)
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = "examples/shop/app.py"
 SHOP_JS = ROOT / "examples" / "shop" / "static" / "shop.js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 README_URL = "http://localhost:5001"
 CARD, EMAIL, QUERY = "4111 1111 1111 1111", "secret@example.com", "secret-query-7f3a"
 KEYS = {
@@ -89,14 +81,8 @@ def side(data: dict[str, Any], service: str, component: str | None = None) -> li
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, headless, one per module; missing Chromium or bundle fails the test."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make chromium)")
-    if not (ROOT / "static" / "live-monitor.js").exists():
-        pytest.fail("static/live-monitor.js is missing: run npm ci && npm run build")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium("static/live-monitor.js") as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

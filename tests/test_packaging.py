@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 import sysconfig
-import threading
-import time
 import tomllib
 import urllib.request
 import venv
@@ -17,11 +14,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import run_monitor
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 BUILT = (ROOT / "static" / "live-monitor.js", ROOT / "static" / "vendor" / "chart.umd.js")
-SERVING = re.compile(r"serving on (http://\S+)")
 
 
 def run(command, cwd, timeout=300, env=None):
@@ -136,56 +133,16 @@ def test_each_console_script_runs(installed, tmp_path, script):
 def test_live_monitor_serves_the_dashboard_and_its_assets_from_the_installed_wheel(installed, tmp_path):
     _, bin_dir, src = installed
     command = [str(bin_dir / "live-monitor"), "--no-browser", "--no-install", "--port", "0"]
-    proc = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env()
-    )
-    output: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            match = SERVING.search(line)
-            if match and not ready.is_set():
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        assert ready.wait(30) and found, "live-monitor did not start:\n" + "".join(output)
-        base = found[0]
-        wait_for(f"{base}/health")
-        page = fetch(f"{base}/")
+    with run_monitor(command=command, cwd=tmp_path, env=clean_env(), replace_env=True) as server:
+        page = fetch(f"{server.url}/")
         assert page == (src / "live_execution_dashboard.html").read_bytes()
         for asset in ("static/vendor/chart.umd.js", "static/live-monitor.js", "static/dashboard.js"):
-            assert fetch(f"{base}/{asset}") == (src / asset).read_bytes(), asset
-        status = fetch(f"{base}/api/live-execution/status")
+            assert fetch(f"{server.url}/{asset}") == (src / asset).read_bytes(), asset
+        status = fetch(f"{server.api}/status")
         assert b'"monitoring":false' in status.replace(b" ", b"")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def fetch(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.status == 200, url
         return response.read()
-
-
-def wait_for(url: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fetch(url)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
