@@ -4,7 +4,7 @@ PYTHON ?= python3
 NPM ?= npm
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install assets system-packages test test-python test-frontend lint run clean
+.PHONY: help install assets system-packages bench test test-python test-frontend lint run clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ test: install assets system-packages lint test-frontend test-python ## Everythin
 
 run: ## Run the monitor (same as python run_live_monitor.py)
 	$(PYTHON) run_live_monitor.py
+
+bench: ## Benchmark the monitor side by side with the alternatives (writes benchmarks/RESULTS.md)
+	$(PYTHON) benchmarks/run.py
 
 clean: ## Remove build output
 	rm -rf node_modules static/live-monitor.js static/live-monitor.js.map static/live-monitor.mjs static/live-monitor.mjs.map static/vendor test-artifacts

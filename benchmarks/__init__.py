@@ -1,0 +1,1 @@
+"""The Live Execution Monitor's benchmark: ``python benchmarks/run.py`` (see run.py)."""
