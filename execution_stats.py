@@ -196,7 +196,6 @@ class SideStats:
     total: Aggregate = field(default_factory=Aggregate)
     endpoints: dict[str, Aggregate] = field(default_factory=dict)
     components: Counter[str] = field(default_factory=Counter)
-    actions: Counter[str] = field(default_factory=Counter)
     minutes: float = 1.0
 
     def add(
@@ -210,7 +209,6 @@ class SideStats:
         """Count one event of this side."""
         self.total.add(duration_ms, is_error, ts)
         _count_bounded(self.components, component)
-        _count_bounded(self.actions, f"{component} {action}")
         if component == TIMED_API_COMPONENTS.get(self.service):
             key = action if action in self.endpoints or len(self.endpoints) < MAX_KEYS else OTHER
             agg = self.endpoints.get(key)
@@ -227,7 +225,6 @@ class SideStats:
                 mine = self.endpoints[key] = Aggregate()
             mine.merge(agg)
         self.components.update(other.components)
-        self.actions.update(other.actions)
 
     def subtract(self, other: SideStats) -> None:
         """Remove statistics previously merged in (an expired time bucket)."""
@@ -239,10 +236,8 @@ class SideStats:
                 if mine.count <= 0:
                     del self.endpoints[key]
         self.components.subtract(other.components)
-        self.actions.subtract(other.actions)
-        for counter in (self.components, self.actions):
-            for name in [n for n, c in counter.items() if c <= 0]:
-                del counter[name]
+        for name in [n for n, c in self.components.items() if c <= 0]:
+            del self.components[name]
 
 
 @dataclass

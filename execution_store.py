@@ -29,8 +29,9 @@ class EventStore:
     """Thread-safe store of the latest events of each side plus their running statistics.
 
     Statistics cover a sliding window (``window_s``) kept as time buckets: each event is
-    added to its bucket and to the window total, and an expired bucket is subtracted from
-    the total, so reading figures never rescans the stored events.
+    added to the current bucket only; a bucket that closes is merged into the total of
+    closed buckets and subtracted again when it leaves the window. Reading the figures
+    merges that total with the current bucket, so it never rescans the stored events.
     """
 
     def __init__(
@@ -46,8 +47,9 @@ class EventStore:
         self.window_s = window_s
         self.bucket_s = bucket_s or max(window_s / 60, 1.0)
         self._events: dict[str, deque[ExecutionEvent]] = {s: deque(maxlen=max_events) for s in SERVICES}
-        self._buckets: deque[tuple[float, PairStats]] = deque()
-        self._window = PairStats()
+        self._buckets: deque[tuple[float, PairStats]] = deque()  # closed, oldest first
+        self._current: tuple[float, PairStats] | None = None
+        self._closed = PairStats()
         self._pending: OrderedDict[str, tuple[str, str | None, float | None]] = OrderedDict()
         self._counters: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
@@ -85,8 +87,8 @@ class EventStore:
         with self._lock:
             for event in events:
                 at = min(event.epoch, now)
-                if self._buckets and at < self._buckets[-1][0]:
-                    at = self._buckets[-1][0]
+                if self._current is not None and at < self._current[0]:
+                    at = self._current[0]
                 if self._first_event_at is None:
                     self._first_event_at = at
                 self._add_locked(event, self._bucket(at), at)
@@ -107,7 +109,6 @@ class EventStore:
         if event.is_self:
             return  # the monitor's own traffic: listed and counted, never compared
         bucket.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
-        self._window.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
         key = event.endpoint
         if event.trace_id and key is not None:
             self._join(event, key, bucket)
@@ -137,17 +138,20 @@ class EventStore:
         else:
             gap = other_ms - event.duration_ms
         bucket.add_gap(key, gap)
-        self._window.add_gap(key, gap)
 
     def _bucket(self, now: float) -> PairStats:
         """The bucket for ``now``, expiring buckets older than the window (lock held)."""
         start = now - now % self.bucket_s
+        current = self._current
+        if current is None or current[0] < start:
+            if current is not None:
+                self._buckets.append(current)
+                self._closed.merge(current[1])
+            self._current = current = (start, PairStats())
         while self._buckets and self._buckets[0][0] <= now - self.window_s - self.bucket_s:
             _, old = self._buckets.popleft()
-            self._window.subtract(old)
-        if not self._buckets or self._buckets[-1][0] < start:
-            self._buckets.append((start, PairStats()))
-        return self._buckets[-1][1]
+            self._closed.subtract(old)
+        return current[1]
 
     def clear(self) -> None:
         """Forget every event and statistic (counters stay, as Prometheus counters do)."""
@@ -155,7 +159,8 @@ class EventStore:
             for store in self._events.values():
                 store.clear()
             self._buckets.clear()
-            self._window = PairStats()
+            self._current = None
+            self._closed = PairStats()
             self._pending.clear()
             self._totals.clear()
             self._first_event_at = None
@@ -186,10 +191,11 @@ class EventStore:
         """A copy of the current window's statistics, with each side's window in minutes."""
         now = self._clock()
         with self._lock:
-            self._bucket(now)
+            current = self._bucket(now)
             stats = PairStats()
-            stats.merge(self._window)
-            started = self._buckets[0][0] if self._buckets else now
+            stats.merge(self._closed)
+            stats.merge(current)
+            started = self._buckets[0][0] if self._buckets else self._current[0]  # type: ignore[index]
             first = self._first_event_at if self._first_event_at is not None else now
             span = min(self.window_s, now - max(started, first))
         minutes = max(span, self.bucket_s) / 60

@@ -15,6 +15,7 @@ from typing import Any
 from event_journal import EventJournal
 from execution_comparator import Thresholds, compare, comparison, endpoint_rows, summarize
 from execution_events import BatchResult, ExecutionEvent, decode_batch
+from execution_stats import PairStats
 from execution_store import EventDeque, EventStore
 from monitor_settings import defaults
 from system_sampler import SystemSampler
@@ -50,7 +51,7 @@ class LiveExecutionMonitor:
         self.thresholds = thresholds
         self.activity: deque[dict[str, Any]] = deque(maxlen=s["history"])
         self._lock = threading.Lock()
-        self._differences: tuple[float, int, list[dict[str, Any]]] | None = None
+        self._differences: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
         self._tick = threading.Condition()
         self._tick_number = 0
         self.draining = False
@@ -140,7 +141,6 @@ class LiveExecutionMonitor:
     def _on_tick(self, sample: dict[str, Any]) -> None:
         counts = self.store.take_tick_counts()
         self.activity.append({"timestamp": sample["timestamp"], **counts})
-        self._differences = None
         self.differences()
         with self._tick:
             self._tick_number += 1
@@ -154,14 +154,17 @@ class LiveExecutionMonitor:
 
     # --- reading -------------------------------------------------------------------------
 
-    def differences(self) -> list[dict[str, Any]]:
-        """The differences now detected; recomputed when events arrived or an interval passed."""
+    def differences(self, stats: PairStats | None = None) -> list[dict[str, Any]]:
+        """The differences now detected, recomputed only when events arrived or time moved the window.
+
+        ``stats`` saves reading the window twice when the caller already has it.
+        """
         cached = self._differences
-        seq, now = self.store.seq, self._clock()
-        if cached is not None and cached[1] == seq and now - cached[0] < self.settings["interval"]:
-            return cached[2]
-        found = compare(self.store.window_stats(), self.thresholds)
-        self._differences = (now, seq, found)
+        key = (self.store.seq, int(self._clock() // self.store.bucket_s))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        found = compare(stats or self.store.window_stats(), self.thresholds)
+        self._differences = (key, found)
         return found
 
     def status(self) -> dict[str, Any]:
@@ -195,7 +198,7 @@ class LiveExecutionMonitor:
             stats.backend.total.count,
             stats.frontend.total.count,
         )
-        differences = self.differences()
+        differences = self.differences(stats)
         return {
             "monitoring": self.monitoring,
             "uptime_seconds": round(self.uptime(), 1),

@@ -341,8 +341,6 @@ def _write_stats(pipe: Any, key: str, stats: PairStats) -> list[Any]:
             _write_aggregate(pipe, key, f"{s}|e|{name}", agg, bounds)
         for name, n in side.components.items():
             pipe.hincrby(key, f"{s}|c|{name}", n)
-        for name, n in side.actions.items():
-            pipe.hincrby(key, f"{s}|a|{name}", n)
     for name, sketch in stats.trace_gaps.items():
         _write_sketch(pipe, key, f"g|{name}", sketch, bounds)
     return bounds
@@ -382,8 +380,6 @@ def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
         side = stats.backend if side_code == "b" else stats.frontend
         if kind == "c":
             side.components[rest] += int(value)
-        elif kind == "a":
-            side.actions[rest] += int(value)
         elif kind == "t":
             _read_aggregate_field(side.total, rest, value)
         elif kind == "e":
