@@ -21,7 +21,6 @@ import logging.config
 import os
 import random
 import re
-import secrets
 import threading
 import time
 import urllib.error
@@ -30,7 +29,6 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -66,6 +64,7 @@ _log = logging.getLogger("live_monitor.internal")
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _current_trace: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("live_monitor_trace")
 _F = TypeVar("_F", bound=Callable[..., Any])
+_random = random.Random()  # seeded from os.urandom; reseeded in a forked child
 
 
 def _iso(epoch: float) -> str:
@@ -74,9 +73,18 @@ def _iso(epoch: float) -> str:
 
 
 def _event(when: float, component: str, action: str, status: str, details: Any, **kw: Any) -> dict[str, Any]:
-    """An ExecutionEvent dict; ``kw`` adds ``duration_ms``, trace ids or another ``service``."""
-    event = {"timestamp": _iso(when), "service": "backend", "component": component, "action": action}
+    """An ExecutionEvent dict; ``kw`` adds ``duration_ms``, trace ids or another ``service``.
+
+    The timestamp stays epoch seconds until the sender thread formats it: ISO 8601 on the
+    app's thread would cost more than everything else here.
+    """
+    event = {"timestamp": when, "service": "backend", "component": component, "action": action}
     return {**event, "status": status, "details": details, **kw}
+
+
+def _hex_id(bits: int) -> str:
+    """A random W3C trace (128-bit) or span (64-bit) id, without a system call per id."""
+    return f"{_random.getrandbits(bits):0{bits // 4}x}" or _hex_id(bits)
 
 
 def _json_default(value: Any) -> Any:
@@ -159,10 +167,14 @@ class MonitorClient:
         self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
         self.shutdown_timeout = float(shutdown_timeout)
         self.token = token or os.environ.get("LIVE_MONITOR_TOKEN") or None
-        host = urlsplit(self.url).hostname or ""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
         loopback = host in ("localhost", "::1") or host.startswith("127.")
-        # Never send loopback traffic through an HTTP proxy from the environment.
+        # Never send loopback traffic through an HTTP proxy from the environment; without a
+        # proxy, one kept-alive connection saves a TCP handshake per batch.
+        proxied = not loopback and parts.scheme in urllib.request.getproxies()
         self._opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if loopback else []))
+        self._direct = None if proxied else (parts.scheme, host, parts.port, parts.path or "/")
         self._sent = self._retried = self._batches_sent = 0
         self._dropped: dict[str, int] = {}
         self._last_error: str | None = None
@@ -173,11 +185,28 @@ class MonitorClient:
     def _init_state(self) -> None:
         """Fresh lock, queue and thread (also in a forked child: the parent sends its queue)."""
         self._cond = threading.Condition()
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[dict[str, Any] | tuple[Any, ...]] = deque()
         self._in_flight = self._flush_waiters = 0
         self._closing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _enqueue(self, item: dict[str, Any] | tuple[Any, ...]) -> bool:
+        """Queue an event dict, or a log record's fields for the sender thread to build."""
+        with self._cond:
+            if self._closing:
+                reason = "closed"
+            elif len(self._queue) + self._in_flight >= self.max_queue:
+                reason = "queue_full"
+            else:
+                self._queue.append(item)
+                self._ensure_worker()
+                if len(self._queue) in (1, self.batch_size):
+                    self._cond.notify_all()
+                return True
+        self._drop(1, reason, f"event dropped: {reason}")
+        return False
 
     def record(self, event: Mapping[str, Any]) -> bool:
         """Queue one event (an ExecutionEvent dict or object with ``to_dict()``); False if dropped.
@@ -189,19 +218,9 @@ class MonitorClient:
             if isinstance(event, Mapping):
                 data = dict(event)
                 if data.get("timestamp") is None:
-                    data["timestamp"] = _iso(time.time())
+                    data["timestamp"] = time.time()
                 data["service"] = data.get("service") or "backend"
-                with self._cond:
-                    if self._closing:
-                        reason = "closed"
-                    elif len(self._queue) + self._in_flight >= self.max_queue:
-                        reason = "queue_full"
-                    else:
-                        self._queue.append(data)
-                        self._ensure_worker()
-                        if len(self._queue) in (1, self.batch_size):
-                            self._cond.notify_all()
-                        return True
+                return self._enqueue(data)
             self._drop(1, reason, f"event dropped: {reason}")
         return False
 
@@ -285,24 +304,35 @@ class MonitorClient:
                     self._in_flight = 0
                     self._cond.notify_all()
 
-    def _deliver(self, batch: list[dict[str, Any]]) -> None:
+    def _deliver(self, batch: list[dict[str, Any] | tuple[Any, ...]]) -> None:
         """Post one batch, retrying what is worth retrying, and count the outcome."""
-        good = []
-        for event in batch:  # one unserialisable event must not sink the whole batch
-            try:
-                good.append(json.dumps(event, default=_json_default))
-            except (TypeError, ValueError) as exc:
-                self._drop(1, "unserializable", f"event is not JSON-serialisable: {exc}")
-        if not good:
+        events = []
+        for item in batch:
+            event = item if isinstance(item, dict) else _log_event(*item)
+            if isinstance(event.get("timestamp"), float):  # filled in as epoch on the app's thread
+                event["timestamp"] = _iso(event["timestamp"])
+            events.append(event)
+        try:  # one call for the batch; event by event only when something cannot be serialised
+            text = json.dumps({"events": events}, default=_json_default, separators=(",", ":"))
+            count = len(events)
+        except (TypeError, ValueError):
+            good = []
+            for event in events:  # one unserialisable event must not sink the whole batch
+                try:
+                    good.append(json.dumps(event, default=_json_default))
+                except (TypeError, ValueError) as exc:
+                    self._drop(1, "unserializable", f"event is not JSON-serialisable: {exc}")
+            text, count = '{"events":[' + ",".join(good) + "]}", len(good)
+        if not count:
             return
-        body = ('{"events":[' + ",".join(good) + "]}").encode()
+        body = text.encode()
         for attempt in range(self.max_retries + 1):
             code, retry_after, payload, error = self._post(body)
             answer = _json_object(payload)
             if code is not None and (200 <= code < 300 or (code == 400 and answer.get("rejected"))):
-                return self._accepted(len(good), answer)  # a 400 that rejected every event
+                return self._accepted(count, answer)  # a 400 that rejected every event
             if code is not None and code not in RETRYABLE_STATUS:
-                return self._drop(len(good), f"http_{code}", error)
+                return self._drop(count, f"http_{code}", error)
             if attempt == self.max_retries:
                 break
             cap = min(self.backoff_max, self.backoff_base * 2**attempt)
@@ -310,14 +340,16 @@ class MonitorClient:
                 self._retried += 1
                 self._last_error = error
             if self._stop.wait(random.uniform(0.0, cap) if retry_after is None else retry_after):
-                return self._drop(len(good), "closed", "client closed while retrying")
-        self._drop(len(good), "retries_exhausted", error)
+                return self._drop(count, "closed", "client closed while retrying")
+        self._drop(count, "retries_exhausted", error)
 
     def _post(self, body: bytes) -> tuple[int | None, float | None, bytes, str]:
         """POST a body: (status or None if unreachable, Retry-After, answer, error text)."""
         headers = {"Content-Type": "application/json", "User-Agent": "live-monitor-client"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        if self._direct is not None:
+            return self._post_direct(body, headers)
         request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
@@ -331,6 +363,36 @@ class MonitorClient:
         except (OSError, http.client.HTTPException, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             return None, None, b"", f"cannot reach monitor at {self.url}: {reason}"
+
+    def _post_direct(
+        self, body: bytes, headers: dict[str, str]
+    ) -> tuple[int | None, float | None, bytes, str]:
+        """POST over the kept-alive connection; a stale one is replaced once, at once."""
+        assert self._direct is not None
+        scheme, host, port, path = self._direct
+        for fresh in (self._conn is None, True):
+            if self._conn is None:
+                kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+                self._conn = kind(host, port, timeout=self.timeout)
+            try:
+                self._conn.request("POST", path, body, headers)
+                response = self._conn.getresponse()
+                answer = response.read(1 << 20)
+            except (OSError, http.client.HTTPException) as exc:
+                self._conn.close()
+                self._conn = None
+                if fresh:
+                    return None, None, b"", f"cannot reach monitor at {self.url}: {exc}"
+                continue
+            if response.will_close:
+                self._conn.close()
+                self._conn = None
+            if response.status < 300:
+                return response.status, None, answer, ""
+            detail = answer[:300].decode("utf-8", "replace").strip()
+            retry_after = _parse_retry_after(response.getheader("Retry-After"))
+            return response.status, retry_after, answer, f"HTTP {response.status} from monitor: {detail}"
+        return None, None, b"", f"cannot reach monitor at {self.url}"
 
     def _accepted(self, count: int, answer: dict[str, Any]) -> None:
         """Count a delivered batch: events the monitor ``rejected`` are dropped, the rest sent."""
@@ -371,6 +433,7 @@ def _close_all_clients() -> None:
 
 
 def _after_fork_in_child() -> None:
+    _random.seed()  # a forked worker must not repeat its parent's trace ids
     for client in list(_clients):
         client._init_state()
 
@@ -409,7 +472,34 @@ def _add_trace(event: dict[str, Any], trace_id: Any = None, span_id: Any = None)
     current = _current_trace.get(None)
     trace_id = trace_id or (current[0] if current else None)
     if trace_id:
-        event["trace_id"], event["span_id"] = trace_id, span_id or secrets.token_hex(8)
+        event["trace_id"], event["span_id"] = trace_id, span_id or _hex_id(64)
+
+
+def _log_event(
+    created: float,
+    component: Any,
+    action: Any,
+    status: str,
+    raw: Any,
+    message: str,
+    level: str,
+    service: Any,
+    duration_ms: Any,
+    trace_id: Any,
+    span_id: Any,
+    current: tuple[str, str] | None,
+) -> dict[str, Any]:
+    """The event for a log record's fields taken by MonitorHandler.emit (on the sender thread)."""
+    details = raw if isinstance(raw, dict) else {} if raw is None else {"value": raw}
+    details.setdefault("message", message[:1000])
+    details.setdefault("level", level)
+    event = _event(created, str(component), str(action), status, details, service=service or "backend")
+    if duration_ms is not None:
+        event["duration_ms"] = duration_ms
+    trace_id = trace_id or (current[0] if current else None)
+    if trace_id:
+        event["trace_id"], event["span_id"] = trace_id, span_id or _hex_id(64)
+    return event
 
 
 class MonitorHandler(logging.Handler):
@@ -421,23 +511,35 @@ class MonitorHandler(logging.Handler):
         self.client = client
 
     def emit(self, record: logging.LogRecord) -> None:
+        # The caller's thread only takes what may change later (the message, the details,
+        # the current trace) and enqueues it; the sender thread builds the event dict.
         fields = record.__dict__
         client = self.client or _default_client
         if not fields.get("component") or not fields.get("action") or client is None:
             return
-        with contextlib.suppress(Exception):
+        try:
             raw = fields.get("details")
-            details = dict(raw) if isinstance(raw, Mapping) else {} if raw is None else {"value": raw}
-            details.setdefault("message", record.getMessage()[:1000])
-            details.setdefault("level", record.levelname)
             failed = record.levelno >= logging.ERROR or bool(record.exc_info)
-            status = fields.get("status") or ("error" if failed else "success")
-            event = _event(record.created, str(fields["component"]), str(fields["action"]), status, details)
-            event["service"] = fields.get("service") or "backend"
-            if fields.get("duration_ms") is not None:
-                event["duration_ms"] = fields["duration_ms"]
-            _add_trace(event, fields.get("trace_id"), fields.get("span_id"))
-            client.record(event)
+            fields_taken = (
+                record.created,
+                fields["component"],
+                fields["action"],
+                fields.get("status") or ("error" if failed else "success"),
+                dict(raw) if isinstance(raw, Mapping) else raw,
+                record.getMessage(),
+                record.levelname,
+                fields.get("service"),
+                fields.get("duration_ms"),
+                fields.get("trace_id"),
+                fields.get("span_id"),
+                _current_trace.get(None),
+            )
+            if isinstance(client, MonitorClient):
+                client._enqueue(fields_taken)
+            else:  # any object with record(event), e.g. a test double
+                client.record(_log_event(*fields_taken))
+        except Exception:  # noqa: BLE001 - logging must never raise into the app
+            pass
 
 
 def _client_for(monitor_url: str, client: MonitorClient | None) -> MonitorClient:
@@ -576,73 +678,96 @@ def init_app(
 
     Reads ``traceparent``, answers ``Server-Timing`` (exposed to browser scripts); skips CORS
     preflights and ``/api/live-execution``. Returns the client (the default one if it posts to
-    the same URL), kept in ``app.extensions``; a second call only swaps the client.
+    the same URL), kept in ``app.extensions``; a second call only swaps the client. It wraps
+    ``app.wsgi_app`` rather than adding Flask hooks: a WSGI layer costs the app's thread
+    a fraction of what request hooks and context proxies do.
     """
-    from flask import g, request  # Flask is needed here only
-
     client = _client_for(monitor_url, _default_client) if client is None else client
     instrumented = "live_monitor" in app.extensions
-    app.extensions["live_monitor"] = client  # the hooks read it here, so a new call swaps it
+    app.extensions["live_monitor"] = client  # the middleware reads it here, so a new call swaps it
     if _default_client is None or _default_client.closed:
         set_default_client(client)
-    key = "_live_monitor_request"
-
-    def before_request() -> None:
-        path = request.path
-        if path == MONITOR_BASE_PATH or path.startswith(MONITOR_BASE_PATH + "/"):
-            return
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            return
-        parent = parse_traceparent(request.headers.get("traceparent"))
-        trace_id, span_id = parent[0] if parent else secrets.token_hex(16), secrets.token_hex(8)
-        token = _current_trace.set((trace_id, span_id))
-        state = SimpleNamespace(trace_id=trace_id, span_id=span_id, token=token, status=None)
-        state.start, state.wall, state.duration_ms = time.perf_counter(), time.time(), None
-        setattr(g, key, state)
-
-    def after_request(response: Any) -> Any:
-        state = getattr(g, key, None)
-        if state is None:
-            return response
-        with contextlib.suppress(Exception):
-            state.duration_ms = (time.perf_counter() - state.start) * 1000.0
-            state.status = response.status_code
-            timing = f"app;dur={state.duration_ms:.1f}, traceparent;desc="
-            timing += f'"00-{state.trace_id}-{state.span_id}-01"'
-            headers = response.headers  # join repeated headers (e.g. one added by flask-cors)
-            existing = ", ".join(headers.getlist("Server-Timing"))
-            headers["Server-Timing"] = f"{existing}, {timing}" if existing else timing
-            exposed = ",".join(headers.getlist("Access-Control-Expose-Headers")).split(",")
-            exposed = [name.strip() for name in exposed if name.strip()]
-            if "server-timing" not in {name.lower() for name in exposed} and "*" not in exposed:
-                exposed.append("Server-Timing")
-            headers["Access-Control-Expose-Headers"] = ", ".join(exposed)
-        return response
-
-    def teardown_request(exc: BaseException | None) -> None:
-        state = g.pop(key, None)
-        if state is None:
-            return
-        try:
-            _current_trace.reset(state.token)
-        except ValueError:  # reset from another context: just forget the trace
-            _current_trace.set(None)
-        with contextlib.suppress(Exception):
-            if state.duration_ms is None:  # after_request never ran: an unhandled exception
-                state.duration_ms = (time.perf_counter() - state.start) * 1000.0
-            code = 500 if exc is not None and (state.status or 0) < 500 else state.status
-            details = {"http_status": code, "route": request.url_rule.rule if request.url_rule else None}
-            status = "error" if exc is not None or (code or 0) >= 500 else "success"
-            event = _event(state.wall, "http", endpoint_key(request.method, request.path), status, details)
-            event.update(
-                duration_ms=round(state.duration_ms, 3), trace_id=state.trace_id, span_id=state.span_id
-            )
-            app.extensions["live_monitor"].record(event)
-
-    if instrumented:
-        return client
-    # First before_request and last after_request, so the timing spans the other hooks.
-    app.before_request_funcs.setdefault(None, []).insert(0, before_request)
-    app.after_request_funcs.setdefault(None, []).insert(0, after_request)
-    app.teardown_request(teardown_request)
+    if not instrumented:
+        app.wsgi_app = _Middleware(app.wsgi_app, app)
     return client
+
+
+class _Middleware:
+    """The WSGI layer ``init_app`` puts around a Flask app."""
+
+    def __init__(self, wsgi_app: Any, app: Any) -> None:
+        self.wsgi_app = wsgi_app
+        self.app = app
+        self._routes: dict[tuple[str, str], str | None] = {}
+        self._paths: dict[str, str] = {}  # raw path -> normalised route, bounded
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path, method = environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD", "GET")
+        if path == MONITOR_BASE_PATH or path.startswith(MONITOR_BASE_PATH + "/"):
+            return self.wsgi_app(environ, start_response)
+        if method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ:
+            return self.wsgi_app(environ, start_response)
+        parent = parse_traceparent(environ.get("HTTP_TRACEPARENT"))
+        trace_id, span_id = parent[0] if parent else _hex_id(128), _hex_id(64)
+        token = _current_trace.set((trace_id, span_id))
+        wall, started = time.time(), time.perf_counter()
+        seen: list[tuple[int, float]] = []  # (status, ms to the response headers)
+
+        def traced_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            ms = (time.perf_counter() - started) * 1000.0
+            seen.append((int(status[:3]), ms))
+            timing = f'app;dur={ms:.1f}, traceparent;desc="00-{trace_id}-{span_id}-01"'
+            _add_timing(headers, timing)
+            return start_response(status, headers, exc_info)
+
+        failed = True
+        try:
+            result = self.wsgi_app(environ, traced_start_response)
+            failed = False
+            return result
+        finally:
+            try:
+                _current_trace.reset(token)
+            except ValueError:  # reset from another context: just forget the trace
+                _current_trace.set(None)
+            with contextlib.suppress(Exception):
+                code, ms = (500, (time.perf_counter() - started) * 1000.0) if failed or not seen else seen[-1]
+                route = self._paths.get(path) or self._normalize(path)
+                details = {"http_status": code, "route": self._route(environ, method.upper(), route)}
+                status = "error" if code >= 500 else "success"
+                event = _event(wall, "http", f"{method.upper()} {route}", status, details)
+                event["duration_ms"] = round(ms, 3)
+                event["trace_id"], event["span_id"] = trace_id, span_id
+                self.app.extensions["live_monitor"].record(event)
+
+    def _normalize(self, path: str) -> str:
+        route = normalize_route(path)
+        if len(self._paths) < 4096:
+            self._paths[path] = route
+        return route
+
+    def _route(self, environ: dict[str, Any], method: str, route: str) -> str | None:
+        """The Flask rule that served the request (``/api/orders/<int:order_id>``), cached per key."""
+        key = (method, route)
+        if key in self._routes:
+            return self._routes[key]
+        rule = None
+        with contextlib.suppress(Exception):
+            rule = self.app.url_map.bind_to_environ(environ).match(return_rule=True)[0].rule
+        if len(self._routes) < 1024:
+            self._routes[key] = rule
+        return rule
+
+
+def _add_timing(headers: list[tuple[str, str]], timing: str) -> None:
+    """Append our Server-Timing entry and expose Server-Timing to browser scripts."""
+    existing = [v for k, v in headers if k.lower() == "server-timing"]
+    exposed = [v for k, v in headers if k.lower() == "access-control-expose-headers"]
+    headers[:] = [
+        (k, v) for k, v in headers if k.lower() not in ("server-timing", "access-control-expose-headers")
+    ]
+    headers.append(("Server-Timing", ", ".join([*existing, timing])))
+    names = [n.strip() for v in exposed for n in v.split(",") if n.strip()]
+    if "server-timing" not in {n.lower() for n in names} and "*" not in names:
+        names.append("Server-Timing")
+    headers.append(("Access-Control-Expose-Headers", ", ".join(names)))
