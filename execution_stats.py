@@ -30,7 +30,17 @@ class LatencySketch:
     between a microsecond and an hour).
     """
 
-    __slots__ = ("_gamma_log", "_relative_accuracy", "buckets", "zeros", "count", "sum", "min", "max")
+    __slots__ = (
+        "_gamma_log",
+        "_relative_accuracy",
+        "_sorted",
+        "buckets",
+        "zeros",
+        "count",
+        "sum",
+        "min",
+        "max",
+    )
 
     def __init__(self, relative_accuracy: float = 0.01) -> None:
         if not 0 < relative_accuracy < 1:
@@ -39,6 +49,7 @@ class LatencySketch:
         gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
         self._gamma_log = math.log(gamma)
         self.buckets: dict[int, int] = {}
+        self._sorted: list[int] | None = None  # bucket indexes in order, until the next change
         self.zeros = 0
         self.count = 0
         self.sum = 0.0
@@ -57,14 +68,26 @@ class LatencySketch:
             self.zeros += 1
             return
         index = math.ceil(math.log(value) / self._gamma_log)
-        self.buckets[index] = self.buckets.get(index, 0) + 1
+        n = self.buckets.get(index)
+        if n is None:
+            self.buckets[index] = 1
+            self._sorted = None
+        else:
+            self.buckets[index] = n + 1
 
     def merge(self, other: LatencySketch) -> None:
         """Fold another sketch of the same accuracy into this one."""
         if other._gamma_log != self._gamma_log:
             raise ValueError("cannot merge sketches of different accuracy")
-        for index, n in other.buckets.items():
-            self.buckets[index] = self.buckets.get(index, 0) + n
+        if not self.buckets:  # into an empty sketch (a copy): copy the dict in C
+            self.buckets = dict(other.buckets)
+            self._sorted = other._sorted
+        else:
+            buckets = self.buckets
+            get = buckets.get
+            for index, n in other.buckets.items():
+                buckets[index] = get(index, 0) + n
+            self._sorted = None
         self.zeros += other.zeros
         self.count += other.count
         self.sum += other.sum
@@ -82,6 +105,7 @@ class LatencySketch:
                 self.buckets[index] = left
             else:
                 self.buckets.pop(index, None)
+        self._sorted = None
         self.zeros = max(0, self.zeros - other.zeros)
         self.count = max(0, self.count - other.count)
         self.sum = self.sum - other.sum if self.count else 0.0
@@ -107,17 +131,33 @@ class LatencySketch:
 
     def quantile(self, q: float) -> float | None:
         """Return the q-quantile (0..1), or None when empty; clamped to the seen min/max."""
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: tuple[float, ...]) -> list[float | None]:
+        """Several quantiles (ascending ``qs``) in one pass over the sorted buckets."""
         if not self.count:
-            return None
-        rank = round(q * (self.count - 1))
-        if rank < self.zeros:
-            return max(0.0, self.min)
+            return [None] * len(qs)
+        out: list[float | None] = []
+        ranks = [round(q * (self.count - 1)) for q in qs]
         seen = self.zeros
-        for index in sorted(self.buckets):
-            seen += self.buckets[index]
-            if seen > rank:
-                return min(max(self._bucket_value(index), self.min), self.max)
-        return self.max
+        pending = iter(ranks)
+        rank = next(pending)
+        while rank < seen:
+            out.append(max(0.0, self.min))
+            rank = next(pending, -1)
+            if rank < 0:
+                return out
+        if self._sorted is None:
+            self._sorted = sorted(self.buckets)
+        buckets = self.buckets
+        for index in self._sorted:
+            seen += buckets[index]
+            while seen > rank:
+                out.append(min(max(self._bucket_value(index), self.min), self.max))
+                rank = next(pending, -1)
+                if rank < 0:
+                    return out
+        return out + [self.max] * (len(qs) - len(out))
 
 
 @dataclass
@@ -171,6 +211,7 @@ class Aggregate:
     def figures(self, minutes: float | None = None) -> dict[str, Any]:
         """Return the JSON figures of this aggregate; a rate needs the window in minutes."""
         t = self.timed
+        p50, p95, p99 = t.quantiles((0.50, 0.95, 0.99))
         out: dict[str, Any] = {
             "count": self.count,
             "timed_count": t.count,
@@ -178,9 +219,9 @@ class Aggregate:
             "success_rate": _round(self.success_rate, 4),
             "error_rate": _round(self.error_rate, 4),
             "avg_ms": _round(t.mean),
-            "p50_ms": _round(t.quantile(0.50)),
-            "p95_ms": _round(t.quantile(0.95)),
-            "p99_ms": _round(t.quantile(0.99)),
+            "p50_ms": _round(p50),
+            "p95_ms": _round(p95),
+            "p99_ms": _round(p99),
             "max_ms": _round(t.max if t.count else None),
         }
         if minutes is not None:
