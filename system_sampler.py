@@ -30,8 +30,10 @@ class PsutilReader:
     benchmark's sampler row).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, io_every: int = 5) -> None:
         psutil.cpu_percent(interval=None)  # primes the first reading, which is meaningless
+        self._io_every = io_every
+        self._calls = 0
         self._last_cpu = self._own_cpu_seconds()
         self._last_wall = time.monotonic()
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -52,24 +54,28 @@ class PsutilReader:
             return float(self._process.memory_info().rss)
 
     def __call__(self) -> dict[str, float]:
-        disk = psutil.disk_io_counters()
-        net = psutil.net_io_counters()
+        # Disk and network counters cost the most and change slowly: they are read every
+        # ``io_every`` calls and the sampler keeps the last rate in between.
         cpu, wall = self._own_cpu_seconds(), time.monotonic()
         process_cpu = (
             100.0 * (cpu - self._last_cpu) / (wall - self._last_wall) if wall > self._last_wall else 0.0
         )
         self._last_cpu, self._last_wall = cpu, wall
-        rss = self._rss()
-        return {
+        reading = {
             "cpu_percent": psutil.cpu_percent(interval=None),
             "memory_percent": psutil.virtual_memory().percent,
-            "disk_read_bytes": float(disk.read_bytes if disk else 0),
-            "disk_write_bytes": float(disk.write_bytes if disk else 0),
-            "net_sent_bytes": float(net.bytes_sent if net else 0),
-            "net_recv_bytes": float(net.bytes_recv if net else 0),
             "process_cpu_percent": process_cpu,
-            "process_rss_bytes": float(rss),
+            "process_rss_bytes": self._rss(),
         }
+        if self._calls % self._io_every == 0:
+            disk = psutil.disk_io_counters(nowrap=False)
+            net = psutil.net_io_counters(nowrap=False)
+            reading["disk_read_bytes"] = float(disk.read_bytes if disk else 0)
+            reading["disk_write_bytes"] = float(disk.write_bytes if disk else 0)
+            reading["net_sent_bytes"] = float(net.bytes_sent if net else 0)
+            reading["net_recv_bytes"] = float(net.bytes_recv if net else 0)
+        self._calls += 1
+        return reading
 
 
 _RATES = {
@@ -119,7 +125,7 @@ class SystemSampler:
         self._on_tick = on_tick
         self._clock = clock
         self._monotonic = monotonic
-        self._previous: tuple[float, dict[str, float]] | None = None
+        self._previous: dict[str, tuple[float, float]] = {}  # counter -> (time, value) last read
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop_event = threading.Event()
@@ -152,7 +158,7 @@ class SystemSampler:
             self._stop_event.set()
             thread.join(timeout)
             self._thread = None
-            self._previous = None
+            self._previous = {}
             return True
 
     def _run(self) -> None:
@@ -180,14 +186,17 @@ class SystemSampler:
             "process_cpu_percent": round(raw.get("process_cpu_percent", 0.0), 2),
             "process_rss_bytes": int(raw.get("process_rss_bytes", 0)),
         }
-        previous = self._previous
+        last = self.history[-1] if self.history else {}
         for counter, rate in _RATES.items():
-            if previous is None or now <= previous[0]:
+            previous = self._previous.get(counter)
+            if counter not in raw:  # not read this time: the last rate stands
+                sample[rate] = last.get(rate, 0.0)
+            elif previous is None or now <= previous[0]:
                 sample[rate] = 0.0
             else:
-                delta = raw[counter] - previous[1][counter]
-                sample[rate] = round(max(delta, 0.0) / (now - previous[0]), 1)
-        self._previous = (now, raw)
+                sample[rate] = round(max(raw[counter] - previous[1], 0.0) / (now - previous[0]), 1)
+            if counter in raw:
+                self._previous[counter] = (now, raw[counter])
         self.history.append(sample)
         self.last_sample_at = now
         if self._on_tick is not None:

@@ -107,3 +107,19 @@ def test_the_schedule_does_not_drift_by_the_time_a_sample_takes():
     assert next_tick(began=100.0, ticks=2, interval=1.0, now=101.05) == (2, pytest.approx(0.95))
     # a machine suspended for 5.5 s skips the missed ticks instead of firing them all at once
     assert next_tick(began=100.0, ticks=3, interval=1.0, now=107.5) == (8, pytest.approx(0.5))
+
+
+def test_counters_read_less_often_keep_their_last_rate(clock):
+    slow = reading(disk_read_bytes=0.0)
+    no_io = {k: v for k, v in reading().items() if not k.startswith(("disk", "net"))}
+    sampler = SystemSampler(
+        FakeReader([slow, reading(disk_read_bytes=3000.0), no_io, reading(disk_read_bytes=9000.0)]),
+        clock=clock,
+    )
+    sampler.tick()
+    clock.advance(1)
+    assert sampler.tick()["disk_read_bytes_per_s"] == 3000.0
+    clock.advance(1)
+    assert sampler.tick()["disk_read_bytes_per_s"] == 3000.0  # not read: the last rate stands
+    clock.advance(1)
+    assert sampler.tick()["disk_read_bytes_per_s"] == 3000.0  # 6000 bytes over the 2 s since the last read
