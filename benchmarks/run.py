@@ -20,7 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_browser, bench_inprocess, bench_server, bench_system  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_browser,
+    bench_inprocess,
+    bench_scaleout,
+    bench_server,
+    bench_system,
+    bench_tools,
+    bench_wsgi,
+)
 from benchmarks.common import BenchError, Context, Row, machine  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
@@ -37,6 +45,9 @@ GROUPS: dict[str, tuple[GroupFn, tuple[str, ...]]] = {
     "sampler": (bench_system.sampler_rows, ("sampler",)),
     "ingest": (bench_server.ingest_rows, bench_server.INGEST_ROWS),
     "middleware-load": (bench_server.middleware_load_rows, ("middleware-load",)),
+    "redis": (bench_scaleout.scaleout_rows, bench_scaleout.ROWS),
+    "wsgi": (bench_wsgi.wsgi_rows, bench_wsgi.ROWS),
+    "tools": (bench_tools.tools_rows, bench_tools.ROWS),
     "bundle": (bench_browser.bundle_rows, ("bundle-vs-web-vitals", "bundle-vs-sentry")),
     "chart": (bench_browser.chart_rows, ("chart",)),
 }
