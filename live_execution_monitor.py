@@ -405,7 +405,7 @@ def serve(
             ready(base)
         app.run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
         return 0
-    sock = inherited_socket()
+    sock = inherited_socket(host)
     server = WaitressServer(
         app, host, settings["port"], settings["threads"], settings["max_body_bytes"], sock
     )

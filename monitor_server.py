@@ -99,10 +99,21 @@ class WaitressServer:
 
 
 LISTEN_FD_ENV = "LIVE_MONITOR_LISTEN_FD"
+REUSEPORT_ENV = "LIVE_MONITOR_REUSEPORT"
 
 
-def inherited_socket() -> socket.socket | None:
-    """The listening socket a ``--workers`` parent handed to this process, if any."""
+def inherited_socket(host: str) -> socket.socket | None:
+    """The socket a ``--workers`` parent arranged for this process, if any.
+
+    With SO_REUSEPORT each worker binds its own socket to the parent's port, and the kernel
+    spreads new connections across them; elsewhere the workers share one inherited socket.
+    """
+    port = os.environ.get(REUSEPORT_ENV)
+    if port:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, int(port)))
+        return sock
     fd = os.environ.get(LISTEN_FD_ENV)
     return socket.socket(fileno=int(fd)) if fd else None
 
@@ -114,16 +125,22 @@ def run_workers(script: str, argv: list[str], host: str, port: int, workers: int
     SIGTERM or Ctrl-C here is passed on, and every worker drains before it exits.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.create_server((host, port), family=family, backlog=1024)
-    listener.set_inheritable(True)
-    fd = listener.fileno()
-    bound = listener.getsockname()[1]
-    env = {**os.environ, LISTEN_FD_ENV: str(fd)}
-    children = [
-        subprocess.Popen([sys.executable, script, *argv, "--workers", "1"], env=env, pass_fds=(fd,))
-        for _ in range(workers)
-    ]
-    listener.close()
+    command = [sys.executable, script, *argv, "--workers", "1"]
+    if hasattr(socket, "SO_REUSEPORT"):
+        # Hold the port (bound, never listening) so --port 0 is fixed for every worker.
+        holder = socket.socket(family)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind((host, port))
+        bound = holder.getsockname()[1]
+        env = {**os.environ, REUSEPORT_ENV: str(bound)}
+        children = [subprocess.Popen(command, env=env) for _ in range(workers)]
+    else:
+        holder = socket.create_server((host, port), family=family, backlog=1024)
+        holder.set_inheritable(True)
+        bound = holder.getsockname()[1]
+        env = {**os.environ, LISTEN_FD_ENV: str(holder.fileno())}
+        children = [subprocess.Popen(command, env=env, pass_fds=(holder.fileno(),)) for _ in range(workers)]
+        holder.close()
     base = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     print(f"Live Execution Monitor serving on {base} with {workers} worker processes", flush=True)
     stopping = threading.Event()
@@ -140,5 +157,6 @@ def run_workers(script: str, argv: list[str], host: str, port: int, workers: int
         stopping.wait(0.5)
     forward(signal.SIGTERM, None)
     codes = [c.wait() for c in children]
+    holder.close()
     print("Live Execution Monitor stopped.", flush=True)
     return 0 if stopping.is_set() and all(code == 0 for code in codes) else 1

@@ -4,7 +4,7 @@ Events go to two Redis Streams (one per side, trimmed to ``--max-events``); the 
 aggregates go to one hash per time bucket that expires with the window, and the ingest
 counters to a hash. Every process reads the same keys, so all of them answer /data and
 /differences with the same figures. An event is acknowledged only after Redis has it
-(one MULTI/EXEC per batch); when Redis is unreachable the API answers 503 with
+(one atomic Lua script call per batch); when Redis is unreachable the API answers 503 with
 Retry-After, and redis-py reconnects on the next call.
 """
 
@@ -43,16 +43,44 @@ return out
 """
 
 
-# Keep the smallest and largest duration of each aggregate exact, as the in-memory sketch does.
-_MINMAX = """
-for i = 1, #ARGV, 3 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  local v = tonumber(ARGV[i + 1])
-  if not cur or (ARGV[i + 2] == 'min' and v < tonumber(cur)) or (ARGV[i + 2] == 'max' and v > tonumber(cur)) then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+# One batch in one script call (atomic, and one round trip): the events into their streams,
+# the statistics into the bucket hash as (op, field, value) triples -- "i" adds an integer,
+# "f" a float, "min"/"max" keep the smaller/larger value exact as the in-memory sketch does --
+# and the counters. KEYS: backend stream, frontend stream, bucket hash, counters hash.
+_INGEST = """
+local nb, nf = tonumber(ARGV[4]), tonumber(ARGV[5])
+local i = 6
+for _, stream in ipairs({KEYS[1], KEYS[2]}) do
+  local n = (stream == KEYS[1]) and nb or nf
+  for _ = 1, n do
+    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
+    i = i + 1
   end
 end
-return 0
+while i <= #ARGV do
+  local op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == 'i' then
+    redis.call('HINCRBY', KEYS[3], field, value)
+  elseif op == 'f' then
+    redis.call('HINCRBYFLOAT', KEYS[3], field, value)
+  else
+    local cur = redis.call('HGET', KEYS[3], field)
+    local v = tonumber(value)
+    if not cur or (op == 'min' and v < tonumber(cur)) or (op == 'max' and v > tonumber(cur)) then
+      redis.call('HSET', KEYS[3], field, value)
+    end
+  end
+  i = i + 3
+end
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+if nb + nf > 0 then
+  redis.call('HINCRBY', KEYS[4], 'received', nb + nf)
+  redis.call('HINCRBY', KEYS[4], 'accepted', nb + nf)
+  redis.call('HINCRBY', KEYS[4], 'accepted_backend', nb)
+  redis.call('HINCRBY', KEYS[4], 'accepted_frontend', nf)
+  redis.call('HSETNX', KEYS[4], 'first_at', ARGV[3])
+end
+return nb + nf
 """
 
 
@@ -66,7 +94,7 @@ class RedisEventStore:
         window_s: float = 900.0,
         bucket_s: float | None = None,
         clock: Callable[[], float] = time.time,
-        prefix: str = "lem",
+        prefix: str = "{lem}",
     ) -> None:
         self.redis = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=2)
         self.max_events = max_events
@@ -75,7 +103,7 @@ class RedisEventStore:
         self._clock = clock
         self._p = prefix
         self._join = self.redis.register_script(_JOIN)
-        self._minmax = self.redis.register_script(_MINMAX)
+        self._ingest = self.redis.register_script(_INGEST)
         self._cache: tuple[float, PairStats] | None = None
         self._last_totals: dict[str, int] | None = None
         self._lock = threading.Lock()
@@ -105,25 +133,10 @@ class RedisEventStore:
         for e in events:
             if not e.is_self:
                 batch.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, now)
-        pipe = self.redis.pipeline(transaction=True)
-        for e in events:
-            pipe.xadd(
-                self._stream(e.service), {"e": _encoder.encode(e)}, maxlen=self.max_events, approximate=True
-            )
         bucket = self._bucket_key(start)
-        bounds = _write_stats(pipe, bucket, batch)
-        if bounds:
-            self._minmax(keys=[bucket], args=bounds, client=pipe)
-        pipe.expire(bucket, int(self.window_s + 2 * self.bucket_s))
-        counters = f"{self._p}:counters"
-        pipe.hincrby(counters, "received", len(events))
-        pipe.hincrby(counters, "accepted", len(events))
-        for service in SERVICES:
-            n = sum(1 for e in events if e.service == service)
-            if n:
-                pipe.hincrby(counters, f"accepted_{service}", n)
-        pipe.hsetnx(counters, "first_at", repr(now))
-        self._call(pipe.execute)
+        backend = [_encoder.encode(e) for e in events if e.service == "backend"]
+        frontend = [_encoder.encode(e) for e in events if e.service == "frontend"]
+        self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now))
         self._cache = None
         traced = [
             e for e in events if e.trace_id and e.endpoint and e.duration_ms is not None and not e.is_self
@@ -147,12 +160,17 @@ class RedisEventStore:
                 gap = event.duration_ms - float(other_ms)
                 pairs.add_gap(event.endpoint, gap if event.service == "frontend" else -gap)
             if pairs.trace_gaps:
-                pipe = self.redis.pipeline(transaction=True)
-                bounds = _write_stats(pipe, bucket, pairs)
-                self._minmax(keys=[bucket], args=bounds, client=pipe)
-                pipe.execute()
+                self._write(bucket, [], [], _stat_ops(pairs), self._clock())
         except redis.RedisError:
             pass  # the events are stored; only this batch's request pairing is lost
+
+    def _write(
+        self, bucket: str, backend: list[bytes], frontend: list[bytes], ops: list[Any], now: float
+    ) -> None:
+        keys = [self._stream("backend"), self._stream("frontend"), bucket, f"{self._p}:counters"]
+        expire = int(self.window_s + 2 * self.bucket_s)
+        args = [self.max_events, expire, repr(now), len(backend), len(frontend), *backend, *frontend, *ops]
+        self._ingest(keys=keys, args=args)
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events by reason (best effort while Redis is down)."""
@@ -328,41 +346,37 @@ def _bucket_starts(first: float, now: float, width: float) -> list[float]:
     return out
 
 
-def _write_stats(pipe: Any, key: str, stats: PairStats) -> list[Any]:
-    """Add one batch's statistics to a bucket hash as field increments.
-
-    Returns the min/max updates (field, value, "min"|"max" triples) for the _MINMAX script.
-    """
-    bounds: list[Any] = []
+def _stat_ops(stats: PairStats) -> list[Any]:
+    """A batch's statistics as (op, field, value) triples for the _INGEST script."""
+    ops: list[Any] = []
     for side in (stats.backend, stats.frontend):
         s = side.service[0]
-        _write_aggregate(pipe, key, f"{s}|t", side.total, bounds)
+        _aggregate_ops(ops, f"{s}|t", side.total)
         for name, agg in side.endpoints.items():
-            _write_aggregate(pipe, key, f"{s}|e|{name}", agg, bounds)
+            _aggregate_ops(ops, f"{s}|e|{name}", agg)
         for name, n in side.components.items():
-            pipe.hincrby(key, f"{s}|c|{name}", n)
+            ops += ["i", f"{s}|c|{name}", n]
     for name, sketch in stats.trace_gaps.items():
-        _write_sketch(pipe, key, f"g|{name}", sketch, bounds)
-    return bounds
+        _sketch_ops(ops, f"g|{name}", sketch)
+    return ops
 
 
-def _write_aggregate(pipe: Any, key: str, prefix: str, agg: Aggregate, bounds: list[Any]) -> None:
-    pipe.hincrby(key, f"{prefix}|n", agg.count)
+def _aggregate_ops(ops: list[Any], prefix: str, agg: Aggregate) -> None:
+    ops += ["i", f"{prefix}|n", agg.count]
     if agg.errors:
-        pipe.hincrby(key, f"{prefix}|err", agg.errors)
-    _write_sketch(pipe, key, prefix, agg.timed, bounds)
+        ops += ["i", f"{prefix}|err", agg.errors]
+    _sketch_ops(ops, prefix, agg.timed)
 
 
-def _write_sketch(pipe: Any, key: str, prefix: str, sketch: LatencySketch, bounds: list[Any]) -> None:
+def _sketch_ops(ops: list[Any], prefix: str, sketch: LatencySketch) -> None:
     if not sketch.count:
         return
-    bounds += [f"{prefix}|min", repr(sketch.min), "min", f"{prefix}|max", repr(sketch.max), "max"]
-    pipe.hincrby(key, f"{prefix}|tn", sketch.count)
-    pipe.hincrbyfloat(key, f"{prefix}|sum", sketch.sum)
+    ops += ["i", f"{prefix}|tn", sketch.count, "f", f"{prefix}|sum", repr(sketch.sum)]
+    ops += ["min", f"{prefix}|min", repr(sketch.min), "max", f"{prefix}|max", repr(sketch.max)]
     if sketch.zeros:
-        pipe.hincrby(key, f"{prefix}|z", sketch.zeros)
+        ops += ["i", f"{prefix}|z", sketch.zeros]
     for index, n in sketch.buckets.items():
-        pipe.hincrby(key, f"{prefix}|b{index}", n)
+        ops += ["i", f"{prefix}|b{index}", n]
 
 
 def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
