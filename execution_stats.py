@@ -258,14 +258,24 @@ class SideStats:
             agg.add(duration_ms, is_error, ts)
 
     def merge(self, other: SideStats) -> None:
-        """Fold another side's statistics (e.g. a time bucket) into this one."""
+        """Fold another side's statistics (e.g. a time bucket) into this one.
+
+        The cap on distinct keys holds for the merged result too, not only per bucket.
+        """
         self.total.merge(other.total)
         for key, agg in other.endpoints.items():
             mine = self.endpoints.get(key)
             if mine is None:
-                mine = self.endpoints[key] = Aggregate()
+                if len(self.endpoints) >= MAX_KEYS and key != OTHER:
+                    key = OTHER
+                    mine = self.endpoints.get(key)
+                if mine is None:
+                    mine = self.endpoints[key] = Aggregate()
             mine.merge(agg)
-        self.components.update(other.components)
+        for name, n in other.components.items():
+            if name not in self.components and len(self.components) >= MAX_KEYS:
+                name = OTHER
+            self.components[name] += n
 
     def subtract(self, other: SideStats) -> None:
         """Remove statistics previously merged in (an expired time bucket)."""

@@ -23,6 +23,8 @@ class StoreUnavailable(Exception):
 
 
 MAX_PENDING_TRACES = 20_000
+MAX_REASONS = 100
+STREAM_LOG = 2_000
 
 
 class EventStore:
@@ -56,6 +58,7 @@ class EventStore:
         self._totals: Counter[str] = Counter()
         self._since_tick: Counter[str] = Counter()
         self._seq = 0
+        self._log: deque[tuple[int, ExecutionEvent]] = deque(maxlen=STREAM_LOG)  # for /stream
         self._first_event_at: float | None = None
         self._started_at: float | None = None
         self._elapsed = 0.0
@@ -104,10 +107,12 @@ class EventStore:
             self._counters[f"evicted_{service}"] += 1
         store.append(event)
         self._seq += 1
+        self._log.append((self._seq, event))
+        if event.is_self:
+            self._counters["self_events"] += 1
+            return  # the monitor's own traffic: listed, never counted as an app's or compared
         self._totals[service] += 1
         self._since_tick[service] += 1
-        if event.is_self:
-            return  # the monitor's own traffic: listed and counted, never compared
         bucket.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
         key = event.endpoint
         if event.trace_id and key is not None:
@@ -119,6 +124,8 @@ class EventStore:
             for reason in reasons:
                 self._counters["received"] += 1
                 self._counters["rejected"] += 1
+                if reason not in self._rejected and len(self._rejected) >= MAX_REASONS:
+                    reason = "(other)"
                 self._rejected[reason] += 1
 
     def _join(self, event: ExecutionEvent, key: str, bucket: PairStats) -> None:
@@ -232,6 +239,7 @@ class EventStore:
                 "evicted": sum(evicted.values()),
                 "evicted_by_service": evicted,
                 "restored": self._counters["restored"],
+                "self_events": self._counters["self_events"],
                 "stored": stored,
                 "totals": {s: self._totals[s] for s in SERVICES},
             }
@@ -249,15 +257,10 @@ class EventStore:
         return self._seq
 
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
-        """Events stored after ``seq`` (newest last, at most ``limit``) and the new seq."""
+        """Events stored after ``seq`` (oldest first, at most ``limit``) and the new seq."""
         with self._lock:
-            new = self._seq - seq
-            if new <= 0:
-                return self._seq, []
-            merged = [e for side in SERVICES for e in _newest(self._events[side], min(new, limit), True)]
-            current = self._seq
-        merged.sort(key=lambda e: e.epoch)
-        return current, merged[-limit:]
+            fresh = [event for number, event in self._log if number > seq]
+            return self._seq, fresh[-limit:]
 
 
 def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Iterator[ExecutionEvent]:

@@ -6,6 +6,7 @@ front of it.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -209,9 +210,9 @@ class LiveExecutionMonitor:
             "comparison": comparison(stats),
             "endpoints": endpoint_rows(stats),
             "differences_count": len(differences),
-            "system": self.sampler.latest(),
+            "system": self.sampler.latest() or self.sampler.peek(),
             "system_history": self.sampler.recent(history),
-            "activity_history": list(self.activity)[-history:],
+            "activity_history": list(self.activity)[-history:] if history > 0 else [],
             "recent_events": [e.to_dict() for e in self.store.recent(limit, include_self=include_self)],
         }
 
@@ -234,9 +235,11 @@ def make_store(settings: Mapping[str, Any], clock: Callable[[], float] = time.ti
 
 
 def _reason(error: str) -> str:
-    """The rule of a rejection, without the event index, for the rejected-by-reason counter."""
+    """The rule of a rejection for the rejected-by-reason counter: no event index and no
+    value the client sent, so the counter's keys stay a small, fixed vocabulary."""
     head, _, rule = error.partition(": ")
     field = head.split("]", 1)[1].lstrip(".") if "]" in head else ""
+    rule = re.sub(r"'[^']*'|\"[^\"]*\"", "…", rule)[:120]
     return f"{field}: {rule}" if field else rule
 
 

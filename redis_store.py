@@ -49,7 +49,7 @@ return out
 # and the counters. KEYS: backend stream, frontend stream, bucket hash, counters hash.
 _INGEST = """
 local nb, nf = tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 6
+local i = 8
 for _, stream in ipairs({KEYS[1], KEYS[2]}) do
   local n = (stream == KEYS[1]) and nb or nf
   for _ = 1, n do
@@ -78,6 +78,8 @@ if nb + nf > 0 then
   redis.call('HINCRBY', KEYS[4], 'accepted', nb + nf)
   redis.call('HINCRBY', KEYS[4], 'accepted_backend', nb)
   redis.call('HINCRBY', KEYS[4], 'accepted_frontend', nf)
+  redis.call('HINCRBY', KEYS[4], 'self_backend', ARGV[6])
+  redis.call('HINCRBY', KEYS[4], 'self_frontend', ARGV[7])
   redis.call('HSETNX', KEYS[4], 'first_at', ARGV[3])
 end
 return nb + nf
@@ -136,7 +138,8 @@ class RedisEventStore:
         bucket = self._bucket_key(start)
         backend = [_encoder.encode(e) for e in events if e.service == "backend"]
         frontend = [_encoder.encode(e) for e in events if e.service == "frontend"]
-        self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now))
+        own = [sum(1 for e in events if e.service == s and e.is_self) for s in SERVICES]
+        self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now, own))
         self._cache = None
         traced = [
             e for e in events if e.trace_id and e.endpoint and e.duration_ms is not None and not e.is_self
@@ -160,16 +163,32 @@ class RedisEventStore:
                 gap = event.duration_ms - float(other_ms)
                 pairs.add_gap(event.endpoint, gap if event.service == "frontend" else -gap)
             if pairs.trace_gaps:
-                self._write(bucket, [], [], _stat_ops(pairs), self._clock())
+                self._write(bucket, [], [], _stat_ops(pairs), self._clock(), [0, 0])
         except redis.RedisError:
             pass  # the events are stored; only this batch's request pairing is lost
 
     def _write(
-        self, bucket: str, backend: list[bytes], frontend: list[bytes], ops: list[Any], now: float
+        self,
+        bucket: str,
+        backend: list[bytes],
+        frontend: list[bytes],
+        ops: list[Any],
+        now: float,
+        own: list[int],
     ) -> None:
         keys = [self._stream("backend"), self._stream("frontend"), bucket, f"{self._p}:counters"]
         expire = int(self.window_s + 2 * self.bucket_s)
-        args = [self.max_events, expire, repr(now), len(backend), len(frontend), *backend, *frontend, *ops]
+        args = [
+            self.max_events,
+            expire,
+            repr(now),
+            len(backend),
+            len(frontend),
+            *own,
+            *backend,
+            *frontend,
+            *ops,
+        ]
         self._ingest(keys=keys, args=args)
 
     def reject(self, reasons: Iterable[str]) -> None:
@@ -293,8 +312,10 @@ class RedisEventStore:
         raw, rejected, *lengths = self._call(read)
         c = {k.decode(): v.decode() for k, v in raw.items()}
         stored = dict(zip(SERVICES, lengths, strict=True))
-        totals = {s: int(c.get(f"accepted_{s}", 0)) for s in SERVICES}
-        evicted = {s: max(0, totals[s] - stored[s]) for s in SERVICES}
+        accepted = {s: int(c.get(f"accepted_{s}", 0)) for s in SERVICES}
+        own = {s: int(c.get(f"self_{s}", 0)) for s in SERVICES}
+        totals = {s: accepted[s] - own[s] for s in SERVICES}
+        evicted = {s: max(0, accepted[s] - stored[s]) for s in SERVICES}
         by_reason = sorted(((k.decode(), int(v)) for k, v in rejected.items()), key=lambda kv: -kv[1])
         return {
             "received": int(c.get("received", 0)),
@@ -304,6 +325,7 @@ class RedisEventStore:
             "evicted": sum(evicted.values()),
             "evicted_by_service": evicted,
             "restored": 0,
+            "self_events": sum(own.values()),
             "stored": stored,
             "totals": totals,
         }

@@ -203,6 +203,17 @@ class SystemSampler:
             self._on_tick(sample)
         return sample
 
+    def peek(self) -> dict[str, Any] | None:
+        """One reading now, not recorded (rates 0): the figures before the first tick."""
+        try:
+            raw = (self._reader or PsutilReader())()
+        except Exception:  # noqa: BLE001 - a reading is a courtesy here
+            return None
+        sample: dict[str, Any] = {"timestamp": self._clock(), **{rate: 0.0 for rate in _RATES.values()}}
+        for name in ("cpu_percent", "memory_percent", "process_cpu_percent", "process_rss_bytes"):
+            sample[name] = raw.get(name, 0.0)
+        return sample
+
     def latest(self) -> dict[str, Any] | None:
         """The newest sample, or None before the first."""
         return dict(self.history[-1]) if self.history else None
@@ -210,4 +221,4 @@ class SystemSampler:
     def recent(self, limit: int | None = None) -> list[dict[str, Any]]:
         """A copy of the history, oldest first, the last ``limit`` samples."""
         samples = list(self.history)
-        return samples[-limit:] if limit else samples
+        return samples if limit is None else samples[-limit:] if limit > 0 else []

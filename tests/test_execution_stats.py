@@ -115,3 +115,14 @@ def test_stats_from_events_uses_the_span_of_timestamps():
     stats = stats_from_events("backend", events)
     assert stats.minutes == pytest.approx(10.0)
     assert stats.total.figures(stats.minutes)["per_minute"] == pytest.approx(1.1)
+
+
+def test_the_key_cap_holds_across_merged_buckets():
+    total = SideStats("backend")
+    for bucket in range(3):
+        side = SideStats("backend")
+        for i in range(MAX_KEYS):
+            side.add("http", f"GET /b{bucket}/k{i}x", 1.0, False, 0.0)
+        total.merge(side)
+    assert len(total.endpoints) == MAX_KEYS + 1
+    assert total.total.count == 3 * MAX_KEYS == sum(a.count for a in total.endpoints.values())
