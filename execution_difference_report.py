@@ -74,7 +74,8 @@ class InputError(Exception):
 
 
 def _parse(event: Any, where: str, side: str) -> Row | None:
-    """Check one event's fields; None when it belongs to the other side (a shared export)."""
+    """Check one event's fields; None when it belongs to the other side (a shared export) or
+    is the monitor's own traffic."""
     if not isinstance(event, dict):
         raise InputError(f"{where}: expected a JSON object, got {type(event).__name__}")
     service = event.get("service") or side
@@ -82,6 +83,9 @@ def _parse(event: Any, where: str, side: str) -> Row | None:
         raise InputError(f"{where}: service must be 'backend' or 'frontend', got {service!r}")
     if service != side:
         return None
+    details = event.get("details")
+    if isinstance(details, dict) and details.get("self_monitor"):
+        return None  # the monitor's own requests in a saved /data export are not the app's
     for name in ("component", "action"):
         value = event.get(name)
         if not isinstance(value, str) or not value:

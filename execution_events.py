@@ -45,6 +45,8 @@ Duration = Annotated[float, msgspec.Meta(ge=0, le=1e10)]
 TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32, description="32 lowercase hex")]
 SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16, description="16 lowercase hex")]
 _HEX = "0123456789abcdef"
+_SERVICES = ("backend", "frontend")
+_STATUSES = ("success", "error")
 _INTERNED: dict[str, str] = {}
 _MAX_INTERNED = 20_000
 
@@ -79,8 +81,13 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False):
             raise ValueError("trace_id: must be 32 lowercase hex characters")
         if self.span_id is not None and self.span_id.strip(_HEX):
             raise ValueError("span_id: must be 16 lowercase hex characters")
-        if self.duration_ms is not None and not math.isfinite(self.duration_ms):
+        if self.duration_ms is not None and not (math.isfinite(self.duration_ms) and self.duration_ms >= 0):
             raise ValueError("duration_ms: must be a finite number >= 0")
+        # msgspec checks these when decoding; an event built in Python gets the same rules here.
+        if self.service not in _SERVICES or self.status not in _STATUSES:
+            raise ValueError("service must be backend or frontend, status success or error")
+        if not (0 < len(self.component) <= 128 and 0 < len(self.action) <= 256):
+            raise ValueError("component: 1 to 128 characters, action: 1 to 256")
         # The same few component and action names repeat across thousands of stored events.
         interned = _INTERNED
         if len(interned) < _MAX_INTERNED:
@@ -291,7 +298,7 @@ def _is_secret(key: str) -> bool:
     verdict = _SECRET_VERDICTS.get(key)
     if verdict is None:
         verdict = bool(_SECRET_KEY.search(key))
-        if len(_SECRET_VERDICTS) < _MAX_INTERNED:
+        if len(_SECRET_VERDICTS) < _MAX_INTERNED and len(key) <= 64:
             _SECRET_VERDICTS[key] = verdict
     return verdict
 

@@ -7,7 +7,14 @@ Run ``python live_execution_monitor.py --help`` for every setting.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # run directly: install what is missing on first use, as the launcher does
+    import run_live_monitor
+
+    if not run_live_monitor.ensure_python_packages():
+        raise SystemExit(1)
+
 import argparse
+import hmac
 import json
 import logging
 import sys
@@ -25,6 +32,7 @@ from werkzeug.exceptions import HTTPException
 import monitor_metrics
 import otlp_ingest
 from backend_logging_config import endpoint_key
+from execution_comparator import Thresholds
 from execution_events import BatchError, ExecutionEvent, PayloadError, inflate
 from execution_store import StoreUnavailable
 from monitor_core import LiveExecutionMonitor
@@ -48,6 +56,7 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+MAX_ERRORS_SHOWN = 20
 NOT_SELF_MONITORED = (f"{API}/events", f"{API}/stream")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 log = logging.getLogger("live_execution_monitor")
@@ -67,7 +76,10 @@ def create_app(
     settings: Mapping[str, Any] | None = None, monitor: LiveExecutionMonitor | None = None
 ) -> Flask:
     """Build the monitor's Flask app; every call gives an independent app and monitor."""
-    settings = {**defaults(), **(settings or {})}
+    base = monitor.settings if monitor is not None else defaults()
+    settings = {**defaults(), **base, **(settings or {})}
+    if monitor is not None:
+        monitor.settings = settings  # /metrics and /v1/traces read the token and limits there
     app = Flask(__name__, static_folder=str(HERE / "static"), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings["max_body_bytes"]
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -103,9 +115,10 @@ def create_app(
             raise ApiError(403, f"origin {origin} is not allowed (see --cors-origins)")
         if token:
             bearer = request.headers.get("Authorization", "")
-            ok = bearer == f"Bearer {token}"
+            ok = hmac.compare_digest(bearer.encode(), f"Bearer {token}".encode())
             if request.path == f"{API}/events" and ingest_key:
-                ok = ok or request.headers.get("X-Ingest-Key") == ingest_key
+                given = request.headers.get("X-Ingest-Key", "").encode()
+                ok = ok or hmac.compare_digest(given, ingest_key.encode())
             if not ok:
                 raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
 
@@ -217,8 +230,10 @@ def create_app(
         answer: dict[str, Any] = {
             "accepted": result.accepted,
             "rejected": result.rejected,
-            "errors": result.errors[:20],
+            "errors": result.errors[:MAX_ERRORS_SHOWN],
         }
+        if result.rejected > MAX_ERRORS_SHOWN:
+            answer["errors_truncated"] = True
         if result.accepted == 0 and result.rejected:
             answer["error"] = "no valid event in the batch"
             return jsonify(answer), 400
@@ -232,11 +247,13 @@ def create_app(
     def stream() -> Response:
         if not streams.acquire():
             raise ApiError(503, "too many live streams open; poll /data instead", {"Retry-After": "5"})
-        return Response(
-            _sse(monitor, streams),
+        response = Response(
+            _sse(monitor),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+        response.call_on_close(streams.release)  # also when the stream never starts (HEAD)
+        return response
 
     if settings["autostart"]:
         monitor.start()
@@ -337,24 +354,21 @@ class _StreamSlots:
             self._open -= 1
 
 
-def _sse(monitor: LiveExecutionMonitor, slots: _StreamSlots) -> Iterator[str]:
+def _sse(monitor: LiveExecutionMonitor) -> Iterator[str]:
     """Server-Sent Events: new events and the current differences after every tick."""
-    try:
-        seq, tick = monitor.store.seq, -1
-        yield "retry: 2000\n\n"
-        while not monitor.draining:
-            wait = 15.0 if monitor.monitoring else monitor.settings["interval"]
-            new_tick = monitor.wait_for_tick(tick, wait)
-            seq, fresh = monitor.store.since(seq, 200)
-            if fresh:
-                yield f"event: events\ndata: {json.dumps([e.to_dict() for e in fresh])}\n\n"
-            if new_tick != tick:
-                tick = new_tick
-                yield f"event: differences\ndata: {json.dumps(monitor.differences())}\n\n"
-            if not fresh and new_tick == tick:
-                yield ": keep-alive\n\n"
-    finally:
-        slots.release()
+    seq, tick = monitor.store.seq, -1
+    yield "retry: 2000\n\n"
+    while not monitor.draining:
+        wait = 15.0 if monitor.monitoring else monitor.settings["interval"]
+        new_tick = monitor.wait_for_tick(tick, wait)
+        seq, fresh = monitor.store.since(seq, 200)
+        if fresh:
+            yield f"event: events\ndata: {json.dumps([e.to_dict() for e in fresh])}\n\n"
+        ticked, tick = new_tick != tick, new_tick
+        if ticked:
+            yield f"event: differences\ndata: {json.dumps(monitor.differences())}\n\n"
+        if not fresh and not ticked:
+            yield ": keep-alive\n\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,6 +391,17 @@ def check_settings(settings: Mapping[str, Any]) -> str | None:
         return "--persist journals the in-memory store; with Redis the events live in Redis"
     if settings["workers"] < 1:
         return "--workers must be at least 1"
+    if settings["min_samples"] < 1 or settings["max_events"] < 1 or settings["interval"] <= 0:
+        return "--min-samples and --max-events must be at least 1, --interval above 0"
+    if settings["store"] not in ("", "memory") and not settings["store"].startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        return f"--store must be 'memory' or a redis:// URL, not {settings['store']!r}"
+    if settings["thresholds"]:
+        try:
+            Thresholds.from_file(settings["thresholds"])
+        except (OSError, ValueError, TypeError) as exc:
+            return f"--thresholds {settings['thresholds']}: {getattr(exc, 'strerror', None) or exc}"
     if not is_loopback(settings["host"]) and not settings["token"]:
         return (
             f"binding {settings['host']} exposes the monitor beyond this machine: "

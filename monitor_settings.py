@@ -258,7 +258,14 @@ def parse_origins(value: str) -> list[str]:
     value = value.strip()
     if value.startswith("^"):
         return [value]
-    return [o.strip() for o in value.split(",") if o.strip()]
+    return [_glob(o.strip()) for o in value.split(",") if o.strip()]
+
+
+def _glob(origin: str) -> str:
+    """``http://localhost:*`` (DESIGN.md's notation) as an anchored pattern; others as given."""
+    if origin.endswith(":*") and "://" in origin:
+        return "^" + re.escape(origin[:-2]) + r"(:\d+)?$"
+    return origin
 
 
 def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:

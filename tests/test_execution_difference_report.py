@@ -485,3 +485,20 @@ def test_a_clean_scenario_flags_no_endpoint_at_medium_or_above(
         d for d in data["differences"] if d["scope"] == "endpoint" and RANK[d["severity"]] >= RANK["medium"]
     ]
     assert flagged == []
+
+
+def test_the_monitors_own_requests_in_an_export_are_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = mixed_scenario(tmp_path)
+    separate = as_json(capsys, *args)
+    events = [
+        json.loads(line) for name in ("backend.jsonl", "frontend.jsonl") for line in (tmp_path / name).open()
+    ]
+    own = event("backend", "http", "GET /api/live-execution/status", 1.0)
+    own["details"] = {"http_status": 200, "self_monitor": True}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"recent_events": events + [own] * 500}))
+    combined = as_json(capsys, "--backend-data", str(export), "--frontend-data", str(export))
+    assert combined["differences"] == separate["differences"]
+    assert "GET /api/live-execution/status" not in json.dumps(combined)

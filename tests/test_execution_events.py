@@ -184,3 +184,19 @@ def test_a_malformed_json_file_names_the_file(tmp_path):
     path.write_text("[{")
     with pytest.raises(ValueError, match="broken.json: malformed JSON"):
         list(iter_event_file(path))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"service": "bogus"},
+        {"status": "weird"},
+        {"component": ""},
+        {"duration_ms": -5.0},
+        {"action": "a" * 300},
+    ],
+)
+def test_events_built_in_python_follow_the_same_rules(bad):
+    fields = {"service": "backend", "component": "c", "action": "a", "duration_ms": 1.0, **bad}
+    with pytest.raises(ValueError):
+        ExecutionEvent(**fields)

@@ -376,3 +376,60 @@ def test_debug_mode_serves_with_flasks_debugger_on_loopback(start_monitor):
     with start_monitor("--debug", "--no-self-monitor") as server:
         assert requests.post(f"{server.api}/start").json()["monitoring"] is True
         assert "Debug mode: on" in "".join(server.output)
+
+
+def test_rejection_reasons_hold_no_client_values_and_stay_few(client):
+    batch = [ev(service=f"svc-{i}-" + "x" * 50) for i in range(150)]
+    client.post(f"{API}/events", json=batch)
+    reasons = client.get(f"{API}/status").json["rejected_by_reason"]
+    assert reasons == {"service: invalid value …": 150}
+
+
+def test_a_huge_batch_says_its_error_list_is_truncated(client):
+    answer = client.post(f"{API}/events", json=[ev(duration_ms=-1)] * 30).json
+    assert answer["rejected"] == 30 and len(answer["errors"]) == 20 and answer["errors_truncated"] is True
+
+
+def test_head_requests_to_the_stream_do_not_use_up_its_slots():
+    client = create_app({"self_monitor": False, "threads": 3}).test_client()
+    for _ in range(5):
+        client.head(f"{API}/stream").close()
+    response = client.get(f"{API}/stream", buffered=False)
+    assert response.status_code == 200
+    response.close()
+
+
+def test_system_figures_are_there_before_the_first_tick(client):
+    system = client.get(f"{API}/data").json["system"]
+    assert 0 <= system["cpu_percent"] <= 100 and system["net_recv_bytes_per_s"] == 0.0
+
+
+def test_an_app_around_a_given_monitor_uses_its_token_everywhere():
+    from monitor_core import LiveExecutionMonitor
+
+    client = create_app(monitor=LiveExecutionMonitor({"token": "t0k", "self_monitor": False})).test_client()
+    assert client.get("/metrics").status_code == 401
+    assert client.get(f"{API}/status").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer t0k"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("flags", "phrase"),
+    [
+        (["--store", "mongodb://x"], "--store"),
+        (["--thresholds", "/nonexistent.json"], "--thresholds"),
+        (["--min-samples", "0"], "--min-samples"),
+    ],
+)
+def test_unusable_startup_settings_are_an_error_not_a_traceback(capsys, flags, phrase):
+    assert main(flags) == 2
+    assert phrase in capsys.readouterr().err
+
+
+def test_a_port_glob_in_cors_origins_grants_only_that_host():
+    client = create_app({"self_monitor": False, "cors_origins": "http://localhost:*"}).test_client()
+    preflight = {"Access-Control-Request-Method": "POST"}
+    good = client.options(f"{API}/events", headers={"Origin": "http://localhost:3000", **preflight})
+    assert good.headers.get("Access-Control-Allow-Origin") == "http://localhost:3000"
+    bad = client.options(f"{API}/events", headers={"Origin": "http://localhost.evil.com", **preflight})
+    assert "Access-Control-Allow-Origin" not in bad.headers

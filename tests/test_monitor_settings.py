@@ -81,3 +81,11 @@ def test_an_explicit_origin_list():
     assert origin_allowed("https://app.example.com", origins)
     assert origin_allowed("null", origins)
     assert not origin_allowed("https://other.example.com", origins)
+
+
+def test_designs_port_glob_notation_is_anchored():
+    origins = parse_origins("http://localhost:*, https://app.example.com")
+    assert origin_allowed("http://localhost:3000", origins)
+    assert origin_allowed("http://localhost", origins)
+    assert not origin_allowed("http://localhost.evil.com", origins)
+    assert not origin_allowed("http://localhost:3000.evil.com", origins)
