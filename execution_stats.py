@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-from execution_events import timestamp_to_epoch
 
 # Cap on distinct endpoint keys and component/action names kept per side; further names
 # are folded into OTHER so memory stays bounded when a client sends unnormalised paths.
@@ -344,27 +341,3 @@ def _count_bounded(counter: Counter[str], name: str) -> None:
 
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None or math.isinf(value) else round(value, digits)
-
-
-def stats_from_events(service: str, events: Iterable[Any], minutes: float | None = None) -> SideStats:
-    """Build one side's statistics from events (objects or dicts with the event fields).
-
-    Without ``minutes`` the window is the span of the events' timestamps (at least one
-    minute), which is what a report over a file wants.
-    """
-    stats = SideStats(service)
-    for event in events:
-        get = event.get if isinstance(event, dict) else event.__getattribute__
-        stats.add(
-            str(get("component")),
-            str(get("action")),
-            get("duration_ms"),
-            get("status") == "error",
-            timestamp_to_epoch(get("timestamp")),
-        )
-    if minutes is None:
-        t = stats.total
-        span = (t.last_ts - t.first_ts) / 60 if t.first_ts is not None and t.last_ts else 0.0
-        minutes = max(span, 1.0)
-    stats.minutes = minutes
-    return stats

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from execution_stats import MAX_KEYS, OTHER, Aggregate, LatencySketch, PairStats, SideStats, stats_from_events
+from execution_stats import MAX_KEYS, OTHER, Aggregate, LatencySketch, PairStats, SideStats
 
 
 def exact_quantile(values: list[float], q: float) -> float:
@@ -98,23 +98,6 @@ def test_pair_stats_subtract_removes_a_bucket():
     assert "GET /x" not in total.backend.endpoints
     assert total.trace_gaps == {}
     assert total.frontend.total.count == 1
-
-
-def test_stats_from_events_uses_the_span_of_timestamps():
-    events = [
-        {
-            "timestamp": 0 + 60 * i + 1,
-            "service": "backend",
-            "component": "http",
-            "action": "GET /x",
-            "duration_ms": 10.0,
-            "status": "success",
-        }
-        for i in range(11)
-    ]
-    stats = stats_from_events("backend", events)
-    assert stats.minutes == pytest.approx(10.0)
-    assert stats.total.figures(stats.minutes)["per_minute"] == pytest.approx(1.1)
 
 
 def test_the_key_cap_holds_across_merged_buckets():
