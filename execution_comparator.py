@@ -261,11 +261,7 @@ def _like_with_like(stats: PairStats, t: Thresholds) -> tuple[LatencySketch, Lat
     have timed endpoint events, backend http requests are compared with browser api calls;
     otherwise every timed event of each side (the seed's whole-service averages).
     """
-    be_api, fe_api = LatencySketch(), LatencySketch()
-    for agg in stats.backend.endpoints.values():
-        be_api.merge(agg.timed)
-    for agg in stats.frontend.endpoints.values():
-        fe_api.merge(agg.timed)
+    be_api, fe_api = stats.backend.api.timed, stats.frontend.api.timed
     if be_api.count >= t.min_samples and fe_api.count >= t.min_samples:
         return be_api, fe_api, "API calls"
     return stats.backend.total.timed, stats.frontend.total.timed, "operations"

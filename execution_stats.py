@@ -228,10 +228,15 @@ class Aggregate:
 
 @dataclass
 class SideStats:
-    """Everything the comparator needs about one side: totals, endpoints, components."""
+    """Everything the comparator needs about one side: totals, endpoints, components.
+
+    ``api`` sums every endpoint event, so a service-wide comparison of API calls needs no
+    merge of the endpoint sketches on each read.
+    """
 
     service: str
     total: Aggregate = field(default_factory=Aggregate)
+    api: Aggregate = field(default_factory=Aggregate)
     endpoints: dict[str, Aggregate] = field(default_factory=dict)
     components: Counter[str] = field(default_factory=Counter)
     minutes: float = 1.0
@@ -253,6 +258,7 @@ class SideStats:
             if agg is None:
                 agg = self.endpoints[key] = Aggregate()
             agg.add(duration_ms, is_error, ts)
+            self.api.add(duration_ms, is_error, ts)
 
     def merge(self, other: SideStats) -> None:
         """Fold another side's statistics (e.g. a time bucket) into this one.
@@ -260,6 +266,7 @@ class SideStats:
         The cap on distinct keys holds for the merged result too, not only per bucket.
         """
         self.total.merge(other.total)
+        self.api.merge(other.api)
         for key, agg in other.endpoints.items():
             mine = self.endpoints.get(key)
             if mine is None:
@@ -277,6 +284,7 @@ class SideStats:
     def subtract(self, other: SideStats) -> None:
         """Remove statistics previously merged in (an expired time bucket)."""
         self.total.subtract(other.total)
+        self.api.subtract(other.api)
         for key, agg in other.endpoints.items():
             mine = self.endpoints.get(key)
             if mine is not None:

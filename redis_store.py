@@ -374,6 +374,7 @@ def _stat_ops(stats: PairStats) -> list[Any]:
     for side in (stats.backend, stats.frontend):
         s = side.service[0]
         _aggregate_ops(ops, f"{s}|t", side.total)
+        _aggregate_ops(ops, f"{s}|api", side.api)
         for name, agg in side.endpoints.items():
             _aggregate_ops(ops, f"{s}|e|{name}", agg)
         for name, n in side.components.items():
@@ -418,11 +419,13 @@ def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
             side.components[rest] += int(value)
         elif kind == "t":
             _read_aggregate_field(side.total, rest, value)
+        elif kind == "api":
+            _read_aggregate_field(side.api, rest, value)
         elif kind == "e":
             name, _, metric = rest.rpartition("|")
             _read_aggregate_field(side.endpoints.setdefault(name, Aggregate()), metric, value)
     for side in (stats.backend, stats.frontend):
-        for agg in [side.total, *side.endpoints.values()]:
+        for agg in [side.total, side.api, *side.endpoints.values()]:
             _settle(agg.timed)
     for sketch in stats.trace_gaps.values():
         _settle(sketch)
