@@ -86,6 +86,16 @@ return nb + nf
 """
 
 
+# Stop the shared monitoring clock once, however many processes ask at the same moment.
+_STOP = """
+local started = redis.call('HGET', KEYS[1], 'started_at')
+if not started then return 0 end
+redis.call('HDEL', KEYS[1], 'started_at')
+redis.call('HINCRBYFLOAT', KEYS[1], 'elapsed', tonumber(ARGV[1]) - tonumber(started))
+return 1
+"""
+
+
 class RedisEventStore:
     """The EventStore interface on Redis (see execution_store.EventStore for the semantics)."""
 
@@ -106,6 +116,7 @@ class RedisEventStore:
         self._p = prefix
         self._join = self.redis.register_script(_JOIN)
         self._ingest = self.redis.register_script(_INGEST)
+        self._stop = self.redis.register_script(_STOP)
         self._cache: tuple[float, PairStats] | None = None
         self._last_totals: dict[str, int] | None = None
         self._lock = threading.Lock()
@@ -227,14 +238,7 @@ class RedisEventStore:
         key = f"{self._p}:state"
         if on:
             return bool(self._call(lambda: self.redis.hsetnx(key, "started_at", repr(now))))
-        started = self._call(lambda: self.redis.hget(key, "started_at"))
-        if not started:
-            return False
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(key, "started_at")
-        pipe.hincrbyfloat(key, "elapsed", now - float(started))
-        deleted, _ = self._call(pipe.execute)
-        return bool(deleted)
+        return bool(self._call(lambda: self._stop(keys=[key], args=[repr(now)])))
 
     # --- reading -------------------------------------------------------------------------
 

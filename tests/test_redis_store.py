@@ -201,3 +201,11 @@ def test_redis_rejections_are_counted_for_every_process(redis_server):
     status = other.get("/api/live-execution/status").json
     assert status["rejected"] == 1 and status["received"] == 1
     assert json.dumps(status["rejected_by_reason"]).count("service") == 1
+
+
+def test_stopping_from_two_processes_counts_the_time_once(redis_server):
+    one, two = RedisEventStore(redis_server.url), RedisEventStore(redis_server.url)
+    assert one.set_monitoring(True, 100.0) is True
+    assert two.set_monitoring(True, 101.0) is False
+    assert [one.set_monitoring(False, 130.0), two.set_monitoring(False, 130.0)].count(True) == 1
+    assert two.monitoring_state() == (None, 30.0)
