@@ -186,3 +186,12 @@ def test_unusable_threshold_files_are_refused(tmp_path, content):
     path.write_text(json.dumps(content))
     with pytest.raises(ValueError):
         Thresholds.from_file(path)
+
+
+def test_an_endpoint_with_too_few_samples_is_not_judged_even_when_the_service_is():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /busy", [40.0] * 50)
+    fill(stats, "frontend", "api", "GET /busy", [60.0] * 50)
+    fill(stats, "backend", "http", "GET /rare", [40.0] * 5, errors=4)
+    fill(stats, "frontend", "api", "GET /rare", [2000.0] * 2)
+    assert [d for d in compare(stats) if d["key"] == "GET /rare"] == []

@@ -64,6 +64,8 @@ def test_both_batch_shapes_decode():
         ({"component": "c" * 129}, "events[1].component: must be at most 128 characters"),
         ({"action": "a" * 257}, "events[1].action: must be at most 256 characters"),
         ({"trace_id": "ABC"}, "events[1].trace_id: must be 32 lowercase hex characters"),
+        ({"trace_id": "Z" * 32}, "events[1].trace_id: must be 32 lowercase hex characters"),
+        ({"span_id": "0123456789ABCDEF"}, "events[1].span_id: must be 16 lowercase hex characters"),
         ({"span_id": "0" * 15}, "events[1].span_id: must be 16 lowercase hex characters"),
         ({"timestamp": "yesterday"}, "events[1].timestamp: must be ISO 8601 or epoch seconds"),
         (

@@ -109,3 +109,24 @@ def test_the_key_cap_holds_across_merged_buckets():
         total.merge(side)
     assert len(total.endpoints) == MAX_KEYS + 1
     assert total.total.count == 3 * MAX_KEYS == sum(a.count for a in total.endpoints.values())
+
+
+def test_tail_quantiles_of_few_samples_are_not_read_low():
+    sketch = LatencySketch()
+    for v in (1.7, 37.8):
+        sketch.add(v)
+    assert sketch.quantile(0.95) == pytest.approx(37.8, rel=0.01)
+    five = LatencySketch()
+    for v in (1.0, 2.0, 3.0, 4.0, 500.0):
+        five.add(v)
+    assert five.quantile(0.99) == pytest.approx(500.0, rel=0.01)
+
+
+def test_the_api_calls_aggregate_survives_merging_buckets():
+    total = SideStats("backend")
+    for duration in (10.0, 30.0):
+        bucket = SideStats("backend")
+        bucket.add("http", "GET /x", duration, False, 0.0)
+        bucket.add("db", "query", 1000.0, False, 0.0)
+        total.merge(bucket)
+    assert total.api.count == 2 and total.api.timed.mean == 20.0

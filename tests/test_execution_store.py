@@ -213,3 +213,12 @@ def test_the_stream_gets_each_new_event_once(clock):
     store.add([event(service="frontend", component="api", action="GET /late")])
     seq, fresh = store.since(seq)
     assert [e.action for e in fresh] == ["GET /late"]
+
+
+def test_the_gap_is_browser_minus_server_whichever_half_arrives_first(clock):
+    store = EventStore(clock=clock)
+    trace = "cd" * 16
+    store.add([event(service="backend", component="http", duration=40.0, trace=trace)])
+    store.add([event(service="frontend", component="api", duration=250.0, trace=trace)])
+    gap = store.window_stats().trace_gaps["GET /x"].quantile(0.5)
+    assert abs(gap - 210.0) <= 2.1
