@@ -16,7 +16,6 @@ import os
 import sys
 import urllib.error
 import urllib.request
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -25,7 +24,7 @@ from typing import Any
 
 from execution_comparator import SEVERITIES, Thresholds, compare, comparison, endpoint_rows, summarize
 from execution_events import iter_event_file, timestamp_to_epoch
-from execution_stats import PairStats
+from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
 from report_render import (
     RECOMMENDATIONS,
     RENDERERS,
@@ -58,7 +57,6 @@ __all__ = [
 DEFAULT_URL = "http://localhost:5001"
 API = "/api/live-execution"
 SERVICES = ("backend", "frontend")
-ENDPOINT_COMPONENTS = {"backend": "http", "frontend": "api"}
 MAX_PENDING_TRACES = 200_000
 PROGRESS_EVERY = 100_000
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_FAIL_ON = 0, 1, 2, 3
@@ -145,14 +143,16 @@ def build_stats(
     and the pending halves are bounded, so memory stays flat whatever the file sizes.
     """
     pair = PairStats()
-    pending: OrderedDict[str, tuple[str, str, float | None]] = OrderedDict()
+    joiner = TraceJoiner(MAX_PENDING_TRACES)
     seen = {"backend": 0, "frontend": 0}
     merged = heapq.merge(*(_read(path, side) for path, side in sources), key=itemgetter(0))
     for ts, service, component, action, duration, is_error, trace in merged:
         pair.side(service).add(component, action, duration, is_error, ts)
         seen[service] += 1
-        if trace is not None and component == ENDPOINT_COMPONENTS[service]:
-            _join(pair, pending, trace, service, action, duration)
+        if trace is not None and component == TIMED_API_COMPONENTS[service]:
+            gap = joiner.offer(trace, service, action, duration)
+            if gap is not None:
+                pair.add_gap(action, gap)
         if progress is not None and (seen["backend"] + seen["frontend"]) % PROGRESS_EVERY == 0:
             progress(seen)
     for side in (pair.backend, pair.frontend):
@@ -160,27 +160,6 @@ def build_stats(
         span = (last - first) / 60 if first is not None and last is not None else 0.0
         side.minutes = max(span, 1.0)
     return pair
-
-
-def _join(
-    pair: PairStats,
-    pending: OrderedDict[str, tuple[str, str, float | None]],
-    trace: str,
-    service: str,
-    key: str,
-    duration: float | None,
-) -> None:
-    """Pair a request's frontend and backend halves (as execution_store.EventStore._join)."""
-    other = pending.pop(trace, None)
-    if other is None or other[0] == service:
-        pending[trace] = (service, key, duration)
-        if len(pending) > MAX_PENDING_TRACES:
-            pending.popitem(last=False)
-        return
-    _, other_key, other_ms = other
-    if other_key != key or other_ms is None or duration is None:
-        return
-    pair.add_gap(key, duration - other_ms if service == "frontend" else other_ms - duration)
 
 
 def report_from_files(

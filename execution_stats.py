@@ -8,7 +8,7 @@ aggregates from files, so the live view and the report agree figure for figure.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,6 +224,35 @@ class Aggregate:
         if minutes is not None:
             out["per_minute"] = _round(self.count / minutes if minutes > 0 else None)
         return out
+
+
+class TraceJoiner:
+    """Pairs a request's backend and frontend halves by trace id, in bounded memory.
+
+    ``offer`` keeps an unmatched half (at most ``limit``, oldest dropped first) and, when
+    the other half of the same endpoint arrives, returns the browser-minus-server gap.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._pending: OrderedDict[str, tuple[str, str, float | None]] = OrderedDict()
+
+    def offer(self, trace: str, service: str, key: str, duration_ms: float | None) -> float | None:
+        """Record one half; the gap in ms when it completes a pair, else None."""
+        other = self._pending.pop(trace, None)
+        if other is None or other[0] == service:
+            self._pending[trace] = (service, key, duration_ms)
+            if len(self._pending) > self.limit:
+                self._pending.popitem(last=False)
+            return None
+        _, other_key, other_ms = other
+        if other_key != key or other_ms is None or duration_ms is None:
+            return None
+        return duration_ms - other_ms if service == "frontend" else other_ms - duration_ms
+
+    def clear(self) -> None:
+        """Forget every unmatched half."""
+        self._pending.clear()
 
 
 @dataclass

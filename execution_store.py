@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from execution_events import ExecutionEvent
-from execution_stats import PairStats
+from execution_stats import PairStats, TraceJoiner
 
 SERVICES = ("backend", "frontend")
 
@@ -52,7 +52,7 @@ class EventStore:
         self._buckets: deque[tuple[float, PairStats]] = deque()  # closed, oldest first
         self._current: tuple[float, PairStats] | None = None
         self._closed = PairStats()
-        self._pending: OrderedDict[str, tuple[str, str | None, float | None]] = OrderedDict()
+        self._joiner = TraceJoiner(MAX_PENDING_TRACES)
         self._counters: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
         self._totals: Counter[str] = Counter()
@@ -116,7 +116,9 @@ class EventStore:
         bucket.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
         key = event.endpoint
         if event.trace_id and key is not None:
-            self._join(event, key, bucket)
+            gap = self._joiner.offer(event.trace_id, service, key, event.duration_ms)
+            if gap is not None:
+                bucket.add_gap(key, gap)
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events (a malformed body counts as one) by the rule that refused them."""
@@ -127,24 +129,6 @@ class EventStore:
                 if reason not in self._rejected and len(self._rejected) >= MAX_REASONS:
                     reason = "(other)"
                 self._rejected[reason] += 1
-
-    def _join(self, event: ExecutionEvent, key: str, bucket: PairStats) -> None:
-        trace = event.trace_id
-        assert trace is not None
-        other = self._pending.pop(trace, None)
-        if other is None or other[0] == event.service:
-            self._pending[trace] = (event.service, key, event.duration_ms)
-            if len(self._pending) > MAX_PENDING_TRACES:
-                self._pending.popitem(last=False)
-            return
-        _, other_key, other_ms = other
-        if other_key != key or other_ms is None or event.duration_ms is None:
-            return
-        if event.service == "frontend":
-            gap = event.duration_ms - other_ms
-        else:
-            gap = other_ms - event.duration_ms
-        bucket.add_gap(key, gap)
 
     def _bucket(self, now: float) -> PairStats:
         """The bucket for ``now``, expiring buckets older than the window (lock held)."""
@@ -168,7 +152,7 @@ class EventStore:
             self._buckets.clear()
             self._current = None
             self._closed = PairStats()
-            self._pending.clear()
+            self._joiner.clear()
             self._totals.clear()
             self._first_event_at = None
 
