@@ -45,6 +45,7 @@ from monitor_settings import (
     parse_origins,
     public_view,
     resolve,
+    store_kind,
 )
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent", "create_app", "main", "serve"]
@@ -385,18 +386,17 @@ def check_settings(settings: Mapping[str, Any]) -> str | None:
     """Refuse unsafe combinations; returns the reason or None."""
     if settings["debug"] and not is_loopback(settings["host"]):
         return "--debug runs Flask's interactive debugger and is refused unless bound to loopback"
-    if settings["workers"] > 1 and not settings["store"].startswith(("redis://", "rediss://", "unix://")):
+    kind = store_kind(settings["store"])
+    if kind is None:
+        return f"--store must be 'memory' or a redis:// URL, not {settings['store']!r}"
+    if settings["workers"] > 1 and kind != "redis":
         return "--workers needs a shared store: add --store redis://host:port/db"
-    if settings["persist"] and settings["store"] not in ("", "memory"):
+    if settings["persist"] and kind != "memory":
         return "--persist journals the in-memory store; with Redis the events live in Redis"
     if settings["workers"] < 1:
         return "--workers must be at least 1"
     if settings["min_samples"] < 1 or settings["max_events"] < 1 or settings["interval"] <= 0:
         return "--min-samples and --max-events must be at least 1, --interval above 0"
-    if settings["store"] not in ("", "memory") and not settings["store"].startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
-        return f"--store must be 'memory' or a redis:// URL, not {settings['store']!r}"
     if settings["thresholds"]:
         try:
             Thresholds.from_file(settings["thresholds"])

@@ -18,7 +18,7 @@ from execution_comparator import Thresholds, compare, comparison, endpoint_rows,
 from execution_events import BatchResult, ExecutionEvent, decode_batch
 from execution_stats import PairStats
 from execution_store import EventDeque, EventStore
-from monitor_settings import defaults
+from monitor_settings import defaults, store_kind
 from system_sampler import SystemSampler
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
@@ -222,10 +222,10 @@ OWN_API = "/api/live-execution/"
 
 def make_store(settings: Mapping[str, Any], clock: Callable[[], float] = time.time) -> Any:
     """The store named by ``--store``: in memory (the default) or Redis."""
-    url = settings["store"]
-    if url in ("", "memory"):
+    url, kind = settings["store"], store_kind(settings["store"])
+    if kind == "memory":
         return EventStore(max_events=settings["max_events"], window_s=settings["window"], clock=clock)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if kind == "redis":
         from redis_store import RedisEventStore
 
         return RedisEventStore(

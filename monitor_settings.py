@@ -253,6 +253,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def store_kind(url: str) -> str | None:
+    """``memory`` or ``redis`` for a ``--store`` value; None when it is neither."""
+    if url in ("", "memory"):
+        return "memory"
+    return "redis" if url.startswith(SHARED_STORE_SCHEMES) else None
+
+
 def parse_origins(value: str) -> list[str]:
     """The CORS allowlist: comma-separated origins or regexes (a lone regex may hold commas)."""
     value = value.strip()
