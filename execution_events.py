@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -24,10 +24,12 @@ __all__ = [
     "BatchResult",
     "BatchError",
     "decode_batch",
+    "convert_event",
     "encode_events",
     "endpoint_key",
     "normalize_route",
     "scrub_details",
+    "prepare_events",
     "timestamp_to_epoch",
     "iter_event_file",
 ]
@@ -44,21 +46,47 @@ Duration = Annotated[float, msgspec.Meta(ge=0, le=1e10)]
 # Lengths are checked by msgspec in C; the hex digits in __post_init__ (cheaper than a regex).
 TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32, description="32 lowercase hex")]
 SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16, description="16 lowercase hex")]
-_HEX = "0123456789abcdef"
+_HEX_BYTES = b"0123456789abcdef"
+_MAX_SHARED_LENGTH = 64
 _SERVICES = ("backend", "frontend")
 _STATUSES = ("success", "error")
 _INTERNED: dict[str, str] = {}
 _MAX_INTERNED = 20_000
 
 
-class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False):
+# Decoding a batch takes zoned ISO 8601 (what the loggers send) straight; epoch seconds and
+# naive times send the batch event by event through _AnyTimestamp, which settles them.
+if TYPE_CHECKING:  # what Python callers may pass; the constructor settles it to a zoned datetime
+    Timestamp = datetime | float | str
+else:
+    Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _ValidatedOnConstruction(msgspec.StructMeta):
+    """Checks events built in Python (the seed's keyword constructor) as decoding would.
+
+    Decoding does not call the metaclass, so a batch is checked once as a whole in
+    ``decode_batch`` instead of event by event: that is what makes ingest cheap.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        event = super().__call__(*args, **kwargs)
+        event._check_built()
+        return event
+
+
+class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_ValidatedOnConstruction):
     """One execution event, as in DESIGN.md; the seed's keyword constructor works as is.
 
     ``timestamp`` may be given as an ISO 8601 string (no zone means UTC), epoch seconds or a
-    datetime; it is kept as an aware UTC datetime and written out as ISO 8601.
+    datetime; it is kept as an aware datetime and written out as ISO 8601.
     """
 
-    timestamp: datetime | float = 0.0
+    timestamp: Timestamp = msgspec.field(default_factory=_utc_now)
     service: Service
     component: Component
     action: Action
@@ -68,19 +96,10 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False):
     trace_id: TraceId | None = None
     span_id: SpanId | None = None
 
-    def __post_init__(self) -> None:
-        # Runs for every decoded event, so it does only what msgspec's schema cannot.
+    def _check_built(self) -> None:
         ts = self.timestamp
         if ts.__class__ is not datetime or ts.tzinfo is None:
             self.timestamp = _to_datetime(ts)
-        if self.details:
-            if len(_encoder.encode(self.details)) > MAX_DETAILS_BYTES:
-                raise ValueError(f"details: must be at most {MAX_DETAILS_BYTES} bytes as JSON")
-            self.details = scrub_details(self.details)
-        if self.trace_id is not None and self.trace_id.strip(_HEX):
-            raise ValueError("trace_id: must be 32 lowercase hex characters")
-        if self.span_id is not None and self.span_id.strip(_HEX):
-            raise ValueError("span_id: must be 16 lowercase hex characters")
         if self.duration_ms is not None and not (math.isfinite(self.duration_ms) and self.duration_ms >= 0):
             raise ValueError("duration_ms: must be a finite number >= 0")
         # msgspec checks these when decoding; an event built in Python gets the same rules here.
@@ -88,11 +107,10 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False):
             raise ValueError("service must be backend or frontend, status success or error")
         if not (0 < len(self.component) <= 128 and 0 < len(self.action) <= 256):
             raise ValueError("component: 1 to 128 characters, action: 1 to 256")
-        # The same few component and action names repeat across thousands of stored events.
-        interned = _INTERNED
-        if len(interned) < _MAX_INTERNED:
-            self.component = interned.setdefault(self.component, self.component)
-            self.action = interned.setdefault(self.action, self.action)
+        problem = _problem(self)
+        if problem:
+            raise ValueError(problem)
+        prepare_events([self])
 
     @property
     def epoch(self) -> float:
@@ -120,6 +138,18 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False):
     def to_dict(self) -> dict[str, Any]:
         """Return the event as JSON-ready builtins."""
         return msgspec.to_builtins(self)
+
+
+class _AnyTimestamp(ExecutionEvent):
+    """An event as a client may send it: epoch seconds or a naive ISO time allowed."""
+
+    timestamp: datetime | float = 0.0
+
+
+def _settled(event: ExecutionEvent) -> ExecutionEvent:
+    """The ExecutionEvent of a checked ``_AnyTimestamp`` (``_problem`` has settled its time)."""
+    fields = {name: getattr(event, name) for name in ExecutionEvent.__struct_fields__}
+    return msgspec.StructMeta.__call__(ExecutionEvent, **fields)
 
 
 class _Envelope(msgspec.Struct):
@@ -186,7 +216,7 @@ _list_decoder = msgspec.json.Decoder(list[ExecutionEvent])
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _raw_envelope_decoder = msgspec.json.Decoder(_RawEnvelope)
-_event_decoder = msgspec.json.Decoder(ExecutionEvent)
+_event_decoder = msgspec.json.Decoder(_AnyTimestamp)
 _encoder = msgspec.json.Encoder()
 
 
@@ -207,7 +237,7 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
     try:
         decoded = fast.decode(body)
         events = decoded if isinstance(decoded, list) else decoded.events
-        if len(events) <= max_events:
+        if len(events) <= max_events and _batch_ok(events):
             return BatchResult(events=events, errors=[])
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         pass
@@ -228,10 +258,101 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
             )
             continue
         try:
-            events.append(_event_decoder.decode(item))
+            event = _event_decoder.decode(item)
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
             errors.append({"index": index, "error": _friendly(str(exc), prefix=f"events[{index}]")})
+            continue
+        problem = _problem(event)
+        if problem:
+            errors.append({"index": index, "error": f"events[{index}].{problem}"})
+        else:
+            events.append(_settled(event))
     return BatchResult(events=events, errors=errors)
+
+
+def convert_event(fields: dict[str, Any]) -> ExecutionEvent:
+    """An event from builtins (as msgspec.convert would), checked like a decoded one.
+
+    Raises ValueError (msgspec.ValidationError is one) naming the field; like decoded
+    events, it is scrubbed by ``prepare_events`` when the monitor keeps it.
+    """
+    event = msgspec.convert(fields, _AnyTimestamp)
+    problem = _problem(event)
+    if problem:
+        raise ValueError(problem)
+    return _settled(event)
+
+
+def _batch_ok(events: list[ExecutionEvent]) -> bool:
+    """Check a decoded batch as a whole for what the schema cannot say; False sends it event by event.
+
+    A few passes in C over the whole batch cost less than one Python call per event.
+    """
+    ids = "".join([e.trace_id or "" for e in events]) + "".join([e.span_id or "" for e in events])
+    if not ids.isascii() or ids.encode().translate(None, _HEX_BYTES):
+        return False
+    # Every event's details within the limit when all of them together are (empty ones add "{}").
+    details = [e.details for e in events]
+    if len(_encoder.encode(details)) > MAX_DETAILS_BYTES:
+        return all(len(_encoder.encode(d)) <= MAX_DETAILS_BYTES for d in details)
+    return True
+
+
+def _problem(event: ExecutionEvent) -> str | None:
+    """Settle one event's timestamp and name the first rule the schema could not check, or None."""
+    ts = event.timestamp
+    if ts.__class__ is not datetime or ts.tzinfo is None:
+        try:
+            event.timestamp = _to_datetime(ts)
+        except (ValueError, TypeError) as exc:
+            return str(exc)
+    if event.trace_id is not None and not _is_hex(event.trace_id):
+        return "trace_id: must be 32 lowercase hex characters"
+    if event.span_id is not None and not _is_hex(event.span_id):
+        return "span_id: must be 16 lowercase hex characters"
+    if event.details and len(_encoder.encode(event.details)) > MAX_DETAILS_BYTES:
+        return f"details: must be at most {MAX_DETAILS_BYTES} bytes as JSON"
+    return None
+
+
+def _is_hex(text: str) -> bool:
+    return text.isascii() and not text.encode().translate(None, _HEX_BYTES)
+
+
+def prepare_events(events: list[ExecutionEvent]) -> None:
+    """Make validated events fit to keep, in place: secrets scrubbed, repeated strings shared.
+
+    The monitor calls this on every batch before it journals or stores it (events built in
+    Python get it on construction). Sharing the few component, action and short detail
+    strings that repeat across thousands of events is most of a stored event's memory.
+    """
+    interned = _INTERNED
+    share = len(interned) < _MAX_INTERNED
+    verdicts = _SECRET_VERDICTS
+    for event in events:
+        if share:
+            event.component = interned.setdefault(event.component, event.component)
+            event.action = interned.setdefault(event.action, event.action)
+        details = event.details
+        if not details:
+            continue
+        for key, value in details.items():
+            secret = verdicts.get(key)
+            if secret is None:
+                secret = _is_secret(key)
+            kind = value.__class__
+            if kind is str:
+                known = interned.get(value)  # only strings found clean are shared
+                if known is not None:
+                    details[key] = known
+                    continue
+                if len(value) >= 13 and _has_card_digits(value):
+                    secret = True
+                elif share and len(value) <= _MAX_SHARED_LENGTH:
+                    details[key] = interned.setdefault(value, value)
+            if secret or kind is dict or kind is list:
+                event.details = scrub_details(details)
+                break
 
 
 _FIELDS = {
@@ -291,7 +412,13 @@ _CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
 
 
 _SECRET_VERDICTS: dict[str, bool] = {}
-_NO_DIGITS = str.maketrans("", "", "0123456789")
+_DIGITS = b"0123456789"
+
+
+def _has_card_digits(text: str) -> bool:
+    """True when ``text`` may hold a card number: at least 13 digits (counted in C) and the pattern."""
+    raw = text.encode("utf-8", "surrogatepass")
+    return len(raw) - len(raw.translate(None, _DIGITS)) >= 13 and _CARD.search(text) is not None
 
 
 def _is_secret(key: str) -> bool:
@@ -323,8 +450,7 @@ def scrub_details(details: dict[str, Any]) -> dict[str, Any]:
 def _scrub_value(value: Any) -> Any:
     kind = value.__class__
     if kind is str:
-        # Counting digits (in C) is cheaper than the card regex, and most strings have few.
-        if len(value) < 13 or len(value) - len(value.translate(_NO_DIGITS)) < 13 or not _CARD.search(value):
+        if len(value) < 13 or not _has_card_digits(value):
             return value
         scrubbed = _CARD.sub(_mask_card, value)
         return value if scrubbed == value else scrubbed

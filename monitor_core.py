@@ -15,7 +15,7 @@ from typing import Any
 
 from event_journal import EventJournal
 from execution_comparator import Thresholds, compare, comparison, endpoint_rows, summarize
-from execution_events import BatchResult, ExecutionEvent, decode_batch
+from execution_events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from execution_stats import PairStats
 from execution_store import EventDeque, EventStore
 from monitor_settings import defaults, store_kind
@@ -114,7 +114,8 @@ class LiveExecutionMonitor:
         Browser calls to the monitor's own API (the dashboard polling) are tagged as the
         monitor's own traffic, like the backend side of them, so they are not compared.
         """
-        for event in events:
+        prepare_events(events)
+        for event in [e for e in events if OWN_API in e.action]:
             if event.endpoint is not None and event.action.split(" ", 1)[-1].startswith(OWN_API):
                 event.details = {**event.details, "self_monitor": True}
         if self.journal is not None:

@@ -30,7 +30,7 @@ from flask_cors import cross_origin
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend_logging_config import normalize_route
-from execution_events import ExecutionEvent, PayloadError, inflate
+from execution_events import ExecutionEvent, PayloadError, convert_event, inflate
 from monitor_core import LiveExecutionMonitor
 from monitor_settings import origin_allowed, parse_origins
 
@@ -276,7 +276,7 @@ def _span_event(span: Any, service_name: str | None) -> ExecutionEvent | None:
     if isinstance(template, str):
         details["route"] = template[:MAX_SPAN_NAME]
     try:
-        return msgspec.convert(
+        return convert_event(
             {
                 "timestamp": start / 1e9,
                 "service": side[0],
@@ -287,8 +287,7 @@ def _span_event(span: Any, service_name: str | None) -> ExecutionEvent | None:
                 "details": details,
                 "trace_id": trace_id,
                 "span_id": span_id,
-            },
-            ExecutionEvent,
+            }
         )
     except (ValueError, TypeError) as exc:  # msgspec.ValidationError is a ValueError
         text = str(exc)

@@ -11,6 +11,7 @@ from execution_events import (
     ExecutionEvent,
     decode_batch,
     iter_event_file,
+    prepare_events,
     scrub_details,
 )
 
@@ -131,9 +132,49 @@ def test_secrets_in_details_are_filtered():
     assert clean["order"] == "order number 1234567890123"  # fails the Luhn check: not a card
 
 
-def test_decoded_events_are_scrubbed_too():
-    (event,) = decode_batch(json.dumps([ev(details={"token": "t", "http_status": 200})]).encode()).events
-    assert event.details == {"token": "[Filtered]", "http_status": 200}
+def test_decoded_events_are_scrubbed_before_they_are_kept():
+    body = json.dumps(
+        [
+            ev(details={"token": "t", "http_status": 200}),
+            ev(details={"note": "card 4111-1111-1111-1111", "route": "/api/orders/:id"}),
+            ev(details={"deep": [{"session": "s"}], "http_status": 500}),
+            ev(details={"http_status": 200, "route": "/api/orders/:id"}),
+            ev(details={"http_status": 201, "route": "/api/orders/:id"}),
+        ]
+    ).encode()
+    events = decode_batch(body).events
+    prepare_events(events)
+    assert [e.details for e in events] == [
+        {"token": "[Filtered]", "http_status": 200},
+        {"note": "card [Filtered]", "route": "/api/orders/:id"},
+        {"deep": [{"session": "[Filtered]"}], "http_status": 500},
+        {"http_status": 200, "route": "/api/orders/:id"},
+        {"http_status": 201, "route": "/api/orders/:id"},
+    ]
+    # Repeated names and short detail strings are kept once, not once per event.
+    assert events[3].details["route"] is events[4].details["route"]
+    assert events[0].action is events[3].action
+
+
+def test_a_batch_with_one_bad_id_or_timestamp_keeps_the_others():
+    good_ids = {"trace_id": "ab" * 16, "span_id": "cd" * 8}
+    body = json.dumps(
+        [
+            ev(**good_ids),
+            ev(trace_id="AB" * 16),
+            ev(span_id="é" * 16),
+            ev(timestamp=-5),
+            ev(timestamp="2026-01-02T03:04:05"),
+            ev(details={"blob": "x" * MAX_DETAILS_BYTES}),
+        ]
+    ).encode()
+    result = decode_batch(body)
+    assert [e["index"] for e in result.errors] == [1, 2, 3, 5]
+    assert result.errors[0]["error"] == "events[1].trace_id: must be 32 lowercase hex characters"
+    assert result.errors[1]["error"] == "events[2].span_id: must be 16 lowercase hex characters"
+    assert result.errors[2]["error"].startswith("events[3].timestamp:")
+    assert result.errors[3]["error"].startswith("events[5].details: must be at most")
+    assert result.events[1].timestamp == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def test_endpoint_is_the_action_of_http_and_api_events_only():
