@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from execution_events import ExecutionEvent
-from execution_stats import PairStats, TraceJoiner
+from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
 
 SERVICES = ("backend", "frontend")
 
@@ -25,6 +25,7 @@ class StoreUnavailable(Exception):
 MAX_PENDING_TRACES = 20_000
 MAX_REASONS = 100
 STREAM_LOG = 2_000
+SETTLE_EVERY = 2_048  # events queued before they are counted even if nobody reads the figures
 
 
 class EventStore:
@@ -59,6 +60,8 @@ class EventStore:
         self._since_tick: Counter[str] = Counter()
         self._seq = 0
         self._log: deque[tuple[int, ExecutionEvent]] = deque(maxlen=STREAM_LOG)  # for /stream
+        self._pending: list[ExecutionEvent] = []  # kept, not yet counted in the current bucket
+        self._pending_since = self._pending_until = 0.0
         self._first_event_at: float | None = None
         self._started_at: float | None = None
         self._elapsed = 0.0
@@ -67,16 +70,15 @@ class EventStore:
 
     def add(self, events: Iterable[ExecutionEvent]) -> int:
         """Store valid events; returns how many were accepted."""
-        events = list(events)
+        events = events if isinstance(events, list) else list(events)
         now = self._clock()
         with self._lock:
             self._counters["received"] += len(events)
             self._counters["accepted"] += len(events)
             if self._first_event_at is None and events:
                 self._first_event_at = now
-            bucket = self._bucket(now)
-            for event in events:
-                self._add_locked(event, bucket, now)
+            self._bucket(now)
+            self._add_locked(events, now)
         return len(events)
 
     def restore(self, events: Iterable[ExecutionEvent]) -> int:
@@ -94,31 +96,59 @@ class EventStore:
                     at = self._current[0]
                 if self._first_event_at is None:
                     self._first_event_at = at
-                self._add_locked(event, self._bucket(at), at)
+                self._bucket(at)
+                self._add_locked([event], at)
                 restored += 1
             self._counters["restored"] += restored
             self._bucket(now)
         return restored
 
-    def _add_locked(self, event: ExecutionEvent, bucket: PairStats, now: float) -> None:
-        service = event.service
-        store = self._events[service]
-        if len(store) == store.maxlen:
-            self._counters[f"evicted_{service}"] += 1
-        store.append(event)
-        self._seq += 1
-        self._log.append((self._seq, event))
-        if event.is_self:
-            self._counters["self_events"] += 1
-            return  # the monitor's own traffic: listed, never counted as an app's or compared
-        self._totals[service] += 1
-        self._since_tick[service] += 1
-        bucket.side(service).add(event.component, event.action, event.duration_ms, event.is_error, now)
-        key = event.endpoint
-        if event.trace_id and key is not None:
-            gap = self._joiner.offer(event.trace_id, service, key, event.duration_ms)
-            if gap is not None:
-                bucket.add_gap(key, gap)
+    def _add_locked(self, events: list[ExecutionEvent], now: float) -> None:
+        """Keep a batch and queue it for the current bucket's figures (lock held).
+
+        Counting waits for the next read, the bucket's end or ``SETTLE_EVERY`` queued
+        events, and is then done for the whole queue at once (``_settle``): per event,
+        ingest only appends.
+        """
+        seq = self._seq
+        self._log.extend(zip(range(seq + 1, seq + len(events) + 1), events, strict=True))
+        self._seq = seq + len(events)
+        counted = events
+        for service in SERVICES:
+            mine = [e for e in events if e.service == service]
+            if not mine:
+                continue
+            store = self._events[service]
+            overflow = len(store) + len(mine) - (store.maxlen or 0)
+            if overflow > 0:
+                self._counters[f"evicted_{service}"] += overflow
+            store.extend(mine)
+            own = [e for e in mine if e.details and e.details.get("self_monitor")]
+            if own:  # the monitor's own traffic: listed, never counted as an app's or compared
+                self._counters["self_events"] += len(own)
+                counted = [e for e in counted if not (e.details and e.details.get("self_monitor"))]
+            self._totals[service] += len(mine) - len(own)
+            self._since_tick[service] += len(mine) - len(own)
+        if not self._pending:
+            self._pending_since = now
+        self._pending.extend(counted)
+        self._pending_until = now
+        if len(self._pending) >= SETTLE_EVERY:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Count the queued events into the current bucket, pairing trace halves in arrival order."""
+        pending = self._pending
+        if not pending or self._current is None:
+            return
+        self._pending = []
+        bucket = self._current[1]
+        first, last = self._pending_since, self._pending_until
+        for service in SERVICES:
+            bucket.side(service).add_events([e for e in pending if e.service == service], first, last)
+        joined = [e for e in pending if e.trace_id and e.component == TIMED_API_COMPONENTS[e.service]]
+        if joined:
+            bucket.add_gaps(self._joiner.offer_events(joined))
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events (a malformed body counts as one) by the rule that refused them."""
@@ -135,6 +165,7 @@ class EventStore:
         start = now - now % self.bucket_s
         current = self._current
         if current is None or current[0] < start:
+            self._settle()
             if current is not None:
                 self._buckets.append(current)
                 self._closed.merge(current[1])
@@ -151,6 +182,7 @@ class EventStore:
                 store.clear()
             self._buckets.clear()
             self._current = None
+            self._pending = []
             self._closed = PairStats()
             self._joiner.clear()
             self._totals.clear()
@@ -183,6 +215,7 @@ class EventStore:
         now = self._clock()
         with self._lock:
             current = self._bucket(now)
+            self._settle()
             stats = PairStats()
             stats.merge(self._closed)
             stats.merge(current)

@@ -130,3 +130,19 @@ def test_the_api_calls_aggregate_survives_merging_buckets():
         bucket.add("db", "query", 1000.0, False, 0.0)
         total.merge(bucket)
     assert total.api.count == 2 and total.api.timed.mean == 20.0
+
+
+def test_buffered_values_give_the_figures_of_eager_ones():
+    rng = random.Random(3)
+    values = [rng.lognormvariate(2, 1.5) for _ in range(10_000)] + [0.0] * 50
+    one, many = LatencySketch(), LatencySketch()
+    for value in values:
+        one.add(value)
+        one.quantile(0.5)  # a read in between buckets what is buffered so far
+    for start in range(0, len(values), 999):
+        many.extend(values[start : start + 999])
+    assert (many.count, many.zeros, many.min, many.max) == (one.count, one.zeros, one.min, one.max)
+    assert many.sum == pytest.approx(one.sum)
+    qs = (0.0, 0.25, 0.5, 0.9, 0.99, 0.999, 1.0)
+    assert many.quantiles(qs) == one.quantiles(qs)
+    assert many.buckets == one.buckets

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from execution_events import ExecutionEvent
 from execution_store import EventDeque, EventStore
 
@@ -222,3 +224,81 @@ def test_the_gap_is_browser_minus_server_whichever_half_arrives_first(clock):
     store.add([event(service="frontend", component="api", duration=250.0, trace=trace)])
     gap = store.window_stats().trace_gaps["GET /x"].quantile(0.5)
     assert abs(gap - 210.0) <= 2.1
+
+
+def _figures(side):
+    """Everything a reader sees of one side's statistics, rounded as /data rounds it."""
+    return {
+        "total": side.total.figures(),
+        "api": side.api.figures(),
+        "endpoints": {key: agg.figures() for key, agg in sorted(side.endpoints.items())},
+        "components": dict(side.components),
+    }
+
+
+def test_batched_figures_equal_event_by_event_figures(clock):
+    import random
+
+    from execution_stats import PairStats, TraceJoiner
+
+    rng = random.Random(7)
+    events = []
+    for _ in range(3000):
+        side = rng.choice(["backend", "frontend"])
+        kind = rng.random()
+        component = ("http" if side == "backend" else "api") if kind < 0.8 else rng.choice(["db", "click"])
+        events.append(
+            event(
+                service=side,
+                component=component,
+                action=f"GET /r{rng.randrange(12)}",
+                duration=None if kind > 0.95 else rng.lognormvariate(3, 1) * (kind > 0.02),
+                status="error" if rng.random() < 0.05 else "success",
+                trace=f"{rng.randrange(400):032x}" if rng.random() < 0.9 else None,
+            )
+        )
+    store = EventStore(window_s=900, clock=clock)
+    at = 0
+    while at < len(events):  # batches of every size, across the settle threshold
+        size = rng.choice([1, 7, 100, 999, 2500])
+        store.add(events[at : at + size])
+        at += size
+    batched = store.window_stats()
+
+    expected, joiner = PairStats(), TraceJoiner(20_000)
+    for e in events:
+        expected.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, clock())
+        if e.trace_id and e.endpoint is not None:
+            gap = joiner.offer(e.trace_id, e.service, e.endpoint, e.duration_ms)
+            if gap is not None:
+                expected.add_gap(e.endpoint, gap)
+    for side in ("backend", "frontend"):
+        assert _figures(batched.side(side)) == _figures(expected.side(side))
+    assert sorted(batched.trace_gaps) == sorted(expected.trace_gaps)
+    for key, sketch in expected.trace_gaps.items():
+        assert batched.trace_gaps[key].count == sketch.count
+        assert batched.trace_gaps[key].quantiles((0.5, 0.99)) == sketch.quantiles((0.5, 0.99))
+
+
+def test_events_count_in_the_bucket_they_arrived_in(clock):
+    store = EventStore(window_s=60, bucket_s=10, clock=clock)
+    store.add([event(duration=100.0) for _ in range(5)])  # queued, not yet counted
+    clock.advance(15)  # the next add closes the first bucket, which counts them first
+    store.add([event(duration=1.0) for _ in range(5)])
+    clock.advance(55)  # the first bucket has left the window; the second has not
+    stats = store.window_stats()
+    assert stats.backend.total.count == 5
+    assert stats.backend.total.timed.max == pytest.approx(1.0, rel=0.01)  # the slow ones are gone
+
+
+def test_both_halves_of_a_request_share_one_trace_id_string(clock):
+    store = EventStore(clock=clock)
+    trace = "ab" * 16
+    store.add([event(trace=trace)])
+    frontend = event(service="frontend", component="api", trace="".join(["ab"] * 16))
+    assert frontend.trace_id == trace and frontend.trace_id is not trace
+    store.add([frontend])
+    store.window_stats()
+    (backend_half,) = store.events("backend")
+    (frontend_half,) = store.events("frontend")
+    assert frontend_half.trace_id is backend_half.trace_id
