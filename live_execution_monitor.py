@@ -14,13 +14,11 @@ if __name__ == "__main__":  # run directly: install what is missing on first use
         raise SystemExit(1)
 
 import argparse
-import hmac
 import json
 import logging
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,20 +26,21 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Rule
 
 import monitor_metrics
 import otlp_ingest
 from backend_logging_config import endpoint_key
 from execution_comparator import Thresholds
-from execution_events import BatchError, ExecutionEvent, PayloadError, inflate
+from execution_events import ExecutionEvent
 from execution_store import StoreUnavailable
 from monitor_core import LiveExecutionMonitor
+from monitor_ingest import API, EVENTS, Access, ApiError, IngestApp
 from monitor_openapi import openapi
 from monitor_settings import (
     add_arguments,
     defaults,
     is_loopback,
-    origin_allowed,
     parse_origins,
     public_view,
     resolve,
@@ -50,27 +49,14 @@ from monitor_settings import (
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent", "create_app", "main", "serve"]
 
-API = "/api/live-execution"
 HERE = Path(__file__).resolve().parent
 DASHBOARD = "live_execution_dashboard.html"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-MAX_ERRORS_SHOWN = 20
-NOT_SELF_MONITORED = (f"{API}/events", f"{API}/stream")
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+NOT_SELF_MONITORED = (EVENTS, f"{API}/stream")
 log = logging.getLogger("live_execution_monitor")
-
-
-class ApiError(Exception):
-    """A client error answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 def create_app(
@@ -96,32 +82,17 @@ def create_app(
         allow_headers=["Content-Type", "Authorization", "X-Ingest-Key", "Content-Encoding", "traceparent"],
         max_age=600,
     )
-    guard_loopback = is_loopback(settings["host"])
-    token, ingest_key = settings["token"], settings["ingest_key"]
+    access = Access(settings, monitor)
     streams = _StreamSlots(max(1, settings["threads"] - 2))
-    limiter = RateLimiter(settings["ingest_rate"])
-    max_backlog = 4 * settings["threads"]
+    app.wsgi_app = IngestApp(app.wsgi_app, monitor, settings, access, app.config)  # type: ignore[method-assign]
+    # IngestApp answers POST /events before Flask; the rule makes Flask answer 405 and CORS
+    # preflights for the route's other methods, as for every other route.
+    app.url_map.add(Rule(EVENTS, methods=["POST"], endpoint="events"))
 
     @app.before_request
     def _guard() -> None:
         g.started = time.perf_counter()
-        if monitor.draining:
-            raise ApiError(503, "the monitor is shutting down", {"Retry-After": "5"})
-        if guard_loopback and _hostname(request.host) not in LOOPBACK_HOSTS:
-            raise ApiError(403, "Host header not allowed: the monitor answers to localhost only")
-        if not request.path.startswith(API) or request.method == "OPTIONS":
-            return
-        origin = request.headers.get("Origin")
-        if origin and request.method != "GET" and not origin_allowed(origin, origins):
-            raise ApiError(403, f"origin {origin} is not allowed (see --cors-origins)")
-        if token:
-            bearer = request.headers.get("Authorization", "")
-            ok = hmac.compare_digest(bearer.encode(), f"Bearer {token}".encode())
-            if request.path == f"{API}/events" and ingest_key:
-                given = request.headers.get("X-Ingest-Key", "").encode()
-                ok = ok or hmac.compare_digest(given, ingest_key.encode())
-            if not ok:
-                raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
+        access.check(request.method, request.path, request.host, request.headers.get)
 
     @app.after_request
     def _after(response: Response) -> Response:
@@ -214,32 +185,6 @@ def create_app(
             found = [d for d in found if order.index(d["severity"]) >= order.index(floor)]
         return jsonify(differences=found, count=len(found), thresholds=monitor.thresholds.as_dict())
 
-    @app.post(f"{API}/events")
-    def events() -> tuple[Response, int]:
-        backlog = app.config.get("BACKLOG")
-        if backlog is not None and backlog() > max_backlog:
-            raise ApiError(503, "the monitor is overloaded; retry shortly", {"Retry-After": "1"})
-        origin = request.headers.get("Origin")
-        if origin and not limiter.allow(f"{request.remote_addr} {origin}"):
-            raise ApiError(429, "too many requests from this browser; slow down", {"Retry-After": "1"})
-        body = _read_body(settings["max_body_bytes"])
-        try:
-            result = monitor.ingest(body)
-        except BatchError as exc:
-            monitor.store.reject(["malformed batch"])
-            raise ApiError(400, str(exc)) from None
-        answer: dict[str, Any] = {
-            "accepted": result.accepted,
-            "rejected": result.rejected,
-            "errors": result.errors[:MAX_ERRORS_SHOWN],
-        }
-        if result.rejected > MAX_ERRORS_SHOWN:
-            answer["errors_truncated"] = True
-        if result.accepted == 0 and result.rejected:
-            answer["error"] = "no valid event in the batch"
-            return jsonify(answer), 400
-        return jsonify(answer), 200
-
     @app.get(f"{API}/config")
     def config() -> Response:
         return jsonify(settings=public_view(settings), thresholds=monitor.thresholds.as_dict())
@@ -270,12 +215,6 @@ def _free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def _hostname(host: str) -> str:
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
@@ -298,41 +237,6 @@ def _bool_arg(name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no"):
         return False
     raise ApiError(400, f"{name} must be true or false")
-
-
-def _read_body(limit: int) -> bytes:
-    """The request body, decompressed, refused with 413 beyond ``limit`` bytes."""
-    if request.mimetype not in ("application/json", "text/plain"):
-        raise ApiError(415, "send the events as JSON with Content-Type: application/json")
-    try:
-        return inflate(request.get_data(cache=False), request.headers.get("Content-Encoding", ""), limit)
-    except PayloadError as exc:
-        raise ApiError(exc.status, str(exc)) from None
-
-
-class RateLimiter:
-    """A token bucket per client: ``rate`` requests a second, bursts of up to ``rate``."""
-
-    def __init__(
-        self, rate: float, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._max_clients = max_clients
-        self._lock = threading.Lock()
-
-    def allow(self, client: str) -> bool:
-        """Take one token for ``client``; False when it has none left."""
-        now = self._clock()
-        with self._lock:
-            tokens, last = self._buckets.pop(client, (self.rate, now))
-            tokens = min(self.rate, tokens + (now - last) * self.rate)
-            allowed = tokens >= 1
-            self._buckets[client] = (tokens - 1 if allowed else tokens, now)
-            if len(self._buckets) > self._max_clients:
-                self._buckets.popitem(last=False)
-            return allowed
 
 
 class _StreamSlots:

@@ -1,0 +1,216 @@
+"""The monitor's hot path, POST /api/live-execution/events, served as plain WSGI below Flask.
+
+Browsers and backends post a batch every second or so, and a monitor watching a busy app
+takes thousands a second. Flask's request machinery (routing, request and response
+objects, hooks, extensions) costs more than decoding, validating and counting a 100-event
+batch, so ``IngestApp`` answers this one route itself and hands every other request to
+Flask. Both follow the same ``Access`` rules, and the answers are the same bytes as the
+Flask route gave (tests/test_monitor_ingest.py compares them).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from execution_events import BatchError, PayloadError, inflate
+from execution_store import StoreUnavailable
+from monitor_core import LiveExecutionMonitor
+from monitor_settings import is_loopback, origin_allowed, parse_origins
+
+API = "/api/live-execution"
+EVENTS = f"{API}/events"
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+MAX_ERRORS_SHOWN = 20
+JSON_TYPES = ("application/json", "text/plain")
+log = logging.getLogger("live_execution_monitor")
+
+Header = Callable[[str], str | None]
+StartResponse = Callable[..., Any]
+
+
+class ApiError(Exception):
+    """A client error answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class Access:
+    """The checks in front of every API call: shutdown, Host, Origin and credentials."""
+
+    def __init__(self, settings: Mapping[str, Any], monitor: LiveExecutionMonitor) -> None:
+        self.monitor = monitor
+        self.guard_loopback = is_loopback(settings["host"])
+        self.origins = parse_origins(settings["cors_origins"])
+        self.token, self.ingest_key = settings["token"], settings["ingest_key"]
+
+    def check(self, method: str, path: str, host: str, header: Header) -> None:
+        """Raise ApiError when the request may not go on (``header`` reads a request header)."""
+        if self.monitor.draining:
+            raise ApiError(503, "the monitor is shutting down", {"Retry-After": "5"})
+        if self.guard_loopback and hostname(host) not in LOOPBACK_HOSTS:
+            raise ApiError(403, "Host header not allowed: the monitor answers to localhost only")
+        if not path.startswith(API) or method == "OPTIONS":
+            return
+        origin = header("Origin")
+        if origin and method != "GET" and not origin_allowed(origin, self.origins):
+            raise ApiError(403, f"origin {origin} is not allowed (see --cors-origins)")
+        if self.token:
+            bearer = header("Authorization") or ""
+            ok = hmac.compare_digest(bearer.encode(), f"Bearer {self.token}".encode())
+            if path == EVENTS and self.ingest_key:
+                given = (header("X-Ingest-Key") or "").encode()
+                ok = ok or hmac.compare_digest(given, self.ingest_key.encode())
+            if not ok:
+                raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
+
+
+def hostname(host: str) -> str:
+    """The host name of a Host header, without its port."""
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class RateLimiter:
+    """A token bucket per client: ``rate`` requests a second, bursts of up to ``rate``."""
+
+    def __init__(
+        self, rate: float, max_clients: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max_clients = max_clients
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        """Take one token for ``client``; False when it has none left."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.pop(client, (self.rate, now))
+            tokens = min(self.rate, tokens + (now - last) * self.rate)
+            allowed = tokens >= 1
+            self._buckets[client] = (tokens - 1 if allowed else tokens, now)
+            if len(self._buckets) > self._max_clients:
+                self._buckets.popitem(last=False)
+            return allowed
+
+
+class IngestApp:
+    """WSGI middleware: answers POST /events itself and passes every other request to ``app``.
+
+    ``config["BACKLOG"]``, when set, reports the server's queue (waitress), so a flooded
+    monitor answers 503 rather than queueing without end.
+    """
+
+    def __init__(
+        self,
+        app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]],
+        monitor: LiveExecutionMonitor,
+        settings: Mapping[str, Any],
+        access: Access,
+        config: Mapping[str, Any],
+    ) -> None:
+        self.app = app
+        self.config = config  # the Flask app's config: BACKLOG reports the server's queue
+        self.monitor = monitor
+        self.access = access
+        self.limit = settings["max_body_bytes"]
+        self.max_backlog = 4 * settings["threads"]
+        self.limiter = RateLimiter(settings["ingest_rate"])
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != EVENTS or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        origin = environ.get("HTTP_ORIGIN")
+        try:
+            status, answer = self._ingest(environ, origin)
+            extra: dict[str, str] = {}
+        except ApiError as exc:
+            status, answer, extra = exc.status, {"error": exc.message}, exc.headers
+        except StoreUnavailable as exc:
+            status, answer, extra = 503, {"error": str(exc)}, {"Retry-After": "1"}
+        except Exception:  # noqa: BLE001 - the client gets a 500, the log the traceback
+            log.exception("unexpected error on POST %s", EVENTS)
+            status, answer, extra = 500, {"error": "internal error; the monitor's log has the details"}, {}
+        body = json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("X-Content-Type-Options", "nosniff"),
+            *extra.items(),
+        ]
+        if origin and origin_allowed(origin, self.access.origins):
+            headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [body]
+
+    def _ingest(self, environ: dict[str, Any], origin: str | None) -> tuple[int, dict[str, Any]]:
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        self.access.check("POST", EVENTS, host, _header_reader(environ))
+        backlog = self.config.get("BACKLOG")
+        if backlog is not None and backlog() > self.max_backlog:
+            raise ApiError(503, "the monitor is overloaded; retry shortly", {"Retry-After": "1"})
+        if origin and not self.limiter.allow(f"{environ.get('REMOTE_ADDR')} {origin}"):
+            raise ApiError(429, "too many requests from this browser; slow down", {"Retry-After": "1"})
+        body = self._read_body(environ)
+        try:
+            result = self.monitor.ingest(body)
+        except BatchError as exc:
+            self.monitor.store.reject(["malformed batch"])
+            raise ApiError(400, str(exc)) from None
+        answer: dict[str, Any] = {
+            "accepted": result.accepted,
+            "rejected": result.rejected,
+            "errors": result.errors[:MAX_ERRORS_SHOWN],
+        }
+        if result.rejected > MAX_ERRORS_SHOWN:
+            answer["errors_truncated"] = True
+        if result.accepted == 0 and result.rejected:
+            answer["error"] = "no valid event in the batch"
+            return 400, answer
+        return 200, answer
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes:
+        """The request body, decompressed, refused with 413 beyond the limit."""
+        mimetype = (environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
+        if mimetype not in JSON_TYPES:
+            raise ApiError(415, "send the events as JSON with Content-Type: application/json")
+        too_large = ApiError(413, f"body too large: at most {self.limit:,} bytes")
+        stream = environ["wsgi.input"]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            raise ApiError(400, "Content-Length must be a whole number") from None
+        if length > self.limit:
+            raise too_large
+        if length >= 0:
+            raw = stream.read(length)
+        elif environ.get("wsgi.input_terminated"):
+            raw = stream.read(self.limit + 1)
+        else:
+            raw = b""
+        try:
+            return inflate(raw, environ.get("HTTP_CONTENT_ENCODING") or "", self.limit)
+        except PayloadError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+
+
+def _header_reader(environ: Mapping[str, Any]) -> Header:
+    def header(name: str) -> str | None:
+        value = environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return None if value is None else str(value)
+
+    return header

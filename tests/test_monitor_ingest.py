@@ -1,0 +1,129 @@
+"""POST /events served below Flask: the same answers, the same rules, no traceback ever."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from execution_store import StoreUnavailable
+from live_execution_monitor import create_app
+from monitor_ingest import EVENTS, hostname
+
+EVENT = {"service": "backend", "component": "http", "action": "GET /api/x", "duration_ms": 5.0}
+
+
+def call(app, body: bytes, **environ):
+    """Call the WSGI app as a server would; returns (status line, headers dict, body)."""
+    seen = {}
+    env = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": EVENTS,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5001",
+        "HTTP_HOST": "127.0.0.1:5001",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+        **environ,
+    }
+
+    def start_response(status, headers, exc_info=None):
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    chunks = app(env, start_response)
+    return seen["status"], seen["headers"], b"".join(chunks)
+
+
+@pytest.fixture
+def app():
+    return create_app({"self_monitor": False})
+
+
+def test_a_batch_is_stored_and_answered_with_counts(app):
+    status, headers, body = call(app, json.dumps([EVENT, {**EVENT, "duration_ms": -1}]).encode())
+    assert status == "200 OK"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert int(headers["Content-Length"]) == len(body)
+    answer = json.loads(body)
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    assert answer["errors"] == [{"index": 1, "error": "events[1].duration_ms: must be >= 0"}]
+    assert app.extensions["live_monitor"].store.counts()["totals"]["backend"] == 1
+
+
+def test_a_body_sent_without_content_length_is_read_to_its_end(app):
+    body = json.dumps([EVENT]).encode()
+    status, _, answer = call(app, body, CONTENT_LENGTH="", **{"wsgi.input_terminated": True})
+    assert status == "200 OK" and json.loads(answer)["accepted"] == 1
+
+
+def test_a_malformed_content_length_is_a_400(app):
+    status, _, answer = call(app, b"[]", CONTENT_LENGTH="12abc")
+    assert status == "400 Bad Request"
+    assert json.loads(answer) == {"error": "Content-Length must be a whole number"}
+
+
+def test_an_unexpected_failure_is_a_500_without_a_traceback(app, monkeypatch, caplog):
+    def explode(body, max_events=None):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(app.extensions["live_monitor"], "ingest", explode)
+    with caplog.at_level(logging.ERROR, logger="live_execution_monitor"):
+        status, _, answer = call(app, json.dumps([EVENT]).encode())
+    assert status == "500 Internal Server Error"
+    assert json.loads(answer) == {"error": "internal error; the monitor's log has the details"}
+    assert b"secret internals" not in answer and b"Traceback" not in answer
+    assert "secret internals" in caplog.text  # the operator still sees what went wrong
+
+
+def test_a_shared_store_that_is_down_is_a_503_with_retry_after(app, monkeypatch):
+    def down(body, max_events=None):
+        raise StoreUnavailable("redis is unreachable")
+
+    monkeypatch.setattr(app.extensions["live_monitor"], "ingest", down)
+    status, headers, answer = call(app, json.dumps([EVENT]).encode())
+    assert status == "503 Service Unavailable" and headers["Retry-After"] == "1"
+    assert json.loads(answer) == {"error": "redis is unreachable"}
+
+
+def test_an_allowed_browser_origin_gets_cors_headers_and_others_are_refused(app):
+    body = json.dumps([EVENT]).encode()
+    status, headers, _ = call(app, body, HTTP_ORIGIN="http://localhost:3000")
+    assert status == "200 OK"
+    assert headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert headers["Vary"] == "Origin"
+    status, headers, answer = call(app, body, HTTP_ORIGIN="https://evil.example")
+    assert status == "403 Forbidden" and "Access-Control-Allow-Origin" not in headers
+    assert "not allowed" in json.loads(answer)["error"]
+
+
+def test_other_methods_and_routes_still_go_through_flask(app):
+    client = app.test_client()
+    assert client.get(EVENTS).status_code == 405
+    assert client.get(EVENTS).json["error"]
+    preflight = client.options(
+        EVENTS,
+        headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert client.get("/health").json["status"] == "ok"
+
+
+def test_a_foreign_host_is_refused_before_the_body_is_read(app):
+    status, _, answer = call(app, json.dumps([EVENT]).encode(), HTTP_HOST="evil.example")
+    assert status == "403 Forbidden" and "Host header" in json.loads(answer)["error"]
+    assert app.extensions["live_monitor"].store.counts()["received"] == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [("localhost:5001", "localhost"), ("[::1]:5001", "[::1]"), ("::1", "::1"), ("127.0.0.1", "127.0.0.1")],
+)
+def test_hostname_drops_the_port_only(host, name):
+    assert hostname(host) == name
