@@ -429,12 +429,6 @@ class SideStats:
         """
         if not events:
             return
-        components = self.components
-        for name, n in Counter([e.component for e in events]).items():
-            if name in components or len(components) < MAX_KEYS:
-                components[name] += n
-            else:
-                components[OTHER] += n
         # Each duration is bucketed once, in its endpoint's sketch; the API-call and total
         # sketches merge those (one step per populated bucket, not per event).
         api = TIMED_API_COMPONENTS.get(self.service)
@@ -462,8 +456,16 @@ class SideStats:
             agg.add_many(len(group), errors, timed, first, last)
             calls.merge(timed)
             call_errors += errors
+        names = Counter([e.component for e in rest])
         if by_key:
             self.api.add_many(len(events) - len(rest), call_errors, calls, first, last)
+            names[api] += len(events) - len(rest)
+        components = self.components
+        for name, n in names.items():
+            if name in components or len(components) < MAX_KEYS:
+                components[name] += n
+            else:
+                components[OTHER] += n
         if rest:
             calls.extend([e.duration_ms for e in rest if e.duration_ms is not None])
         errors = call_errors + len([e for e in rest if e.status == "error"])

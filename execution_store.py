@@ -59,7 +59,7 @@ class EventStore:
         self._totals: Counter[str] = Counter()
         self._since_tick: Counter[str] = Counter()
         self._seq = 0
-        self._log: deque[tuple[int, ExecutionEvent]] = deque(maxlen=STREAM_LOG)  # for /stream
+        self._log: deque[ExecutionEvent] = deque(maxlen=STREAM_LOG)  # for /stream: the last is number _seq
         self._pending: list[ExecutionEvent] = []  # kept, not yet counted in the current bucket
         self._pending_since = self._pending_until = 0.0
         self._first_event_at: float | None = None
@@ -110,12 +110,10 @@ class EventStore:
         events, and is then done for the whole queue at once (``_settle``): per event,
         ingest only appends.
         """
-        seq = self._seq
-        self._log.extend(zip(range(seq + 1, seq + len(events) + 1), events, strict=True))
-        self._seq = seq + len(events)
+        self._log.extend(events)
+        self._seq += len(events)
         counted = events
-        for service in SERVICES:
-            mine = [e for e in events if e.service == service]
+        for service, mine in zip(SERVICES, _by_side(events), strict=True):
             if not mine:
                 continue
             store = self._events[service]
@@ -144,8 +142,8 @@ class EventStore:
         self._pending = []
         bucket = self._current[1]
         first, last = self._pending_since, self._pending_until
-        for service in SERVICES:
-            bucket.side(service).add_events([e for e in pending if e.service == service], first, last)
+        for service, mine in zip(SERVICES, _by_side(pending), strict=True):
+            bucket.side(service).add_events(mine, first, last)
         joined = [e for e in pending if e.trace_id and e.component == TIMED_API_COMPONENTS[e.service]]
         if joined:
             bucket.add_gaps(self._joiner.offer_events(joined))
@@ -276,8 +274,19 @@ class EventStore:
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
         """Events stored after ``seq`` (oldest first, at most ``limit``) and the new seq."""
         with self._lock:
-            fresh = [event for number, event in self._log if number > seq]
+            new = min(self._seq - seq, len(self._log))
+            fresh = list(self._log)[len(self._log) - new :] if new > 0 else []
             return self._seq, fresh[-limit:]
+
+
+def _by_side(events: list[ExecutionEvent]) -> tuple[list[ExecutionEvent], list[ExecutionEvent]]:
+    """(backend events, frontend events), in order; one pass when a batch holds one side."""
+    backend = [e for e in events if e.service == "backend"]
+    if len(backend) == len(events):
+        return backend, []
+    if not backend:
+        return [], events
+    return backend, [e for e in events if e.service == "frontend"]
 
 
 def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Iterator[ExecutionEvent]:
