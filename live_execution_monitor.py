@@ -87,7 +87,9 @@ def create_app(
     app.wsgi_app = IngestApp(app.wsgi_app, monitor, settings, access, app.config)  # type: ignore[method-assign]
     # IngestApp answers POST /events before Flask; the rule makes Flask answer 405 and CORS
     # preflights for the route's other methods, as for every other route.
-    app.url_map.add(Rule(EVENTS, methods=["POST"], endpoint="events"))
+    rule = Rule(EVENTS, methods=["POST", "OPTIONS"], endpoint="events")
+    rule.provide_automatic_options = True  # type: ignore[attr-defined]
+    app.url_map.add(rule)
 
     @app.before_request
     def _guard() -> None:

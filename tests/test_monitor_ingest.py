@@ -111,7 +111,9 @@ def test_other_methods_and_routes_still_go_through_flask(app):
         EVENTS,
         headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"},
     )
+    assert preflight.status_code == 200  # browsers send the batch only after a 2xx preflight
     assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert client.get("/health").json["status"] == "ok"
 
 
