@@ -35,15 +35,16 @@ import {
 } from "./frontend/capture";
 import { captureNetwork } from "./frontend/network";
 import { endpointKey, normalizeRoute, serverTimingAppMs } from "./frontend/routes";
-import { packBatches, Transport } from "./frontend/transport";
+import { createTransport, packBatches } from "./frontend/transport";
 import type {
-  CaptureContext,
   CaptureKind,
+  Emit,
   ExecutionEvent,
+  Listen,
   LiveMonitorHandle,
   LiveMonitorOptions,
 } from "./frontend/types";
-import { encoder, ms, safely, truncate } from "./frontend/util";
+import { byteLength, g, isoNow, JSON_TYPE, ms, safely } from "./frontend/util";
 
 export type {
   CaptureKind,
@@ -59,140 +60,92 @@ export { describeElement, endpointKey, normalizeRoute, packBatches, serverTiming
 
 const INGEST_PATH = "/api/live-execution/events";
 const MAX_DETAILS_BYTES = 8 * 1024;
+const text = (value: unknown, max: number): string => String(value).slice(0, max) || "unknown";
 
-type Listener = [EventTarget, string, EventListener, AddEventListenerOptions | boolean];
-
-let active: Monitor | null = null;
+let active: LiveMonitorHandle | null = null;
 /** Where this bundle was loaded from: the default `endpoint`. */
-const scriptOrigin = ((): string | null => {
-  try {
-    const src = (document.currentScript as HTMLScriptElement | null)?.src;
-    return src ? new URL(src).origin : null;
-  } catch {
-    return null;
-  }
-})();
+const scriptSrc = (g.document?.currentScript as HTMLScriptElement | null | undefined)?.src;
+const scriptOrigin = scriptSrc ? new URL(scriptSrc).origin : null;
 
-function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new RangeError(`LiveMonitor: ${name} must be a positive number, got ${String(value)}`);
-  }
-  return value;
+/** Throws a clear message saying what the option `name` must be, unless `valid`. */
+function check(name: string, value: unknown, valid: unknown, must: string): asserts valid {
+  if (!valid) throw new RangeError(`LiveMonitor: ${name} must be ${must}, got ${String(value)}`);
 }
 
-/** One running logger: options, transport, listeners and patches, and how to undo them. */
-class Monitor implements CaptureContext {
-  readonly transport: Transport;
-  readonly handle: LiveMonitorHandle;
-  private readonly service: string;
-  private readonly ingestUrl: string;
-  private readonly sampled: boolean;
-  private readonly listeners: Listener[] = [];
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
-  private readonly restore: Array<() => void> = [];
-  private interval: ReturnType<typeof setInterval> | null = null;
-  private hidden = false;
-  private unloadFlush: ReturnType<typeof setTimeout> | null = null;
-  stopped = false;
-
-  constructor(private readonly opts: LiveMonitorOptions) {
-    const origin = globalThis.location?.origin;
-    const endpoint = opts.endpoint ?? scriptOrigin ?? origin;
-    if (typeof endpoint !== "string" || !endpoint) {
-      throw new TypeError("LiveMonitor: endpoint (the monitor base URL) is required");
-    }
-    let base: URL;
-    try {
-      base = new URL(endpoint, globalThis.location?.href);
-    } catch {
-      throw new TypeError(`LiveMonitor: endpoint is not a URL: ${endpoint}`);
-    }
-    const sampleRate = opts.sampleRate ?? 1;
-    if (typeof sampleRate !== "number" || !(sampleRate >= 0 && sampleRate <= 1)) {
-      throw new RangeError(`LiveMonitor: sampleRate must be between 0 and 1, got ${sampleRate}`);
-    }
-    if (
-      opts.tracePropagationTargets !== undefined &&
-      !Array.isArray(opts.tracePropagationTargets)
-    ) {
-      throw new TypeError("LiveMonitor: tracePropagationTargets must be an array");
-    }
-    // Accept the ingest URL or the API base too, not only the monitor's base URL.
-    const root = base.href.replace(/(\/api\/live-execution(\/events)?)?\/*$/, "");
-    this.ingestUrl = root + INGEST_PATH;
-    this.service = opts.service ?? "frontend";
-    this.sampled = Math.random() < sampleRate;
-    const maxRetries = opts.maxRetries ?? 3;
-    if (!Number.isInteger(maxRetries) || maxRetries < 0) {
-      throw new RangeError(
-        `LiveMonitor: maxRetries must be a whole number >= 0, got ${maxRetries}`,
-      );
-    }
-    const beacon = globalThis.navigator?.sendBeacon;
-    const headers: Record<string, string> = { "Content-Type": "application/json" };
-    if (opts.ingestKey) headers["X-Ingest-Key"] = String(opts.ingestKey);
-    // A beacon cannot carry headers, and a cross-origin JSON beacon needs a CORS preflight.
-    const beaconOk = typeof beacon === "function" && base.origin === origin && !opts.ingestKey;
-    this.transport = new Transport(
-      this.ingestUrl,
-      globalThis.fetch,
-      headers,
-      beaconOk ? (url, data) => beacon.call(globalThis.navigator, url, data) : null,
-      {
-        batchSize: Math.floor(positive("batchSize", opts.batchSize, 50)),
-        maxQueue: Math.floor(positive("maxQueue", opts.maxQueue, 1000)),
-        maxRetries,
-        retryBaseMs: positive("retryBaseMs", opts.retryBaseMs, 1000),
-      },
+/** One running logger: checks the options, then installs every capture until `stop()`. */
+function start(opts: LiveMonitorOptions): LiveMonitorHandle {
+  type NumberOption = "batchSize" | "maxQueue" | "retryBaseMs" | "flushIntervalMs";
+  const positive = (name: NumberOption, fallback: number): number => {
+    const value = opts[name] ?? fallback;
+    check(
+      name,
+      value,
+      typeof value === "number" && value > 0 && value < Infinity,
+      "a positive number",
     );
-    const flushIntervalMs = positive("flushIntervalMs", opts.flushIntervalMs, 2000);
-    this.handle = this.makeHandle();
-    this.interval = setInterval(
-      safely(() => this.transport.queued && void this.transport.flush()),
-      flushIntervalMs,
-    );
-    this.install();
+    return value;
+  };
+  const origin = g.location?.origin;
+  const endpoint = opts.endpoint ?? scriptOrigin ?? origin;
+  let base: URL | undefined;
+  try {
+    if (typeof endpoint === "string" && endpoint) base = new URL(endpoint, g.location?.href);
+  } catch {
+    // not a URL: refused below
   }
+  check("endpoint", endpoint, base, "the monitor's base URL");
+  const sampleRate = opts.sampleRate ?? 1;
+  const rateOk = typeof sampleRate === "number" && sampleRate >= 0 && sampleRate <= 1;
+  check("sampleRate", sampleRate, rateOk, "between 0 and 1");
+  const maxRetries = opts.maxRetries ?? 3;
+  const retriesOk = Number.isInteger(maxRetries) && maxRetries >= 0;
+  check("maxRetries", maxRetries, retriesOk, "a whole number >= 0");
+  const targets = opts.tracePropagationTargets;
+  check("tracePropagationTargets", targets, !targets || Array.isArray(targets), "an array");
+  const flushIntervalMs = positive("flushIntervalMs", 2000);
+  // Accept the ingest URL or the API base too, not only the monitor's base URL.
+  const ingestUrl = base.href.replace(/(\/api\/live-execution(\/events)?)?\/*$/, "") + INGEST_PATH;
+  const service = opts.service ?? "frontend";
+  const sampled = Math.random() < sampleRate;
+  const headers: Record<string, string> = { "Content-Type": JSON_TYPE };
+  if (opts.ingestKey) headers["X-Ingest-Key"] = opts.ingestKey;
+  // A beacon cannot carry headers, and a cross-origin JSON beacon needs a CORS preflight.
+  const beacon = base.origin === origin && !opts.ingestKey;
+  const transport = createTransport(
+    ingestUrl,
+    g.fetch,
+    headers,
+    beacon,
+    Math.floor(positive("batchSize", 50)),
+    Math.floor(positive("maxQueue", 1000)),
+    maxRetries,
+    positive("retryBaseMs", 1000),
+  );
+  const { counters, queued, flush, flushNow } = transport;
+  const undo: Array<() => void> = [];
+  let stopped = false;
+  let hidden = false;
 
-  listen(
-    target: EventTarget | undefined,
-    type: string,
-    fn: (ev: Event) => void,
-    options: AddEventListenerOptions | boolean = false,
-  ): void {
+  const later = (fn: () => void, delay: number): void =>
+    void setTimeout(() => stopped || safely(fn)(), delay);
+
+  const onStop = (fn: () => void): void => void undo.push(fn);
+  const listen: Listen = (target, type, fn, options) => {
     if (!target?.addEventListener) return;
     const wrapped = safely(fn);
     target.addEventListener(type, wrapped, options);
-    this.listeners.push([target, type, wrapped, options]);
-  }
-
-  later(fn: () => void, delay: number): ReturnType<typeof setTimeout> {
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      if (!this.stopped) safely(fn)();
-    }, delay);
-    this.timers.add(timer);
-    return timer;
-  }
-
-  onStop(undo: () => void): void {
-    this.restore.push(undo);
-  }
-
-  /** Queues one event; fills in timestamp, service and status; never throws. */
-  emit(component: string, action: string, fields: Partial<ExecutionEvent> = {}): void {
-    if (this.stopped) return;
+    onStop(() => target.removeEventListener(type, wrapped, options));
+  };
+  const emit: Emit = (component, action, fields = {}) => {
+    if (stopped) return;
     try {
       let details = fields.details ?? {};
-      if (encoder.encode(JSON.stringify(details)).length > MAX_DETAILS_BYTES) {
-        details = { truncated: true };
-      }
+      if (byteLength(JSON.stringify(details)) > MAX_DETAILS_BYTES) details = { truncated: true };
       const event: ExecutionEvent = {
-        timestamp: fields.timestamp ?? new Date().toISOString(),
-        service: this.service,
-        component: truncate(String(component), 128) || "unknown",
-        action: truncate(String(action), 256) || "unknown",
+        timestamp: fields.timestamp ?? isoNow(),
+        service,
+        component: text(component, 128),
+        action: text(action, 256),
         duration_ms: typeof fields.duration_ms === "number" ? ms(fields.duration_ms) : null,
         status: fields.status === "error" ? "error" : "success",
         details,
@@ -201,85 +154,61 @@ class Monitor implements CaptureContext {
         event.trace_id = fields.trace_id;
         event.span_id = fields.span_id;
       }
-      this.transport.enqueue(event);
-      if (this.hidden && !this.unloadFlush) {
-        this.unloadFlush = this.later(
-          () => ((this.unloadFlush = null), this.transport.flushNow()),
-          0,
-        );
-      }
+      transport.enqueue(event);
+      // The page is going away: send at once (the flush interval may never come).
+      if (hidden) later(flushNow, 0);
     } catch {
-      this.transport.counters.dropped++;
+      counters.dropped++;
     }
-  }
+  };
 
-  private install(): void {
-    const win = globalThis as typeof globalThis & Window;
-    const doc = globalThis.document;
-    const enabled = (kind: CaptureKind): boolean => this.opts.capture?.[kind] !== false;
-    if (enabled("api")) {
-      captureNetwork(this, {
-        ingestUrl: this.ingestUrl,
-        sampled: this.sampled,
-        tracePropagationTargets: this.opts.tracePropagationTargets,
-      });
-    }
-    captureInteractions(this, enabled);
-    this.listen(doc, "visibilitychange", () => {
-      this.hidden = doc?.visibilityState === "hidden";
-      if (this.hidden) this.transport.flushNow();
-    });
-    this.listen(win, "pagehide", () => {
-      this.hidden = true;
-      this.transport.flushNow();
-    });
-    this.listen(win, "pageshow", () => (this.hidden = false));
-    if (enabled("pageLoad")) capturePageLoad(this);
-    if (enabled("webVitals")) captureWebVitals(this);
-  }
+  const enabled = (kind: CaptureKind): boolean => opts.capture?.[kind] !== false;
+  const doc = g.document;
+  if (enabled("api")) captureNetwork(emit, onStop, () => stopped, ingestUrl, sampled, targets);
+  captureInteractions(emit, listen, later, enabled);
+  listen(doc, "visibilitychange", () => {
+    hidden = doc.visibilityState === "hidden";
+    if (hidden) flushNow();
+  });
+  listen(g, "pagehide", () => {
+    hidden = true;
+    flushNow();
+  });
+  listen(g, "pageshow", () => (hidden = false));
+  const load = enabled("pageLoad");
+  const vitals = enabled("webVitals");
+  if (vitals) captureWebVitals(emit);
+  if (load || vitals) capturePageLoad(emit, listen, later, load);
+  const interval = setInterval(() => queued() && void flush(), flushIntervalMs);
 
-  private makeHandle(): LiveMonitorHandle {
-    return {
-      trackComponent: (name) => createTracker(this, String(name)),
-      record: (component, action, options = {}) => this.emit(component, action, options),
-      flush: () => this.transport.flush(),
-      stop: safely(() => this.stop()),
-      stats: () => {
-        const { sent, dropped, retried, failed } = this.transport.counters;
-        return { queued: this.transport.queued, sent, dropped, retried, failed };
-      },
-    };
-  }
-
-  stop(): void {
-    if (this.stopped) return;
-    this.transport.flushNow();
-    this.stopped = true;
-    for (const [target, type, fn, options] of this.listeners)
-      target.removeEventListener(type, fn, options);
-    this.listeners.length = 0;
-    for (const undo of this.restore) safely(undo)();
-    for (const timer of this.timers) clearTimeout(timer);
-    if (this.interval !== null) clearInterval(this.interval);
-    this.transport.close();
-    if (active === this) active = null;
-  }
+  const handle: LiveMonitorHandle = {
+    trackComponent: (name) => createTracker(emit, name),
+    record: emit,
+    flush,
+    stop: safely(() => {
+      if (stopped) return;
+      flushNow(true);
+      stopped = true;
+      clearInterval(interval);
+      for (const step of undo) safely(step)();
+      if (active === handle) active = null;
+    }),
+    stats: () => ({ queued: queued(), ...counters }),
+  };
+  return handle;
 }
 
 /**
  * Starts the logger and returns its handle. A second call while one is running returns the
  * running one. Throws only for invalid options (clear message), never afterwards.
  */
-export function initLiveMonitor(options: LiveMonitorOptions = {}): LiveMonitorHandle {
-  if (active) {
-    console.warn("LiveMonitor: already running; returning the running instance");
-    return active.handle;
-  }
-  active = new Monitor(options ?? {});
-  return active.handle;
+export function initLiveMonitor(options?: LiveMonitorOptions): LiveMonitorHandle {
+  if (active) console.warn("LiveMonitor: already running");
+  return (active ??= start(options ?? {}));
 }
 
-const api = {
+// The classic-script build's `LiveMonitor` global.
+(g as { LiveMonitor?: object }).LiveMonitor = {
   initLiveMonitor,
   normalizeRoute,
   endpointKey,
@@ -287,6 +216,3 @@ const api = {
   serverTimingAppMs,
   packBatches,
 };
-if (typeof window !== "undefined") {
-  (window as unknown as { LiveMonitor?: typeof api }).LiveMonitor = api;
-}

@@ -2,15 +2,17 @@
  * What the user does and sees: clicks, scrolls, form submits, uncaught errors, page load, web
  * vitals and component lifecycle. Never text, values or attributes beyond tag, id and class.
  */
-import { onCLS, onFCP, onINP, onLCP, onTTFB } from "web-vitals";
+import { onCLS, onFCP, onINP, onLCP, TTFBThresholds } from "web-vitals";
 import type { MetricType } from "web-vitals";
-import type { CaptureContext, CaptureKind, ComponentTracker } from "./types";
-import { ms, now, safely, truncate, withoutQuery } from "./util";
+import type { CaptureKind, ComponentTracker, Emit, Later, Listen } from "./types";
+import { errorName, g, isoNow, ms, now, safely, withoutQuery } from "./util";
 
-const MAX_MESSAGE_CHARS = 300;
-const INTERACTIVE = "a,button,input,select,textarea,label,summary,option,[role=button],[onclick]";
+// What a click is reported on: the element itself, or the interactive element it is in.
+const INTERACTIVE = "a,button,input,select,textarea,label,summary,[role=button],[onclick]";
 
-let vitalsSink: ((metric: MetricType) => void) | null = null;
+type Vital = Pick<MetricType, "name" | "value" | "rating">;
+// The latest monitor's web-vitals report; undefined until web-vitals is registered.
+let vitalsSink: ((metric: Vital) => void) | undefined;
 let pageLoadReported = false;
 
 /**
@@ -18,225 +20,234 @@ let pageLoadReported = false;
  * class names. Never text content, values or other attributes.
  */
 export function describeElement(el: Element): string {
-  let selector = el.tagName.toLowerCase();
   const id = el.getAttribute("id");
-  if (id && /^[A-Za-z_][\w:.-]{0,63}$/.test(id)) selector += "#" + id;
-  const classes = (el.getAttribute("class") ?? "").split(/\s+/);
-  for (const cls of classes.filter((c) => /^-?[A-Za-z_][\w-]{0,39}$/.test(c)).slice(0, 2)) {
-    selector += "." + cls;
-  }
-  return selector;
+  const classes = (el.getAttribute("class") ?? "")
+    .split(/\s+/)
+    .filter((c) => /^-?[a-z_][\w-]{0,39}$/i.test(c))
+    .slice(0, 2);
+  return (
+    el.tagName.toLowerCase() +
+    (id && /^[a-z_][\w:.-]{0,63}$/i.test(id) ? "#" + id : "") +
+    classes.map((c) => "." + c).join("")
+  );
 }
 
 /** Listens for clicks, submits, scrolls and errors, as far as `enabled` allows. */
 export function captureInteractions(
-  ctx: CaptureContext,
+  emit: Emit,
+  listen: Listen,
+  later: Later,
   enabled: (kind: CaptureKind) => boolean,
 ): void {
-  const page = new Interactions(ctx);
-  const win = globalThis as typeof globalThis & Window;
-  const doc = globalThis.document;
-  if (enabled("clicks")) ctx.listen(doc, "click", (ev) => page.onClick(ev), true);
-  if (enabled("forms")) ctx.listen(doc, "submit", (ev) => page.onSubmit(ev), true);
-  if (enabled("scrolls")) ctx.listen(win, "scroll", () => page.onScroll(), { passive: true });
-  if (enabled("errors")) {
-    ctx.listen(win, "error", (ev) => page.onError(ev as ErrorEvent));
-    ctx.listen(win, "unhandledrejection", (ev) => page.onRejection(ev as PromiseRejectionEvent));
-  }
-}
+  const doc = g.document;
+  let lastScroll = -Infinity;
+  let scrollPending = false;
+  const recentErrors = new Map<string, number>();
 
-class Interactions {
-  private lastScroll = -Infinity;
-  private scrollTimer: ReturnType<typeof setTimeout> | null = null;
-  private readonly recentErrors = new Map<string, number>();
-
-  constructor(private readonly ctx: CaptureContext) {}
-
-  onClick(ev: Event): void {
-    let el = ev.target as Element | null;
-    if (el && typeof el.closest !== "function") el = (el as unknown as Node).parentElement ?? null;
-    if (!el || typeof el.closest !== "function") return;
-    el = el.closest(INTERACTIVE) ?? el;
-    const selector = describeElement(el);
-    this.ctx.emit("click", selector, {
-      details: { tag: el.tagName.toLowerCase(), id: el.getAttribute("id") || null, selector },
-    });
-  }
-
-  onSubmit(ev: Event): void {
-    const form = ev.target as HTMLFormElement | null;
-    if (!form || form.tagName?.toUpperCase() !== "FORM") return;
-    const id = form.getAttribute("id");
-    const name = form.getAttribute("name");
-    const label = id ? `form#${id}` : name ? `form[name=${name}]` : "form";
-    const count = form.elements?.length;
-    this.ctx.emit("form", `submit ${label}`, {
-      details: {
-        form_id: id || null,
-        form_name: name || null,
-        field_count: typeof count === "number" ? count : 0,
+  if (enabled("clicks")) {
+    listen(
+      doc,
+      "click",
+      (ev) => {
+        const node = ev.target as Element | null;
+        // A click on text targets the text node: take its element.
+        const base = node?.closest ? node : node?.parentElement;
+        if (!base?.closest) return;
+        const el = base.closest(INTERACTIVE) ?? base;
+        const selector = describeElement(el);
+        emit("click", selector, {
+          details: { tag: el.tagName.toLowerCase(), id: el.getAttribute("id") || null, selector },
+        });
       },
-    });
+      true,
+    );
   }
 
-  onScroll(): void {
-    const since = now() - this.lastScroll;
+  if (enabled("forms")) {
+    listen(
+      doc,
+      "submit",
+      (ev) => {
+        const form = ev.target as HTMLFormElement | null;
+        if (form?.tagName?.toUpperCase() !== "FORM") return;
+        const id = form.getAttribute("id");
+        const name = form.getAttribute("name");
+        emit("form", "submit " + (id ? "form#" + id : name ? `form[name=${name}]` : "form"), {
+          details: {
+            form_id: id || null,
+            form_name: name || null,
+            field_count: form.elements?.length ?? 0,
+          },
+        });
+      },
+      true,
+    );
+  }
+
+  // At most one scroll event a second; the last position of a burst is reported a second on.
+  const onScroll = (): void => {
+    const since = now() - lastScroll;
     if (since >= 1000) {
-      this.lastScroll = now();
-      const root = globalThis.document?.documentElement;
-      const height = Math.max(
-        root?.scrollHeight ?? 0,
-        globalThis.document?.body?.scrollHeight ?? 0,
-      );
-      const seen = (globalThis.scrollY ?? 0) + (globalThis.innerHeight ?? 0);
+      lastScroll = now();
+      const height = Math.max(doc.documentElement.scrollHeight, doc.body?.scrollHeight ?? 0);
+      const seen = g.scrollY + g.innerHeight;
       const depth = height > 0 ? Math.min(100, Math.round((seen / height) * 100)) : 100;
-      this.ctx.emit("scroll", "scroll", { details: { depth_pct: depth } });
-    } else if (!this.scrollTimer) {
-      this.scrollTimer = this.ctx.later(() => {
-        this.scrollTimer = null;
-        this.onScroll();
-      }, 1000 - since);
+      emit("scroll", "scroll", { details: { depth_pct: depth } });
+    } else if (!scrollPending) {
+      scrollPending = true;
+      later(() => ((scrollPending = false), onScroll()), 1000 - since);
     }
-  }
+  };
+  if (enabled("scrolls")) listen(g, "scroll", onScroll, { passive: true });
 
-  /** True for an error already reported in the last second (an error in a loop is one event). */
-  private repeated(key: string): boolean {
+  if (!enabled("errors")) return;
+  /** Reports one error, unless the same one was reported in the last second (a loop). */
+  const report = (
+    action: string,
+    message: string,
+    key: string,
+    source: string | null = null,
+    line: number | null = null,
+    col: number | null = null,
+  ): void => {
     const t = now();
-    const seen = this.recentErrors.get(key);
-    if (this.recentErrors.size > 50) this.recentErrors.clear();
-    this.recentErrors.set(key, t);
-    return seen !== undefined && t - seen < 1000;
-  }
-
-  onError(ev: ErrorEvent): void {
+    const seen = recentErrors.get(key);
+    if (recentErrors.size > 50) recentErrors.clear();
+    recentErrors.set(key, t);
+    if (seen !== undefined && t - seen < 1000) return;
+    emit("error", action, {
+      status: "error",
+      details: { message: message.slice(0, 300), source, line, col },
+    });
+  };
+  listen(g, "error", (event) => {
+    const ev = event as ErrorEvent;
     if (typeof ev.message !== "string" && !ev.error) return;
     const message = ev.message || String(ev.error);
-    if (this.repeated(`${message}|${ev.filename}|${ev.lineno}|${ev.colno}`)) return;
-    this.ctx.emit("error", "window.onerror", {
-      status: "error",
-      details: {
-        message: truncate(message, MAX_MESSAGE_CHARS),
-        source: ev.filename ? withoutQuery(ev.filename) : null,
-        line: ev.lineno ?? null,
-        col: ev.colno ?? null,
-      },
-    });
-  }
-
-  onRejection(ev: PromiseRejectionEvent): void {
-    const reason: unknown = ev.reason;
+    const { filename, lineno, colno } = ev;
+    const key = `${message}|${filename}|${lineno}|${colno}`;
+    report("window.onerror", message, key, filename ? withoutQuery(filename) : null, lineno, colno);
+  });
+  listen(g, "unhandledrejection", (ev) => {
+    const reason: unknown = (ev as PromiseRejectionEvent).reason;
     const message =
       reason instanceof Error
         ? `${reason.name}: ${reason.message}`
         : typeof reason === "string"
           ? reason
           : "non-error rejection";
-    if (this.repeated(message)) return;
-    this.ctx.emit("error", "unhandledrejection", {
-      status: "error",
-      details: {
-        message: truncate(message, MAX_MESSAGE_CHARS),
-        source: null,
-        line: null,
-        col: null,
-      },
-    });
-  }
+    report("unhandledrejection", message, message);
+  });
 }
 
-/** Reports the page load's navigation timings once per page, when the load event is over. */
-export function capturePageLoad(ctx: CaptureContext): void {
-  const doc = globalThis.document;
-  if (pageLoadReported || !doc) return;
+/**
+ * Once per page, when the load event is over: the page load's navigation timings (if `load`)
+ * and the TTFB web vital (to the web-vitals monitor, if any). Both come from the same
+ * navigation entry, which is why web-vitals' onTTFB, a second reader of it, is not bundled.
+ */
+export function capturePageLoad(emit: Emit, listen: Listen, later: Later, load: boolean): void {
+  const doc = g.document;
+  if (!doc) return;
   const report = (): void => {
-    const nav = performance.getEntriesByType?.("navigation")[0] as
-      PerformanceNavigationTiming | undefined;
+    const nav = performance.getEntriesByType("navigation")[0] as
+      (PerformanceNavigationTiming & { activationStart?: number }) | undefined;
     if (!nav || pageLoadReported) return;
     pageLoadReported = true;
-    const load = nav.loadEventEnd || now();
-    ctx.emit("page", "load", {
-      timestamp: new Date(performance.timeOrigin).toISOString(),
-      duration_ms: load,
+    const { responseStart } = nav;
+    const end = nav.loadEventEnd || now();
+    // As web-vitals measures it: from the page's activation (if it was prerendered), and not at
+    // all when the browser reports no first-byte time or an impossible one.
+    if (responseStart > 0 && responseStart < now()) {
+      const value = Math.max(responseStart - (nav.activationStart ?? 0), 0);
+      const [good, poor] = TTFBThresholds;
+      const rating = value > poor ? "poor" : value > good ? "needs-improvement" : "good";
+      vitalsSink?.({ name: "TTFB", value, rating });
+    }
+    if (!load) return;
+    emit("page", "load", {
+      timestamp: isoNow(performance.timeOrigin),
+      duration_ms: end,
       details: {
-        ttfb_ms: ms(nav.responseStart),
+        ttfb_ms: ms(responseStart),
         dom_content_loaded_ms: ms(nav.domContentLoadedEventEnd),
-        load_ms: ms(load),
-        path: globalThis.location?.pathname ?? null,
+        load_ms: ms(end),
+        path: g.location?.pathname ?? null,
       },
     });
   };
-  if (doc.readyState === "complete") ctx.later(report, 0);
-  else ctx.listen(globalThis as typeof globalThis & Window, "load", () => ctx.later(report, 0));
+  // Once loaded and, for a prerendered page, shown (activated), as web-vitals waits too.
+  const ready = (): void => {
+    if ((doc as { prerendering?: boolean }).prerendering) listen(doc, "prerenderingchange", ready);
+    else if (doc.readyState !== "complete") listen(g, "load", ready);
+    else later(report, 0);
+  };
+  ready();
 }
 
-/** web-vitals cannot unsubscribe: register once a page and feed whichever monitor is active. */
-export function captureWebVitals(ctx: CaptureContext): void {
-  const flag = globalThis as { __liveMonitorVitals?: boolean };
-  const mine = (metric: MetricType): void => {
-    const timed = metric.name !== "CLS";
-    ctx.emit("web-vitals", metric.name, {
-      duration_ms: timed ? metric.value : null,
-      details: { value: Math.round(metric.value * 10000) / 10000, rating: metric.rating },
+/**
+ * FCP, LCP, CLS and INP from web-vitals (TTFB: see capturePageLoad). web-vitals cannot
+ * unsubscribe: register once a page and feed the latest monitor that asked (whose `emit` does
+ * nothing once it has stopped).
+ */
+export function captureWebVitals(emit: Emit): void {
+  if (!vitalsSink) {
+    const sink = safely((metric: Vital) => vitalsSink!(metric));
+    const watchers = [onFCP, onLCP, onCLS, onINP] as Array<(report: typeof sink) => void>;
+    for (const on of watchers) safely(on)(sink);
+  }
+  vitalsSink = ({ name, value, rating }) =>
+    emit("web-vitals", name, {
+      duration_ms: name === "CLS" ? null : value,
+      details: { value: Math.round(value * 10000) / 10000, rating },
     });
-  };
-  vitalsSink = mine;
-  ctx.onStop(() => {
-    if (vitalsSink === mine) vitalsSink = null;
-  });
-  if (flag.__liveMonitorVitals) return;
-  flag.__liveMonitorVitals = true;
-  const sink = safely((metric: MetricType) => vitalsSink?.(metric));
-  const watchers = [onFCP, onLCP, onCLS, onINP, onTTFB] as Array<(cb: typeof sink) => void>;
-  for (const on of watchers) safely(on)(sink);
 }
 
 /** The lifecycle tracker behind `handle.trackComponent(name)` (see ComponentTracker). */
-export function createTracker(ctx: CaptureContext, name: string): ComponentTracker {
+export function createTracker(emit: Emit, name: string): ComponentTracker {
   let started: number | null = null;
   let mounted = false;
-  const lifecycle = (action: string, details?: Record<string, unknown>) => {
-    const duration = started === null ? null : now() - started;
-    started = null;
-    ctx.emit(name, action, { duration_ms: duration, details: details ?? {} });
-  };
+  // emit never throws, so neither do these.
+  const timed =
+    (action: string) =>
+    (details: Record<string, unknown> = {}): void => {
+      const duration = started && now() - started;
+      started = null;
+      if (action === "mount") mounted = true;
+      emit(name, action, { duration_ms: duration, details });
+    };
   return {
-    beginRender: safely(() => (started = now())),
-    mount: safely(
-      (details?: Record<string, unknown>) => ((mounted = true), lifecycle("mount", details)),
-    ),
-    update: safely((details?: Record<string, unknown>) => lifecycle("update", details)),
-    unmount: safely((details?: Record<string, unknown>) => {
+    beginRender: () => void (started = now()),
+    mount: timed("mount"),
+    update: timed("update"),
+    unmount: (details = {}) => {
       mounted = false;
       started = null;
-      ctx.emit(name, "unmount", { details: details ?? {} });
-    }),
-    render: <T>(fn: () => T): T => {
+      emit(name, "unmount", { details });
+    },
+    render<T>(fn: () => T): T {
       const start = now();
       const action = mounted ? "update" : "mount";
       mounted = true;
-      const done = safely((error: unknown) =>
-        ctx.emit(name, action, {
+      const done = (failed: boolean, error?: unknown) =>
+        emit(name, action, {
           duration_ms: now() - start,
-          status: error === undefined ? "success" : "error",
-          details:
-            error === undefined ? {} : { error: error instanceof Error ? error.name : "Error" },
-        }),
-      );
+          status: failed ? "error" : "success",
+          details: failed ? { error: errorName(error) } : {},
+        });
       let result: T;
       try {
         result = fn();
       } catch (error) {
-        done(error ?? "error");
+        done(true, error);
         throw error;
       }
-      const thenable = result as unknown as PromiseLike<unknown> | null;
-      if (thenable && typeof thenable.then === "function") {
-        thenable.then(
-          () => done(undefined),
-          (error: unknown) => done(error ?? "error"),
+      if (typeof (result as PromiseLike<unknown> | undefined)?.then === "function") {
+        (result as PromiseLike<unknown>).then(
+          () => done(false),
+          (error: unknown) => done(true, error),
         );
       } else {
-        done(undefined);
+        done(false);
       }
       return result;
     },

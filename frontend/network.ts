@@ -2,229 +2,181 @@
  * API calls seen from the page: fetch and XMLHttpRequest become "api" events keyed like the
  * backend's requests, and calls to `tracePropagationTargets` carry a W3C `traceparent`.
  */
-import {
-  normalizeRoute,
-  serverTimingAppMs,
-  serverTimingTraceId,
-  traceTargetMatches,
-} from "./routes";
-import type { CaptureContext, TraceTarget } from "./types";
-import { now, randomHex, safely } from "./util";
+import { endpointKey, serverTimingAppMs, serverTimingTraceId, traceTargetMatches } from "./routes";
+import type { Emit, OnStop, TraceTarget } from "./types";
+import { errorName, g, isoNow, now, randomHex, safely } from "./util";
 
 const BODY_TIMEOUT_MS = 30_000;
+const TRACEPARENT = "traceparent";
 
-/** Where events go (never reported itself), whether this session is sampled, what to trace. */
-export interface NetworkOptions {
-  ingestUrl: string;
-  sampled: boolean;
-  tracePropagationTargets: TraceTarget[] | undefined;
+/** Reports the end of one call: HTTP status (0: none), Server-Timing, error name, opaque. */
+type EndCall = (status: number, timing?: string | null, error?: string, opaque?: boolean) => void;
+
+/** One reported call: the `traceparent` to add (null: none) and how to report its end. */
+interface Call {
+  header: string | null;
+  end: EndCall;
 }
 
-interface ApiCall {
-  method: string;
-  url: URL;
-  start: number;
-  timestamp: string;
-  traceId: string;
-  spanId: string;
-  traceparent: string | null;
-  propagated: boolean;
-}
-
-/** Wraps fetch and XMLHttpRequest until the monitor stops; the page sees no difference. */
-export function captureNetwork(ctx: CaptureContext, opts: NetworkOptions): void {
-  const calls = new ApiCalls(ctx, opts);
-  calls.patchFetch();
-  calls.patchXhr();
-}
-
-class ApiCalls {
-  constructor(
-    private readonly ctx: CaptureContext,
-    private readonly opts: NetworkOptions,
-  ) {}
-
+/**
+ * Wraps fetch and XMLHttpRequest until the monitor stops; the page sees no difference.
+ * Calls to `ingestUrl` (the logger's own) are never reported; when this session is not
+ * `sampled`, calls are only traced, not reported.
+ */
+export function captureNetwork(
+  emit: Emit,
+  onStop: OnStop,
+  stopped: () => boolean,
+  ingestUrl: string,
+  sampled: boolean,
+  targets: TraceTarget[] | undefined,
+): void {
   /** Decides whether and how one fetch/XHR is reported; null means "leave it alone". */
-  private start(rawUrl: string, method: string, existing: string | null): ApiCall | null {
-    const url = new URL(rawUrl, globalThis.location?.href);
-    if (url.href.startsWith(this.opts.ingestUrl)) return null;
-    const propagated = traceTargetMatches(
-      url,
-      this.opts.tracePropagationTargets,
-      globalThis.location?.origin ?? "",
-    );
-    const sampled = this.opts.sampled;
+  const track = (rawUrl: string, method?: string, existing?: string | null): Call | null => {
+    const url = new URL(rawUrl, g.location.href);
+    if (url.href.startsWith(ingestUrl)) return null;
+    const propagated = traceTargetMatches(url, targets, g.location.origin);
     if (!sampled && !propagated) return null;
-    const parsed = existing
-      ? /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/.exec(existing.trim())
-      : null;
+    const parsed = /^00-([\da-f]{32})-([\da-f]{16})-[\da-f]{2}$/.exec(existing?.trim() as string);
     const traceId = parsed?.[1] ?? randomHex(16);
     const spanId = parsed?.[2] ?? randomHex(8);
+    const start = now();
+    const timestamp = isoNow();
+    const action = endpointKey(method || "GET", url.pathname);
     return {
-      method: (method || "GET").toUpperCase(),
-      url,
-      start: now(),
-      timestamp: new Date().toISOString(),
-      traceId,
-      spanId,
-      traceparent:
-        propagated && !existing ? `00-${traceId}-${spanId}-${sampled ? "01" : "00"}` : null,
-      propagated: propagated || !!parsed,
-    };
-  }
-
-  private finish(
-    call: ApiCall,
-    httpStatus: number,
-    timing: string | null,
-    error: string | null,
-    extra: Record<string, unknown> = {},
-  ): void {
-    if (!this.opts.sampled) return;
-    const failed = error !== null || httpStatus >= 500 || (httpStatus === 0 && !extra.opaque);
-    // Without our header the backend started its own trace; its Server-Timing names it.
-    const traceId = call.propagated ? call.traceId : serverTimingTraceId(timing);
-    this.ctx.emit("api", `${call.method} ${normalizeRoute(call.url.pathname)}`, {
-      timestamp: call.timestamp,
-      duration_ms: now() - call.start,
-      status: failed ? "error" : "success",
-      details: {
-        http_status: httpStatus,
-        url_origin: call.url.origin,
-        backend_ms: serverTimingAppMs(timing),
-        sampled: true,
-        ...(error !== null ? { error } : {}),
-        ...extra,
+      header: propagated && !existing ? `00-${traceId}-${spanId}-${sampled ? "01" : "00"}` : null,
+      end: (status, timing, error, opaque) => {
+        if (!sampled) return;
+        const details: Record<string, unknown> = {
+          http_status: status,
+          url_origin: url.origin,
+          backend_ms: serverTimingAppMs(timing),
+          sampled: true,
+        };
+        if (error) details.error = error;
+        if (opaque) details.opaque = true;
+        emit("api", action, {
+          timestamp,
+          duration_ms: now() - start,
+          status: error || status >= 500 || (!status && !opaque) ? "error" : "success",
+          details,
+          // Without our header the backend started its own trace; its Server-Timing names it.
+          trace_id: propagated || parsed ? traceId : serverTimingTraceId(timing),
+          span_id: spanId,
+        });
       },
-      ...(traceId ? { trace_id: traceId, span_id: call.spanId } : {}),
-    });
-  }
-
-  patchFetch(): void {
-    const original = globalThis.fetch;
-    if (typeof original !== "function") return;
-    const self = this;
-    const wrapped = function (
-      this: unknown,
-      input: RequestInfo | URL,
-      init?: RequestInit,
-    ): Promise<Response> {
-      let call: ApiCall | null = null;
-      let args: [RequestInfo | URL, RequestInit | undefined] = [input, init];
-      try {
-        if (!self.ctx.stopped) {
-          const isRequest = typeof Request !== "undefined" && input instanceof Request;
-          const headers = new Headers(
-            init?.headers ?? (isRequest ? (input as Request).headers : undefined),
-          );
-          const method = init?.method ?? (isRequest ? (input as Request).method : "GET");
-          const url = isRequest ? (input as Request).url : String(input);
-          call = self.start(url, method, headers.get("traceparent"));
-          if (call?.traceparent) {
-            headers.set("traceparent", call.traceparent);
-            args = [input, { ...init, headers }];
-          }
-        }
-      } catch {
-        call = null;
-        args = [input, init];
-      }
-      const promise = original.apply(this, args);
-      if (call) {
-        const c = call;
-        promise.then(
-          (response) => self.onFetchResponse(c, response),
-          (error: unknown) =>
-            safely(() => self.finish(c, 0, null, error instanceof Error ? error.name : "Error"))(),
-        );
-      }
-      return promise;
     };
-    globalThis.fetch = wrapped as typeof fetch;
-    this.ctx.onStop(() => {
-      if (globalThis.fetch === wrapped) globalThis.fetch = original;
+  };
+
+  /** Replaces `target[key]` until the monitor stops (unless the page replaced it since). */
+  function patch<T, K extends keyof T>(target: T, key: K, make: (original: T[K]) => T[K]): void {
+    const original = target[key];
+    const replacement = make(original);
+    target[key] = replacement;
+    onStop(() => {
+      if (target[key] === replacement) target[key] = original;
     });
   }
 
-  private onFetchResponse(call: ApiCall, response: Response): void {
-    try {
-      const timing = response.headers.get("server-timing");
-      const extra = response.type === "opaque" ? { opaque: true } : {};
-      const finish = safely(() => this.finish(call, response.status, timing, null, extra));
-      const streaming = /event-stream/i.test(response.headers.get("content-type") ?? "");
-      if (!response.body || streaming || response.bodyUsed) return finish();
-      const reader = response.clone().body!.getReader();
-      const timeout = setTimeout(
-        () => void reader.cancel().catch(() => undefined),
-        BODY_TIMEOUT_MS,
-      );
-      const pump = (): Promise<void> => reader.read().then((r) => (r.done ? undefined : pump()));
-      pump().then(
-        () => (clearTimeout(timeout), finish()),
-        () => (clearTimeout(timeout), finish()),
-      );
-    } catch {
-      // reported nothing rather than disturb the page
+  /** Reports a fetch once its body is read to the end (by a clone), or at once if streaming. */
+  const onResponse = (end: EndCall, response: Response): void => {
+    const { headers } = response;
+    const done = safely(() =>
+      end(response.status, headers.get("server-timing"), undefined, response.type === "opaque"),
+    );
+    if (
+      !response.body ||
+      response.bodyUsed ||
+      /event-stream/i.test(headers.get("content-type") as string)
+    ) {
+      return done();
     }
+    const reader = response.clone().body!.getReader();
+    const timeout = setTimeout(() => void reader.cancel().catch(() => {}), BODY_TIMEOUT_MS);
+    const pump = (): Promise<unknown> => reader.read().then((r) => r.done || pump());
+    const finish = () => (clearTimeout(timeout), done());
+    pump().then(finish, finish);
+  };
+
+  if (typeof g.fetch === "function") {
+    patch(
+      g,
+      "fetch",
+      (original) =>
+        function (this: unknown, input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+          let call: Call | null = null;
+          let args: [RequestInfo | URL, RequestInit?] = [input, init];
+          try {
+            if (!stopped()) {
+              const request = input instanceof Request ? input : null;
+              const headers = new Headers(init?.headers ?? request?.headers);
+              call = track(
+                request?.url ?? String(input),
+                init?.method ?? request?.method,
+                headers.get(TRACEPARENT),
+              );
+              if (call?.header) {
+                headers.set(TRACEPARENT, call.header);
+                args = [input, { ...init, headers }];
+              }
+            }
+          } catch {
+            call = null;
+          }
+          const promise = original.apply(this, args);
+          if (call) {
+            const { end } = call;
+            promise.then(
+              safely((response: Response) => onResponse(end, response)),
+              (error: unknown) => end(0, null, errorName(error)),
+            );
+          }
+          return promise;
+        },
+    );
   }
 
-  patchXhr(): void {
-    const Xhr = globalThis.XMLHttpRequest;
-    if (typeof Xhr !== "function") return;
-    const proto = Xhr.prototype;
-    const original = {
-      open: proto.open,
-      send: proto.send,
-      setRequestHeader: proto.setRequestHeader,
-    };
-    const state = new WeakMap<
-      XMLHttpRequest,
-      { method: string; url: string; traceparent: string | null }
-    >();
-    const self = this;
-    const open = function (this: XMLHttpRequest, ...args: unknown[]): void {
-      safely(() =>
-        state.set(this, { method: String(args[0]), url: String(args[1]), traceparent: null }),
-      )();
-      return (original.open as (...a: unknown[]) => void).apply(this, args);
-    };
-    const setRequestHeader = function (this: XMLHttpRequest, name: string, value: string): void {
+  const Xhr = g.XMLHttpRequest;
+  if (typeof Xhr !== "function") return;
+  const proto = Xhr.prototype;
+  const setHeader = proto.setRequestHeader;
+  // Per request: [url, method, traceparent the page set itself], as `track` takes them.
+  const state = new WeakMap<XMLHttpRequest, [string, string, string | null]>();
+  /** Runs `hook` (never throwing) before each call of the XHR method `key`. */
+  const before = (
+    key: "open" | "setRequestHeader" | "send",
+    hook: (xhr: XMLHttpRequest, args: string[]) => void,
+  ): void =>
+    patch(
+      proto,
+      key,
+      (original) =>
+        function (this: XMLHttpRequest, ...args: string[]) {
+          safely(hook)(this, args);
+          return (original as (...a: string[]) => void).apply(this, args);
+        },
+    );
+  before("open", (xhr, [method, url]) => state.set(xhr, [url, method, null]));
+  before("setRequestHeader", (xhr, [name, value]) => {
+    const s = state.get(xhr);
+    if (s && name.toLowerCase() === TRACEPARENT) s[2] = value;
+  });
+  before("send", (xhr) => {
+    const s = state.get(xhr);
+    const call = s && !stopped() ? track(...s) : null;
+    if (!call) return;
+    if (call.header) setHeader.call(xhr, TRACEPARENT, call.header);
+    let failure = "NetworkError";
+    xhr.addEventListener("abort", () => (failure = "AbortError"));
+    xhr.addEventListener("timeout", () => (failure = "TimeoutError"));
+    xhr.addEventListener(
+      "loadend",
       safely(() => {
-        const s = state.get(this);
-        if (s && String(name).toLowerCase() === "traceparent") s.traceparent = String(value);
-      })();
-      return original.setRequestHeader.call(this, name, value);
-    };
-    const send = function (
-      this: XMLHttpRequest,
-      body?: Document | XMLHttpRequestBodyInit | null,
-    ): void {
-      safely(() => {
-        const s = state.get(this);
-        const call = s && !self.ctx.stopped ? self.start(s.url, s.method, s.traceparent) : null;
-        if (!call) return;
-        if (call.traceparent) original.setRequestHeader.call(this, "traceparent", call.traceparent);
-        const xhr = this;
-        let failure = "NetworkError";
-        xhr.addEventListener("abort", () => (failure = "AbortError"));
-        xhr.addEventListener("timeout", () => (failure = "TimeoutError"));
-        xhr.addEventListener(
-          "loadend",
-          safely(() => {
-            const headers = xhr.getAllResponseHeaders() ?? "";
-            const timing = /^server-timing:\s*(.*)$/im.exec(headers)?.[1] ?? null;
-            self.finish(call, xhr.status, timing, xhr.status === 0 ? failure : null);
-          }),
-        );
-      })();
-      return original.send.call(this, body);
-    };
-    Object.assign(proto, { open, setRequestHeader, send });
-    this.ctx.onStop(() => {
-      if (proto.open === open) proto.open = original.open;
-      if (proto.send === send) proto.send = original.send;
-      if (proto.setRequestHeader === setRequestHeader)
-        proto.setRequestHeader = original.setRequestHeader;
-    });
-  }
+        const { status } = xhr;
+        const headers = xhr.getAllResponseHeaders();
+        const timing = /^server-timing:\s*(.*)$/im.exec(headers)?.[1];
+        call.end(status, timing, status ? undefined : failure);
+      }),
+    );
+  });
 }

@@ -1,61 +1,42 @@
 /** Endpoint keys and trace helpers: how a browser call and a backend request find each other. */
 import type { TraceTarget } from "./types";
+import { withoutQuery } from "./util";
 
-const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\n?$/;
-const LONG_HEX = /^[0-9a-fA-F]{16,}\n?$/; // "\n?$" mirrors Python's "$"
-
-/** The path of a URL the way Python's `urllib.parse.urlsplit(url).path` finds it. */
-function urlsplitPath(url: string): string {
-  url = url.replace(/^[\x00-\x20]+/, "").replace(/[\t\r\n]/g, "");
-  const colon = url.indexOf(":");
-  if (colon > 0 && /^[A-Za-z][A-Za-z0-9+.-]*$/.test(url.slice(0, colon))) {
-    url = url.slice(colon + 1);
-  }
-  if (url.startsWith("//")) {
-    const end = url.slice(2).search(/[/?#]/);
-    url = end < 0 ? "" : url.slice(2 + end);
-  }
-  return url;
-}
+// backend_logging_config._ID: digits, a UUID or 16+ hex characters ("\n?$" mirrors Python's "$").
+const ID = /^(\d+|([\da-f]{8}(-[\da-f]{4}){3}-[\da-f]{12}|[\da-f]{16,})\n?)$/i;
 
 /**
- * The endpoint route of a path or URL, exactly like `normalize_route` in
- * backend_logging_config.py: no query or fragment, numeric segments, UUIDs and hex strings of
- * 16+ characters become ":id", empty segments and a trailing slash are dropped.
+ * The endpoint route of a path or URL, like `normalize_route` in backend_logging_config.py: no
+ * scheme and host, no query or fragment, numeric segments, UUIDs and hex strings of 16+
+ * characters become ":id", empty segments and a trailing slash are dropped.
  */
 export function normalizeRoute(path: string): string {
-  if (path.includes("://")) path = urlsplitPath(path);
-  path = path.split("?", 1)[0].split("#", 1)[0];
-  const segments: string[] = [];
-  for (const segment of path.split("/")) {
-    if (!segment) continue;
-    const isId = /^[0-9]+$/.test(segment) || UUID.test(segment) || LONG_HEX.test(segment);
-    segments.push(isId ? ":id" : segment);
-  }
-  return "/" + segments.join("/");
+  // An absolute URL's path, as Python's urlsplit finds it in a well-formed URL.
+  const segments = withoutQuery(path.replace(/^\s*[a-z][a-z\d+.-]*:\/\/[^/?#]*/i, "")).split("/");
+  return (
+    "/" +
+    segments
+      .filter((s) => s)
+      .map((s) => (ID.test(s) ? ":id" : s))
+      .join("/")
+  );
 }
 
 /** The key both sides share, e.g. "GET /api/orders/:id". */
 export function endpointKey(method: string, path: string): string {
-  return `${method.toUpperCase()} ${normalizeRoute(path)}`;
+  return method.toUpperCase() + " " + normalizeRoute(path);
 }
 
 /** Parses the `dur` of the `app` entry of a Server-Timing header, e.g. "app;dur=12.5". */
-export function serverTimingAppMs(header: string | null | undefined): number | null {
-  for (const entry of (header ?? "").split(",")) {
-    const [name, ...params] = entry.split(";").map((p) => p.trim());
-    if (name !== "app") continue;
-    for (const param of params) {
-      const match = /^dur="?([0-9.]+)"?$/i.exec(param);
-      if (match) return Number(match[1]);
-    }
-  }
-  return null;
+export function serverTimingAppMs(header?: string | null): number | null {
+  // The `dur` param of the first `app` entry that has one (entries are split at commas).
+  const match = /(^|,)\s*app\s*;([^,]*?;)??\s*dur="?([\d.]+)/i.exec(header as string);
+  return match ? Number(match[3]) : null;
 }
 
 /** The trace id the backend answered in Server-Timing (`traceparent;desc="00-<id>-..."`). */
-export function serverTimingTraceId(header: string | null): string | null {
-  return /traceparent;\s*desc="?00-([0-9a-f]{32})-/.exec(header ?? "")?.[1] ?? null;
+export function serverTimingTraceId(header?: string | null): string | undefined {
+  return /traceparent;\s*desc="?00-([\da-f]{32})-/.exec(header as string)?.[1];
 }
 
 /** True when a request to `url` should carry a `traceparent` (see `tracePropagationTargets`). */
@@ -64,15 +45,15 @@ export function traceTargetMatches(
   targets: TraceTarget[] | undefined,
   origin: string,
 ): boolean {
-  if (!targets) return url.origin === origin;
+  const { href, pathname } = url;
+  const sameOrigin = url.origin === origin;
+  if (!targets) return sameOrigin;
   return targets.some((target) => {
     if (target instanceof RegExp) {
       target.lastIndex = 0;
-      return target.test(url.href);
+      return target.test(href);
     }
-    if (target.startsWith("/") && !target.startsWith("//")) {
-      return url.origin === origin && url.pathname.startsWith(target);
-    }
-    return url.origin === target || url.href.startsWith(target);
+    if (target[0] === "/" && target[1] !== "/") return sameOrigin && pathname.startsWith(target);
+    return href.startsWith(target); // an origin, or a URL prefix
   });
 }

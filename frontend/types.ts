@@ -1,4 +1,4 @@
-/** The browser logger's public types, and the context its capture modules share. */
+/** The browser logger's public types, and the hooks its capture modules get from the monitor. */
 
 /** One event as the monitor's ingest endpoint expects it (DESIGN.md, ExecutionEvent). */
 export interface ExecutionEvent {
@@ -93,21 +93,20 @@ export interface LiveMonitorHandle {
   stats(): LiveMonitorStats;
 }
 
-/** What the capture modules need from the running monitor (internal). */
-export interface CaptureContext {
-  /** True once `stop()` ran: captures must then leave the page alone. */
-  readonly stopped: boolean;
-  /** Queues one event; fills in timestamp, service and status; never throws. */
-  emit(component: string, action: string, fields?: Partial<ExecutionEvent>): void;
-  /** Adds a listener (wrapped so it never throws) that `stop()` removes. */
-  listen(
-    target: EventTarget | undefined,
-    type: string,
-    fn: (ev: Event) => void,
-    options?: AddEventListenerOptions | boolean,
-  ): void;
-  /** A timer that `stop()` cancels and that does nothing once stopped. */
-  later(fn: () => void, delay: number): ReturnType<typeof setTimeout>;
-  /** Registers an undo step (restore a patched global) for `stop()`. */
-  onStop(undo: () => void): void;
-}
+/** The fields `emit` takes besides component and action; a trace id may be null (none). */
+export type EventFields = Partial<Omit<ExecutionEvent, "trace_id">> & { trace_id?: string | null };
+
+// What the capture modules get from the running monitor (internal).
+/** Queues one event; fills in timestamp, service and status; never throws. */
+export type Emit = (component: string, action: string, fields?: EventFields) => void;
+/** Adds a listener (wrapped so it never throws) that `stop()` removes. */
+export type Listen = (
+  target: EventTarget | undefined,
+  type: string,
+  fn: (ev: Event) => void,
+  options?: AddEventListenerOptions | boolean,
+) => void;
+/** Runs `fn` after `delay` ms, unless the monitor has stopped by then. */
+export type Later = (fn: () => void, delay: number) => void;
+/** Registers an undo step (restore a patched global) for `stop()`. */
+export type OnStop = (undo: () => void) => void;

@@ -222,6 +222,19 @@ test("invalid options fail with a clear message", () => {
     () => initLiveMonitor({ endpoint: MONITOR, batchSize: 0 }),
     /batchSize must be a positive number/,
   );
-  assert.throws(() => initLiveMonitor({ endpoint: "http://[bad" }), /endpoint is not a URL/);
-  assert.throws(() => initLiveMonitor({ endpoint: MONITOR, maxRetries: -1 }), /maxRetries/);
+  assert.throws(
+    () => initLiveMonitor({ endpoint: "http://[bad" }),
+    /endpoint must be the monitor.s base URL, got http:\/\/\[bad/,
+  );
+  assert.throws(
+    () => initLiveMonitor({ endpoint: MONITOR, maxRetries: -1 }),
+    /maxRetries must be a whole number >= 0, got -1/,
+  );
+  assert.throws(
+    () => initLiveMonitor({ endpoint: MONITOR, flushIntervalMs: "5" }),
+    /flushIntervalMs must be a positive number, got 5/,
+  );
+  assert.throws(() => initLiveMonitor({ endpoint: "" }), /endpoint must be the monitor.s base URL/);
+  assert.equal(env.listenerCount(), 0, "a refused start installs nothing");
+  assert.equal(fetch, env.fetch, "nor wraps fetch");
 });
