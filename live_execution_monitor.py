@@ -56,6 +56,7 @@ CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 NOT_SELF_MONITORED = (EVENTS, f"{API}/stream")
+GIL_SWITCH_INTERVAL_S = 0.02
 log = logging.getLogger("live_execution_monitor")
 
 
@@ -347,9 +348,16 @@ def serve(
         print(f"Live Execution Monitor serving on {base}", flush=True)
     if ready:
         ready(base)
+    # Ingest threads take the store's lock while they count a queue of events (a few ms);
+    # at Python's default 5 ms switch interval the GIL was taken from them mid-count and
+    # the other threads queued on the lock: 8 threads spent ~40% more CPU per batch than
+    # one. A 20 ms interval lets a count finish; requests still yield at every socket read.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(max(interval, GIL_SWITCH_INTERVAL_S))
     try:
         server.serve_forever()
     finally:
+        sys.setswitchinterval(interval)
         monitor.close()
     print("Live Execution Monitor stopped.", flush=True)
     return 0
