@@ -18,6 +18,7 @@ import inspect
 import json
 import logging
 import logging.config
+import math
 import os
 import random
 import re
@@ -28,7 +29,7 @@ import urllib.request
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -59,32 +60,44 @@ RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MAX_RETRY_AFTER = 60.0
 _WARN_INTERVAL = 60.0
+_MAX_BODY = 512 * 1024  # bytes of events per POST: half the monitor's default body limit
 # The client's own warnings: they carry no component/action, so MonitorHandler ignores them.
 _log = logging.getLogger("live_monitor.internal")
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _current_trace: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("live_monitor_trace")
 _F = TypeVar("_F", bound=Callable[..., Any])
 _random = random.Random()  # seeded from os.urandom; reseeded in a forked child
+_ids: list[str] = []  # see _new_ids; emptied in a forked child
+_second: tuple[int | None, str] = (None, "")  # the last whole second _iso formatted
 
 
 def _iso(epoch: float) -> str:
-    """Format epoch seconds as ISO 8601 UTC with milliseconds and a ``Z``."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Epoch seconds as ISO 8601 UTC with milliseconds and a ``Z``: what ``datetime`` gives
+    (microseconds rounded half to even, then cut), for a third of its time."""
+    global _second
+    fraction, whole = math.modf(epoch)
+    whole, micros = divmod(int(whole) * 1_000_000 + round(fraction * 1e6), 1_000_000)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{micros // 1000:03d}Z"
 
 
 def _event(when: float, component: str, action: str, status: str, details: Any, **kw: Any) -> dict[str, Any]:
-    """An ExecutionEvent dict; ``kw`` adds ``duration_ms``, trace ids or another ``service``.
-
-    The timestamp stays epoch seconds until the sender thread formats it: ISO 8601 on the
-    app's thread would cost more than everything else here.
-    """
+    """An ExecutionEvent dict; ``kw`` adds ``duration_ms``, trace ids or another ``service``. The
+    timestamp stays epoch seconds until the sender thread formats it (``_deliver``)."""
     event = {"timestamp": when, "service": "backend", "component": component, "action": action}
     return {**event, "status": status, "details": details, **kw}
 
 
-def _hex_id(bits: int) -> str:
-    """A random W3C trace (128-bit) or span (64-bit) id, without a system call per id."""
-    return f"{_random.getrandbits(bits):0{bits // 4}x}" or _hex_id(bits)
+def _new_ids() -> str:
+    """48 random hex digits: a W3C trace id (the first 32) and span id (the last 16). Drawn 256 at
+    a time into a pool, since one draw per request costs the app's thread more than a pop."""
+    try:
+        return _ids.pop()
+    except IndexError:
+        digits = f"{_random.getrandbits(192 * 256):0{48 * 256}x}"
+        _ids.extend([digits[i : i + 48] for i in range(48, len(digits), 48)])
+        return digits[:48]
 
 
 def _json_default(value: Any) -> Any:
@@ -92,6 +105,9 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return list(value) if isinstance(value, (set, frozenset)) else str(value)
+
+
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"))
 
 
 def parse_traceparent(header: str | None) -> tuple[str, str] | None:
@@ -129,14 +145,6 @@ def _parse_retry_after(value: str | None) -> float | None:
     return None
 
 
-def _json_object(payload: bytes) -> dict[str, Any]:
-    """The monitor's JSON answer as a dict ({} when it is not a JSON object)."""
-    with contextlib.suppress(ValueError):
-        answer = json.loads(payload) if payload else {}
-        return answer if isinstance(answer, dict) else {}
-    return {}
-
-
 class MonitorClient:
     """Ships events to the monitor from a daemon thread, never blocking the app: ``record`` only
     appends to a queue bounded by ``max_queue`` (waiting plus in flight). Batches are retried on
@@ -146,7 +154,7 @@ class MonitorClient:
     def __init__(
         self,
         monitor_url: str,
-        batch_size: int = 100,
+        batch_size: int = 500,
         flush_interval: float = 1.0,
         max_queue: int = 10000,
         timeout: float = 5.0,
@@ -185,28 +193,29 @@ class MonitorClient:
     def _init_state(self) -> None:
         """Fresh lock, queue and thread (also in a forked child: the parent sends its queue)."""
         self._cond = threading.Condition()
+        self._wake = threading.Event()  # set by flush(), close() and a half-full queue
+        self._wake_at = max(1, self.max_queue // 2) if self.flush_interval else 1
         self._queue: deque[dict[str, Any] | tuple[Any, ...]] = deque()
-        self._in_flight = self._flush_waiters = 0
+        self._in_flight = 0
         self._closing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: http.client.HTTPConnection | None = None
 
     def _enqueue(self, item: dict[str, Any] | tuple[Any, ...]) -> bool:
-        """Queue an event dict, or a log record's fields for the sender thread to build."""
-        with self._cond:
-            if self._closing:
-                reason = "closed"
-            elif len(self._queue) + self._in_flight >= self.max_queue:
-                reason = "queue_full"
-            else:
-                self._queue.append(item)
-                self._ensure_worker()
-                if len(self._queue) in (1, self.batch_size):
-                    self._cond.notify_all()
-                return True
-        self._drop(1, reason, f"event dropped: {reason}")
-        return False
+        """Queue an event dict, or a tuple ``(kind, *fields)`` the sender thread turns into one
+        (``_BUILDERS``). No lock, and no wake-up unless the queue is half full: the sender wakes
+        by itself once a ``flush_interval``, so a request does not pay for a thread switch."""
+        queue = self._queue
+        if self._closing or len(queue) + self._in_flight >= self.max_queue:
+            reason = "closed" if self._closing else "queue_full"
+            self._drop(1, reason, f"event dropped: {reason}")
+            return False
+        queue.append(item)
+        if self._thread is None or (len(queue) >= self._wake_at and not self._wake.is_set()):
+            self._ensure_worker()
+            self._wake.set()
+        return True
 
     def record(self, event: Mapping[str, Any]) -> bool:
         """Queue one event (an ExecutionEvent dict or object with ``to_dict()``); False if dropped.
@@ -230,12 +239,8 @@ class MonitorClient:
             if not self._queue and not self._in_flight:
                 return True
             self._ensure_worker()
-            self._flush_waiters += 1
-            self._cond.notify_all()
-            try:
-                return self._cond.wait_for(lambda: not self._queue and not self._in_flight, timeout=timeout)
-            finally:
-                self._flush_waiters -= 1
+            self._wake.set()
+            return self._cond.wait_for(lambda: not self._queue and not self._in_flight, timeout=timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush within ``timeout`` (default ``shutdown_timeout``) and stop; idempotent. Events
@@ -248,8 +253,8 @@ class MonitorClient:
             self._closing = True
         delivered = self.flush(timeout)
         self._stop.set()
+        self._wake.set()
         with self._cond:
-            self._cond.notify_all()
             thread, leftover = self._thread, len(self._queue)
             self._queue.clear()
         if thread is not None and thread is not threading.current_thread():
@@ -278,57 +283,62 @@ class MonitorClient:
             }
 
     def _ensure_worker(self) -> None:
-        if (self._thread is None or not self._thread.is_alive()) and not self._stop.is_set():
-            self._thread = threading.Thread(target=self._run, name="live-monitor", daemon=True)
-            self._thread.start()
+        with self._cond:
+            if (self._thread is None or not self._thread.is_alive()) and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="live-monitor", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
+        """Once a ``flush_interval`` (or when woken), send all that waits, ``batch_size`` a POST."""
         while not self._stop.is_set():
-            with self._cond:
-                if not self._queue:
-                    self._cond.wait(5.0)  # record() notifies when the queue stops being empty
-                waiting = self._queue and not (self._flush_waiters or self._closing)
-                if waiting and len(self._queue) < self.batch_size:
-                    self._cond.wait(self.flush_interval)  # let a batch build up
-                count = min(len(self._queue), self.batch_size)
-                if self._stop.is_set() or not count:
-                    continue
-                batch = [self._queue.popleft() for _ in range(count)]
-                self._in_flight = count
-            try:
-                self._deliver(batch)
-            except Exception as exc:  # noqa: BLE001 - the sender thread must survive anything
-                self._drop(len(batch), "error", f"{type(exc).__name__}: {exc}")
-            finally:
+            self._wake.wait(self.flush_interval or None)
+            self._wake.clear()
+            while self._queue and not self._stop.is_set():
                 with self._cond:
-                    self._in_flight = 0
-                    self._cond.notify_all()
+                    batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_size))]
+                    self._in_flight = len(batch)
+                try:
+                    self._deliver(batch)
+                except Exception as exc:  # noqa: BLE001 - the sender thread must survive anything
+                    self._drop(len(batch), "error", f"{type(exc).__name__}: {exc}")
+                finally:
+                    with self._cond:
+                        self._in_flight = 0
+                        self._cond.notify_all()
 
     def _deliver(self, batch: list[dict[str, Any] | tuple[Any, ...]]) -> None:
-        """Post one batch, retrying what is worth retrying, and count the outcome."""
-        events = []
-        for item in batch:
-            event = item if isinstance(item, dict) else _log_event(*item)
-            if isinstance(event.get("timestamp"), float):  # filled in as epoch on the app's thread
-                event["timestamp"] = _iso(event["timestamp"])
-            events.append(event)
-        try:  # one call for the batch; event by event only when something cannot be serialised
-            text = json.dumps({"events": events}, default=_json_default, separators=(",", ":"))
-            count = len(events)
-        except (TypeError, ValueError):
-            good = []
-            for event in events:  # one unserialisable event must not sink the whole batch
-                try:
-                    good.append(json.dumps(event, default=_json_default))
-                except (TypeError, ValueError) as exc:
-                    self._drop(1, "unserializable", f"event is not JSON-serialisable: {exc}")
-            text, count = '{"events":[' + ",".join(good) + "]}", len(good)
-        if not count:
-            return
-        body = text.encode()
+        """Turn a batch into JSON texts and post them, at most ``_MAX_BODY`` bytes a request."""
+        parts: list[str] = []
+        size = 0
+        for n, item in enumerate(batch, 1):
+            if not n % 64:
+                time.sleep(0)  # let the app's threads have the GIL between slices of this work
+            try:
+                event = item if isinstance(item, dict) else _BUILDERS[item[0]](item)
+                if isinstance(event, dict):
+                    if isinstance(event.get("timestamp"), float):  # epoch, as taken on the app's thread
+                        event["timestamp"] = _iso(event["timestamp"])
+                    event = _ENCODER.encode(event)
+            except Exception as exc:  # noqa: BLE001 - one event must not sink the whole batch
+                self._drop(1, "unserializable", f"cannot write event as JSON: {type(exc).__name__}: {exc}")
+                continue
+            if parts and size + len(event) > _MAX_BODY:
+                self._send(parts)
+                parts, size = [], 0
+            parts.append(event)
+            size += len(event) + 1
+        if parts:
+            self._send(parts)
+
+    def _send(self, parts: list[str]) -> None:
+        """Post events (JSON texts), retrying what is worth retrying, and count the outcome."""
+        count, body = len(parts), ('{"events":[' + ",".join(parts) + "]}").encode()
         for attempt in range(self.max_retries + 1):
             code, retry_after, payload, error = self._post(body)
-            answer = _json_object(payload)
+            answer: Any = {}
+            with contextlib.suppress(ValueError):  # the monitor's answer, {} if not a JSON object
+                answer = json.loads(payload or b"{}")
+            answer = answer if isinstance(answer, dict) else {}
             if code is not None and (200 <= code < 300 or (code == 400 and answer.get("rejected"))):
                 return self._accepted(count, answer)  # a 400 that rejected every event
             if code is not None and code not in RETRYABLE_STATUS:
@@ -434,6 +444,7 @@ def _close_all_clients() -> None:
 
 def _after_fork_in_child() -> None:
     _random.seed()  # a forked worker must not repeat its parent's trace ids
+    _ids.clear()
     for client in list(_clients):
         client._init_state()
 
@@ -467,38 +478,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=_json_default, ensure_ascii=False)
 
 
-def _add_trace(event: dict[str, Any], trace_id: Any = None, span_id: Any = None) -> None:
-    """Set trace ids: the given ones, else the current request's trace with a new span."""
-    current = _current_trace.get(None)
+def _add_trace(event: dict[str, Any], trace_id: Any, span_id: Any, current: tuple[str, str] | None) -> None:
+    """Set trace ids: the given ones, else the ``current`` request's trace with a new span."""
     trace_id = trace_id or (current[0] if current else None)
     if trace_id:
-        event["trace_id"], event["span_id"] = trace_id, span_id or _hex_id(64)
+        event["trace_id"], event["span_id"] = trace_id, span_id or _new_ids()[32:]
 
 
-def _log_event(
-    created: float,
-    component: Any,
-    action: Any,
-    status: str,
-    raw: Any,
-    message: str,
-    level: str,
-    service: Any,
-    duration_ms: Any,
-    trace_id: Any,
-    span_id: Any,
-    current: tuple[str, str] | None,
-) -> dict[str, Any]:
+def _log_event(item: tuple[Any, ...]) -> dict[str, Any]:
     """The event for a log record's fields taken by MonitorHandler.emit (on the sender thread)."""
+    _, created, component, action, status, raw, message, level, service, ms, trace_id, span_id, current = item
     details = raw if isinstance(raw, dict) else {} if raw is None else {"value": raw}
     details.setdefault("message", message[:1000])
     details.setdefault("level", level)
     event = _event(created, str(component), str(action), status, details, service=service or "backend")
-    if duration_ms is not None:
-        event["duration_ms"] = duration_ms
-    trace_id = trace_id or (current[0] if current else None)
-    if trace_id:
-        event["trace_id"], event["span_id"] = trace_id, span_id or _hex_id(64)
+    if ms is not None:
+        event["duration_ms"] = ms
+    _add_trace(event, trace_id, span_id, current)
     return event
 
 
@@ -521,6 +517,7 @@ class MonitorHandler(logging.Handler):
             raw = fields.get("details")
             failed = record.levelno >= logging.ERROR or bool(record.exc_info)
             fields_taken = (
+                "log",
                 record.created,
                 fields["component"],
                 fields["action"],
@@ -537,7 +534,7 @@ class MonitorHandler(logging.Handler):
             if isinstance(client, MonitorClient):
                 client._enqueue(fields_taken)
             else:  # any object with record(event), e.g. a test double
-                client.record(_log_event(*fields_taken))
+                client.record(_log_event(fields_taken))
         except Exception:  # noqa: BLE001 - logging must never raise into the app
             pass
 
@@ -667,7 +664,7 @@ class track(contextlib.ContextDecorator):
             status = "error" if error is not None else "success"
             event = _event(time.time() - duration / 1000.0, self.component, self.action, status, details)
             event.update(service=self.service, duration_ms=round(duration, 3))
-            _add_trace(event)
+            _add_trace(event, None, None, _current_trace.get(None))
             client.record(event)
 
 
@@ -693,13 +690,12 @@ def init_app(
 
 
 class _Middleware:
-    """The WSGI layer ``init_app`` puts around a Flask app."""
+    """The WSGI layer ``init_app`` puts around a Flask app. The request's thread only takes ids,
+    reads the clocks, answers ``Server-Timing`` and queues a tuple of strings and numbers (which
+    the garbage collector then leaves alone); the sender thread writes the event (``_http_event``)."""
 
     def __init__(self, wsgi_app: Any, app: Any) -> None:
-        self.wsgi_app = wsgi_app
-        self.app = app
-        self._routes: dict[tuple[str, str], str | None] = {}
-        self._paths: dict[str, str] = {}  # raw path -> normalised route, bounded
+        self.wsgi_app, self.app = wsgi_app, app
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path, method = environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD", "GET")
@@ -707,16 +703,21 @@ class _Middleware:
             return self.wsgi_app(environ, start_response)
         if method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ:
             return self.wsgi_app(environ, start_response)
-        parent = parse_traceparent(environ.get("HTTP_TRACEPARENT"))
-        trace_id, span_id = parent[0] if parent else _hex_id(128), _hex_id(64)
+        parent, ids = parse_traceparent(environ.get("HTTP_TRACEPARENT")), _new_ids()
+        trace_id, span_id = parent[0] if parent else ids[:32], ids[32:]
         token = _current_trace.set((trace_id, span_id))
         wall, started = time.time(), time.perf_counter()
-        seen: list[tuple[int, float]] = []  # (status, ms to the response headers)
+        status_line: str | None = None
+        at = 0.0  # when the response headers went out
+        rule: Any = environ  # the Flask rule that served the request, once seen
 
         def traced_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            ms = (time.perf_counter() - started) * 1000.0
-            seen.append((int(status[:3]), ms))
-            timing = f'app;dur={ms:.1f}, traceparent;desc="00-{trace_id}-{span_id}-01"'
+            nonlocal status_line, at, rule
+            at, status_line = time.perf_counter(), status
+            request: Any = environ.get("werkzeug.request")  # Flask's, until the app returns
+            if hasattr(request, "url_rule"):
+                rule = request.url_rule and request.url_rule.rule
+            timing = f'app;dur={(at - started) * 1000.0:.1f}, traceparent;desc="00-{trace_id}-{span_id}-01"'
             _add_timing(headers, timing)
             return start_response(status, headers, exc_info)
 
@@ -730,44 +731,62 @@ class _Middleware:
                 _current_trace.reset(token)
             except ValueError:  # reset from another context: just forget the trace
                 _current_trace.set(None)
-            with contextlib.suppress(Exception):
-                code, ms = (500, (time.perf_counter() - started) * 1000.0) if failed or not seen else seen[-1]
-                route = self._paths.get(path) or self._normalize(path)
-                details = {"http_status": code, "route": self._route(environ, method.upper(), route)}
-                status = "error" if code >= 500 else "success"
-                event = _event(wall, "http", f"{method.upper()} {route}", status, details)
-                event["duration_ms"] = round(ms, 3)
-                event["trace_id"], event["span_id"] = trace_id, span_id
-                self.app.extensions["live_monitor"].record(event)
+            if failed or status_line is None:
+                status_line, at = None, time.perf_counter()
+            if rule is environ:  # no Flask request seen (it raised, or an environ was copied): match
+                rule = None
+                with contextlib.suppress(Exception):
+                    rule = str(self.app.url_map.bind_to_environ(environ).match(return_rule=True)[0].rule)
+            ms = (at - started) * 1000.0
+            fields = ("http", wall, ms, method, path, status_line, rule, trace_id, span_id)
+            client = self.app.extensions["live_monitor"]
+            try:
+                if isinstance(client, MonitorClient):
+                    client._enqueue(fields)
+                else:  # any object with record(event), e.g. a test double
+                    client.record(json.loads(_http_event(fields)))
+            except Exception:  # noqa: BLE001 - instrumentation must never break a request
+                pass
 
-    def _normalize(self, path: str) -> str:
-        route = normalize_route(path)
-        if len(self._paths) < 4096:
-            self._paths[path] = route
-        return route
 
-    def _route(self, environ: dict[str, Any], method: str, route: str) -> str | None:
-        """The Flask rule that served the request (``/api/orders/<int:order_id>``), cached per key."""
-        key = (method, route)
-        if key in self._routes:
-            return self._routes[key]
-        rule = None
-        with contextlib.suppress(Exception):
-            rule = self.app.url_map.bind_to_environ(environ).match(return_rule=True)[0].rule
-        if len(self._routes) < 1024:
-            self._routes[key] = rule
-        return rule
+# A request's event as the sender thread writes it: the text json.dumps(event) gives, for less.
+_HTTP_EVENT = (
+    '{"timestamp":"%s","service":"backend","component":"http",%s,'
+    '"duration_ms":%r,"trace_id":"%s","span_id":"%s"}'
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_outcome(method: str, path: str, status: str | None, rule: str | None) -> str:
+    """What repeats in a request's event (action, status, details), as JSON members."""
+    code = int(status[:3]) if status else 500
+    action, outcome = f"{method.upper()} {normalize_route(path)}", "error" if code >= 500 else "success"
+    details = {"http_status": code, "route": rule}
+    return json.dumps({"action": action, "status": outcome, "details": details}, separators=(",", ":"))[1:-1]
+
+
+def _http_event(item: tuple[Any, ...]) -> str:
+    """A request's ``http`` event as JSON, from the tuple ``_Middleware`` queued."""
+    _, wall, ms, method, path, status, rule, trace_id, span_id = item
+    middle = _http_outcome(method, path, status, rule)
+    return _HTTP_EVENT % (_iso(wall), middle, round(ms, 3), trace_id, span_id)
 
 
 def _add_timing(headers: list[tuple[str, str]], timing: str) -> None:
     """Append our Server-Timing entry and expose Server-Timing to browser scripts."""
-    existing = [v for k, v in headers if k.lower() == "server-timing"]
-    exposed = [v for k, v in headers if k.lower() == "access-control-expose-headers"]
-    headers[:] = [
-        (k, v) for k, v in headers if k.lower() not in ("server-timing", "access-control-expose-headers")
-    ]
-    headers.append(("Server-Timing", ", ".join([*existing, timing])))
-    names = [n.strip() for v in exposed for n in v.split(",") if n.strip()]
+    ours = ("server-timing", "access-control-expose-headers")
+    for name, _ in headers:
+        if name.lower() in ours:
+            break
+    else:  # the usual case: neither header is there yet
+        headers += (("Server-Timing", timing), ("Access-Control-Expose-Headers", "Server-Timing"))
+        return
+    timings = [v for k, v in headers if k.lower() == ours[0]] + [timing]
+    names = [n.strip() for k, v in headers if k.lower() == ours[1] for n in v.split(",") if n.strip()]
     if "server-timing" not in {n.lower() for n in names} and "*" not in names:
         names.append("Server-Timing")
-    headers.append(("Access-Control-Expose-Headers", ", ".join(names)))
+    headers[:] = [(k, v) for k, v in headers if k.lower() not in ours]
+    headers += (("Server-Timing", ", ".join(timings)), ("Access-Control-Expose-Headers", ", ".join(names)))
+
+
+_BUILDERS: dict[str, Callable[..., dict[str, Any] | str]] = {"http": _http_event, "log": _log_event}

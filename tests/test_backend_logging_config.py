@@ -18,6 +18,8 @@ import pytest
 from fake_monitor import FakeMonitor, Recorder, wait_for
 from flask import Flask, abort
 from flask_cors import CORS
+from hypothesis import given
+from hypothesis import strategies as st
 
 import backend_logging_config as blc
 
@@ -329,7 +331,7 @@ def test_bad_events_never_raise_and_are_counted(monitor: FakeMonitor, make_clien
     client = make_client(monitor.url)
     looped: dict[str, Any] = {"component": "job", "action": "loop"}
     looped["details"] = looped
-    assert client.record("not an event") is False  # type: ignore[arg-type]
+    assert client.record("not an event") is False
     assert client.record(looped) is True
     assert client.record({"component": "job", "action": "fine"}) is True
     assert client.flush(5)
@@ -383,6 +385,42 @@ def test_exit_flushes_pending_events(monitor: FakeMonitor) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert [event["action"] for event in monitor.events()] == ["at_exit"]
+
+
+def test_events_wait_for_the_interval_unless_half_the_queue_is_full(
+    monitor: FakeMonitor, make_client: Any
+) -> None:
+    client = make_client(monitor.url, batch_size=4, flush_interval=30.0, max_queue=20)
+    client.record({"component": "job", "action": "a0"})  # the first one starts the sender, and goes
+    assert wait_for(lambda: len(monitor.events()) == 1)
+    for n in range(1, 10):
+        client.record({"component": "job", "action": f"a{n}"})
+    assert client.stats()["queued"] == 9 and len(monitor.requests) == 1  # waiting for the interval
+    for n in range(10, 13):  # the tenth waiting event fills half the queue: the sender wakes
+        client.record({"component": "job", "action": f"a{n}"})
+    assert wait_for(lambda: len(monitor.events()) >= 11)
+    assert client.close(timeout=5)
+    assert [event["action"] for event in monitor.events()] == [f"a{n}" for n in range(13)]
+    assert max(len(body["events"]) for _, _, body in monitor.requests) == 4
+
+
+def test_large_events_are_split_into_bodies_the_monitor_accepts(
+    monitor: FakeMonitor, make_client: Any
+) -> None:
+    client = make_client(monitor.url, flush_interval=30.0)
+    for n in range(200):
+        client.record({"component": "job", "action": f"a{n}", "details": {"blob": "x" * 6000}})
+    assert client.flush(10)
+    assert [event["action"] for event in monitor.events()] == [f"a{n}" for n in range(200)]
+    sizes = [len(json.dumps(body, separators=(",", ":"))) for _, _, body in monitor.requests]
+    assert len(sizes) >= 3 and max(sizes) <= 1024 * 1024  # the monitor's default body limit
+    assert client.stats()["sent"] == 200
+
+
+@given(st.floats(min_value=-1e9, max_value=4e9))
+def test_timestamps_are_written_as_datetime_writes_them(epoch: float) -> None:
+    expected = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert blc._iso(epoch) == expected
 
 
 def test_bad_monitor_url_is_a_clear_error() -> None:
@@ -538,6 +576,114 @@ def test_init_app_sends_request_events_to_a_real_monitor(monitor: FakeMonitor) -
         assert actions == ["GET /api/orders/:id", "load_order"]
     finally:
         client.close(timeout=1)
+
+
+@given(
+    method=st.sampled_from(["GET", "post", "DELETE"]),
+    path=st.text(max_size=30).map(lambda text: "/" + text),
+    status=st.sampled_from([None, "200 OK", "404 NOT FOUND", "500 INTERNAL SERVER ERROR", "503 X"]),
+    rule=st.one_of(st.none(), st.text(max_size=20)),
+    ms=st.floats(min_value=0, max_value=1e6),
+    wall=st.floats(min_value=0, max_value=4e9),
+)
+def test_request_event_text_is_what_json_dumps_writes(
+    method: str, path: str, status: str | None, rule: str | None, ms: float, wall: float
+) -> None:
+    code = int(status[:3]) if status else 500  # no status: the app raised
+    expected = {
+        "timestamp": datetime.fromtimestamp(wall, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z"),
+        "service": "backend",
+        "component": "http",
+        "action": blc.endpoint_key(method, path),
+        "status": "error" if code >= 500 else "success",
+        "details": {"http_status": code, "route": rule},
+        "duration_ms": round(ms, 3),
+        "trace_id": TRACE,
+        "span_id": PARENT,
+    }
+    text = blc._http_event(("http", wall, ms, method, path, status, rule, TRACE, PARENT))
+    assert text == json.dumps(expected, separators=(",", ":"))
+
+
+def test_request_events_arrive_complete_in_batches_and_close_sends_the_rest(monitor: FakeMonitor) -> None:
+    client = blc.MonitorClient(monitor.url, flush_interval=30.0)  # no timer within the test
+    app = make_app()
+    blc.init_app(app, client=client)
+    http = app.test_client()
+    try:
+        http.get("/health")  # starts the sender (a 404, sent at once)
+        assert wait_for(lambda: len(monitor.events()) == 1)
+        timings = [http.get(f"/api/orders/{n}").headers["Server-Timing"] for n in range(600)]
+        assert client.stats()["queued"] == 1200 and len(monitor.requests) == 1  # all on the queue
+    finally:
+        assert client.close(timeout=10)
+    assert [len(body["events"]) for _, _, body in monitor.requests] == [1, 500, 500, 200]
+    requests = [event for event in monitor.events() if event["action"] == "GET /api/orders/:id"]
+    assert len(requests) == 600 and len({event["span_id"] for event in requests}) == 600
+    by_span = {event["span_id"]: event for event in requests}
+    for timing in timings:
+        match = re.fullmatch(
+            r'app;dur=(\d+\.\d), traceparent;desc="00-([0-9a-f]{32})-([0-9a-f]{16})-01"', timing
+        )
+        assert match is not None
+        event = by_span[match.group(3)]
+        assert (
+            event["trace_id"] == match.group(2) and abs(event["duration_ms"] - float(match.group(1))) <= 0.06
+        )
+        assert {
+            k: v for k, v in event.items() if k not in ("timestamp", "trace_id", "span_id", "duration_ms")
+        } == {
+            "service": "backend",
+            "component": "http",
+            "action": "GET /api/orders/:id",
+            "status": "success",
+            "details": {"http_status": 200, "route": "/api/orders/<int:order_id>"},
+        }
+        assert abs(datetime.now(UTC) - datetime.fromisoformat(event["timestamp"])) < timedelta(seconds=60)
+
+
+def test_route_is_still_found_when_the_app_raised_or_copied_the_environ() -> None:
+    app, recorder = make_app(testing=True), Recorder()
+    flask_app = app.wsgi_app
+
+    def copying(environ: dict[str, Any], start_response: Any) -> Any:  # as some WSGI layers do
+        return flask_app(dict(environ), start_response)
+
+    app.wsgi_app = copying  # type: ignore[method-assign]
+    blc.init_app(app, client=recorder)  # type: ignore[arg-type]
+    client = app.test_client()
+    assert client.get("/api/orders/3").status_code == 200
+    with pytest.raises(RuntimeError):
+        client.get("/boom")
+    routes = [(e["details"]["route"], e["status"]) for e in recorder.events if e["component"] == "http"]
+    assert routes == [("/api/orders/<int:order_id>", "success"), ("/boom", "error")]
+
+
+def test_a_forked_worker_does_not_repeat_its_parents_trace_ids() -> None:
+    script = """
+import os, flask, backend_logging_config as blc
+class Recorder:
+    closed = False
+    def record(self, event): pass
+app = flask.Flask("forked")
+app.get("/")(lambda: "ok")
+blc.init_app(app, client=Recorder())
+trace = lambda: app.test_client().get("/").headers["Server-Timing"].split('"')[1]
+trace()
+read, write = os.pipe()
+if os.fork() == 0:
+    os.write(write, trace().encode())
+    os._exit(0)
+os.wait()
+print(os.read(read, 100).decode() != trace())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
 
 
 # -- track and MonitorHandler ---------------------------------------------------------------
