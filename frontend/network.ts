@@ -173,9 +173,7 @@ export function captureNetwork(
       "loadend",
       safely(() => {
         const { status } = xhr;
-        const headers = xhr.getAllResponseHeaders();
-        const timing = /^server-timing:\s*(.*)$/im.exec(headers)?.[1];
-        call.end(status, timing, status ? undefined : failure);
+        call.end(status, xhr.getResponseHeader("server-timing"), status ? undefined : failure);
       }),
     );
   });

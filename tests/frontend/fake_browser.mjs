@@ -110,6 +110,14 @@ function makeXhr(env) {
     getAllResponseHeaders() {
       return this.responseHeaders;
     }
+    getResponseHeader(name) {
+      // As browsers do: every header of that name, joined with ", "; null when there is none.
+      const values = this.responseHeaders
+        .split(/\r?\n/)
+        .filter((line) => line.toLowerCase().startsWith(`${name.toLowerCase()}:`))
+        .map((line) => line.slice(name.length + 1).trim());
+      return values.length ? values.join(", ") : null;
+    }
     send(body) {
       env.pageRequests.push({
         kind: "xhr",
