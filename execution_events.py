@@ -25,6 +25,7 @@ __all__ = [
     "BatchError",
     "decode_batch",
     "convert_event",
+    "IncomingEvent",
     "encode_events",
     "endpoint_key",
     "normalize_route",
@@ -50,12 +51,13 @@ _HEX_BYTES = b"0123456789abcdef"
 _MAX_SHARED_LENGTH = 64
 _SERVICES = ("backend", "frontend")
 _STATUSES = ("success", "error")
-_INTERNED: dict[str, str] = {}
+_INTERNED: dict[str, str] = {}  # component and action names
+_SHARED_VALUES: dict[str, str] = {}  # short detail strings found clean (no secret key, no card)
 _MAX_INTERNED = 20_000
 
 
 # Decoding a batch takes zoned ISO 8601 (what the loggers send) straight; epoch seconds and
-# naive times send the batch event by event through _AnyTimestamp, which settles them.
+# naive times send the batch event by event through IncomingEvent, which settles them.
 if TYPE_CHECKING:  # what Python callers may pass; the constructor settles it to a zoned datetime
     Timestamp = datetime | float | str
 else:
@@ -140,14 +142,14 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
         return msgspec.to_builtins(self)
 
 
-class _AnyTimestamp(ExecutionEvent):
+class IncomingEvent(ExecutionEvent):
     """An event as a client may send it: epoch seconds or a naive ISO time allowed."""
 
     timestamp: datetime | float = 0.0
 
 
 def _settled(event: ExecutionEvent) -> ExecutionEvent:
-    """The ExecutionEvent of a checked ``_AnyTimestamp`` (``_problem`` has settled its time)."""
+    """The ExecutionEvent of a checked ``IncomingEvent`` (``_problem`` has settled its time)."""
     fields = {name: getattr(event, name) for name in ExecutionEvent.__struct_fields__}
     return msgspec.StructMeta.__call__(ExecutionEvent, **fields)
 
@@ -216,14 +218,15 @@ _list_decoder = msgspec.json.Decoder(list[ExecutionEvent])
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _raw_envelope_decoder = msgspec.json.Decoder(_RawEnvelope)
-_event_decoder = msgspec.json.Decoder(_AnyTimestamp)
+_event_decoder = msgspec.json.Decoder(IncomingEvent)
 _encoder = msgspec.json.Encoder()
 
 
 def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult:
     """Decode a JSON array of events or ``{"events": [...]}``, keeping every valid event.
 
-    Raises BatchError when the body is not JSON or not a batch at all.
+    The events are validated, not yet scrubbed: ``prepare_events`` filters their secrets
+    before anything keeps them. Raises BatchError when the body is not JSON or not a batch.
     """
     start = body.lstrip()[:1]
     fast: msgspec.json.Decoder[Any]
@@ -276,7 +279,7 @@ def convert_event(fields: dict[str, Any]) -> ExecutionEvent:
     Raises ValueError (msgspec.ValidationError is one) naming the field; like decoded
     events, it is scrubbed by ``prepare_events`` when the monitor keeps it.
     """
-    event = msgspec.convert(fields, _AnyTimestamp)
+    event = msgspec.convert(fields, IncomingEvent)
     problem = _problem(event)
     if problem:
         raise ValueError(problem)
@@ -326,13 +329,14 @@ def prepare_events(events: list[ExecutionEvent]) -> None:
     Python get it on construction). Sharing the few component, action and short detail
     strings that repeat across thousands of events is most of a stored event's memory.
     """
-    interned = _INTERNED
-    share = len(interned) < _MAX_INTERNED
+    names = _INTERNED
+    share_names = len(names) < _MAX_INTERNED
+    values = _SHARED_VALUES
     verdicts = _SECRET_VERDICTS
     for event in events:
-        if share:
-            event.component = interned.setdefault(event.component, event.component)
-            event.action = interned.setdefault(event.action, event.action)
+        if share_names:
+            event.component = names.setdefault(event.component, event.component)
+            event.action = names.setdefault(event.action, event.action)
         details = event.details
         if not details:
             continue
@@ -341,18 +345,18 @@ def prepare_events(events: list[ExecutionEvent]) -> None:
             if secret is None:
                 secret = _is_secret(key)
             kind = value.__class__
-            if kind is str:
-                known = interned.get(value)  # only strings found clean are shared
-                if known is not None:
-                    details[key] = known
-                    continue
-                if len(value) >= 13 and _has_card_digits(value):
-                    secret = True
-                elif share and len(value) <= _MAX_SHARED_LENGTH:
-                    details[key] = interned.setdefault(value, value)
             if secret or kind is dict or kind is list:
                 event.details = scrub_details(details)
                 break
+            if kind is str:
+                known = values.get(value)  # only strings found clean under a clean key are shared
+                if known is not None:
+                    details[key] = known
+                elif len(value) >= 13 and _has_card_digits(value):
+                    event.details = scrub_details(details)
+                    break
+                elif len(value) <= _MAX_SHARED_LENGTH and len(values) < _MAX_INTERNED:
+                    details[key] = values.setdefault(value, value)
 
 
 _FIELDS = {

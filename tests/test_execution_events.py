@@ -243,3 +243,23 @@ def test_events_built_in_python_follow_the_same_rules(bad):
     fields = {"service": "backend", "component": "c", "action": "a", "duration_ms": 1.0, **bad}
     with pytest.raises(ValueError):
         ExecutionEvent(**fields)
+
+
+def test_a_secret_seen_before_is_filtered_every_time():
+    names = ["GET /api/orders/4111111111111111", "hunter2-api"]
+    first = ev(action=names[0], details={"password": "hunter2", "note": "ok"})
+    batch = [first, ev(details={"password": "hunter2"}), ev(details={"api_key": names[1]})]
+    for _ in range(2):  # within one batch, then again in a later one
+        events = decode_batch(json.dumps(batch).encode()).events
+        prepare_events(events)
+        assert [e.details for e in events] == [
+            {"password": "[Filtered]", "note": "ok"},
+            {"password": "[Filtered]"},
+            {"api_key": "[Filtered]"},
+        ]
+    # A clean value already shared, sent under a secret key, and a card that is also an action name.
+    events = decode_batch(
+        json.dumps([ev(details={"note": "ok"}), ev(details={"token": "ok", "ref": names[0]})]).encode()
+    ).events
+    prepare_events(events)
+    assert events[1].details == {"token": "[Filtered]", "ref": "GET /api/orders/[Filtered]"}
