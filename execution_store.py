@@ -12,7 +12,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from execution_events import ExecutionEvent
+from execution_events import ExecutionEvent, prepare_events
 from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
 
 SERVICES = ("backend", "frontend")
@@ -323,6 +323,7 @@ class EventDeque:
             if event.service != self._service:
                 raise ValueError(f"a {event.service} event cannot go into {self._service}_events")
             checked.append(event)
+        prepare_events(checked)  # a decoded event appended here gets scrubbed like any other
         self._store.add(checked)
 
     @property

@@ -59,7 +59,9 @@ class LiveExecutionMonitor:
         self.journal: EventJournal | None = None
         if s["persist"]:
             self.journal = EventJournal(s["persist"], keep=s["max_events"])
-            self.store.restore(self.journal.load())
+            restored = self.journal.load()
+            prepare_events(restored)  # journaled scrubbed; this shares their repeated strings again
+            self.store.restore(restored)
 
     # --- control -------------------------------------------------------------------------
 
@@ -135,7 +137,8 @@ class LiveExecutionMonitor:
             self.journal.close()
 
     def record(self, event: ExecutionEvent) -> None:
-        """Store one event built in Python (self-monitoring, integrations)."""
+        """Store one event built in Python (self-monitoring, integrations), scrubbed first."""
+        prepare_events([event])
         self.store.add([event])
 
     # --- periodic work -------------------------------------------------------------------

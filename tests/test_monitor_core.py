@@ -147,3 +147,15 @@ def test_the_monitors_own_traffic_is_listed_but_never_compared(clock):
     assert data["endpoints"] == []
     assert all(e["details"]["self_monitor"] for e in data["recent_events"])
     assert data["recent_events"] and monitor.data(include_self=False)["recent_events"] == []
+
+
+def test_a_decoded_event_recorded_or_appended_directly_is_scrubbed_too():
+    from execution_events import decode_batch
+
+    monitor = LiveExecutionMonitor()
+    body = b'[{"service": "backend", "component": "db", "action": "q", "details": {"password": "p"}}]'
+    (recorded,) = decode_batch(body).events
+    monitor.record(recorded)
+    (appended,) = decode_batch(body).events
+    monitor.backend_events.append(appended)
+    assert [e["details"] for e in monitor.data()["recent_events"]] == [{"password": "[Filtered]"}] * 2
