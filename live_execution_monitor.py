@@ -352,12 +352,11 @@ def serve(
     # at Python's default 5 ms switch interval the GIL was taken from them mid-count and
     # the other threads queued on the lock: 8 threads spent ~40% more CPU per batch than
     # one. A 20 ms interval lets a count finish; requests still yield at every socket read.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(max(interval, GIL_SWITCH_INTERVAL_S))
+    # The setting is the process's, which serving takes over for good.
+    sys.setswitchinterval(max(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
     try:
         server.serve_forever()
     finally:
-        sys.setswitchinterval(interval)
         monitor.close()
     print("Live Execution Monitor stopped.", flush=True)
     return 0

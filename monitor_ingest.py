@@ -4,8 +4,8 @@ Browsers and backends post a batch every second or so, and a monitor watching a 
 takes thousands a second. Flask's request machinery (routing, request and response
 objects, hooks, extensions) costs more than decoding, validating and counting a 100-event
 batch, so ``IngestApp`` answers this one route itself and hands every other request to
-Flask. Both follow the same ``Access`` rules, and the answers are the same bytes as the
-Flask route gave (tests/test_monitor_ingest.py compares them).
+Flask. Both follow the same ``Access`` rules, and the answers are those the Flask route gave
+(status, JSON body, CORS and Retry-After headers).
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class IngestApp:
         return [body]
 
     def _ingest(self, environ: dict[str, Any], origin: str | None) -> tuple[int, dict[str, Any]]:
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        host = environ["HTTP_HOST"] if "HTTP_HOST" in environ else environ.get("SERVER_NAME", "")
         self.access.check("POST", EVENTS, host, _header_reader(environ))
         backlog = self.config.get("BACKLOG")
         if backlog is not None and backlog() > self.max_backlog:

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the monitor's REST API, served at /api/openapi.json.
 
-The event schema is generated from the ``ExecutionEvent`` model itself, so the description
-and the validator cannot drift apart; schemathesis fuzzes the API from this document.
+The event schema is generated from the model the validator decodes (``IncomingEvent``: an
+``ExecutionEvent`` with every timestamp form clients may send), so the description and the
+validator cannot drift apart; schemathesis fuzzes the API from this document.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from execution_events import ExecutionEvent
+from execution_events import IncomingEvent
 
 API = "/api/live-execution"
 
@@ -51,9 +52,11 @@ def int_param(name: str, text: str) -> dict[str, Any]:
 @cache
 def openapi() -> dict[str, Any]:
     """The OpenAPI document."""
+    # What a client may send: epoch seconds and zoneless times too (IncomingEvent).
     _, components = msgspec.json.schema_components(
-        [ExecutionEvent], ref_template="#/components/schemas/{name}"
+        [IncomingEvent], ref_template="#/components/schemas/{name}"
     )
+    components["ExecutionEvent"] = {**components.pop("IncomingEvent"), "title": "ExecutionEvent"}
     event = {"$ref": "#/components/schemas/ExecutionEvent"}
     components.update(
         {

@@ -117,8 +117,9 @@ def test_other_methods_and_routes_still_go_through_flask(app):
     assert client.get("/health").json["status"] == "ok"
 
 
-def test_a_foreign_host_is_refused_before_the_body_is_read(app):
-    status, _, answer = call(app, json.dumps([EVENT]).encode(), HTTP_HOST="evil.example")
+@pytest.mark.parametrize("host", ["evil.example", ""])
+def test_a_foreign_or_empty_host_is_refused_before_the_body_is_read(app, host):
+    status, _, answer = call(app, json.dumps([EVENT]).encode(), HTTP_HOST=host)
     assert status == "403 Forbidden" and "Host header" in json.loads(answer)["error"]
     assert app.extensions["live_monitor"].store.counts()["received"] == 0
 

@@ -30,3 +30,8 @@ def test_the_description_is_served_and_describes_every_route():
     assert event["properties"]["component"]["maxLength"] == 128
     assert set(event["required"]) == {"service", "component", "action"}
     assert openapi() == served
+
+
+def test_the_event_schema_says_epoch_seconds_and_iso_times_are_both_accepted():
+    timestamp = openapi()["components"]["schemas"]["ExecutionEvent"]["properties"]["timestamp"]
+    assert {t["type"] for t in timestamp["anyOf"]} == {"string", "number"}
