@@ -263,3 +263,27 @@ def test_a_secret_seen_before_is_filtered_every_time():
     ).events
     prepare_events(events)
     assert events[1].details == {"token": "[Filtered]", "ref": "GET /api/orders/[Filtered]"}
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"trace_id": "AB" * 16}, "events[1].trace_id: must be 32 lowercase hex characters"),
+        ({"span_id": "0123456789abcdeZ"}, "events[1].span_id: must be 16 lowercase hex characters"),
+        ({"details": {"blob": "x" * MAX_DETAILS_BYTES}}, "events[1].details: must be at most"),
+    ],
+)
+def test_one_bad_event_in_an_otherwise_clean_batch_is_named(bad, message):
+    stamp = {"timestamp": "2026-01-02T03:04:05Z", "trace_id": "ab" * 16, "span_id": "cd" * 8}
+    result = decode_batch(json.dumps([ev(**stamp), ev(**{**stamp, **bad}), ev(**stamp)]).encode())
+    assert result.accepted == 2
+    assert [e["index"] for e in result.errors] == [1]
+    assert result.errors[0]["error"].startswith(message)
+
+
+def test_events_decoded_from_epoch_or_naive_times_are_plain_execution_events():
+    body = json.dumps([ev(timestamp=1_767_323_045), ev(timestamp="2026-01-02T03:04:05")]).encode()
+    built = ExecutionEvent(**{**ev(), "timestamp": "2026-01-02T03:04:05Z"})
+    for event in decode_batch(body).events:
+        assert type(event) is ExecutionEvent
+        assert event == built  # the same instant, however it was sent

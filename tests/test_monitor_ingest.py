@@ -130,3 +130,18 @@ def test_a_foreign_or_empty_host_is_refused_before_the_body_is_read(app, host):
 )
 def test_hostname_drops_the_port_only(host, name):
     assert hostname(host) == name
+
+
+def test_secrets_are_filtered_before_the_store_and_the_journal(tmp_path):
+    app = create_app({"self_monitor": False, "persist": str(tmp_path / "journal.db")})
+    secret = {**EVENT, "details": {"password": "hunter2", "route": "/api/x"}}
+    for _ in range(2):  # the second copy too
+        status, _, _ = call(app, json.dumps([secret]).encode())
+        assert status == "200 OK"
+    monitor = app.extensions["live_monitor"]
+    assert [e["details"] for e in monitor.data()["recent_events"]] == [
+        {"password": "[Filtered]", "route": "/api/x"}
+    ] * 2
+    monitor.close()
+    journal = b"".join(path.read_bytes() for path in tmp_path.glob("journal.db*"))
+    assert b"/api/x" in journal and b"hunter2" not in journal
