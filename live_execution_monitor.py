@@ -41,7 +41,6 @@ from monitor_settings import (
     add_arguments,
     defaults,
     is_loopback,
-    parse_origins,
     public_view,
     resolve,
     store_kind,
@@ -64,8 +63,7 @@ def create_app(
     settings: Mapping[str, Any] | None = None, monitor: LiveExecutionMonitor | None = None
 ) -> Flask:
     """Build the monitor's Flask app; every call gives an independent app and monitor."""
-    base = monitor.settings if monitor is not None else defaults()
-    settings = {**defaults(), **base, **(settings or {})}
+    settings = {**(monitor.settings if monitor is not None else defaults()), **(settings or {})}
     if monitor is not None:
         monitor.settings = settings  # /metrics and /v1/traces read the token and limits there
     app = Flask(__name__, static_folder=str(HERE / "static"), static_url_path="/static")
@@ -73,18 +71,17 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     monitor = monitor or LiveExecutionMonitor(settings)
     app.extensions["live_monitor"] = monitor
-    monitor_metrics.register(app, monitor)
-    otlp_ingest.register(app, monitor)
-    origins = parse_origins(settings["cors_origins"])
+    access = Access(settings, monitor)
+    monitor_metrics.register(app, monitor, access)
+    otlp_ingest.register(app, monitor, access)
     CORS(
         app,
-        resources={f"{API}/*": {"origins": origins}},
+        resources={f"{API}/*": {"origins": access.origins}},
         supports_credentials=False,
         allow_headers=["Content-Type", "Authorization", "X-Ingest-Key", "Content-Encoding", "traceparent"],
         max_age=600,
     )
-    access = Access(settings, monitor)
-    streams = _StreamSlots(max(1, settings["threads"] - 2))
+    streams = threading.Semaphore(max(1, settings["threads"] - 2))  # each open stream holds a thread
     app.wsgi_app = IngestApp(app.wsgi_app, monitor, settings, access, app.config)  # type: ignore[method-assign]
     # IngestApp answers POST /events before Flask; the rule makes Flask answer 405 and CORS
     # preflights for the route's other methods, as for every other route.
@@ -194,7 +191,7 @@ def create_app(
 
     @app.get(f"{API}/stream")
     def stream() -> Response:
-        if not streams.acquire():
+        if not streams.acquire(blocking=False):
             raise ApiError(503, "too many live streams open; poll /data instead", {"Retry-After": "5"})
         response = Response(
             _sse(monitor),
@@ -240,26 +237,6 @@ def _bool_arg(name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no"):
         return False
     raise ApiError(400, f"{name} must be true or false")
-
-
-class _StreamSlots:
-    """Counts open event streams: each holds a server thread, so they are capped."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._open = 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> bool:
-        with self._lock:
-            if self._open >= self._limit:
-                return False
-            self._open += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._open -= 1
 
 
 def _sse(monitor: LiveExecutionMonitor) -> Iterator[str]:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
 
@@ -54,6 +55,27 @@ class Access:
         self.guard_loopback = is_loopback(settings["host"])
         self.origins = parse_origins(settings["cors_origins"])
         self.token, self.ingest_key = settings["token"], settings["ingest_key"]
+        self.max_backlog = 4 * settings["threads"]
+        # Browsers send a handful of origins; each is matched against the patterns once.
+        self.origin_allowed: Callable[[str], bool] = lru_cache(maxsize=256)(
+            lambda origin: origin_allowed(origin, self.origins)
+        )
+
+    def credentials_ok(self, header: Header, ingest: bool = False) -> bool:
+        """True without a token, or with ``Authorization: Bearer <token>``; on an ingest route
+        (``ingest``) the ingest key opens too."""
+        if not self.token:
+            return True
+        ok = hmac.compare_digest((header("Authorization") or "").encode(), f"Bearer {self.token}".encode())
+        if ingest and self.ingest_key:
+            given = (header("X-Ingest-Key") or "").encode()
+            ok = hmac.compare_digest(given, self.ingest_key.encode()) or ok
+        return ok
+
+    def overloaded(self, config: Mapping[str, Any]) -> bool:
+        """True when the server's queue (``config["BACKLOG"]``, set by serve()) is too long."""
+        backlog = config.get("BACKLOG")
+        return backlog is not None and backlog() > self.max_backlog
 
     def check(self, method: str, path: str, host: str, header: Header) -> None:
         """Raise ApiError when the request may not go on (``header`` reads a request header)."""
@@ -64,16 +86,10 @@ class Access:
         if not path.startswith(API) or method == "OPTIONS":
             return
         origin = header("Origin")
-        if origin and method != "GET" and not origin_allowed(origin, self.origins):
+        if origin and method != "GET" and not self.origin_allowed(origin):
             raise ApiError(403, f"origin {origin} is not allowed (see --cors-origins)")
-        if self.token:
-            bearer = header("Authorization") or ""
-            ok = hmac.compare_digest(bearer.encode(), f"Bearer {self.token}".encode())
-            if path == EVENTS and self.ingest_key:
-                given = (header("X-Ingest-Key") or "").encode()
-                ok = ok or hmac.compare_digest(given, self.ingest_key.encode())
-            if not ok:
-                raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
+        if not self.credentials_ok(header, ingest=path == EVENTS):
+            raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
 
 
 def hostname(host: str) -> str:
@@ -128,7 +144,6 @@ class IngestApp:
         self.monitor = monitor
         self.access = access
         self.limit = settings["max_body_bytes"]
-        self.max_backlog = 4 * settings["threads"]
         self.limiter = RateLimiter(settings["ingest_rate"])
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -152,7 +167,7 @@ class IngestApp:
             ("X-Content-Type-Options", "nosniff"),
             *extra.items(),
         ]
-        if origin and origin_allowed(origin, self.access.origins):
+        if origin and self.access.origin_allowed(origin):
             headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
@@ -160,8 +175,7 @@ class IngestApp:
     def _ingest(self, environ: dict[str, Any], origin: str | None) -> tuple[int, dict[str, Any]]:
         host = environ["HTTP_HOST"] if "HTTP_HOST" in environ else environ.get("SERVER_NAME", "")
         self.access.check("POST", EVENTS, host, _header_reader(environ))
-        backlog = self.config.get("BACKLOG")
-        if backlog is not None and backlog() > self.max_backlog:
+        if self.access.overloaded(self.config):
             raise ApiError(503, "the monitor is overloaded; retry shortly", {"Retry-After": "1"})
         if origin and not self.limiter.allow(f"{environ.get('REMOTE_ADDR')} {origin}"):
             raise ApiError(429, "too many requests from this browser; slow down", {"Retry-After": "1"})

@@ -10,7 +10,6 @@ fixed enums; never a raw URL.
 from __future__ import annotations
 
 import gzip
-import hmac
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ from prometheus_client.utils import floatToGoString
 
 from execution_stats import LatencySketch, SideStats
 from monitor_core import LiveExecutionMonitor
+from monitor_ingest import Access
 
 __all__ = ["DURATION_BOUNDS_MS", "MonitorCollector", "cumulative_buckets", "register"]
 
@@ -273,14 +273,7 @@ def _gauge(name: str, documentation: str, labels: list[str], value: float | None
     return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
 
 
-def _authorized(token: str) -> bool:
-    if not token:
-        return True
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
-
-
-def register(app: Flask, monitor: LiveExecutionMonitor) -> None:
+def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = None) -> None:
     """Add ``GET /metrics`` to an app built by ``create_app``; a second call does nothing.
 
     With a token set (``--token``), a scrape needs ``Authorization: Bearer <token>``
@@ -292,11 +285,11 @@ def register(app: Flask, monitor: LiveExecutionMonitor) -> None:
     registry.register(MonitorCollector(monitor, spans=lambda: app.extensions.get("otlp_ingest")))
     ProcessCollector(registry=registry)
     app.extensions["monitor_metrics"] = registry
-    token = monitor.settings.get("token", "")
+    access = access or Access(monitor.settings, monitor)
 
     @app.get("/metrics")
     def metrics() -> Response:
-        if not _authorized(token):
+        if not access.credentials_ok(request.headers.get):
             return Response(
                 '{"error": "missing or wrong credentials: send Authorization: Bearer <token>"}',
                 status=401,

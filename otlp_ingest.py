@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import re
 import threading
 from collections import Counter
@@ -32,7 +31,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from backend_logging_config import normalize_route
 from execution_events import ExecutionEvent, PayloadError, convert_event, inflate
 from monitor_core import LiveExecutionMonitor
-from monitor_settings import origin_allowed, parse_origins
+from monitor_ingest import Access
 
 __all__ = ["OtlpError", "OtlpReceiver", "SpanBatch", "register", "spans_to_events"]
 
@@ -373,8 +372,6 @@ def _decode(body: bytes, protobuf: bool) -> Any:
 
 def _read_body(limit: int) -> bytes:
     """The body, decompressed (gzip or deflate), refused with 413 beyond ``limit`` bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        raise OtlpError(413, f"body too large: at most {limit:,} bytes")
     try:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
@@ -419,7 +416,7 @@ def _error(exc: OtlpError, protobuf: bool) -> Response:
     return Response(msgspec.json.encode(body), exc.status, mimetype="application/json", headers=headers)
 
 
-def register(app: Flask, monitor: LiveExecutionMonitor) -> None:
+def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = None) -> None:
     """Add ``POST /v1/traces`` to an app built by ``create_app``; a second call does nothing.
 
     The rules of ``/events`` apply: with a token set the sender needs
@@ -431,29 +428,19 @@ def register(app: Flask, monitor: LiveExecutionMonitor) -> None:
         return
     receiver = OtlpReceiver()
     app.extensions["otlp_ingest"] = receiver
-    settings = monitor.settings
-    token, ingest_key = settings.get("token", ""), settings.get("ingest_key", "")
-    limit = int(settings["max_body_bytes"])
-    origins = parse_origins(settings["cors_origins"])
-    max_backlog = 4 * int(settings["threads"])
+    access = access or Access(monitor.settings, monitor)
+    limit = int(monitor.settings["max_body_bytes"])
 
     def check_access() -> None:
         origin = request.headers.get("Origin")
-        if origin and not origin_allowed(origin, origins):
+        if origin and not access.origin_allowed(origin):
             raise OtlpError(403, f"origin {origin} is not allowed (see --cors-origins)")
-        if not token:
-            return
-        given = request.headers.get("Authorization", "").encode()
-        ok = hmac.compare_digest(given, f"Bearer {token}".encode())
-        key = request.headers.get("X-Ingest-Key", "").encode()
-        if ingest_key and hmac.compare_digest(key, ingest_key.encode()):
-            ok = True
-        if not ok:
+        if not access.credentials_ok(request.headers.get, ingest=True):
             raise OtlpError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
 
     @app.post(PATH)
     @cross_origin(
-        origins=origins,
+        origins=access.origins,
         methods=["POST"],
         allow_headers=["Content-Type", "Authorization", "X-Ingest-Key", "Content-Encoding"],
         supports_credentials=False,
@@ -463,8 +450,7 @@ def register(app: Flask, monitor: LiveExecutionMonitor) -> None:
         protobuf = request.mimetype == "application/x-protobuf"
         try:
             check_access()
-            backlog = app.config.get("BACKLOG")
-            if backlog is not None and backlog() > max_backlog:
+            if access.overloaded(app.config):
                 raise OtlpError(503, "the monitor is overloaded; retry shortly")
             if request.mimetype not in ("application/json", "application/x-protobuf"):
                 raise OtlpError(415, "send OTLP as application/json or application/x-protobuf (OTLP/HTTP)")
