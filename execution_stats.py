@@ -392,10 +392,6 @@ class TraceJoiner:
             self._pending = pending = dict(islice(pending.items(), len(pending) - self.limit, None))
         return pending
 
-    def clear(self) -> None:
-        """Forget every unmatched half."""
-        self._pending = {}
-
 
 @dataclass
 class SideStats:

@@ -113,7 +113,7 @@ class EventStore:
         self._log.extend(events)
         self._seq += len(events)
         counted = events
-        for service, mine in zip(SERVICES, _by_side(events), strict=True):
+        for service, mine in zip(SERVICES, by_side(events), strict=True):
             if not mine:
                 continue
             store = self._events[service]
@@ -142,7 +142,7 @@ class EventStore:
         self._pending = []
         bucket = self._current[1]
         first, last = self._pending_since, self._pending_until
-        for service, mine in zip(SERVICES, _by_side(pending), strict=True):
+        for service, mine in zip(SERVICES, by_side(pending), strict=True):
             bucket.side(service).add_events(mine, first, last)
         joined = [e for e in pending if e.trace_id and e.component == TIMED_API_COMPONENTS[e.service]]
         if joined:
@@ -172,19 +172,6 @@ class EventStore:
             _, old = self._buckets.popleft()
             self._closed.subtract(old)
         return current[1]
-
-    def clear(self) -> None:
-        """Forget every event and statistic (counters stay, as Prometheus counters do)."""
-        with self._lock:
-            for store in self._events.values():
-                store.clear()
-            self._buckets.clear()
-            self._current = None
-            self._pending = []
-            self._closed = PairStats()
-            self._joiner.clear()
-            self._totals.clear()
-            self._first_event_at = None
 
     # --- monitoring state ------------------------------------------------------------------
 
@@ -279,7 +266,7 @@ class EventStore:
             return self._seq, fresh[-limit:]
 
 
-def _by_side(events: list[ExecutionEvent]) -> tuple[list[ExecutionEvent], list[ExecutionEvent]]:
+def by_side(events: list[ExecutionEvent]) -> tuple[list[ExecutionEvent], list[ExecutionEvent]]:
     """(backend events, frontend events), in order; one pass when a batch holds one side."""
     backend = [e for e in events if e.service == "backend"]
     if len(backend) == len(events):

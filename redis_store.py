@@ -21,7 +21,7 @@ import redis
 
 from execution_events import ExecutionEvent
 from execution_stats import Aggregate, LatencySketch, PairStats
-from execution_store import StoreUnavailable
+from execution_store import StoreUnavailable, by_side
 
 SERVICES = ("backend", "frontend")
 _decoder = msgspec.json.Decoder(ExecutionEvent)
@@ -143,13 +143,14 @@ class RedisEventStore:
         now = self._clock()
         start = now - now % self.bucket_s
         batch = PairStats()
-        for e in events:
-            if not e.is_self:
-                batch.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, now)
+        encoded, own = [], []
+        for service, mine in zip(SERVICES, by_side(events), strict=True):
+            counted = [e for e in mine if not e.is_self]
+            batch.side(service).add_events(counted, now, now)
+            encoded.append([_encoder.encode(e) for e in mine])
+            own.append(len(mine) - len(counted))
         bucket = self._bucket_key(start)
-        backend = [_encoder.encode(e) for e in events if e.service == "backend"]
-        frontend = [_encoder.encode(e) for e in events if e.service == "frontend"]
-        own = [sum(1 for e in events if e.service == s and e.is_self) for s in SERVICES]
+        backend, frontend = encoded
         self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now, own))
         self._cache = None
         traced = [
@@ -219,13 +220,6 @@ class RedisEventStore:
         """Not used with Redis: Redis keeps the events itself."""
         raise StoreUnavailable("--persist is for the in-memory store; Redis keeps the events itself")
 
-    def clear(self) -> None:
-        """Forget every event and statistic of this prefix (counters stay)."""
-        keys = [k for k in self._call(lambda: list(self.redis.scan_iter(f"{self._p}:agg:*")))]
-        keys += [self._stream(s) for s in SERVICES]
-        self._call(lambda: self.redis.delete(*keys))
-        self._cache = None
-
     # --- shared monitoring state ----------------------------------------------------------
 
     def monitoring_state(self) -> tuple[float | None, float]:
@@ -293,7 +287,7 @@ class RedisEventStore:
                     event = _decoder.decode(fields[b"e"])
                 except (msgspec.ValidationError, msgspec.DecodeError, KeyError):
                     continue
-                if include_self or not event.details.get("self_monitor"):
+                if include_self or not event.is_self:
                     merged.append(event)
         merged.sort(key=lambda e: e.epoch, reverse=True)
         return merged[:limit] if limit else []
