@@ -760,7 +760,7 @@ _HTTP_EVENT = (
 def _http_outcome(method: str, path: str, status: str | None, rule: str | None) -> str:
     """What repeats in a request's event (action, status, details), as JSON members."""
     code = int(status[:3]) if status else 500
-    action, outcome = f"{method.upper()} {normalize_route(path)}", "error" if code >= 500 else "success"
+    action, outcome = endpoint_key(method, path), "error" if code >= 500 else "success"
     details = {"http_status": code, "route": rule}
     return json.dumps({"action": action, "status": outcome, "details": details}, separators=(",", ":"))[1:-1]
 

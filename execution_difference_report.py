@@ -25,34 +25,9 @@ from typing import Any
 from execution_comparator import SEVERITIES, Thresholds, compare, comparison, endpoint_rows, summarize
 from execution_events import iter_event_file, timestamp_to_epoch
 from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
-from report_render import (
-    RECOMMENDATIONS,
-    RENDERERS,
-    TABLE_ROWS,
-    TITLES,
-    recommendation,
-    render_html,
-    render_json,
-    render_markdown,
-)
+from report_render import RENDERERS
 
-# The rendering names are re-exported: they lived here before rendering moved to report_render.
-__all__ = [
-    "InputError",
-    "build_parser",
-    "build_stats",
-    "main",
-    "report_from_files",
-    "report_from_monitor",
-    "RECOMMENDATIONS",
-    "RENDERERS",
-    "TABLE_ROWS",
-    "TITLES",
-    "recommendation",
-    "render_html",
-    "render_json",
-    "render_markdown",
-]
+__all__ = ["InputError", "build_parser", "build_stats", "main", "report_from_files", "report_from_monitor"]
 
 DEFAULT_URL = "http://localhost:5001"
 API = "/api/live-execution"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import heapq
+import itertools
 import json
 import math
 import os
@@ -45,7 +46,7 @@ class Endpoint:
     db: str = ""  # db queries, "|"-separated
     trigger: str = ""  # the click (or form) that starts the call
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The endpoint key both sides report, e.g. ``GET /api/orders/:id``."""
         return endpoint_key(self.method, self.path.split("?", 1)[0].replace("{id}", "1"))
@@ -163,6 +164,7 @@ class SampleGenerator:
         for key in self.by_name.get("frontend_only", set()) - {e.key for e in ENDPOINTS}:
             method, path = key.split(" ", 1)
             self.endpoints.append(E(method, path.replace(":id", "{id}"), 90, 0.5, 6))
+        self.endpoint_weights = list(itertools.accumulate(e.weight for e in self.endpoints))
         self.mismatch = "activity_mismatch" in self.by_name
         self.out: list[dict[str, Any]] = []  # the events of the activity being generated
 
@@ -196,7 +198,7 @@ class SampleGenerator:
 
     def _api_call(self, t: int) -> None:
         r = self.rng
-        ep = r.choices(self.endpoints, [e.weight for e in self.endpoints])[0]
+        ep = r.choices(self.endpoints, cum_weights=self.endpoint_weights)[0]
         key, path, page = ep.key, self._concrete(ep.path), self._concrete(r.choice(PAGES))
         if ep.trigger == "form" and r.random() < 0.9:
             details = {"field_count": r.randint(6, 11), "page": "/checkout"}
@@ -318,7 +320,7 @@ class SampleGenerator:
         if self.mismatch and self.counts["backend"] < 3 * self.counts["frontend"]:
             self._job(t, heavy=True)
         else:
-            kind = self.rng.choices(ACTIVITY_KINDS, ACTIVITY_WEIGHTS)[0]
+            kind = self.rng.choices(ACTIVITY_KINDS, cum_weights=ACTIVITY_CUM_WEIGHTS)[0]
             if kind == "api":
                 self._api_call(t)
             elif kind == "job":
@@ -374,7 +376,8 @@ class SampleGenerator:
         return event
 
 
-ACTIVITY_KINDS, ACTIVITY_WEIGHTS = list(ACTIVITIES), list(ACTIVITIES.values())
+ACTIVITY_KINDS, ACTIVITY_CUM_WEIGHTS = list(ACTIVITIES), list(itertools.accumulate(ACTIVITIES.values()))
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def log_line(event: dict[str, Any]) -> dict[str, Any]:
@@ -403,7 +406,7 @@ class EventWriter:
         self._fh.write("[" if self.array else "")
 
     def write(self, obj: dict[str, Any]) -> None:
-        text = json.dumps(obj, separators=(",", ":"))
+        text = _COMPACT.encode(obj)
         self._fh.write(("\n" if not self.count else ",\n") + text if self.array else text + "\n")
         self.count += 1
 

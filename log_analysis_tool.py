@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import msgspec
 
-from execution_stats import Aggregate
+from execution_stats import TIMED_API_COMPONENTS, Aggregate
 
 GROUPS = {
     "service": ("service",),
@@ -35,7 +35,6 @@ GROUPS = {
     "action": ("service", "component", "action"),
     "endpoint": ("service", "endpoint"),
 }
-ENDPOINT_COMPONENTS = {("backend", "http"), ("frontend", "api")}
 BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 FIGURES = tuple("count error_count error_rate timed_count avg_ms p50_ms p95_ms p99_ms max_ms".split())
 COMPARED = ("count", "error_rate", "p95_ms")
@@ -283,7 +282,7 @@ class Analysis:
             return (e.service, e.component)
         if self.group_by == "action":
             return (e.service, e.component, e.action)
-        return (e.service, e.action) if (e.service, e.component) in ENDPOINT_COMPONENTS else None
+        return (e.service, e.action) if TIMED_API_COMPONENTS.get(e.service) == e.component else None
 
     def add(self, e: Event) -> None:
         if (self.since is not None and e.ts < self.since) or (self.until is not None and e.ts >= self.until):
