@@ -96,11 +96,15 @@ def memory_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     """Bytes per stored ExecutionEvent (tracemalloc) and peak RSS at 10k and 100k events."""
     n = ctx.pick(20_000, 100_000)
     ctx.log(f"memory: storing {n:,} events under tracemalloc, and RSS at 10k/100k")
-    mem = _probe("memory", str(n))
-    rss = {size: _result(_probe("rss", str(size)), 600) for size in (10_000, 100_000)}
-    used = _result(mem, 600)
+    mem = _probe("memory", str(n)) if "memory" in wanted else None
+    rss = (
+        {size: _result(_probe("rss", str(size)), 600) for size in (10_000, 100_000)}
+        if "rss" in wanted
+        else {}
+    )
     rows = []
-    if "memory" in wanted:
+    if mem is not None:
+        used = _result(mem, 600)
         rows.append(
             Row(
                 "memory",
@@ -112,7 +116,7 @@ def memory_rows(ctx: Context, wanted: set[str]) -> list[Row]:
                 unit=" B",
             )
         )
-    if "rss" in wanted:
+    if rss:
         base = rss[10_000]["base_rss"]
         rows.append(
             Row(

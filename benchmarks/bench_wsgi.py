@@ -39,6 +39,7 @@ from benchmarks.common import (  # noqa: E402
     start_server,
 )
 from benchmarks.load import pick_client, run_load  # noqa: E402
+from benchmarks.servers import serve as serve_waitress  # noqa: E402
 
 KINDS = ("waitress", "gunicorn-sync", "gunicorn-gthread", "werkzeug")
 ROWS = tuple(f"wsgi-vs-{kind}" for kind in KINDS[1:])
@@ -55,16 +56,6 @@ def monitor_app() -> Any:
     import live_execution_monitor
 
     return live_execution_monitor.create_app({"self_monitor": False})
-
-
-def _serve_waitress(app: Any, port: int) -> None:
-    from monitor_server import WaitressServer
-    from monitor_settings import defaults
-
-    settings = defaults()
-    server = WaitressServer(app, "127.0.0.1", port, settings["threads"], settings["max_body_bytes"])
-    print(f"serving on http://127.0.0.1:{server.port}", flush=True)
-    server.serve_forever()
 
 
 def _serve_gunicorn(app: Any, port: int, worker: str) -> None:
@@ -109,7 +100,7 @@ def serve(kind: str, port: int) -> int:
     """Serve the monitor app under one server until interrupted."""
     app = monitor_app()
     if kind == "waitress":
-        _serve_waitress(app, port)
+        serve_waitress(app, port)
     elif kind.startswith("gunicorn-"):
         _serve_gunicorn(app, port, kind.split("-", 1)[1])
     else:
