@@ -258,23 +258,23 @@
     if (found && found.thresholds && isNum(found.thresholds.min_samples)) state.minSamples = found.thresholds.min_samples;
     setMonitoring(Boolean(data.monitoring));
     state.uptime = { seconds: data.uptime_seconds, at: performance.now(), running: Boolean(data.monitoring) };
-    renderMetrics(data);
+    const shown = visibleDifferences();
+    renderMetrics(data, shown);
     renderComparison(data);
-    renderAlerts();
+    renderAlerts(shown);
     renderEndpoints(data.endpoints || []);
     updateCharts(charts, data);
     if (!state.paused) renderEvents();
     setText("last-update", clock.format(new Date()));
   }
 
-  function renderMetrics(data) {
+  function renderMetrics(data, shown) {
     const be = data.backend || {};
     const fe = data.frontend || {};
     setText("metric-backend", fmtCount(be.total_events));
     setText("metric-frontend", fmtCount(fe.total_events));
     setText("metric-backend-sub", be.total_events ? `${fmtPerMin(be.events_per_minute)} · avg ${fmtMs(be.avg_duration_ms)}` : "No backend events yet");
     setText("metric-frontend-sub", fe.total_events ? `${fmtPerMin(fe.events_per_minute)} · avg ${fmtMs(fe.avg_duration_ms)}` : "No frontend events yet");
-    const shown = visibleDifferences();
     setText("metric-differences", fmtCount(shown.length));
     const bySeverity = SEVERITIES.slice().reverse()
       .map((s) => [s, shown.filter((d) => d.severity === s).length])
@@ -342,13 +342,19 @@
     return state.differences.filter((d) => !(state.hideSelf && typeof d.key === "string" && OWN_API.test(d.key)));
   }
 
-  function renderAlerts() {
+  // #alerts is a live region: redrawing it unchanged on every poll made screen readers
+  // announce the same alerts again, so it is redrawn only when what it shows changed.
+  let drawnAlerts = "";
+
+  function renderAlerts(shown) {
     const box = $("alerts");
-    const shown = visibleDifferences();
     setText("alerts-count", shown.length ? `${int.format(shown.length)} detected` : "");
+    const noEvents = !state.data || (!state.data.backend.total_events && !state.data.frontend.total_events);
+    const drawing = JSON.stringify([shown.slice(0, MAX_ALERTS), shown.length, state.monitoring, noEvents, state.minSamples]);
+    if (drawing === drawnAlerts) return;
+    drawnAlerts = drawing;
     if (!shown.length) {
       const empty = el("div", "empty");
-      const noEvents = !state.data || (!state.data.backend.total_events && !state.data.frontend.total_events);
       if (!state.monitoring && noEvents) {
         empty.appendChild(el("strong", "", "Click Start Monitoring"));
         empty.appendChild(el("span", "", " to begin, then send events from your backend and frontend."));
@@ -547,9 +553,10 @@
     $("hide-self").addEventListener("change", (ev) => {
       state.hideSelf = ev.target.checked;
       if (state.data) {
-        renderAlerts();
+        const shown = visibleDifferences();
+        renderAlerts(shown);
         renderEndpoints(state.data.endpoints || []);
-        renderMetrics(state.data);
+        renderMetrics(state.data, shown);
       }
       requestPoll();
     });
