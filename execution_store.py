@@ -261,9 +261,9 @@ class EventStore:
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
         """Events stored after ``seq`` (oldest first, at most ``limit``) and the new seq."""
         with self._lock:
-            new = min(self._seq - seq, len(self._log))
-            fresh = list(self._log)[len(self._log) - new :] if new > 0 else []
-            return self._seq, fresh[-limit:]
+            log = self._log
+            new = min(self._seq - seq, len(log), limit)  # the newest, taken from the end: no copy of the log
+            return self._seq, [log[-i] for i in range(new, 0, -1)]
 
 
 def by_side(events: list[ExecutionEvent]) -> tuple[list[ExecutionEvent], list[ExecutionEvent]]:

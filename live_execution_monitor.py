@@ -64,8 +64,6 @@ def create_app(
 ) -> Flask:
     """Build the monitor's Flask app; every call gives an independent app and monitor."""
     settings = {**(monitor.settings if monitor is not None else defaults()), **(settings or {})}
-    if monitor is not None:
-        monitor.settings = settings  # /metrics and /v1/traces read the token and limits there
     app = Flask(__name__, static_folder=str(HERE / "static"), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings["max_body_bytes"]
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -88,16 +88,20 @@ class LiveExecutionMonitor:
 
     def uptime(self) -> float:
         """Seconds spent monitoring, across start/stop cycles."""
-        started, elapsed = self.store.monitoring_state()
+        return self._uptime(*self.store.monitoring_state())
+
+    def _uptime(self, started: float | None, elapsed: float) -> float:
         return elapsed + (self._clock() - started if started is not None else 0.0)
 
-    def _follow_shared_state(self) -> None:
-        """With a shared store, sample here too when another process started monitoring."""
-        monitoring = self.monitoring
-        if monitoring and not self.sampler.running and not self.draining:
+    def _follow_shared_state(self) -> tuple[float | None, float]:
+        """Read the monitoring state once (a Redis round trip with a shared store) and sample
+        here too when another process started monitoring; returns (started_at, elapsed)."""
+        started, elapsed = self.store.monitoring_state()
+        if started is not None and not self.sampler.running and not self.draining:
             self.sampler.start()
-        elif not monitoring and self.sampler.running:
+        elif started is None and self.sampler.running:
             self.sampler.stop()
+        return started, elapsed
 
     # --- ingest --------------------------------------------------------------------------
 
@@ -174,13 +178,12 @@ class LiveExecutionMonitor:
 
     def status(self) -> dict[str, Any]:
         """Monitoring state, uptime, counts and ingest counters."""
-        self._follow_shared_state()
+        started, elapsed = self._follow_shared_state()
         counts = self.store.counts()
-        started = self.store.monitoring_state()[0]
         last = self.sampler.last_sample_at
         return {
-            "monitoring": self.monitoring,
-            "uptime_seconds": round(self.uptime(), 1),
+            "monitoring": started is not None,
+            "uptime_seconds": round(self._uptime(started, elapsed), 1),
             "started_at": _iso(started),
             "interval_seconds": self.sampler.interval,
             "last_sample_age_seconds": round(self._clock() - last, 2) if last else None,
@@ -193,7 +196,7 @@ class LiveExecutionMonitor:
 
     def data(self, limit: int | None = None, include_self: bool = True, history: int = 300) -> dict[str, Any]:
         """Everything the dashboard draws: summaries, comparison, endpoints, system, events."""
-        self._follow_shared_state()
+        started, elapsed = self._follow_shared_state()
         stats = self.store.window_stats()
         limit = self.settings["recent_limit"] if limit is None else limit
         backend, frontend = summarize(stats.backend), summarize(stats.frontend)
@@ -205,8 +208,8 @@ class LiveExecutionMonitor:
         )
         differences = self.differences(stats)
         return {
-            "monitoring": self.monitoring,
-            "uptime_seconds": round(self.uptime(), 1),
+            "monitoring": started is not None,
+            "uptime_seconds": round(self._uptime(started, elapsed), 1),
             "window_seconds": self.store.window_s,
             "generated_at": _iso(self._clock()),
             "backend": backend,

@@ -429,7 +429,7 @@ def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = 
     receiver = OtlpReceiver()
     app.extensions["otlp_ingest"] = receiver
     access = access or Access(monitor.settings, monitor)
-    limit = int(monitor.settings["max_body_bytes"])
+    limit = int(app.config.get("MAX_CONTENT_LENGTH") or monitor.settings["max_body_bytes"])
 
     def check_access() -> None:
         origin = request.headers.get("Origin")

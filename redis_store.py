@@ -342,7 +342,7 @@ class RedisEventStore:
     def seq(self) -> int:
         """Events accepted so far by all processes (for streaming new events)."""
         try:
-            return int(self.counts()["accepted"])
+            return int(self._call(lambda: self.redis.hget(f"{self._p}:counters", "accepted")) or 0)
         except StoreUnavailable:
             return 0
 

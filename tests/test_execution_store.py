@@ -217,6 +217,15 @@ def test_the_stream_gets_each_new_event_once(clock):
     assert [e.action for e in fresh] == ["GET /late"]
 
 
+def test_a_stream_behind_by_more_than_its_limit_gets_the_newest_in_order(clock):
+    store = EventStore(clock=clock)
+    seq = store.seq
+    store.add([event(service="backend", action=f"GET /n{i}") for i in range(10)])
+    seq, fresh = store.since(seq, limit=3)
+    assert [e.action for e in fresh] == ["GET /n7", "GET /n8", "GET /n9"]
+    assert store.since(seq, limit=3) == (seq, [])
+
+
 def test_the_gap_is_browser_minus_server_whichever_half_arrives_first(clock):
     store = EventStore(clock=clock)
     trace = "cd" * 16

@@ -159,3 +159,18 @@ def test_a_decoded_event_recorded_or_appended_directly_is_scrubbed_too():
     (appended,) = decode_batch(body).events
     monitor.backend_events.append(appended)
     assert [e["details"] for e in monitor.data()["recent_events"]] == [{"password": "[Filtered]"}] * 2
+
+
+def test_status_and_data_read_the_shared_monitoring_state_once_each(clock):
+    """With Redis each read is a round trip: /status and /data must not repeat it."""
+    monitor = LiveExecutionMonitor(clock=clock)
+    monitor.start()
+    reads = []
+    real = monitor.store.monitoring_state
+    monitor.store.monitoring_state = lambda: reads.append(1) or real()  # type: ignore[method-assign]
+    clock.advance(5)
+    status = monitor.status()
+    assert (status["monitoring"], status["uptime_seconds"], len(reads)) == (True, 5.0, 1)
+    data = monitor.data()
+    assert (data["monitoring"], data["uptime_seconds"], len(reads)) == (True, 5.0, 2)
+    monitor.stop()
