@@ -33,8 +33,8 @@ lint: ## ruff (lint and format), mypy, tsc --noEmit (strict)
 test-python: ## The Python test suite
 	$(PYTHON) -m pytest -q
 
-test-frontend: ## The TypeScript tests (node's test runner)
-	$(NPM) test
+test-frontend: assets ## The TypeScript tests (node's test runner), on the assets just built
+	$(NPM) run test:only
 
 test: install assets system-packages lint test-frontend test-python ## Everything CI runs
 
