@@ -217,6 +217,8 @@ class LiveExecutionMonitor:
             "comparison": comparison(stats),
             "endpoints": endpoint_rows(stats),
             "differences_count": len(differences),
+            "differences": differences,  # the page's alerts: one request per poll, not two
+            "thresholds": self.thresholds.as_dict(),
             "system": self.sampler.latest() or self.sampler.peek(),
             "system_history": self.sampler.recent(history),
             "activity_history": list(self.activity)[-history:] if history > 0 else [],

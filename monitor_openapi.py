@@ -126,7 +126,7 @@ def openapi() -> dict[str, Any]:
             f"{API}/status": {"get": {"summary": "State, uptime and ingest counters", "responses": control}},
             f"{API}/data": {
                 "get": {
-                    "summary": "Summaries, comparison, endpoints, system samples and recent events",
+                    "summary": "Summaries, comparison, endpoints, differences, system samples and recent events",
                     "parameters": [
                         int_param("limit", "recent events to return"),
                         int_param("history", "system and activity samples to return"),

@@ -12,7 +12,7 @@
 
   const LiveDashboard = (window.LiveDashboard = window.LiveDashboard || {});
   if (!LiveDashboard.format) return; // dashboard.js says on the page what did not load
-  const { $, el, setText, isNum, one, upTo2, timeOf, fmtCount, fmtMs, fmtPct, fmtBytesRate } =
+  const { $, el, setText, isNum, one, upTo2, timeOf, fmtCount, fmtMs, fmtPct, fmtBytesRate, fmtBytesRateTick } =
     LiveDashboard.format;
 
   const MAX_POINTS = 300; // per chart series, so memory stays flat over hours
@@ -95,7 +95,15 @@
         options: {
           interaction: { mode: "index", intersect: false },
           plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${fmtBytesRate(c.parsed.y)}` } } },
-          scales: { x: timeAxis, y: { beginAtZero: true, ticks: { callback: (v) => fmtBytesRate(v) } } },
+          // Whole bytes per step: an idle machine's 0 to 1 B/s axis reads "0 B/s, 1 B/s" instead of
+          // ten ticks 0.1 B/s apart.
+          scales: {
+            x: timeAxis,
+            y: {
+              beginAtZero: true,
+              ticks: { precision: 0, callback: (v, i, ticks) => fmtBytesRateTick(v, ticks.map((t) => t.value)) },
+            },
+          },
         },
       }),
     };
@@ -105,50 +113,75 @@
 
   const num = (v) => (isNum(v) ? v : null);
 
+  // The signature each chart last drew: a poll that brings nothing new costs no redraw.
+  const drawn = new WeakMap();
+
+  /** Fills and redraws `chart` unless it already shows what `signature` stands for. */
+  function redraw(chart, signature, fill) {
+    if (drawn.get(chart) === signature) return;
+    fill();
+    chart.update("none");
+    drawn.set(chart, signature);
+  }
+
+  /** Tells two histories apart cheaply: points are appended and never edited, so the length,
+   * both ends' timestamps and the newest point's drawn fields change whenever the points do. */
+  function historyKey(points, fields) {
+    if (!points.length) return "[]";
+    const last = points[points.length - 1];
+    return JSON.stringify([points.length, points[0].timestamp, last.timestamp, fields.map((f) => num(last[f]))]);
+  }
+
   function setSuccess(chart, side, id) {
     const total = side.window_events || 0;
     const errors = Math.min(side.error_count || 0, total);
-    const dataset = chart.data.datasets[0];
-    dataset.data = total ? [total - errors, errors] : [1, 0];
-    const base = id === "success-backend" ? COLORS.backend : COLORS.frontend;
-    dataset.backgroundColor = total ? [base, COLORS.error] : [COLORS.empty, COLORS.empty];
-    chart.options.plugins.tooltip.enabled = Boolean(total);
-    chart.update("none");
+    redraw(chart, `${total}/${errors}`, () => {
+      const dataset = chart.data.datasets[0];
+      dataset.data = total ? [total - errors, errors] : [1, 0];
+      const base = id === "success-backend" ? COLORS.backend : COLORS.frontend;
+      dataset.backgroundColor = total ? [base, COLORS.error] : [COLORS.empty, COLORS.empty];
+      chart.options.plugins.tooltip.enabled = Boolean(total);
+    });
     setText(id, total ? fmtPct(side.success_rate) : "no events");
   }
 
-  /** Redraws the charts made by makeCharts from one /data answer; no-op when there are none. */
+  const SYSTEM = ["cpu_percent", "memory_percent"];
+  const IO = ["disk_read_bytes_per_s", "disk_write_bytes_per_s", "net_sent_bytes_per_s", "net_recv_bytes_per_s"];
+
+  /** Shows one /data answer in the charts made by makeCharts, redrawing only the charts whose
+   * figures changed since their last draw; no-op when there are no charts. */
   function updateCharts(charts, data) {
     if (!charts) return;
     const be = data.backend || {};
     const fe = data.frontend || {};
-    const perf = charts.performance.data.datasets;
-    perf[0].data = [num(be.avg_duration_ms), num(be.p50_duration_ms), num(be.p95_duration_ms)];
-    perf[1].data = [num(fe.avg_duration_ms), num(fe.p50_duration_ms), num(fe.p95_duration_ms)];
-    charts.performance.update("none");
+    const durations = (side) => [num(side.avg_duration_ms), num(side.p50_duration_ms), num(side.p95_duration_ms)];
+    const perf = [durations(be), durations(fe)];
+    redraw(charts.performance, JSON.stringify(perf), () => {
+      perf.forEach((values, i) => (charts.performance.data.datasets[i].data = values));
+    });
     setSuccess(charts.successBackend, be, "success-backend");
     setSuccess(charts.successFrontend, fe, "success-frontend");
 
     const activity = (data.activity_history || []).slice(-MAX_POINTS);
-    charts.activity.data.labels = activity.map((p) => timeOf(p.timestamp));
-    charts.activity.data.datasets[0].data = activity.map((p) => num(p.backend) ?? 0);
-    charts.activity.data.datasets[1].data = activity.map((p) => num(p.frontend) ?? 0);
-    charts.activity.update("none");
+    redraw(charts.activity, historyKey(activity, ["backend", "frontend"]), () => {
+      charts.activity.data.labels = activity.map((p) => timeOf(p.timestamp));
+      charts.activity.data.datasets[0].data = activity.map((p) => num(p.backend) ?? 0);
+      charts.activity.data.datasets[1].data = activity.map((p) => num(p.frontend) ?? 0);
+    });
     if (activity.length > 1) {
       const step = (activity[activity.length - 1].timestamp - activity[0].timestamp) / (activity.length - 1);
       setText("activity-note", `events per ${upTo2.format(Math.max(step, 0.01))} s sample`);
     }
 
     const system = (data.system_history || []).slice(-MAX_POINTS);
-    const labels = system.map((s) => timeOf(s.timestamp));
-    charts.system.data.labels = labels;
-    charts.system.data.datasets[0].data = system.map((s) => num(s.cpu_percent));
-    charts.system.data.datasets[1].data = system.map((s) => num(s.memory_percent));
-    charts.system.update("none");
-    const io = ["disk_read_bytes_per_s", "disk_write_bytes_per_s", "net_sent_bytes_per_s", "net_recv_bytes_per_s"];
-    charts.io.data.labels = labels;
-    io.forEach((field, i) => (charts.io.data.datasets[i].data = system.map((s) => num(s[field]))));
-    charts.io.update("none");
+    let labels = null;
+    const timeLabels = () => (labels = labels || system.map((s) => timeOf(s.timestamp)));
+    for (const [chart, fields] of [[charts.system, SYSTEM], [charts.io, IO]]) {
+      redraw(chart, historyKey(system, fields), () => {
+        chart.data.labels = timeLabels();
+        fields.forEach((field, i) => (chart.data.datasets[i].data = system.map((s) => num(s[field]))));
+      });
+    }
     const now = data.system;
     if (now) {
       setText("system-now", `now CPU ${one.format(now.cpu_percent)}% · memory ${one.format(now.memory_percent)}%`);

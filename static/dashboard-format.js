@@ -35,17 +35,41 @@
   const fmtPerMin = (v) => (isNum(v) ? `${one.format(v)}/min` : DASH);
   const fmtRatio = (v) => (isNum(v) ? `${two.format(v)}×` : DASH);
 
-  /** Bytes per second in SI units (kB = 1000 B), so chart ticks land on round numbers. */
+  const RATE_UNITS = ["B/s", "kB/s", "MB/s", "GB/s"];
+  const fixed = [0, 1, 2, 3].map((digits) => nf(digits, digits));
+
+  /** Bytes per second in SI units (kB = 1000 B), so chart ticks land on round numbers; a
+   * decimal under 10 B/s, where whole bytes would round a trickle to "0 B/s". */
   function fmtBytesRate(v) {
     if (!isNum(v)) return DASH;
-    const units = ["B/s", "kB/s", "MB/s", "GB/s"];
     let value = v;
     let unit = 0;
-    while (Math.abs(value) >= 1000 && unit < units.length - 1) {
+    while (Math.abs(value) >= 1000 && unit < RATE_UNITS.length - 1) {
       value /= 1000;
       unit += 1;
     }
-    return `${(unit === 0 || value >= 100 ? int : upTo1).format(value)} ${units[unit]}`;
+    const whole = Math.abs(value) >= (unit === 0 ? 10 : 100);
+    return `${(whole ? int : upTo1).format(value)} ${RATE_UNITS[unit]}`;
+  }
+
+  /** One tick label of a byte-rate axis whose tick values are `ticks`: the whole axis in the
+   * unit of its largest tick, with just enough decimals that neighbouring ticks never read
+   * the same (1 B/s steps give "0 B/s, 1 B/s", 0.2 MB/s steps "0.0 MB/s, 0.2 MB/s"). */
+  function fmtBytesRateTick(v, ticks) {
+    if (!isNum(v)) return DASH;
+    const values = ticks.filter(isNum);
+    const top = Math.max(Math.abs(v), ...values.map(Math.abs));
+    let unit = 0;
+    while (top >= 1000 ** (unit + 1) && unit < RATE_UNITS.length - 1) unit += 1;
+    const scale = 1000 ** unit;
+    let step = Infinity;
+    for (let i = 1; i < values.length; i += 1) {
+      const gap = Math.abs(values[i] - values[i - 1]);
+      if (gap > 0) step = Math.min(step, gap);
+    }
+    // The 1e-6 keeps float noise (a 0.1 step stored as 0.09999999) from asking for a digit more.
+    const digits = Number.isFinite(step) ? Math.ceil(-Math.log10(step / scale) - 1e-6) : 0;
+    return `${fixed[Math.min(Math.max(digits, 0), fixed.length - 1)].format(v / scale)} ${RATE_UNITS[unit]}`;
   }
 
   /** Seconds as m:ss, or h:mm:ss from an hour on. */
@@ -153,7 +177,8 @@
 
   LiveDashboard.format = Object.freeze({
     int, one, two, upTo1, upTo2, signedInt, signedOne, clock, DASH,
-    isNum, fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtBytesRate, fmtElapsed, timeOf,
+    isNum, fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtBytesRate, fmtBytesRateTick, fmtElapsed,
+    timeOf,
     TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
     $, el, setText,
   });

@@ -165,9 +165,9 @@
         history: String(MAX_POINTS),
         include_self: String(!state.hideSelf),
       });
-      const [data, found] = await Promise.all([api(`/data?${query}`), api("/differences")]);
+      const data = await api(`/data?${query}`);
       showReachable();
-      render(data, found);
+      render(data);
     } catch (error) {
       showFailure(error, "poll");
     } finally {
@@ -252,10 +252,10 @@
 
   // --- rendering ---------------------------------------------------------------------------
 
-  function render(data, found) {
+  function render(data) {
     state.data = data;
-    state.differences = Array.isArray(found && found.differences) ? found.differences : [];
-    if (found && found.thresholds && isNum(found.thresholds.min_samples)) state.minSamples = found.thresholds.min_samples;
+    state.differences = Array.isArray(data.differences) ? data.differences : [];
+    if (data.thresholds && isNum(data.thresholds.min_samples)) state.minSamples = data.thresholds.min_samples;
     setMonitoring(Boolean(data.monitoring));
     state.uptime = { seconds: data.uptime_seconds, at: performance.now(), running: Boolean(data.monitoring) };
     const shown = visibleDifferences();

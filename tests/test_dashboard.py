@@ -536,13 +536,14 @@ def seed_sample(real: dict[str, Any], uptime: float, points: int) -> dict[str, A
         {"timestamp": start + i, **dict.fromkeys(SYSTEM_FIELDS, 10.0)} for i in range(points)
     ]
     data["activity_history"] = [{"timestamp": start + i, "backend": 1, "frontend": 2} for i in range(points)]
+    data.update(differences=SEED_DIFFERENCES, differences_count=2, thresholds={"min_samples": 10})
     return data
 
 
 def seed_difference(
     type_: str, severity: str, backend: dict[str, Any], frontend: dict[str, Any]
 ) -> dict[str, Any]:
-    """One service-scope Difference as /differences reports it."""
+    """One service-scope Difference as /differences and /data report it."""
     return {
         "type": type_,
         "severity": severity,
@@ -566,12 +567,6 @@ def test_seed_sample_figures_are_formatted(tab: Tab, monitor: MonitorProcess) ->
     real = monitor.get("/data")
     answer = {"data": seed_sample(real, 323, 1000)}
     page.route(f"{monitor.url}{API}/data*", lambda route: route.fulfill(json=answer["data"]))
-    page.route(
-        f"{monitor.url}{API}/differences*",
-        lambda route: route.fulfill(
-            json={"differences": SEED_DIFFERENCES, "count": 2, "thresholds": {"min_samples": 10}}
-        ),
-    )
     page.goto(f"{monitor.url}/")
     expect(page.locator("#refresh-seconds")).to_have_text("2")
     expect(page.locator("#api-base")).to_have_text(monitor.url)
@@ -614,7 +609,10 @@ def test_bad_query_parameters_fall_back_with_a_warning(tab: Tab, monitor: Monito
     tab.assert_clean()
 
 
-PAGE_READS = "monitoring uptime_seconds backend frontend comparison endpoints system_history activity_history"
+PAGE_READS = (
+    "monitoring uptime_seconds backend frontend comparison endpoints system_history activity_history "
+    "differences thresholds"
+)
 SIDE_READS = "total_events window_events avg_duration_ms p50_duration_ms p95_duration_ms success_rate"
 
 
@@ -625,3 +623,88 @@ def test_data_has_every_field_the_page_reads(monitor: MonitorProcess) -> None:
     for side in ("backend", "frontend"):
         reads = set(SIDE_READS.split()) | {"events_per_minute", "error_count", "components"}
         assert reads <= set(data[side]), side
+
+
+COUNT_CHART_DRAWS = """() => {
+    window.chartDraws = [];
+    window.dataPolls = 0;
+    const update = Chart.prototype.update;
+    Chart.prototype.update = function (mode) {
+        if (mode !== "resize") window.chartDraws.push(this.canvas.id);  // resizes are Chart.js's own
+        return update.apply(this, arguments);
+    };
+    const fetch = window.fetch;
+    window.fetch = function (url, ...rest) {
+        if (String(url).includes("/api/live-execution/data?")) window.dataPolls += 1;
+        return fetch.call(this, url, ...rest);
+    };
+}"""
+
+
+def test_charts_are_redrawn_only_when_their_figures_change(tab: Tab, monitor: MonitorProcess) -> None:
+    page = tab.page
+    monitor.post_events(orders_batch(12))
+    page.goto(f"{monitor.url}/?refresh=0.5")
+    page.wait_for_function(
+        """() => Chart.getChart(document.getElementById("chart-performance")).data.datasets[0].data[0] === 125"""
+    )
+    page.evaluate(COUNT_CHART_DRAWS)
+    # A poll starts only after the one before it has rendered, so the 6th start means 5 renders.
+    page.wait_for_function("() => window.dataPolls >= 6")
+    assert page.evaluate("window.chartDraws") == []
+    assert [u for u in tab.requests if "/differences" in u] == []  # /data carries them: one request a poll
+
+    failed = [event("frontend", "api", "GET /api/orders/:id", 300.0, "error", http_status=500)] * 4
+    monitor.post_events(failed)
+    page.wait_for_function("() => window.chartDraws.includes('chart-success-frontend')")
+    drawn = set(page.evaluate("window.chartDraws"))
+    assert {"chart-performance", "chart-success-frontend"} <= drawn
+    assert "chart-success-backend" not in drawn  # its figures did not change
+    assert tab.chart_data("chart-success-frontend")["data"] == [[12, 4]]
+    assert tab.chart_data("chart-performance")["data"][1][0] > 75
+    tab.assert_clean()
+
+
+def io_history(scale: float, start: float) -> list[dict[str, Any]]:
+    """Twenty system samples with no disk traffic and network rates of up to 1.2 × ``scale`` B/s."""
+    return [
+        {
+            "timestamp": start + i,
+            "cpu_percent": 5.0,
+            "memory_percent": 40.0,
+            "disk_read_bytes_per_s": 0.0,
+            "disk_write_bytes_per_s": 0.0,
+            "net_sent_bytes_per_s": scale * 0.4 * (i % 4),
+            "net_recv_bytes_per_s": scale * 0.3 * (i % 3),
+        }
+        for i in range(20)
+    ]
+
+
+def test_io_axis_labels_stay_distinct_for_tiny_and_large_rates(tab: Tab, monitor: MonitorProcess) -> None:
+    page = tab.page
+    start = time.time() - 20
+    shown = {"history": io_history(1.0, start)}
+
+    def with_history(route: Any) -> None:
+        response = route.fetch()
+        data = response.json()
+        data["system_history"] = shown["history"]
+        route.fulfill(response=response, json=data)
+
+    page.route(f"{monitor.url}{API}/data*", with_history)
+    page.goto(f"{monitor.url}/?refresh=0.5")
+    axis = """(top) => {
+        const chart = Chart.getChart(document.getElementById("chart-io"));
+        const shows = Math.max(...chart.data.datasets.flatMap(d => d.data));
+        const y = chart.scales.y;
+        return Math.abs(shows - top) < 1e-9 * top && {labels: y.ticks.map(t => t.label), max: y.max};
+    }"""
+    for scale in (1.0, 1e6):
+        shown["history"] = io_history(scale, start + scale)
+        y = page.wait_for_function(axis, arg=1.2 * scale).json_value()
+        labels = y["labels"]
+        assert len(labels) >= 2, labels
+        assert len(set(labels)) == len(labels), labels
+        assert y["max"] >= 1.2 * scale  # the top tick is above the highest rate
+    tab.assert_clean()

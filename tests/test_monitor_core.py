@@ -46,6 +46,10 @@ def test_the_seed_snippet_counts_in_every_figure(clock):
     perf = [d for d in monitor.differences() if d["type"] == "performance"]
     assert perf and perf[0]["severity"] == "high"
     assert status["differences_found"] >= 1
+    # /data carries the differences and their thresholds too, so the dashboard polls once.
+    assert data["differences"] == monitor.differences()
+    assert data["differences_count"] == len(data["differences"])
+    assert perf[0] in data["differences"] and data["thresholds"]["min_samples"] == 10
 
 
 def test_start_stop_are_idempotent_and_the_clock_counts_only_monitoring(clock):
