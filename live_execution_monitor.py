@@ -337,8 +337,11 @@ def serve(
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the monitor from the command line."""
+def main(argv: list[str] | None = None, *, ready: Callable[[str], None] | None = None) -> int:
+    """Run the monitor from the command line; ``ready`` gets the public URL once it accepts connections.
+
+    The launcher (run_live_monitor.py) calls this too, so both check and serve the same way.
+    """
     args = build_parser().parse_args(argv)
     try:
         settings = resolve(args)
@@ -352,15 +355,17 @@ def main(argv: list[str] | None = None) -> int:
     if not is_loopback(settings["host"]):
         print(f"warning: listening on {settings['host']}: every API call needs the token", file=sys.stderr)
     if settings["workers"] > 1:
-        from monitor_server import run_workers
+        return _serve_workers(settings, list(argv if argv is not None else sys.argv[1:]), ready)
+    return serve(settings, ready=ready)
 
-        rest = [a for a in (argv if argv is not None else sys.argv[1:])]
-        rest = _without_option(rest, "--workers")
-        rest = _without_option(rest, "--port")
-        return run_workers(
-            __file__, [*rest, "--port", "0"], settings["host"], settings["port"], settings["workers"]
-        )
-    return serve(settings)
+
+def _serve_workers(settings: Mapping[str, Any], argv: list[str], ready: Callable[[str], None] | None) -> int:
+    """Start ``--workers`` monitor processes on one public port (monitor_server.run_workers)."""
+    from monitor_server import run_workers
+
+    rest = _without_option(_without_option(argv, "--workers"), "--port")
+    host, port, workers = settings["host"], settings["port"], settings["workers"]
+    return run_workers(__file__, [*rest, "--port", "0"], host, port, workers, ready=ready)
 
 
 def _without_option(argv: list[str], flag: str) -> list[str]:

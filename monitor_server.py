@@ -118,11 +118,19 @@ def inherited_socket(host: str) -> socket.socket | None:
     return socket.socket(fileno=int(fd)) if fd else None
 
 
-def run_workers(script: str, argv: list[str], host: str, port: int, workers: int) -> int:
+def run_workers(
+    script: str,
+    argv: list[str],
+    host: str,
+    port: int,
+    workers: int,
+    ready: Callable[[str], None] | None = None,
+) -> int:
     """Bind once, start ``workers`` processes serving the same socket, stop them on a signal.
 
     Each worker is an ordinary monitor process (they share state through the Redis store);
-    SIGTERM or Ctrl-C here is passed on, and every worker drains before it exits.
+    SIGTERM or Ctrl-C here is passed on, and every worker drains before it exits. ``ready``
+    gets the public URL once a worker accepts connections on it.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     command = [sys.executable, script, *argv, "--workers", "1"]
@@ -143,20 +151,41 @@ def run_workers(script: str, argv: list[str], host: str, port: int, workers: int
         holder.close()
     base = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     print(f"Live Execution Monitor serving on {base} with {workers} worker processes", flush=True)
-    stopping = threading.Event()
+    if ready is not None:
+        threading.Thread(target=_when_listening, args=(host, bound, base, ready), daemon=True).start()
+    # A plain list, not a threading.Event: setting an Event inside a signal handler can deadlock
+    # on the lock the interrupted main thread holds in Event.wait.
+    stopping: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
+        stopping.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    while not stopping.is_set() and all(c.poll() is None for c in children):
-        stopping.wait(0.5)
+    while not stopping and all(c.poll() is None for c in children):
+        time.sleep(0.2)
+    signalled = bool(stopping)
     forward(signal.SIGTERM, None)
     codes = [c.wait() for c in children]
     holder.close()
     print("Live Execution Monitor stopped.", flush=True)
-    return 0 if stopping.is_set() and all(code == 0 for code in codes) else 1
+    return 0 if signalled and all(code == 0 for code in codes) else 1
+
+
+def _when_listening(
+    host: str, port: int, base: str, ready: Callable[[str], None], timeout: float = 60.0
+) -> None:
+    """Call ``ready(base)`` once ``host:port`` accepts connections (workers take a while to start)."""
+    target = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((target, port), timeout=1).close()
+        except OSError:
+            time.sleep(0.1)
+            continue
+        ready(base)
+        return

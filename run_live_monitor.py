@@ -112,18 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     ensure_assets(run=not args.no_install)
 
     import live_execution_monitor as lem
-    from monitor_settings import resolve
-
-    monitor_args = lem.build_parser().parse_args(rest)
-    try:
-        settings = resolve(monitor_args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    problem = lem.check_settings(settings)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
 
     def ready(base: str) -> None:
         def announce() -> None:
@@ -135,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
         threading.Thread(target=announce, daemon=True).start()
 
-    return lem.serve(settings, ready=ready)
+    # The monitor's own main: same checks, warnings and --workers handling as its CLI.
+    return lem.main(rest, ready=ready)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 BATCH = json.dumps(
     [{"service": "frontend", "component": "api", "action": "GET /api/items/:id", "duration_ms": 20.0}] * 50
@@ -108,3 +112,56 @@ def test_sigterm_mid_traffic_gives_responses_or_503_never_a_reset(start_monitor)
         bad = [o for o in outcomes if o not in {"200", "503", "refused"}]
         assert bad == [], bad
         assert "503" in outcomes or "refused" in outcomes
+
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = """
+import os, signal, socket, sys
+if "{env}" in os.environ:
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    server.bind(("127.0.0.1", int(os.environ["{env}"])))
+else:
+    server = socket.socket(fileno=int(os.environ["{fd_env}"]))
+server.listen()
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+while True:
+    server.accept()[0].close()
+"""
+DRIVER = """
+import sys
+import monitor_server
+ready = lambda base: print("READY", base, flush=True)
+sys.exit(monitor_server.run_workers(sys.argv[1], [], "127.0.0.1", 0, 2, ready=ready))
+"""
+
+
+def test_workers_announce_the_port_once_it_answers_and_stop_on_ctrl_c(tmp_path):
+    """run_workers, for real: two processes on one port, ``ready`` told once it accepts, and
+    Ctrl-C followed at once by SIGTERM (as a terminal and a supervisor may send) stops it cleanly."""
+    from monitor_server import LISTEN_FD_ENV, REUSEPORT_ENV
+
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER.format(env=REUSEPORT_ENV, fd_env=LISTEN_FD_ENV))
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(worker)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert driver.stdout is not None
+        lines = [driver.stdout.readline(), driver.stdout.readline()]
+        ready = [line.split()[1] for line in lines if line.startswith("READY")]
+        assert len(ready) == 1, lines
+        port = int(ready[0].rsplit(":", 1)[1])
+        assert port > 0 and ready[0] == f"http://127.0.0.1:{port}"
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # it answers when announced
+        driver.send_signal(signal.SIGINT)
+        driver.send_signal(signal.SIGTERM)
+        out, _ = driver.communicate(timeout=20)
+        assert driver.returncode == 0 and "stopped" in out
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
