@@ -14,6 +14,7 @@ if __name__ == "__main__":  # run directly: install what is missing on first use
         raise SystemExit(1)
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -313,9 +314,19 @@ def serve(
         app.run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
         return 0
     sock = inherited_socket(host)
-    server = WaitressServer(
-        app, host, settings["port"], settings["threads"], settings["max_body_bytes"], sock
-    )
+    try:
+        server = WaitressServer(
+            app, host, settings["port"], settings["threads"], settings["max_body_bytes"], sock
+        )
+    except OSError as exc:
+        monitor.close()
+        hint = " (another monitor? choose one with --port, or --port 0 for any free port)"
+        busy = exc.errno == errno.EADDRINUSE
+        print(
+            f"error: cannot listen on {host}:{settings['port']}: {exc.strerror or exc}{hint if busy else ''}",
+            file=sys.stderr,
+        )
+        return 2
     app.config["BACKLOG"] = server.backlog
     server.on_drain = monitor.begin_drain
     base = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}"

@@ -433,3 +433,13 @@ def test_a_port_glob_in_cors_origins_grants_only_that_host():
     assert good.headers.get("Access-Control-Allow-Origin") == "http://localhost:3000"
     bad = client.options(f"{API}/events", headers={"Origin": "http://localhost.evil.com", **preflight})
     assert "Access-Control-Allow-Origin" not in bad.headers
+
+
+def test_a_port_in_use_is_a_clear_error_not_a_traceback(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        code = main(["--port", str(port), "--no-self-monitor"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in err
+    assert "--port 0" in err
