@@ -3,7 +3,8 @@
 ``python benchmarks/run.py`` measures every row in one run on this machine, alternating the
 compared variants and taking medians of rounds, prints progress on stderr and a table of
 figures, ratios and PASS/FAIL per target on stdout, writes benchmarks/RESULTS.md with the
-machine's description, and exits 1 when a target is missed (2 on bad usage).
+machine's description and, beside it, results.svg (a chart of each row against its target,
+embedded in RESULTS.md), and exits 1 when a target is missed (2 on bad usage).
 ``--quick`` uses smaller counts; ``--only NAME`` runs one group or row (see ``--list``).
 """
 
@@ -29,9 +30,11 @@ from benchmarks import (  # noqa: E402
     bench_tools,
     bench_wsgi,
 )
+from benchmarks.chart import results_svg  # noqa: E402
 from benchmarks.common import BenchError, Context, Row, machine  # noqa: E402
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "RESULTS.md"
+CHART_NAME = "results.svg"  # written beside RESULTS.md, which embeds it
 GroupFn = Callable[[Context, set[str]], list[Row]]
 
 # Run order: cheap in-process rows first, loaded servers and the browser last.
@@ -75,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="load generator for the server rows (auto: wrk when installed)",
     )
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write RESULTS.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="where to write RESULTS.md (results.svg goes in the same folder)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table but write no file")
     return parser
 
@@ -147,9 +155,15 @@ def _cell(text: str) -> str:
 
 
 def markdown(
-    rows: list[Row], info: dict[str, str], argv: list[str], notes: dict[str, str], quick: bool
+    rows: list[Row],
+    info: dict[str, str],
+    argv: list[str],
+    notes: dict[str, str],
+    quick: bool,
+    chart: str | None = None,
 ) -> str:
-    """RESULTS.md: how it was run, the machine, the table and the notes."""
+    """RESULTS.md: how it was run, the machine, the chart (``chart`` is its relative path, when
+    one was written), the table and the notes."""
     command = shlex.join(["python", "benchmarks/run.py", *argv])
     kind = "quick run (smaller counts)" if quick else "full run"
     out = [
@@ -168,6 +182,7 @@ def markdown(
         "",
         "## Results",
         "",
+        *([f"![Each row against its target]({chart})", ""] if chart else []),
         "| row | what | figure | compared with | ratio | target | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -185,6 +200,26 @@ def markdown(
     if extra:
         out += ["", "## Notes", "", *extra]
     return "\n".join(out) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_results(
+    output: Path, rows: list[Row], info: dict[str, str], argv: list[str], notes: dict[str, str], quick: bool
+) -> Path:
+    """Write ``output`` (RESULTS.md) and the chart it embeds, results.svg, in the same folder;
+    returns the chart's path. Raises OSError when either cannot be written."""
+    chart_path = output.parent / CHART_NAME
+    if output.name == CHART_NAME:
+        raise OSError(f"the chart is written as {CHART_NAME} beside the output; name the output otherwise")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(chart_path, results_svg(rows))
+    _write_atomic(output, markdown(rows, info, argv, notes, quick, chart=CHART_NAME))
+    return chart_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,16 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(table(rows), flush=True)
     if not args.no_write:
-        text = markdown(rows, machine(), argv, ctx.notes, args.quick)
         try:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.output.with_suffix(".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(args.output)
+            chart_path = write_results(args.output, rows, machine(), argv, ctx.notes, args.quick)
         except OSError as exc:
             print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
             return 2
-        print(f"wrote {args.output}", file=sys.stderr)
+        print(f"wrote {args.output} and {chart_path}", file=sys.stderr)
     return 1 if any(row.verdict in ("FAIL", "ERROR") for row in rows) else 0
 
 

@@ -7,12 +7,15 @@ import os
 import re
 import sys
 import threading
+import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from benchmarks import bench_scaleout, bench_tools, run
+from benchmarks.chart import results_svg
+from benchmarks.common import Row, Target
 
 MIB = 1024 * 1024
 
@@ -109,3 +112,120 @@ def test_wrk_counting_script_counts_200_and_other_answers() -> None:
     # Requests still in flight when wrk stops were answered but never counted.
     assert served - bench_scaleout.CONNECTIONS <= got.other <= served
     assert got.ok + got.other <= got.sent
+
+
+# --- the results chart (benchmarks/chart.py, results.svg beside RESULTS.md) ------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _row(name: str, ratio: float | None, target: Target | None, unit: str = "x", error: str = "") -> Row:
+    return Row(name, "what", "figure", "baseline", ratio, target, unit, error=error)
+
+
+def _chart(rows: list[Row]) -> ET.Element:
+    return ET.fromstring(results_svg(rows))
+
+
+def _drawn_rows(root: ET.Element) -> dict[str, ET.Element]:
+    """Each charted row's group, by the label text left of its bar."""
+    groups = [g for g in root.iter(f"{SVG}g") if "row" in (g.get("class") or "").split()]
+    return {"".join(g.find(f"{SVG}text").itertext()): g for g in groups}  # type: ignore[union-attr]
+
+
+def _bar(group: ET.Element) -> ET.Element:
+    bars = [r for r in group.iter(f"{SVG}rect") if "bar" in (r.get("class") or "").split()]
+    assert len(bars) == 1
+    return bars[0]
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    value = colour.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def test_chart_draws_one_bar_per_targeted_row_coloured_and_placed_by_verdict() -> None:
+    rows = [
+        _row("decode", 0.483, Target("<=", 0.5)),
+        _row("ingest-vs-bare", 0.706, Target(">=", 0.9)),
+        _row("sketch", 0.992, Target("<=", 1, "%"), unit="%"),
+        _row("rss", None, None),
+        _row("chart", None, Target("<=", 2), error="BenchError: chromium did not start"),
+    ]
+    root = _chart(rows)
+    bars = [r for r in root.iter(f"{SVG}rect") if "bar" in (r.get("class") or "").split()]
+    assert len(bars) == sum(row.target is not None for row in rows)
+    drawn = _drawn_rows(root)
+    assert set(drawn) == {
+        "decode 0.483x (<= 0.5x)",
+        "ingest-vs-bare 0.706x (>= 0.9x)",
+        "sketch 0.992% (<= 1%)",
+        "chart (<= 2x)",
+    }
+    line = next(x for x in root.iter(f"{SVG}line") if x.get("class") == "target")
+    target_x = float(line.get("x1", "nan"))
+    for label, verdict in [
+        ("decode 0.483x (<= 0.5x)", "pass"),
+        ("sketch 0.992% (<= 1%)", "pass"),
+        ("ingest-vs-bare 0.706x (>= 0.9x)", "fail"),
+    ]:
+        bar = _bar(drawn[label])
+        assert verdict in (bar.get("class") or "").split()
+        red, green, _ = _rgb(bar.get("fill", ""))
+        left, width = float(bar.get("x", "nan")), float(bar.get("width", "nan"))
+        if verdict == "pass":
+            assert green > red and left >= target_x - 0.5
+        else:
+            assert red > green and left + width <= target_x + 0.5
+    broken = _bar(drawn["chart (<= 2x)"])
+    red, green, blue = _rgb(broken.get("fill", ""))
+    assert max(red, green, blue) - min(red, green, blue) < 16  # grey
+    assert "could not run" in "".join(drawn["chart (<= 2x)"].itertext())
+    footnote = " ".join(
+        "".join(t.itertext()) for t in root.iter(f"{SVG}text") if t.get("class") == "footnote"
+    )
+    assert "rss" in footnote and not any(label.startswith("rss") for label in drawn)
+
+
+def test_chart_normalises_headroom_so_le_and_ge_targets_read_the_same_way() -> None:
+    rows = [
+        _row("half-of-a-max", 0.5, Target("<=", 1)),  # headroom 2
+        _row("twice-a-min", 2.0, Target(">=", 1)),  # headroom 2
+        _row("twice-a-max", 2.0, Target("<=", 1)),  # headroom 0.5
+    ]
+    drawn = _drawn_rows(_chart(rows))
+    widths = {label.split()[0]: float(_bar(g).get("width", "nan")) for label, g in drawn.items()}
+    assert widths["half-of-a-max"] == pytest.approx(widths["twice-a-min"], abs=0.2)
+    assert widths["twice-a-max"] == pytest.approx(widths["twice-a-min"], abs=0.2)
+    assert "pass" in (_bar(drawn["twice-a-min 2x (>= 1x)"]).get("class") or "")
+    assert "fail" in (_bar(drawn["twice-a-max 2x (<= 1x)"]).get("class") or "")
+
+
+def test_chart_escapes_markup_in_names_and_errors_and_is_accessible_text() -> None:
+    name, error = 'a<b & "c"', "RuntimeError: <script>alert(1)</script> & co"
+    few = [_row(name, 1.0, Target("<=", 2)), _row("broken", None, None, error=error)]
+    text = results_svg(few)
+    assert "a<b" not in text and "<script>" not in text
+    root = ET.fromstring(text)
+    assert not list(root.iter(f"{SVG}script")) and not list(root.iter(f"{SVG}path"))
+    labels = "\n".join("".join(t.itertext()) for t in root.iter(f"{SVG}text"))
+    assert f"{name} 1x (<= 2x)" in labels and "<script>" in labels
+    assert "target" in (root.findtext(f"{SVG}title") or "")
+    assert name in (root.findtext(f"{SVG}desc") or "")
+    assert 700 <= float(root.get("width", "0")) <= 900
+    many = few + [_row(f"row-{i}", 1.0 + i / 10, Target(">=", 1)) for i in range(10)]
+    assert float(ET.fromstring(results_svg(many)).get("height", "0")) > float(root.get("height", "0")) + 200
+
+
+def test_results_svg_is_written_beside_the_markdown_which_embeds_it(tmp_path: Path) -> None:
+    output = tmp_path / "out" / "RESULTS.md"
+    run.main(["--quick", "--only", "decode", "--no-write", "--output", str(output)])
+    assert not (tmp_path / "out").exists()
+    run.main(["--quick", "--only", "decode", "--output", str(output)])
+    chart = ET.parse(tmp_path / "out" / "results.svg").getroot()
+    bars = [r for r in chart.iter(f"{SVG}rect") if "bar" in (r.get("class") or "").split()]
+    assert len(bars) == 1
+    text = output.read_text(encoding="utf-8")
+    results = text.index("## Results")
+    image = text.index("![Each row against its target](results.svg)")
+    assert results < image < text.index("| row | what |")
