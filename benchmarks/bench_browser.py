@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, BenchError, Context, Row, Target, median, temp_dir
+from benchmarks.common import ROOT, BenchError, Context, Row, Target, median, median_ratio, temp_dir
 
 NPM_PINS = ("web-vitals@6.2.3", "@sentry/browser@11.12.0", "esbuild@0.28.2", "chart.js@4.6.1")
 # As in scripts/build-frontend.mjs: web-vitals 6 supports only browsers with ES2022.
@@ -225,7 +225,7 @@ def chart_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     except PlaywrightError as exc:
         raise BenchError(f"Chromium/Playwright failed: {str(exc).splitlines()[0]}") from None
     times = result["times"]
-    ratio = median([a / b for a, b in zip(times["10k"], times["1k"], strict=True)])
+    ratio = median_ratio(times["10k"], times["1k"])
     t10, t1, nodec = (median(times[k]) for k in ("10k", "1k", "10k-nodec"))
     return [
         Row(

@@ -19,15 +19,16 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import (
+    API,
     Context,
     Row,
     Target,
     batch_body,
     fmt_time,
     median,
-    monitor_argv,
+    median_ratio,
     rotated,
-    start_server,
+    sink_monitor,
 )
 
 
@@ -48,10 +49,6 @@ def _alternate(
             f"{label}: round {r + 1}/{rounds} " + ", ".join(f"{n} {fmt_time(v[-1])}" for n, v in out.items())
         )
     return out
-
-
-def _ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    return median([x / y for x, y in zip(times[a], times[b], strict=True)])
 
 
 def _per_op(
@@ -84,7 +81,7 @@ def decode_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         },
         ctx.pick(5, 15),
     )
-    ratio = _ratio(times, "decode_batch", "json.loads")
+    ratio = median_ratio(times["decode_batch"], times["json.loads"])
     return [
         Row(
             "decode",
@@ -161,8 +158,7 @@ def middleware_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     import backend_logging_config as blc
     from benchmarks.servers import make_hello_app, otel_provider
 
-    sink = ctx.shared("sink-monitor", lambda: start_server("sink monitor", monitor_argv("--no-self-monitor")))
-    client = blc.MonitorClient(sink.url, shutdown_timeout=5.0)
+    client = blc.MonitorClient(sink_monitor(ctx).url, shutdown_timeout=5.0)
     apps = {
         "bare": make_hello_app("none"),
         "init_app": make_hello_app("live", client=client),
@@ -209,17 +205,16 @@ def middleware_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         client.close(5.0)
     if stats["sent"] <= before or stats["dropped_total"]:
         raise RuntimeError(f"init_app's events did not all reach the monitor: {stats}")
-    ratio = _ratio(times, "init_app", "bare")
+    vs_bare = {name: median_ratio(times[name], times["bare"]) for name in apps}
     others = ", ".join(
-        f"{name} {fmt_time(median(times[name]))} ({_ratio(times, name, 'bare'):.2f}x)"
-        for name in ("prometheus", "otel")
+        f"{name} {fmt_time(median(times[name]))} ({vs_bare[name]:.2f}x)" for name in ("prometheus", "otel")
     )
     note = (
         f"init_app CPU before the final flush of its queue: {fmt_time(median(loop_only))}/request, "
         f"on the requests' thread alone {fmt_time(median(thread_times['init_app']))} "
-        f"({_ratio(thread_times, 'init_app', 'bare'):.3g}x bare's); the floor of any request-timing layer "
-        f"(clock, status, deque.append) {_ratio(times, 'floor', 'bare'):.3g}x bare, "
-        f"with the Server-Timing answer init_app owes {_ratio(times, 'floor+timing', 'bare'):.3g}x"
+        f"({median_ratio(thread_times['init_app'], thread_times['bare']):.3g}x bare's); the floor of any "
+        f"request-timing layer (clock, status, deque.append) {vs_bare['floor']:.3g}x bare, "
+        f"with the Server-Timing answer init_app owes {vs_bare['floor+timing']:.3g}x"
     )
     return [
         Row(
@@ -227,7 +222,7 @@ def middleware_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             "init_app on a hello-world Flask request, in-process (shipping included)",
             f"init_app {fmt_time(median(times['init_app']))}/request",
             f"bare {fmt_time(median(times['bare']))}; beside it {others}",
-            ratio,
+            vs_bare["init_app"],
             Target("<=", 1.05),
             note=note,
         )
@@ -238,8 +233,7 @@ def handler_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     """MonitorHandler against a StreamHandler on /dev/null: CPU time of the caller's thread."""
     import backend_logging_config as blc
 
-    sink = ctx.shared("sink-monitor", lambda: start_server("sink monitor", monitor_argv("--no-self-monitor")))
-    client = blc.MonitorClient(sink.url, shutdown_timeout=5.0)
+    client = blc.MonitorClient(sink_monitor(ctx).url, shutdown_timeout=5.0)
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
     handlers: dict[str, logging.Handler] = {
         "MonitorHandler": blc.MonitorHandler(client),
@@ -294,7 +288,7 @@ def handler_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     note = (
         f"whole logger.info call: MonitorHandler {fmt_time(median(calls['MonitorHandler']))}, "
         f"StreamHandler {fmt_time(median(calls['StreamHandler']))} "
-        f"({_ratio(calls, 'MonitorHandler', 'StreamHandler'):.2f}x)"
+        f"({median_ratio(calls['MonitorHandler'], calls['StreamHandler']):.2f}x)"
     )
     return [
         Row(
@@ -302,7 +296,7 @@ def handler_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             "MonitorHandler.handle(record), CPU on the caller's thread",
             f"MonitorHandler {fmt_time(median(times['MonitorHandler']))}",
             f"StreamHandler(/dev/null) {fmt_time(median(times['StreamHandler']))}",
-            _ratio(times, "MonitorHandler", "StreamHandler"),
+            median_ratio(times["MonitorHandler"], times["StreamHandler"]),
             Target("<=", 1.0),
             note=note,
         )
@@ -349,7 +343,7 @@ def data_rows(ctx: Context, wanted: set[str]) -> list[Row]:
                 for _ in range(calls):
                     monitor.ingest(tick)  # new events arrive between polls, as in real use
                     t0 = time.process_time()
-                    response = client.get("/api/live-execution" + path)
+                    response = client.get(API + path)
                     total += time.process_time() - t0
                     if response.status_code != 200:
                         raise RuntimeError(f"{path} answered {response.status_code}")
@@ -364,7 +358,7 @@ def data_rows(ctx: Context, wanted: set[str]) -> list[Row]:
                 f"GET {path} server time, 100,000 stored events (in-process, caches invalidated)",
                 f"100k events {fmt_time(median(times['100k']))}",
                 f"1k events {fmt_time(median(times['1k']))}",
-                _ratio(times, "100k", "1k"),
+                median_ratio(times["100k"], times["1k"]),
                 Target("<=", 1.5),
             )
         )

@@ -11,14 +11,12 @@ counted (wrk counts them in a Lua ``response()`` hook).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
 import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,35 +25,33 @@ from pathlib import Path
 import psutil
 
 from benchmarks.common import (
+    EVENTS,
+    STATUS,
     BenchError,
     Context,
     Row,
     Server,
     Target,
     batch_body,
+    cpu_seconds,
     fmt_rate,
     median,
+    median_ratio,
     monitor_argv,
     rotated,
     start_server,
+    stop_process,
     temp_dir,
 )
-from benchmarks.load import pick_client, run_load
+from benchmarks.load import pick_client, run_load, run_wrk
 from monitor_settings import defaults
 
 ROWS = ("redis-scaleout", "redis-lossless")
-EVENTS = "/api/live-execution/events"
-STATUS = "/api/live-execution/status"
 CONNECTIONS = 8
 BATCH = 100
 WORKERS = (1, 2, 4)
 
 COUNTING_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = assert(io.open("@BODY@", "rb"))
-wrk.body = f:read("*a")
-f:close()
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) sent = 0; ok = 0; other = 0 end
@@ -70,9 +66,8 @@ done = function(summary, latency, requests)
   end
   local e = summary.errors
   io.write(string.format(
-    'WRKJSON {"sent": %d, "ok": %d, "other": %d, "socket_errors": %d, "duration_us": %d, ' ..
-    '"p99_us": %d}\\n', s, o, x, e.connect + e.read + e.write + e.timeout, summary.duration,
-    latency:percentile(99)))
+    'WRKJSON {"sent": %d, "ok": %d, "other": %d, "socket_errors": %d, "duration_us": %d}\\n',
+    s, o, x, e.connect + e.read + e.write + e.timeout, summary.duration))
 end
 """
 
@@ -86,7 +81,6 @@ class Counted:
     other: int
     socket_errors: int
     seconds: float
-    p99_ms: float
 
     @property
     def rate(self) -> float:
@@ -99,9 +93,7 @@ class Tally:
     """What one configuration's runs added up to, for the lost-events check."""
 
     ok: int = 0
-    sent: int = 0
     failed: int = 0
-    accepted: int = 0
     stored_of_ok: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -111,23 +103,9 @@ def run_counted(url: str, client: str, seconds: float, body: bytes) -> Counted:
     if client != "wrk":
         got = run_load(url, client, seconds, CONNECTIONS, "POST", body)
         # The Python client finishes every request it starts: sent = good + failed.
-        return Counted(got.ok + got.errors, got.ok, got.errors, 0, got.seconds, got.p99_ms)
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
-        body_file = Path(tmp) / "body.json"
-        body_file.write_bytes(body)
-        script = Path(tmp) / "count.lua"
-        script.write_text(COUNTING_SCRIPT.replace("@BODY@", str(body_file)))
-        argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-        done = subprocess.run(
-            [*argv, "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60, check=False
-        )
-    for line in done.stdout.splitlines():
-        if line.startswith("WRKJSON "):
-            d = json.loads(line[len("WRKJSON ") :])
-            return Counted(
-                d["sent"], d["ok"], d["other"], d["socket_errors"], d["duration_us"] / 1e6, d["p99_us"] / 1e3
-            )
-    raise RuntimeError(f"wrk gave no summary: {(done.stdout + done.stderr).strip()[-400:]}")
+        return Counted(got.ok + got.errors, got.ok, got.errors, 0, got.seconds)
+    d = run_wrk(url, seconds, CONNECTIONS, COUNTING_SCRIPT, "POST", body)
+    return Counted(d["sent"], d["ok"], d["other"], d["socket_errors"], d["duration_us"] / 1e6)
 
 
 def _free_port() -> int:
@@ -173,12 +151,7 @@ def redis_server(tmp: Path) -> Iterator[tuple[str, psutil.Process]]:
             yield url, psutil.Process(proc.pid)
         finally:
             client.close()
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop_process(proc, signal.SIGTERM)
         return
     raise BenchError(f"redis-server did not start: {log.read_text(errors='replace')[-400:]}")
 
@@ -196,14 +169,6 @@ def _processes(server: Server, workers: int, deadline: float) -> list[psutil.Pro
             pass
         time.sleep(0.1)
     raise BenchError(f"{server.name}: {workers} worker processes did not all start")
-
-
-def _cpu(procs: list[psutil.Process]) -> list[float]:
-    out = []
-    for p in procs:
-        t = p.cpu_times()
-        out.append(t.user + t.system)
-    return out
 
 
 def _busy() -> float:
@@ -274,15 +239,15 @@ def scaleout_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             if cfg.redis:
                 store.flushall()
             before = _settled_accepted(cfg.server, 0)
-            cpu0, rcpu0, lcpu0, busy0 = _cpu(cfg.procs), _cpu([redis_proc])[0], _children_cpu(), _busy()
+            cpu0 = [cpu_seconds(p) for p in cfg.procs]
+            rcpu0, lcpu0, busy0 = cpu_seconds(redis_proc), _children_cpu(), _busy()
             got = run_counted(cfg.server.url + EVENTS, client, secs, batch)
-            cpu1, rcpu1, lcpu1, busy1 = _cpu(cfg.procs), _cpu([redis_proc])[0], _children_cpu(), _busy()
+            cpu1 = [cpu_seconds(p) for p in cfg.procs]
+            rcpu1, lcpu1, busy1 = cpu_seconds(redis_proc), _children_cpu(), _busy()
             accepted = _settled_accepted(cfg.server, before + got.ok * BATCH) - before
             t = cfg.tally
             t.ok += got.ok
-            t.sent += got.sent
             t.failed += got.other + got.socket_errors
-            t.accepted += accepted
             t.stored_of_ok += min(accepted, got.ok * BATCH)
             if got.other or got.socket_errors:
                 t.problems.append(f"{got.other} non-2xx answers, {got.socket_errors} socket errors")
@@ -328,9 +293,6 @@ def _rows(
     redis_cpu: dict[str, list[float]],
     busy: dict[str, list[float]],
 ) -> list[Row]:
-    def ratio(a: str, b: str) -> float:
-        return median([x / y for x, y in zip(configs[a].rates, configs[b].rates, strict=True)])
-
     def rate(name: str) -> float:
         return median(configs[name].rates)
 
@@ -338,7 +300,9 @@ def _rows(
     usable = len(os.sched_getaffinity(0))
     rows = []
     if "redis-scaleout" in wanted:
-        r2, r4, mem = ratio("redis-2", "redis-1"), ratio("redis-4", "redis-1"), ratio("memory", "redis-1")
+        r2, r4, mem = (
+            median_ratio(configs[n].rates, configs["redis-1"].rates) for n in ("redis-2", "redis-4", "memory")
+        )
         figure = (
             f"Redis: 1 process {fmt_rate(rate('redis-1'))}, 2 processes {fmt_rate(rate('redis-2'))} "
             f"({r2:.2f}x), 4 processes {fmt_rate(rate('redis-4'))} ({r4:.2f}x) events"
@@ -382,7 +346,6 @@ def _rows(
             t = cfg.tally
             total.ok += t.ok
             total.failed += t.failed
-            total.accepted += t.accepted
             total.stored_of_ok += t.stored_of_ok
         worst = min(
             configs.values(),

@@ -8,27 +8,32 @@ round's pair ran seconds apart, so slow drift of the shared machine cancels out)
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
 from benchmarks.common import (
+    API,
+    EVENTS,
+    STATUS,
     Context,
+    Measured,
     Row,
     Server,
     Target,
     batch_body,
     fmt_rate,
     helper_argv,
+    measure_load,
     median,
+    median_ratio,
     monitor_argv,
     rotated,
+    sink_monitor,
     start_server,
 )
-from benchmarks.load import LoadResult, pick_client, run_load
+from benchmarks.load import pick_client
 
-EVENTS = "/api/live-execution/events"
 INGEST_ROWS = ("ingest-vs-bare", "ingest-vs-naive", "ingest-vs-single", "ingest-sampler")
 CONNECTIONS = 8
 
@@ -44,38 +49,36 @@ class Variant:
 
 
 @dataclass
-class Measured:
-    """One load run and the server process's CPU seconds during it."""
+class Rounds:
+    """One variant's figures, a value per round."""
 
-    load: LoadResult
-    server_cpu: float
+    rate: list[float] = field(default_factory=list)  # good answers per second
+    per_cpu: list[float] = field(default_factory=list)  # good answers per CPU second of the server
+    p50: list[float] = field(default_factory=list)  # ms
+    p99: list[float] = field(default_factory=list)  # ms
 
-    @property
-    def per_cpu(self) -> float:
-        """Good answers per CPU second of the server (robust to other processes' load)."""
-        return self.load.ok / self.server_cpu if self.server_cpu > 0 else 0.0
-
-
-def _cpu(server: Server) -> float:
-    times = psutil.Process(server.proc.pid).cpu_times()
-    return float(times.user + times.system)
+    def add(self, m: Measured) -> None:
+        """Record one round's run."""
+        self.rate.append(m.load.rate)
+        self.per_cpu.append(m.per_cpu)
+        self.p50.append(m.load.p50_ms)
+        self.p99.append(m.load.p99_ms)
 
 
 def _rounds(
     ctx: Context, label: str, variants: dict[str, Variant], rounds: int, seconds: float
-) -> dict[str, list[Measured]]:
+) -> dict[str, Rounds]:
     """Run every variant once per round, in a rotating order; a 1 s warm-up first."""
     client = pick_client(ctx.client)
 
     def run(v: Variant, s: float) -> Measured:
-        cpu = _cpu(v.server)
-        load = run_load(v.server.url + v.path, client, s, CONNECTIONS, v.method, v.body)
-        return Measured(load, _cpu(v.server) - cpu)
+        procs = [psutil.Process(v.server.proc.pid)]
+        return measure_load(procs, v.server.url + v.path, client, s, CONNECTIONS, v.method, v.body)
 
     for name, variant in variants.items():
         ctx.log(f"{label}: warming up {name}")
         run(variant, 1.0)
-    results: dict[str, list[Measured]] = {name: [] for name in variants}
+    results = {name: Rounds() for name in variants}
     for r in range(rounds):
         for name in rotated(list(variants), r):
             m = run(variants[name], seconds)
@@ -85,17 +88,12 @@ def _rounds(
                 raise RuntimeError(
                     f"{name}: {m.load.errors} failed requests out of {m.load.ok + m.load.errors}"
                 )
-            results[name].append(m)
+            results[name].add(m)
             ctx.log(
                 f"{label}: round {r + 1}/{rounds} {name}: {fmt_rate(m.load.rate)} requests, "
                 f"{m.per_cpu:,.0f} per server CPU s, p99 {m.load.p99_ms:.2f} ms"
             )
     return results
-
-
-def _paired(results: dict[str, list[Measured]], a: str, b: str, key: Callable[[Measured], float]) -> float:
-    """Median over rounds of key(a) / key(b)."""
-    return median([key(x) / key(y) for x, y in zip(results[a], results[b], strict=True)])
 
 
 def _check_answer(server: Server, body: bytes, expected: int) -> None:
@@ -134,14 +132,14 @@ def ingest_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             servers[name] = ctx.shared(f"ingest-{name}", functools.partial(start_server, name, argv[name]))
             _check_answer(servers[name], batch, 100)
     if "sampler" in servers:
-        servers["sampler"].post("/api/live-execution/start")
-        if servers["sampler"].get("/api/live-execution/status").get("monitoring") is not True:
+        servers["sampler"].post(API + "/start")
+        if servers["sampler"].get(STATUS).get("monitoring") is not True:
             raise RuntimeError("the monitor did not start sampling")
     variants = {name: Variant(server, EVENTS, "POST", batch) for name, server in servers.items()}
     if "ingest-vs-single" in wanted:
         variants["single"] = Variant(servers["monitor"], EVENTS, "POST", single)
     results = _rounds(ctx, "ingest", variants, rounds, seconds)
-    rejected = servers["monitor"].get("/api/live-execution/status").get("rejected")
+    rejected = servers["monitor"].get(STATUS).get("rejected")
     if rejected:
         raise RuntimeError(f"the monitor rejected {rejected} events of valid batches")
 
@@ -149,10 +147,10 @@ def ingest_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         return 1 if name == "single" else 100
 
     def rate(name: str) -> float:
-        return median([m.load.rate for m in results[name]]) * per(name)
+        return median(results[name].rate) * per(name)
 
     def describe(name: str, label: str) -> str:
-        cpu = median([m.per_cpu for m in results[name]]) * per(name)
+        cpu = median(results[name].per_cpu) * per(name)
         return f"{label} {fmt_rate(rate(name))} events ({cpu:,.0f} per server CPU s)"
 
     specs = [
@@ -165,8 +163,8 @@ def ingest_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     for row_name, other, label, target in specs:
         if row_name not in wanted:
             continue
-        ratio = _paired(results, "monitor", other, lambda m: m.load.rate)
-        cpu_ratio = _paired(results, "monitor", other, lambda m: m.per_cpu)
+        ratio = median_ratio(results["monitor"].rate, results[other].rate)
+        cpu_ratio = median_ratio(results["monitor"].per_cpu, results[other].per_cpu)
         if row_name == "ingest-sampler":
             ratio, cpu_ratio = 1 / ratio, 1 / cpu_ratio
             figure = describe("sampler", "sampling")
@@ -185,10 +183,10 @@ def ingest_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     return rows
 
 
-def _per_event_note(results: dict[str, list[Measured]]) -> str:
+def _per_event_note(results: dict[str, Rounds]) -> str:
     """Where a batch's time goes: the server's CPU per request, split into a per-request floor
     (the one-event request) and a cost per event, against what 50x would need."""
-    cpu_us = {name: 1e6 / median([m.per_cpu for m in results[name]]) for name in ("monitor", "single")}
+    cpu_us = {name: 1e6 / median(results[name].per_cpu) for name in ("monitor", "single")}
     per_event = (cpu_us["monitor"] - cpu_us["single"]) / 99
     needed = cpu_us["single"] / 98  # 100 (floor + e) / (floor + 100 e) >= 50  <=>  e <= floor / 98
     return (
@@ -204,7 +202,7 @@ def middleware_load_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     ctx.notes.setdefault("load", f"load generator: {client}, {CONNECTIONS} keep-alive connections")
     seconds = ctx.pick(1.0, 3.0)
     rounds = ctx.pick(2, 7)
-    sink = ctx.shared("sink-monitor", lambda: start_server("sink monitor", monitor_argv("--no-self-monitor")))
+    sink = sink_monitor(ctx)
     bare = ctx.shared("hello-none", lambda: start_server("hello", helper_argv("hello")))
     live = ctx.shared(
         "hello-live",
@@ -212,22 +210,19 @@ def middleware_load_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             "hello+init_app", helper_argv("hello", "--middleware", "live", "--monitor-url", sink.url)
         ),
     )
-    before = sink.get("/api/live-execution/status")["accepted"]
+    before = sink.get(STATUS)["accepted"]
     variants = {"bare": Variant(bare, "/hello"), "live": Variant(live, "/hello")}
     results = _rounds(ctx, "middleware under load", variants, rounds, seconds)
-    shipped = sink.get("/api/live-execution/status")["accepted"] - before
+    shipped = sink.get(STATUS)["accepted"] - before
     if not shipped:
         raise RuntimeError("no event of the instrumented app reached the monitor")
-    p99 = _paired(results, "live", "bare", lambda m: m.load.p99_ms)
-    throughput = _paired(results, "live", "bare", lambda m: m.load.rate)
-    per_cpu = _paired(results, "live", "bare", lambda m: m.per_cpu)
+    live, bare = results["live"], results["bare"]
+    p99 = median_ratio(live.p99, bare.p99)
+    throughput = median_ratio(live.rate, bare.rate)
+    per_cpu = median_ratio(live.per_cpu, bare.per_cpu)
 
-    def fig(name: str) -> str:
-        ms = results[name]
-        return (
-            f"p99 {median([m.load.p99_ms for m in ms]):.2f} ms, p50 {median([m.load.p50_ms for m in ms]):.2f} ms, "
-            f"{fmt_rate(median([m.load.rate for m in ms]))}"
-        )
+    def fig(got: Rounds) -> str:
+        return f"p99 {median(got.p99):.2f} ms, p50 {median(got.p50):.2f} ms, {fmt_rate(median(got.rate))}"
 
     note = (
         f"throughput ratio {throughput:.3g}x, requests per app CPU second {per_cpu:.3g}x; "
@@ -237,8 +232,8 @@ def middleware_load_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         Row(
             "middleware-load",
             f"init_app p99 latency under load (waitress, hello world, {CONNECTIONS} connections)",
-            "init_app " + fig("live"),
-            "bare app " + fig("bare"),
+            "init_app " + fig(live),
+            "bare app " + fig(bare),
             p99,
             Target("<=", 1.1),
             note=note,

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import PYTHON, Context, Row, Target, fmt_time  # noqa: E402
+from benchmarks.common import PYTHON, Context, Row, Target, fmt_time, vm_hwm  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -39,7 +39,8 @@ def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     out, err = proc.communicate(timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"probe failed: {err.strip()[-400:]}")
-    return json.loads(out)  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 # The CPU probes run side by side, each waking at its own phase of the second so that no wake-up
@@ -253,15 +254,10 @@ def _probe_rss(n: int) -> dict[str, Any]:
     base = psutil.Process().memory_info().rss
     for body in _batches(n):
         monitor.ingest(body, max_events=1000)
-    return {"base_rss": base, "peak_rss": _vm_hwm(), "rss": psutil.Process().memory_info().rss}
-
-
-def _vm_hwm() -> int:
-    """This process's peak RSS: VmHWM, since ru_maxrss keeps the parent's peak across exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    peak = vm_hwm()
+    if not peak:
+        raise RuntimeError("no VmHWM in /proc/self/status")
+    return {"base_rss": base, "peak_rss": peak, "rss": psutil.Process().memory_info().rss}
 
 
 def main(argv: list[str] | None = None) -> int:

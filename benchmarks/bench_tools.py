@@ -17,7 +17,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import PYTHON, ROOT, Context, Row, Target, fmt_time, median, rotated, temp_dir
+from benchmarks.common import (
+    PYTHON,
+    ROOT,
+    Context,
+    Row,
+    Target,
+    fmt_time,
+    median,
+    median_ratio,
+    rotated,
+    temp_dir,
+    vm_hwm,
+)
 
 ROWS = ("tools-report", "tools-analysis")
 GNU_TIME = Path("/usr/bin/time").exists()
@@ -30,17 +42,6 @@ class Run:
 
     seconds: float
     peak_rss: int
-
-
-def _hwm(pid: int) -> int:
-    """The process's peak RSS so far (VmHWM), 0 once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
 
 
 def measure(argv: list[str], stdout: Path, timeout: float) -> Run:
@@ -61,7 +62,7 @@ def measure(argv: list[str], stdout: Path, timeout: float) -> Run:
             deadline = started + timeout
             try:
                 while not GNU_TIME and proc.poll() is None and time.perf_counter() < deadline:
-                    peak = max(peak, _hwm(proc.pid))
+                    peak = max(peak, vm_hwm(proc.pid))
                     time.sleep(0.01)
                 proc.wait(max(0.0, deadline - time.perf_counter()))
             except subprocess.TimeoutExpired:
@@ -152,12 +153,9 @@ def tools_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             rss = median([x.peak_rss for x in rs]) / MIB
             return f"{n:,} events: {fmt_time(secs)}, peak RSS {rss:.1f} MiB ({n / secs:,.0f} events/s)"
 
-        ratio = median(
-            [a.peak_rss / b.peak_rss for a, b in zip(runs[(tool, large)], runs[(tool, small)], strict=True)]
-        )
-        time_ratio = median(
-            [a.seconds / b.seconds for a, b in zip(runs[(tool, large)], runs[(tool, small)], strict=True)]
-        )
+        big, little = runs[(tool, large)], runs[(tool, small)]
+        ratio = median_ratio([x.peak_rss for x in big], [x.peak_rss for x in little])
+        time_ratio = median_ratio([x.seconds for x in big], [x.seconds for x in little])
         rows.append(
             Row(
                 f"tools-{tool}",

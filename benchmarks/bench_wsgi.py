@@ -27,14 +27,19 @@ if str(ROOT) not in sys.path:
 import psutil  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
+    API,
+    EVENTS,
     PYTHON,
+    STATUS,
     BenchError,
     Context,
     Row,
     Server,
     batch_body,
     fmt_rate,
+    measure_load,
     median,
+    median_ratio,
     rotated,
     start_server,
 )
@@ -43,9 +48,7 @@ from benchmarks.servers import serve as serve_waitress  # noqa: E402
 
 KINDS = ("waitress", "gunicorn-sync", "gunicorn-gthread", "werkzeug")
 ROWS = tuple(f"wsgi-vs-{kind}" for kind in KINDS[1:])
-EVENTS = "/api/live-execution/events"
-DATA = "/api/live-execution/data"
-STATUS = "/api/live-execution/status"
+DATA = API + "/data"
 INGEST_CONNECTIONS = 8
 DATA_CONNECTIONS = 2
 THREADS = 8
@@ -127,10 +130,6 @@ class Figures:
     p50: list[float] = field(default_factory=list)
 
 
-def _cpu(procs: list[psutil.Process]) -> float:
-    return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
-
-
 def _fill(server: Server, run: Any) -> None:
     """Ingest until both sides of the store are full, so every /data run sees the same store."""
     from monitor_settings import defaults
@@ -177,13 +176,13 @@ def _measure(
         figures[kind] = Figures(labels[kind], [root, *root.children(recursive=True)])
 
     def ingest(kind: str, secs: float) -> tuple[float, float]:
-        procs = figures[kind].procs
-        cpu = _cpu(procs)
-        got = run_load(servers[kind].url + EVENTS, client, secs, INGEST_CONNECTIONS, "POST", batch)
-        used = _cpu(procs) - cpu
-        if got.ok == 0 or got.errors:
-            raise RuntimeError(f"{kind}: {got.errors} failed ingest requests of {got.ok + got.errors}")
-        return got.rate * 100, got.ok * 100 / used if used > 0 else 0.0
+        url = servers[kind].url + EVENTS
+        m = measure_load(figures[kind].procs, url, client, secs, INGEST_CONNECTIONS, "POST", batch)
+        if m.load.ok == 0 or m.load.errors:
+            raise RuntimeError(
+                f"{kind}: {m.load.errors} failed ingest requests of {m.load.ok + m.load.errors}"
+            )
+        return m.load.rate * 100, m.per_cpu * 100
 
     for kind in kinds:
         ctx.log(f"wsgi: warming up {kind} (filling its store)")
@@ -207,10 +206,6 @@ def _measure(
 
 
 def _rows(ctx: Context, wanted: set[str], figures: dict[str, Figures], client: str) -> list[Row]:
-    def paired(a: str, b: str, key: str) -> float:
-        xs, ys = getattr(figures[a], key), getattr(figures[b], key)
-        return median([x / y for x, y in zip(xs, ys, strict=True)])
-
     def describe(kind: str) -> str:
         f = figures[kind]
         return (
@@ -230,13 +225,15 @@ def _rows(ctx: Context, wanted: set[str], figures: dict[str, Figures], client: s
     verdict = f"fastest ingest: {fastest}; lowest /data p99: {quickest}"
     ctx.notes["wsgi"] = _choice(figures, fastest, quickest, client)
     rows = []
+    w = figures["waitress"]
     for kind in kinds[1:]:
         name = f"wsgi-vs-{kind}"
         if name not in wanted:
             continue
+        f = figures[kind]
         note = (
-            f"/data p99 waitress/{kind} {paired('waitress', kind, 'p99'):.3g}x; ingest per server "
-            f"CPU second {paired('waitress', kind, 'per_cpu'):.3g}x; {verdict}"
+            f"/data p99 waitress/{kind} {median_ratio(w.p99, f.p99):.3g}x; ingest per server "
+            f"CPU second {median_ratio(w.per_cpu, f.per_cpu):.3g}x; {verdict}"
         )
         rows.append(
             Row(
@@ -245,7 +242,7 @@ def _rows(ctx: Context, wanted: set[str], figures: dict[str, Figures], client: s
                 f"and /data p99 ({DATA_CONNECTIONS} clients back to back)",
                 describe("waitress"),
                 describe(kind),
-                paired("waitress", kind, "ingest"),
+                median_ratio(w.ingest, f.ingest),
                 None,
                 note=note,
             )

@@ -26,12 +26,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the probes of bench_system.py import this module: keep their imports lean
+    import psutil
+
+    from benchmarks.load import LoadResult
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 SERVING = re.compile(r"serving on (http://\S+)", re.I)
+API = "/api/live-execution"
+EVENTS = API + "/events"
+STATUS = API + "/status"
 OPS = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
 
 
@@ -117,6 +125,12 @@ class Context:
 def median(values: Sequence[float]) -> float:
     """The median (the rounds' figures are noisy, the median is robust)."""
     return float(statistics.median(values))
+
+
+def median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """The median over rounds of ``a[i] / b[i]``: both figures of a round were measured seconds
+    apart, so the shared machine's slow drift cancels in each ratio (not in a ratio of medians)."""
+    return median([x / y for x, y in zip(a, b, strict=True)])
 
 
 def rotated(items: Sequence[Any], round_no: int) -> list[Any]:
@@ -231,7 +245,6 @@ class Server:
     name: str
     proc: subprocess.Popen[str]
     url: str
-    output: list[str]
 
     def post(self, path: str, body: bytes = b"", timeout: float = 10.0) -> Any:
         """POST JSON and return the decoded answer."""
@@ -288,20 +301,80 @@ def start_server(name: str, argv: list[str], health: str = "/health") -> Iterato
         if not found.wait(30) or not url:
             raise BenchError(f"{name} did not start: {''.join(output)[-500:]}")
         _wait_http(url[0] + health, time.monotonic() + 20)
-        yield Server(name, proc, url[0], output)
+        yield Server(name, proc, url[0])
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, signal.SIGINT)
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int) -> None:
+    """Ask ``proc`` to stop with ``sig`` (SIGINT drains a waitress server), killing it when it
+    has not exited within 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    """User + system CPU seconds ``proc`` (all its threads) has used so far; a difference of two
+    readings is what a server spent on a load run, whatever else the machine was doing."""
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+@dataclass
+class Measured:
+    """One load run and the CPU seconds the server's processes spent during it."""
+
+    load: LoadResult
+    server_cpu: float
+
+    @property
+    def per_cpu(self) -> float:
+        """Good answers per CPU second of the server (robust to other processes' load)."""
+        return self.load.ok / self.server_cpu if self.server_cpu > 0 else 0.0
+
+
+def measure_load(
+    procs: Sequence[psutil.Process],
+    url: str,
+    client: str,
+    seconds: float,
+    connections: int,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> Measured:
+    """``run_load`` against a server whose processes are ``procs``, and the CPU they spent."""
+    from benchmarks.load import run_load
+
+    before = sum(cpu_seconds(p) for p in procs)
+    load = run_load(url, client, seconds, connections, method, body)
+    return Measured(load, sum(cpu_seconds(p) for p in procs) - before)
+
+
+def vm_hwm(pid: int | str = "self") -> int:
+    """A process's peak resident memory so far (VmHWM, in bytes), 0 once it is gone. Not
+    ru_maxrss: a spawned child's starts at its parent's peak."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def monitor_argv(*flags: str) -> list[str]:
     """The real monitor CLI on a free port."""
     return [PYTHON, str(ROOT / "live_execution_monitor.py"), "--port", "0", *flags]
+
+
+def sink_monitor(ctx: Context) -> Server:
+    """The run's one monitor that instrumented apps ship their events to (self-monitoring off)."""
+    return ctx.shared("sink-monitor", lambda: start_server("sink monitor", monitor_argv("--no-self-monitor")))
 
 
 def helper_argv(kind: str, *flags: str) -> list[str]:

@@ -19,12 +19,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-WRK_SCRIPT = """
+WRK_REQUEST = """
 wrk.method = "@METHOD@"
 wrk.headers["Content-Type"] = "application/json"
-@BODY@
+"""
+WRK_BODY = """
+local f = assert(io.open("@BODY_FILE@", "rb"))
+wrk.body = f:read("*a")
+f:close()
+"""
+WRK_SUMMARY = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -79,26 +86,22 @@ def run_load(
 ) -> LoadResult:
     """Send requests to ``url`` for ``seconds`` on ``connections`` keep-alive connections."""
     _check_loopback(url)
+    if client == "wrk":
+        data = run_wrk(url, seconds, connections, WRK_SUMMARY, method, body)
+        return LoadResult(
+            ok=data["requests"] - data["status_errors"],
+            errors=data["status_errors"] + data["socket_errors"],
+            seconds=data["duration_us"] / 1e6,
+            p50_ms=data["p50_us"] / 1e3,
+            p99_ms=data["p99_us"] / 1e3,
+            mean_ms=data["mean_us"] / 1e3,
+        )
+    argv = [sys.executable, str(Path(__file__).resolve()), "--url", url, "--seconds", str(seconds)]
+    argv += ["--connections", str(connections), "--method", method, "--max-requests", str(max_requests)]
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        body_file = Path(tmp) / "body.json"
-        body_file.write_bytes(body or b"")
-        if client == "wrk":
-            return _run_wrk(url, seconds, connections, method, body_file if body else None, Path(tmp))
-        argv = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--url",
-            url,
-            "--seconds",
-            str(seconds),
-            "--connections",
-            str(connections),
-            "--method",
-            method,
-            "--max-requests",
-            str(max_requests),
-        ]
         if body:
+            body_file = Path(tmp) / "body.json"
+            body_file.write_bytes(body)
             argv += ["--body-file", str(body_file)]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
         if done.returncode != 0:
@@ -106,30 +109,27 @@ def run_load(
         return LoadResult(**json.loads(done.stdout))
 
 
-def _run_wrk(
-    url: str, seconds: float, connections: int, method: str, body_file: Path | None, tmp: Path
-) -> LoadResult:
-    body = ""
-    if body_file is not None:
-        body = f'local f = assert(io.open("{body_file}", "rb"))\nwrk.body = f:read("*a")\nf:close()'
-    script = tmp / "bench.lua"
-    script.write_text(WRK_SCRIPT.replace("@METHOD@", method).replace("@BODY@", body))
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-    done = subprocess.run(
-        [*argv, "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60, check=False
-    )
+def run_wrk(
+    url: str, seconds: float, connections: int, script: str, method: str = "GET", body: bytes | None = None
+) -> dict[str, Any]:
+    """Run ``wrk -t1`` for ``seconds`` on ``connections`` connections, sending ``method`` with
+    ``body``; ``script`` is Lua whose ``done()`` prints one ``WRKJSON {...}`` line: that JSON."""
+    _check_loopback(url)
+    with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
+        lua = WRK_REQUEST.replace("@METHOD@", method)
+        if body:
+            body_file = Path(tmp) / "body.json"
+            body_file.write_bytes(body)
+            lua += WRK_BODY.replace("@BODY_FILE@", str(body_file))
+        script_file = Path(tmp) / "bench.lua"
+        script_file.write_text(lua + script)
+        argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+        argv += ["-s", str(script_file), url]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("WRKJSON "):
-            data = json.loads(line[len("WRKJSON ") :])
-            errors = data["status_errors"] + data["socket_errors"]
-            return LoadResult(
-                ok=data["requests"] - data["status_errors"],
-                errors=errors,
-                seconds=data["duration_us"] / 1e6,
-                p50_ms=data["p50_us"] / 1e3,
-                p99_ms=data["p99_us"] / 1e3,
-                mean_ms=data["mean_us"] / 1e3,
-            )
+            data: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
+            return data
     raise RuntimeError(f"wrk gave no summary: {(done.stdout + done.stderr).strip()[-400:]}")
 
 

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import EVENTS  # noqa: E402
 from monitor_settings import defaults  # noqa: E402
 
-EVENTS_PATH = "/api/live-execution/events"
 MIDDLEWARES = ("none", "live", "prometheus", "otel")
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -61,7 +61,7 @@ def naive_ingest_app() -> Any:
     def health() -> Any:
         return jsonify(status="ok")
 
-    @app.post(EVENTS_PATH)
+    @app.post(EVENTS)
     def events() -> Any:
         data = request.get_json()
         events = data["events"] if isinstance(data, dict) else data
