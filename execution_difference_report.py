@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from execution_comparator import SEVERITIES, Thresholds, compare, comparison, endpoint_rows, summarize
-from execution_events import iter_event_file, timestamp_to_epoch
+from event_files import iter_event_file, parse_time
 from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
 from report_render import RENDERERS
 
@@ -66,9 +66,9 @@ def _parse(event: Any, where: str, side: str) -> Row | None:
     if event.get("timestamp") is None:
         raise InputError(f"{where}: missing required field 'timestamp'")
     try:
-        ts = timestamp_to_epoch(event["timestamp"])
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"{where}: timestamp must be ISO 8601 or epoch seconds") from None
+        ts = parse_time(event["timestamp"])
+    except ValueError as exc:
+        raise InputError(f"{where}: bad timestamp: {exc}") from None
     duration = event.get("duration_ms")
     if duration is not None and (
         isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration >= 0
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bearer token of the monitor (default: $LIVE_MONITOR_TOKEN)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds to wait for the monitor (default 10)"
+        "--timeout", type=_seconds, default=10.0, help="seconds to wait for the monitor (default 10)"
     )
     parser.add_argument("--backend-data", metavar="FILE", help="backend events file")
     parser.add_argument("--frontend-data", metavar="FILE", help="frontend events file")
@@ -258,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--progress", action="store_true", help="progress on stderr even if not a TTY")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A --timeout: more than 0 and at most a day (socket timeouts overflow far beyond that)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 86400 seconds, not {text!r}")
+    return value
 
 
 def _load_thresholds(path: str | None, min_samples: int | None) -> Thresholds:

@@ -10,14 +10,10 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-
-from backend_logging_config import endpoint_key, normalize_route
 
 __all__ = [
     "ExecutionEvent",
@@ -27,12 +23,8 @@ __all__ = [
     "convert_event",
     "IncomingEvent",
     "encode_events",
-    "endpoint_key",
-    "normalize_route",
     "scrub_details",
     "prepare_events",
-    "timestamp_to_epoch",
-    "iter_event_file",
 ]
 
 MAX_DETAILS_BYTES = 8 * 1024
@@ -489,60 +481,6 @@ def _to_datetime(value: Any) -> datetime:
     raise TypeError("timestamp: must be ISO 8601 or epoch seconds")
 
 
-def timestamp_to_epoch(value: Any) -> float:
-    """Epoch seconds for an ISO string (no zone = UTC), a datetime or a number."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return _to_datetime(value).timestamp()
-
-
 def encode_events(events: list[ExecutionEvent]) -> bytes:
     """Encode events as a JSON array, fast."""
     return _encoder.encode(events)
-
-
-def iter_event_file(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield event dicts from a JSON array, a JSON Lines file or a saved /data export.
-
-    JSON Lines is read line by line in constant memory; a malformed line raises ValueError
-    naming the file and line number.
-    """
-    path = Path(path)
-    with path.open("rb") as fh:
-        head = fh.read(64).lstrip()
-    if head.startswith(b"[") or (head.startswith(b"{") and not _is_jsonl(path)):
-        try:
-            data = msgspec.json.decode(path.read_bytes())
-        except msgspec.DecodeError as exc:
-            raise ValueError(f"{path}: malformed JSON: {exc}") from None
-        if isinstance(data, dict) and "component" in data and "action" in data:
-            data = [data]  # a JSON Lines file holding a single event
-        elif isinstance(data, dict):
-            data = data.get("recent_events", data.get("events"))
-            if data is None:
-                raise ValueError(f"{path}: a JSON object must hold 'recent_events' or 'events'")
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON array of events")
-        yield from data
-        return
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield msgspec.json.decode(line)
-            except msgspec.DecodeError as exc:
-                raise ValueError(f"{path}:{number}: malformed JSON line: {exc}") from None
-
-
-def _is_jsonl(path: Path) -> bool:
-    with path.open("rb") as fh:
-        first = fh.readline()
-        second = fh.readline()
-    if not second.strip():
-        return False
-    try:
-        msgspec.json.decode(first)
-        return True
-    except msgspec.DecodeError:
-        return False

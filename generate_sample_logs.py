@@ -21,10 +21,10 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import IO, Any
 
 from backend_logging_config import endpoint_key, normalize_route
+from event_files import parse_time
 from sample_replay import MonitorPoster
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -439,16 +439,11 @@ class Progress:
 
 
 def _timestamp_ms(text: str) -> int:
-    """Epoch milliseconds for an ISO 8601 timestamp (no zone = UTC) or epoch seconds."""
+    """--start as epoch milliseconds, read by execution_events.parse_time like every tool's times."""
     try:
-        return int(float(text) * 1000)
-    except ValueError:
-        pass
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 timestamp or epoch seconds: {text!r}") from None
-    return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp() * 1000)
+        return int(parse_time(text) * 1000)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _at_least(low: float, kind: type = float) -> Any:
@@ -457,6 +452,8 @@ def _at_least(low: float, kind: type = float) -> Any:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
         if value < low:
             raise argparse.ArgumentTypeError(f"must be >= {low}")
         return value
@@ -499,6 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
+        args.start_ms, args.duration_ms = _span_ms(args)
+    except ValueError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    try:
         return _run(args)
     except (ValueError, OSError) as exc:  # ConnectionError is an OSError
         sys.stderr.write(f"\nerror: {exc}\n")
@@ -506,6 +508,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130
+
+
+def _span_ms(args: argparse.Namespace) -> tuple[int, int]:
+    """The first timestamp and the span of the events in ms; ValueError if they leave years 1-9999."""
+    live = bool(args.post and args.rate and args.duration_s is None)  # a replay in real time
+    duration_s = args.events / args.rate if live else args.duration_s or 3600.0
+    start_s = args.start / 1000 if args.start is not None else time.time() - (0 if live else duration_s)
+    try:
+        parse_time(start_s), parse_time(start_s + duration_s)
+    except ValueError:
+        raise ValueError("--start and --duration-s put the events outside years 1 to 9999") from None
+    duration_ms = max(1, int(1000 * duration_s))
+    now_ms = int(time.time() * 1000)
+    return (args.start if args.start is not None else now_ms if live else now_ms - duration_ms), duration_ms
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -516,10 +532,7 @@ def _run(args: argparse.Namespace) -> int:
     only = {i.key for i in injections if i.name == "frontend_only"}
     if any(i.key in only for i in injections if i.name in ("hidden_errors", "lost_requests")):
         raise ValueError("frontend_only leaves no backend side for hidden_errors or lost_requests")
-    live = bool(args.post and args.rate and args.duration_s is None)  # a replay in real time
-    duration_ms = max(1, int(1000 * (args.events / args.rate if live else args.duration_s or 3600.0)))
-    now_ms = int(time.time() * 1000)
-    start_ms = args.start if args.start is not None else now_ms if live else now_ms - duration_ms
+    start_ms, duration_ms = args.start_ms, args.duration_ms
     poster = MonitorPoster(args.post, args.rate, args.token) if args.post else None
     if poster:
         poster.check()

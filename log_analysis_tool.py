@@ -10,14 +10,12 @@ sketch the monitor uses, so figures agree with the live view.
 from __future__ import annotations
 
 import argparse
-import codecs
 import csv
 import heapq
 import io
 import json
 import math
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from typing import IO, Any
 
 import msgspec
 
+from event_files import iter_json_array, parse_time
 from execution_stats import TIMED_API_COMPONENTS, Aggregate
 
 GROUPS = {
@@ -40,9 +39,7 @@ FIGURES = tuple("count error_count error_rate timed_count avg_ms p50_ms p95_ms p
 COMPARED = ("count", "error_rate", "p95_ms")
 SLOWEST_COLUMNS = tuple("timestamp service component action duration_ms status trace_id source".split())
 ERROR_LEVELS = {"ERROR", "CRITICAL", "FATAL"}
-MAX_ELEMENT = 4 << 20  # a JSON array element bigger than this is reported, not buffered
 MAX_DOCUMENT = 64 << 20  # a single (pretty-printed) JSON document, e.g. a /data export
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
 _decode = msgspec.json.Decoder().decode
 
 
@@ -62,26 +59,6 @@ class Event:
     is_error: bool
     trace_id: str | None
     where: str
-
-
-def parse_time(value: Any) -> float:
-    """Epoch seconds for an ISO 8601 string (no zone = UTC) or an epoch-seconds number."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError("timestamp is not finite")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"timestamp must be ISO 8601 or epoch seconds, not {type(value).__name__}")
-    text = value.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def iso(ts: float) -> str:
@@ -172,60 +149,6 @@ def _iter_lines(fh: IO[bytes], name: str, progress: Progress) -> Iterator[tuple[
             yield f"{name}:{number}", _Bad(f"malformed JSON: {exc}")
 
 
-def _iter_array(fh: IO[bytes], name: str, progress: Progress) -> Iterator[tuple[str, Any]]:
-    """The elements of one JSON array, decoded one at a time from 64 KiB chunks."""
-    decoder = json.JSONDecoder()
-    utf8 = codecs.getincrementaldecoder("utf-8")()
-    buf, pos, line, eof, state = "", 0, 1, False, "open"
-
-    def more() -> bool:
-        nonlocal buf, pos, eof
-        chunk = fh.read(1 << 16)
-        progress.advance(len(chunk))
-        try:
-            buf = buf[pos:] + utf8.decode(chunk, final=not chunk)
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{name}:{line}: not UTF-8 text: {exc}") from None
-        pos, eof = 0, not chunk
-        return bool(chunk)
-
-    while True:
-        while True:  # skip whitespace, reading more as needed
-            skipped = _WHITESPACE.match(buf, pos).end()  # type: ignore[union-attr]
-            line += buf.count("\n", pos, skipped)
-            pos = skipped
-            if pos < len(buf) or not more():
-                break
-        if pos >= len(buf):
-            if state == "open":
-                return  # an empty file
-            raise InputError(f"{name}:{line}: the JSON array is not closed (truncated file?)")
-        char = buf[pos]
-        if state == "open":
-            if char != "[":
-                raise InputError(f"{name}:{line}: expected a JSON array")
-            pos, state = pos + 1, "first"
-        elif char == "]" and state in ("first", "after"):
-            return
-        elif state == "after":
-            if char != ",":
-                raise InputError(f"{name}:{line}: expected ',' or ']' between array elements")
-            pos, state = pos + 1, "value"
-        else:
-            try:
-                obj, end = decoder.raw_decode(buf, pos)
-                if end == len(buf) and not eof:
-                    raise ValueError("may continue in the next chunk")
-            except ValueError as exc:
-                if len(buf) - pos < MAX_ELEMENT and not eof:
-                    more()  # the element may go on in the next chunk: decode again with it
-                    continue
-                raise InputError(f"{name}:{line}: malformed JSON in the array: {exc}") from None
-            yield f"{name}:{line}", obj
-            line += buf.count("\n", pos, end)
-            pos, state = end, "after"
-
-
 def iter_records(path: str, progress: Progress) -> Iterator[tuple[str, Any]]:
     """(location, decoded record or _Bad) for every record of a file; '-' reads stdin."""
     if path == "-":
@@ -235,7 +158,11 @@ def iter_records(path: str, progress: Progress) -> Iterator[tuple[str, Any]]:
         head = fh.read(4096).lstrip()
         fh.seek(0)
         if head.startswith(b"["):
-            yield from _iter_array(fh, path, progress)
+            try:
+                for line, element in iter_json_array(fh, path, progress.advance):
+                    yield f"{path}:{line}", element
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
             return
         first = fh.readline()
         fh.seek(0)

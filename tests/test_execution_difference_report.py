@@ -502,3 +502,20 @@ def test_the_monitors_own_requests_in_an_export_are_left_out(
     combined = as_json(capsys, "--backend-data", str(export), "--frontend-data", str(export))
     assert combined["differences"] == separate["differences"]
     assert "GET /api/live-execution/status" not in json.dumps(combined)
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "1e400"])
+def test_a_timeout_that_is_not_a_sane_number_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    code, out, err = run(capsys, "--timeout", value)
+    assert code == 2 and out == "" and "argument --timeout: must be more than 0" in err
+
+
+@pytest.mark.parametrize("stamp", [1e20, "inf", "9999-12-31T23:00:00-05:00"])
+def test_an_event_time_out_of_range_names_the_event(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stamp: Any
+) -> None:
+    backend = [event("backend", "http", "GET /a"), {**event("backend", "http", "GET /a"), "timestamp": stamp}]
+    code, out, err = run(capsys, *files(tmp_path, backend, [event("frontend", "api", "GET /a")]))
+    assert code == 1 and out == "" and "event #2: bad timestamp: " in err

@@ -10,7 +10,6 @@ from execution_events import (
     BatchError,
     ExecutionEvent,
     decode_batch,
-    iter_event_file,
     prepare_events,
     scrub_details,
 )
@@ -197,38 +196,6 @@ def test_deep_nesting_and_nan_are_refused_without_crashing():
         decode_batch(b'[{"service": "backend", "component": "a", "action": "b", "duration_ms": NaN}]')
 
 
-def test_event_files_in_three_shapes(tmp_path):
-    events = [ev(action=f"GET /{i}") for i in range(3)]
-    array = tmp_path / "a.json"
-    array.write_text(json.dumps(events))
-    lines = tmp_path / "b.jsonl"
-    lines.write_text("\n".join(json.dumps(e) for e in events) + "\n")
-    export = tmp_path / "c.json"
-    export.write_text(json.dumps({"backend": {}, "recent_events": events}))
-    for path in (array, lines, export):
-        assert [e["action"] for e in iter_event_file(path)] == ["GET /0", "GET /1", "GET /2"]
-
-
-def test_a_malformed_json_line_names_file_and_line(tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text(json.dumps(ev()) + "\n" + json.dumps(ev()) + "\n{oops\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:3: malformed JSON line"):
-        list(iter_event_file(path))
-
-
-def test_a_json_lines_file_with_one_event(tmp_path):
-    path = tmp_path / "one.jsonl"
-    path.write_text(json.dumps(ev()) + "\n")
-    assert [e["action"] for e in iter_event_file(path)] == ["GET /api/orders/:id"]
-
-
-def test_a_malformed_json_file_names_the_file(tmp_path):
-    path = tmp_path / "broken.json"
-    path.write_text("[{")
-    with pytest.raises(ValueError, match="broken.json: malformed JSON"):
-        list(iter_event_file(path))
-
-
 @pytest.mark.parametrize(
     "bad",
     [
@@ -287,3 +254,6 @@ def test_events_decoded_from_epoch_or_naive_times_are_plain_execution_events():
     for event in decode_batch(body).events:
         assert type(event) is ExecutionEvent
         assert event == built  # the same instant, however it was sent
+
+
+# 2025-01-01T00:00:00Z is 1735689600 epoch seconds.

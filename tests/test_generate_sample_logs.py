@@ -421,3 +421,29 @@ def test_replay_into_the_real_monitor_shows_the_injected_gap(tmp_path: Path, mon
         found = [d for d in differences if (d["type"], d["key"]) == ("performance", "GET /api/products")]
         time.sleep(0.1)
     assert found and found[0]["severity"] in ("medium", "high")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start", "inf"], "argument --start: not a finite number of epoch seconds: 'inf'"),
+        (["--start", "nan"], "argument --start: not a finite number of epoch seconds: 'nan'"),
+        (["--start", "1e400"], "argument --start: not a finite number"),
+        (["--start=-1e20"], "argument --start: time out of range (years 1 to 9999 UTC): '-1e20'"),
+        (["--start", "1e20"], "argument --start: time out of range"),
+        (["--start", "2026-13-40"], "not an ISO 8601 timestamp: '2026-13-40' (month must be in 1..12)"),
+        (["--duration-s", "inf"], "argument --duration-s: not a finite number: 'inf'"),
+        (["--duration-s", "nan"], "argument --duration-s: not a finite number: 'nan'"),
+        (["--rate", "nan"], "argument --rate: not a finite number: 'nan'"),
+        (["--duration-s", "1e12"], "error: --start and --duration-s put the events outside years 1 to 9999"),
+        (["--start", "253402300000"], "error: --start and --duration-s put the events outside years"),
+    ],
+)
+def test_times_and_spans_that_are_not_representable_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = tmp_path / "x"
+    assert gen.main(["--events", "10", "--out-dir", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and re.search(r"^(\S+: )?error: ", err, re.M) and message in err
+    assert not out.exists()  # nothing half-written

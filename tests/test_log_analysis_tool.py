@@ -268,3 +268,52 @@ def test_reads_json_lines_in_constant_memory(tmp_path: Path, capsys: pytest.Capt
         tracemalloc.stop()
     assert report["summary"]["events"] == 60_000
     assert peak < 3_000_000  # the file is ~9 MB
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "inf"], "argument --since: not a finite number of epoch seconds: 'inf'"),
+        (["--until", "nan"], "argument --until: not a finite number of epoch seconds: 'nan'"),
+        (["--since", "1e400"], "argument --since: not a finite number"),
+        (["--until=-1e20"], "argument --until: time out of range (years 1 to 9999 UTC): '-1e20'"),
+        (["--since", "1e20"], "argument --since: time out of range"),
+        (["--compare-windows", "0/inf", "1/2"], "argument --compare-windows: not a finite number"),
+        (["--compare-windows", "0/1", "1/1e20"], "argument --compare-windows: time out of range"),
+        (["--since", "2026-13-40"], "not an ISO 8601 timestamp: '2026-13-40' (month must be in 1..12)"),
+    ],
+)
+def test_times_that_are_not_finite_or_representable_are_usage_errors(
+    small: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, small, *args)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert re.search(r"^\S+: error: ", err, re.M) and message in err
+
+
+@pytest.mark.parametrize("stamp", [1e20, -1e20, "1e20", "inf", "9999-12-31T23:00:00-05:00"])
+def test_a_record_whose_time_is_out_of_range_is_a_bad_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stamp: Any
+) -> None:
+    path = write_jsonl(tmp_path / "far.jsonl", [*EVENTS[:2], {**EVENTS[0], "timestamp": stamp}])
+    code, out, err = run(capsys, path)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert f"error: {path}:3: " in err and ("out of range" in err or "finite" in err)
+    report = run_json(capsys, path, "--skip-bad-lines", "--compare-windows", "0/1e10", "1e10/2e10")
+    assert report["summary"]["bad_lines_skipped"] == 1 and report["summary"]["records"] == 3
+
+
+def test_a_malformed_json_array_element_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    timed = [e for e in EVENTS if "level" not in e]
+    text = json.dumps(timed, indent=2)
+    cut = text.index('"action": "query orders"')  # in the third element
+    path = tmp_path / "events.json"
+    path.write_text(text[:cut] + "'status': 1, " + text[cut:])
+    line = text.count("\n", 0, cut) + 1
+    column = cut - text.rfind("\n", 0, cut)
+    code, out, err = run(capsys, path, "--progress")
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert f"error: {path}:{line}:{column}: array element #3: malformed JSON: Expecting property name" in err
+    path.write_text(text)
+    code, out, err = run(capsys, path, "--progress", "--format", "json")
+    assert code == 0 and json.loads(out)["summary"]["events"] == len(timed) and "100.0%" in err
