@@ -22,8 +22,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from execution_comparator import SEVERITIES, Thresholds, compare, comparison, endpoint_rows, summarize
 from event_files import iter_event_file, parse_time
+from execution_comparator import SEVERITIES, Thresholds, compare, comparison, endpoint_rows, summarize
 from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
 from report_render import RENDERERS
 
