@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import threading
 from collections import Counter
@@ -116,7 +117,12 @@ def _get(obj: Mapping[str, Any], camel: str) -> Any:
     """A field by its JSON name (``traceId``) or its proto name (``trace_id``)."""
     if camel in obj:
         return obj[camel]
-    return obj.get(re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower())
+    return obj.get(_snake(camel))
+
+
+@functools.lru_cache(maxsize=128)
+def _snake(camel: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
 
 
 def _list(obj: Mapping[str, Any], camel: str, where: str) -> list[Any]:
@@ -338,8 +344,10 @@ def spans_to_events(body: Any) -> SpanBatch:
 # --- protobuf (optional) --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
 def _protobuf() -> Any:
-    """The generated OTLP modules, or None when opentelemetry-proto is not installed."""
+    """The generated OTLP modules, or None when opentelemetry-proto is not installed (looked
+    up once: a failed import searches sys.path again on every call)."""
     try:
         from google.protobuf import json_format
         from google.rpc import status_pb2
