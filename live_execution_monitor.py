@@ -278,7 +278,12 @@ def check_settings(settings: Mapping[str, Any]) -> str | None:
         return "--persist journals the in-memory store; with Redis the events live in Redis"
     if settings["workers"] < 1:
         return "--workers must be at least 1"
-    if settings["min_samples"] < 1 or settings["max_events"] < 1 or settings["interval"] <= 0:
+    min_samples = settings["min_samples"]
+    if (
+        (min_samples is not None and min_samples < 1)
+        or settings["max_events"] < 1
+        or settings["interval"] <= 0
+    ):
         return "--min-samples and --max-events must be at least 1, --interval above 0"
     if settings["thresholds"]:
         try:

@@ -47,7 +47,7 @@ class LiveExecutionMonitor:
             reader, interval=s["interval"], history=s["history"], on_tick=self._on_tick, clock=clock
         )
         thresholds = Thresholds.from_file(s["thresholds"]) if s["thresholds"] else Thresholds()
-        if s["min_samples"] != thresholds.min_samples and s["min_samples"] != defaults()["min_samples"]:
+        if s["min_samples"] is not None:  # given by flag or env: it wins over the file's
             thresholds = Thresholds(**{**thresholds.as_dict(), "min_samples": s["min_samples"]})
         self.thresholds = thresholds
         self.activity: deque[dict[str, Any]] = deque(maxlen=s["history"])

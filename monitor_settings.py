@@ -26,6 +26,12 @@ class Setting:
     env: str
     help: str
     secret: bool = False
+    kind: type | None = None  # the value's type when the default (None: unset) cannot say
+
+    @property
+    def type(self) -> type:
+        """The value's type: ``kind``, else the default's."""
+        return self.kind or type(self.default)
 
     @property
     def flag(self) -> str:
@@ -34,16 +40,14 @@ class Setting:
 
     def parse(self, text: str) -> Any:
         """Convert an environment variable's text to this setting's type."""
-        if isinstance(self.default, bool):
+        if self.type is bool:
             if text.strip().lower() in ("1", "true", "yes", "on"):
                 return True
             if text.strip().lower() in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError(f"{self.env}: expected true or false, got {text!r}")
-        if isinstance(self.default, int):
-            return int(text)
-        if isinstance(self.default, float):
-            return float(text)
+        if self.type in (int, float):
+            return self.type(text)
         return text
 
 
@@ -127,9 +131,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "min_samples",
-        10,
+        None,
         "LIVE_MONITOR_MIN_SAMPLES",
-        "Events needed on each side before a difference is flagged.",
+        "Events needed on each side before a difference is flagged (unset: the thresholds file's, else 10).",
+        kind=int,
     ),
     Setting(
         "thresholds",
@@ -177,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
     for s in SETTINGS:
         if names is not None and s.name not in names:
             continue
-        if isinstance(s.default, bool):
+        if s.type is bool:
             parser.add_argument(
                 s.flag,
                 dest=s.name,
@@ -189,10 +194,10 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
             parser.add_argument(
                 s.flag,
                 dest=s.name,
-                type=type(s.default),
+                type=s.type,
                 default=None,
                 metavar=s.name.upper(),
-                help=f"{s.help} [env {s.env}, default {s.default!r}]",
+                help=f"{s.help} [env {s.env}" + ("]" if s.default is None else f", default {s.default!r}]"),
             )
 
 
@@ -238,7 +243,7 @@ def markdown_table() -> str:
     """The README's configuration table."""
     lines = ["| flag | environment variable | default | what it does |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = "" if s.default == "" else f"`{s.default}`".replace("|", "\\|")
+        default = "" if s.default in ("", None) else f"`{s.default}`".replace("|", "\\|")
         lines.append(f"| `{s.flag}` | `{s.env}` | {default} | {s.help} |")
     return "\n".join(lines)
 

@@ -178,3 +178,21 @@ def test_status_and_data_read_the_shared_monitoring_state_once_each(clock):
     data = monitor.data()
     assert (data["monitoring"], data["uptime_seconds"], len(reads)) == (True, 5.0, 2)
     monitor.stop()
+
+
+def test_min_samples_given_on_the_command_line_wins_over_the_thresholds_file_even_at_10(tmp_path, clock):
+    from live_execution_monitor import build_parser
+    from monitor_settings import resolve
+
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text(json.dumps({"min_samples": 3}))
+
+    def min_samples(*argv: str, environ: dict[str, str] | None = None) -> int:
+        settings = resolve(build_parser().parse_args(list(argv)), environ or {})
+        return LiveExecutionMonitor(settings, clock=clock).thresholds.min_samples
+
+    assert min_samples("--thresholds", str(thresholds), "--min-samples", "10") == 10
+    assert min_samples("--thresholds", str(thresholds), environ={"LIVE_MONITOR_MIN_SAMPLES": "10"}) == 10
+    assert min_samples("--thresholds", str(thresholds)) == 3
+    assert min_samples("--min-samples", "4") == 4
+    assert min_samples() == 10
