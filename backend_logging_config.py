@@ -61,6 +61,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _MAX_RETRY_AFTER = 60.0
 _WARN_INTERVAL = 60.0
 _MAX_BODY = 512 * 1024  # bytes of events per POST: half the monitor's default body limit
+_Answer = tuple[int | None, float | None, bytes, str]  # status (None: unreachable), Retry-After, body, error
 # The client's own warnings: they carry no component/action, so MonitorHandler ignores them.
 _log = logging.getLogger("live_monitor.internal")
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
@@ -133,16 +134,18 @@ def _events_url(monitor_url: str) -> str:
     return url if url.endswith(EVENTS_PATH) else url + EVENTS_PATH
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date), capped at 60."""
-    if not value:
-        return None
+def _refused(code: int, retry_after: str | None, answer: bytes) -> _Answer:
+    """What ``MonitorClient._post`` returns for an answer other than 2xx, with the seconds to wait
+    its ``Retry-After`` (seconds or HTTP date) asks for, capped at 60."""
+    wait: float | None = None
     with contextlib.suppress(ValueError):
-        return min(max(float(value), 0.0), _MAX_RETRY_AFTER)
-    with contextlib.suppress(TypeError, ValueError, IndexError):
-        seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
-    return None
+        wait = float(retry_after or "")
+    if wait is None and retry_after:
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            wait = email.utils.parsedate_to_datetime(retry_after).timestamp() - time.time()
+    detail = answer[:300].decode("utf-8", "replace").strip()
+    wait = None if wait is None else min(max(wait, 0.0), _MAX_RETRY_AFTER)
+    return code, wait, answer, f"HTTP {code} from monitor: {detail}"
 
 
 class MonitorClient:
@@ -178,10 +181,8 @@ class MonitorClient:
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         loopback = host in ("localhost", "::1") or host.startswith("127.")
-        # Never send loopback traffic through an HTTP proxy from the environment; without a
-        # proxy, one kept-alive connection saves a TCP handshake per batch.
+        # Loopback never goes through the environment's proxy; without one, a kept-alive connection.
         proxied = not loopback and parts.scheme in urllib.request.getproxies()
-        self._opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if loopback else []))
         self._direct = None if proxied else (parts.scheme, host, parts.port, parts.path or "/")
         self._sent = self._retried = self._batches_sent = 0
         self._dropped: dict[str, int] = {}
@@ -196,9 +197,7 @@ class MonitorClient:
         self._wake = threading.Event()  # set by flush(), close() and a half-full queue
         self._wake_at = max(1, self.max_queue // 2) if self.flush_interval else 1
         self._queue: deque[dict[str, Any] | tuple[Any, ...]] = deque()
-        self._in_flight = 0
-        self._closing = False
-        self._stop = threading.Event()
+        self._in_flight, self._closing, self._stop = 0, False, threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: http.client.HTTPConnection | None = None
 
@@ -213,6 +212,8 @@ class MonitorClient:
             return False
         queue.append(item)
         if self._thread is None or (len(queue) >= self._wake_at and not self._wake.is_set()):
+            if self._stop.is_set():  # close() got past its last look at the queue: count it here
+                return self._drop_queued()
             self._ensure_worker()
             self._wake.set()
         return True
@@ -220,7 +221,6 @@ class MonitorClient:
     def record(self, event: Mapping[str, Any]) -> bool:
         """Queue one event (an ExecutionEvent dict or object with ``to_dict()``); False if dropped.
         Fills ``timestamp`` (now) and ``service`` ("backend") when missing. Never blocks or raises."""
-        reason = "invalid"
         with contextlib.suppress(Exception):
             if not isinstance(event, Mapping) and callable(getattr(event, "to_dict", None)):
                 event = event.to_dict()
@@ -230,7 +230,7 @@ class MonitorClient:
                     data["timestamp"] = time.time()
                 data["service"] = data.get("service") or "backend"
                 return self._enqueue(data)
-            self._drop(1, reason, f"event dropped: {reason}")
+            self._drop(1, "invalid", "event dropped: invalid")
         return False
 
     def flush(self, timeout: float | None = 5.0) -> bool:
@@ -243,24 +243,21 @@ class MonitorClient:
             return self._cond.wait_for(lambda: not self._queue and not self._in_flight, timeout=timeout)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush within ``timeout`` (default ``shutdown_timeout``) and stop; idempotent. Events
-        still queued then are dropped as ``closed``."""
-        timeout = self.shutdown_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        """Flush within ``timeout`` (default ``shutdown_timeout``) and stop; idempotent. Events still
+        queued then, or added meanwhile, are dropped as ``closed``: none goes uncounted."""
+        deadline = time.monotonic() + (self.shutdown_timeout if timeout is None else timeout)
         with self._cond:
             if self._stop.is_set():
                 return True
             self._closing = True
-        delivered = self.flush(timeout)
-        self._stop.set()
+        delivered = self.flush(max(0.0, deadline - time.monotonic()))
+        with self._cond:  # from here on no batch is taken, and a racing _enqueue counts its own
+            self._stop.set()
+            thread, self._thread = self._thread, None
         self._wake.set()
-        with self._cond:
-            thread, leftover = self._thread, len(self._queue)
-            self._queue.clear()
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
-        if leftover:
-            self._drop(leftover, "closed", "client closed with events queued")
+        self._drop_queued()
         _clients.discard(self)
         return delivered
 
@@ -294,8 +291,9 @@ class MonitorClient:
             self._wake.wait(self.flush_interval or None)
             self._wake.clear()
             while self._queue and not self._stop.is_set():
-                with self._cond:
-                    batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.batch_size))]
+                with self._cond:  # none once stopped: close() or a racing _enqueue counts them
+                    take = 0 if self._stop.is_set() else min(len(self._queue), self.batch_size)
+                    batch = [self._queue.popleft() for _ in range(take)]
                     self._in_flight = len(batch)
                 try:
                     self._deliver(batch)
@@ -306,10 +304,19 @@ class MonitorClient:
                         self._in_flight = 0
                         self._cond.notify_all()
 
+    def _drop_queued(self) -> bool:
+        """Once stopped, count what waits as dropped ("closed"); False, for ``_enqueue`` to return."""
+        with self._cond:  # only the sender and this pop, under the lock: each event is counted once
+            count = len(self._queue)
+            for _ in range(count):  # not clear(): whoever appends after len() counts their own
+                self._queue.popleft()
+        if count:
+            self._drop(count, "closed", "client closed with events queued")
+        return False
+
     def _deliver(self, batch: list[dict[str, Any] | tuple[Any, ...]]) -> None:
         """Turn a batch into JSON texts and post them, at most ``_MAX_BODY`` bytes a request."""
-        parts: list[str] = []
-        size = 0
+        parts, size = list[str](), 0
         for n, item in enumerate(batch, 1):
             if not n % 64:
                 time.sleep(0)  # let the app's threads have the GIL between slices of this work
@@ -353,7 +360,7 @@ class MonitorClient:
                 return self._drop(count, "closed", "client closed while retrying")
         self._drop(count, "retries_exhausted", error)
 
-    def _post(self, body: bytes) -> tuple[int | None, float | None, bytes, str]:
+    def _post(self, body: bytes) -> _Answer:
         """POST a body: (status or None if unreachable, Retry-After, answer, error text)."""
         headers = {"Content-Type": "application/json", "User-Agent": "live-monitor-client"}
         if self.token:
@@ -362,21 +369,16 @@ class MonitorClient:
             return self._post_direct(body, headers)
         request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
+            with urllib.request.build_opener().open(request, timeout=self.timeout) as response:
                 return response.status, None, response.read(1 << 20), ""
         except urllib.error.HTTPError as exc:
             with exc:
-                retry_after = _parse_retry_after(exc.headers.get("Retry-After"))
-                answer = exc.read(1 << 16)
-            detail = answer[:300].decode("utf-8", "replace").strip()
-            return exc.code, retry_after, answer, f"HTTP {exc.code} from monitor: {detail}"
+                return _refused(exc.code, exc.headers.get("Retry-After"), exc.read(1 << 16))
         except (OSError, http.client.HTTPException, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             return None, None, b"", f"cannot reach monitor at {self.url}: {reason}"
 
-    def _post_direct(
-        self, body: bytes, headers: dict[str, str]
-    ) -> tuple[int | None, float | None, bytes, str]:
+    def _post_direct(self, body: bytes, headers: dict[str, str]) -> _Answer:
         """POST over the kept-alive connection; a stale one is replaced once, at once."""
         assert self._direct is not None
         scheme, host, port, path = self._direct
@@ -399,9 +401,7 @@ class MonitorClient:
                 self._conn = None
             if response.status < 300:
                 return response.status, None, answer, ""
-            detail = answer[:300].decode("utf-8", "replace").strip()
-            retry_after = _parse_retry_after(response.getheader("Retry-After"))
-            return response.status, retry_after, answer, f"HTTP {response.status} from monitor: {detail}"
+            return _refused(response.status, response.getheader("Retry-After"), answer)
         return None, None, b"", f"cannot reach monitor at {self.url}"
 
     def _accepted(self, count: int, answer: dict[str, Any]) -> None:
@@ -499,16 +499,15 @@ def _log_event(item: tuple[Any, ...]) -> dict[str, Any]:
 
 
 class MonitorHandler(logging.Handler):
-    """Forwards log records with ``component`` and ``action`` (via ``extra=``) as events, cheaply
-    (build a dict, enqueue it); ignores other records. ``client`` None: the default client."""
+    """Forwards log records with ``component`` and ``action`` (via ``extra=``) as events; ignores
+    other records. ``client`` None: the default client. The caller's thread only takes what may
+    change later (message, details, current trace); the sender thread builds the event."""
 
     def __init__(self, client: MonitorClient | None = None, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self.client = client
 
     def emit(self, record: logging.LogRecord) -> None:
-        # The caller's thread only takes what may change later (the message, the details,
-        # the current trace) and enqueues it; the sender thread builds the event dict.
         fields = record.__dict__
         client = self.client or _default_client
         if not fields.get("component") or not fields.get("action") or client is None:
@@ -579,14 +578,9 @@ def configure_logging(
     handlers: dict[str, dict[str, Any]] = {"live_monitor_console": console}
     path = os.path.abspath(os.fspath(log_file)) if log_file else None
     if path:
-        handlers["live_monitor_file"] = {
-            "class": "logging.handlers.RotatingFileHandler",
-            "filename": path,
-            "maxBytes": max_bytes,
-            "backupCount": backup_count,
-            "encoding": "utf-8",
-            "formatter": formatter,
-        }
+        rotating = dict(filename=path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        rotating.update({"class": "logging.handlers.RotatingFileHandler", "formatter": formatter})
+        handlers["live_monitor_file"] = rotating
     old = _logging_client
     _logging_client = _client_for(monitor_url, old) if monitor_url else None
     if _logging_client:
@@ -611,10 +605,10 @@ def configure_logging(
     return logging.getLogger(logger_name)
 
 
-class track(contextlib.ContextDecorator):
-    """Time a block (``with track("db", "load")``) or function (``@track(...)``) as one event,
-    status "error" if it raised (and re-raise). Sends through ``client`` or the default client;
-    inside a request instrumented by ``init_app`` the event joins that request's trace."""
+class track:
+    """Time a block (``with track("db", "load")``) or each call of a function (``@track(...)``,
+    plain or async) as one event, status "error" if it raised (and re-raise). Sends through
+    ``client`` or the default client; inside an ``init_app`` request it joins that trace."""
 
     def __init__(
         self,
@@ -628,20 +622,30 @@ class track(contextlib.ContextDecorator):
         self.service, self.details = service, dict(details or {})
         self._local = threading.local()  # a stack of start times, per thread
 
-    def _recreate_cm(self) -> Self:
-        """A fresh timer for each call of a decorated function (threads, recursion)."""
-        return type(self)(self.component, self.action, self.client, self.service, self.details)
-
     def __call__(self, func: _F) -> _F:
-        if not inspect.iscoroutinefunction(func):
-            return super().__call__(func)
+        @functools.wraps(func)  # each call keeps its own start time: threads and recursion are safe
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                result = func(*args, **kwargs)
+            except BaseException as exc:
+                self._emit(start, exc)
+                raise
+            self._emit(start, None)
+            return result
 
         @functools.wraps(func)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self._recreate_cm():
-                return await func(*args, **kwargs)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException as exc:
+                self._emit(start, exc)
+                raise
+            self._emit(start, None)
+            return result
 
-        return wrapper  # type: ignore[return-value]
+        return async_wrapper if inspect.iscoroutinefunction(func) else wrapper  # type: ignore[return-value]
 
     def __enter__(self) -> Self:
         self._local.__dict__.setdefault("starts", []).append(time.perf_counter())
@@ -671,14 +675,11 @@ class track(contextlib.ContextDecorator):
 def init_app(
     app: Any, monitor_url: str = "http://localhost:5001", client: MonitorClient | None = None
 ) -> MonitorClient:
-    """Instrument a Flask app: one backend ``http`` event per request, traced and timed.
-
-    Reads ``traceparent``, answers ``Server-Timing`` (exposed to browser scripts); skips CORS
-    preflights and ``/api/live-execution``. Returns the client (the default one if it posts to
-    the same URL), kept in ``app.extensions``; a second call only swaps the client. It wraps
-    ``app.wsgi_app`` rather than adding Flask hooks: a WSGI layer costs the app's thread
-    a fraction of what request hooks and context proxies do.
-    """
+    """Instrument a Flask app: one backend ``http`` event per request, traced and timed. Reads
+    ``traceparent``, answers ``Server-Timing`` (exposed to browser scripts); skips CORS preflights
+    and ``/api/live-execution``. Returns the client (the default one if it posts to the same URL),
+    kept in ``app.extensions``; a second call only swaps the client. It wraps ``app.wsgi_app``:
+    a WSGI layer costs the app's thread a fraction of what Flask's hooks and proxies do."""
     client = _client_for(monitor_url, _default_client) if client is None else client
     instrumented = "live_monitor" in app.extensions
     app.extensions["live_monitor"] = client  # the middleware reads it here, so a new call swaps it
@@ -699,9 +700,8 @@ class _Middleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         path, method = environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD", "GET")
-        if path == MONITOR_BASE_PATH or path.startswith(MONITOR_BASE_PATH + "/"):
-            return self.wsgi_app(environ, start_response)
-        if method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ:
+        preflight = method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        if preflight or path == MONITOR_BASE_PATH or path.startswith(MONITOR_BASE_PATH + "/"):
             return self.wsgi_app(environ, start_response)
         parent, ids = parse_traceparent(environ.get("HTTP_TRACEPARENT")), _new_ids()
         trace_id, span_id = parent[0] if parent else ids[:32], ids[32:]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -374,6 +377,85 @@ def test_close_flushes_then_refuses_events(monitor: FakeMonitor, make_client: An
     assert client.stats()["dropped"] == {"closed": 1}
 
 
+class HeldQueue(deque[Any]):
+    """A client's queue that can hold chosen threads inside ``append`` until released: where a
+    thread switch between ``_enqueue``'s look at the client and its append would leave them."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names, self.held = names, list[str]()
+        self.hold, self.release = threading.Event(), threading.Event()
+
+    def append(self, item: Any) -> None:
+        name = threading.current_thread().name
+        if self.hold.is_set() and not self.release.is_set() and name in self.names:
+            self.held.append(name)
+            self.release.wait(10)
+        super().append(item)
+
+
+def close_while_adding(client: blc.MonitorClient, release: str) -> list[list[bool]]:
+    """Four threads add events (two through ``record``, two straight to ``_enqueue`` as the WSGI
+    layer and MonitorHandler do) until after ``client.close()``; one of each kind is held inside
+    its append until close() returned (or began). Returns what each thread's calls returned."""
+    queue = client._queue = HeldQueue({"adder-0", "adder-1"})
+    results: list[list[bool]] = [[] for _ in range(4)]
+    done = threading.Event()
+
+    def add(n: int) -> None:
+        add_one = client.record if n % 2 else client._enqueue
+        while not done.is_set():
+            event = {"component": "stress", "action": f"adder-{n}", "details": {"seq": len(results[n])}}
+            results[n].append(add_one(event))
+
+    def release_once_closing() -> None:
+        wait_for(lambda: client.closed)
+        queue.release.set()
+
+    adders = [threading.Thread(target=add, args=(n,), name=f"adder-{n}", daemon=True) for n in range(4)]
+    for thread in adders:
+        thread.start()
+    try:
+        assert wait_for(lambda: min(map(len, results)) >= 20)
+        queue.hold.set()
+        assert wait_for(lambda: len(queue.held) == 2)
+        if release == "while_closing":
+            threading.Thread(target=release_once_closing, daemon=True).start()
+        client.close(timeout=5)
+        queue.release.set()
+        calls = sum(map(len, results))
+        assert wait_for(lambda: sum(map(len, results)) > calls + 60)  # calls after close() returned
+    finally:
+        done.set()
+        queue.release.set()
+        for thread in adders:
+            thread.join(5)
+    return results
+
+
+@pytest.mark.parametrize("release", ["after_close", "while_closing"])
+def test_every_event_added_while_closing_is_counted_once(make_client: Any, release: str) -> None:
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often: the racing appends land anywhere in close()
+    try:
+        for attempt in range(10):
+            monitor = FakeMonitor()  # a fresh one per attempt, so its events are this attempt's
+            try:
+                client = make_client(monitor.url, max_queue=1000, flush_interval=0.01)
+                results = close_while_adding(client, release)
+                stats, events = client.stats(), monitor.events()
+            finally:
+                monitor.stop()
+            assert stats["queued"] == 0, f"attempt {attempt}: events left on the queue"
+            assert stats["sent"] + stats["dropped_total"] == sum(map(len, results)), f"attempt {attempt}"
+            assert stats["sent"] == len(events)
+            for n, returned in enumerate(results):  # sent once at most, and only if record() said so
+                sent = [event["details"]["seq"] for event in events if event["action"] == f"adder-{n}"]
+                assert len(sent) == len(set(sent)) and all(returned[seq] for seq in sent)
+    finally:
+        sys.setswitchinterval(switch)
+
+
 def test_exit_flushes_pending_events(monitor: FakeMonitor) -> None:
     script = (
         "import sys, backend_logging_config as blc\n"
@@ -737,6 +819,117 @@ def test_track_decorates_coroutines() -> None:
     assert asyncio.run(fetch()) == "done"
     [event] = recorder.events
     assert event["action"] == "fetch" and event["duration_ms"] >= 10
+
+
+def test_decorated_functions_send_the_same_events_as_the_context_manager() -> None:
+    recorder = Recorder()
+    timer = blc.track("pricing", "quote", client=recorder, details={"plan": "pro"})  # type: ignore[arg-type]
+
+    @timer
+    def quote(amount: float) -> float:
+        if amount < 0:
+            raise ValueError("negative")
+        return amount * 2
+
+    @timer
+    async def fetch(amount: float) -> float:
+        await asyncio.sleep(0)
+        return quote(amount)
+
+    before = time.time()
+    assert quote(1.0) == 2.0 and asyncio.run(fetch(2.0)) == 4.0
+    with pytest.raises(ValueError, match="negative"):
+        asyncio.run(fetch(-1.0))
+    with timer:
+        pass
+    with pytest.raises(ValueError), timer:
+        raise ValueError("by hand")
+    after = time.time()
+    assert fetch.__name__ == "fetch" and asyncio.iscoroutinefunction(fetch)
+    events = recorder.events
+    assert [(e["status"], e["details"]) for e in events] == [
+        ("success", {"plan": "pro"}),
+        ("success", {"plan": "pro"}),  # quote inside fetch ends first
+        ("success", {"plan": "pro"}),
+        ("error", {"plan": "pro", "error": "ValueError"}),
+        ("error", {"plan": "pro", "error": "ValueError"}),
+        ("success", {"plan": "pro"}),
+        ("error", {"plan": "pro", "error": "ValueError"}),
+    ]
+    for event in events:
+        assert set(event) == set("timestamp service component action status details duration_ms".split())
+        assert (event["service"], event["component"], event["action"]) == ("backend", "pricing", "quote")
+        assert (
+            before - 0.001 <= event["timestamp"] <= after
+            and 0 <= event["duration_ms"] < 1000 * (after - before) + 1
+        )
+    assert timer.details == {"plan": "pro"}  # an error's name goes into the event only
+
+
+def test_decorated_calls_are_timed_each_on_its_own_without_a_new_track(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[blc.track] = []
+    init = blc.track.__init__
+
+    def counted(self: blc.track, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(blc.track, "__init__", counted)
+    recorder = Recorder()
+
+    @blc.track("math", "depth", client=recorder)  # type: ignore[arg-type]
+    def depth(n: int) -> int:
+        time.sleep(0.01)  # the work being timed, at every level
+        return depth(n - 1) + 1 if n else 0
+
+    @blc.track("job", "step", client=recorder)  # type: ignore[arg-type]
+    def step(name: str, entered: threading.Event, leave: threading.Event) -> str:
+        entered.set()
+        assert leave.wait(5)
+        return name
+
+    @blc.track("io", "wait", client=recorder)  # type: ignore[arg-type]
+    async def wait(name: str, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return name
+
+    assert depth(3) == 3
+    levels = [e["duration_ms"] for e in recorder.events]  # the innermost call ends first
+    assert levels[0] >= 10 and all(outer - inner >= 9.99 for inner, outer in itertools.pairwise(levels))
+    assert len(levels) == 4 and [e["timestamp"] for e in recorder.events] == sorted(
+        (e["timestamp"] for e in recorder.events), reverse=True
+    )
+
+    recorder.events.clear()  # two threads in the same function, the first ending first
+    gates = [(threading.Event(), threading.Event()) for _ in range(2)]
+    threads = [
+        threading.Thread(target=step, args=(name, *gate)) for name, gate in zip("ab", gates, strict=True)
+    ]
+    threads[0].start()
+    assert gates[0][0].wait(5)
+    time.sleep(0.05)  # the first call's work before the second starts
+    threads[1].start()
+    assert gates[1][0].wait(5)
+    time.sleep(0.05)  # both calls at work
+    gates[0][1].set()
+    threads[0].join(5)
+    time.sleep(0.05)  # the second call alone
+    gates[1][1].set()
+    threads[1].join(5)
+    assert [e["duration_ms"] >= 100 for e in recorder.events] == [True, True]
+
+    recorder.events.clear()  # two coroutines on one thread: the first started ends first
+
+    async def overlap() -> list[str]:
+        first = asyncio.ensure_future(wait("first", 0.1))
+        await asyncio.sleep(0.05)
+        return list(await asyncio.gather(first, wait("second", 0.1)))
+
+    assert asyncio.run(overlap()) == ["first", "second"]
+    assert [e["duration_ms"] >= 100 for e in recorder.events] == [True, True]
+    assert len(made) == 3  # one track per decoration, none per call
 
 
 def test_handler_forwards_only_records_with_execution_fields() -> None:
