@@ -144,7 +144,7 @@ def _refused(code: int, retry_after: str | None, answer: bytes) -> _Answer:
         with contextlib.suppress(TypeError, ValueError, IndexError):
             wait = email.utils.parsedate_to_datetime(retry_after).timestamp() - time.time()
     detail = answer[:300].decode("utf-8", "replace").strip()
-    wait = None if wait is None else min(max(wait, 0.0), _MAX_RETRY_AFTER)
+    wait = None if wait is None or not math.isfinite(wait) else min(max(wait, 0.0), _MAX_RETRY_AFTER)
     return code, wait, answer, f"HTTP {code} from monitor: {detail}"
 
 
@@ -310,6 +310,7 @@ class MonitorClient:
             count = len(self._queue)
             for _ in range(count):  # not clear(): whoever appends after len() counts their own
                 self._queue.popleft()
+            self._cond.notify_all()  # a flush() waiting for the queue to empty returns now
         if count:
             self._drop(count, "closed", "client closed with events queued")
         return False

@@ -49,15 +49,14 @@ def parse_time(value: str | float) -> float:
 
 def _text_seconds(value: str) -> float:
     text = value.strip()
-    try:  # digits alone (20250101) are epoch seconds, as the tools always read them
-        return float(text)
-    except ValueError:
-        pass
-    try:
+    try:  # ISO first, as the monitor reads a string: 20250101 is 2025-01-01, 1735689600 is epoch
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
-        reason = "" if str(exc).startswith("Invalid isoformat") else f" ({exc})"
-        raise ValueError(f"not an ISO 8601 timestamp: {value!r:.60}{reason}") from None
+        try:
+            return float(text)
+        except ValueError:
+            reason = "" if str(exc).startswith("Invalid isoformat") else f" ({exc})"
+            raise ValueError(f"not an ISO 8601 timestamp: {value!r:.60}{reason}") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
@@ -137,7 +136,8 @@ def iter_json_array(
         try:
             buf = buf[pos:] + utf8.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{name}:{line}: not UTF-8 text ({exc.reason})") from None
+            at = line + buf.count("\n", pos) + chunk[: exc.start].count(b"\n")
+            raise ValueError(f"{name}:{at}: not UTF-8 text ({exc.reason})") from None
         line_start, pos, eof = line_start - pos, 0, not chunk
         return not eof
 
@@ -173,6 +173,14 @@ def iter_json_array(
             if not eof and (end == len(buf) or (buf[end] in ".eE" and element.__class__ in (int, float))):
                 raise ValueError("a number may go on in the next chunk")  # 12 of 12.5 or 12e3
         except (ValueError, RecursionError) as exc:
+            # An error well before the end of what was read is one more data cannot mend
+            # (an unterminated string reports where it starts, so it may still go on).
+            if (
+                isinstance(exc, json.JSONDecodeError)
+                and exc.pos < len(buf) - 16
+                and exc.msg[:12] != "Unterminated"
+            ):
+                raise error(f"array element #{count + 1}: malformed JSON: {exc.msg}", exc.pos) from None
             if not eof and len(buf) - pos < MAX_ARRAY_ELEMENT:
                 more(max(ARRAY_CHUNK, len(buf) - pos))  # the element may go on in the next chunk
                 continue

@@ -439,7 +439,7 @@ class Progress:
 
 
 def _timestamp_ms(text: str) -> int:
-    """--start as epoch milliseconds, read by execution_events.parse_time like every tool's times."""
+    """--start as epoch milliseconds, read by event_files.parse_time like every tool's times."""
     try:
         return int(parse_time(text) * 1000)
     except ValueError as exc:

@@ -14,7 +14,6 @@ if __name__ == "__main__":  # run directly: install what is missing on first use
         raise SystemExit(1)
 
 import argparse
-import errno
 import json
 import logging
 import sys
@@ -304,7 +303,7 @@ def serve(
     ready: Callable[[str], None] | None = None,
 ) -> int:
     """Serve until interrupted; ``ready`` gets the base URL once the socket listens."""
-    from monitor_server import WaitressServer, inherited_socket
+    from monitor_server import WaitressServer, inherited_socket, listen_error
 
     app = create_app(settings, monitor)
     monitor = app.extensions["live_monitor"]
@@ -325,12 +324,7 @@ def serve(
         )
     except OSError as exc:
         monitor.close()
-        hint = " (another monitor? choose one with --port, or --port 0 for any free port)"
-        busy = exc.errno == errno.EADDRINUSE
-        print(
-            f"error: cannot listen on {host}:{settings['port']}: {exc.strerror or exc}{hint if busy else ''}",
-            file=sys.stderr,
-        )
+        print(listen_error(host, settings["port"], exc), file=sys.stderr)
         return 2
     app.config["BACKLOG"] = server.backlog
     server.on_drain = monitor.begin_drain

@@ -144,6 +144,7 @@ class IngestApp:
         self.monitor = monitor
         self.access = access
         self.limit = settings["max_body_bytes"]
+        self.max_batch_events = settings["max_batch_events"]
         self.limiter = RateLimiter(settings["ingest_rate"])
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -181,7 +182,7 @@ class IngestApp:
             raise ApiError(429, "too many requests from this browser; slow down", {"Retry-After": "1"})
         body = self._read_body(environ)
         try:
-            result = self.monitor.ingest(body)
+            result = self.monitor.ingest(body, self.max_batch_events)
         except BatchError as exc:
             self.monitor.store.reject(["malformed batch"])
             raise ApiError(400, str(exc)) from None

@@ -7,6 +7,7 @@ then stops listening: a client sees a response or a 503, never a reset.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -134,28 +135,22 @@ def run_workers(
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     command = [sys.executable, script, *argv, "--workers", "1"]
-    if hasattr(socket, "SO_REUSEPORT"):
-        # Hold the port (bound, never listening) so --port 0 is fixed for every worker.
-        holder = socket.socket(family)
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        holder.bind((host, port))
-        bound = holder.getsockname()[1]
-        env = {**os.environ, REUSEPORT_ENV: str(bound)}
-        children = [subprocess.Popen(command, env=env) for _ in range(workers)]
-    else:
-        holder = socket.create_server((host, port), family=family, backlog=1024)
-        holder.set_inheritable(True)
-        bound = holder.getsockname()[1]
-        env = {**os.environ, LISTEN_FD_ENV: str(holder.fileno())}
-        children = [subprocess.Popen(command, env=env, pass_fds=(holder.fileno(),)) for _ in range(workers)]
-        holder.close()
-    base = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
-    print(f"Live Execution Monitor serving on {base} with {workers} worker processes", flush=True)
-    if ready is not None:
-        threading.Thread(target=_when_listening, args=(host, bound, base, ready), daemon=True).start()
+    reuseport = hasattr(socket, "SO_REUSEPORT")
+    try:
+        if reuseport:  # hold the port (bound, never listening) so --port 0 is fixed for every worker
+            holder = socket.socket(family)
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            holder.bind((host, port))
+        else:
+            holder = socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as exc:
+        print(listen_error(host, port, exc), file=sys.stderr)
+        return 2
+    bound = holder.getsockname()[1]
     # A plain list, not a threading.Event: setting an Event inside a signal handler can deadlock
     # on the lock the interrupted main thread holds in Event.wait.
     stopping: list[int] = []
+    children: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         stopping.append(signum)
@@ -163,8 +158,21 @@ def run_workers(
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
+    # Before any worker starts: a signal from now on stops them all, none is left holding the port.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    if reuseport:
+        env = {**os.environ, REUSEPORT_ENV: str(bound)}
+        children += [subprocess.Popen(command, env=env) for _ in range(workers)]
+    else:
+        holder.set_inheritable(True)
+        env = {**os.environ, LISTEN_FD_ENV: str(holder.fileno())}
+        children += [subprocess.Popen(command, env=env, pass_fds=(holder.fileno(),)) for _ in range(workers)]
+        holder.close()
+    base = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
+    print(f"Live Execution Monitor serving on {base} with {workers} worker processes", flush=True)
+    if ready is not None:
+        threading.Thread(target=_when_listening, args=(host, bound, base, ready), daemon=True).start()
     while not stopping and all(c.poll() is None for c in children):
         time.sleep(0.2)
     signalled = bool(stopping)
@@ -173,6 +181,13 @@ def run_workers(
     holder.close()
     print("Live Execution Monitor stopped.", flush=True)
     return 0 if signalled and all(code == 0 for code in codes) else 1
+
+
+def listen_error(host: str, port: int, exc: OSError) -> str:
+    """The one line a user sees when the monitor cannot listen (most often: the port is taken)."""
+    hint = " (another monitor? choose one with --port, or --port 0 for any free port)"
+    busy = exc.errno == errno.EADDRINUSE
+    return f"error: cannot listen on {host}:{port}: {exc.strerror or exc}{hint if busy else ''}"
 
 
 def _when_listening(

@@ -243,6 +243,32 @@ def test_retry_after_is_honoured_on_503(monitor: FakeMonitor, make_client: Any) 
     assert (stats["sent"], stats["retried"], stats["dropped"]) == (1, 1, {})
 
 
+@pytest.mark.parametrize("header", ["nan", "inf", "-5"])
+def test_a_nonsense_retry_after_still_retries_the_batch(
+    monitor: FakeMonitor, make_client: Any, header: str
+) -> None:
+    monitor.script.append((503, {"Retry-After": header}, None))
+    client = make_client(monitor.url)
+    client.record({"component": "job", "action": "run"})
+    assert client.flush(5)
+    stats = client.stats()
+    assert (stats["sent"], stats["retried"], stats["dropped"]) == (1, 1, {})
+
+
+def test_a_flush_waiting_on_another_thread_returns_when_close_drops_the_queue(make_client: Any) -> None:
+    client = make_client("http://127.0.0.1:9", max_retries=50, backoff_base=5.0)  # nothing listens
+    client.record({"component": "job", "action": "run"})
+    client.record({"component": "job", "action": "run"})
+    flushed: list[bool] = []
+    waiter = threading.Thread(target=lambda: flushed.append(client.flush(30)))
+    waiter.start()
+    client.close(timeout=0.5)
+    waiter.join(5)
+    assert not waiter.is_alive(), "flush() still waits after close() dropped the queue"
+    stats = client.stats()
+    assert stats["sent"] + stats["dropped_total"] == 2
+
+
 @pytest.mark.parametrize("status", [429, 502, 504])
 def test_transient_statuses_are_retried(monitor: FakeMonitor, make_client: Any, status: int) -> None:
     monitor.script += [(status, {}, {"error": "busy"})] * 2

@@ -662,6 +662,12 @@ def test_charts_are_redrawn_only_when_their_figures_change(tab: Tab, monitor: Mo
     assert "chart-success-backend" not in drawn  # its figures did not change
     assert tab.chart_data("chart-success-frontend")["data"] == [[12, 4]]
     assert tab.chart_data("chart-performance")["data"][1][0] > 75
+    # Histories: once monitoring samples the system, each new sample redraws its charts.
+    page.evaluate("window.chartDraws = []")
+    requests.post(f"{monitor.url}{API}/start", timeout=10).raise_for_status()
+    page.wait_for_function(
+        "() => ['chart-system', 'chart-io', 'chart-activity'].every((id) => window.chartDraws.includes(id))"
+    )
     tab.assert_clean()
 
 

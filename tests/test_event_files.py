@@ -63,7 +63,8 @@ def test_a_malformed_json_file_names_the_file(tmp_path):
         ("1735689600.5", 1735689600.5),
         (" 1735689600 ", 1735689600.0),
         ("-100", -100.0),
-        ("20250101", 20250101.0),  # digits alone are epoch seconds, as the tools always read them
+        ("20250101", 1735689600.0),  # an ISO 8601 basic date, as the monitor reads it
+        ("1735689600", 1735689600.0),  # digits that are no date: epoch seconds
         (1735689600, 1735689600.0),
         (1735689600.5, 1735689600.5),
     ],
@@ -201,3 +202,22 @@ def test_any_chunk_edge_gives_the_same_elements_and_lines(monkeypatch, chunk):
     lines = [2 + sum(p.count("\n") + 1 for p in parts[:i]) for i in range(len(parts))]
     got = list(iter_json_array(io.BytesIO(text.encode()), "a.json"))
     assert got == list(zip(lines, elements, strict=True))
+
+
+def test_a_malformed_element_early_in_a_big_array_is_reported_at_once_with_its_reason():
+    good = [json.dumps(ev(action=f"GET /{i}")) for i in range(40_000)]  # ~4 MiB after the bad one
+    text = "[\n" + ",\n".join([good[0], '{"service": "backend" "component": "x"}', *good]) + "\n]\n"
+    read: list[int] = []
+    with pytest.raises(ValueError) as caught:
+        list(iter_json_array(io.BytesIO(text.encode()), "big.json", on_read=read.append))
+    column = len('{"service": "backend" ') + 1
+    assert str(caught.value) == f"big.json:3:{column}: array element #2: malformed JSON: Expecting ',' delimiter"
+    assert sum(read) <= 2 * 65536  # not buffered up to the 4 MiB element limit first
+
+
+def test_bytes_that_are_not_utf8_are_reported_on_their_own_line():
+    text = "[\n" + ",\n".join(json.dumps(ev(action=f"GET /{i}")) for i in range(40)) + "\n]\n"
+    lines = text.encode().split(b"\n")
+    lines[30] = lines[30].replace(b"GET", b"G\xe9T")
+    with pytest.raises(ValueError, match=r"^bad\.json:31: not UTF-8 text"):
+        list(iter_json_array(io.BytesIO(b"\n".join(lines)), "bad.json"))

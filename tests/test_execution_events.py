@@ -254,6 +254,3 @@ def test_events_decoded_from_epoch_or_naive_times_are_plain_execution_events():
     for event in decode_batch(body).events:
         assert type(event) is ExecutionEvent
         assert event == built  # the same instant, however it was sent
-
-
-# 2025-01-01T00:00:00Z is 1735689600 epoch seconds.

@@ -145,3 +145,15 @@ def test_secrets_are_filtered_before_the_store_and_the_journal(tmp_path):
     monitor.close()
     journal = b"".join(path.read_bytes() for path in tmp_path.glob("journal.db*"))
     assert b"/api/x" in journal and b"hunter2" not in journal
+
+
+def test_the_apps_batch_limit_applies_to_a_monitor_built_apart():
+    from monitor_core import LiveExecutionMonitor
+
+    monitor = LiveExecutionMonitor({"self_monitor": False})
+    app = create_app({"self_monitor": False, "max_batch_events": 3}, monitor)
+    status, _, body = call(app.wsgi_app, json.dumps([EVENT] * 5).encode())
+    answer = json.loads(body)
+    assert status.startswith("200") and (answer["accepted"], answer["rejected"]) == (3, 2)
+    assert "more than 3 events" in answer["errors"][0]["error"]
+    monitor.close()

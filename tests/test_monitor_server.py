@@ -160,8 +160,21 @@ def test_workers_announce_the_port_once_it_answers_and_stop_on_ctrl_c(tmp_path):
         driver.send_signal(signal.SIGINT)
         driver.send_signal(signal.SIGTERM)
         out, _ = driver.communicate(timeout=20)
-        assert driver.returncode == 0 and "stopped" in out
+        assert driver.returncode == 0 and "stopped" in out and "READY" not in out  # ready told once
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+def test_workers_on_a_port_in_use_get_a_clear_error(capsys):
+    from monitor_server import run_workers
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert run_workers("never-started.py", [], "127.0.0.1", port, 2) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use")
+        and "--port 0" in err
+    )
