@@ -211,7 +211,9 @@ def test_a_malformed_element_early_in_a_big_array_is_reported_at_once_with_its_r
     with pytest.raises(ValueError) as caught:
         list(iter_json_array(io.BytesIO(text.encode()), "big.json", on_read=read.append))
     column = len('{"service": "backend" ') + 1
-    assert str(caught.value) == f"big.json:3:{column}: array element #2: malformed JSON: Expecting ',' delimiter"
+    assert (
+        str(caught.value) == f"big.json:3:{column}: array element #2: malformed JSON: Expecting ',' delimiter"
+    )
     assert sum(read) <= 2 * 65536  # not buffered up to the 4 MiB element limit first
 
 
