@@ -151,11 +151,13 @@ def run_workers(
     # on the lock the interrupted main thread holds in Event.wait.
     stopping: list[int] = []
     children: list[subprocess.Popen[bytes]] = []
+    told: set[int] = set()  # each worker gets one SIGTERM: a second could cut its drain short
 
     def forward(signum: int, frame: FrameType | None) -> None:
         stopping.append(signum)
         for child in children:
-            if child.poll() is None:
+            if child.pid not in told and child.poll() is None:
+                told.add(child.pid)
                 child.send_signal(signal.SIGTERM)
 
     # Before any worker starts: a signal from now on stops them all, none is left holding the port.
@@ -176,6 +178,8 @@ def run_workers(
     while not stopping and all(c.poll() is None for c in children):
         time.sleep(0.2)
     signalled = bool(stopping)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # later signals only wait for the drain
+        signal.signal(signum, lambda signum, frame: None)
     forward(signal.SIGTERM, None)
     codes = [c.wait() for c in children]
     holder.close()

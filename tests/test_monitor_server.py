@@ -123,8 +123,9 @@ if "{env}" in os.environ:
     server.bind(("127.0.0.1", int(os.environ["{env}"])))
 else:
     server = socket.socket(fileno=int(os.environ["{fd_env}"]))
-server.listen()
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+server.listen()
+print("WORKER up", flush=True)
 while True:
     server.accept()[0].close()
 """
@@ -151,7 +152,10 @@ def test_workers_announce_the_port_once_it_answers_and_stop_on_ctrl_c(tmp_path):
     )
     try:
         assert driver.stdout is not None
-        lines = [driver.stdout.readline(), driver.stdout.readline()]
+        lines: list[str] = []  # the parent's banner, READY, and each worker's "up", in any order
+        while len([line for line in lines if line.startswith(("READY", "WORKER"))]) < 3:
+            lines.append(driver.stdout.readline())
+            assert lines[-1], f"the driver ended early: {lines}"
         ready = [line.split()[1] for line in lines if line.startswith("READY")]
         assert len(ready) == 1, lines
         port = int(ready[0].rsplit(":", 1)[1])
