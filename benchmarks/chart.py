@@ -265,7 +265,7 @@ def _row_svg(bar: _Bar, y: float, x_of: Callable[[float], float], centre: float)
         outside = tip + 5 + size <= WIDTH - 4
         x, anchor = (tip + 5, "start") if outside else (tip - 5, "end")
     else:
-        outside = tip - 5 - size >= AREA_LEFT - 16
+        outside = tip - 5 - size >= AREA_LEFT  # never into the row labels
         x, anchor = (tip - 5, "end") if outside else (tip + 5, "start")
     colour = TEXT if outside else "#ffffff"  # no room past the scale's end: inside the bar
     parts.append(
