@@ -229,3 +229,16 @@ def test_results_svg_is_written_beside_the_markdown_which_embeds_it(tmp_path: Pa
     results = text.index("## Results")
     image = text.index("![Each row against its target](results.svg)")
     assert results < image < text.index("| row | what |")
+
+
+def test_a_figure_far_short_of_its_target_stays_out_of_the_row_labels() -> None:
+    from benchmarks.chart import AREA_LEFT, LABEL_RIGHT
+
+    rows = [_row("sampler", 0.702, Target("<=", 0.1, "%"), unit="%"), _row("decode", 0.48, Target("<=", 0.5))]
+    for label, group in _drawn_rows(_chart(rows)).items():
+        figure = [t for t in group.iter(f"{SVG}text") if "".join(t.itertext()).endswith("×")][0]
+        x, anchor = float(figure.get("x", "nan")), figure.get("text-anchor")
+        # A right-aligned figure ends at x: it must end, with its width, right of the labels.
+        left_edge = x - len("".join(figure.itertext())) * 12 * 0.6 if anchor == "end" else x
+        assert left_edge >= AREA_LEFT or anchor == "start", label
+        assert left_edge > LABEL_RIGHT, label
