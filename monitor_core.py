@@ -6,6 +6,7 @@ front of it.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -17,9 +18,11 @@ from event_journal import EventJournal
 from execution_comparator import Thresholds, compare, comparison, endpoint_rows, summarize
 from execution_events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from execution_stats import PairStats
-from execution_store import EventDeque, EventStore
+from execution_store import EventDeque, EventStore, StoreUnavailable
 from monitor_settings import defaults, store_kind
 from system_sampler import SystemSampler
+
+log = logging.getLogger("live_execution_monitor")
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
 
@@ -135,10 +138,16 @@ class LiveExecutionMonitor:
             self._tick.notify_all()
 
     def close(self) -> None:
-        """Stop monitoring and close the journal."""
-        self.stop()
-        if self.journal is not None:
-            self.journal.close()
+        """Stop monitoring and close the journal; a shared store that is down only gets a warning
+        (it keeps its state, and shutting down must not end in a traceback)."""
+        try:
+            self.stop()
+        except StoreUnavailable as exc:
+            self.sampler.stop()
+            log.warning("stopping: %s; the shared monitoring state was left as it was", exc)
+        finally:
+            if self.journal is not None:
+                self.journal.close()
 
     def record(self, event: ExecutionEvent) -> None:
         """Store one event built in Python (self-monitoring, integrations), scrubbed first."""

@@ -49,6 +49,7 @@ class WaitressServer:
             connection_limit=200,
         )
         self._stopping = threading.Event()
+        self._signalled = False  # set by the signal handler, which must take no lock
         self.on_drain: Callable[[], None] | None = None
 
     @property
@@ -72,14 +73,18 @@ class WaitressServer:
                 signal.signal(signum, self._on_signal)
         server = self._server
         adj = server.adj
-        while not self._stopping.is_set():
+        while not (self._signalled or self._stopping.is_set()):
             wasyncore.loop(
                 timeout=adj.asyncore_loop_timeout, map=server._map, use_poll=adj.asyncore_use_poll, count=1
             )
         self._drain()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stop()
+        # Not stop(): Event.set takes a lock, and a second signal (Ctrl-C reaches every worker
+        # and the --workers parent forwards a SIGTERM too) arriving while the handler holds it
+        # runs the handler again on the same thread, which then waits on that lock for ever.
+        self._signalled = True
+        self._server.pull_trigger()  # without a thunk, a write to the wake-up pipe: no lock
 
     def _busy(self) -> bool:
         return any(ch.requests or ch.total_outbufs_len for ch in list(self._server.active_channels.values()))

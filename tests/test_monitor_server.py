@@ -182,3 +182,26 @@ def test_workers_on_a_port_in_use_get_a_clear_error(capsys):
         err.startswith(f"error: cannot listen on 127.0.0.1:{port}: Address already in use")
         and "--port 0" in err
     )
+
+
+def test_a_signal_arriving_inside_the_stop_handler_cannot_deadlock_the_server():
+    """Ctrl-C reaches every --workers process and the parent forwards a SIGTERM too: a second
+    signal can run the handler again while the first is inside it, on the same thread. The
+    handler must take no lock then; here the stop Event's own lock is held around the call."""
+    from monitor_server import WaitressServer
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b""]
+
+    server = WaitressServer(app, "127.0.0.1", 0, 1, 1024)
+    returned = threading.Event()
+    try:
+        with server._stopping._cond:  # as if the first handler were inside Event.set
+            worker = threading.Thread(
+                target=lambda: (server._on_signal(signal.SIGTERM, None), returned.set()), daemon=True
+            )
+            worker.start()
+            assert returned.wait(5), "the signal handler waited on a lock"
+    finally:
+        server.serve_forever(handle_signals=False)  # the signal stops it, after a drain, and closes it

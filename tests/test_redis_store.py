@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import threading
 import time
@@ -14,6 +15,7 @@ from execution_comparator import compare, endpoint_rows, summarize
 from execution_events import ExecutionEvent
 from execution_store import EventStore, StoreUnavailable
 from live_execution_monitor import create_app
+from monitor_core import LiveExecutionMonitor
 from redis_store import RedisEventStore
 
 EVENT_FIELDS = ("backend", "frontend", "comparison", "endpoints", "recent_events", "differences_count")
@@ -92,6 +94,14 @@ def test_an_unreachable_redis_is_a_503_not_a_500():
     assert client.get("/api/live-execution/data").status_code == 503
     with pytest.raises(StoreUnavailable):
         RedisEventStore("redis://127.0.0.1:1/0").counts()
+
+
+def test_shutting_down_while_redis_is_down_warns_without_a_traceback(caplog):
+    monitor = LiveExecutionMonitor({"store": "redis://127.0.0.1:1/0", "self_monitor": False})
+    with caplog.at_level(logging.WARNING, logger="live_execution_monitor"):
+        monitor.close()  # what serve() does on SIGTERM
+    assert not monitor.sampler.running
+    assert "shared store (Redis) is unreachable" in caplog.text
 
 
 def _batch(first: int, n: int, service: str = "backend") -> list[dict]:
