@@ -284,7 +284,7 @@ def _batch_ok(events: list[ExecutionEvent]) -> bool:
     A few passes in C over the whole batch cost less than one Python call per event.
     """
     ids = "".join([e.trace_id or "" for e in events]) + "".join([e.span_id or "" for e in events])
-    if not ids.isascii() or ids.encode().translate(None, _HEX_BYTES):
+    if not _is_hex(ids):
         return False
     # Every event's details within the limit when all of them together are (empty ones add "{}").
     details = [e.details for e in events]

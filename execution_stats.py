@@ -11,7 +11,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Generic, TypeVar
 
 # Cap on distinct endpoint keys and component/action names kept per side; further names
 # are folded into OTHER so memory stays bounded when a client sends unnormalised paths.
@@ -19,6 +20,30 @@ MAX_KEYS = 500
 OTHER = "(other)"
 TIMED_API_COMPONENTS = {"backend": "http", "frontend": "api"}
 _MAX_PENDING = 4096  # values a sketch buffers before it buckets them anyway (bounded memory)
+
+
+T = TypeVar("T")
+
+
+class _Settled(Generic[T]):
+    """A figure of a LatencySketch kept in the slot ``_<name>``, read and set only after the
+    sketch has bucketed what it buffered (``_settle``)."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, sketch: LatencySketch | None, owner: type | None = None) -> T:
+        if sketch is None:  # looked up on the class (help(), introspection)
+            return self  # type: ignore[return-value]
+        sketch._settle()
+        return getattr(sketch, self.slot)
+
+    def __set__(self, sketch: LatencySketch, value: T) -> None:
+        sketch._settle()
+        setattr(sketch, self.slot, value)
 
 
 class LatencySketch:
@@ -102,60 +127,12 @@ class LatencySketch:
         self._settle()
         return self._buckets
 
-    @property
-    def count(self) -> int:
-        """How many values were added."""
-        self._settle()
-        return self._count
-
-    @count.setter
-    def count(self, value: int) -> None:
-        self._settle()
-        self._count = value
-
-    @property
-    def zeros(self) -> int:
-        """How many values were (close to) zero: they have no log bucket."""
-        self._settle()
-        return self._zeros
-
-    @zeros.setter
-    def zeros(self, value: int) -> None:
-        self._settle()
-        self._zeros = value
-
-    @property
-    def sum(self) -> float:
-        """The sum of the values."""
-        self._settle()
-        return self._sum
-
-    @sum.setter
-    def sum(self, value: float) -> None:
-        self._settle()
-        self._sum = value
-
-    @property
-    def min(self) -> float:
-        """The smallest value (inf when empty)."""
-        self._settle()
-        return self._min
-
-    @min.setter
-    def min(self, value: float) -> None:
-        self._settle()
-        self._min = value
-
-    @property
-    def max(self) -> float:
-        """The largest value (-inf when empty)."""
-        self._settle()
-        return self._max
-
-    @max.setter
-    def max(self, value: float) -> None:
-        self._settle()
-        self._max = value
+    # Figures read (or restored, as redis_store does) through _Settled: buffered values first.
+    count: _Settled[int] = _Settled("How many values were added.")
+    zeros: _Settled[int] = _Settled("How many values were (close to) zero: they have no log bucket.")
+    sum: _Settled[float] = _Settled("The sum of the values.")
+    min: _Settled[float] = _Settled("The smallest value (inf when empty).")
+    max: _Settled[float] = _Settled("The largest value (-inf when empty).")
 
     def merge(self, other: LatencySketch) -> None:
         """Fold another sketch of the same accuracy into this one."""
@@ -353,15 +330,9 @@ class TraceJoiner:
 
     def offer(self, trace: str, service: str, key: str, duration_ms: float | None) -> float | None:
         """Record one half; the gap in ms when it completes a pair, else None."""
-        other = self._pending.pop(trace, None)
-        if other is None or other[0] == service:
-            self._pending[trace] = (service, key, duration_ms, trace)
-            self._trim()
-            return None
-        _, other_key, other_ms, _ = other
-        if other_key != key or other_ms is None or duration_ms is None:
-            return None
-        return duration_ms - other_ms if service == "frontend" else other_ms - duration_ms
+        half = SimpleNamespace(trace_id=trace, service=service, action=key, duration_ms=duration_ms)
+        gaps = self.offer_events([half])
+        return gaps[0][1] if gaps else None
 
     def offer_events(self, events: list[Any]) -> list[tuple[str, float]]:
         """Offer endpoint events (``ExecutionEvent`` with a trace id) in order; (endpoint, gap) per pair.

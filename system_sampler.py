@@ -18,7 +18,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import psutil
 
@@ -26,12 +26,6 @@ CpuTimes = tuple[float, float, float]
 """Cumulative system CPU time as (busy, idle, iowait), in any one unit."""
 
 SECTOR = 512  # /proc/diskstats counts 512-byte sectors whatever the device's own sector size
-
-
-class Reader(Protocol):
-    """Returns raw readings: percentages and cumulative byte counters."""
-
-    def __call__(self) -> dict[str, float]: ...
 
 
 # --- parsing /proc text (pure functions, tested on sample text) ------------------------------
@@ -114,10 +108,57 @@ def _pread_all(fd: int, size: int) -> bytes:
     return data
 
 
+class _CounterReader:
+    """What both readers share: a reading of counters (not rates) each call, with the machine's
+    CPU percent since the last call, this process's CPU and RSS, and the disk and network
+    byte counters every ``io_every`` calls (they change slowly and cost the most to read).
+    A subclass says where each figure comes from."""
+
+    def __init__(self, io_every: int) -> None:
+        self._io_every = io_every
+        self._calls = 0
+        self._cpu = self._cpu_times()  # the first cpu_percent's baseline
+        self._own = time.process_time()
+        self._wall = time.monotonic()
+
+    def _cpu_times(self) -> CpuTimes:
+        raise NotImplementedError
+
+    def _memory_percent(self) -> float:
+        raise NotImplementedError
+
+    def _rss(self) -> int:
+        raise NotImplementedError
+
+    def _io(self) -> tuple[int, int, int, int]:
+        """(disk read, disk written, network sent, network received) bytes so far."""
+        raise NotImplementedError
+
+    def __call__(self) -> dict[str, float]:
+        cpu, memory, rss = self._cpu_times(), self._memory_percent(), self._rss()
+        own, wall = time.process_time(), time.monotonic()
+        elapsed = wall - self._wall
+        reading = {
+            "cpu_percent": cpu_percent(self._cpu, cpu),
+            "memory_percent": memory,
+            "process_cpu_percent": 100.0 * (own - self._own) / elapsed if elapsed > 0 else 0.0,
+            "process_rss_bytes": float(rss),
+        }
+        self._cpu, self._own, self._wall = cpu, own, wall
+        if self._calls % self._io_every == 0:
+            read, written, sent, received = self._io()
+            reading["disk_read_bytes"] = float(read)
+            reading["disk_write_bytes"] = float(written)
+            reading["net_sent_bytes"] = float(sent)
+            reading["net_recv_bytes"] = float(received)
+        self._calls += 1
+        return reading
+
+
 _OPEN_READERS: weakref.WeakSet[ProcReader] = weakref.WeakSet()
 
 
-class ProcReader:
+class ProcReader(_CounterReader):
     """Linux: reads /proc through descriptors kept open; counters, not rates.
 
     Its figures are psutil's (cpu_percent, virtual_memory().percent, disk_io_counters(),
@@ -142,11 +183,7 @@ class ProcReader:
         self._sys_block = os.fsencode(sys_block)
         self._disks: dict[bytes, bool] = {}  # device name -> whole disk (True) or partition
         self._page = os.sysconf("SC_PAGE_SIZE")
-        self._io_every = io_every
-        self._calls = 0
-        self._cpu = parse_stat(os.pread(self._stat, 512, 0))  # the first cpu_percent's baseline
-        self._own = time.process_time()
-        self._wall = time.monotonic()
+        super().__init__(io_every)
         _OPEN_READERS.add(self)
 
     def _is_disk(self, name: bytes) -> bool:
@@ -155,29 +192,20 @@ class ProcReader:
             known = self._disks[name] = os.path.exists(self._sys_block + b"/" + name.replace(b"/", b"!"))
         return known
 
-    def __call__(self) -> dict[str, float]:
-        pread = os.pread
-        cpu = parse_stat(pread(self._stat, 512, 0))
-        memory = parse_meminfo(pread(self._meminfo, 256, 0))
-        rss = int(pread(self._statm, 128, 0).split(None, 2)[1]) * self._page
-        own, wall = time.process_time(), time.monotonic()
-        elapsed = wall - self._wall
-        reading = {
-            "cpu_percent": cpu_percent(self._cpu, cpu),
-            "memory_percent": psutil.virtual_memory().percent if memory is None else memory,
-            "process_cpu_percent": 100.0 * (own - self._own) / elapsed if elapsed > 0 else 0.0,
-            "process_rss_bytes": float(rss),
-        }
-        self._cpu, self._own, self._wall = cpu, own, wall
-        if self._calls % self._io_every == 0:
-            read, written = parse_diskstats(_pread_all(self._diskstats, 4096), self._is_disk)
-            received, sent = parse_net_dev(_pread_all(self._net_dev, 4096))
-            reading["disk_read_bytes"] = float(read)
-            reading["disk_write_bytes"] = float(written)
-            reading["net_sent_bytes"] = float(sent)
-            reading["net_recv_bytes"] = float(received)
-        self._calls += 1
-        return reading
+    def _cpu_times(self) -> CpuTimes:
+        return parse_stat(os.pread(self._stat, 512, 0))
+
+    def _memory_percent(self) -> float:
+        memory = parse_meminfo(os.pread(self._meminfo, 256, 0))
+        return psutil.virtual_memory().percent if memory is None else memory
+
+    def _rss(self) -> int:
+        return int(os.pread(self._statm, 128, 0).split(None, 2)[1]) * self._page
+
+    def _io(self) -> tuple[int, int, int, int]:
+        read, written = parse_diskstats(_pread_all(self._diskstats, 4096), self._is_disk)
+        received, sent = parse_net_dev(_pread_all(self._net_dev, 4096))
+        return read, written, sent, received
 
     def _reopen_own(self) -> None:
         """After fork: /proc/self/statm opened by the parent still describes the parent."""
@@ -214,7 +242,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reopen_after_fork)
 
 
-class PsutilReader:
+class PsutilReader(_CounterReader):
     """The portable reader: psutil for the machine, ``time.process_time()`` for this process.
 
     CPU percent uses psutil.cpu_times() with its own baseline, since psutil.cpu_percent()
@@ -222,45 +250,32 @@ class PsutilReader:
     """
 
     def __init__(self, io_every: int = 5) -> None:
-        self._io_every = io_every
-        self._calls = 0
-        self._cpu = self._cpu_times()
-        self._own = time.process_time()
-        self._wall = time.monotonic()
         self._process = psutil.Process(os.getpid())
+        super().__init__(io_every)
 
     def _own_process(self) -> psutil.Process:
         if self._process.pid != os.getpid():  # forked: the parent's Process would answer
             self._process = psutil.Process(os.getpid())
         return self._process
 
-    @staticmethod
-    def _cpu_times() -> CpuTimes:
+    def _cpu_times(self) -> CpuTimes:
         times = psutil.cpu_times()
         idle, iowait = times.idle, getattr(times, "iowait", 0.0)
         total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
         return total - idle - iowait, idle, iowait
 
-    def __call__(self) -> dict[str, float]:
-        cpu = self._cpu_times()
-        own, wall = time.process_time(), time.monotonic()
-        elapsed = wall - self._wall
-        reading = {
-            "cpu_percent": cpu_percent(self._cpu, cpu),
-            "memory_percent": psutil.virtual_memory().percent,
-            "process_cpu_percent": 100.0 * (own - self._own) / elapsed if elapsed > 0 else 0.0,
-            "process_rss_bytes": float(self._own_process().memory_info().rss),
-        }
-        self._cpu, self._own, self._wall = cpu, own, wall
-        if self._calls % self._io_every == 0:
-            disk = psutil.disk_io_counters(nowrap=False)
-            net = psutil.net_io_counters(nowrap=False)
-            reading["disk_read_bytes"] = float(disk.read_bytes if disk else 0)
-            reading["disk_write_bytes"] = float(disk.write_bytes if disk else 0)
-            reading["net_sent_bytes"] = float(net.bytes_sent if net else 0)
-            reading["net_recv_bytes"] = float(net.bytes_recv if net else 0)
-        self._calls += 1
-        return reading
+    def _memory_percent(self) -> float:
+        return float(psutil.virtual_memory().percent)
+
+    def _rss(self) -> int:
+        return int(self._own_process().memory_info().rss)
+
+    def _io(self) -> tuple[int, int, int, int]:
+        disk = psutil.disk_io_counters(nowrap=False)
+        net = psutil.net_io_counters(nowrap=False)
+        read, written = (disk.read_bytes, disk.write_bytes) if disk else (0, 0)
+        sent, received = (net.bytes_sent, net.bytes_recv) if net else (0, 0)
+        return read, written, sent, received
 
 
 def default_reader() -> Callable[[], dict[str, float]]:
