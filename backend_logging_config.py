@@ -184,6 +184,7 @@ class MonitorClient:
         # Loopback never goes through the environment's proxy; without one, a kept-alive connection.
         proxied = not loopback and parts.scheme in urllib.request.getproxies()
         self._direct = None if proxied else (parts.scheme, host, parts.port, parts.path or "/")
+        self._opener = urllib.request.build_opener() if proxied else None  # built once, not per POST
         self._sent = self._retried = self._batches_sent = 0
         self._dropped: dict[str, int] = {}
         self._last_error: str | None = None
@@ -366,11 +367,11 @@ class MonitorClient:
         headers = {"Content-Type": "application/json", "User-Agent": "live-monitor-client"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        if self._direct is not None:
+        if self._opener is None:
             return self._post_direct(body, headers)
         request = urllib.request.Request(self.url, data=body, method="POST", headers=headers)
         try:
-            with urllib.request.build_opener().open(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=self.timeout) as response:
                 return response.status, None, response.read(1 << 20), ""
         except urllib.error.HTTPError as exc:
             with exc:
@@ -763,7 +764,7 @@ def _http_outcome(method: str, path: str, status: str | None, rule: str | None) 
     code = int(status[:3]) if status else 500
     action, outcome = endpoint_key(method, path), "error" if code >= 500 else "success"
     details = {"http_status": code, "route": rule}
-    return json.dumps({"action": action, "status": outcome, "details": details}, separators=(",", ":"))[1:-1]
+    return _ENCODER.encode({"action": action, "status": outcome, "details": details})[1:-1]
 
 
 def _http_event(item: tuple[Any, ...]) -> str:

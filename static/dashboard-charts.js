@@ -12,7 +12,7 @@
 
   const LiveDashboard = (window.LiveDashboard = window.LiveDashboard || {});
   if (!LiveDashboard.format) return; // dashboard.js says on the page what did not load
-  const { $, el, setText, isNum, one, upTo2, timeOf, fmtCount, fmtMs, fmtPct, fmtBytesRate, fmtBytesRateTick } =
+  const { $, el, setText, isNum, one, upTo2, timeOf, fmtCount, fmtMs, fmtPct, fmtBytesRate, fmtBytesRateAxis } =
     LiveDashboard.format;
 
   const MAX_POINTS = 300; // per chart series, so memory stays flat over hours
@@ -35,6 +35,7 @@
 
   /** Makes every chart on the page; null (and a note in each chart box) without Chart.js. */
   function makeCharts() {
+    let ioTicks = fmtBytesRate; // the I/O axis's labeller: Chart.js labels ticks in order, from 0
     const Chart = window.Chart;
     if (typeof Chart !== "function") {
       document.querySelectorAll(".chart-box").forEach((box) => {
@@ -101,7 +102,13 @@
             x: timeAxis,
             y: {
               beginAtZero: true,
-              ticks: { precision: 0, callback: (v, i, ticks) => fmtBytesRateTick(v, ticks.map((t) => t.value)) },
+              ticks: {
+                precision: 0,
+                callback: (v, i, ticks) => {
+                  if (i === 0) ioTicks = fmtBytesRateAxis(ticks.map((t) => t.value)); // once per layout
+                  return ioTicks(v);
+                },
+              },
             },
           },
         },

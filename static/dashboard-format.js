@@ -36,7 +36,7 @@
   const fmtRatio = (v) => (isNum(v) ? `${two.format(v)}×` : DASH);
 
   const RATE_UNITS = ["B/s", "kB/s", "MB/s", "GB/s"];
-  const fixed = [0, 1, 2, 3].map((digits) => nf(digits, digits));
+  const fixed = [int, one, two, nf(3, 3)]; // by decimals
 
   /** Bytes per second in SI units (kB = 1000 B), so chart ticks land on round numbers; a
    * decimal under 10 B/s, where whole bytes would round a trickle to "0 B/s". */
@@ -52,13 +52,13 @@
     return `${(whole ? int : upTo1).format(value)} ${RATE_UNITS[unit]}`;
   }
 
-  /** One tick label of a byte-rate axis whose tick values are `ticks`: the whole axis in the
-   * unit of its largest tick, with just enough decimals that neighbouring ticks never read
-   * the same (1 B/s steps give "0 B/s, 1 B/s", 0.2 MB/s steps "0.0 MB/s, 0.2 MB/s"). */
-  function fmtBytesRateTick(v, ticks) {
-    if (!isNum(v)) return DASH;
+  /** The tick labeller of a byte-rate axis whose tick values are `ticks`, worked out once per
+   * axis: the whole axis in the unit of its largest tick, with just enough decimals that
+   * neighbouring ticks never read the same (1 B/s steps give "0 B/s, 1 B/s", 0.2 MB/s steps
+   * "0.0 MB/s, 0.2 MB/s"). */
+  function fmtBytesRateAxis(ticks) {
     const values = ticks.filter(isNum);
-    const top = Math.max(Math.abs(v), ...values.map(Math.abs));
+    const top = Math.max(0, ...values.map(Math.abs));
     let unit = 0;
     while (top >= 1000 ** (unit + 1) && unit < RATE_UNITS.length - 1) unit += 1;
     const scale = 1000 ** unit;
@@ -69,7 +69,8 @@
     }
     // The 1e-6 keeps float noise (a 0.1 step stored as 0.09999999) from asking for a digit more.
     const digits = Number.isFinite(step) ? Math.ceil(-Math.log10(step / scale) - 1e-6) : 0;
-    return `${fixed[Math.min(Math.max(digits, 0), fixed.length - 1)].format(v / scale)} ${RATE_UNITS[unit]}`;
+    const format = fixed[Math.min(Math.max(digits, 0), fixed.length - 1)];
+    return (v) => (isNum(v) ? `${format.format(v / scale)} ${RATE_UNITS[unit]}` : DASH);
   }
 
   /** Seconds as m:ss, or h:mm:ss from an hour on. */
@@ -177,7 +178,7 @@
 
   LiveDashboard.format = Object.freeze({
     int, one, two, upTo1, upTo2, signedInt, signedOne, clock, DASH,
-    isNum, fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtBytesRate, fmtBytesRateTick, fmtElapsed,
+    isNum, fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtBytesRate, fmtBytesRateAxis, fmtElapsed,
     timeOf,
     TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
     $, el, setText,
