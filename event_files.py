@@ -6,6 +6,7 @@ way through these, in constant memory whatever the file's size.
 
 from __future__ import annotations
 
+import argparse
 import codecs
 import json
 import math
@@ -17,7 +18,7 @@ from typing import IO, Any
 
 import msgspec
 
-__all__ = ["parse_time", "iter_event_file", "iter_json_array"]
+__all__ = ["parse_time", "time_arg", "iter_event_file", "iter_json_array"]
 
 
 def parse_time(value: str | float) -> float:
@@ -45,6 +46,14 @@ def parse_time(value: str | float) -> float:
     if seconds != seconds or abs(seconds) == math.inf:
         raise ValueError(f"not a finite number of epoch seconds: {value!r:.60}")
     raise ValueError(f"time out of range (years 1 to 9999 UTC): {value!r:.60}")
+
+
+def time_arg(text: str) -> float:
+    """``parse_time`` as an argparse ``type=``: a bad time is a usage error naming the flag."""
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _text_seconds(value: str) -> float:

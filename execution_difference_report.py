@@ -189,12 +189,15 @@ def _get_json(url: str, token: str, timeout: float) -> Any:
 
 
 def report_from_monitor(url: str, token: str = "", timeout: float = 10.0) -> dict[str, Any]:
-    """The report of a running monitor, from its /data and /differences endpoints."""
+    """The report of a running monitor, from its /data (and /differences, from a monitor whose
+    /data does not carry them yet)."""
     base = url.rstrip("/")
     if base.endswith(API):
         base = base[: -len(API)]
     data = _get_json(f"{base}{API}/data?limit=0&history=0", token, timeout)
-    found = _get_json(f"{base}{API}/differences", token, timeout)
+    found = data
+    if not isinstance(data, dict) or "differences" not in data:
+        found = _get_json(f"{base}{API}/differences", token, timeout)
     if not isinstance(data, dict) or not isinstance(found, dict) or "differences" not in found:
         raise InputError(f"{base}{API} answered an unexpected shape: is it a Live Execution Monitor?")
     source = {"kind": "monitor", "url": base, **{k: data.get(k) for k in ("monitoring", "window_seconds")}}

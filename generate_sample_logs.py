@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from backend_logging_config import endpoint_key, normalize_route
-from event_files import parse_time
+from event_files import parse_time, time_arg
 from sample_replay import MonitorPoster
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -439,11 +439,8 @@ class Progress:
 
 
 def _timestamp_ms(text: str) -> int:
-    """--start as epoch milliseconds, read by event_files.parse_time like every tool's times."""
-    try:
-        return int(parse_time(text) * 1000)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    """--start as epoch milliseconds, read like every tool's times."""
+    return int(time_arg(text) * 1000)
 
 
 def _at_least(low: float, kind: type = float) -> Any:
@@ -519,9 +516,7 @@ def _span_ms(args: argparse.Namespace) -> tuple[int, int]:
         parse_time(start_s), parse_time(start_s + duration_s)
     except ValueError:
         raise ValueError("--start and --duration-s put the events outside years 1 to 9999") from None
-    duration_ms = max(1, int(1000 * duration_s))
-    now_ms = int(time.time() * 1000)
-    return (args.start if args.start is not None else now_ms if live else now_ms - duration_ms), duration_ms
+    return (args.start if args.start is not None else int(start_s * 1000)), max(1, int(1000 * duration_s))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import msgspec
 
-from event_files import iter_json_array, parse_time
+from event_files import iter_json_array, parse_time, time_arg
 from execution_stats import TIMED_API_COMPONENTS, Aggregate
 
 GROUPS = {
@@ -429,13 +429,6 @@ def _window(text: str) -> tuple[float, float]:
     return window
 
 
-def _time_arg(text: str) -> float:
-    try:
-        return parse_time(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
@@ -455,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("files", nargs="+", metavar="FILE")
     endpoint_help = "endpoint = service + action of api/http calls"
     add("--group-by", choices=list(GROUPS), default="service", help=endpoint_help)
-    add("--since", type=_time_arg, help="only events at or after this time")
-    add("--until", type=_time_arg, help="only events before this time")
+    add("--since", type=time_arg, help="only events at or after this time")
+    add("--until", type=time_arg, help="only events before this time")
     add("--bucket", choices=list(BUCKETS), help="also split the groups by time bucket")
     add("--slowest", type=_positive, metavar="N", help="list the N slowest operations")
     add(

@@ -43,7 +43,12 @@ def _fit(value: str, chars: int) -> str:
 
 
 def _width(value: str, size: float = FONT_SIZE) -> float:
-    return len(value) * 0.6 * size
+    return len(value) * CHAR_WIDTH * size / FONT_SIZE
+
+
+def _chars(pixels: float, size: float = FONT_SIZE) -> int:
+    """How many characters fit in ``pixels`` at ``size``, by the same estimate as _width."""
+    return int(pixels / (CHAR_WIDTH * size / FONT_SIZE))
 
 
 def _times(value: float) -> str:
@@ -84,13 +89,13 @@ def _bar(row: Row) -> _Bar | None:
     if row.error or (row.target is not None and row.ratio is None):
         why = f": {row.error}" if row.error else ""
         summary = f"{row.name}{target}: could not run{why}"
-        return _Bar(row, "none", _fit(row.name + target, int((LABEL_RIGHT - 8) / CHAR_WIDTH)), None, summary)
+        return _Bar(row, "none", _fit(row.name + target, _chars(LABEL_RIGHT - 8)), None, summary)
     if row.target is None:
         return None
     room = headroom(row)
     kind = "pass" if row.verdict == "PASS" else "fail"
     figure = f" {row.ratio_text}{target}"
-    name = _fit(row.name, max(int((LABEL_RIGHT - 8) / CHAR_WIDTH) - len(figure), 8))
+    name = _fit(row.name, max(_chars(LABEL_RIGHT - 8) - len(figure), 8))
     summary = f"{row.name} {row.ratio_text}{target}: {row.verdict}, headroom {_times(room or 0.0)}"
     return _Bar(row, kind, name + figure, room, summary)
 
@@ -205,7 +210,7 @@ def results_svg(rows: Sequence[Row]) -> str:
     y = bottom + 44
     if untargeted:
         footnote = "Printed without a target (not charted): " + ", ".join(untargeted)
-        for line in _wrap(footnote, int((WIDTH - 32) / (0.6 * 12))):
+        for line in _wrap(footnote, _chars(WIDTH - 32, 12)):
             out.append(
                 f'<text class="footnote" x="16" y="{y}" font-size="12" fill="{MUTED}">{_text(line)}</text>'
             )
@@ -241,7 +246,7 @@ def _row_svg(bar: _Bar, y: float, x_of: Callable[[float], float], centre: float)
         left, right = x_of(0.0), x_of(math.inf)
         note = _fit(
             "could not run" + (f": {bar.row.error}" if bar.row.error else ""),
-            int((right - left - 16) / (0.6 * 12)),
+            _chars(right - left - 16, 12),
         )
         parts.append(
             f'<rect class="bar none" x="{left:.1f}" y="{bar_top:.1f}" width="{right - left:.1f}" '

@@ -176,6 +176,13 @@ class FakeReader:
         return dict(reading)
 
 
+def ev(**fields: Any) -> dict[str, Any]:
+    """One valid event as a client would send it (a frontend API call), with ``fields`` changed."""
+    base = {"service": "frontend", "component": "api", "action": "GET /api/orders/:id", "duration_ms": 12.5}
+    base.update(fields)
+    return base
+
+
 def reading(**overrides: float) -> dict[str, float]:
     """One fake psutil reading with every counter the sampler expects."""
     base = {

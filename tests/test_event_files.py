@@ -7,14 +7,9 @@ import json
 import tracemalloc
 
 import pytest
+from conftest import ev
 
 from event_files import iter_event_file, iter_json_array, parse_time
-
-
-def ev(**fields):
-    base = {"service": "frontend", "component": "api", "action": "GET /api/orders/:id", "duration_ms": 12.5}
-    base.update(fields)
-    return base
 
 
 def test_event_files_in_three_shapes(tmp_path):

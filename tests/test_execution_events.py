@@ -4,6 +4,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from conftest import ev
 
 from execution_events import (
     MAX_DETAILS_BYTES,
@@ -13,12 +14,6 @@ from execution_events import (
     prepare_events,
     scrub_details,
 )
-
-
-def ev(**fields):
-    base = {"service": "frontend", "component": "api", "action": "GET /api/orders/:id", "duration_ms": 12.5}
-    base.update(fields)
-    return base
 
 
 def test_seed_constructor_keeps_its_fields_and_reads_naive_iso_as_utc():

@@ -9,16 +9,11 @@ import time
 
 import pytest
 import requests
+from conftest import ev
 
 from live_execution_monitor import create_app, main
 
 API = "/api/live-execution"
-
-
-def ev(**fields):
-    base = {"service": "frontend", "component": "api", "action": "GET /api/orders/:id", "duration_ms": 12.5}
-    base.update(fields)
-    return base
 
 
 @pytest.fixture

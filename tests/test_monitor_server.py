@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
+
+from conftest import ROOT
 
 BATCH = json.dumps(
     [{"service": "frontend", "component": "api", "action": "GET /api/items/:id", "duration_ms": 20.0}] * 50
@@ -114,7 +115,6 @@ def test_sigterm_mid_traffic_gives_responses_or_503_never_a_reset(start_monitor)
         assert "503" in outcomes or "refused" in outcomes
 
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKER = """
 import os, signal, socket, sys
 if "{env}" in os.environ:
