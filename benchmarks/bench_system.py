@@ -1,8 +1,8 @@
 """Rows measured in fresh subprocesses: the sampler's CPU and the store's memory.
 
 A fresh process keeps the figures free of what the benchmark itself allocated or ran.
-``python benchmarks/bench_system.py probe sampler|psutil|wake|wake-lock|monitor|idle SECONDS [PHASE]`` and
-``... probe memory|rss EVENTS`` print one JSON object; the rows start them.
+``python benchmarks/bench_system.py probe sampler|psutil|wake|wake-lock|monitor|idle|cold SECONDS [PHASE]``
+and ``... probe memory|rss EVENTS`` print one JSON object; the rows start them.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 # The CPU probes run side by side, each waking at its own phase of the second so that no wake-up
 # warms the caches for another; "idle" never wakes. Per wake-up, on this microVM, the cost is
-# set mostly by how much code and data a wake-up touches after an idle second (cold caches).
-CPU_PROBES = ("sampler", "psutil", "wake", "wake-lock", "monitor", "idle")
+# set mostly by how much code and data a wake-up touches after an idle second: "cold" measures
+# what re-reading one page of memory costs after a second's idle, against after a millisecond's.
+CPU_PROBES = ("sampler", "psutil", "wake", "wake-lock", "monitor", "idle", "cold")
+COLD_PAGES = 1000
 
 
 def sampler_rows(ctx: Context, wanted: set[str]) -> list[Row]:
@@ -57,12 +59,14 @@ def sampler_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         kind: _probe(kind, str(seconds), f"{i / len(CPU_PROBES):.3f}") for i, kind in enumerate(CPU_PROBES)
     }
     res = {kind: _result(proc, seconds + 120) for kind, proc in procs.items()}
+    cold = res.pop("cold")
     share = {k: v["cpu_s"] / v["wall_s"] * 100 for k, v in res.items()}
     per = {k: v["cpu_s"] / max(v["ticks"], 1) for k, v in res.items()}
     for kind in ("sampler", "psutil", "wake", "wake-lock", "monitor"):
         if res[kind]["ticks"] < seconds - 2:
             raise RuntimeError(f"{kind} woke {res[kind]['ticks']} times in {seconds} s")
     target = Target("<=", 0.1, "%")
+    warm_tick = res["sampler"]["warm_tick_s"]
     note = (
         f"per wake-up: SystemSampler {fmt_time(per['sampler'])} = {per['sampler'] / per['wake']:.2f}x "
         f"the bare Event.wait thread ({fmt_time(per['wake'])}); a bare thread blocking on "
@@ -76,6 +80,14 @@ def sampler_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             f". The floor alone, a thread that only wakes once a second, uses {share['wake']:.3f}% here, "
             f"above the {target}: this VM charges more for a wake-up than the target allows"
         )
+    note += (
+        f". Memory left idle is what costs here: re-reading a page last touched a second before took "
+        f"{cold['idle_1s_page_s'] * 1e9:,.0f} ns of CPU, {cold['idle_1s_page_s'] / cold['idle_1ms_page_s']:.0f}x "
+        f"one touched a millisecond before ({cold['idle_1ms_page_s'] * 1e9:,.0f} ns; median of "
+        f"{cold['rounds']} rounds of {COLD_PAGES:,} pages), so a wake-up pays for every page of code and "
+        f"data it touches; SystemSampler.tick() called back to back (memory warm) costs "
+        f"{fmt_time(warm_tick)}, {warm_tick * 100:.4f}% at 1 Hz"
+    )
     return [
         Row(
             "sampler",
@@ -180,7 +192,47 @@ def _probe_cpu(kind: str, seconds: float, phase: float) -> dict[str, Any]:
         sampler.stop()
     elif waker:
         waker[1]()
-    return {"cpu_s": cpu, "wall_s": wall, "ticks": ticks, "reader": reader}
+    warm_tick = _warm_tick_seconds(sampler) if sampler and not monitor else None
+    return {"cpu_s": cpu, "wall_s": wall, "ticks": ticks, "reader": reader, "warm_tick_s": warm_tick}
+
+
+def _warm_tick_seconds(sampler: Any, count: int = 200) -> float:
+    """CPU of one tick() when ticks run back to back, so the code and data they touch stay warm."""
+    sampler.tick()
+    started = time.thread_time()
+    for _ in range(count):
+        sampler.tick()
+    return (time.thread_time() - started) / count
+
+
+def _probe_cold(seconds: float, phase: float) -> dict[str, Any]:
+    """CPU to re-read one page of a resident buffer after a second's idle and after a millisecond's.
+
+    A page is read by copying its first byte (a strided slice, one C loop), so the figure is the
+    memory's, not Python's. A wake-up at 1 Hz finds its code and data in the first state.
+    """
+    import statistics
+
+    buffer = bytearray(COLD_PAGES * 4096)
+    buffer[::4096] = b"\1" * COLD_PAGES  # every page resident before the first round
+
+    def read_all() -> float:
+        started = time.thread_time()
+        bytes(buffer[::4096])
+        return (time.thread_time() - started) / COLD_PAGES
+
+    cold, warm = [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep((phase - time.time()) % 1.0 or 1.0)
+        cold.append(read_all())
+        time.sleep(0.001)
+        warm.append(read_all())
+    return {
+        "idle_1s_page_s": statistics.median(cold),
+        "idle_1ms_page_s": statistics.median(warm),
+        "rounds": len(cold),
+    }
 
 
 def _bare_waker(kind: str, wakes: list[int]) -> tuple[Any, Callable[[], None]]:
@@ -274,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"not a number: {' '.join(args[2:])}", file=sys.stderr)
         return 2
-    if kind in CPU_PROBES:
+    if kind == "cold":
+        result = _probe_cold(amount, phase)
+    elif kind in CPU_PROBES:
         result = _probe_cpu(kind, amount, phase)
     elif kind == "memory":
         result = _probe_memory(int(amount))

@@ -3,6 +3,7 @@ helpers the rows rely on (peak memory of a tool, wrk's answer counting)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bench_scaleout, bench_tools, run
+from benchmarks import bench_scaleout, bench_system, bench_tools, run
 from benchmarks.chart import results_svg
 from benchmarks.common import Row, Target
 
@@ -53,6 +54,20 @@ def test_list_names_the_scale_out_server_choice_and_tools_rows(capsys: pytest.Ca
     assert "redis: redis-scaleout, redis-lossless" in out
     assert "wsgi: wsgi-vs-gunicorn-sync, wsgi-vs-gunicorn-gthread, wsgi-vs-werkzeug" in out
     assert "tools: tools-report, tools-analysis" in out
+
+
+def test_cold_memory_probe_reports_the_cost_of_a_page_after_each_idle(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert bench_system.main(["probe", "cold", "1.5", "0.5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rounds"] >= 1
+    assert result["idle_1s_page_s"] > 0 and result["idle_1ms_page_s"] > 0
+
+
+def test_an_unknown_probe_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_system.main(["probe", "nothing", "1"]) == 2
+    assert "unknown probe 'nothing'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("gnu_time", [True, False])
