@@ -18,7 +18,20 @@ from typing import IO, Any
 
 import msgspec
 
-__all__ = ["parse_time", "time_arg", "iter_event_file", "iter_json_array"]
+__all__ = ["parse_time", "time_arg", "decode_json", "iter_event_file", "iter_json_array"]
+
+_json_decode = msgspec.json.Decoder().decode
+
+
+def decode_json(data: bytes) -> Any:
+    """One JSON document; for anything that is not one, ValueError saying why, nesting too deep
+    for the decoder included (msgspec raises RecursionError there, which no caller expects)."""
+    try:
+        return _json_decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def parse_time(value: str | float) -> float:
@@ -84,8 +97,8 @@ def iter_event_file(path: str | Path) -> Iterator[dict[str, Any]]:
             return
         if head.startswith(b"{") and not _is_jsonl(fh):
             try:
-                data = msgspec.json.decode(fh.read())
-            except msgspec.DecodeError as exc:
+                data = decode_json(fh.read())
+            except ValueError as exc:
                 raise ValueError(f"{path}: malformed JSON: {exc}") from None
             if "component" in data and "action" in data:
                 data = [data]  # a JSON Lines file holding a single event
@@ -98,9 +111,10 @@ def iter_event_file(path: str | Path) -> Iterator[dict[str, Any]]:
         for number, line in enumerate(fh, 1):
             if line.strip():
                 try:
-                    yield msgspec.json.decode(line)
-                except msgspec.DecodeError as exc:
+                    event = decode_json(line)
+                except ValueError as exc:
                     raise ValueError(f"{path}:{number}: malformed JSON line: {exc}") from None
+                yield event
 
 
 def _is_jsonl(fh: IO[bytes]) -> bool:
@@ -108,8 +122,8 @@ def _is_jsonl(fh: IO[bytes]) -> bool:
     first, second = fh.readline(), fh.readline()
     fh.seek(0)
     try:
-        return bool(second.strip()) and msgspec.json.decode(first) is not None
-    except msgspec.DecodeError:
+        return bool(second.strip()) and decode_json(first) is not None
+    except ValueError:
         return False
 
 

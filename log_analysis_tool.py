@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-import msgspec
-
-from event_files import iter_json_array, parse_time, time_arg
+from event_files import decode_json, iter_json_array, parse_time, time_arg
 from execution_stats import TIMED_API_COMPONENTS, Aggregate
 
 GROUPS = {
@@ -40,7 +38,6 @@ COMPARED = ("count", "error_rate", "p95_ms")
 SLOWEST_COLUMNS = tuple("timestamp service component action duration_ms status trace_id source".split())
 ERROR_LEVELS = {"ERROR", "CRITICAL", "FATAL"}
 MAX_DOCUMENT = 64 << 20  # a single (pretty-printed) JSON document, e.g. a /data export
-_decode = msgspec.json.Decoder().decode
 
 
 class InputError(Exception):
@@ -144,9 +141,10 @@ def _iter_lines(fh: IO[bytes], name: str, progress: Progress) -> Iterator[tuple[
         if not raw.strip():
             continue
         try:
-            yield f"{name}:{number}", _decode(raw)
-        except msgspec.DecodeError as exc:
-            yield f"{name}:{number}", _Bad(f"malformed JSON: {exc}")
+            record = decode_json(raw)
+        except ValueError as exc:
+            record = _Bad(f"malformed JSON: {exc}")
+        yield f"{name}:{number}", record
 
 
 def iter_records(path: str, progress: Progress) -> Iterator[tuple[str, Any]]:
@@ -167,15 +165,15 @@ def iter_records(path: str, progress: Progress) -> Iterator[tuple[str, Any]]:
         first = fh.readline()
         fh.seek(0)
         try:
-            _decode(first)
-        except msgspec.DecodeError:
+            decode_json(first)
+        except ValueError:
             if head.startswith(b"{") and os.path.getsize(path) < MAX_DOCUMENT:
                 try:  # a pretty-printed JSON document, e.g. a saved /data export
-                    data = _decode(fh.read())
+                    data = decode_json(fh.read())
                     progress.advance(os.path.getsize(path))
                     yield path, data
                     return
-                except msgspec.DecodeError:
+                except ValueError:
                     fh.seek(0)
         yield from _iter_lines(fh, path, progress)
 

@@ -31,6 +31,17 @@ def test_a_malformed_json_line_names_file_and_line(tmp_path):
         list(iter_event_file(path))
 
 
+DEEP = "{" + '"a":{' * 2000 + "}" * 2001
+
+
+@pytest.mark.parametrize("lines", [[json.dumps(ev()), DEEP], [DEEP]], ids=["json-lines", "one-object"])
+def test_a_record_nested_too_deeply_is_a_clear_error_not_a_recursion_error(tmp_path, lines):
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"deep.jsonl(:2)?: malformed JSON( line)?: nested too deeply"):
+        list(iter_event_file(path))
+
+
 def test_a_json_lines_file_with_one_event(tmp_path):
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps(ev()) + "\n")

@@ -214,6 +214,18 @@ def test_generated_logs_analyse_consistently(tmp_path: Path, capsys: pytest.Capt
     assert log["groups"] == events["groups"]
 
 
+def test_a_line_nested_too_deeply_is_a_bad_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text(json.dumps(EVENTS[0]) + "\n" + '{"a":' * 2000 + "1" + "}" * 2000 + "\n")
+    code, out, err = run(capsys, path)
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert f"{path}:2: malformed JSON: nested too deeply" in err
+    report = run_json(capsys, path, "--skip-bad-lines")
+    assert report["summary"]["bad_lines_skipped"] == 1 and report["summary"]["events"] == 1
+
+
 def test_malformed_line_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", EVENTS, bad_at=4)
     code, out, err = run(capsys, path)
