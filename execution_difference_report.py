@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -239,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--format", choices=sorted(RENDERERS), default="markdown", help="default: markdown")
     parser.add_argument("--output", "-o", metavar="FILE", help="write the report here (default: stdout)")
-    parser.add_argument("--url", help=f"the monitor to read (default {DEFAULT_URL})")
+    parser.add_argument("--url", type=_monitor_url, help=f"the monitor to read (default {DEFAULT_URL})")
     parser.add_argument(
         "--token",
         default=os.environ.get("LIVE_MONITOR_TOKEN", ""),
@@ -261,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--progress", action="store_true", help="progress on stderr even if not a TTY")
     return parser
+
+
+def _monitor_url(text: str) -> str:
+    """A --url: http(s)://host[:port], so a typo is a usage error rather than a failed request."""
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL with a host, not {text!r}")
+    return text.strip()
 
 
 def _seconds(text: str) -> float:

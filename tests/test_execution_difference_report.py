@@ -512,6 +512,23 @@ def test_a_timeout_that_is_not_a_sane_number_is_a_usage_error(
     assert code == 2 and out == "" and "argument --timeout: must be more than 0" in err
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("notaurl", "must be an http:// or https:// URL with a host"),
+        ("ftp://monitor", "must be an http:// or https:// URL with a host"),
+        ("http://[::1", "not a URL: 'http://[::1' (Invalid IPv6 URL)"),
+        ("http://localhost:99999", "not a URL"),
+    ],
+)
+def test_a_url_that_is_not_one_is_a_usage_error_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], url: str, says: str
+) -> None:
+    code, out, err = run(capsys, "--url", url)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"argument --url: {says}" in err
+
+
 @pytest.mark.parametrize("stamp", [1e20, "inf", "9999-12-31T23:00:00-05:00"])
 def test_an_event_time_out_of_range_names_the_event(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], stamp: Any
