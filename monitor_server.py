@@ -8,6 +8,7 @@ then stops listening: a client sees a response or a 503, never a reset.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -20,10 +21,37 @@ from types import FrameType
 from typing import Any
 
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import ErrorTask
 
 GRACE_SECONDS = 1.0
 DRAIN_SECONDS = 10.0
+
+
+class _JsonErrorTask(ErrorTask):
+    """waitress's own answers to requests it refuses before the app sees them (a body over
+    --max-body-bytes, a malformed request line or Content-Length) in the monitor's JSON
+    ``{"error": ...}`` rather than waitress's plain text."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        message = f"{error.reason}: {error.body}"
+        if error.code == 413:
+            limit = self.channel.server.adj.max_request_body_size
+            message = f"request body over the {limit:,}-byte limit (see --max-body-bytes)"
+        body = json.dumps({"error": message}).encode() + b"\n"
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend(
+            [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")]
+        )
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _Channel(HTTPChannel):
+    error_task_class = _JsonErrorTask
 
 
 class WaitressServer:
@@ -48,6 +76,9 @@ class WaitressServer:
             channel_timeout=30,
             connection_limit=200,
         )
+        for listener in [self._server, *self._server._map.values()]:  # one, or one per address
+            if hasattr(listener, "channel_class"):
+                listener.channel_class = _Channel
         self._stopping = threading.Event()
         self._signalled = False  # set by the signal handler, which must take no lock
         self.on_drain: Callable[[], None] | None = None

@@ -205,3 +205,40 @@ def test_a_signal_arriving_inside_the_stop_handler_cannot_deadlock_the_server():
             assert returned.wait(5), "the signal handler waited on a lock"
     finally:
         server.serve_forever(handle_signals=False)  # the signal stops it, after a drain, and closes it
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, read the whole answer (the server closes): status, headers, body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def test_requests_the_server_refuses_get_the_json_error_of_every_other_answer(start_monitor):
+    with start_monitor("--no-self-monitor", "--max-body-bytes", "2000") as server:
+        start = b"POST /api/live-execution/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        cases = [
+            (start + b"Content-Length: 5000\r\n\r\n" + b" " * 5000, 413, "over the 2,000-byte limit"),
+            (
+                start + b"Transfer-Encoding: chunked\r\n\r\n1000\r\n" + b" " * 4096 + b"\r\n0\r\n\r\n",
+                413,
+                "2,000",
+            ),
+            (start + b"Content-Length: abc\r\n\r\n", 400, "Bad Request"),
+        ]
+        for request, status, says in cases:
+            got, headers, body = raw_exchange(server.port, request)
+            assert got == status and headers["content-type"] == "application/json"
+            assert says in json.loads(body)["error"]
+        assert post(server.port) == 413  # BATCH is over 2,000 bytes: refused whole, nothing half-kept
+        small = json.dumps([json.loads(BATCH)[0]]).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("POST", "/api/live-execution/events", small, {"Content-Type": "application/json"})
+        assert json.loads(conn.getresponse().read())["accepted"] == 1
+        conn.close()
