@@ -41,7 +41,7 @@ test: install assets system-packages lint test-frontend test-python ## Everythin
 run: ## Run the monitor (same as python run_live_monitor.py)
 	$(PYTHON) run_live_monitor.py
 
-bench: ## Benchmark the monitor side by side with the alternatives (writes benchmarks/RESULTS.md)
+bench: install assets system-packages ## Benchmark the monitor side by side with the alternatives (writes benchmarks/RESULTS.md)
 	$(PYTHON) benchmarks/run.py
 
 clean: ## Remove build output
