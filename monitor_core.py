@@ -74,9 +74,15 @@ class LiveExecutionMonitor:
         return self.store.monitoring_state()[0] is not None
 
     def start(self) -> bool:
-        """Start sampling and the monitoring clock; False when already monitoring."""
+        """Start sampling and the monitoring clock; False when already monitoring.
+
+        The activity chart's first point counts from here: events that came while stopped are
+        stored and counted, but would otherwise all land in that one point as a spike.
+        """
         with self._lock:
             changed = self.store.set_monitoring(True, self._clock())
+            if changed:
+                self.store.take_tick_counts()
             self.sampler.start()
             return changed
 

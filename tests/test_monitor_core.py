@@ -81,6 +81,24 @@ def test_a_tick_samples_the_system_and_records_activity(clock):
     assert monitor.status()["last_sample_age_seconds"] == 0.0
 
 
+def test_events_sent_while_stopped_do_not_spike_the_first_activity_point(clock):
+    monitor = make_monitor(clock)
+    batch = [{"service": "backend", "component": "http", "action": "GET /a", "duration_ms": 5}]
+    monitor.ingest(json.dumps(batch * 500).encode())
+    ticks = 0
+    for _ in range(2):  # a first start, and a restart after events came in while stopped
+        assert monitor.start()
+        ticks = monitor.wait_for_tick(ticks, timeout=10)  # the sampler ticks once on starting
+        assert monitor.data()["activity_history"][-1]["backend"] == 0
+        monitor.ingest(json.dumps(batch * 4).encode())
+        monitor.stop()
+        monitor.sampler.tick()
+        assert monitor.data()["activity_history"][-1]["backend"] == 4
+        ticks += 1
+        monitor.ingest(json.dumps(batch * 300).encode())
+    assert monitor.status()["backend_events"] == 1108  # all of them stored and counted
+
+
 def test_data_has_the_contract_fields(clock):
     monitor = make_monitor(clock)
     monitor.sampler.tick()
