@@ -147,12 +147,26 @@ def inherited_socket(host: str) -> socket.socket | None:
     """
     port = os.environ.get(REUSEPORT_ENV)
     if port:
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, int(port)))
-        return sock
+        return _shared_port_socket(host, int(port))
     fd = os.environ.get(LISTEN_FD_ENV)
     return socket.socket(fileno=int(fd)) if fd else None
+
+
+def _shared_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``port`` that other processes of ours may bind too (SO_REUSEPORT).
+
+    SO_REUSEADDR as well, as every server sets it: without it the bind fails for a minute after
+    any server on that port closed connections (they linger in TIME_WAIT).
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def run_workers(
@@ -174,9 +188,7 @@ def run_workers(
     reuseport = hasattr(socket, "SO_REUSEPORT")
     try:
         if reuseport:  # hold the port (bound, never listening) so --port 0 is fixed for every worker
-            holder = socket.socket(family)
-            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            holder.bind((host, port))
+            holder = _shared_port_socket(host, port)
         else:
             holder = socket.create_server((host, port), family=family, backlog=1024)
     except OSError as exc:

@@ -184,6 +184,33 @@ def test_workers_on_a_port_in_use_get_a_clear_error(capsys):
     )
 
 
+def port_in_time_wait() -> int:
+    """A port whose server closed a connection first and then stopped: the connection lingers
+    in TIME_WAIT for a minute, as after stopping any monitor that had clients."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()
+        assert client.recv(1) == b""
+        client.close()
+    return port
+
+
+def test_workers_can_serve_a_port_a_stopped_server_just_used(monkeypatch):
+    from monitor_server import REUSEPORT_ENV, inherited_socket
+
+    port = port_in_time_wait()
+    monkeypatch.setenv(REUSEPORT_ENV, str(port))
+    sock = inherited_socket("127.0.0.1")  # what each --workers process binds
+    assert sock is not None
+    try:
+        sock.listen()
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        sock.close()
+
+
 def test_a_signal_arriving_inside_the_stop_handler_cannot_deadlock_the_server():
     """Ctrl-C reaches every --workers process and the parent forwards a SIGTERM too: a second
     signal can run the handler again while the first is inside it, on the same thread. The
