@@ -17,22 +17,78 @@ from execution_events import ExecutionEvent
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
 _encoder = msgspec.json.Encoder()
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_COLUMNS = {"id", "service", "body"}
+
+
+class JournalError(ValueError):
+    """The path cannot hold a journal; the message says why in one line."""
+
+
+def journal_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be (or become) an event journal, else None; reads, never writes.
+
+    A new file in an existing folder, an empty file and a journal written before are fine;
+    another program's SQLite database is refused so that no table is added to it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"is a folder; give a file in it, e.g. {path / 'events.db'}"
+    if not path.exists():
+        folder = path.parent
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is not a folder"
+        return None if folder.is_dir() else f"no such folder {folder}"
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    if not header:
+        return None
+    if header != _SQLITE_HEADER:
+        return "not an event journal (not an SQLite database)"
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"cannot read it as SQLite: {exc}"
+    tables = sorted(name for (name,) in rows if name != "events" and not name.startswith("sqlite_"))
+    if tables:
+        held = ("the table " if len(tables) == 1 else "the tables ") + ", ".join(tables)
+        return f"not an event journal (it holds {held})"
+    if columns and not _COLUMNS <= columns:
+        return "not an event journal (its events table has other columns)"
+    return None
 
 
 class EventJournal:
     """An append-only table of events, trimmed to the newest ``keep`` per side."""
 
     def __init__(self, path: str | Path, keep: int = 10_000) -> None:
+        """Open or create the journal; JournalError when ``path`` cannot be one (see journal_problem)."""
         self.path = Path(path)
         self.keep = keep
+        problem = journal_problem(self.path)
+        if problem:
+            raise JournalError(f"{self.path}: {problem}")
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, service TEXT NOT NULL, body BLOB NOT NULL)"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id)")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS events "
+                "(id INTEGER PRIMARY KEY, service TEXT NOT NULL, body BLOB NOT NULL)"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id)")
+        except sqlite3.Error as exc:  # e.g. a read-only file or folder
+            self._db.close()
+            raise JournalError(f"{self.path}: cannot write a journal there: {exc}") from None
         self._appended = 0
 
     def append(self, events: list[ExecutionEvent]) -> None:

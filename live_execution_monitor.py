@@ -31,6 +31,7 @@ from werkzeug.routing import Rule
 import monitor_metrics
 import otlp_ingest
 from backend_logging_config import endpoint_key
+from event_journal import JournalError, journal_problem
 from execution_comparator import Thresholds
 from execution_events import ExecutionEvent
 from execution_store import StoreUnavailable
@@ -41,7 +42,9 @@ from monitor_settings import (
     add_arguments,
     defaults,
     is_loopback,
+    origins_problem,
     public_view,
+    range_problem,
     resolve,
     store_kind,
 )
@@ -265,7 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_settings(settings: Mapping[str, Any]) -> str | None:
-    """Refuse unsafe combinations; returns the reason or None."""
+    """Refuse values out of range and unsafe combinations; returns the reason or None."""
+    out_of_range = range_problem(settings)
+    if out_of_range:
+        return out_of_range
+    bad_origin = origins_problem(settings["cors_origins"])
+    if bad_origin:
+        return f"--cors-origins: {bad_origin}"
     if settings["debug"] and not is_loopback(settings["host"]):
         return "--debug runs Flask's interactive debugger and is refused unless bound to loopback"
     kind = store_kind(settings["store"])
@@ -275,15 +284,10 @@ def check_settings(settings: Mapping[str, Any]) -> str | None:
         return "--workers needs a shared store: add --store redis://host:port/db"
     if settings["persist"] and kind != "memory":
         return "--persist journals the in-memory store; with Redis the events live in Redis"
-    if settings["workers"] < 1:
-        return "--workers must be at least 1"
-    min_samples = settings["min_samples"]
-    if (
-        (min_samples is not None and min_samples < 1)
-        or settings["max_events"] < 1
-        or settings["interval"] <= 0
-    ):
-        return "--min-samples and --max-events must be at least 1, --interval above 0"
+    if settings["persist"]:
+        unusable = journal_problem(settings["persist"])
+        if unusable:
+            return f"--persist {settings['persist']}: {unusable}"
     if settings["thresholds"]:
         try:
             Thresholds.from_file(settings["thresholds"])
@@ -305,7 +309,11 @@ def serve(
     """Serve until interrupted; ``ready`` gets the base URL once the socket listens."""
     from monitor_server import WaitressServer, inherited_socket, listen_error
 
-    app = create_app(settings, monitor)
+    try:
+        app = create_app(settings, monitor)
+    except JournalError as exc:  # the file changed since check_settings looked, or is read-only
+        print(f"error: --persist {exc}", file=sys.stderr)
+        return 2
     monitor = app.extensions["live_monitor"]
     host = settings["host"]
     if settings["debug"]:

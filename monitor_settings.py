@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+MAX_EVENTS_CAP = 1_000_000  # per side; see --max-events
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class Setting:
     help: str
     secret: bool = False
     kind: type | None = None  # the value's type when the default (None: unset) cannot say
+    low: float | None = None  # numbers: the smallest value allowed (None: no lower bound)
+    high: float | None = None  # numbers: the largest value allowed (None: no upper bound)
+    above: bool = False  # True: ``low`` itself is refused (the value must be above it)
 
     @property
     def type(self) -> type:
@@ -38,8 +42,31 @@ class Setting:
         """The command-line flag."""
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def allowed(self) -> str:
+        """The allowed values in words, e.g. ``between 0 and 65535`` ('' when any value goes)."""
+        low = None if self.low is None else _number(self.low)
+        high = None if self.high is None else _number(self.high)
+        if low is None:
+            return "" if high is None else f"at most {high}"
+        if self.above:
+            return f"above {low}" + ("" if high is None else f" and at most {high}")
+        return f"at least {low}" if high is None else f"between {low} and {high}"
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is out of range (``must be between 0 and 65535, not -1``), else None.
+
+        NaN fails every comparison, so it is refused wherever there is a bound.
+        """
+        if value is None or not self.allowed:
+            return None
+        fits_low = self.low is None or (value > self.low if self.above else value >= self.low)
+        if fits_low and (self.high is None or value <= self.high):
+            return None
+        return f"must be {self.allowed}, not {_number(value)}"
+
     def parse(self, text: str) -> Any:
-        """Convert an environment variable's text to this setting's type."""
+        """Convert an environment variable's text to this setting's type, refusing it out of range."""
         if self.type is bool:
             if text.strip().lower() in ("1", "true", "yes", "on"):
                 return True
@@ -47,32 +74,66 @@ class Setting:
                 return False
             raise ValueError(f"{self.env}: expected true or false, got {text!r}")
         if self.type in (int, float):
-            return self.type(text)
+            try:
+                value = self.type(text)
+            except ValueError:
+                noun = "a whole number" if self.type is int else "a number"
+                raise ValueError(f"{self.env} must be {noun}, not {text!r}") from None
+            problem = self.problem(value)
+            if problem:
+                raise ValueError(f"{self.env} {problem}")
+            return value
         return text
+
+
+def _number(value: float) -> str:
+    """``3600`` for 3600.0, else the number as Python prints it (``0.5``, ``nan``)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "host", "127.0.0.1", "LIVE_MONITOR_HOST", "Interface to bind; anything but loopback needs --token."
     ),
-    Setting("port", 5001, "LIVE_MONITOR_PORT", "TCP port to listen on (0 picks a free one)."),
     Setting(
-        "interval", 1.0, "LIVE_MONITOR_INTERVAL", "Seconds between system samples and difference checks."
+        "port", 5001, "LIVE_MONITOR_PORT", "TCP port to listen on (0 picks a free one).", low=0, high=65535
+    ),
+    Setting(
+        "interval",
+        1.0,
+        "LIVE_MONITOR_INTERVAL",
+        "Seconds between system samples and difference checks.",
+        low=0,
+        above=True,
+        high=3600,
     ),
     Setting(
         "max_events",
         10_000,
         "LIVE_MONITOR_MAX_EVENTS",
-        "Events kept per side (backend, frontend); older ones are evicted.",
+        "Events kept per side (backend, frontend); older ones are evicted. At most 1,000,000: "
+        "a kept event takes about 0.5 KB of memory (more with large details), so two full sides "
+        "stay near 1 GB.",
+        low=1,
+        high=MAX_EVENTS_CAP,
     ),
     Setting(
         "window",
         900.0,
         "LIVE_MONITOR_WINDOW",
         "Seconds of recent events that the figures and differences cover.",
+        low=1,  # the store's time buckets are a second at least
+        high=30 * 86_400,
     ),
     Setting(
-        "history", 3600, "LIVE_MONITOR_HISTORY", "System samples kept for the charts (one per interval)."
+        "history",
+        3600,
+        "LIVE_MONITOR_HISTORY",
+        "System samples kept for the charts (one per interval).",
+        low=1,
+        high=86_400,
     ),
     Setting(
         "autostart",
@@ -90,7 +151,7 @@ SETTINGS: tuple[Setting, ...] = (
         "debug",
         False,
         "LIVE_MONITOR_DEBUG",
-        "Flask's debugger and reloader; refused unless bound to loopback.",
+        "Flask's interactive debugger (no reloader); refused unless bound to loopback.",
     ),
     Setting(
         "cors_origins",
@@ -116,18 +177,24 @@ SETTINGS: tuple[Setting, ...] = (
         1_048_576,
         "LIVE_MONITOR_MAX_BODY_BYTES",
         "Largest request body accepted (after decompression).",
+        low=1024,
+        high=64 * 1_048_576,  # every worker thread may hold one body in memory
     ),
     Setting(
         "max_batch_events",
         1000,
         "LIVE_MONITOR_MAX_BATCH_EVENTS",
         "Events per batch; those beyond are rejected with a reason.",
+        low=1,
+        high=MAX_EVENTS_CAP,
     ),
     Setting(
         "recent_limit",
         200,
         "LIVE_MONITOR_RECENT_LIMIT",
         "Events /data returns by default (?limit= overrides, up to max-events).",
+        low=0,
+        high=MAX_EVENTS_CAP,
     ),
     Setting(
         "min_samples",
@@ -135,6 +202,7 @@ SETTINGS: tuple[Setting, ...] = (
         "LIVE_MONITOR_MIN_SAMPLES",
         "Events needed on each side before a difference is flagged (unset: the thresholds file's, else 10).",
         kind=int,
+        low=1,
     ),
     Setting(
         "thresholds",
@@ -153,6 +221,8 @@ SETTINGS: tuple[Setting, ...] = (
         200,
         "LIVE_MONITOR_INGEST_RATE",
         "Browser ingest requests per second allowed per client (origin and address); over it: 429.",
+        low=1,
+        high=1_000_000,
     ),
     Setting(
         "store",
@@ -165,8 +235,17 @@ SETTINGS: tuple[Setting, ...] = (
         1,
         "LIVE_MONITOR_WORKERS",
         "Monitor processes sharing the port (needs --store redis://...).",
+        low=1,
+        high=64,
     ),
-    Setting("threads", 8, "LIVE_MONITOR_THREADS", "Worker threads of the WSGI server (waitress)."),
+    Setting(
+        "threads",
+        8,
+        "LIVE_MONITOR_THREADS",
+        "Worker threads of the WSGI server (waitress).",
+        low=1,
+        high=1024,
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -197,7 +276,9 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
                 type=s.type,
                 default=None,
                 metavar=s.name.upper(),
-                help=f"{s.help} [env {s.env}" + ("]" if s.default is None else f", default {s.default!r}]"),
+                help=f"{s.help} [env {s.env}"
+                + ("" if s.default is None else f", default {s.default!r}")
+                + (f", {s.allowed}]" if s.allowed else "]"),
             )
 
 
@@ -217,6 +298,19 @@ def resolve(
         if key not in BY_NAME and value is not None:
             settings[key] = value
     return settings
+
+
+def range_problem(settings: Mapping[str, Any]) -> str | None:
+    """The first setting out of its table range, as ``--flag must be ..., not VALUE``; None when all fit.
+
+    Environment variables are checked as they are read (resolve names the variable), so a
+    value out of range here came from a flag or from a caller's settings.
+    """
+    for s in SETTINGS:
+        problem = s.problem(settings.get(s.name, s.default))
+        if problem:
+            return f"{s.flag} {problem}"
+    return None
 
 
 def public_view(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -274,6 +368,22 @@ def parse_origins(value: str) -> list[str]:
     if value.startswith("^"):
         return [value]
     return [_glob(o.strip()) for o in value.split(",") if o.strip()]
+
+
+# Flask-CORS compiles an origin holding any of these characters as a regular expression.
+_REGEX_HINTS = frozenset("[]()^$*?\\")
+
+
+def origins_problem(value: str) -> str | None:
+    """Why a ``--cors-origins`` value would not load (an entry that is not a valid regex), else None."""
+    for pattern in parse_origins(value):
+        if pattern == "*" or _REGEX_HINTS.isdisjoint(pattern):
+            continue
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return f"{pattern!r} is not a valid regular expression ({exc})"
+    return None
 
 
 def _glob(origin: str) -> str:

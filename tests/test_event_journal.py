@@ -117,3 +117,38 @@ def test_acknowledged_events_survive_kill_9_and_restart(tmp_path, start_monitor)
         status = requests.get(f"{server.api}/status").json()
         assert status["restored"] == len(stored)
         assert requests.get(f"{server.api}/data").json()["backend"]["total_events"] == len(stored)
+
+
+def test_a_path_that_cannot_be_a_journal_is_a_clear_error_and_is_left_untouched(tmp_path):
+    import pytest
+
+    from event_journal import JournalError
+
+    other = tmp_path / "shop.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    for path, phrase in [
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing" / "j.db", "no such folder"),
+        (text, "not an SQLite database"),
+        (other, "it holds the table users"),
+    ]:
+        with pytest.raises(JournalError, match=phrase):
+            EventJournal(path)
+    assert text.read_text() == "hello\n"
+    with sqlite3.connect(other) as db:
+        assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["users"]
+
+
+def test_a_journal_whose_events_table_is_foreign_is_refused(tmp_path):
+    import pytest
+
+    from event_journal import JournalError
+
+    path = tmp_path / "j.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE events (name TEXT)")
+    with pytest.raises(JournalError, match="events table"):
+        EventJournal(path)

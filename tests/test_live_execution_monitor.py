@@ -438,3 +438,132 @@ def test_a_port_in_use_is_a_clear_error_not_a_traceback(capsys):
     assert code == 2 and "Traceback" not in err
     assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in err
     assert "--port 0" in err
+
+
+# --- startup settings out of range ---------------------------------------------------------
+
+
+def _refuse_to_serve(settings, monitor=None, ready=None):
+    raise AssertionError(f"served with settings that should have been refused: {dict(settings)}")
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("flags", "phrase"),
+    [
+        (["--port", "99999"], "--port must be between 0 and 65535"),
+        (["--port", "-1"], "--port must be between 0 and 65535"),
+        (["--threads", "0"], "--threads must be between 1 and"),
+        (["--max-events", "99999999999999999999"], "--max-events must be between 1 and 1000000"),
+        (["--interval", "nan"], "--interval must be above 0 and at most"),
+        (["--interval", "inf"], "--interval must be above 0 and at most"),
+        (["--max-body-bytes", "-1"], "--max-body-bytes must be between 1024 and"),
+        (["--ingest-rate", "0"], "--ingest-rate must be between 1 and"),
+        (["--ingest-rate", "-1"], "--ingest-rate must be between 1 and"),
+        (["--max-batch-events", "0"], "--max-batch-events must be between 1 and"),
+        (["--recent-limit", "-5"], "--recent-limit must be between 0 and"),
+        (["--window", "-1"], "--window must be between 1 and"),
+        (["--history", "0"], "--history must be between 1 and"),
+        (["--workers", "0"], "--workers must be between 1 and"),
+        (["--min-samples", "0"], "--min-samples must be at least 1"),
+        (["--cors-origins", "["], "--cors-origins: '[' is not a valid regular expression"),
+    ],
+)
+def test_out_of_range_flags_are_a_one_line_error_naming_the_flag_and_range(
+    monkeypatch, capsys, flags, phrase
+):
+    import live_execution_monitor as lem
+
+    monkeypatch.setattr(lem, "serve", _refuse_to_serve)
+    assert main(flags) == 2
+    assert phrase in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "phrase"),
+    [
+        ("LIVE_MONITOR_PORT", "99999", "LIVE_MONITOR_PORT must be between 0 and 65535, not 99999"),
+        ("LIVE_MONITOR_INTERVAL", "nan", "LIVE_MONITOR_INTERVAL must be above 0"),
+        ("LIVE_MONITOR_THREADS", "0", "LIVE_MONITOR_THREADS must be between 1 and"),
+        ("LIVE_MONITOR_MAX_BODY_BYTES", "-1", "LIVE_MONITOR_MAX_BODY_BYTES must be between 1024 and"),
+        ("LIVE_MONITOR_PORT", "many", "LIVE_MONITOR_PORT must be a whole number, not 'many'"),
+        ("LIVE_MONITOR_CORS_ORIGINS", "[", "--cors-origins: '[' is not a valid regular expression"),
+        ("LIVE_MONITOR_PERSIST", "/", "--persist /: is a folder"),
+    ],
+)
+def test_out_of_range_environment_variables_are_refused_the_same_way(
+    monkeypatch, capsys, variable, value, phrase
+):
+    import live_execution_monitor as lem
+
+    monkeypatch.setattr(lem, "serve", _refuse_to_serve)
+    monkeypatch.setenv(variable, value)
+    assert main([]) == 2
+    assert phrase in _one_line_error(capsys)
+
+
+def test_values_at_the_edges_of_their_ranges_are_accepted(monkeypatch):
+    import live_execution_monitor as lem
+
+    served = {}
+    monkeypatch.setattr(lem, "serve", lambda settings, ready=None: served.update(settings) or 0)
+    monkeypatch.setenv("LIVE_MONITOR_THREADS", "4")
+    assert main(["--threads", "1024", "--port", "65535", "--recent-limit", "0"]) == 0
+    assert served["threads"] == 1024 and served["port"] == 65535 and served["recent_limit"] == 0
+
+
+def test_persist_names_what_is_wrong_with_the_path(monkeypatch, capsys, tmp_path):
+    import sqlite3
+
+    import live_execution_monitor as lem
+
+    monkeypatch.setattr(lem, "serve", _refuse_to_serve)
+    notes = tmp_path / "events.jsonl"
+    notes.write_text('{"service": "backend"}\n')
+    other = tmp_path / "shop.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    cases = [
+        (tmp_path, "is a folder"),
+        (tmp_path / "nope" / "x.db", f"no such folder {tmp_path / 'nope'}"),
+        (notes / "x.db", f"{notes} is not a folder"),
+        (notes, "not an event journal (not an SQLite database)"),
+        (other, "not an event journal (it holds the table users)"),
+    ]
+    for path, phrase in cases:
+        assert main(["--persist", str(path)]) == 2
+        err = _one_line_error(capsys)
+        assert f"--persist {path}" in err and phrase in err
+    assert notes.read_text() == '{"service": "backend"}\n'
+    with sqlite3.connect(other) as db:
+        assert [name for (name,) in db.execute("SELECT name FROM sqlite_master")] == ["users"]
+
+
+def test_persist_accepts_a_new_file_an_empty_file_and_its_own_journal(monkeypatch, tmp_path):
+    import live_execution_monitor as lem
+    from event_journal import EventJournal
+
+    served = []
+    monkeypatch.setattr(lem, "serve", lambda settings, ready=None: served.append(settings["persist"]) or 0)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    journal = EventJournal(tmp_path / "kept.db")
+    journal.close()
+    for path in (tmp_path / "new.db", empty, tmp_path / "kept.db"):
+        assert main(["--persist", str(path)]) == 0
+    assert len(served) == 3
+
+
+def test_a_journal_that_goes_bad_after_the_check_is_still_a_one_line_error(monkeypatch, capsys, tmp_path):
+    import live_execution_monitor as lem
+
+    monkeypatch.setattr(lem, "journal_problem", lambda path: None)  # as if the folder appeared since
+    assert main(["--persist", str(tmp_path), "--port", "0"]) == 2
+    err = _one_line_error(capsys)
+    assert f"--persist {tmp_path}: is a folder" in err

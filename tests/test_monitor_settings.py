@@ -11,6 +11,7 @@ from monitor_settings import (
     add_arguments,
     markdown_table,
     origin_allowed,
+    origins_problem,
     parse_origins,
     resolve,
 )
@@ -89,3 +90,50 @@ def test_designs_port_glob_notation_is_anchored():
     assert origin_allowed("http://localhost", origins)
     assert not origin_allowed("http://localhost.evil.com", origins)
     assert not origin_allowed("http://localhost:3000.evil.com", origins)
+
+
+def test_every_default_is_within_its_own_range():
+    for s in SETTINGS:
+        assert s.problem(s.default) is None, s.name
+
+
+def test_every_number_setting_is_bounded_so_no_value_can_exhaust_memory_or_overflow():
+    for s in SETTINGS:
+        if s.type in (int, float):
+            assert s.low is not None, s.name
+            assert s.problem(s.low - 1) is not None, s.name
+            if s.name != "min_samples":
+                assert s.high is not None and s.problem(s.high + 1) is not None, s.name
+                assert s.problem(s.high) is None, s.name
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "0"])
+def test_an_interval_that_is_not_a_positive_finite_number_is_refused_from_the_environment(text):
+    with pytest.raises(ValueError, match="LIVE_MONITOR_INTERVAL must be above 0"):
+        resolve(parse([]), {"LIVE_MONITOR_INTERVAL": text})
+
+
+def test_help_shows_each_range():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert "LIVE_MONITOR_PORT, default 5001, between 0 and 65535]" in text
+    assert "LIVE_MONITOR_INTERVAL, default 1.0, above 0 and at most 3600]" in text
+    assert "LIVE_MONITOR_MIN_SAMPLES, at least 1]" in text
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("[", "'[' is not a valid regular expression"),
+        ("https://ok.example, a(b", "'a(b' is not a valid regular expression"),
+        ("^http://(x", "'^http://(x' is not a valid regular expression"),
+        ("*", None),
+        ("http://localhost:*, null", None),
+        ("", None),
+        (LOOPBACK_ORIGINS, None),
+    ],
+)
+def test_cors_origins_that_are_not_valid_patterns_are_named(value, problem):
+    found = origins_problem(value)
+    assert found == problem if problem is None else problem in found
