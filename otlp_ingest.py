@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import math
 import re
 import threading
 from collections import Counter
@@ -47,6 +48,13 @@ KINDS = {
 }
 STATUS_ERROR = 2
 MAX_SPAN_NAME = 200
+# 10000-01-01T00:00:00Z: the first instant an event's timestamp cannot hold
+MAX_NANOS = 253_402_300_800 * 10**9
+HTTP_STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
+URL_ATTRIBUTES = ("url.full", "http.url")
+# an intValue or doubleValue that is no number ("abc", 5000 digits): never a str, int or float,
+# so it is no method or path, and a status code that is one is refused by name
+MALFORMED_NUMBER = object()
 # gRPC status codes for the google.rpc.Status body OTLP asks for on 4xx answers
 GRPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 503: 14}
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -135,24 +143,29 @@ def _list(obj: Mapping[str, Any], camel: str, where: str) -> list[Any]:
 
 
 def _any_value(value: Any) -> Any:
-    """The Python value of an OTLP AnyValue (scalars only; arrays and maps are ignored)."""
+    """The Python value of an OTLP AnyValue, None when it is not one we read.
+
+    Only scalars are read (arrays, maps and bytes are ignored), and only when the value has
+    the type its field names: ``{"boolValue": "GET"}`` is no method. A double may come as
+    ``"Infinity"`` or ``"NaN"`` (the proto3 JSON mapping), so it may be non-finite; a number
+    that does not parse is ``MALFORMED_NUMBER``.
+    """
     if not isinstance(value, dict):
         return None
     for camel in ("stringValue", "boolValue", "intValue", "doubleValue"):
         raw = _get(value, camel)
         if raw is None:
             continue
-        if camel == "intValue":
-            try:
-                return int(raw)
-            except (TypeError, ValueError):
-                return None
-        if camel == "doubleValue":
-            try:
-                return float(raw)
-            except (TypeError, ValueError):
-                return None
-        return raw
+        if camel == "stringValue":
+            return raw if isinstance(raw, str) else None
+        if camel == "boolValue":
+            return raw if isinstance(raw, bool) else None
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            return MALFORMED_NUMBER
+        try:
+            return int(raw) if camel == "intValue" else float(raw)
+        except (ValueError, OverflowError):  # "abc", too many digits, float("inf") as an int
+            return MALFORMED_NUMBER
     return None
 
 
@@ -186,14 +199,19 @@ def _hex_id(value: Any, size: int, name: str) -> str:
 
 
 def _nanos(value: Any, name: str) -> int:
+    """A span time in nanoseconds since the epoch, between 1970 and the year 9999."""
     if isinstance(value, bool):
         raise _Rejected(f"{name} must be an integer")
     try:
         nanos = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         raise _Rejected(f"{name} must be an integer (nanoseconds since the epoch)") from None
-    if nanos <= 0:
+    if nanos < 0:
+        raise _Rejected(f"{name} must not be negative")
+    if nanos == 0:
         raise _Rejected(f"{name} is missing")
+    if nanos >= MAX_NANOS:
+        raise _Rejected(f"{name} is out of range (after the year 9999)")
     return nanos
 
 
@@ -211,21 +229,18 @@ def _route(attrs: Mapping[str, Any]) -> str | None:
     template such as ``/api/orders/<int:id>`` would not. A template alone has its
     parameters turned into ``:id``.
     """
-    path = attrs.get("url.path")
-    if not isinstance(path, str) or not path:
-        path = attrs.get("http.target")
-    if not isinstance(path, str) or not path:
-        for name in ("url.full", "http.url"):
-            url = attrs.get(name)
-            if isinstance(url, str) and url:
-                path = urlsplit(url).path or "/"
-                break
-    if isinstance(path, str) and path:
-        return normalize_route(path)
-    template = attrs.get("http.route")
-    if isinstance(template, str) and template:
-        segments = [":id" if _TEMPLATE_PARAM.match(s) else s for s in template.split("/")]
-        return normalize_route("/".join(segments))
+    for name in ("url.path", "http.target", *URL_ATTRIBUTES, "http.route"):
+        value = attrs.get(name)
+        if not isinstance(value, str) or not value:
+            continue
+        try:  # urlsplit refuses some URLs (an unclosed "[" of an IPv6 host) with a ValueError
+            if name in URL_ATTRIBUTES:
+                return normalize_route(urlsplit(value).path or "/")
+            if name == "http.route":
+                value = "/".join(":id" if _TEMPLATE_PARAM.match(s) else s for s in value.split("/"))
+            return normalize_route(value)
+        except ValueError:
+            raise _Rejected(f"{name} is not a valid URL or path") from None
     return None
 
 
@@ -239,14 +254,22 @@ def _method(attrs: Mapping[str, Any]) -> str | None:
 
 
 def _http_status(attrs: Mapping[str, Any]) -> int | None:
-    for name in ("http.response.status_code", "http.status_code"):
+    """The span's HTTP status code, None without one; raises _Rejected for one that is not a
+    three-digit whole number (``"Infinity"``, ``1e308``, ``"OK"``, ``true``)."""
+    for name in HTTP_STATUS_ATTRIBUTES:
         value = attrs.get(name)
-        if value is None or isinstance(value, bool):
+        if value is None:
             continue
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            continue
+        code: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            code = value
+        elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            code = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,9}\s*", value):
+            code = int(value)
+        if code is None or not 100 <= code <= 999:
+            raise _Rejected(f"{name} must be an HTTP status code (a whole number from 100 to 999)")
+        return code
     return None
 
 

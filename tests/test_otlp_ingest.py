@@ -4,7 +4,10 @@ import gzip
 import json
 import threading
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -65,6 +68,7 @@ def serve():
 
 
 def attr(key, value):
+    wrapped: dict[str, object]
     if isinstance(value, bool):
         wrapped = {"boolValue": value}
     elif isinstance(value, int):
@@ -455,3 +459,168 @@ def test_the_sdk_exporter_needs_the_token_when_one_is_set(make_app, serve):
         provider.shutdown()
     counts = app.extensions["live_monitor"].store.counts()
     assert counts["totals"] == {"backend": 1, "frontend": 0}
+
+
+HUGE = "1" + "0" * 400
+STATUS_MESSAGE = "must be an HTTP status code"
+GOOD_ATTRS = {"http.request.method": "GET", "url.path": "/api/orders/1"}
+
+
+def bad_span(attributes=(), **fields):
+    """A SERVER span on GET /api/bad, with raw OTLP ``attributes`` added and ``fields`` replaced."""
+    body = span(SERVER, {"http.request.method": "GET", "url.path": "/api/bad"}, span_id="00f067aa0ba902b7")
+    body["attributes"] += list(attributes)
+    body.update(fields)
+    return body
+
+
+def url_span(name, url):
+    """A span whose only route source is attribute ``name`` = ``url``."""
+    return {**bad_span(), "attributes": [attr("http.request.method", "GET"), attr(name, url)]}
+
+
+def status_span(value, name="http.response.status_code"):
+    return bad_span([{"key": name, "value": value}])
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (bad_span(startTimeUnixNano=HUGE, endTimeUnixNano=HUGE + "0"), "startTimeUnixNano is out of range"),
+        (bad_span(endTimeUnixNano=HUGE), "endTimeUnixNano is out of range"),
+        (bad_span(endTimeUnixNano=str(253_402_300_800 * 10**9)), "endTimeUnixNano is out of range"),
+        (bad_span(startTimeUnixNano="-5"), "startTimeUnixNano must not be negative"),
+        (bad_span(endTimeUnixNano=str(START_NS + 10**20)), "the span lasts too long"),
+        (status_span({"doubleValue": "Infinity"}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"doubleValue": "-Infinity"}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"doubleValue": "NaN"}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"doubleValue": 1e308}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"doubleValue": 200.5}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"intValue": "99999999999999999999"}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"intValue": "-1"}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"intValue": "9" * 5000}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"intValue": "abc"}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"doubleValue": [200]}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"stringValue": "OK"}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"stringValue": "²00"}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"boolValue": True}), f"http.response.status_code {STATUS_MESSAGE}"),
+        (status_span({"doubleValue": "Infinity"}, "http.status_code"), f"http.status_code {STATUS_MESSAGE}"),
+        *[
+            (url_span(name, "http://[::1/x"), f"{name} is not a valid URL or path")
+            for name in ("url.full", "http.url", "url.path", "http.target", "http.route")
+        ],
+    ],
+)
+def test_a_span_with_a_value_that_cannot_convert_is_rejected_and_its_neighbours_kept(make_app, bad, reason):
+    client = make_app().test_client()
+    good = span(SERVER, GOOD_ATTRS)
+    response = post(client, export(good, bad, {**good, "spanId": "1111111111111111"}))
+    assert response.status_code == 200
+    assert response.json["partialSuccess"]["rejectedSpans"] == 1
+    assert reason in response.json["partialSuccess"]["errorMessage"]
+    assert [e["action"] for e in recent(client)] == [KEY, KEY]
+    status = client.get(f"{API}/status").json
+    assert (status["accepted"], status["rejected"]) == (2, 1)
+    assert f"otlp: {reason}" in "".join(status["rejected_by_reason"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"intValue": "404"}, 404),
+        ({"intValue": 404}, 404),
+        ({"doubleValue": 503.0}, 503),
+        ({"stringValue": "201"}, 201),
+    ],
+)
+def test_a_status_code_sent_as_any_number_or_a_numeric_string_is_read(make_app, value, expected):
+    client = make_app().test_client()
+    assert post(client, export(status_span(value))).json == {}
+    assert recent(client)[0]["details"]["http_status"] == expected
+
+
+def test_attribute_values_of_the_wrong_type_are_ignored_not_taken_as_text(make_app):
+    client = make_app().test_client()
+    path = {"key": "url.path", "value": {"stringValue": "/api/orders/1"}}
+    odd_routes = [
+        {"key": "http.request.method", "value": {"stringValue": "GET"}},
+        {"key": "url.path", "value": {"arrayValue": {"values": [{"stringValue": "/a"}]}}},
+        {"key": "http.route", "value": {"kvlistValue": {"values": []}}},
+        {"key": "url.full", "value": {"bytesValue": "aGVsbG8="}},
+        {"key": "http.target", "value": {"intValue": "9" * 5000}},
+    ]
+    spans = [
+        {**bad_span(), "attributes": [{"key": "http.request.method", "value": {"boolValue": "GET"}}, path]},
+        {**bad_span(), "attributes": [{"key": "http.method", "value": {"stringValue": 5}}, path]},
+        {**bad_span(), "attributes": odd_routes},
+        span(CLIENT, GOOD_ATTRS),
+    ]
+    response = post(client, export(*spans))
+    assert response.status_code == 200 and response.json == {}
+    assert [(e["service"], e["action"]) for e in recent(client)] == [("frontend", KEY)]
+    assert span_counts(client) == {"accepted": 1, "skipped": 3, "rejected": 0}
+
+
+def test_protobuf_spans_with_bad_values_are_rejected_and_the_rest_kept(make_app):
+    client = make_app().test_client()
+    infinite = proto_span(bytes.fromhex(TRACE))
+    infinite.attributes[2].value.double_value = float("inf")
+    bad_url = proto_span(bytes.fromhex(TRACE), kind=trace_pb2.Span.SpanKind.SPAN_KIND_CLIENT)
+    bad_url.attributes[1].key = "url.full"
+    bad_url.attributes[1].value.string_value = "http://[::1/x"
+    body = proto_request(proto_span(bytes.fromhex(TRACE)), infinite, bad_url)
+    response = post(client, body, **{"Content-Type": "application/x-protobuf"})
+    assert response.status_code == 200
+    answer = trace_service_pb2.ExportTraceServiceResponse.FromString(response.get_data())
+    assert answer.partial_success.rejected_spans == 2
+    assert "http.response.status_code must be" in answer.partial_success.error_message
+    assert "url.full is not a valid URL" in answer.partial_success.error_message
+    assert [e["action"] for e in recent(client)] == ["PUT /api/orders/:id"]
+
+
+TRICKY = ["", "Infinity", "-Infinity", "NaN", "1" + "0" * 400, "-5", "404", "http://[::1/x", "²00", 1e308, -1]
+SCALARS = st.one_of(
+    st.sampled_from(TRICKY),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+)
+ANY_VALUES = st.one_of(
+    st.builds(
+        lambda kind, value: {kind: value},
+        st.sampled_from(
+            ["stringValue", "boolValue", "intValue", "doubleValue", "arrayValue", "kvlistValue", "bytesValue"]
+        ),
+        SCALARS,
+    ),
+    JSON_VALUES,
+)
+ATTRIBUTE_KEYS = ["http.request.method", "http.method", "url.path", "http.target", "url.full", "http.url"]
+ATTRIBUTE_KEYS += [
+    "http.route",
+    "http.response.status_code",
+    "http.status_code",
+    "http.request.method_original",
+]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(
+            ["startTimeUnixNano", "endTimeUnixNano", "traceId", "spanId", "kind", "name", "status"]
+        ),
+        JSON_VALUES,
+        max_size=3,
+    ),
+    attributes=st.lists(st.tuples(st.sampled_from(ATTRIBUTE_KEYS) | SCALARS, ANY_VALUES), max_size=3),
+)
+def test_no_span_value_breaks_the_export_of_its_neighbours(fields, attributes):
+    odd = bad_span([{"key": key, "value": value} for key, value in attributes], **fields)
+    batch = otlp_ingest.spans_to_events(export(span(SERVER, GOOD_ATTRS), odd))
+    assert batch.events[0].action == KEY
+    assert len(batch.events) + batch.skipped + len(batch.rejected) == 2
+    for event in batch.events:
+        msgspec.json.encode(event)  # what /data and the journal do with a stored event
