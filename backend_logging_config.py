@@ -40,10 +40,18 @@ _ID = re.compile(
 )
 
 
+_SCHEME_AND_HOST = re.compile(r"^\s*[a-z][a-z\d+.-]*://[^/?#]*", re.I)  # frontend/routes.ts's
+
+
 def normalize_route(path: str) -> str:
     """Return the route of a path or URL: no query, no empty segments, and numeric segments,
     UUIDs and 16+ hex characters as ``:id``, so browser and server meet on ``/api/orders/:id``."""
-    path = (urlsplit(path).path if "://" in path else path).split("?", 1)[0].split("#", 1)[0]
+    if "://" in path:
+        try:
+            path = urlsplit(path).path
+        except ValueError:  # a host urlsplit refuses (an unclosed IPv6 "["): cut it as the browser does
+            path = _SCHEME_AND_HOST.sub("", path)
+    path = path.split("?", 1)[0].split("#", 1)[0]
     return "/" + "/".join(":id" if _ID.match(s) else s for s in path.split("/") if s)
 
 
