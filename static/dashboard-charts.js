@@ -29,8 +29,10 @@
     netRecv: "#fb923c",
   };
 
+  // Monotone smoothing: a curve through few samples never swings past them (a plain tension
+  // curve through 4, 0, 5 events dipped below the values it joins).
   function lineDataset(label, color, extra = {}) {
-    return { label, data: [], borderColor: color, backgroundColor: `${color}22`, borderWidth: 2, pointRadius: 0, tension: 0.3, ...extra };
+    return { label, data: [], borderColor: color, backgroundColor: `${color}22`, borderWidth: 2, pointRadius: 0, cubicInterpolationMode: "monotone", ...extra };
   }
 
   /** Makes every chart on the page; null (and a note in each chart box) without Chart.js. */

@@ -1,6 +1,6 @@
 /*
  * Live Execution Monitor dashboard, part 1 of 3: number, time and text formatting plus the
- * two DOM helpers every other part writes through.
+ * DOM helpers every other part writes through.
  *
  * Classic script (ES modules do not load from file://): it publishes its helpers as
  * window.LiveDashboard.format and nothing else. Load order in the page:
@@ -176,11 +176,23 @@
     if (node.textContent !== text) node.textContent = text;
   }
 
+  /** Keeps class "more-below" on the parent of scroll box `box` while rows are hidden below its
+   * bottom edge (the CSS fades that edge), as it scrolls, resizes or its rows change: headless
+   * and overlay scrollbars are invisible, and a half-cut row alone does not say "scroll". */
+  function markOverflow(box) {
+    const update = () =>
+      box.parentElement.classList.toggle("more-below", box.scrollTop + box.clientHeight < box.scrollHeight - 2);
+    box.addEventListener("scroll", update, { passive: true });
+    new ResizeObserver(update).observe(box);
+    new MutationObserver(update).observe(box, { childList: true, subtree: true });
+    update();
+  }
+
   LiveDashboard.format = Object.freeze({
     int, one, two, upTo1, upTo2, signedInt, signedOne, clock, DASH,
     isNum, fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtBytesRate, fmtBytesRateAxis, fmtElapsed,
     timeOf,
     TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
-    $, el, setText,
+    $, el, setText, markOverflow,
   });
 })();

@@ -26,7 +26,7 @@
     return;
   }
   const {
-    $, el, setText, isNum, int, one, upTo2, signedOne, clock, DASH,
+    $, el, setText, markOverflow, isNum, int, one, upTo2, signedOne, clock, DASH,
     fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtElapsed, timeOf,
     TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
   } = LiveDashboard.format;
@@ -37,6 +37,8 @@
   const MAX_ENDPOINT_ROWS = 40;
   const OWN_API = /^[A-Z]+ \/api\/live-execution(\/|$)/;
   const SEVERITIES = ["low", "medium", "high"];
+  // README's value: `null` alone would shut out the loopback origins the apps themselves run on.
+  const FILE_CORS_ORIGINS = String.raw`null,^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$`;
 
   // --- configuration -----------------------------------------------------------------------
 
@@ -223,11 +225,13 @@
     state.monitoring = null;
     $("banner-error").hidden = true;
     state.errorFrom = null;
-    let text = `No answer from ${config.api} (${error.message}). Is it running? Start it with ` +
-      "python run_live_monitor.py. Retrying every " + `${one.format(config.refreshMs / 1000)} s…`;
-    if (location.protocol === "file:") {
-      text += " Opened from a file: the monitor must allow the file:// origin (--cors-origins null).";
-    }
+    // From a file the page's origin is null, which the monitor refuses unless told otherwise.
+    const command = location.protocol === "file:"
+      ? `python run_live_monitor.py --cors-origins '${FILE_CORS_ORIGINS}' (the default loopback origins ` +
+        "plus null, the origin of a page opened from a file)"
+      : "python run_live_monitor.py";
+    const text = `No answer from ${config.api} (${error.message}). Is it running? Start it with ${command}. ` +
+      `Retrying every ${one.format(config.refreshMs / 1000)} s…`;
     setText("banner-unreachable-text", text);
     $("banner-unreachable").hidden = false;
     $("banner-stopped").hidden = true;
@@ -526,8 +530,12 @@
       return;
     }
     if (!state.selfMonitor) return;
+    // API calls only: the monitor tags calls to its own API as its own traffic (listed, never
+    // counted or compared); this page's load, web vitals, clicks or errors would arrive untagged
+    // and count as the app's frontend.
+    const off = ["clicks", "scrolls", "forms", "pageLoad", "webVitals", "errors"];
     try {
-      logger.initLiveMonitor({ endpoint: config.api, capture: { scrolls: false } });
+      logger.initLiveMonitor({ endpoint: config.api, capture: Object.fromEntries(off.map((kind) => [kind, false])) });
     } catch (error) {
       console.warn("Live Execution Monitor: the browser logger did not start:", error && error.message);
     }
@@ -575,6 +583,7 @@
       setText("banner-config", config.problems.join(" "));
       $("banner-config").hidden = false;
     }
+    document.querySelectorAll(".table-scroll").forEach(markOverflow);
     setInterval(tickUptime, 1000);
   }
 

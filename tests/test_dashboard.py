@@ -251,6 +251,26 @@ def table_row(page: Page, table_id: str, label: str) -> Any:
     return page.locator(f"#{table_id} tbody tr", has_text=label)
 
 
+def own_frontend_events(monitor: MonitorProcess) -> list[dict[str, Any]]:
+    """The frontend events the monitor lists when its own traffic is included."""
+    data = monitor.get("/data?include_self=true&limit=1000&history=1")
+    return [e for e in data["recent_events"] if e["service"] == "frontend"]
+
+
+def wait_for_own_call(monitor: MonitorProcess, action: str, deadline_s: float = 15.0) -> list[dict[str, Any]]:
+    """Polls until the dashboard's browser logger has delivered its ``action`` call; returns the
+    frontend events listed by then. The logger sends in order, so everything the page emitted
+    before that call (page load, web vitals, the click that made it) has arrived too."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        events = own_frontend_events(monitor)
+        if any(e["component"] == "api" and e["action"] == action for e in events):
+            return events
+        if time.monotonic() > deadline:
+            pytest.fail(f"the dashboard's logger never reported {action}: {events}")
+        time.sleep(0.1)
+
+
 def test_dashboard_shows_live_counts_charts_alerts_and_stream(tab: Tab, monitor: MonitorProcess) -> None:
     page = tab.page
     page.goto(f"{monitor.url}/?refresh=0.5")
@@ -404,8 +424,13 @@ def test_opened_from_disk_with_api_parameter(tab: Tab, self_monitor: MonitorProc
 
     self_monitor.post_events(orders_batch(12))
     expect(page.locator('#endpoint-table tr[data-key="GET /api/orders/:id"]')).to_contain_text("12 / 12")
-    # The page's own browser logger, loaded from static/ beside the file, reports its calls.
-    page.wait_for_function("() => Number(document.getElementById('metric-frontend').textContent) > 12")
+    # The page's own browser logger, loaded from static/ beside the file, reports its calls as
+    # the monitor's own traffic: listed, never counted with the app's 12.
+    events = wait_for_own_call(self_monitor, "POST /api/live-execution/start")
+    assert [
+        e for e in events if "/api/orders/" not in e["action"] and not e["details"].get("self_monitor")
+    ] == []
+    assert self_monitor.get("/status")["frontend_events"] == 12
     expect(page.locator('.alert[data-type="performance"]').first).to_be_visible()
     page.wait_for_function(
         """() => Chart.getChart(document.getElementById("chart-performance")).data.datasets[0].data[0] > 0"""
@@ -423,7 +448,10 @@ def test_opened_from_disk_without_file_origin_allowed_says_how_to_fix(
     banner = page.locator("#banner-unreachable")
     expect(banner).to_be_visible()
     expect(banner).to_contain_text(monitor.url)
-    expect(banner).to_contain_text("--cors-origins null")
+    # The README's flag, whole: `null` alone would shut out the loopback origins apps run on.
+    readme_flags = re.findall(r"--cors-origins '([^']+)'", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert readme_flags and len(set(readme_flags)) == 1, readme_flags
+    expect(banner).to_contain_text(f"--cors-origins '{readme_flags[0]}'")
     tab.assert_clean(allow=re.compile(r"CORS policy|" + NETWORK_ERROR.pattern))
     tab.assert_requests_only_to("file://", monitor.url + "/")
 
@@ -444,17 +472,29 @@ def test_page_works_without_chart_and_logger_bundles(tab: Tab, self_monitor: Mon
     tab.assert_clean(allow=NETWORK_ERROR)
 
 
-def test_browser_logger_and_hiding_the_monitors_own_requests(tab: Tab, self_monitor: MonitorProcess) -> None:
+def test_the_dashboards_own_events_are_listed_never_counted(tab: Tab, self_monitor: MonitorProcess) -> None:
     page = tab.page
     page.goto(f"{self_monitor.url}/?refresh=0.5")
+    expect(page.locator("#state-pill")).to_have_text("Stopped")
+    page.click("#start-btn")
+    expect(page.locator("#state-pill")).to_have_text("Monitoring")
     own = "GET /api/live-execution/data"
-    # The dashboard is its own first frontend: its polls arrive as frontend api events.
-    page.wait_for_function("() => Number(document.getElementById('metric-frontend').textContent) > 0")
-    expect(page.locator("#hint-frontend")).to_be_hidden()
+    # The dashboard is its own first frontend: its calls arrive as the monitor's own traffic,
+    # and nothing else of its own page (load, web vitals, the Start click) is an app's event.
+    events = wait_for_own_call(self_monitor, "POST /api/live-execution/start")
+    assert any(e["action"] == own for e in events), events
+    untagged = [(e["component"], e["action"]) for e in events if not e["details"].get("self_monitor")]
+    assert untagged == []
+    assert self_monitor.get("/status")["frontend_events"] == 0
+    assert self_monitor.get("/data?include_self=false")["frontend"]["total_events"] == 0
+    expect(page.locator("#metric-frontend")).to_have_text("0")
+    expect(page.locator("#hint-frontend")).to_be_visible()
+    expect(table_row(page, "comparison-table", "Events in window")).to_contain_text("0")
+
     self_monitor.post_events([event("backend", "http", "GET /api/ping", 4.0)])
     stream = page.locator("#event-table tbody")
     expect(stream).to_contain_text("GET /api/ping")
-    expect(stream.locator("td.action", has_text=own)).to_have_count(0)
+    expect(stream.locator('tr[data-service="frontend"]')).to_have_count(0)
     expect(page.locator(f'#endpoint-table tr[data-key="{own}"]')).to_have_count(0)
 
     page.uncheck("#hide-self")
@@ -464,7 +504,8 @@ def test_browser_logger_and_hiding_the_monitors_own_requests(tab: Tab, self_moni
     expect(page.locator(f'#endpoint-table tr[data-key="{own}"]')).to_have_count(0)
     expect(page.locator("#alerts")).not_to_contain_text(own)
     page.check("#hide-self")
-    expect(stream.locator("td.action", has_text=own)).to_have_count(0)
+    expect(stream.locator('tr[data-service="frontend"]')).to_have_count(0)
+    expect(page.locator("#metric-frontend")).to_have_text("0")
     tab.assert_clean()
     tab.assert_requests_only_to(self_monitor.url + "/")
 
@@ -713,4 +754,59 @@ def test_io_axis_labels_stay_distinct_for_tiny_and_large_rates(tab: Tab, monitor
         assert len(labels) >= 2, labels
         assert len(set(labels)) == len(labels), labels
         assert y["max"] >= 1.2 * scale  # the top tick is above the highest rate
+    tab.assert_clean()
+
+
+CURVE_POINTS = """(id) => {
+    const chart = Chart.getChart(document.getElementById(id));
+    return chart.data.datasets.map((d, i) => chart.getDatasetMeta(i).data.map(
+        (p) => ({y: p.y, cp1y: p.cp1y ?? p.y, cp2y: p.cp2y ?? p.y})));
+}"""
+
+
+def test_activity_line_never_swings_past_its_samples(tab: Tab, monitor: MonitorProcess) -> None:
+    """A smoothed line through 3, 3, 9 events once dipped below 3 between the first two samples."""
+    page = tab.page
+    start = time.time() - 3
+    history = [
+        {"timestamp": start + i, "backend": be, "frontend": fe}
+        for i, (be, fe) in enumerate([(3, 4), (3, 0), (9, 5)])
+    ]
+
+    def with_history(route: Any) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "activity_history": history})
+
+    page.route(f"{monitor.url}{API}/data*", with_history)
+    page.goto(f"{monitor.url}/?refresh=0.5")
+    page.wait_for_function(
+        "() => Chart.getChart(document.getElementById('chart-activity')).data.labels.length === 3"
+    )
+    for points in page.evaluate(CURVE_POINTS, "chart-activity"):
+        # Each segment is a Bézier curve: it stays between its two samples when its control
+        # points do (pixels, y grows downwards).
+        for a, b in zip(points, points[1:], strict=False):
+            low, high = min(a["y"], b["y"]) - 0.5, max(a["y"], b["y"]) + 0.5
+            assert low <= a["cp2y"] <= high and low <= b["cp1y"] <= high, (a, b)
+    tab.assert_clean()
+
+
+def test_overflowing_boxes_show_there_is_more_below(tab: Tab, monitor: MonitorProcess) -> None:
+    page = tab.page
+    monitor.post_events([event("backend", "http", "GET /api/a", 10.0) for _ in range(60)])
+    page.goto(f"{monitor.url}/?refresh=0.5")
+    expect(page.locator("#event-table tbody tr")).to_have_count(50)
+    stream = page.locator(".scroll-frame", has=page.locator("#event-table"))
+    endpoints = page.locator(".scroll-frame", has=page.locator("#endpoint-table"))
+    fade = "(frame) => getComputedStyle(frame, '::after').opacity"
+    expect(stream).to_have_class(re.compile(r"\bmore-below\b"))
+    assert stream.evaluate(fade) == "1"
+    expect(endpoints).not_to_have_class(re.compile(r"\bmore-below\b"))  # one row: nothing hidden
+    assert endpoints.evaluate(fade) == "0"
+    box = stream.locator(".table-scroll")
+    box.evaluate("(box) => box.scrollTo(0, box.scrollHeight)")
+    expect(stream).not_to_have_class(re.compile(r"\bmore-below\b"))
+    assert stream.evaluate(fade) == "0"
+    box.evaluate("(box) => box.scrollTo(0, 0)")
+    expect(stream).to_have_class(re.compile(r"\bmore-below\b"))
     tab.assert_clean()
