@@ -117,6 +117,7 @@
     p50_ms: ["p50", fmtMs],
     p95_ms: ["p95", fmtMs],
     gap_p50_ms: ["gap p50", fmtMsSigned],
+    network_gap_ms: ["usual network gap", fmtMs],
     events: ["events", fmtCount],
     count: ["events", fmtCount],
     events_per_minute: ["", fmtPerMin],

@@ -163,12 +163,95 @@ def test_service_performance_compares_api_calls_when_both_sides_have_them():
     stats = PairStats()
     fill(stats, "backend", "http", "GET /x", [40.0] * 30)
     fill(stats, "backend", "db", "query", [2.0] * 300)
-    fill(stats, "frontend", "api", "GET /x", [65.0] * 30)
+    fill(stats, "frontend", "api", "GET /x", [440.0] * 30)
     fill(stats, "frontend", "page", "load", [1800.0] * 30)
     diff = only(compare(stats), type="performance", scope="service")
-    assert diff["backend"]["avg_ms"] == 40.0 and diff["frontend"]["avg_ms"] == 65.0
-    assert diff["severity"] == "medium"  # a 25 ms network gap, not the page load against a db query
+    assert diff["backend"]["avg_ms"] == 40.0 and diff["frontend"]["avg_ms"] == 440.0
     assert "API calls" in diff["message"]
+
+
+def test_page_loads_against_db_queries_do_not_hide_a_normal_network_gap():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /x", [40.0] * 30)
+    fill(stats, "backend", "db", "query", [2.0] * 300)
+    fill(stats, "frontend", "api", "GET /x", [65.0] * 30)
+    fill(stats, "frontend", "page", "load", [1800.0] * 30)
+    assert [d for d in compare(stats) if d["type"] == "performance"] == []
+
+
+# The README's clean sample traffic: three endpoints, the browser ~34 ms behind the server on
+# every call (backend average ~68 ms, browser ~102 ms), no anomaly.
+ENDPOINTS = {"GET /api/products": 30.0, "GET /api/search": 60.0, "GET /api/orders/:id": 115.0}
+
+
+def traffic(
+    stats: PairStats,
+    gap_ms: float,
+    *,
+    calls: int = 100,
+    traced: bool = True,
+    slow_key: str | None = None,
+    slow_gap_ms: float = 0.0,
+) -> None:
+    """Both sides of ``calls`` requests per endpoint; the browser sees each ``gap_ms`` (+0-8 ms) later."""
+    for key, base in ENDPOINTS.items():
+        backend = [base * (0.8 + 0.04 * (i % 11)) for i in range(calls)]
+        gaps = [gap_ms + i % 9 + (slow_gap_ms if key == slow_key else 0.0) for i in range(calls)]
+        fill(stats, "backend", "http", key, backend)
+        fill(stats, "frontend", "api", key, [b + g for b, g in zip(backend, gaps, strict=True)])
+        for g in gaps if traced else []:
+            stats.add_gap(key, g)
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["joined-by-trace-id", "medians-only"])
+def test_a_uniform_normal_network_gap_is_not_a_service_performance_difference(traced):
+    stats = PairStats()
+    traffic(stats, 30.0, traced=traced)
+    assert stats.backend.api.timed.mean == pytest.approx(68.3, abs=1)
+    assert stats.frontend.api.timed.mean == pytest.approx(102.3, abs=1)
+    assert [d for d in compare(stats) if d["type"] == "performance"] == []
+
+
+def test_a_browser_300_ms_behind_the_server_everywhere_is_high_at_service_scope():
+    stats = PairStats()
+    traffic(stats, 300.0)
+    diffs = compare(stats)
+    service = only(diffs, type="performance", scope="service")
+    assert service["severity"] == "high"
+    assert service["message"].startswith("Frontend API calls take longer on average")
+    assert service["frontend"]["avg_ms"] == pytest.approx(372.3, abs=1)
+    # Only the gap the endpoint rule always lets pass is forgiven as network, not all 300 ms.
+    assert service["frontend"]["network_gap_ms"] == Thresholds().endpoint_gap_ms[0]
+    endpoint = [d for d in diffs if d["type"] == "performance" and d["scope"] == "endpoint"]
+    assert sorted(d["key"] for d in endpoint) == sorted(ENDPOINTS)
+    assert {d["severity"] for d in endpoint} == {"medium"}  # ~304 ms: medium by ms, high by %
+
+
+def test_one_slow_endpoint_does_not_raise_the_network_allowance():
+    stats = PairStats()
+    traffic(stats, 30.0, slow_key="GET /api/orders/:id", slow_gap_ms=1000.0)
+    diffs = compare(stats)
+    assert only(diffs, type="performance", key="GET /api/orders/:id")["severity"] == "high"
+    service = only(diffs, type="performance", scope="service")
+    assert service["severity"] == "high"
+    assert service["frontend"]["network_gap_ms"] == pytest.approx(34, abs=1)
+    assert "34 ms of it the usual network gap" in service["message"]
+
+
+def test_a_backend_slower_than_the_browser_sees_is_flagged_at_service_scope():
+    stats = PairStats()
+    traffic(stats, 30.0)
+    # The busiest endpoint's server time is twice what the browser waits for it.
+    fill(stats, "backend", "http", "GET /api/cart", [300.0 + i % 7 for i in range(300)])
+    fill(stats, "frontend", "api", "GET /api/cart", [150.0 + i % 7 for i in range(300)])
+    diffs = compare(stats)
+    service = only(diffs, type="performance", scope="service")
+    # ~186 ms against ~128 ms: 45% apart (medium) and 58 ms (high) make a medium difference.
+    assert service["difference_pct"] == pytest.approx(45.4, abs=1)
+    assert service["severity"] == "medium"
+    assert service["message"].startswith("Backend API calls take longer on average")
+    assert service["frontend"]["network_gap_ms"] == 0
+    assert [d for d in diffs if d["type"] == "performance" and d["scope"] == "endpoint"] == []
 
 
 @pytest.mark.parametrize(
