@@ -1,8 +1,11 @@
-"""Shared fixtures: a real monitor process on a free port, a fake clock and a fake psutil reader."""
+"""Shared fixtures and helpers: real monitor and Redis processes on free ports, the dashboard in
+headless Chromium, a stand-in ingest endpoint and fast clients for backend_logging_config, a fake
+clock and a fake psutil reader."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -12,10 +15,18 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
+
+if TYPE_CHECKING:
+    from fake_monitor import FakeMonitor
+    from playwright.sync_api import Browser, Page
+
+    import backend_logging_config as blc
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -36,6 +47,22 @@ class MonitorProcess:
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        """Terminate the process (and kill it if it lingers)."""
+        _stop(self.proc)
+
+    def post_events(self, events: list[dict[str, Any]]) -> None:
+        """Ingest a batch through the REST API, as an instrumented app would; all must be accepted."""
+        answer = requests.post(f"{self.api}/events", json=events, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == len(events), answer.text
+
+    def get(self, path: str) -> Any:
+        """GET an API path and return its JSON."""
+        answer = requests.get(f"{self.api}{path}", timeout=10)
+        answer.raise_for_status()
+        return answer.json()
 
 
 def wait_for_http(url: str, timeout: float = 15.0) -> None:
@@ -61,12 +88,14 @@ def run_monitor(
     command: list[str] | None = None,
     cwd: Path = ROOT,
     replace_env: bool = False,
+    port: int = 0,
 ) -> Iterator[MonitorProcess]:
     """Start ``script`` (or a whole ``command``) on a free port, wait until it answers, stop it.
 
-    ``env`` adds to this process's environment, or replaces it with ``replace_env``.
+    ``env`` adds to this process's environment, or replaces it with ``replace_env``; ``port``
+    restarts a monitor on the port a stopped one had.
     """
-    command = command or [sys.executable, "-u", str(ROOT / script), "--port", "0", *args]
+    command = command or [sys.executable, "-u", str(ROOT / script), "--port", str(port), *args]
     proc = subprocess.Popen(
         command,
         cwd=cwd,
@@ -96,13 +125,18 @@ def run_monitor(
         wait_for_http(url[0] + "/health")
         yield MonitorProcess(proc, url[0], output)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Terminate ``proc`` (and kill it if it lingers); a process that has ended is left alone."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 @pytest.fixture
@@ -148,6 +182,169 @@ def launch_chromium(*required: str) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+# -- the dashboard in a real browser (test_dashboard*.py) -----------------------------------
+
+BACKEND_RGB = (129, 140, 248)  # dashboard-charts.js COLORS.backend
+FRONTEND_RGB = (45, 212, 191)  # dashboard-charts.js COLORS.frontend
+
+
+def event(
+    service: str,
+    component: str,
+    action: str,
+    duration_ms: float | None,
+    status: str = "success",
+    **details: Any,
+) -> dict[str, Any]:
+    """One ExecutionEvent as the API takes it, stamped now."""
+    return {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "service": service,
+        "component": component,
+        "action": action,
+        "duration_ms": duration_ms,
+        "status": status,
+        "details": details,
+    }
+
+
+class Tab:
+    """A page plus everything it logged, dialogs it opened and requests it made."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        page.on("dialog", self._dialog)
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def assert_clean(self, allow: re.Pattern[str] | None = None) -> None:
+        """No console error (but those matching ``allow``), no uncaught exception, no dialog."""
+        errors = [e for e in self.errors if not (allow and allow.search(e))]
+        assert errors == [], errors
+        assert self.dialogs == [], self.dialogs
+
+    def assert_requests_only_to(self, *prefixes: str) -> None:
+        """Every request the page made went to one of ``prefixes``."""
+        strays = [u for u in self.requests if not u.startswith(prefixes)]
+        assert strays == [], strays
+
+    def chart_pixels(self, canvas_id: str, rgb: tuple[int, int, int]) -> dict[str, int]:
+        """Painted pixels of a canvas and how many of them have colour ``rgb``."""
+        return self.page.evaluate(
+            """([id, rgb]) => {
+                const c = document.getElementById(id);
+                const {data} = c.getContext("2d").getImageData(0, 0, c.width, c.height);
+                let painted = 0, colored = 0;
+                for (let i = 0; i < data.length; i += 4) {
+                    if (data[i + 3] > 0) painted++;
+                    if (data[i + 3] > 200 && Math.abs(data[i] - rgb[0]) < 8 &&
+                        Math.abs(data[i + 1] - rgb[1]) < 8 && Math.abs(data[i + 2] - rgb[2]) < 8) colored++;
+                }
+                return {painted, colored, size: data.length / 4};
+            }""",
+            [canvas_id, list(rgb)],
+        )
+
+    def chart_data(self, canvas_id: str) -> dict[str, Any]:
+        """Labels and datasets of the Chart.js chart drawn on a canvas."""
+        return self.page.evaluate(
+            """(id) => {
+                const chart = Chart.getChart(document.getElementById(id));
+                return {labels: chart.data.labels, data: chart.data.datasets.map(d => d.data)};
+            }""",
+            canvas_id,
+        )
+
+
+@pytest.fixture(scope="module")
+def dashboard_browser() -> Iterator[Browser]:
+    """One Chromium for the module; fails (never skips) when it or Chart.js is missing."""
+    with launch_chromium("static/vendor/chart.umd.js") as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def tab(dashboard_browser: Browser) -> Iterator[Tab]:
+    """A fresh 1280x720 page, recording console errors, dialogs and requests."""
+    context = dashboard_browser.new_context(viewport={"width": 1280, "height": 720}, locale="en-US")
+    context.set_default_timeout(15_000)
+    yield Tab(context.new_page())
+    context.close()
+
+
+def orders_batch(count: int = 20) -> list[dict[str, Any]]:
+    """The seed's example: backend calls at 125 ms, the same calls seen at 75 ms in the browser."""
+    be = [event("backend", "http", "GET /api/orders/:id", 125.0, http_status=200) for _ in range(count)]
+    fe = [event("frontend", "api", "GET /api/orders/:id", 75.0, http_status=200) for _ in range(count)]
+    return be + fe
+
+
+def table_row(page: Page, table_id: str, label: str) -> Any:
+    """The row of table ``table_id`` whose text holds ``label``."""
+    return page.locator(f"#{table_id} tbody tr", has_text=label)
+
+
+# -- backend_logging_config (test_backend_logging_config*.py) -------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"  # a W3C trace id and a parent span id, as a caller sends
+PARENT = "00f067aa0ba902b7"
+_FAST_CLIENT = {"flush_interval": 0.05, "backoff_base": 0.01, "backoff_max": 0.05, "timeout": 2.0}
+
+
+@pytest.fixture
+def fake_monitor() -> Iterator[FakeMonitor]:
+    """A stand-in for the monitor's ingest endpoint on a free port, stopped afterwards."""
+    from fake_monitor import FakeMonitor
+
+    server = FakeMonitor()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., blc.MonitorClient]]:
+    """Makes MonitorClients that flush and back off fast, and closes them after the test."""
+    import backend_logging_config as blc
+
+    clients: list[blc.MonitorClient] = []
+
+    def make(url: str, **options: Any) -> blc.MonitorClient:
+        client = blc.MonitorClient(url, **{**_FAST_CLIENT, **options})
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close(timeout=0.5)
+
+
+@pytest.fixture
+def restore_logging_globals() -> Iterator[None]:
+    """Restore the root logger and backend_logging_config's default client after each test."""
+    import backend_logging_config as blc
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    blc.set_default_client(None)
+    if blc._logging_client is not None:
+        blc._logging_client.close(timeout=0.5)
+        blc._logging_client = None
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 class FakeClock:
