@@ -143,6 +143,7 @@ def test_page_works_without_chart_and_logger_bundles(tab: Tab, self_monitor: Mon
     expect(page.locator("#event-table tbody")).to_contain_text("GET /api/ping")
     expect(page.locator("#metric-frontend")).to_have_text("0")  # no logger, no frontend events
     expect(page.locator("#hint-frontend")).to_be_visible()
+    assert page.evaluate("typeof window.LiveMonitor") == "undefined"  # the logger really is missing
     tab.assert_clean(allow=NETWORK_ERROR)
 
 
