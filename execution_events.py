@@ -11,7 +11,7 @@ import math
 import re
 import zlib
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import msgspec
 
@@ -46,6 +46,12 @@ _STATUSES = ("success", "error")
 _INTERNED: dict[str, str] = {}  # component and action names
 _SHARED_VALUES: dict[str, str] = {}  # short detail strings found clean (no secret key, no card)
 _MAX_INTERNED = 20_000
+# Every timestamp, however sent, must fall strictly between these (UTC): the reports and the
+# log tools read any time in years 1 to 9999 UTC, and nothing live predates 1970 or follows 3000.
+_MAX_EPOCH = 32503680000  # 3000-01-01T00:00:00Z
+_EARLIEST = datetime.fromtimestamp(0, UTC)
+_LATEST = datetime.fromtimestamp(_MAX_EPOCH, UTC)
+_OUT_OF_RANGE = "timestamp: out of range: must be after 1970-01-01 and before 3000-01-01 UTC"
 
 
 # Decoding a batch takes zoned ISO 8601 (what the loggers send) straight; epoch seconds and
@@ -91,9 +97,7 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
     span_id: SpanId | None = None
 
     def _check_built(self) -> None:
-        ts = self.timestamp
-        if ts.__class__ is not datetime or ts.tzinfo is None:
-            self.timestamp = _to_datetime(ts)
+        self.timestamp = _to_datetime(self.timestamp)
         if self.duration_ms is not None and not (math.isfinite(self.duration_ms) and self.duration_ms >= 0):
             raise ValueError("duration_ms: must be a finite number >= 0")
         # msgspec checks these when decoding; an event built in Python gets the same rules here.
@@ -240,7 +244,12 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
         raw = raw_decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise BatchError(_friendly(str(exc), prefix="body")) from None
-    except (msgspec.DecodeError, RecursionError) as exc:
+    except msgspec.DecodeError as exc:
+        repaired = _replace_lone_surrogates(body)
+        if repaired is not body:
+            return decode_batch(repaired, max_events)
+        raise BatchError(f"malformed JSON: {exc}") from None
+    except RecursionError as exc:
         raise BatchError(f"malformed JSON: {exc}") from None
     except UnicodeDecodeError:
         raise BatchError("body is not valid UTF-8") from None
@@ -265,6 +274,29 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
     return BatchResult(events=events, errors=errors)
 
 
+# An escaped backslash (kept, so the ``u`` after it is text), a valid surrogate pair (kept), a lone one.
+_SURROGATE_ESCAPES = re.compile(
+    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(\\u[dD][89a-fA-F][0-9a-fA-F]{2})"
+)
+
+
+def _replace_lone_surrogates(body: bytes) -> bytes:
+    """``body`` with each lone UTF-16 surrogate escape made ``\\ufffd``, or ``body`` itself if none.
+
+    RFC 8259 allows them and our clients write them (a file name from os.fsdecode, an emoji
+    cut in two by a slice), but msgspec refuses the whole body; Go's encoding/json does the
+    same replacement. Each escape keeps its length, so error positions still hold.
+    """
+    if b"\\u" not in body:
+        return body
+    repaired, count = _SURROGATE_ESCAPES.subn(_replacement, body)
+    return repaired if count and repaired != body else body
+
+
+def _replacement(match: re.Match[bytes]) -> bytes:
+    return b"\\ufffd" if match.group(1) else match.group()
+
+
 def convert_event(fields: dict[str, Any]) -> ExecutionEvent:
     """An event from builtins (as msgspec.convert would), checked like a decoded one.
 
@@ -286,6 +318,10 @@ def _batch_ok(events: list[ExecutionEvent]) -> bool:
     ids = "".join([e.trace_id or "" for e in events]) + "".join([e.span_id or "" for e in events])
     if not _is_hex(ids):
         return False
+    times = cast("list[datetime]", [e.timestamp for e in events])  # decoded: all aware datetimes
+    times.sort()  # about one comparison an event: a batch is mostly in time order already
+    if times and not (_EARLIEST < times[0] and times[-1] < _LATEST):
+        return False
     # Every event's details within the limit when all of them together are (empty ones add "{}").
     details = [e.details for e in events]
     if len(_encoder.encode(details)) > MAX_DETAILS_BYTES:
@@ -295,12 +331,10 @@ def _batch_ok(events: list[ExecutionEvent]) -> bool:
 
 def _problem(event: ExecutionEvent) -> str | None:
     """Settle one event's timestamp and name the first rule the schema could not check, or None."""
-    ts = event.timestamp
-    if ts.__class__ is not datetime or ts.tzinfo is None:
-        try:
-            event.timestamp = _to_datetime(ts)
-        except (ValueError, TypeError) as exc:
-            return str(exc)
+    try:
+        event.timestamp = _to_datetime(event.timestamp)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
     if event.trace_id is not None and not _is_hex(event.trace_id):
         return "trace_id: must be 32 lowercase hex characters"
     if event.span_id is not None and not _is_hex(event.span_id):
@@ -465,18 +499,23 @@ def _mask_card(match: re.Match[str]) -> str:
 
 
 def _to_datetime(value: Any) -> datetime:
+    """An aware datetime in the accepted range from any accepted form; ValueError or TypeError if not."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if not _EARLIEST < aware < _LATEST:
+            raise ValueError(_OUT_OF_RANGE)
+        return aware
     if isinstance(value, str):
         try:
-            return _to_datetime(datetime.fromisoformat(value))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError("timestamp: must be ISO 8601 or epoch seconds") from None
+        return _to_datetime(parsed)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value == 0.0:
             return datetime.now(UTC)
-        if not math.isfinite(value) or not 0 < value < 32503680000:
-            raise ValueError("timestamp: epoch seconds out of range")
+        if not math.isfinite(value) or not 0 < value < _MAX_EPOCH:
+            raise ValueError(_OUT_OF_RANGE)
         return datetime.fromtimestamp(value, UTC)
     raise TypeError("timestamp: must be ISO 8601 or epoch seconds")
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from conftest import ev
@@ -10,6 +10,7 @@ from execution_events import (
     MAX_DETAILS_BYTES,
     BatchError,
     ExecutionEvent,
+    convert_event,
     decode_batch,
     prepare_events,
     scrub_details,
@@ -249,3 +250,103 @@ def test_events_decoded_from_epoch_or_naive_times_are_plain_execution_events():
     for event in decode_batch(body).events:
         assert type(event) is ExecutionEvent
         assert event == built  # the same instant, however it was sent
+
+
+# --- lone UTF-16 surrogate escapes: valid JSON (RFC 8259) that msgspec refuses -------------------
+
+REPLACEMENT = "\ufffd"
+
+
+def _json(events: list[dict]) -> bytes:
+    """The body Python's own json module writes: a lone surrogate becomes a ``\\udXXX`` escape."""
+    return json.dumps(events).encode()
+
+
+def test_a_lone_surrogate_escape_keeps_the_batch_and_becomes_the_replacement_character():
+    body = _json(
+        [
+            ev(action="GET /a"),
+            ev(action="GET /b \ud83d"),  # an emoji cut by the browser logger's slice(0, 300)
+            ev(component="file", action="open", details={"path": "/tmp/caf\udce9"}),  # os.fsdecode
+            ev(action="GET /c \ud83d\ud83d\ude00", details={"k\udc00": "\ud83dx"}),
+        ]
+    )
+    assert b"\\ud83d" in body and b"\\udce9" in body
+    result = decode_batch(body)
+    assert result.errors == []
+    assert [e.action for e in result.events] == ["GET /a", f"GET /b {REPLACEMENT}", "open", "GET /c \ufffd😀"]
+    assert result.events[2].details == {"path": f"/tmp/caf{REPLACEMENT}"}
+    assert result.events[3].details == {f"k{REPLACEMENT}": f"{REPLACEMENT}x"}
+
+
+def test_an_escaped_backslash_before_u_is_text_not_a_surrogate_escape():
+    # The action is the 12 characters `GET /\ud83d` (a literal backslash), next to a real lone surrogate.
+    body = (
+        b'[{"service":"frontend","component":"api","action":"GET /\\\\ud83d"},'
+        + _json([ev(action="\ud83d")])[1:]
+    )
+    result = decode_batch(body)
+    assert [e.action for e in result.events] == ["GET /\\ud83d", REPLACEMENT]
+
+
+def test_the_recovered_path_keeps_per_event_errors_and_the_batch_limit():
+    body = _json([ev(action="x\udce9"), ev(duration_ms=-1), ev(action="y"), ev(action="z")])
+    result = decode_batch(body, max_events=3)
+    assert [e.action for e in result.events] == [f"x{REPLACEMENT}", "y"]
+    assert result.errors[0] == {"index": 1, "error": "events[1].duration_ms: must be >= 0"}
+    assert [e["index"] for e in result.errors] == [1, 3]
+    assert "more than 3 events" in result.errors[1]["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'[{"action": "\\ud83d"}, {"action": "\\ud83"}]', "malformed JSON"),  # json.loads refuses too
+        (b'[{"action": "\\ud83d", "duration_ms": NaN}]', "malformed JSON"),
+        (b'[{"action": "\\ud83d"}, Infinity]', "malformed JSON"),
+        (b'[{"action": "\\ud83d"}, {"a": "b"]', "malformed JSON"),
+        (b'[{"details": "\\udce9", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}]", "recursion depth"),
+    ],
+    ids=["bad-hex-escape", "nan", "infinity", "unbalanced", "too-deep"],
+)
+def test_a_body_still_broken_once_surrogates_are_replaced_is_refused_as_before(body, message):
+    with pytest.raises(BatchError, match=message) as refused:
+        decode_batch(body)
+    assert "surrogate" not in str(refused.value) and "truncated" not in str(refused.value)  # the real fault
+
+
+# --- one time range for every form of timestamp --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "9999-12-31T23:59:59-14:00",  # year 10000 in UTC: the reports could not read it
+        "9999-12-31T23:59:59",
+        "3000-01-01T00:00:00Z",
+        "2999-12-31T23:30:00-01:00",  # 3000-01-01T00:30Z
+        "0001-01-01T00:00:00+14:00",  # year 0 in UTC
+        "1969-12-31T23:59:59Z",
+        32_503_680_000,  # 3000-01-01T00:00Z as epoch seconds, refused already
+    ],
+)
+def test_a_time_out_of_range_is_refused_alone_whatever_its_form(stamp):
+    body = _json(
+        [ev(action="GET /a"), ev(timestamp=stamp), ev(action="GET /c", timestamp="2999-12-31T23:59:59Z")]
+    )
+    result = decode_batch(body)
+    assert [e.action for e in result.events] == ["GET /a", "GET /c"]
+    assert len(result.errors) == 1
+    assert result.errors[0]["index"] == 1
+    assert result.errors[0]["error"].startswith("events[1].timestamp: out of range")
+    assert "3000" in result.errors[0]["error"]
+
+
+@pytest.mark.parametrize(
+    "stamp", [datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14))), "3000-01-01T00:00:00Z", 4e10]
+)
+def test_events_built_in_python_or_converted_get_the_same_time_range(stamp):
+    with pytest.raises(ValueError, match="timestamp: out of range"):
+        ExecutionEvent(**{**ev(), "timestamp": stamp})
+    with pytest.raises(ValueError, match="timestamp: out of range"):
+        convert_event({**ev(), "timestamp": stamp})

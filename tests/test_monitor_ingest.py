@@ -157,3 +157,27 @@ def test_the_apps_batch_limit_applies_to_a_monitor_built_apart():
     assert status.startswith("200") and (answer["accepted"], answer["rejected"]) == (3, 2)
     assert "more than 3 events" in answer["errors"][0]["error"]
     monitor.close()
+
+
+def test_a_lone_surrogate_escape_loses_no_event(app):
+    # Byte for byte what the tester sent: an emoji cut in two by the browser logger's slice(0, 300).
+    body = (
+        b'[{"service":"frontend","component":"ok","action":"GET /a","duration_ms":3},'
+        b'{"service":"frontend","component":"x","action":"GET /b \\ud83d"}]'
+    )
+    status, _, answer = call(app, body)
+    assert status == "200 OK"
+    assert (json.loads(answer)["accepted"], json.loads(answer)["rejected"]) == (2, 0)
+    recent = app.extensions["live_monitor"].data()["recent_events"]
+    assert sorted(e["action"] for e in recent) == ["GET /a", "GET /b \ufffd"]
+
+
+def test_a_time_the_reports_cannot_read_is_refused_and_the_rest_kept(app):
+    late = {**EVENT, "action": "GET /late", "timestamp": "9999-12-31T23:59:59-14:00"}
+    status, _, answer = call(app, json.dumps([EVENT, late]).encode())
+    assert status == "200 OK"
+    answer = json.loads(answer)
+    assert (answer["accepted"], answer["rejected"]) == (1, 1)
+    assert answer["errors"][0]["error"].startswith("events[1].timestamp: out of range")
+    recent = app.extensions["live_monitor"].data()["recent_events"]
+    assert [e["action"] for e in recent] == ["GET /api/x"]
