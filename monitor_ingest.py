@@ -62,11 +62,14 @@ class Access:
         )
 
     def credentials_ok(self, header: Header, ingest: bool = False) -> bool:
-        """True without a token, or with ``Authorization: Bearer <token>``; on an ingest route
-        (``ingest``) the ingest key opens too."""
+        """True without a token, or with ``Authorization: Bearer <token>`` (the scheme in any case, as
+        RFC 9110 has it); on an ingest route (``ingest``) the ingest key opens too."""
         if not self.token:
             return True
-        ok = hmac.compare_digest((header("Authorization") or "").encode(), f"Bearer {self.token}".encode())
+        scheme, _, credentials = (header("Authorization") or "").strip().partition(" ")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode(), self.token.encode()
+        )
         if ingest and self.ingest_key:
             given = (header("X-Ingest-Key") or "").encode()
             ok = hmac.compare_digest(given, self.ingest_key.encode()) or ok

@@ -181,3 +181,26 @@ def test_a_time_the_reports_cannot_read_is_refused_and_the_rest_kept(app):
     assert answer["errors"][0]["error"].startswith("events[1].timestamp: out of range")
     recent = app.extensions["live_monitor"].data()["recent_events"]
     assert [e["action"] for e in recent] == ["GET /api/x"]
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        ("Bearer s3cret", "200 OK"),
+        ("bearer s3cret", "200 OK"),  # the scheme is case-insensitive (RFC 9110)
+        ("BEARER  s3cret ", "200 OK"),
+        ("Bearer S3CRET", "401 UNAUTHORIZED"),  # the token is not
+        ("Basic s3cret", "401 UNAUTHORIZED"),
+        ("s3cret", "401 UNAUTHORIZED"),
+        ("Bearer", "401 UNAUTHORIZED"),
+    ],
+)
+def test_the_bearer_scheme_is_read_in_any_case_the_token_exactly(authorization: str, status: str) -> None:
+    app = create_app({"token": "s3cret", "self_monitor": False})
+    body = json.dumps([EVENT]).encode()
+    got, _, answer = call(app.wsgi_app, body, HTTP_AUTHORIZATION=authorization)
+    assert got.upper() == status, answer
+    flask_status = app.test_client().get(
+        "/api/live-execution/status", headers={"Authorization": authorization}
+    )
+    assert flask_status.status_code == int(status[:3])
