@@ -233,14 +233,14 @@ def _route(attrs: Mapping[str, Any]) -> str | None:
         value = attrs.get(name)
         if not isinstance(value, str) or not value:
             continue
-        try:  # urlsplit refuses some URLs (an unclosed "[" of an IPv6 host) with a ValueError
-            if name in URL_ATTRIBUTES:
-                return normalize_route(urlsplit(value).path or "/")
-            if name == "http.route":
-                value = "/".join(":id" if _TEMPLATE_PARAM.match(s) else s for s in value.split("/"))
-            return normalize_route(value)
-        except ValueError:
-            raise _Rejected(f"{name} is not a valid URL or path") from None
+        if name in URL_ATTRIBUTES:
+            try:
+                value = urlsplit(value).path or "/"
+            except ValueError:  # an unclosed IPv6 "[": normalize_route cuts the host as the browser does
+                pass
+        elif name == "http.route":
+            value = "/".join(":id" if _TEMPLATE_PARAM.match(s) else s for s in value.split("/"))
+        return normalize_route(value)
     return None
 
 
