@@ -107,6 +107,7 @@ class LiveExecutionMonitor:
         here too when another process started monitoring; returns (started_at, elapsed)."""
         started, elapsed = self.store.monitoring_state()
         if started is not None and not self.sampler.running and not self.draining:
+            self.store.take_tick_counts()  # as start() does: no spike of what came while stopped
             self.sampler.start()
         elif started is None and self.sampler.running:
             self.sampler.stop()

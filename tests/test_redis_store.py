@@ -10,6 +10,7 @@ import time
 
 import pytest
 import requests
+from conftest import FakeReader, reading
 
 from execution_comparator import compare, endpoint_rows, summarize
 from execution_events import ExecutionEvent
@@ -219,3 +220,27 @@ def test_stopping_from_two_processes_counts_the_time_once(redis_server):
     assert two.set_monitoring(True, 101.0) is False
     assert [one.set_monitoring(False, 130.0), two.set_monitoring(False, 130.0)].count(True) == 1
     assert two.monitoring_state() == (None, 30.0)
+
+
+def test_a_process_following_a_start_elsewhere_does_not_spike_its_activity(redis_server):
+    """With --workers, only one process is asked to start; the others follow the shared state and
+    must not put what came while monitoring was stopped into their first activity point."""
+    settings = {"store": redis_server.url, "interval": 60, "self_monitor": False}
+    one = LiveExecutionMonitor(dict(settings), reader=FakeReader([reading()]))
+    two = LiveExecutionMonitor(dict(settings), reader=FakeReader([reading()]))
+    batch = [{"service": "backend", "component": "http", "action": "GET /a", "duration_ms": 5}]
+    try:
+        one.start()
+        two.data()  # follows: its sampler starts and ticks once
+        ticks = two.wait_for_tick(0, timeout=10)
+        one.stop()
+        two.data()  # follows the stop
+        one.ingest(json.dumps(batch * 200).encode())
+        one.start()
+        two.data()
+        two.wait_for_tick(ticks, timeout=10)
+        assert two.data()["activity_history"][-1]["backend"] == 0
+        assert two.status()["backend_events"] == 200
+    finally:
+        one.close()
+        two.close()
