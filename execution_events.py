@@ -516,7 +516,7 @@ def _to_datetime(value: Any) -> datetime:
             return datetime.now(UTC)
         if not math.isfinite(value) or not 0 < value < _MAX_EPOCH:
             raise ValueError(_OUT_OF_RANGE)
-        return datetime.fromtimestamp(value, UTC)
+        return _to_datetime(datetime.fromtimestamp(value, UTC))  # 1e-7 rounds to the epoch itself
     raise TypeError("timestamp: must be ISO 8601 or epoch seconds")
 
 
