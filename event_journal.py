@@ -7,17 +7,20 @@ read back into the store. SQLite ships with Python, so nothing new is installed.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 from pathlib import Path
 
 import msgspec
 
-from execution_events import ExecutionEvent
+from execution_events import ExecutionEvent, event_problem
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
 _encoder = msgspec.json.Encoder()
 _SQLITE_HEADER = b"SQLite format 3\x00"
+log = logging.getLogger("live_execution_monitor")
 _COLUMNS = {"id", "service", "body"}
 
 
@@ -38,7 +41,11 @@ def journal_problem(path: str | Path) -> str | None:
         folder = path.parent
         if folder.exists() and not folder.is_dir():
             return f"{folder} is not a folder"
-        return None if folder.is_dir() else f"no such folder {folder}"
+        if not folder.is_dir():
+            return f"no such folder {folder}"
+        return None if os.access(folder, os.W_OK) else f"cannot create a file in {folder}"
+    if not path.is_file():  # a FIFO would block the read below for ever
+        return "not a regular file"
     try:
         with path.open("rb") as file:
             header = file.read(len(_SQLITE_HEADER))
@@ -77,7 +84,10 @@ class EventJournal:
         if problem:
             raise JournalError(f"{self.path}: {problem}")
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:  # e.g. a folder only root could write, or /proc
+            raise JournalError(f"{self.path}: cannot open a journal there: {exc}") from None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
@@ -116,19 +126,35 @@ class EventJournal:
             )
 
     def load(self) -> list[ExecutionEvent]:
-        """The newest ``keep`` events of each side, oldest first (unreadable rows skipped)."""
+        """The newest ``keep`` events of each side, oldest first.
+
+        Rows that are unreadable, or break a rule added since they were written (a time out of
+        range), are skipped with a warning; a damaged database raises JournalError.
+        """
         events: list[tuple[int, ExecutionEvent]] = []
+        skipped: list[str] = []
         with self._lock:
-            for service in ("backend", "frontend"):
-                cursor = self._db.execute(
-                    "SELECT id, body FROM events WHERE service = ? ORDER BY id DESC LIMIT ?",
-                    (service, self.keep),
-                )
-                for row_id, body in cursor:
-                    try:
-                        events.append((row_id, _decoder.decode(body)))
-                    except (msgspec.ValidationError, msgspec.DecodeError):
-                        continue
+            try:
+                for service in ("backend", "frontend"):
+                    cursor = self._db.execute(
+                        "SELECT id, body FROM events WHERE service = ? ORDER BY id DESC LIMIT ?",
+                        (service, self.keep),
+                    )
+                    for row_id, body in cursor:
+                        try:
+                            event = _decoder.decode(body)
+                        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                            skipped.append(str(exc))
+                            continue
+                        problem = event_problem(event)
+                        if problem:
+                            skipped.append(problem)
+                        else:
+                            events.append((row_id, event))
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"{self.path}: cannot read the journal: {exc}") from None
+        if skipped:
+            log.warning("%s: skipped %d journaled event(s), e.g. %s", self.path, len(skipped), skipped[0])
         events.sort(key=lambda pair: pair[0])
         return [e for _, e in events]
 

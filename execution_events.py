@@ -105,7 +105,7 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
             raise ValueError("service must be backend or frontend, status success or error")
         if not (0 < len(self.component) <= 128 and 0 < len(self.action) <= 256):
             raise ValueError("component: 1 to 128 characters, action: 1 to 256")
-        problem = _problem(self)
+        problem = event_problem(self)
         if problem:
             raise ValueError(problem)
         prepare_events([self])
@@ -145,7 +145,7 @@ class IncomingEvent(ExecutionEvent):
 
 
 def _settled(event: ExecutionEvent) -> ExecutionEvent:
-    """The ExecutionEvent of a checked ``IncomingEvent`` (``_problem`` has settled its time)."""
+    """The ExecutionEvent of a checked ``IncomingEvent`` (``event_problem`` has settled its time)."""
     fields = {name: getattr(event, name) for name in ExecutionEvent.__struct_fields__}
     return msgspec.StructMeta.__call__(ExecutionEvent, **fields)
 
@@ -266,7 +266,7 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
         except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
             errors.append({"index": index, "error": _friendly(str(exc), prefix=f"events[{index}]")})
             continue
-        problem = _problem(event)
+        problem = event_problem(event)
         if problem:
             errors.append({"index": index, "error": f"events[{index}].{problem}"})
         else:
@@ -304,7 +304,7 @@ def convert_event(fields: dict[str, Any]) -> ExecutionEvent:
     events, it is scrubbed by ``prepare_events`` when the monitor keeps it.
     """
     event = msgspec.convert(fields, IncomingEvent)
-    problem = _problem(event)
+    problem = event_problem(event)
     if problem:
         raise ValueError(problem)
     return _settled(event)
@@ -329,8 +329,10 @@ def _batch_ok(events: list[ExecutionEvent]) -> bool:
     return True
 
 
-def _problem(event: ExecutionEvent) -> str | None:
-    """Settle one event's timestamp and name the first rule the schema could not check, or None."""
+def event_problem(event: ExecutionEvent) -> str | None:
+    """Settle one event's timestamp and name the first rule the schema could not check, or None.
+
+    Also for events read back from storage, which did not come through ``decode_batch``."""
     try:
         event.timestamp = _to_datetime(event.timestamp)
     except (ValueError, TypeError) as exc:

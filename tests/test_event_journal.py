@@ -152,3 +152,54 @@ def test_a_journal_whose_events_table_is_foreign_is_refused(tmp_path):
         db.execute("CREATE TABLE events (name TEXT)")
     with pytest.raises(JournalError, match="events table"):
         EventJournal(path)
+
+
+def test_a_fifo_or_a_place_nobody_may_write_is_a_clear_error_not_a_hang_or_traceback(tmp_path):
+    import os
+
+    import pytest
+
+    from event_journal import JournalError
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(JournalError, match="not a regular file"):
+        EventJournal(fifo)  # reading its header would block for ever
+    with pytest.raises(JournalError, match="cannot open a journal there"):
+        EventJournal("/proc/events.db")  # not even root may create a file there
+
+
+def test_a_damaged_journal_is_a_journal_error_on_load(tmp_path):
+    import pytest
+
+    from event_journal import JournalError
+
+    path = tmp_path / "j.db"
+    journal = EventJournal(path)
+    journal.append([event(n) for n in range(3000)])
+    journal.close()
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[2 * page :] = random.Random(7).randbytes(len(data) - 2 * page)  # the schema page survives
+    path.write_bytes(bytes(data))
+    damaged = EventJournal(path)
+    with pytest.raises(JournalError, match="cannot read the journal"):
+        damaged.load()
+
+
+def test_events_journaled_before_a_rule_was_added_are_skipped_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "j.db"
+    journal = EventJournal(path)
+    journal.append([event(1)])
+    journal.close()
+    old = (
+        b'{"timestamp":"9999-12-31T23:59:59-14:00","service":"backend","component":"http","action":"GET /a"}'
+    )
+    with sqlite3.connect(path) as db:  # as an earlier version accepted and journaled it
+        db.execute("INSERT INTO events (service, body) VALUES ('backend', ?)", (old,))
+    with caplog.at_level("WARNING"):
+        kept = EventJournal(path).load()
+    assert [e.details["n"] for e in kept] == [1]
+    assert "skipped 1 journaled event(s)" in caplog.text and "out of range" in caplog.text
