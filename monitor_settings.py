@@ -30,7 +30,6 @@ class Setting:
     kind: type | None = None  # the value's type when the default (None: unset) cannot say
     low: float | None = None  # numbers: the smallest value allowed (None: no lower bound)
     high: float | None = None  # numbers: the largest value allowed (None: no upper bound)
-    above: bool = False  # True: ``low`` itself is refused (the value must be above it)
 
     @property
     def type(self) -> type:
@@ -49,8 +48,6 @@ class Setting:
         high = None if self.high is None else _number(self.high)
         if low is None:
             return "" if high is None else f"at most {high}"
-        if self.above:
-            return f"above {low}" + ("" if high is None else f" and at most {high}")
         return f"at least {low}" if high is None else f"between {low} and {high}"
 
     def problem(self, value: Any) -> str | None:
@@ -60,8 +57,7 @@ class Setting:
         """
         if value is None or not self.allowed:
             return None
-        fits_low = self.low is None or (value > self.low if self.above else value >= self.low)
-        if fits_low and (self.high is None or value <= self.high):
+        if (self.low is None or value >= self.low) and (self.high is None or value <= self.high):
             return None
         return f"must be {self.allowed}, not {_number(value)}"
 
@@ -105,17 +101,15 @@ SETTINGS: tuple[Setting, ...] = (
         1.0,
         "LIVE_MONITOR_INTERVAL",
         "Seconds between system samples and difference checks.",
-        low=0,
-        above=True,
+        low=0.05,  # below, the sampler and the difference checks would keep a core busy
         high=3600,
     ),
     Setting(
         "max_events",
         10_000,
         "LIVE_MONITOR_MAX_EVENTS",
-        "Events kept per side (backend, frontend); older ones are evicted. At most 1,000,000: "
-        "a kept event takes about 0.5 KB of memory (more with large details), so two full sides "
-        "stay near 1 GB.",
+        "Events kept per side (backend, frontend); older ones are evicted. A kept event takes "
+        "about 0.5 KB of memory (more with large details), so the cap keeps two full sides near 1 GB.",
         low=1,
         high=MAX_EVENTS_CAP,
     ),
@@ -338,7 +332,8 @@ def markdown_table() -> str:
     lines = ["| flag | environment variable | default | what it does |", "|---|---|---|---|"]
     for s in SETTINGS:
         default = "" if s.default in ("", None) else f"`{s.default}`".replace("|", "\\|")
-        lines.append(f"| `{s.flag}` | `{s.env}` | {default} | {s.help} |")
+        allowed = f" ({s.allowed[0].upper()}{s.allowed[1:]}.)" if s.allowed else ""
+        lines.append(f"| `{s.flag}` | `{s.env}` | {default} | {s.help}{allowed} |")
     return "\n".join(lines)
 
 

@@ -461,8 +461,9 @@ def _one_line_error(capsys) -> str:
         (["--port", "-1"], "--port must be between 0 and 65535"),
         (["--threads", "0"], "--threads must be between 1 and"),
         (["--max-events", "99999999999999999999"], "--max-events must be between 1 and 1000000"),
-        (["--interval", "nan"], "--interval must be above 0 and at most"),
-        (["--interval", "inf"], "--interval must be above 0 and at most"),
+        (["--interval", "nan"], "--interval must be between 0.05 and 3600"),
+        (["--interval", "inf"], "--interval must be between 0.05 and 3600"),
+        (["--interval", "5e-324"], "--interval must be between 0.05 and 3600"),  # overflowed the sampler
         (["--max-body-bytes", "-1"], "--max-body-bytes must be between 1024 and"),
         (["--ingest-rate", "0"], "--ingest-rate must be between 1 and"),
         (["--ingest-rate", "-1"], "--ingest-rate must be between 1 and"),
@@ -489,7 +490,7 @@ def test_out_of_range_flags_are_a_one_line_error_naming_the_flag_and_range(
     ("variable", "value", "phrase"),
     [
         ("LIVE_MONITOR_PORT", "99999", "LIVE_MONITOR_PORT must be between 0 and 65535, not 99999"),
-        ("LIVE_MONITOR_INTERVAL", "nan", "LIVE_MONITOR_INTERVAL must be above 0"),
+        ("LIVE_MONITOR_INTERVAL", "nan", "LIVE_MONITOR_INTERVAL must be between 0.05 and 3600"),
         ("LIVE_MONITOR_THREADS", "0", "LIVE_MONITOR_THREADS must be between 1 and"),
         ("LIVE_MONITOR_MAX_BODY_BYTES", "-1", "LIVE_MONITOR_MAX_BODY_BYTES must be between 1024 and"),
         ("LIVE_MONITOR_PORT", "many", "LIVE_MONITOR_PORT must be a whole number, not 'many'"),
@@ -562,8 +563,14 @@ def test_persist_accepts_a_new_file_an_empty_file_and_its_own_journal(monkeypatc
 
 def test_a_journal_that_goes_bad_after_the_check_is_still_a_one_line_error(monkeypatch, capsys, tmp_path):
     import live_execution_monitor as lem
+    import monitor_server
 
     monkeypatch.setattr(lem, "journal_problem", lambda path: None)  # as if the folder appeared since
+
+    def never_serve(*args, **kwargs):
+        raise AssertionError("served although the journal could not be opened")
+
+    monkeypatch.setattr(monitor_server, "WaitressServer", never_serve)  # a regression fails, not hangs
     assert main(["--persist", str(tmp_path), "--port", "0"]) == 2
     err = _one_line_error(capsys)
     assert f"--persist {tmp_path}: is a folder" in err
