@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import heapq
-import json
 import os
 import sys
 import urllib.error
@@ -23,7 +22,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from event_files import iter_event_file, parse_time
+from event_files import decode_json, iter_event_file, parse_time
 from execution_comparator import SEVERITIES, Thresholds, compare, comparison, endpoint_rows, summarize
 from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
 from report_render import RENDERERS
@@ -184,7 +183,7 @@ def _get_json(url: str, token: str, timeout: float) -> Any:
             "--backend-data/--frontend-data files)"
         ) from None
     try:
-        return json.loads(body)
+        return decode_json(body)
     except ValueError:
         raise InputError(f"{url} did not answer JSON: is --url a Live Execution Monitor?") from None
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 import urllib.request
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -536,3 +538,28 @@ def test_an_event_time_out_of_range_names_the_event(
     backend = [event("backend", "http", "GET /a"), {**event("backend", "http", "GET /a"), "timestamp": stamp}]
     code, out, err = run(capsys, *files(tmp_path, backend, [event("frontend", "api", "GET /a")]))
     assert code == 1 and out == "" and "event #2: bad timestamp: " in err
+
+
+@pytest.mark.parametrize("answer", [b"<html>not json</html>", b"[" * 100_000 + b"]" * 100_000])
+def test_a_url_that_does_not_answer_json_is_a_one_line_error(
+    capsys: pytest.CaptureFixture[str], answer: bytes
+) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code, out, err = run(capsys, "--url", f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert "did not answer JSON: is --url a Live Execution Monitor?" in err
