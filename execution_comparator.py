@@ -294,10 +294,9 @@ def _service_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap])
                 "basis": basis,
             }
             apart = f"{pct:.1f}% apart"
-            if basis == API_CALLS:
+            if allowance:  # only where it was taken off: a figure with a reason in the message
                 frontend["network_gap_ms"] = round(allowance, 2)
-                if allowance:
-                    apart = f"{allowance:,.0f} ms of it the usual network gap; {pct:.1f}% apart without it"
+                apart = f"{allowance:,.0f} ms of it the usual network gap; {pct:.1f}% apart without it"
             out.append(
                 _diff(
                     "performance",
