@@ -48,9 +48,9 @@ _SHARED_VALUES: dict[str, str] = {}  # short detail strings found clean (no secr
 _MAX_INTERNED = 20_000
 # Every timestamp, however sent, must fall strictly between these (UTC): the reports and the
 # log tools read any time in years 1 to 9999 UTC, and nothing live predates 1970 or follows 3000.
-_MAX_EPOCH = 32503680000  # 3000-01-01T00:00:00Z
+MAX_EPOCH = 32503680000  # 3000-01-01T00:00:00Z
 _EARLIEST = datetime.fromtimestamp(0, UTC)
-_LATEST = datetime.fromtimestamp(_MAX_EPOCH, UTC)
+_LATEST = datetime.fromtimestamp(MAX_EPOCH, UTC)
 _OUT_OF_RANGE = "timestamp: out of range: must be after 1970-01-01 and before 3000-01-01 UTC"
 
 
@@ -516,7 +516,7 @@ def _to_datetime(value: Any) -> datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value == 0.0:
             return datetime.now(UTC)
-        if not math.isfinite(value) or not 0 < value < _MAX_EPOCH:
+        if not math.isfinite(value) or not 0 < value < MAX_EPOCH:
             raise ValueError(_OUT_OF_RANGE)
         return _to_datetime(datetime.fromtimestamp(value, UTC))  # 1e-7 rounds to the epoch itself
     raise TypeError("timestamp: must be ISO 8601 or epoch seconds")

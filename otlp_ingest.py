@@ -22,6 +22,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +32,7 @@ from flask_cors import cross_origin
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend_logging_config import normalize_route
-from execution_events import ExecutionEvent, PayloadError, convert_event, inflate
+from execution_events import MAX_EPOCH, ExecutionEvent, PayloadError, convert_event, inflate
 from monitor_core import LiveExecutionMonitor
 from monitor_ingest import Access
 
@@ -48,13 +49,11 @@ KINDS = {
 }
 STATUS_ERROR = 2
 MAX_SPAN_NAME = 200
-# 10000-01-01T00:00:00Z: the first instant an event's timestamp cannot hold
-MAX_NANOS = 253_402_300_800 * 10**9
+# the first instant an event's timestamp cannot hold (3000-01-01T00:00:00Z): events refuse it
+MAX_NANOS = MAX_EPOCH * 10**9
+OUT_OF_RANGE = f"is out of range (must be before {datetime.fromtimestamp(MAX_EPOCH, UTC):%Y-%m-%d} UTC)"
 HTTP_STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
 URL_ATTRIBUTES = ("url.full", "http.url")
-# an intValue or doubleValue that is no number ("abc", 5000 digits): never a str, int or float,
-# so it is no method or path, and a status code that is one is refused by name
-MALFORMED_NUMBER = object()
 # gRPC status codes for the google.rpc.Status body OTLP asks for on 4xx answers
 GRPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 503: 14}
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -62,7 +61,7 @@ _TEMPLATE_PARAM = re.compile(r"^(\{[^/]*\}|<[^/]*>|:[^/]+)$")
 # why a span that parsed could still not become an event, by the event field refused
 _INVALID = {
     "action": "method and route are longer than an event's 256-character action",
-    "timestamp": "startTimeUnixNano is out of range",
+    "timestamp": f"startTimeUnixNano {OUT_OF_RANGE}",
     "duration_ms": "the span lasts too long",
     "details": "span name or attributes too large for an event",
     "": "span cannot become a valid event",
@@ -148,7 +147,7 @@ def _any_value(value: Any) -> Any:
     Only scalars are read (arrays, maps and bytes are ignored), and only when the value has
     the type its field names: ``{"boolValue": "GET"}`` is no method. A double may come as
     ``"Infinity"`` or ``"NaN"`` (the proto3 JSON mapping), so it may be non-finite; a number
-    that does not parse is ``MALFORMED_NUMBER``.
+    that does not parse (``"abc"``, 5000 digits) is None too.
     """
     if not isinstance(value, dict):
         return None
@@ -161,11 +160,11 @@ def _any_value(value: Any) -> Any:
         if camel == "boolValue":
             return raw if isinstance(raw, bool) else None
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            return MALFORMED_NUMBER
+            return None
         try:
             return int(raw) if camel == "intValue" else float(raw)
         except (ValueError, OverflowError):  # "abc", too many digits, float("inf") as an int
-            return MALFORMED_NUMBER
+            return None
     return None
 
 
@@ -199,7 +198,7 @@ def _hex_id(value: Any, size: int, name: str) -> str:
 
 
 def _nanos(value: Any, name: str) -> int:
-    """A span time in nanoseconds since the epoch, between 1970 and the year 9999."""
+    """A span time in nanoseconds since the epoch, from 1970 to before ``MAX_NANOS`` (year 3000)."""
     if isinstance(value, bool):
         raise _Rejected(f"{name} must be an integer")
     try:
@@ -211,7 +210,7 @@ def _nanos(value: Any, name: str) -> int:
     if nanos == 0:
         raise _Rejected(f"{name} is missing")
     if nanos >= MAX_NANOS:
-        raise _Rejected(f"{name} is out of range (after the year 9999)")
+        raise _Rejected(f"{name} {OUT_OF_RANGE}")
     return nanos
 
 
@@ -254,12 +253,15 @@ def _method(attrs: Mapping[str, Any]) -> str | None:
 
 
 def _http_status(attrs: Mapping[str, Any]) -> int | None:
-    """The span's HTTP status code, None without one; raises _Rejected for one that is not a
-    three-digit whole number (``"Infinity"``, ``1e308``, ``"OK"``, ``true``)."""
+    """The span's HTTP status code, None without a readable one.
+
+    0 is read: the browser instrumentations send it for a call that got no response (network
+    error, CORS), the calls the monitor exists to show. Any value that is neither 0 nor a
+    whole number from 100 to 999 (``"OK"``, ``true``, ``1e308``) is ignored, as other
+    attributes of the wrong type are, and the span is kept.
+    """
     for name in HTTP_STATUS_ATTRIBUTES:
         value = attrs.get(name)
-        if value is None:
-            continue
         code: int | None = None
         if isinstance(value, int) and not isinstance(value, bool):
             code = value
@@ -267,9 +269,8 @@ def _http_status(attrs: Mapping[str, Any]) -> int | None:
             code = int(value)
         elif isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,9}\s*", value):
             code = int(value)
-        if code is None or not 100 <= code <= 999:
-            raise _Rejected(f"{name} must be an HTTP status code (a whole number from 100 to 999)")
-        return code
+        if code is not None and (code == 0 or 100 <= code <= 999):
+            return code
     return None
 
 
@@ -293,7 +294,8 @@ def _span_event(span: Any, service_name: str | None) -> ExecutionEvent | None:
     status = _get(span, "status")
     code = _get(status, "code") if isinstance(status, dict) else None
     http_status = _http_status(attrs)
-    failed = code in (STATUS_ERROR, "STATUS_CODE_ERROR") or (http_status or 0) >= 500
+    # http_status 0: the call got no response, an error whatever the span's status says
+    failed = code in (STATUS_ERROR, "STATUS_CODE_ERROR") or http_status == 0 or (http_status or 0) >= 500
     details: dict[str, Any] = {"http_status": http_status}
     name = _get(span, "name")
     if isinstance(name, str):
