@@ -54,7 +54,10 @@ COLD_PAGES = 1000
 def sampler_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     """Process CPU of SystemSampler at 1 Hz, beside a bare thread waking at 1 Hz (the floor)."""
     seconds = ctx.pick(5, 30)
-    ctx.log(f"sampler: measuring process CPU over {seconds} s ({', '.join(CPU_PROBES)}, side by side)")
+    ctx.log(
+        f"sampler: {seconds} s of probes side by side (process CPU: {', '.join(k for k in CPU_PROBES if k != 'cold')}; "
+        "cold: a page re-read after idle)"
+    )
     procs = {
         kind: _probe(kind, str(seconds), f"{i / len(CPU_PROBES):.3f}") for i, kind in enumerate(CPU_PROBES)
     }
@@ -80,12 +83,13 @@ def sampler_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             f". The floor alone, a thread that only wakes once a second, uses {share['wake']:.3f}% here, "
             f"above the {target}: this VM charges more for a wake-up than the target allows"
         )
+    idle_1s, idle_1ms = cold["idle_1s_page_s"], cold["idle_1ms_page_s"]
+    times = f", {idle_1s / idle_1ms:.0f}x" if idle_1ms > 0 else ", against"  # no ratio to a zero
     note += (
         f". Memory left idle is what costs here: re-reading a page last touched a second before took "
-        f"{cold['idle_1s_page_s'] * 1e9:,.0f} ns of CPU, {cold['idle_1s_page_s'] / cold['idle_1ms_page_s']:.0f}x "
-        f"one touched a millisecond before ({cold['idle_1ms_page_s'] * 1e9:,.0f} ns; median of "
-        f"{cold['rounds']} rounds of {COLD_PAGES:,} pages), so a wake-up pays for every page of code and "
-        f"data it touches; SystemSampler.tick() called back to back (memory warm) costs "
+        f"{idle_1s * 1e9:,.0f} ns of CPU{times} one touched a millisecond before ({idle_1ms * 1e9:,.0f} ns; "
+        f"median of {cold['rounds']} rounds of {COLD_PAGES:,} pages), so a wake-up pays for every page of "
+        f"code and data it touches; SystemSampler.tick() called back to back (memory warm) costs "
         f"{fmt_time(warm_tick)}, {warm_tick * 100:.4f}% at 1 Hz"
     )
     return [
@@ -192,7 +196,7 @@ def _probe_cpu(kind: str, seconds: float, phase: float) -> dict[str, Any]:
         sampler.stop()
     elif waker:
         waker[1]()
-    warm_tick = _warm_tick_seconds(sampler) if sampler and not monitor else None
+    warm_tick = _warm_tick_seconds(sampler) if kind == "sampler" else None
     return {"cpu_s": cpu, "wall_s": wall, "ticks": ticks, "reader": reader, "warm_tick_s": warm_tick}
 
 

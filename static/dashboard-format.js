@@ -1,6 +1,7 @@
 /*
- * Live Execution Monitor dashboard, part 1 of 3: number, time and text formatting plus the
- * DOM helpers every other part writes through.
+ * Live Execution Monitor dashboard, part 1 of 3: number, time and text formatting, the DOM
+ * helpers every other part writes text through, and markOverflow, which watches a scroll box
+ * (scroll, resize and content observers) to fade its edge while rows are hidden below.
  *
  * Classic script (ES modules do not load from file://): it publishes its helpers as
  * window.LiveDashboard.format and nothing else. Load order in the page:
@@ -181,12 +182,19 @@
    * bottom edge (the CSS fades that edge), as it scrolls, resizes or its rows change: headless
    * and overlay scrollbars are invisible, and a half-cut row alone does not say "scroll". */
   function markOverflow(box) {
+    const frame = box.parentElement;
     const update = () =>
-      box.parentElement.classList.toggle("more-below", box.scrollTop + box.clientHeight < box.scrollHeight - 2);
+      frame.classList.toggle("more-below", box.scrollTop + box.clientHeight < box.scrollHeight - 2);
+    const resized = () => {
+      // The box has no border: what offset* adds to client* is its scrollbars (0 when they overlay).
+      frame.style.setProperty("--scrollbar-right", `${box.offsetWidth - box.clientWidth}px`);
+      frame.style.setProperty("--scrollbar-bottom", `${box.offsetHeight - box.clientHeight}px`);
+      update();
+    };
     box.addEventListener("scroll", update, { passive: true });
-    new ResizeObserver(update).observe(box);
-    new MutationObserver(update).observe(box, { childList: true, subtree: true });
-    update();
+    new ResizeObserver(resized).observe(box);
+    new MutationObserver(resized).observe(box, { childList: true, subtree: true });
+    resized();
   }
 
   LiveDashboard.format = Object.freeze({

@@ -39,6 +39,9 @@
   const SEVERITIES = ["low", "medium", "high"];
   // README's value: `null` alone would shut out the loopback origins the apps themselves run on.
   const FILE_CORS_ORIGINS = String.raw`null,^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$`;
+  // The browser logger's captures the dashboard turns off: every CaptureKind of
+  // frontend/types.ts but "api" (tests/test_dashboard_connection.py checks the two agree).
+  const LOGGER_CAPTURES_OFF = ["clicks", "scrolls", "forms", "pageLoad", "webVitals", "errors"];
 
   // --- configuration -----------------------------------------------------------------------
 
@@ -533,9 +536,9 @@
     // API calls only: the monitor tags calls to its own API as its own traffic (listed, never
     // counted or compared); this page's load, web vitals, clicks or errors would arrive untagged
     // and count as the app's frontend.
-    const off = ["clicks", "scrolls", "forms", "pageLoad", "webVitals", "errors"];
+    const capture = Object.fromEntries(LOGGER_CAPTURES_OFF.map((kind) => [kind, false]));
     try {
-      logger.initLiveMonitor({ endpoint: config.api, capture: Object.fromEntries(off.map((kind) => [kind, false])) });
+      logger.initLiveMonitor({ endpoint: config.api, capture });
     } catch (error) {
       console.warn("Live Execution Monitor: the browser logger did not start:", error && error.message);
     }

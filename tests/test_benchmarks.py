@@ -16,7 +16,7 @@ import pytest
 
 from benchmarks import bench_scaleout, bench_system, bench_tools, run
 from benchmarks.chart import results_svg
-from benchmarks.common import Row, Target
+from benchmarks.common import Context, Row, Target
 
 MIB = 1024 * 1024
 
@@ -65,9 +65,38 @@ def test_cold_memory_probe_reports_the_cost_of_a_page_after_each_idle(
     assert result["idle_1s_page_s"] > 0 and result["idle_1ms_page_s"] > 0
 
 
-def test_an_unknown_probe_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench_system.main(["probe", "nothing", "1"]) == 2
-    assert "unknown probe 'nothing'" in capsys.readouterr().err
+def test_sampler_probe_counts_its_ticks_and_a_warm_tick(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_system.main(["probe", "sampler", "1.5", "0.5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ticks"] >= 1
+    assert result["warm_tick_s"] > 0
+
+
+def _canned_probes(monkeypatch: pytest.MonkeyPatch, idle_1ms_page_s: float) -> None:
+    """Replaces the sampler row's subprocesses with results shaped like the probes' JSON."""
+    cpu = {"cpu_s": 0.005, "wall_s": 5.0, "ticks": 5, "reader": "ProcReader", "warm_tick_s": None}
+    results = {kind: dict(cpu) for kind in bench_system.CPU_PROBES if kind != "cold"}
+    results["sampler"]["warm_tick_s"] = 25e-6
+    results["cold"] = {"idle_1s_page_s": 2e-6, "idle_1ms_page_s": idle_1ms_page_s, "rounds": 4}
+    monkeypatch.setattr(bench_system, "_probe", lambda kind, *args: kind)
+    monkeypatch.setattr(bench_system, "_result", lambda kind, timeout: results[kind])
+
+
+@pytest.mark.parametrize(
+    ("idle_1ms_page_s", "cold_figures"),
+    [
+        (1e-7, "took 2,000 ns of CPU, 20x one touched a millisecond before (100 ns; median of 4 rounds"),
+        (0.0, "took 2,000 ns of CPU, against one touched a millisecond before (0 ns; median of 4 rounds"),
+    ],
+)
+def test_sampler_row_note_names_the_cold_page_figures_and_the_warm_tick(
+    idle_1ms_page_s: float, cold_figures: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _canned_probes(monkeypatch, idle_1ms_page_s)
+    [row] = bench_system.sampler_rows(Context(quick=True, log=lambda message: None), {"sampler"})
+    assert row.name == "sampler" and row.ratio == pytest.approx(0.1)
+    assert cold_figures in row.note
+    assert "SystemSampler.tick() called back to back (memory warm) costs 25.0 µs, 0.0025% at 1 Hz" in row.note
 
 
 @pytest.mark.parametrize("gnu_time", [True, False])

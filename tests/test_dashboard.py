@@ -2,9 +2,9 @@
 
 Each test starts ``live_execution_monitor.py --port 0`` as a subprocess, drives the dashboard in
 Chromium (Playwright) and checks what a user would see: counts, alerts, the event stream and its
-filters, how figures are formatted, and that hostile event fields stay text. The charts are
-tested in test_dashboard_charts.py, how the page reaches its monitor in
-test_dashboard_connection.py.
+filters, how figures are formatted, that hostile event fields stay text, and that a scroll box
+with rows hidden below fades its bottom edge until scrolled to the end. The charts are tested in
+test_dashboard_charts.py, how the page reaches its monitor in test_dashboard_connection.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A monitor that goes away and comes back, the page opened from disk (file://) with and without
 that origin allowed, the page without its chart and logger bundles, and the dashboard's own
-calls, which the monitor lists but never counts as the app's frontend.
+calls, which the monitor lists but never counts as the app's frontend (and the browser logger
+captures the dashboard turns off, checked against frontend/types.ts without a browser).
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ from conftest import (
 )
 from playwright.sync_api import expect
 
+import monitor_settings
+
 pytestmark = pytest.mark.timeout(180)
 expect.set_options(timeout=15_000)
 
-LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 NETWORK_ERROR = re.compile(r"Failed to load resource|net::ERR_")
 
 
 @pytest.fixture
 def self_monitor() -> Iterator[MonitorProcess]:
     """A monitor that records its own API requests (the default) and accepts file:// pages."""
-    with run_monitor("--self-monitor", "--cors-origins", f"null,{LOOPBACK_ORIGINS}") as running:
+    with run_monitor(
+        "--self-monitor", "--cors-origins", f"null,{monitor_settings.LOOPBACK_ORIGINS}"
+    ) as running:
         yield running
 
 
@@ -47,8 +51,9 @@ def own_frontend_events(monitor: MonitorProcess) -> list[dict[str, Any]]:
 
 def wait_for_own_call(monitor: MonitorProcess, action: str, deadline_s: float = 15.0) -> list[dict[str, Any]]:
     """Polls until the dashboard's browser logger has delivered its ``action`` call; returns the
-    frontend events listed by then. The logger sends in order, so everything the page emitted
-    before that call (page load, web vitals, the click that made it) has arrived too."""
+    frontend events listed by then. The logger sends in order, so what the page emitted before that
+    call (page load, the click that made it) has arrived too; web vitals need not have: web-vitals
+    reports LCP at the first input, and CLS and INP only when the page is hidden."""
     deadline = time.monotonic() + deadline_s
     while True:
         events = own_frontend_events(monitor)
@@ -125,6 +130,7 @@ def test_opened_from_disk_without_file_origin_allowed_says_how_to_fix(
     # The README's flag, whole: `null` alone would shut out the loopback origins apps run on.
     readme_flags = re.findall(r"--cors-origins '([^']+)'", (ROOT / "README.md").read_text(encoding="utf-8"))
     assert readme_flags and len(set(readme_flags)) == 1, readme_flags
+    assert readme_flags[0] == f"null,{monitor_settings.LOOPBACK_ORIGINS}"  # the settings table's default
     expect(banner).to_contain_text(f"--cors-origins '{readme_flags[0]}'")
     tab.assert_clean(allow=re.compile(r"CORS policy|" + NETWORK_ERROR.pattern))
     tab.assert_requests_only_to("file://", monitor_server.url + "/")
@@ -164,7 +170,8 @@ def test_the_dashboards_own_events_are_listed_never_counted(tab: Tab, self_monit
     assert self_monitor.get("/data?include_self=false")["frontend"]["total_events"] == 0
     expect(page.locator("#metric-frontend")).to_have_text("0")
     expect(page.locator("#hint-frontend")).to_be_visible()
-    expect(table_row(page, "comparison-table", "Events in window")).to_contain_text("0")
+    # Cells after the label: backend, frontend, difference.
+    expect(table_row(page, "comparison-table", "Events in window").locator("td").nth(1)).to_have_text("0")
 
     self_monitor.post_events([event("backend", "http", "GET /api/ping", 4.0)])
     stream = page.locator("#event-table tbody")
@@ -183,3 +190,21 @@ def test_the_dashboards_own_events_are_listed_never_counted(tab: Tab, self_monit
     expect(page.locator("#metric-frontend")).to_have_text("0")
     tab.assert_clean()
     tab.assert_requests_only_to(self_monitor.url + "/")
+
+
+def _quoted_names(text: str) -> set[str]:
+    return set(re.findall(r'"(\w+)"', text))
+
+
+def test_the_dashboard_turns_off_every_logger_capture_but_api() -> None:
+    """A capture kind added to the logger later must be turned off here too, or the dashboard's
+    own page events would count as the app's frontend again."""
+    types = (ROOT / "frontend" / "types.ts").read_text(encoding="utf-8")
+    declared = re.search(r"export type CaptureKind\s*=([^;]+);", types)
+    assert declared, "no `export type CaptureKind = ...;` in frontend/types.ts"
+    dashboard = (ROOT / "static" / "dashboard.js").read_text(encoding="utf-8")
+    listed = re.search(r"const LOGGER_CAPTURES_OFF = \[([^\]]*)\];", dashboard)
+    assert listed, "no `const LOGGER_CAPTURES_OFF = [...];` in static/dashboard.js"
+    kinds = _quoted_names(declared.group(1))
+    assert "api" in kinds
+    assert _quoted_names(listed.group(1)) == kinds - {"api"}
