@@ -118,9 +118,15 @@ def _diff(
 
 
 def summarize(side: SideStats) -> dict[str, Any]:
-    """The per-service summary used by /data and the report."""
+    """The per-service summary used by /data and the report.
+
+    Every figure but ``api_calls`` covers all of the side's events (page loads and queries
+    alike); ``api_calls`` covers only its API calls (the backend's http requests, the
+    browser's api calls), the same requests seen from both sides, so the two compare.
+    """
     total = side.total
     figures = total.figures(side.minutes)
+    api = side.api.timed
     return {
         "total_events": total.count,
         "timed_events": total.timed.count,
@@ -132,6 +138,11 @@ def summarize(side: SideStats) -> dict[str, Any]:
         "success_rate": figures["success_rate"],
         "events_per_minute": figures["per_minute"],
         "components": dict(side.components.most_common(20)),
+        "api_calls": {
+            "count": side.api.count,
+            "avg_duration_ms": _round(api.mean),
+            "p95_duration_ms": _round(api.quantile(0.95)),
+        },
     }
 
 

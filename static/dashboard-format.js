@@ -1,7 +1,7 @@
 /*
  * Live Execution Monitor dashboard, part 1 of 3: number, time and text formatting, the DOM
- * helpers every other part writes text through, and markOverflow, which watches a scroll box
- * (scroll, resize and content observers) to fade its edge while rows are hidden below.
+ * helpers every other part writes text and table rows through, and markOverflow, which watches
+ * a scroll box (scroll, resize and content observers) to fade its edge while rows are hidden below.
  *
  * Classic script (ES modules do not load from file://): it publishes its helpers as
  * window.LiveDashboard.format and nothing else. Load order in the page:
@@ -99,14 +99,30 @@
     pattern: "Execution pattern difference",
   };
 
-  /** One sentence on the service-wide picture, like the seed's "Performance Ratio" line. */
+  const times = (x) => (x >= 10 ? int : two).format(x);
+
+  /** One sentence on the service-wide picture, like the seed's "Performance Ratio" line: the
+   * same API calls seen from both sides when both have timed ones (what the "Execution
+   * differences" card compares too), else every timed event of each side. */
   function verdict(be, fe) {
-    const b = be.avg_duration_ms;
-    const f = fe.avg_duration_ms;
+    const b = be.api_calls && be.api_calls.avg_duration_ms;
+    const f = fe.api_calls && fe.api_calls.avg_duration_ms;
+    if (isNum(b) && isNum(f) && b > 0 && f > 0) {
+      if (Math.abs(f / b - 1) < 0.05) {
+        return "The browser waits about as long as the server works on the same API calls, on average.";
+      }
+      return f > b
+        ? `The browser waits ${times(f / b)}× as long as the server works on the same API calls, on average.`
+        : `The server works ${times(b / f)}× as long as the browser waits on the same API calls, on average.`;
+    }
+    return operationsVerdict(be.avg_duration_ms, fe.avg_duration_ms);
+  }
+
+  /** The sentence over every timed event of each side, when API calls cannot be compared. */
+  function operationsVerdict(b, f) {
     if (!isNum(b) || !isNum(f) || b <= 0 || f <= 0) {
       return "Timed events from both sides are needed to compare execution times.";
     }
-    const times = (x) => (x >= 10 ? int : two).format(x);
     if (Math.abs(b / f - 1) < 0.05) return "Backend and frontend operations take about as long on average.";
     return b > f
       ? `Backend operations take ${times(b / f)}× as long as frontend ones on average.`
@@ -173,6 +189,24 @@
     return node;
   }
 
+  /** A table row: nodes as they are, any other value as a right-aligned number cell. */
+  function row(cells, className) {
+    const tr = el("tr", className);
+    for (const cell of cells) {
+      const td = typeof cell === "object" && cell !== null ? cell : el("td", "num", cell);
+      tr.appendChild(td);
+    }
+    return tr;
+  }
+
+  /** A muted header row across `columns` over the rows that follow, saying what they cover. */
+  function groupRow(columns, text, title) {
+    const th = el("th");
+    Object.assign(th, { colSpan: columns, scope: "rowgroup", title });
+    th.appendChild(el("span", "muted", text));
+    return row([th]);
+  }
+
   function setText(id, text) {
     const node = $(id);
     if (node.textContent !== text) node.textContent = text;
@@ -202,6 +236,6 @@
     isNum, fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtBytesRate, fmtBytesRateAxis, fmtElapsed,
     timeOf,
     TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
-    $, el, setText, markOverflow,
+    $, el, row, groupRow, setText, markOverflow,
   });
 })();

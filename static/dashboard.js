@@ -26,7 +26,7 @@
     return;
   }
   const {
-    $, el, setText, markOverflow, isNum, int, one, upTo2, signedOne, clock, DASH,
+    $, el, row, groupRow, setText, markOverflow, isNum, int, one, upTo2, signedOne, clock, DASH,
     fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtElapsed, timeOf,
     TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
   } = LiveDashboard.format;
@@ -302,33 +302,36 @@
     setText("metric-uptime-sub", state.reachable === false ? "Monitor unreachable" : u.running ? "Running" : "Stopped");
   }
 
-  function row(cells, className) {
-    const tr = el("tr", className);
-    for (const cell of cells) {
-      const td = typeof cell === "object" && cell !== null ? cell : el("td", "num", cell);
-      tr.appendChild(td);
-    }
-    return tr;
-  }
+  const label = (text) => el("th", "", text);
+  /** A row of two durations and their difference, backend minus frontend. */
+  const durations = (name, b, f, diff = isNum(b) && isNum(f) ? b - f : null) =>
+    row([label(name), fmtMs(b), fmtMs(f), fmtMsSigned(diff)]);
 
   function renderComparison(data) {
     const be = data.backend || {};
     const fe = data.frontend || {};
+    const [beApi, feApi] = [be.api_calls || {}, fe.api_calls || {}];
     const cmp = data.comparison || {};
-    const label = (text) => el("th", "", text);
     const ratioCell = el("td", "num ratio", fmtRatio(cmp.performance_ratio));
     ratioCell.colSpan = 3;
-    ratioCell.title = "Backend average duration ÷ frontend average duration";
+    ratioCell.title = "Backend average duration ÷ frontend average duration, over all events";
     const points = isNum(cmp.success_rate_diff) ? `${signedOne.format(cmp.success_rate_diff * 100)} pts` : DASH;
+    const group = (text, title) => groupRow(4, text, title);
     const rows = [
-      row([label("Average duration"), fmtMs(be.avg_duration_ms), fmtMs(fe.avg_duration_ms), fmtMsSigned(cmp.avg_duration_diff_ms)]),
-      row([label("p95 duration"), fmtMs(be.p95_duration_ms), fmtMs(fe.p95_duration_ms),
-        fmtMsSigned(isNum(be.p95_duration_ms) && isNum(fe.p95_duration_ms) ? be.p95_duration_ms - fe.p95_duration_ms : null)]),
+      group("All events of each side", "The backend's requests, queries and logs; the frontend's page loads, " +
+        "web vitals, renders and API calls"),
+      durations("Average duration", be.avg_duration_ms, fe.avg_duration_ms, cmp.avg_duration_diff_ms),
+      durations("p95 duration", be.p95_duration_ms, fe.p95_duration_ms),
       row([label("Performance ratio"), ratioCell]),
       row([label("Success rate"), fmtPct(be.success_rate), fmtPct(fe.success_rate), points]),
       row([label("Events per minute"), fmtPerMin(be.events_per_minute), fmtPerMin(fe.events_per_minute),
         isNum(cmp.activity_ratio) ? fmtRatio(cmp.activity_ratio) : DASH]),
       row([label("Events in window"), fmtCount(be.window_events), fmtCount(fe.window_events), DASH]),
+      group("The same API calls, seen from both sides", "The requests the backend served (http) and the browser " +
+        "made (api): time on the server vs. the browser's wait"),
+      durations("API call average", beApi.avg_duration_ms, feApi.avg_duration_ms),
+      durations("API call p95", beApi.p95_duration_ms, feApi.p95_duration_ms),
+      row([label("API calls in window"), fmtCount(beApi.count), fmtCount(feApi.count), DASH]),
     ];
     $("comparison-table").tBodies[0].replaceChildren(...rows);
     setText("comparison-summary", verdict(be, fe));

@@ -222,6 +222,61 @@ def test_event_stream_filters_limit_and_pause(tab: Tab, monitor_server: MonitorP
     tab.assert_clean()
 
 
+def test_api_call_rows_compare_the_same_requests_and_the_sentence_follows_them(
+    tab: Tab, monitor_server: MonitorProcess
+) -> None:
+    """Slow web vitals make the browser look far slower over all events; on the same API calls
+    it waits 1.5x the server's time, and that is what the closing sentence says once both sides
+    have API calls (as the "Execution differences" card compares API calls only)."""
+    page = tab.page
+    monitor_server.post_events(
+        [event("backend", "db", "SELECT orders", 5.0) for _ in range(20)]
+        + [event("frontend", "web-vitals", "LCP", 2400.0) for _ in range(10)]
+    )
+    page.goto(f"{monitor_server.url}/?refresh=0.5")
+    summary = page.locator("#comparison-summary")
+    expect(summary).to_have_text("Frontend operations take 480× as long as backend ones on average.")
+    api_average = table_row(page, "comparison-table", "API call average")
+    expect(api_average.locator("td")).to_have_text(["–", "–", "–"])  # no API calls on either side yet
+
+    monitor_server.post_events(
+        [event("backend", "http", "GET /api/orders/:id", d, http_status=200) for d in [40.0, 80.0] * 10]
+        + [event("frontend", "api", "GET /api/orders/:id", d, http_status=200) for d in [70.0, 110.0] * 10]
+    )
+    expect(api_average.locator("td")).to_have_text(["60.0 ms", "90.0 ms", "-30.0 ms"])
+    expect(table_row(page, "comparison-table", "API call p95").locator("td")).to_have_text(
+        ["80.0 ms", "110 ms", "-30.0 ms"]
+    )
+    expect(table_row(page, "comparison-table", "API calls in window").locator("td")).to_have_text(
+        ["20", "20", "–"]
+    )
+    # (20 x 5 ms + 20 calls x 60 ms) / 40 on the server; (10 x 2400 ms + 20 calls x 90 ms) / 30 in the browser
+    everything = table_row(page, "comparison-table", "Average duration").locator("td")
+    expect(everything.nth(0)).to_have_text("32.5 ms")
+    expect(everything.nth(1)).to_have_text("860 ms")
+    # Each group of rows sits under a header that says what its figures cover.
+    expect(page.locator("#comparison-table tbody th")).to_have_text(
+        [
+            "All events of each side",
+            "Average duration",
+            "p95 duration",
+            "Performance ratio",
+            "Success rate",
+            "Events per minute",
+            "Events in window",
+            "The same API calls, seen from both sides",
+            "API call average",
+            "API call p95",
+            "API calls in window",
+        ]
+    )
+    expect(summary).to_have_text(
+        "The browser waits 1.50× as long as the server works on the same API calls, on average."
+    )
+    expect(summary).not_to_contain_text("operations")
+    tab.assert_clean()
+
+
 SEED_SIDES = {"backend": (1247, 125.0, 250.0, 0.98, 15.0), "frontend": (2156, 75.0, 180.0, 0.955, 25.0)}
 SYSTEM_FIELDS = "cpu_percent memory_percent disk_read_bytes_per_s disk_write_bytes_per_s".split()
 SYSTEM_FIELDS += ["net_sent_bytes_per_s", "net_recv_bytes_per_s"]
@@ -327,6 +382,7 @@ def test_data_has_every_field_the_page_reads(monitor_server: MonitorProcess) -> 
     for side in ("backend", "frontend"):
         reads = set(SIDE_READS.split()) | {"events_per_minute", "error_count", "components"}
         assert reads <= set(data[side]), side
+        assert {"count", "avg_duration_ms", "p95_duration_ms"} <= set(data[side]["api_calls"]), side
 
 
 def test_overflowing_boxes_show_there_is_more_below(tab: Tab, monitor_server: MonitorProcess) -> None:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from execution_comparator import Thresholds, compare, comparison, endpoint_rows, level
+from execution_comparator import Thresholds, compare, comparison, endpoint_rows, level, summarize
 from execution_stats import PairStats
 
 DIFFERENCE_KEYS = {"type", "severity", "scope", "key", "backend", "frontend", "difference_pct", "message"}
@@ -278,3 +278,29 @@ def test_an_endpoint_with_too_few_samples_is_not_judged_even_when_the_service_is
     fill(stats, "backend", "http", "GET /rare", [40.0] * 5, errors=4)
     fill(stats, "frontend", "api", "GET /rare", [2000.0] * 2)
     assert [d for d in compare(stats) if d["key"] == "GET /rare"] == []
+
+
+def test_the_summary_carries_the_api_calls_of_each_side_apart_from_all_events():
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /api/orders/:id", [40.0, 80.0] * 10)
+    fill(stats, "backend", "db", "SELECT orders", [5.0] * 20)
+    fill(stats, "backend", "log", "INFO orders", [None] * 5)
+    fill(stats, "frontend", "api", "GET /api/orders/:id", [70.0, 110.0] * 10 + [None])
+    fill(stats, "frontend", "web-vitals", "LCP", [2400.0] * 10)
+    backend, frontend = summarize(stats.backend), summarize(stats.frontend)
+    assert backend["api_calls"] == {"count": 20, "avg_duration_ms": 60.0, "p95_duration_ms": 80.0}
+    # The untimed call counts as a call but not in the durations.
+    assert frontend["api_calls"] == {"count": 21, "avg_duration_ms": 90.0, "p95_duration_ms": 110.0}
+    # The other figures still cover every event of the side, as before.
+    assert backend["total_events"] == 45 and backend["timed_events"] == 40
+    assert backend["avg_duration_ms"] == 32.5
+    assert frontend["total_events"] == 31 and frontend["avg_duration_ms"] == 860.0
+    json.dumps(backend)
+
+
+def test_a_side_without_api_calls_has_null_api_figures():
+    stats = PairStats()
+    fill(stats, "frontend", "web-vitals", "LCP", [2400.0] * 3)
+    none = {"count": 0, "avg_duration_ms": None, "p95_duration_ms": None}
+    assert summarize(stats.frontend)["api_calls"] == none
+    assert summarize(stats.backend)["api_calls"] == none
