@@ -588,9 +588,14 @@ def configure_logging(
     handlers: dict[str, dict[str, Any]] = {"live_monitor_console": console}
     path = os.path.abspath(os.fspath(log_file)) if log_file else None
     if path:
-        rotating = dict(filename=path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
-        rotating.update({"class": "logging.handlers.RotatingFileHandler", "formatter": formatter})
-        handlers["live_monitor_file"] = rotating
+        handlers["live_monitor_file"] = {
+            "class": "logging.handlers.RotatingFileHandler",
+            "formatter": formatter,
+            "filename": path,
+            "maxBytes": max_bytes,
+            "backupCount": backup_count,
+            "encoding": "utf-8",
+        }
     old = _logging_client
     _logging_client = _client_for(monitor_url, old) if monitor_url else None
     if _logging_client:

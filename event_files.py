@@ -41,15 +41,7 @@ def parse_time(value: str | float) -> float:
     year 10000) raises ValueError like any other non-time, so nothing downstream fails on it.
     """
     if isinstance(value, str):
-        seconds = None
-        if value[4:5] == "-":  # 2025-01-01...: the usual case, and never a number
-            try:
-                moment = datetime.fromisoformat(value)
-                seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-            except ValueError:
-                pass
-        if seconds is None:
-            seconds = _text_seconds(value)
+        seconds = _text_seconds(value)
     elif value.__class__ in (float, int) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
         seconds = value
     else:

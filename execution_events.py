@@ -289,8 +289,8 @@ def _replace_lone_surrogates(body: bytes) -> bytes:
     """
     if b"\\u" not in body:
         return body
-    repaired, count = _SURROGATE_ESCAPES.subn(_replacement, body)
-    return repaired if count and repaired != body else body
+    repaired = _SURROGATE_ESCAPES.sub(_replacement, body)
+    return repaired if repaired != body else body
 
 
 def _replacement(match: re.Match[bytes]) -> bytes:

@@ -99,6 +99,11 @@ class LiveExecutionMonitor:
         """Seconds spent monitoring, across start/stop cycles."""
         return self._uptime(*self.store.monitoring_state())
 
+    def monitoring_clock(self) -> tuple[bool, float]:
+        """(monitoring, uptime) from one read of the monitoring state (a Redis round trip)."""
+        started, elapsed = self.store.monitoring_state()
+        return started is not None, self._uptime(started, elapsed)
+
     def _uptime(self, started: float | None, elapsed: float) -> float:
         return elapsed + (self._clock() - started if started is not None else 0.0)
 

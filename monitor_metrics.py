@@ -130,17 +130,18 @@ class MonitorCollector(Collector):
 
     def _state(self) -> Iterator[Metric]:
         monitor = self._monitor
+        monitoring, uptime = monitor.monitoring_clock()
         yield _gauge(
             "monitoring",
             "1 while the monitor is monitoring (between start and stop), else 0.",
             [],
-            1.0 if monitor.monitoring else 0.0,
+            1.0 if monitoring else 0.0,
         )
         yield _gauge(
             "uptime_seconds",
             "Seconds spent monitoring, across start/stop cycles.",
             [],
-            monitor.uptime(),
+            uptime,
         )
         yield _gauge(
             "window_seconds",

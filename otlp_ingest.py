@@ -24,7 +24,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 from flask import Flask, Response, request
@@ -53,7 +52,6 @@ MAX_SPAN_NAME = 200
 MAX_NANOS = MAX_EPOCH * 10**9
 OUT_OF_RANGE = f"is out of range (must be before {datetime.fromtimestamp(MAX_EPOCH, UTC):%Y-%m-%d} UTC)"
 HTTP_STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
-URL_ATTRIBUTES = ("url.full", "http.url")
 # gRPC status codes for the google.rpc.Status body OTLP asks for on 4xx answers
 GRPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 503: 14}
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -228,18 +226,13 @@ def _route(attrs: Mapping[str, Any]) -> str | None:
     template such as ``/api/orders/<int:id>`` would not. A template alone has its
     parameters turned into ``:id``.
     """
-    for name in ("url.path", "http.target", *URL_ATTRIBUTES, "http.route"):
+    for name in ("url.path", "http.target", "url.full", "http.url", "http.route"):
         value = attrs.get(name)
         if not isinstance(value, str) or not value:
             continue
-        if name in URL_ATTRIBUTES:
-            try:
-                value = urlsplit(value).path or "/"
-            except ValueError:  # an unclosed IPv6 "[": normalize_route cuts the host as the browser does
-                pass
-        elif name == "http.route":
+        if name == "http.route":
             value = "/".join(":id" if _TEMPLATE_PARAM.match(s) else s for s in value.split("/"))
-        return normalize_route(value)
+        return normalize_route(value)  # an absolute URL (url.full, http.url) gives its path
     return None
 
 

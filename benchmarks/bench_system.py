@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import PYTHON, Context, Row, Target, fmt_time, vm_hwm  # noqa: E402
+from benchmarks.common import PYTHON, Context, Row, Target, fmt_time, median, vm_hwm  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -215,8 +215,6 @@ def _probe_cold(seconds: float, phase: float) -> dict[str, Any]:
     A page is read by copying its first byte (a strided slice, one C loop), so the figure is the
     memory's, not Python's. A wake-up at 1 Hz finds its code and data in the first state.
     """
-    import statistics
-
     buffer = bytearray(COLD_PAGES * 4096)
     buffer[::4096] = b"\1" * COLD_PAGES  # every page resident before the first round
 
@@ -233,8 +231,8 @@ def _probe_cold(seconds: float, phase: float) -> dict[str, Any]:
         time.sleep(0.001)
         warm.append(read_all())
     return {
-        "idle_1s_page_s": statistics.median(cold),
-        "idle_1ms_page_s": statistics.median(warm),
+        "idle_1s_page_s": median(cold),
+        "idle_1ms_page_s": median(warm),
         "rounds": len(cold),
     }
 

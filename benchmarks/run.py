@@ -160,10 +160,9 @@ def markdown(
     argv: list[str],
     notes: dict[str, str],
     quick: bool,
-    chart: str | None = None,
 ) -> str:
-    """RESULTS.md: how it was run, the machine, the chart (``chart`` is its relative path, when
-    one was written), the table and the notes."""
+    """RESULTS.md: how it was run, the machine, the chart (results.svg beside it), the table and
+    the notes."""
     command = shlex.join(["python", "benchmarks/run.py", *argv])
     kind = "quick run (smaller counts)" if quick else "full run"
     out = [
@@ -182,7 +181,8 @@ def markdown(
         "",
         "## Results",
         "",
-        *([f"![Each row against its target]({chart})", ""] if chart else []),
+        f"![Each row against its target]({CHART_NAME})",
+        "",
         "| row | what | figure | compared with | ratio | target | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -218,7 +218,7 @@ def write_results(
         raise OSError(f"the chart is written as {CHART_NAME} beside the output; name the output otherwise")
     output.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(chart_path, results_svg(rows))
-    _write_atomic(output, markdown(rows, info, argv, notes, quick, chart=CHART_NAME))
+    _write_atomic(output, markdown(rows, info, argv, notes, quick))
     return chart_path
 
 

@@ -226,8 +226,10 @@
       update();
     };
     box.addEventListener("scroll", update, { passive: true });
+    // A scrollbar that appears or goes shrinks or grows the content box: the ResizeObserver sees
+    // it, so new rows (every poll) need only the cheaper update.
     new ResizeObserver(resized).observe(box);
-    new MutationObserver(resized).observe(box, { childList: true, subtree: true });
+    new MutationObserver(update).observe(box, { childList: true, subtree: true });
     resized();
   }
 

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import stop_process  # noqa: E402 - needs ROOT on the path
+
 _SERVING = re.compile(r"serving on (http://\S+)")
 
 
@@ -50,7 +53,7 @@ class MonitorProcess:
 
     def stop(self) -> None:
         """Terminate the process (and kill it if it lingers)."""
-        _stop(self.proc)
+        stop_process(self.proc, signal.SIGTERM)
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
         """Ingest a batch through the REST API, as an instrumented app would; all must be accepted."""
@@ -125,18 +128,7 @@ def run_monitor(
         wait_for_http(url[0] + "/health")
         yield MonitorProcess(proc, url[0], output)
     finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """Terminate ``proc`` (and kill it if it lingers); a process that has ended is left alone."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, signal.SIGTERM)
 
 
 @pytest.fixture
@@ -454,9 +446,8 @@ class RedisServer:
         raise AssertionError("redis-server did not start")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM)
 
 
 def _free_port() -> int:

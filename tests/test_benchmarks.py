@@ -177,10 +177,13 @@ def _drawn_rows(root: ET.Element) -> dict[str, ET.Element]:
     return {"".join(g.find(f"{SVG}text").itertext()): g for g in groups}  # type: ignore[union-attr]
 
 
+def _bars(element: ET.Element) -> list[ET.Element]:
+    return [r for r in element.iter(f"{SVG}rect") if "bar" in (r.get("class") or "").split()]
+
+
 def _bar(group: ET.Element) -> ET.Element:
-    bars = [r for r in group.iter(f"{SVG}rect") if "bar" in (r.get("class") or "").split()]
-    assert len(bars) == 1
-    return bars[0]
+    [bar] = _bars(group)
+    return bar
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
@@ -197,8 +200,7 @@ def test_chart_draws_one_bar_per_targeted_row_coloured_and_placed_by_verdict() -
         _row("chart", None, Target("<=", 2), error="BenchError: chromium did not start"),
     ]
     root = _chart(rows)
-    bars = [r for r in root.iter(f"{SVG}rect") if "bar" in (r.get("class") or "").split()]
-    assert len(bars) == sum(row.target is not None for row in rows)
+    assert len(_bars(root)) == sum(row.target is not None for row in rows)
     drawn = _drawn_rows(root)
     assert set(drawn) == {
         "decode 0.483x (<= 0.5x)",
@@ -267,8 +269,7 @@ def test_results_svg_is_written_beside_the_markdown_which_embeds_it(tmp_path: Pa
     assert not (tmp_path / "out").exists()
     run.main(["--quick", "--only", "decode", "--output", str(output)])
     chart = ET.parse(tmp_path / "out" / "results.svg").getroot()
-    bars = [r for r in chart.iter(f"{SVG}rect") if "bar" in (r.get("class") or "").split()]
-    assert len(bars) == 1
+    assert len(_bars(chart)) == 1
     text = output.read_text(encoding="utf-8")
     results = text.index("## Results")
     image = text.index("![Each row against its target](results.svg)")
@@ -276,13 +277,13 @@ def test_results_svg_is_written_beside_the_markdown_which_embeds_it(tmp_path: Pa
 
 
 def test_a_figure_far_short_of_its_target_stays_out_of_the_row_labels() -> None:
-    from benchmarks.chart import AREA_LEFT, LABEL_RIGHT
+    from benchmarks.chart import AREA_LEFT, LABEL_RIGHT, _width
 
     rows = [_row("sampler", 0.702, Target("<=", 0.1, "%"), unit="%"), _row("decode", 0.48, Target("<=", 0.5))]
     for label, group in _drawn_rows(_chart(rows)).items():
         figure = [t for t in group.iter(f"{SVG}text") if "".join(t.itertext()).endswith("×")][0]
         x, anchor = float(figure.get("x", "nan")), figure.get("text-anchor")
         # A right-aligned figure ends at x: it must end, with its width, right of the labels.
-        left_edge = x - len("".join(figure.itertext())) * 12 * 0.6 if anchor == "end" else x
+        left_edge = x - _width("".join(figure.itertext()), 12) if anchor == "end" else x
         assert left_edge >= AREA_LEFT or anchor == "start", label
         assert left_edge > LABEL_RIGHT, label

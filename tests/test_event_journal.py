@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
 import threading
 
+import pytest
 import requests
 
-from event_journal import EventJournal
+from event_journal import EventJournal, JournalError
 from execution_events import ExecutionEvent
 
 
@@ -120,10 +122,6 @@ def test_acknowledged_events_survive_kill_9_and_restart(tmp_path, start_monitor)
 
 
 def test_a_path_that_cannot_be_a_journal_is_a_clear_error_and_is_left_untouched(tmp_path):
-    import pytest
-
-    from event_journal import JournalError
-
     other = tmp_path / "shop.db"
     with sqlite3.connect(other) as db:
         db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
@@ -143,10 +141,6 @@ def test_a_path_that_cannot_be_a_journal_is_a_clear_error_and_is_left_untouched(
 
 
 def test_a_journal_whose_events_table_is_foreign_is_refused(tmp_path):
-    import pytest
-
-    from event_journal import JournalError
-
     path = tmp_path / "j.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE events (name TEXT)")
@@ -155,12 +149,6 @@ def test_a_journal_whose_events_table_is_foreign_is_refused(tmp_path):
 
 
 def test_a_fifo_or_a_place_nobody_may_write_is_a_clear_error_not_a_hang_or_traceback(tmp_path):
-    import os
-
-    import pytest
-
-    from event_journal import JournalError
-
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     with pytest.raises(JournalError, match="not a regular file"):
@@ -170,10 +158,6 @@ def test_a_fifo_or_a_place_nobody_may_write_is_a_clear_error_not_a_hang_or_trace
 
 
 def test_a_damaged_journal_is_a_journal_error_on_load(tmp_path):
-    import pytest
-
-    from event_journal import JournalError
-
     path = tmp_path / "j.db"
     journal = EventJournal(path)
     journal.append([event(n) for n in range(3000)])

@@ -11,6 +11,7 @@ import pytest
 import requests
 from conftest import ev
 
+import live_execution_monitor as lem
 from live_execution_monitor import create_app, main
 
 API = "/api/live-execution"
@@ -479,8 +480,6 @@ def _one_line_error(capsys) -> str:
 def test_out_of_range_flags_are_a_one_line_error_naming_the_flag_and_range(
     monkeypatch, capsys, flags, phrase
 ):
-    import live_execution_monitor as lem
-
     monkeypatch.setattr(lem, "serve", _refuse_to_serve)
     assert main(flags) == 2
     assert phrase in _one_line_error(capsys)
@@ -501,8 +500,6 @@ def test_out_of_range_flags_are_a_one_line_error_naming_the_flag_and_range(
 def test_out_of_range_environment_variables_are_refused_the_same_way(
     monkeypatch, capsys, variable, value, phrase
 ):
-    import live_execution_monitor as lem
-
     monkeypatch.setattr(lem, "serve", _refuse_to_serve)
     monkeypatch.setenv(variable, value)
     assert main([]) == 2
@@ -510,8 +507,6 @@ def test_out_of_range_environment_variables_are_refused_the_same_way(
 
 
 def test_values_at_the_edges_of_their_ranges_are_accepted(monkeypatch):
-    import live_execution_monitor as lem
-
     served = {}
     monkeypatch.setattr(lem, "serve", lambda settings, ready=None: served.update(settings) or 0)
     monkeypatch.setenv("LIVE_MONITOR_THREADS", "4")
@@ -521,8 +516,6 @@ def test_values_at_the_edges_of_their_ranges_are_accepted(monkeypatch):
 
 def test_persist_names_what_is_wrong_with_the_path(monkeypatch, capsys, tmp_path):
     import sqlite3
-
-    import live_execution_monitor as lem
 
     monkeypatch.setattr(lem, "serve", _refuse_to_serve)
     notes = tmp_path / "events.jsonl"
@@ -547,7 +540,6 @@ def test_persist_names_what_is_wrong_with_the_path(monkeypatch, capsys, tmp_path
 
 
 def test_persist_accepts_a_new_file_an_empty_file_and_its_own_journal(monkeypatch, tmp_path):
-    import live_execution_monitor as lem
     from event_journal import EventJournal
 
     served = []
@@ -562,7 +554,6 @@ def test_persist_accepts_a_new_file_an_empty_file_and_its_own_journal(monkeypatc
 
 
 def test_a_journal_that_goes_bad_after_the_check_is_still_a_one_line_error(monkeypatch, capsys, tmp_path):
-    import live_execution_monitor as lem
     import monitor_server
 
     monkeypatch.setattr(lem, "journal_problem", lambda path: None)  # as if the folder appeared since
