@@ -22,10 +22,17 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from event_files import decode_json, iter_event_file, parse_time
-from execution_comparator import SEVERITIES, Thresholds, compare, comparison, endpoint_rows, summarize
-from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
-from report_render import RENDERERS
+from live_monitor.model.comparator import (
+    SEVERITIES,
+    Thresholds,
+    compare,
+    comparison,
+    endpoint_rows,
+    summarize,
+)
+from live_monitor.model.stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
+from live_monitor.tools.files import decode_json, iter_event_file, parse_time
+from live_monitor.tools.render import RENDERERS
 
 __all__ = ["InputError", "build_parser", "build_stats", "main", "report_from_files", "report_from_monitor"]
 

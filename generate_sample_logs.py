@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from backend_logging_config import endpoint_key, normalize_route
-from event_files import parse_time, time_arg
-from sample_replay import MonitorPoster
+from live_monitor.tools.files import parse_time, time_arg
+from live_monitor.tools.replay import MonitorPoster
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 SIDES = ("backend", "frontend")

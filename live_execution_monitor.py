@@ -28,17 +28,9 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
-import monitor_metrics
-import otlp_ingest
 from backend_logging_config import endpoint_key
-from event_journal import JournalError, journal_problem
-from execution_comparator import Thresholds
-from execution_events import ExecutionEvent
-from execution_store import StoreUnavailable
-from monitor_core import LiveExecutionMonitor
-from monitor_ingest import API, EVENTS, Access, ApiError, IngestApp
-from monitor_openapi import openapi
-from monitor_settings import (
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.core.settings import (
     add_arguments,
     defaults,
     is_loopback,
@@ -48,6 +40,14 @@ from monitor_settings import (
     resolve,
     store_kind,
 )
+from live_monitor.model.comparator import Thresholds
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.store.journal import JournalError, journal_problem
+from live_monitor.store.memory import StoreUnavailable
+from live_monitor.web import metrics as monitor_metrics
+from live_monitor.web import otlp as otlp_ingest
+from live_monitor.web.ingest import API, EVENTS, Access, ApiError, IngestApp
+from live_monitor.web.openapi import openapi
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent", "create_app", "main", "serve"]
 
@@ -307,7 +307,7 @@ def serve(
     ready: Callable[[str], None] | None = None,
 ) -> int:
     """Serve until interrupted; ``ready`` gets the base URL once the socket listens."""
-    from monitor_server import WaitressServer, inherited_socket, listen_error
+    from live_monitor.web.server import WaitressServer, inherited_socket, listen_error
 
     try:
         app = create_app(settings, monitor)
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None, *, ready: Callable[[str], None] | None =
 
 def _serve_workers(settings: Mapping[str, Any], argv: list[str], ready: Callable[[str], None] | None) -> int:
     """Start ``--workers`` monitor processes on one public port (monitor_server.run_workers)."""
-    from monitor_server import run_workers
+    from live_monitor.web.server import run_workers
 
     rest = _without_option(_without_option(argv, "--workers"), "--port")
     host, port, workers = settings["host"], settings["port"], settings["workers"]

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from event_files import decode_json, iter_json_array, parse_time, time_arg
-from execution_stats import TIMED_API_COMPONENTS, Aggregate
+from live_monitor.model.stats import TIMED_API_COMPONENTS, Aggregate
+from live_monitor.tools.files import decode_json, iter_json_array, parse_time, time_arg
 
 GROUPS = {
     "service": ("service",),

@@ -65,7 +65,7 @@ def _per_op(
 
 def decode_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     """decode_batch of one 100-event batch against json.loads of the same bytes."""
-    from execution_events import decode_batch
+    from live_monitor.model.events import decode_batch
 
     body = batch_body(100)
     result = decode_batch(body)
@@ -369,7 +369,7 @@ def sketch_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     """LatencySketch quantiles against numpy's exact percentiles over the same durations."""
     import numpy as np
 
-    from execution_stats import LatencySketch
+    from live_monitor.model.stats import LatencySketch
 
     rng = random.Random(3)
     n = ctx.pick(20_000, 100_000)

@@ -44,7 +44,7 @@ from benchmarks.common import (
     temp_dir,
 )
 from benchmarks.load import pick_client, run_load, run_wrk
-from monitor_settings import defaults
+from live_monitor.core.settings import defaults
 
 ROWS = ("redis-scaleout", "redis-lossless")
 CONNECTIONS = 8

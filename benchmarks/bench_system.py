@@ -161,12 +161,12 @@ def _probe_cpu(kind: str, seconds: float, phase: float) -> dict[str, Any]:
     monitor: Any = None
     wakes = [0]
     if kind == "monitor":
-        from monitor_core import LiveExecutionMonitor
+        from live_monitor.core.monitor import LiveExecutionMonitor
 
         monitor = LiveExecutionMonitor()
         sampler = monitor.sampler
     elif kind in ("sampler", "psutil"):
-        from system_sampler import PsutilReader, SystemSampler
+        from live_monitor.core.sampler import PsutilReader, SystemSampler
 
         sampler = SystemSampler(PsutilReader() if kind == "psutil" else None, interval=1.0)
     waker = _bare_waker(kind, wakes) if kind.startswith("wake") else None
@@ -273,8 +273,8 @@ def _batches(n: int) -> Any:
 def _probe_memory(n: int) -> dict[str, Any]:
     import tracemalloc
 
-    from execution_events import decode_batch
-    from monitor_core import LiveExecutionMonitor
+    from live_monitor.core.monitor import LiveExecutionMonitor
+    from live_monitor.model.events import decode_batch
 
     monitor = LiveExecutionMonitor({"max_events": n})
     kept: list[Any] = []
@@ -301,7 +301,7 @@ def _probe_memory(n: int) -> dict[str, Any]:
 def _probe_rss(n: int) -> dict[str, Any]:
     import psutil
 
-    from monitor_core import LiveExecutionMonitor
+    from live_monitor.core.monitor import LiveExecutionMonitor
 
     monitor = LiveExecutionMonitor({"max_events": n})
     gc.collect()

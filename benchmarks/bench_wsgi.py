@@ -132,7 +132,7 @@ class Figures:
 
 def _fill(server: Server, run: Any) -> None:
     """Ingest until both sides of the store are full, so every /data run sees the same store."""
-    from monitor_settings import defaults
+    from live_monitor.core.settings import defaults
 
     full = int(defaults()["max_events"])
     for _ in range(60):

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import EVENTS  # noqa: E402
-from monitor_settings import defaults  # noqa: E402
+from live_monitor.core.settings import defaults  # noqa: E402
 
 MIDDLEWARES = ("none", "live", "prometheus", "otel")
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -156,7 +156,7 @@ def otel_provider() -> Any:
 def serve(app: WsgiApp, port: int) -> int:
     """Serve exactly as live_execution_monitor.serve does: monitor_server.WaitressServer with
     the monitor's default threads and body limit."""
-    from monitor_server import WaitressServer
+    from live_monitor.web.server import WaitressServer
 
     settings = defaults()
     server = WaitressServer(app, "127.0.0.1", port, settings["threads"], settings["max_body_bytes"])

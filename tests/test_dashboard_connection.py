@@ -26,7 +26,7 @@ from conftest import (
 )
 from playwright.sync_api import expect
 
-import monitor_settings
+from live_monitor.core import settings as monitor_settings
 
 pytestmark = pytest.mark.timeout(180)
 expect.set_options(timeout=15_000)

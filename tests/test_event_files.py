@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 from conftest import ev
 
-from event_files import iter_event_file, iter_json_array, parse_time
+from live_monitor.tools.files import iter_event_file, iter_json_array, parse_time
 
 
 def test_event_files_in_three_shapes(tmp_path):
@@ -194,7 +194,7 @@ def test_a_json_array_that_is_not_utf8_is_refused():
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7])
 def test_any_chunk_edge_gives_the_same_elements_and_lines(monkeypatch, chunk):
-    monkeypatch.setattr("event_files.ARRAY_CHUNK", chunk)
+    monkeypatch.setattr("live_monitor.tools.files.ARRAY_CHUNK", chunk)
     elements = [
         12345,
         -0.5e-3,

@@ -9,8 +9,8 @@ import threading
 import pytest
 import requests
 
-from event_journal import EventJournal, JournalError
-from execution_events import ExecutionEvent
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.store.journal import EventJournal, JournalError
 
 
 def event(n: int, service: str = "backend") -> ExecutionEvent:

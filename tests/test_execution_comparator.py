@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from execution_comparator import Thresholds, compare, comparison, endpoint_rows, level, summarize
-from execution_stats import PairStats
+from live_monitor.model.comparator import Thresholds, compare, comparison, endpoint_rows, level, summarize
+from live_monitor.model.stats import PairStats
 
 DIFFERENCE_KEYS = {"type", "severity", "scope", "key", "backend", "frontend", "difference_pct", "message"}
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from conftest import ev
 
-from execution_events import (
+from live_monitor.model.events import (
     MAX_DETAILS_BYTES,
     BatchError,
     ExecutionEvent,

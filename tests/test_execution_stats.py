@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from execution_stats import MAX_KEYS, OTHER, Aggregate, LatencySketch, PairStats, SideStats
+from live_monitor.model.stats import MAX_KEYS, OTHER, Aggregate, LatencySketch, PairStats, SideStats
 
 
 def exact_quantile(values: list[float], q: float) -> float:

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from execution_events import ExecutionEvent
-from execution_store import EventDeque, EventStore
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.store.memory import EventDeque, EventStore
 
 
 def event(service="backend", component="http", action="GET /x", duration=10.0, status="success", trace=None):
@@ -139,7 +139,7 @@ from hypothesis import settings as hsettings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule  # noqa: E402
 
-from monitor_core import LiveExecutionMonitor  # noqa: E402
+from live_monitor.core.monitor import LiveExecutionMonitor  # noqa: E402
 
 
 class IngestAccounting(RuleBasedStateMachine):
@@ -176,7 +176,7 @@ class IngestAccounting(RuleBasedStateMachine):
 
     @rule(body=st.binary(max_size=40))
     def post_garbage(self, body):
-        from execution_events import BatchError
+        from live_monitor.model.events import BatchError
 
         try:
             result = self.monitor.ingest(b"{" + body)
@@ -248,7 +248,7 @@ def _figures(side):
 def test_batched_figures_equal_event_by_event_figures(clock):
     import random
 
-    from execution_stats import PairStats, TraceJoiner
+    from live_monitor.model.stats import PairStats, TraceJoiner
 
     rng = random.Random(7)
     events = []

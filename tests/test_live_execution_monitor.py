@@ -174,7 +174,7 @@ def test_self_monitoring_records_api_requests_tagged_and_can_be_turned_off():
 
 
 def test_config_lists_every_setting(client):
-    from monitor_settings import SETTINGS
+    from live_monitor.core.settings import SETTINGS
 
     names = [row["name"] for row in client.get(f"{API}/config").json["settings"]]
     assert names == [s.name for s in SETTINGS]
@@ -401,7 +401,7 @@ def test_system_figures_are_there_before_the_first_tick(client):
 
 
 def test_an_app_around_a_given_monitor_uses_its_token_everywhere():
-    from monitor_core import LiveExecutionMonitor
+    from live_monitor.core.monitor import LiveExecutionMonitor
 
     client = create_app(monitor=LiveExecutionMonitor({"token": "t0k", "self_monitor": False})).test_client()
     assert client.get("/metrics").status_code == 401
@@ -540,7 +540,7 @@ def test_persist_names_what_is_wrong_with_the_path(monkeypatch, capsys, tmp_path
 
 
 def test_persist_accepts_a_new_file_an_empty_file_and_its_own_journal(monkeypatch, tmp_path):
-    from event_journal import EventJournal
+    from live_monitor.store.journal import EventJournal
 
     served = []
     monkeypatch.setattr(lem, "serve", lambda settings, ready=None: served.append(settings["persist"]) or 0)
@@ -554,7 +554,7 @@ def test_persist_accepts_a_new_file_an_empty_file_and_its_own_journal(monkeypatc
 
 
 def test_a_journal_that_goes_bad_after_the_check_is_still_a_one_line_error(monkeypatch, capsys, tmp_path):
-    import monitor_server
+    from live_monitor.web import server as monitor_server
 
     monkeypatch.setattr(lem, "journal_problem", lambda path: None)  # as if the folder appeared since
 

@@ -172,7 +172,7 @@ def test_the_monitors_own_traffic_is_listed_but_never_compared(clock):
 
 
 def test_a_decoded_event_recorded_or_appended_directly_is_scrubbed_too():
-    from execution_events import decode_batch
+    from live_monitor.model.events import decode_batch
 
     monitor = LiveExecutionMonitor()
     body = b'[{"service": "backend", "component": "db", "action": "q", "details": {"password": "p"}}]'
@@ -200,7 +200,7 @@ def test_status_and_data_read_the_shared_monitoring_state_once_each(clock):
 
 def test_min_samples_given_on_the_command_line_wins_over_the_thresholds_file_even_at_10(tmp_path, clock):
     from live_execution_monitor import build_parser
-    from monitor_settings import resolve
+    from live_monitor.core.settings import resolve
 
     thresholds = tmp_path / "thresholds.json"
     thresholds.write_text(json.dumps({"min_samples": 3}))

@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from execution_store import StoreUnavailable
 from live_execution_monitor import create_app
-from monitor_ingest import EVENTS, hostname
+from live_monitor.store.memory import StoreUnavailable
+from live_monitor.web.ingest import EVENTS, hostname
 
 EVENT = {"service": "backend", "component": "http", "action": "GET /api/x", "duration_ms": 5.0}
 
@@ -148,7 +148,7 @@ def test_secrets_are_filtered_before_the_store_and_the_journal(tmp_path):
 
 
 def test_the_apps_batch_limit_applies_to_a_monitor_built_apart():
-    from monitor_core import LiveExecutionMonitor
+    from live_monitor.core.monitor import LiveExecutionMonitor
 
     monitor = LiveExecutionMonitor({"self_monitor": False})
     app = create_app({"self_monitor": False, "max_batch_events": 3}, monitor)

@@ -12,10 +12,10 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from execution_stats import MAX_KEYS, OTHER, LatencySketch
 from live_execution_monitor import create_app
-from monitor_core import LiveExecutionMonitor
-from monitor_metrics import DURATION_BOUNDS_MS, cumulative_buckets, register
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.model.stats import MAX_KEYS, OTHER, LatencySketch
+from live_monitor.web.metrics import DURATION_BOUNDS_MS, cumulative_buckets, register
 
 API = "/api/live-execution"
 KEY = "GET /api/orders/:id"

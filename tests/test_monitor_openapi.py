@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from live_execution_monitor import create_app
-from monitor_openapi import openapi
+from live_monitor.web.openapi import openapi
 
 app = create_app({"self_monitor": True, "max_body_bytes": 65_536})
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)

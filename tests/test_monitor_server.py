@@ -131,7 +131,7 @@ while True:
 """
 DRIVER = """
 import sys
-import monitor_server
+from live_monitor.web import server as monitor_server
 ready = lambda base: print("READY", base, flush=True)
 sys.exit(monitor_server.run_workers(sys.argv[1], [], "127.0.0.1", 0, 2, ready=ready))
 """
@@ -140,7 +140,7 @@ sys.exit(monitor_server.run_workers(sys.argv[1], [], "127.0.0.1", 0, 2, ready=re
 def test_workers_announce_the_port_once_it_answers_and_stop_on_ctrl_c(tmp_path):
     """run_workers, for real: two processes on one port, ``ready`` told once it accepts, and
     Ctrl-C followed at once by SIGTERM (as a terminal and a supervisor may send) stops it cleanly."""
-    from monitor_server import LISTEN_FD_ENV, REUSEPORT_ENV
+    from live_monitor.web.server import LISTEN_FD_ENV, REUSEPORT_ENV
 
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER.format(env=REUSEPORT_ENV, fd_env=LISTEN_FD_ENV))
@@ -172,7 +172,7 @@ def test_workers_announce_the_port_once_it_answers_and_stop_on_ctrl_c(tmp_path):
 
 
 def test_workers_on_a_port_in_use_get_a_clear_error(capsys):
-    from monitor_server import run_workers
+    from live_monitor.web.server import run_workers
 
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
@@ -198,7 +198,7 @@ def port_in_time_wait() -> int:
 
 
 def test_workers_can_serve_a_port_a_stopped_server_just_used(monkeypatch):
-    from monitor_server import REUSEPORT_ENV, inherited_socket
+    from live_monitor.web.server import REUSEPORT_ENV, inherited_socket
 
     port = port_in_time_wait()
     monkeypatch.setenv(REUSEPORT_ENV, str(port))
@@ -215,7 +215,7 @@ def test_a_signal_arriving_inside_the_stop_handler_cannot_deadlock_the_server():
     """Ctrl-C reaches every --workers process and the parent forwards a SIGTERM too: a second
     signal can run the handler again while the first is inside it, on the same thread. The
     handler must take no lock then; here the stop Event's own lock is held around the call."""
-    from monitor_server import WaitressServer
+    from live_monitor.web.server import WaitressServer
 
     def app(environ, start_response):
         start_response("200 OK", [])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor_settings import (
+from live_monitor.core.settings import (
     LOOPBACK_ORIGINS,
     SETTINGS,
     add_arguments,

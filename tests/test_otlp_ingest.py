@@ -17,9 +17,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 from waitress.server import create_server
 
-import monitor_metrics
-import otlp_ingest
 from live_execution_monitor import create_app
+from live_monitor.web import metrics as monitor_metrics
+from live_monitor.web import otlp as otlp_ingest
 
 API = "/api/live-execution"
 KEY = "GET /api/orders/:id"

@@ -32,7 +32,7 @@ from test_otlp_ingest import (
     span_counts,
 )
 
-import otlp_ingest
+from live_monitor.web import otlp as otlp_ingest
 
 make_app = test_otlp_ingest.make_app  # the fixture, which pytest finds by this name
 HUGE = "1" + "0" * 400

@@ -55,6 +55,9 @@ def copy_sources(target: Path) -> None:
         for path in ROOT.glob(pattern):
             shutil.copy2(path, target / path.name)
     shutil.copytree(ROOT / "static", target / "static")
+    shutil.copytree(
+        ROOT / "live_monitor", target / "live_monitor", ignore=shutil.ignore_patterns("__pycache__")
+    )
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import pytest
 import requests
 from conftest import FakeReader, reading
 
-from execution_comparator import compare, endpoint_rows, summarize
-from execution_events import ExecutionEvent
-from execution_store import EventStore, StoreUnavailable
 from live_execution_monitor import create_app
-from monitor_core import LiveExecutionMonitor
-from redis_store import RedisEventStore
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.model.comparator import compare, endpoint_rows, summarize
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.store.memory import EventStore, StoreUnavailable
+from live_monitor.store.redis import RedisEventStore
 
 EVENT_FIELDS = ("backend", "frontend", "comparison", "endpoints", "recent_events", "differences_count")
 

@@ -66,7 +66,7 @@ def test_launcher_workers_run_worker_processes_and_open_the_dashboard_once_the_p
     import http.server
 
     import live_execution_monitor as lem
-    import monitor_server
+    from live_monitor.web import server as monitor_server
 
     calls: list[tuple] = []
     opened: list[str] = []

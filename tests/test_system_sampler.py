@@ -5,7 +5,7 @@ import threading
 import pytest
 from conftest import FakeClock, FakeReader, reading
 
-from system_sampler import PsutilReader, SystemSampler
+from live_monitor.core.sampler import PsutilReader, SystemSampler
 
 
 def test_rates_come_from_counter_deltas(clock: FakeClock):
@@ -101,7 +101,7 @@ def test_the_real_psutil_reader_gives_plausible_numbers():
 
 
 def test_the_schedule_does_not_drift_by_the_time_a_sample_takes():
-    from system_sampler import next_tick
+    from live_monitor.core.sampler import next_tick
 
     assert next_tick(began=100.0, ticks=1, interval=1.0, now=100.3) == (1, pytest.approx(0.7))
     assert next_tick(began=100.0, ticks=2, interval=1.0, now=101.05) == (2, pytest.approx(0.95))
@@ -152,7 +152,7 @@ NET_DEV = b"""Inter-|   Receive                                                |
 
 
 def test_stat_gives_busy_idle_and_iowait_jiffies():
-    from system_sampler import parse_stat
+    from live_monitor.core.sampler import parse_stat
 
     # busy = user + nice + system + irq + softirq + steal; guest is already inside user
     assert parse_stat(STAT) == (1000 + 50 + 300 + 10 + 20 + 5, 8000, 200)
@@ -161,7 +161,7 @@ def test_stat_gives_busy_idle_and_iowait_jiffies():
 
 
 def test_cpu_percent_is_the_busy_share_and_clips_counters_that_step_back():
-    from system_sampler import cpu_percent
+    from live_monitor.core.sampler import cpu_percent
 
     assert cpu_percent((100, 800, 100), (150, 1000, 100)) == 20.0
     assert cpu_percent((100, 800, 100), (150, 1000, 50)) == 20.0  # iowait stepped back: counts as 0
@@ -169,7 +169,7 @@ def test_cpu_percent_is_the_busy_share_and_clips_counters_that_step_back():
 
 
 def test_meminfo_gives_psutils_used_percent_from_memavailable():
-    from system_sampler import parse_meminfo
+    from live_monitor.core.sampler import parse_meminfo
 
     assert parse_meminfo(MEMINFO) == 25.0
     # more available than total (a container's figures): psutil uses MemFree instead
@@ -180,13 +180,13 @@ def test_meminfo_gives_psutils_used_percent_from_memavailable():
 
 
 def test_diskstats_sums_whole_disks_in_bytes_and_leaves_partitions_out():
-    from system_sampler import parse_diskstats
+    from live_monitor.core.sampler import parse_diskstats
 
     assert parse_diskstats(DISKSTATS, {b"loop0", b"vda"}.__contains__) == ((80 + 1000) * 512, 3000 * 512)
 
 
 def test_net_dev_sums_every_interface():
-    from system_sampler import parse_net_dev
+    from live_monitor.core.sampler import parse_net_dev
 
     assert parse_net_dev(NET_DEV) == (1_205_000, 345_000)
 
@@ -208,7 +208,7 @@ def fake_proc(root, stat=STAT, meminfo=MEMINFO, statm=b"9000 2500 300 1 0 2000 0
 def test_the_proc_reader_turns_files_into_exact_readings(tmp_path):
     import os
 
-    from system_sampler import ProcReader
+    from live_monitor.core.sampler import ProcReader
 
     proc = fake_proc(tmp_path / "proc")
     blocks = tmp_path / "block"
@@ -230,7 +230,7 @@ def test_the_proc_reader_turns_files_into_exact_readings(tmp_path):
 
 
 def test_the_proc_reader_reads_a_file_longer_than_its_first_read(tmp_path):
-    from system_sampler import ProcReader
+    from live_monitor.core.sampler import ProcReader
 
     lines = b"".join(b"  veth%d: 10 1 0 0 0 0 0 0 20 1 0 0 0 0 0 0\n" % i for i in range(500))
     proc = fake_proc(tmp_path, net_dev=NET_DEV + lines)
@@ -246,7 +246,7 @@ def test_on_this_machine_proc_readings_agree_with_psutil():
 
     import psutil
 
-    from system_sampler import ProcReader, default_reader, parse_stat
+    from live_monitor.core.sampler import ProcReader, default_reader, parse_stat
 
     expected = ProcReader if sys.platform.startswith("linux") else PsutilReader
     assert isinstance(default_reader(), expected)
@@ -274,7 +274,7 @@ def test_on_this_machine_proc_readings_agree_with_psutil():
 def test_process_cpu_percent_follows_this_processs_work():
     import time
 
-    from system_sampler import ProcReader
+    from live_monitor.core.sampler import ProcReader
 
     for reader in (ProcReader(), PsutilReader()):
         reader()
@@ -291,7 +291,7 @@ def test_process_cpu_percent_follows_this_processs_work():
 def test_a_forked_child_reads_its_own_memory_not_its_parents(kind):
     import os
 
-    import system_sampler
+    from live_monitor.core import sampler as system_sampler
 
     reader = getattr(system_sampler, kind)()
     reader()

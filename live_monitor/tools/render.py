@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from execution_comparator import SEVERITIES
+from live_monitor.model.comparator import SEVERITIES
 
 TABLE_ROWS = 50
 TITLES = {

@@ -27,9 +27,9 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from execution_stats import LatencySketch, SideStats
-from monitor_core import LiveExecutionMonitor
-from monitor_ingest import Access
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.model.stats import LatencySketch, SideStats
+from live_monitor.web.ingest import Access
 
 __all__ = ["DURATION_BOUNDS_MS", "MonitorCollector", "cumulative_buckets", "register"]
 
@@ -280,12 +280,12 @@ def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = 
     With a token set (``--token``), a scrape needs ``Authorization: Bearer <token>``
     (Prometheus: ``authorization: {credentials: ...}`` in the scrape config).
     """
-    if "monitor_metrics" in app.extensions:
+    if "live_monitor.web.metrics" in app.extensions:
         return
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(monitor, spans=lambda: app.extensions.get("otlp_ingest")))
+    registry.register(MonitorCollector(monitor, spans=lambda: app.extensions.get("live_monitor.web.otlp")))
     ProcessCollector(registry=registry)
-    app.extensions["monitor_metrics"] = registry
+    app.extensions["live_monitor.web.metrics"] = registry
     access = access or Access(monitor.settings, monitor)
 
     @app.get("/metrics")

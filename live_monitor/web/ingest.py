@@ -21,10 +21,10 @@ from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
 
-from execution_events import BatchError, PayloadError, inflate
-from execution_store import StoreUnavailable
-from monitor_core import LiveExecutionMonitor
-from monitor_settings import is_loopback, origin_allowed, parse_origins
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.core.settings import is_loopback, origin_allowed, parse_origins
+from live_monitor.model.events import BatchError, PayloadError, inflate
+from live_monitor.store.memory import StoreUnavailable
 
 API = "/api/live-execution"
 EVENTS = f"{API}/events"

@@ -31,9 +31,9 @@ from flask_cors import cross_origin
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend_logging_config import normalize_route
-from execution_events import MAX_EPOCH, ExecutionEvent, PayloadError, convert_event, inflate
-from monitor_core import LiveExecutionMonitor
-from monitor_ingest import Access
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.model.events import MAX_EPOCH, ExecutionEvent, PayloadError, convert_event, inflate
+from live_monitor.web.ingest import Access
 
 __all__ = ["OtlpError", "OtlpReceiver", "SpanBatch", "register", "spans_to_events"]
 
@@ -450,10 +450,10 @@ def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = 
     browser's Origin must be allowed by ``--cors-origins``, and bodies are capped at
     ``--max-body-bytes`` after decompression.
     """
-    if "otlp_ingest" in app.extensions:
+    if "live_monitor.web.otlp" in app.extensions:
         return
     receiver = OtlpReceiver()
-    app.extensions["otlp_ingest"] = receiver
+    app.extensions["live_monitor.web.otlp"] = receiver
     access = access or Access(monitor.settings, monitor)
     limit = int(app.config.get("MAX_CONTENT_LENGTH") or monitor.settings["max_body_bytes"])
 

@@ -12,8 +12,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from execution_events import ExecutionEvent, prepare_events
-from execution_stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
+from live_monitor.model.events import ExecutionEvent, prepare_events
+from live_monitor.model.stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
 
 SERVICES = ("backend", "frontend")
 

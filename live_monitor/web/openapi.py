@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from execution_events import IncomingEvent
+from live_monitor.model.events import IncomingEvent
 
 API = "/api/live-execution"
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from execution_stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
+from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
 
 SEVERITIES = ("low", "medium", "high")
 _RANK = {None: 0, "low": 1, "medium": 2, "high": 3}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from execution_events import ExecutionEvent, event_problem
+from live_monitor.model.events import ExecutionEvent, event_problem
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
 _encoder = msgspec.json.Encoder()

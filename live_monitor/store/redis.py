@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 import redis
 
-from execution_events import ExecutionEvent
-from execution_stats import Aggregate, LatencySketch, PairStats
-from execution_store import StoreUnavailable, by_side
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.model.stats import Aggregate, LatencySketch, PairStats
+from live_monitor.store.memory import StoreUnavailable, by_side
 
 SERVICES = ("backend", "frontend")
 _decoder = msgspec.json.Decoder(ExecutionEvent)

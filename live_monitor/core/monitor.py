@@ -14,13 +14,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from event_journal import EventJournal
-from execution_comparator import Thresholds, compare, comparison, endpoint_rows, summarize
-from execution_events import BatchResult, ExecutionEvent, decode_batch, prepare_events
-from execution_stats import PairStats
-from execution_store import EventDeque, EventStore, StoreUnavailable
-from monitor_settings import defaults, store_kind
-from system_sampler import SystemSampler
+from live_monitor.core.sampler import SystemSampler
+from live_monitor.core.settings import defaults, store_kind
+from live_monitor.model.comparator import Thresholds, compare, comparison, endpoint_rows, summarize
+from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
+from live_monitor.model.stats import PairStats
+from live_monitor.store.journal import EventJournal
+from live_monitor.store.memory import EventDeque, EventStore, StoreUnavailable
 
 log = logging.getLogger("live_execution_monitor")
 
@@ -256,7 +256,7 @@ def make_store(settings: Mapping[str, Any], clock: Callable[[], float] = time.ti
     if kind == "memory":
         return EventStore(max_events=settings["max_events"], window_s=settings["window"], clock=clock)
     if kind == "redis":
-        from redis_store import RedisEventStore
+        from live_monitor.store.redis import RedisEventStore
 
         return RedisEventStore(
             url, max_events=settings["max_events"], window_s=settings["window"], clock=clock

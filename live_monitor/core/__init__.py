@@ -1,0 +1,1 @@
+"""The monitor itself: its state, the system sampler and the settings table."""

@@ -1,0 +1,1 @@
+"""Where events are kept: in memory, in Redis, and the --persist journal."""

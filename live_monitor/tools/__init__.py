@@ -1,0 +1,1 @@
+"""The command-line tools: event files, reports, log analysis, sample generation and replay."""

@@ -1,0 +1,1 @@
+"""The HTTP face: the Flask app, ingest, OTLP, metrics, OpenAPI and the server."""
