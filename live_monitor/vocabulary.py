@@ -1,0 +1,52 @@
+"""The monitor's words, in one place: sides, severities, difference types, components and paths.
+
+Every other module (and, through a test, the dashboard) takes its lists from here, so adding a
+difference type or a severity is one edit that the tests then chase through every place that
+names them. Standard library only: the lowest layer of the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Literal, get_args
+
+Service = Literal["backend", "frontend"]
+Status = Literal["success", "error"]
+Severity = Literal["low", "medium", "high"]
+DifferenceType = Literal["activity", "performance", "error_rate", "pattern"]
+Scope = Literal["service", "endpoint"]
+
+SERVICES: Final[tuple[Service, ...]] = get_args(Service)
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)  # in rising order
+DIFFERENCE_TYPES: Final[tuple[DifferenceType, ...]] = get_args(DifferenceType)
+SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
+
+# Endpoint events: how the two sides meet. A server request and a browser API call of the same
+# endpoint share the key "METHOD /route".
+ENDPOINT_COMPONENTS: Final[Mapping[Service, str]] = {"backend": "http", "frontend": "api"}
+
+# The REST API's paths.
+API: Final = "/api/live-execution"
+EVENTS_PATH: Final = f"{API}/events"
+STREAM_PATH: Final = f"{API}/stream"
+OTLP_TRACES_PATH: Final = "/v1/traces"
+
+# The monitor's own traffic: the dashboard polling the API and the server answering it. It is
+# listed (with ?include_self) but never counted as the app's, compared, or alerted on.
+OWN_TRAFFIC_TAG: Final = "self_monitor"
+
+
+def severity_rank(severity: str | None) -> int:
+    """0 for none, then 1, 2, 3 for low, medium, high: for sorting and ``min_severity`` floors."""
+    return SEVERITIES.index(severity) + 1 if severity in SEVERITIES else 0
+
+
+def is_own_path(path: str) -> bool:
+    """True when a URL path (query string or not) is one of the monitor's own API paths."""
+    return path == API or path.startswith(API + "/") or path.startswith(API + "?")
+
+
+def is_own_traffic(details: Mapping[str, Any] | None) -> bool:
+    """True for an event tagged as the monitor's own traffic (see ``OWN_TRAFFIC_TAG``)."""
+    return bool(details) and details.get(OWN_TRAFFIC_TAG) is True  # type: ignore[union-attr]
