@@ -42,8 +42,8 @@ from live_monitor.core.settings import (
 )
 from live_monitor.model.comparator import Thresholds
 from live_monitor.model.events import ExecutionEvent
+from live_monitor.store import StoreUnavailable
 from live_monitor.store.journal import JournalError, journal_problem
-from live_monitor.store.memory import StoreUnavailable
 from live_monitor.web import metrics as monitor_metrics
 from live_monitor.web import otlp as otlp_ingest
 from live_monitor.web.ingest import API, EVENTS, Access, ApiError, IngestApp

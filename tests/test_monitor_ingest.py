@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from live_execution_monitor import create_app
-from live_monitor.store.memory import StoreUnavailable
+from live_monitor.store import StoreUnavailable
 from live_monitor.web.ingest import EVENTS, hostname
 
 EVENT = {"service": "backend", "component": "http", "action": "GET /api/x", "duration_ms": 5.0}

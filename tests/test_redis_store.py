@@ -16,7 +16,8 @@ from live_execution_monitor import create_app
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.comparator import compare, endpoint_rows, summarize
 from live_monitor.model.events import ExecutionEvent
-from live_monitor.store.memory import EventStore, StoreUnavailable
+from live_monitor.store import StoreUnavailable
+from live_monitor.store.memory import EventStore
 from live_monitor.store.redis import RedisEventStore
 
 EVENT_FIELDS = ("backend", "frontend", "comparison", "endpoints", "recent_events", "differences_count")

@@ -19,8 +19,9 @@ from live_monitor.core.settings import defaults, store_kind
 from live_monitor.model.comparator import Thresholds, compare, comparison, endpoint_rows, summarize
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.stats import PairStats
+from live_monitor.store import StoreUnavailable
 from live_monitor.store.journal import EventJournal
-from live_monitor.store.memory import EventDeque, EventStore, StoreUnavailable
+from live_monitor.store.memory import EventDeque, EventStore
 
 log = logging.getLogger("live_execution_monitor")
 

@@ -18,10 +18,6 @@ from live_monitor.model.stats import TIMED_API_COMPONENTS, PairStats, TraceJoine
 SERVICES = ("backend", "frontend")
 
 
-class StoreUnavailable(Exception):
-    """A shared store (Redis) cannot be reached; the API answers 503 with Retry-After."""
-
-
 MAX_PENDING_TRACES = 20_000
 MAX_REASONS = 100
 STREAM_LOG = 2_000

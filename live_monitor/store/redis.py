@@ -21,7 +21,8 @@ import redis
 
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.stats import Aggregate, LatencySketch, PairStats
-from live_monitor.store.memory import StoreUnavailable, by_side
+from live_monitor.store import StoreUnavailable
+from live_monitor.store.memory import by_side
 
 SERVICES = ("backend", "frontend")
 _decoder = msgspec.json.Decoder(ExecutionEvent)

@@ -24,7 +24,7 @@ from typing import Any
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import is_loopback, origin_allowed, parse_origins
 from live_monitor.model.events import BatchError, PayloadError, inflate
-from live_monitor.store.memory import StoreUnavailable
+from live_monitor.store import StoreUnavailable
 
 API = "/api/live-execution"
 EVENTS = f"{API}/events"
