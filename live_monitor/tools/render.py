@@ -1,8 +1,9 @@
-"""Renderers of execution_difference_report: Markdown, JSON and one self-contained HTML page.
+"""Renderers of the difference report: Markdown, JSON and one self-contained HTML page.
 
 Each takes the report dict (``{"summary", "differences"}``) and returns text; the recommendations
-(what to look at next for each difference) live here too. Loading the data and the command
-line stay in execution_difference_report.py, which keeps this module free of any I/O.
+(what to look at next for each difference) live here too. Loading the data stays in
+live_monitor/tools/report.py and the command line in execution_difference_report.py, which
+keeps this module free of any I/O.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 MonitorPoster sends events in batches to the monitor's ingest endpoint at a steady rate,
 slowing down when the monitor asks it to (429/503), and counts what was accepted, so
-generate_sample_logs.py can stream events to a file and to a monitor in the same pass.
+the sample generator can stream events to a file and to a monitor in the same pass.
 """
 
 from __future__ import annotations
