@@ -14,16 +14,16 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
-from live_monitor.model.comparator import SEVERITIES
+from live_monitor.tools.files import InputError
 from live_monitor.tools.render import RENDERERS
 from live_monitor.tools.report import (
     DEFAULT_URL,
-    InputError,
     build_stats,
     load_thresholds,
     report_from_files,
     report_from_monitor,
 )
+from live_monitor.vocabulary import SEVERITIES, Service
 
 __all__ = ["InputError", "build_parser", "build_stats", "main", "report_from_files", "report_from_monitor"]
 
@@ -98,7 +98,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _sources(args: argparse.Namespace) -> list[tuple[Path, str]] | None:
+def _sources(args: argparse.Namespace) -> list[tuple[Path, Service]] | None:
     """The files to read, or None for the live monitor; raises ValueError on a bad combination."""
     if not (args.backend_data or args.frontend_data):
         return None

@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 
-from live_monitor.tools.files import parse_time, time_arg
-from live_monitor.tools.logs import BUCKETS, GROUPS, Analysis, InputError, Progress, analyse, render
+from live_monitor.tools.files import InputError, parse_time, time_arg
+from live_monitor.tools.logs import BUCKETS, GROUPS, Analysis, Progress, analyse, render
 
 
 def _window(text: str) -> tuple[float, float]:

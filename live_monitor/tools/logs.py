@@ -14,16 +14,15 @@ import heapq
 import io
 import json
 import math
-import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
-from live_monitor.model.stats import TIMED_API_COMPONENTS, Aggregate
-from live_monitor.tools.files import decode_json, iter_json_array, parse_time
+from live_monitor.model.stats import Aggregate
+from live_monitor.tools.files import BadRecord, Event, InputError, iter_records, to_event
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS
 
 GROUPS = {
     "service": ("service",),
@@ -35,66 +34,11 @@ BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 FIGURES = tuple("count error_count error_rate timed_count avg_ms p50_ms p95_ms p99_ms max_ms".split())
 COMPARED = ("count", "error_rate", "p95_ms")
 SLOWEST_COLUMNS = tuple("timestamp service component action duration_ms status trace_id source".split())
-ERROR_LEVELS = {"ERROR", "CRITICAL", "FATAL"}
-MAX_DOCUMENT = 64 << 20  # a single (pretty-printed) JSON document, e.g. a /data export
-
-
-class InputError(Exception):
-    """Input that cannot be read: the message names the file and, where known, the line."""
-
-
-@dataclass(slots=True)
-class Event:
-    """The fields of one record that the analysis uses."""
-
-    ts: float
-    service: str
-    component: str
-    action: str
-    duration_ms: float | None
-    is_error: bool
-    trace_id: str | None
-    where: str
 
 
 def iso(ts: float) -> str:
     """Format epoch seconds as ISO 8601 UTC with milliseconds."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def to_event(obj: Any, where: str) -> Event | None:
-    """Validate one record; None for a plain log line that carries no event fields.
-
-    Raises ValueError with the reason when the record is not usable.
-    """
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    is_log = "level" in obj or "logger" in obj
-    component, action = obj.get("component"), obj.get("action")
-    if not component or not action:
-        if is_log:
-            return None
-        raise ValueError("missing 'component' or 'action'")
-    if not isinstance(component, str) or not isinstance(action, str):
-        raise ValueError("'component' and 'action' must be strings")
-    if "timestamp" not in obj:
-        raise ValueError("missing 'timestamp'")
-    ts = parse_time(obj["timestamp"])
-    service = obj.get("service") or ("backend" if is_log else None)
-    if not isinstance(service, str):
-        raise ValueError("missing 'service'")
-    duration = obj.get("duration_ms")
-    if duration is not None:
-        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-            raise ValueError(f"'duration_ms' must be a number or null, not {duration!r}")
-        if not (math.isfinite(duration) and duration >= 0):
-            raise ValueError(f"'duration_ms' must be >= 0, not {duration!r}")
-    status = obj.get("status")
-    if status not in (None, "success", "error"):
-        raise ValueError(f"'status' must be 'success' or 'error', not {status!r}")
-    is_error = status == "error" or (status is None and str(obj.get("level", "")).upper() in ERROR_LEVELS)
-    trace = obj.get("trace_id") if isinstance(obj.get("trace_id"), str) else None
-    return Event(ts, service, component, action, duration, is_error, trace, where)
 
 
 class Progress:
@@ -127,57 +71,6 @@ class Progress:
 
 
 @dataclass
-class _Bad:
-    """A record that could not be decoded, and why."""
-
-    reason: str
-
-
-def _iter_lines(fh: IO[bytes], name: str, progress: Progress) -> Iterator[tuple[str, Any]]:
-    """JSON Lines, one line at a time; a line that is not JSON yields its error message."""
-    for number, raw in enumerate(fh, 1):
-        progress.advance(len(raw))
-        if not raw.strip():
-            continue
-        try:
-            record = decode_json(raw)
-        except ValueError as exc:
-            record = _Bad(f"malformed JSON: {exc}")
-        yield f"{name}:{number}", record
-
-
-def iter_records(path: str, progress: Progress) -> Iterator[tuple[str, Any]]:
-    """(location, decoded record or _Bad) for every record of a file; '-' reads stdin."""
-    if path == "-":
-        yield from _iter_lines(sys.stdin.buffer, "<stdin>", progress)
-        return
-    with open(path, "rb") as fh:
-        head = fh.read(4096).lstrip()
-        fh.seek(0)
-        if head.startswith(b"["):
-            try:
-                for line, element in iter_json_array(fh, path, progress.advance):
-                    yield f"{path}:{line}", element
-            except ValueError as exc:
-                raise InputError(str(exc)) from None
-            return
-        first = fh.readline()
-        fh.seek(0)
-        try:
-            decode_json(first)
-        except ValueError:
-            if head.startswith(b"{") and os.path.getsize(path) < MAX_DOCUMENT:
-                try:  # a pretty-printed JSON document, e.g. a saved /data export
-                    data = decode_json(fh.read())
-                    progress.advance(os.path.getsize(path))
-                    yield path, data
-                    return
-                except ValueError:
-                    fh.seek(0)
-        yield from _iter_lines(fh, path, progress)
-
-
-@dataclass
 class Analysis:
     """Aggregates built in one pass over the inputs."""
 
@@ -206,7 +99,7 @@ class Analysis:
             return (e.service, e.component)
         if self.group_by == "action":
             return (e.service, e.component, e.action)
-        return (e.service, e.action) if TIMED_API_COMPONENTS.get(e.service) == e.component else None
+        return (e.service, e.action) if ENDPOINT_COMPONENTS[e.service] == e.component else None
 
     def add(self, e: Event) -> None:
         if (self.since is not None and e.ts < self.since) or (self.until is not None and e.ts >= self.until):
@@ -243,28 +136,21 @@ class Analysis:
 def analyse(paths: list[str], analysis: Analysis, skip_bad: bool, progress: Progress) -> Analysis:
     """Feed every record of every file to the analysis, streaming."""
     for path in paths:
-        for where, obj in iter_records(path, progress):
-            records = [(where, obj)]
-            if isinstance(obj, dict) and "timestamp" not in obj:  # a /data export or a batch
-                for name in ("recent_events", "events"):
-                    if isinstance(obj.get(name), list):
-                        records = [(f"{where} {name}[{i}]", e) for i, e in enumerate(obj[name])]
-                        break
-            for loc, record in records:
-                analysis.counts["records"] += 1
-                try:
-                    if isinstance(record, _Bad):
-                        raise ValueError(record.reason)
-                    event = to_event(record, loc)
-                except ValueError as exc:
-                    if not skip_bad:
-                        raise InputError(f"{loc}: {exc} (use --skip-bad-lines to skip such lines)") from None
-                    analysis.counts["bad"] += 1
-                    continue
-                if event is None:
-                    analysis.counts["log_lines"] += 1
-                else:
-                    analysis.add(event)
+        for where, record in iter_records(path, progress.advance):
+            analysis.counts["records"] += 1
+            try:
+                if isinstance(record, BadRecord):
+                    raise ValueError(record.reason)
+                event = to_event(record, where)
+            except ValueError as exc:
+                if not skip_bad:
+                    raise InputError(f"{where}: {exc} (use --skip-bad-lines to skip such lines)") from None
+                analysis.counts["bad"] += 1
+                continue
+            if event is None:
+                analysis.counts["log_lines"] += 1
+            else:
+                analysis.add(event)
     return analysis
 
 

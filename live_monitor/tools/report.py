@@ -15,9 +15,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from live_monitor.model.comparator import (
     Thresholds,
@@ -26,91 +28,46 @@ from live_monitor.model.comparator import (
     endpoint_rows,
     summarize,
 )
-from live_monitor.model.stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
-from live_monitor.tools.files import decode_json, iter_event_file, parse_time
+from live_monitor.model.stats import PairStats, TraceJoiner
+from live_monitor.tools.files import BadRecord, Event, InputError, decode_json, iter_records, to_event
+from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, Service, is_own_traffic
 
 __all__ = ["InputError", "build_stats", "load_thresholds", "report_from_files", "report_from_monitor"]
 
 DEFAULT_URL = "http://localhost:5001"
-API = "/api/live-execution"
-SERVICES = ("backend", "frontend")
 MAX_PENDING_TRACES = 200_000
 PROGRESS_EVERY = 100_000
-# One parsed event: (epoch s, service, component, action, duration ms, is error, trace id).
-Row = tuple[float, str, str, str, float | None, bool, str | None]
-
-
-class InputError(Exception):
-    """Unusable input (a file, a line, the monitor): reported on stderr with exit code 1."""
 
 
 # --- reading event files ----------------------------------------------------------------
 
 
-def _parse(event: Any, where: str, side: str) -> Row | None:
-    """Check one event's fields; None when it belongs to the other side (a shared export) or
-    is the monitor's own traffic."""
-    if not isinstance(event, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(event).__name__}")
-    service = event.get("service") or side
-    if service not in SERVICES:
-        raise InputError(f"{where}: service must be 'backend' or 'frontend', got {service!r}")
-    if service != side:
-        return None
-    details = event.get("details")
-    if isinstance(details, dict) and details.get("self_monitor"):
-        return None  # the monitor's own requests in a saved /data export are not the app's
-    for name in ("component", "action"):
-        value = event.get(name)
-        if not isinstance(value, str) or not value:
-            raise InputError(f"{where}: missing or empty required field '{name}'")
-    if event.get("timestamp") is None:
-        raise InputError(f"{where}: missing required field 'timestamp'")
-    try:
-        ts = parse_time(event["timestamp"])
-    except ValueError as exc:
-        raise InputError(f"{where}: bad timestamp: {exc}") from None
-    duration = event.get("duration_ms")
-    if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration >= 0
-    ):
-        raise InputError(f"{where}: duration_ms must be a number >= 0 or null")
-    status = event.get("status", "success")
-    if status not in ("success", "error"):
-        raise InputError(f"{where}: status must be 'success' or 'error', got {status!r}")
-    trace = event.get("trace_id")
-    return (
-        ts,
-        service,
-        event["component"],
-        event["action"],
-        None if duration is None else float(duration),
-        status == "error",
-        trace if isinstance(trace, str) and trace else None,
-    )
-
-
-def _read(path: Path, side: str) -> Iterator[Row]:
-    """Yield one side's events of a file, numbered for error messages."""
+def _read(path: Path, side: Service) -> Iterator[Event]:
+    """Yield one side's events of a file: not the other side's (a shared /data export), not
+    log lines without event fields, not the monitor's own traffic."""
     number = kept = 0
-    try:
-        for number, event in enumerate(iter_event_file(path), 1):
-            row = _parse(event, f"{path}: event #{number}", side)
-            if row is not None:
-                kept += 1
-                yield row
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        message = str(exc)
-        raise InputError(message if str(path) in message else f"{path}: {message}") from None
+    for where, record in iter_records(path):
+        number += 1
+        if isinstance(record, BadRecord):
+            raise InputError(f"{where}: {record.reason}")
+        try:
+            event = to_event(record, where, side)
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        if event is None or event.service != side:
+            continue
+        details = record.get("details")
+        if isinstance(details, dict) and is_own_traffic(details):
+            continue  # the monitor's own requests in a saved /data export are not the app's
+        kept += 1
+        yield event
     if not kept:
         other = f" ({number:,} events of the other side skipped: are the files swapped?)" if number else ""
         print(f"warning: {path} holds no {side} events{other}", file=sys.stderr)
 
 
 def build_stats(
-    sources: list[tuple[Path, str]],
+    sources: list[tuple[Path, Service]],
     progress: Callable[[dict[str, int]], None] | None = None,
 ) -> PairStats:
     """Stream the files once into the monitor's aggregates, joining requests by trace id.
@@ -121,14 +78,14 @@ def build_stats(
     pair = PairStats()
     joiner = TraceJoiner(MAX_PENDING_TRACES)
     seen = {"backend": 0, "frontend": 0}
-    merged = heapq.merge(*(_read(path, side) for path, side in sources), key=itemgetter(0))
-    for ts, service, component, action, duration, is_error, trace in merged:
-        pair.side(service).add(component, action, duration, is_error, ts)
-        seen[service] += 1
-        if trace is not None and component == TIMED_API_COMPONENTS[service]:
-            gap = joiner.offer(trace, service, action, duration)
+    merged = heapq.merge(*(_read(path, side) for path, side in sources), key=attrgetter("ts"))
+    for e in merged:
+        pair.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, e.ts)
+        seen[e.service] += 1
+        if e.trace_id is not None and e.component == ENDPOINT_COMPONENTS[e.service]:
+            gap = joiner.offer(e.trace_id, e.service, e.action, e.duration_ms)
             if gap is not None:
-                pair.add_gap(action, gap)
+                pair.add_gap(e.action, gap)
         if progress is not None and (seen["backend"] + seen["frontend"]) % PROGRESS_EVERY == 0:
             progress(seen)
     for side in (pair.backend, pair.frontend):
@@ -139,7 +96,7 @@ def build_stats(
 
 
 def report_from_files(
-    sources: list[tuple[Path, str]],
+    sources: list[tuple[Path, Service]],
     thresholds: Thresholds,
     progress: Callable[[dict[str, int]], None] | None = None,
 ) -> dict[str, Any]:
@@ -160,7 +117,7 @@ def report_from_files(
             "thresholds": thresholds.as_dict(),
         },
     }
-    return {"summary": summary, "differences": compare(pair, thresholds)}
+    return {"summary": summary, "differences": msgspec.to_builtins(compare(pair, thresholds))}
 
 
 # --- reading a live monitor -------------------------------------------------------------
