@@ -13,8 +13,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-INGEST_PATH = "/api/live-execution/events"
-STATUS_PATH = "/api/live-execution/status"
+from live_monitor.vocabulary import API, EVENTS_PATH
+
+INGEST_PATH = EVENTS_PATH
+STATUS_PATH = f"{API}/status"
 
 
 class MonitorPoster:

@@ -25,9 +25,9 @@ from typing import IO, Any
 
 from backend_logging_config import endpoint_key, normalize_route
 from live_monitor.tools.replay import MonitorPoster
+from live_monitor.vocabulary import SERVICES, DifferenceType
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-SIDES = ("backend", "frontend")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ ENDPOINTS = (
 EXTRA_ENDPOINT = E("GET", "/api/recommendations", 90, 0.5, 6)
 
 # name -> (difference type, default endpoint key or None for service scope, what it does)
-ANOMALIES: dict[str, tuple[str, str | None, str]] = {
+ANOMALIES: dict[str, tuple[DifferenceType, str | None, str]] = {
     "latency_gap": ("performance", "GET /api/orders/:id", "frontend sees +800-1200 ms"),
     "hidden_errors": ("error_rate", "POST /api/cart", "backend fails ~25%%, frontend retries"),
     "lost_requests": ("error_rate", "GET /api/search", "~30%% of calls never reach the backend"),
@@ -452,7 +452,7 @@ def generate(args: argparse.Namespace) -> int:
         poster.check()
     os.makedirs(args.out_dir, exist_ok=True)
     out = functools.partial(os.path.join, args.out_dir)
-    writers = {side: EventWriter(out(f"{side}_events.{args.format}"), args.format) for side in SIDES}
+    writers = {side: EventWriter(out(f"{side}_events.{args.format}"), args.format) for side in SERVICES}
     log = EventWriter(out("backend.log"), "jsonl")
     show = (args.progress or sys.stderr.isatty()) and (args.events >= 100_000 or poster is not None)
     progress = Progress(args.events, show, "posting" if poster else "generating")
