@@ -238,16 +238,18 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     is_log = "level" in record or "logger" in record
-    component, action = _text(record, "component"), _text(record, "action")
+    component, action = record.get("component"), record.get("action")
+    if not (component.__class__ is str and component and action.__class__ is str and action):
+        component, action = _text(record, "component"), _text(record, "action")
     if component is None or action is None:
         if is_log:
             return None
         raise ValueError(
             f"missing or empty required field '{'component' if component is None else 'action'}'"
         )
-    if record.get("timestamp") is None:
+    if (stamp := record.get("timestamp")) is None:
         raise ValueError("missing required field 'timestamp'")
-    ts = parse_time(record["timestamp"])
+    ts = parse_time(stamp)
     service = record.get("service") or side or ("backend" if is_log else None)
     if service not in SERVICES:
         expected = " or ".join(f"'{s}'" for s in SERVICES)
