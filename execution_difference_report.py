@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "data files: a JSON array of events, JSON Lines (one event a line) or a saved\n"
-            "/api/live-execution/data export (each side keeps the events of its own service).\n\n"
+            "data files: a JSON array of events, JSON Lines (events, ingest batches or backend\n"
+            "log lines) or a saved /api/live-execution/data export, read as log_analysis_tool.py\n"
+            "reads them (each side keeps the events of its own service).\n\n"
             "exit codes:\n"
             "  0  ok\n"
             "  1  input error: missing file, malformed line, bad event, unreachable monitor\n"
