@@ -1,3 +1,5 @@
+"""The in-memory store: what only it promises (exact bounds, batching, shared trace-id strings)."""
+
 from __future__ import annotations
 
 import threading
