@@ -21,28 +21,12 @@ import redis
 
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.stats import Aggregate, LatencySketch, PairStats
-from live_monitor.store import StoreUnavailable
+from live_monitor.store import StoreUnavailable, policy
 from live_monitor.store.memory import by_side
+from live_monitor.vocabulary import SERVICES
 
-SERVICES = ("backend", "frontend")
 _decoder = msgspec.json.Decoder(ExecutionEvent)
 _encoder = msgspec.json.Encoder()
-
-# Atomically pair the two halves of a traced request, whichever process receives each.
-_JOIN = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local other = redis.call('GETDEL', key)
-  if other and string.sub(other, 1, 1) ~= string.sub(ARGV[i], 1, 1) then
-    out[i] = other
-  else
-    redis.call('SET', key, ARGV[i], 'EX', ARGV[#KEYS + 1])
-    out[i] = false
-  end
-end
-return out
-"""
-
 
 # One batch in one script call (atomic, and one round trip): the events into their streams,
 # the statistics into the bucket hash as (op, field, value) triples -- "i" adds an integer,
@@ -98,7 +82,7 @@ return 1
 
 
 class RedisEventStore:
-    """The EventStore interface on Redis (see execution_store.EventStore for the semantics)."""
+    """The ``Store`` contract on Redis, with the in-memory ``EventStore``'s semantics."""
 
     def __init__(
         self,
@@ -115,7 +99,7 @@ class RedisEventStore:
         self.bucket_s = bucket_s or max(window_s / 60, 1.0)
         self._clock = clock
         self._p = prefix
-        self._join = self.redis.register_script(_JOIN)
+        self._join = self.redis.register_script(policy.JOIN_SCRIPT)
         self._ingest = self.redis.register_script(_INGEST)
         self._stop = self.redis.register_script(_STOP)
         self._cache: tuple[float, PairStats] | None = None
@@ -146,7 +130,7 @@ class RedisEventStore:
         batch = PairStats()
         encoded, own = [], []
         for service, mine in zip(SERVICES, by_side(events), strict=True):
-            counted = [e for e in mine if not e.is_self]
+            counted = policy.counted(mine)
             batch.side(service).add_events(counted, now, now)
             encoded.append([_encoder.encode(e) for e in mine])
             own.append(len(mine) - len(counted))
@@ -154,27 +138,28 @@ class RedisEventStore:
         backend, frontend = encoded
         self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now, own))
         self._cache = None
-        traced = [
-            e for e in events if e.trace_id and e.endpoint and e.duration_ms is not None and not e.is_self
-        ]
+        traced = [e for e in events if policy.pairable(e)]
         if traced:
-            self._pair(traced, bucket)
+            self._pair(traced, bucket, now)
         return len(events)
 
-    def _pair(self, traced: list[ExecutionEvent], bucket: str) -> None:
-        keys = [f"{self._p}:trace:{e.trace_id}" for e in traced]
-        args = [f"{e.service[0]}|{e.duration_ms!r}|{e.endpoint}" for e in traced] + [600]
+    def _pair(self, traced: list[ExecutionEvent], bucket: str, now: float) -> None:
+        """Pair trace halves by ``policy.JOIN_SCRIPT`` and add the gaps to the bucket."""
+        keys = [f"{self._p}:trace:{e.trace_id}" for e in traced] + [
+            f"{self._p}:traces",
+            f"{self._p}:arrivals",
+        ]
+        halves = [policy.Half.of(e, now).encode() for e in traced]
+        args: list[str | float] = [*halves, repr(now), policy.PENDING_TTL_S, policy.PENDING_MAX]
         try:
             matches = self._join(keys=keys, args=args)
             pairs = PairStats()
             for event, other in zip(traced, matches, strict=True):
                 if not other:
                     continue
-                _, other_ms, other_key = other.decode().split("|", 2)
-                if event.endpoint is None or other_key != event.endpoint or event.duration_ms is None:
-                    continue
-                gap = event.duration_ms - float(other_ms)
-                pairs.add_gap(event.endpoint, gap if event.service == "frontend" else -gap)
+                gap = policy.gap(event, policy.Half.decode(other.decode(), event.trace_id or ""))
+                if gap is not None:
+                    pairs.add_gap(event.action, gap)
             if pairs.trace_gaps:
                 self._write(bucket, [], [], _stat_ops(pairs), self._clock(), [0, 0])
         except redis.RedisError:
@@ -242,8 +227,7 @@ class RedisEventStore:
         now = self._clock()
         cached = self._cache
         if cached is None or now - cached[0] > 0.25:
-            first = now - self.window_s
-            starts = [s for s in _bucket_starts(first, now, self.bucket_s)]
+            starts = _bucket_starts(now - self.window_s, now, self.bucket_s)
 
             def read() -> list[Any]:
                 pipe = self.redis.pipeline(transaction=False)
@@ -257,10 +241,8 @@ class RedisEventStore:
             for fields in hashes:
                 if fields:
                     stats.merge(_read_stats(fields))
-            first_event = float(first_at) if first_at else now
-            aligned_now = now - now % self.bucket_s + self.bucket_s
-            span = min(self.window_s, aligned_now - max(first, first_event - first_event % self.bucket_s))
-            minutes = max(span, self.bucket_s) / 60
+            first_event = float(first_at) if first_at else None
+            minutes = policy.window_minutes(now, first_event, self.window_s, self.bucket_s)
             stats.backend.minutes = stats.frontend.minutes = minutes
             self._cache = cached = (now, stats)
         copy = PairStats()
@@ -283,19 +265,14 @@ class RedisEventStore:
 
         merged = []
         for entries in self._call(read):
-            for _, fields in entries:
-                try:
-                    event = _decoder.decode(fields[b"e"])
-                except (msgspec.ValidationError, msgspec.DecodeError, KeyError):
-                    continue
-                if include_self or not event.is_self:
-                    merged.append(event)
+            merged += [e for e in _decode(entries) if include_self or not e.is_self]
         merged.sort(key=lambda e: e.epoch, reverse=True)
         return merged[:limit] if limit else []
 
     def events(self, service: str) -> list[ExecutionEvent]:
-        """One side's retained events, oldest first."""
-        return list(reversed(self.recent(self.max_events, service)))
+        """One side's retained events in the order they arrived, as the in-memory store keeps them."""
+        entries = self._call(lambda: self.redis.xrevrange(self._stream(service), count=self.max_events))
+        return list(reversed(_decode(entries)))
 
     def counts(self) -> dict[str, Any]:
         """Ingest counters shared by every process, in EventStore.counts()'s shape."""
@@ -347,6 +324,15 @@ class RedisEventStore:
         except StoreUnavailable:
             return 0
 
+    @property
+    def counted(self) -> int:
+        """Events counted so far by all processes; own traffic never moves it."""
+        key = f"{self._p}:counters"
+        accepted, *own = self._call(
+            lambda: self.redis.hmget(key, "accepted", "self_backend", "self_frontend")
+        )
+        return int(accepted or 0) - sum(int(n or 0) for n in own)
+
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
         """Events accepted after ``seq`` (at most ``limit``, oldest first) and the new seq."""
         current = self.seq
@@ -356,6 +342,17 @@ class RedisEventStore:
         fresh = self.recent(min(new, limit))
         fresh.reverse()
         return current, fresh
+
+
+def _decode(entries: list[Any]) -> list[ExecutionEvent]:
+    """The events of stream entries; an entry that does not decode is skipped."""
+    events = []
+    for _, fields in entries:
+        try:
+            events.append(_decoder.decode(fields[b"e"]))
+        except (msgspec.ValidationError, msgspec.DecodeError, KeyError):
+            continue
+    return events
 
 
 def _bucket_starts(first: float, now: float, width: float) -> list[float]:
