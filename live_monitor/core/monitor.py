@@ -189,12 +189,13 @@ class LiveExecutionMonitor:
     # --- reading -------------------------------------------------------------------------
 
     def differences(self, stats: PairStats | None = None) -> list[dict[str, Any]]:
-        """The differences now detected, recomputed only when events arrived or time moved the window.
+        """The differences now detected, recomputed only when a counted event arrived or a time
+        bucket entered the window (and the oldest left it): never for a poll or own traffic.
 
         ``stats`` saves reading the window twice when the caller already has it.
         """
         cached = self._differences
-        key = (self.store.seq, int(self._clock() // self.store.bucket_s))
+        key = (self.store.counted, int(self._clock() // self.store.bucket_s))
         if cached is not None and cached[0] == key:
             return cached[1]
         found = compare(stats or self.store.window_stats(), self.thresholds)
