@@ -124,7 +124,7 @@ class EventStore:
         for service, mine in zip(SERVICES, sides, strict=True):
             self._totals[service] += len(mine)
             self._since_tick[service] += len(mine)
-        joined = [e for e in counted if policy.pairable(e)]
+        joined = policy.pairable(counted)
         if joined and self._current is not None:
             gaps = self._joiner.offer(joined, now)
             if gaps:

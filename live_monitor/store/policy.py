@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from live_monitor.model.events import ExecutionEvent
-from live_monitor.vocabulary import SERVICES, is_own_traffic
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES, is_own_traffic
 
 PENDING_MAX = 20_000  # unpaired halves that wait at most; the oldest are dropped first
 PENDING_TTL_S = 600.0  # seconds an unpaired half waits for its other half at most
@@ -31,24 +31,26 @@ PENDING_TTL_S = 600.0  # seconds an unpaired half waits for its other half at mo
 _SIDE = {service[0]: service for service in SERVICES}
 
 
-def counts(event: ExecutionEvent) -> bool:
-    """True when an event counts in the figures: every event but the monitor's own traffic."""
-    return not is_own_traffic(event.details)
+# Both rules below run on every stored event, so they are written for batches: one comprehension
+# each, with the cheap tests first (an event without details is never own traffic).
 
 
 def counted(events: Iterable[ExecutionEvent]) -> list[ExecutionEvent]:
-    """The events of a batch that count, in order."""
-    return [e for e in events if counts(e)]
+    """The events of a batch that count in the figures, in order: all but the monitor's own traffic."""
+    return [e for e in events if not (e.details and is_own_traffic(e.details))]
 
 
-def pairable(event: ExecutionEvent) -> bool:
-    """True when an event is offered to the trace joiner: a counted, timed endpoint event with a trace id."""
-    return (
-        event.trace_id is not None
-        and event.duration_ms is not None
-        and event.endpoint is not None
-        and counts(event)
-    )
+def pairable(events: Iterable[ExecutionEvent]) -> list[ExecutionEvent]:
+    """The events of a batch offered to the trace joiner, in order: counted, timed endpoint
+    events with a trace id."""
+    return [
+        e
+        for e in events
+        if e.trace_id is not None
+        and e.duration_ms is not None
+        and e.component == ENDPOINT_COMPONENTS[e.service]
+        and not (e.details and is_own_traffic(e.details))
+    ]
 
 
 class Half(NamedTuple):
@@ -62,9 +64,9 @@ class Half(NamedTuple):
 
     @classmethod
     def of(cls, event: ExecutionEvent, at: float) -> Half:
-        """The half an event (``pairable``) leaves waiting."""
-        assert event.trace_id is not None and event.duration_ms is not None
-        return cls(event.service, at, event.duration_ms, event.action, event.trace_id)
+        """The half a ``pairable`` event leaves waiting."""
+        # tuple.__new__ skips the generated __new__: this runs for every offered event.
+        return tuple.__new__(cls, (event.service, at, event.duration_ms, event.action, event.trace_id))
 
     def encode(self) -> str:
         """The half as ``JOIN_SCRIPT`` keeps it: ``side letter|at|duration|endpoint``."""

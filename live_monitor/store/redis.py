@@ -138,7 +138,7 @@ class RedisEventStore:
         backend, frontend = encoded
         self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now, own))
         self._cache = None
-        traced = [e for e in events if policy.pairable(e)]
+        traced = policy.pairable(events)
         if traced:
             self._pair(traced, bucket, now)
         return len(events)
