@@ -121,7 +121,11 @@ class RedisEventStore:
     # --- writing -------------------------------------------------------------------------
 
     def add(self, events: Iterable[ExecutionEvent]) -> int:
-        """Store events and their aggregates in one transaction; raises StoreUnavailable."""
+        """Store events and their aggregates in one transaction; raises StoreUnavailable.
+
+        Trace halves are paired first, so that the gaps go into the same write as the events:
+        a reader never sees the events counted without their pairs.
+        """
         events = list(events)
         if not events:
             return 0
@@ -134,36 +138,32 @@ class RedisEventStore:
             batch.side(service).add_events(counted, now, now)
             encoded.append([_encoder.encode(e) for e in mine])
             own.append(len(mine) - len(counted))
+        traced = policy.pairable(events)
+        if traced:
+            batch.add_gaps(self._pair(traced, now))
         bucket = self._bucket_key(start)
         backend, frontend = encoded
         self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now, own))
         self._cache = None
-        traced = policy.pairable(events)
-        if traced:
-            self._pair(traced, bucket, now)
         return len(events)
 
-    def _pair(self, traced: list[ExecutionEvent], bucket: str, now: float) -> None:
-        """Pair trace halves by ``policy.JOIN_SCRIPT`` and add the gaps to the bucket."""
-        keys = [f"{self._p}:trace:{e.trace_id}" for e in traced] + [
-            f"{self._p}:traces",
-            f"{self._p}:arrivals",
-        ]
+    def _pair(self, traced: list[ExecutionEvent], now: float) -> list[tuple[str, float]]:
+        """Pair trace halves by ``policy.JOIN_SCRIPT``; (endpoint, gap) per pair made."""
+        keys = [f"{self._p}:trace:{e.trace_id}" for e in traced]
+        keys += [f"{self._p}:traces", f"{self._p}:arrivals"]
         halves = [policy.Half.of(e, now).encode() for e in traced]
         args: list[str | float] = [*halves, repr(now), policy.PENDING_TTL_S, policy.PENDING_MAX]
         try:
             matches = self._join(keys=keys, args=args)
-            pairs = PairStats()
-            for event, other in zip(traced, matches, strict=True):
-                if not other:
-                    continue
+        except redis.RedisError:
+            return []  # the store is down: the write that follows answers for the whole batch
+        gaps = []
+        for event, other in zip(traced, matches, strict=True):
+            if other:
                 gap = policy.gap(event, policy.Half.decode(other.decode(), event.trace_id or ""))
                 if gap is not None:
-                    pairs.add_gap(event.action, gap)
-            if pairs.trace_gaps:
-                self._write(bucket, [], [], _stat_ops(pairs), self._clock(), [0, 0])
-        except redis.RedisError:
-            pass  # the events are stored; only this batch's request pairing is lost
+                    gaps.append((event.action, gap))
+        return gaps
 
     def _write(
         self,
