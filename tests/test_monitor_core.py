@@ -250,3 +250,24 @@ def test_polls_and_self_monitoring_never_recompute_the_differences(kind, clock, 
     client.get(f"{API}/data")
     client.get(f"{API}/differences")
     assert len(computed) == 3
+
+
+def test_own_traffic_is_decided_where_events_enter_whichever_way_they_enter(clock):
+    """accept() and record() tag calls of the monitor's own API; the store only reads the tag."""
+    monitor = make_monitor(clock)
+    poll = {"service": "frontend", "component": "api", "action": "GET /api/live-execution/data?limit=5"}
+    app_call = {"service": "frontend", "component": "api", "action": "GET /api/live-executions"}
+    monitor.ingest(json.dumps([{**poll, "duration_ms": 90.0}, {**app_call, "duration_ms": 80.0}]).encode())
+    monitor.record(
+        ExecutionEvent(
+            service="backend", component="http", action="GET /api/live-execution/status", duration_ms=1.0
+        )
+    )
+    tagged = {e["action"]: e["details"].get("self_monitor", False) for e in monitor.data()["recent_events"]}
+    assert tagged == {
+        "GET /api/live-execution/data?limit=5": True,
+        "GET /api/live-executions": False,  # an app route that only starts like the monitor's
+        "GET /api/live-execution/status": True,
+    }
+    status = monitor.status()
+    assert (status["self_events"], status["frontend_events"], status["backend_events"]) == (2, 1, 0)
