@@ -135,6 +135,33 @@ def test_the_seed_deque_view_goes_through_the_store(store):
         backend.append(event(service="frontend"))
 
 
+def test_the_stream_gets_each_new_event_once(store):
+    s = store()
+    seq = s.seq
+    s.add([event(service="backend"), event(service="frontend", component="api")])
+    seq, fresh = s.since(seq)
+    assert len(fresh) == 2
+    s.add([event(service="frontend", component="api", action="GET /late")])
+    seq, fresh = s.since(seq)
+    assert [e.action for e in fresh] == ["GET /late"]
+
+
+def test_the_stream_follows_arrival_whatever_the_events_timestamps(store):
+    """/stream sends what arrived since the last read, in arrival order: a browser with a clock
+    behind still gets its events streamed."""
+    s = store()
+    seq = s.seq
+    behind = event(service="frontend", component="api", action="GET /behind")
+    behind.timestamp = behind.timestamp.replace(year=2020)
+    s.add([event(action="GET /b1"), behind, event(action="GET /b2")])
+    seq, fresh = s.since(seq)
+    assert [e.action for e in fresh] == ["GET /b1", "GET /behind", "GET /b2"]
+    older = event(service="frontend", component="api", action="GET /older")
+    older.timestamp = older.timestamp.replace(year=2019)
+    s.add([older])
+    assert [e.action for e in s.since(seq)[1]] == ["GET /older"]
+
+
 def test_a_stream_behind_by_more_than_its_limit_gets_the_newest_in_order(store):
     s = store()
     seq = s.seq

@@ -142,17 +142,6 @@ TestIngestAccounting = IngestAccounting.TestCase
 TestIngestAccounting.settings = hsettings(max_examples=40, stateful_step_count=25, deadline=None)
 
 
-def test_the_stream_gets_each_new_event_once(clock):
-    store = EventStore(clock=clock)
-    seq = store.seq
-    store.add([event(service="backend"), event(service="frontend", component="api")])
-    seq, fresh = store.since(seq)
-    assert len(fresh) == 2
-    store.add([event(service="frontend", component="api", action="GET /late")])
-    seq, fresh = store.since(seq)
-    assert [e.action for e in fresh] == ["GET /late"]
-
-
 def _figures(side):
     """Everything a reader sees of one side's statistics, rounded as /data rounds it."""
     return {

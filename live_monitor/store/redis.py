@@ -34,14 +34,19 @@ _encoder = msgspec.json.Encoder()
 # and the counters. KEYS: backend stream, frontend stream, bucket hash, counters hash.
 _INGEST = """
 local nb, nf = tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 8
-for _, stream in ipairs({KEYS[1], KEYS[2]}) do
-  local n = (stream == KEYS[1]) and nb or nf
-  for _ = 1, n do
-    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
-    i = i + 1
+local sides = ARGV[8]
+local arrival = tonumber(redis.call('HGET', KEYS[4], 'accepted') or '0')
+local ib, jf = 9, 9 + nb
+for pos = 1, nb + nf do
+  if string.sub(sides, pos, pos) == 'b' then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[ib], 'n', arrival + pos)
+    ib = ib + 1
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[jf], 'n', arrival + pos)
+    jf = jf + 1
   end
 end
+local i = 9 + nb + nf
 while i <= #ARGV do
   local op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if op == 'i' then
@@ -143,7 +148,12 @@ class RedisEventStore:
             batch.add_gaps(self._pair(traced, now))
         bucket = self._bucket_key(start)
         backend, frontend = encoded
-        self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now, own))
+        sides = (
+            "".join([e.service[0] for e in events])
+            if backend and frontend
+            else "bf"[not backend] * len(events)
+        )
+        self._call(lambda: self._write(bucket, backend, frontend, sides, _stat_ops(batch), now, own))
         self._cache = None
         return len(events)
 
@@ -170,10 +180,13 @@ class RedisEventStore:
         bucket: str,
         backend: list[bytes],
         frontend: list[bytes],
+        sides: str,
         ops: list[Any],
         now: float,
         own: list[int],
     ) -> None:
+        """One ``_INGEST`` call; ``sides`` says, letter by letter, whose the batch's events were,
+        so that each is numbered by its place in the batch (the arrival order ``since`` keeps)."""
         keys = [self._stream("backend"), self._stream("frontend"), bucket, f"{self._p}:counters"]
         expire = int(self.window_s + 2 * self.bucket_s)
         args = [
@@ -183,6 +196,7 @@ class RedisEventStore:
             len(backend),
             len(frontend),
             *own,
+            sides,
             *backend,
             *frontend,
             *ops,
@@ -336,12 +350,19 @@ class RedisEventStore:
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
         """Events accepted after ``seq`` (at most ``limit``, oldest first) and the new seq."""
         current = self.seq
-        new = current - seq
-        if new <= 0:
+        take = min(current - seq, limit)
+        if take <= 0:
             return current, []
-        fresh = self.recent(min(new, limit))
-        fresh.reverse()
-        return current, fresh
+
+        def read() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for side in SERVICES:
+                pipe.xrevrange(self._stream(side), count=take)
+            return pipe.execute()
+
+        numbered = [ne for entries in self._call(read) for ne in _numbered(entries)]
+        numbered = sorted((ne for ne in numbered if seq < ne[0] <= current), key=lambda ne: ne[0])
+        return current, [event for _, event in numbered[-take:]]
 
 
 def _decode(entries: list[Any]) -> list[ExecutionEvent]:
@@ -353,6 +374,17 @@ def _decode(entries: list[Any]) -> list[ExecutionEvent]:
         except (msgspec.ValidationError, msgspec.DecodeError, KeyError):
             continue
     return events
+
+
+def _numbered(entries: list[Any]) -> list[tuple[int, ExecutionEvent]]:
+    """(arrival number, event) of stream entries; an entry that does not decode is skipped."""
+    out = []
+    for _, fields in entries:
+        try:
+            out.append((int(fields[b"n"]), _decoder.decode(fields[b"e"])))
+        except (msgspec.ValidationError, msgspec.DecodeError, KeyError, ValueError):
+            continue
+    return out
 
 
 def _bucket_starts(first: float, now: float, width: float) -> list[float]:
