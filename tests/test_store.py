@@ -271,3 +271,16 @@ def test_monitoring_starts_and_stops_once_and_keeps_the_time(store):
     assert s.set_monitoring(False, 130.0) is True
     assert s.set_monitoring(False, 131.0) is False
     assert s.monitoring_state() == (None, 30.0)
+
+
+def test_the_store_package_imports_no_store_until_one_is_made():
+    """``live_monitor.store`` is imported by every layer above it: it must not pull in redis-py."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, live_monitor.store as s; "
+        "print(sorted(m for m in ('redis', 'live_monitor.store.memory', 'live_monitor.store.redis') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
