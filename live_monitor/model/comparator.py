@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
+from live_monitor.vocabulary import SEVERITIES, Severity, severity_rank
 
-SEVERITIES = ("low", "medium", "high")
-_RANK = {None: 0, "low": 1, "medium": 2, "high": 3}
+__all__ = ["SEVERITIES", "Thresholds", "compare", "comparison", "endpoint_rows", "level", "summarize"]
+
 Levels = tuple[float, float, float]
 API_CALLS = "API calls"
 
@@ -70,19 +71,19 @@ class Thresholds:
         return asdict(self)
 
 
-def level(value: float | None, levels: Levels) -> str | None:
+def level(value: float | None, levels: Levels) -> Severity | None:
     """Return the severity ``value`` reaches in ``levels`` (low, medium, high), or None."""
     if value is None:
         return None
-    found = None
+    found: Severity | None = None
     for name, bound in zip(SEVERITIES, levels, strict=True):
         if value >= bound:
             found = name
     return found
 
 
-def _lower(*severities: str | None) -> str | None:
-    return min(severities, key=lambda s: _RANK[s])
+def _lower(*severities: Severity | None) -> Severity | None:
+    return min(severities, key=severity_rank)
 
 
 def _pct(a: float | None, b: float | None) -> float | None:
@@ -218,7 +219,7 @@ def compare(stats: PairStats, thresholds: Thresholds | None = None) -> list[dict
     t = thresholds or Thresholds()
     gaps = _endpoint_gaps(stats, t)
     found = _service_differences(stats, t, gaps) + _endpoint_differences(stats, t, gaps)
-    found.sort(key=lambda d: (-_RANK[d["severity"]], d["scope"] != "service", d["key"] or ""))
+    found.sort(key=lambda d: (-severity_rank(d["severity"]), d["scope"] != "service", d["key"] or ""))
     return found
 
 

@@ -13,8 +13,7 @@ from typing import Any
 import msgspec
 
 from live_monitor.model.events import IncomingEvent
-
-API = "/api/live-execution"
+from live_monitor.vocabulary import API, DIFFERENCE_TYPES, OTLP_TRACES_PATH, SCOPES, SEVERITIES
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -99,9 +98,9 @@ def openapi() -> dict[str, Any]:
                     "message",
                 ],
                 "properties": {
-                    "type": {"enum": ["activity", "performance", "error_rate", "pattern"]},
-                    "severity": {"enum": ["low", "medium", "high"]},
-                    "scope": {"enum": ["service", "endpoint"]},
+                    "type": {"enum": list(DIFFERENCE_TYPES)},
+                    "severity": {"enum": list(SEVERITIES)},
+                    "scope": {"enum": list(SCOPES)},
                     "key": {"type": ["string", "null"]},
                     "backend": OBJECT,
                     "frontend": OBJECT,
@@ -148,7 +147,7 @@ def openapi() -> dict[str, Any]:
                             "name": "min_severity",
                             "in": "query",
                             "required": False,
-                            "schema": {"enum": ["low", "medium", "high"]},
+                            "schema": {"enum": list(SEVERITIES)},
                         }
                     ],
                     "responses": {
@@ -188,7 +187,7 @@ def openapi() -> dict[str, Any]:
                     "responses": {"200": {"description": "text exposition format"}, **_errors(401)},
                 }
             },
-            "/v1/traces": {
+            OTLP_TRACES_PATH: {
                 "post": {
                     "summary": "OTLP/HTTP traces (JSON, or protobuf with opentelemetry-proto): SERVER and CLIENT spans",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": OBJECT}}},
