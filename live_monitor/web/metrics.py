@@ -246,7 +246,7 @@ class MonitorCollector(Collector):
         )
         for kind in DIFFERENCE_TYPES:
             for severity in SEVERITIES:
-                n = sum(1 for d in found if d.get("type") == kind and d.get("severity") == severity)
+                n = sum(1 for d in found if d.type == kind and d.severity == severity)
                 family.add_metric([kind, severity], n)
         yield family
 
