@@ -296,8 +296,8 @@ class Aggregate:
         return self.errors / self.count if self.count else None
 
     def figures(self, minutes: float | None = None) -> dict[str, Any]:
-        """Return the JSON figures of this aggregate (shaped as ``Figures``); a rate needs the
-        window in minutes."""
+        """Return the JSON figures of this aggregate, shaped as ``results.Figures``; a rate needs
+        the window in minutes."""
         t = self.timed
         p50, p95, p99 = t.quantiles((0.50, 0.95, 0.99))
         out: dict[str, Any] = {

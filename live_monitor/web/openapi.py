@@ -16,7 +16,7 @@ import msgspec
 
 from live_monitor.model.events import IncomingEvent
 from live_monitor.model.results import DataAnswer, Difference, DifferencesAnswer
-from live_monitor.vocabulary import API, OTLP_TRACES_PATH, SEVERITIES
+from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_TRACES_PATH, SEVERITIES
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def openapi() -> dict[str, Any]:
                     },
                 }
             },
-            f"{API}/events": {
+            EVENTS_PATH: {
                 "post": {
                     "summary": "Ingest a batch of events; valid ones are kept, invalid ones listed",
                     "requestBody": {
