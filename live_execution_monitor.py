@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException
@@ -173,11 +174,13 @@ def create_app(
         limit = _int_arg("limit", settings["recent_limit"], 0, settings["max_events"] * 2)
         history = _int_arg("history", 300, 0, settings["history"])
         include_self = _bool_arg("include_self", True)
-        return jsonify(monitor.data(limit=limit, include_self=include_self, history=history))
+        return jsonify(
+            msgspec.to_builtins(monitor.data(limit=limit, include_self=include_self, history=history))
+        )
 
     @app.get(f"{API}/differences")
     def differences() -> Response:
-        found = monitor.differences()
+        found = msgspec.to_builtins(monitor.differences())
         floor = request.args.get("min_severity")
         if floor is not None:
             order = ["low", "medium", "high"]
@@ -252,7 +255,7 @@ def _sse(monitor: LiveExecutionMonitor) -> Iterator[str]:
             yield f"event: events\ndata: {json.dumps([e.to_dict() for e in fresh])}\n\n"
         ticked, tick = new_tick != tick, new_tick
         if ticked:
-            yield f"event: differences\ndata: {json.dumps(monitor.differences())}\n\n"
+            yield f"event: differences\ndata: {json.dumps(msgspec.to_builtins(monitor.differences()))}\n\n"
         if not fresh and not ticked:
             yield ": keep-alive\n\n"
 

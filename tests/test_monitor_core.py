@@ -44,8 +44,8 @@ def test_the_seed_snippet_counts_in_every_figure(clock):
     assert data["backend"]["avg_duration_ms"] == 125.0
     assert data["comparison"]["performance_ratio"] == 1.67
     assert data["recent_events"][0]["component"] in {"custom_component", "Cart"}
-    perf = [d for d in monitor.differences() if d["type"] == "performance"]
-    assert perf and perf[0]["severity"] == "high"
+    perf = [d for d in monitor.differences() if d.type == "performance"]
+    assert perf and perf[0].severity == "high"
     assert status["differences_found"] >= 1
     # /data carries the differences and their thresholds too, so the dashboard polls once.
     assert data["differences"] == monitor.differences()

@@ -12,12 +12,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.comparator import Thresholds, compare, comparison, endpoint_rows, summarize
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
+from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
 from live_monitor.model.stats import PairStats
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
@@ -59,7 +60,7 @@ class LiveExecutionMonitor:
         self.thresholds = thresholds
         self.activity: deque[dict[str, Any]] = deque(maxlen=s["history"])
         self._lock = threading.Lock()
-        self._differences: tuple[tuple[int, int], list[dict[str, Any]]] | None = None
+        self._differences: tuple[tuple[int, int], list[Difference]] | None = None
         self._tick = threading.Condition()
         self._tick_number = 0
         self.draining = False
@@ -188,7 +189,7 @@ class LiveExecutionMonitor:
 
     # --- reading -------------------------------------------------------------------------
 
-    def differences(self, stats: PairStats | None = None) -> list[dict[str, Any]]:
+    def differences(self, stats: PairStats | None = None) -> list[Difference]:
         """The differences now detected, recomputed only when a counted event arrived or a time
         bucket entered the window (and the oldest left it): never for a poll or own traffic.
 
@@ -220,7 +221,7 @@ class LiveExecutionMonitor:
             **counts,
         }
 
-    def data(self, limit: int | None = None, include_self: bool = True, history: int = 300) -> dict[str, Any]:
+    def data(self, limit: int | None = None, include_self: bool = True, history: int = 300) -> DataAnswer:
         """Everything the dashboard draws: summaries, comparison, endpoints, system, events."""
         started, elapsed = self._follow_shared_state()
         stats = self.store.window_stats()
@@ -245,9 +246,11 @@ class LiveExecutionMonitor:
             "differences_count": len(differences),
             "differences": differences,  # the page's alerts: one request per poll, not two
             "thresholds": self.thresholds.as_dict(),
-            "system": self.sampler.latest() or self.sampler.peek(),
-            "system_history": self.sampler.recent(history),
-            "activity_history": list(self.activity)[-history:] if history > 0 else [],
+            "system": cast("SystemSample | None", self.sampler.latest() or self.sampler.peek()),
+            "system_history": cast("list[SystemSample]", self.sampler.recent(history)),
+            "activity_history": cast(
+                "list[ActivityPoint]", list(self.activity)[-history:] if history > 0 else []
+            ),
             "recent_events": [e.to_dict() for e in self.store.recent(limit, include_self=include_self)],
         }
 

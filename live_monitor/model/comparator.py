@@ -1,4 +1,4 @@
-"""The comparator: where the backend and the frontend differ, as Difference JSON.
+"""The comparator: where the backend and the frontend differ, as ``Difference`` values.
 
 A pure function over two sides' statistics and a set of thresholds, shared by the live
 monitor and the report CLI. Service scope compares whole services (the seed's figures);
@@ -7,82 +7,41 @@ endpoint scope compares the same endpoint key seen from the browser and from the
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, cast
 
+from live_monitor.model.results import Comparison, Difference, EndpointRow, Figures, SideSummary
 from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
+from live_monitor.model.thresholds import Levels, Thresholds
+from live_monitor.vocabulary import SEVERITIES, DifferenceType, Severity, severity_rank
 
-SEVERITIES = ("low", "medium", "high")
-_RANK = {None: 0, "low": 1, "medium": 2, "high": 3}
-Levels = tuple[float, float, float]
+__all__ = [
+    "SEVERITIES",
+    "Difference",
+    "Thresholds",
+    "compare",
+    "comparison",
+    "endpoint_rows",
+    "level",
+    "summarize",
+]
+
 API_CALLS = "API calls"
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Where a gap becomes a low, medium or high difference; each tuple is (low, medium, high).
-
-    A severity needs both the relative and the absolute gap to reach its level, so a
-    30 ms network overhead on a 20 ms endpoint is not an alarm while 900 ms is. Nothing
-    is flagged on fewer than ``min_samples`` events on each side.
-    """
-
-    min_samples: int = 10
-    activity_pct: Levels = (25.0, 50.0, 100.0)
-    performance_pct: Levels = (20.0, 35.0, 50.0)
-    performance_ms: Levels = (10.0, 25.0, 50.0)
-    error_rate_points: Levels = (2.0, 5.0, 15.0)
-    endpoint_gap_ms: Levels = (100.0, 250.0, 500.0)
-    endpoint_gap_pct: Levels = (50.0, 100.0, 200.0)
-    endpoint_error_points: Levels = (5.0, 10.0, 20.0)
-    endpoint_activity_pct: Levels = (25.0, 50.0, 100.0)
-    pattern_share_pct: Levels = (5.0, 15.0, 30.0)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> Thresholds:
-        """Load thresholds from a JSON object whose keys are this class's fields."""
-        data = json.loads(Path(path).read_text())
-        if not isinstance(data, dict):
-            raise ValueError("thresholds must be a JSON object")
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})  # type: ignore[arg-type]
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "min_samples":
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError("min_samples must be a whole number >= 1")
-            elif not (
-                isinstance(value, tuple)
-                and len(value) == 3
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-                and list(value) == sorted(value)
-            ):
-                raise ValueError(f"{f.name} must be 3 increasing numbers (low, medium, high)")
-
-    def as_dict(self) -> dict[str, Any]:
-        """The thresholds as JSON-ready builtins."""
-        return asdict(self)
-
-
-def level(value: float | None, levels: Levels) -> str | None:
+def level(value: float | None, levels: Levels) -> Severity | None:
     """Return the severity ``value`` reaches in ``levels`` (low, medium, high), or None."""
     if value is None:
         return None
-    found = None
+    found: Severity | None = None
     for name, bound in zip(SEVERITIES, levels, strict=True):
         if value >= bound:
             found = name
     return found
 
 
-def _lower(*severities: str | None) -> str | None:
-    return min(severities, key=lambda s: _RANK[s])
+def _lower(*severities: Severity | None) -> Severity | None:
+    return min(severities, key=severity_rank)
 
 
 def _pct(a: float | None, b: float | None) -> float | None:
@@ -96,28 +55,28 @@ def _pct(a: float | None, b: float | None) -> float | None:
 
 
 def _diff(
-    type_: str,
-    severity: str,
+    type_: DifferenceType,
+    severity: Severity,
     key: str | None,
     backend: dict[str, Any],
     frontend: dict[str, Any],
     pct: float | None,
     message: str,
-) -> dict[str, Any]:
+) -> Difference:
     finite = pct is not None and pct != float("inf")
-    return {
-        "type": type_,
-        "severity": severity,
-        "scope": "service" if key is None else "endpoint",
-        "key": key,
-        "backend": backend,
-        "frontend": frontend,
-        "difference_pct": round(pct, 1) if pct is not None and finite else None,
-        "message": message,
-    }
+    return Difference(
+        type=type_,
+        severity=severity,
+        scope="service" if key is None else "endpoint",
+        key=key,
+        backend=backend,
+        frontend=frontend,
+        difference_pct=round(pct, 1) if pct is not None and finite else None,
+        message=message,
+    )
 
 
-def summarize(side: SideStats) -> dict[str, Any]:
+def summarize(side: SideStats) -> SideSummary:
     """The per-service summary used by /data and the report.
 
     Every figure but ``api_calls`` covers all of the side's events (page loads and queries
@@ -146,7 +105,7 @@ def summarize(side: SideStats) -> dict[str, Any]:
     }
 
 
-def comparison(stats: PairStats) -> dict[str, Any]:
+def comparison(stats: PairStats) -> Comparison:
     """Service-wide ratios: performance_ratio is backend average over frontend average."""
     be, fe = stats.backend.total, stats.frontend.total
     be_avg, fe_avg = be.timed.mean, fe.timed.mean
@@ -167,16 +126,16 @@ def comparison(stats: PairStats) -> dict[str, Any]:
     }
 
 
-def endpoint_rows(stats: PairStats) -> list[dict[str, Any]]:
+def endpoint_rows(stats: PairStats) -> list[EndpointRow]:
     """One row per endpoint key: frontend vs backend p50/p95, the gap in ms, error rates."""
     be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
-    rows: list[dict[str, Any]] = []
+    rows: list[EndpointRow] = []
     for key in sorted(set(be_eps) | set(fe_eps)):
         be, fe = be_eps.get(key), fe_eps.get(key)
-        be_fig = be.figures(stats.backend.minutes) if be else None
-        fe_fig = fe.figures(stats.frontend.minutes) if fe else None
+        be_fig = cast("Figures", be.figures(stats.backend.minutes)) if be else None
+        fe_fig = cast("Figures", fe.figures(stats.frontend.minutes)) if fe else None
         pairs = stats.trace_gaps.get(key)
-        row = {
+        row: EndpointRow = {
             "key": key,
             "backend": be_fig,
             "frontend": fe_fig,
@@ -188,14 +147,15 @@ def endpoint_rows(stats: PairStats) -> list[dict[str, Any]]:
             "seen_by": "both" if be and fe else ("backend" if be else "frontend"),
         }
         rows.append(row)
-    rows.sort(key=lambda r: -((r["backend"] or {}).get("count", 0) + (r["frontend"] or {}).get("count", 0)))
+    rows.sort(key=lambda r: -sum(side["count"] for side in (r["backend"], r["frontend"]) if side))
     return rows
 
 
-def _gap(fe: dict[str, Any] | None, be: dict[str, Any] | None, name: str) -> float | None:
-    if not fe or not be or fe[name] is None or be[name] is None:
+def _gap(fe: Figures | None, be: Figures | None, name: Literal["p50_ms", "p95_ms"]) -> float | None:
+    if not fe or not be:
         return None
-    return round(fe[name] - be[name], 2)
+    f, b = fe[name], be[name]
+    return None if f is None or b is None else round(f - b, 2)
 
 
 def _round(value: float | None) -> float | None:
@@ -213,12 +173,12 @@ class _Gap:
     fe_p50: float
 
 
-def compare(stats: PairStats, thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
+def compare(stats: PairStats, thresholds: Thresholds | None = None) -> list[Difference]:
     """Every difference between the two sides, most severe first."""
     t = thresholds or Thresholds()
     gaps = _endpoint_gaps(stats, t)
     found = _service_differences(stats, t, gaps) + _endpoint_differences(stats, t, gaps)
-    found.sort(key=lambda d: (-_RANK[d["severity"]], d["scope"] != "service", d["key"] or ""))
+    found.sort(key=lambda d: (-severity_rank(d.severity), d.scope != "service", d.key or ""))
     return found
 
 
@@ -265,7 +225,7 @@ def _network_allowance(gaps: dict[str, _Gap], t: Thresholds) -> float:
     return min(max(median, 0.0), t.endpoint_gap_ms[0])
 
 
-def _service_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap]) -> list[dict[str, Any]]:
+def _service_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap]) -> list[Difference]:
     be, fe = stats.backend, stats.frontend
     if be.total.count < t.min_samples or fe.total.count < t.min_samples:
         return []
@@ -343,7 +303,7 @@ def _like_with_like(stats: PairStats, t: Thresholds) -> tuple[LatencySketch, Lat
     return stats.backend.total.timed, stats.frontend.total.timed, "operations"
 
 
-def _error_rate(key: str | None, be: Aggregate, fe: Aggregate, levels: Levels) -> list[dict[str, Any]]:
+def _error_rate(key: str | None, be: Aggregate, fe: Aggregate, levels: Levels) -> list[Difference]:
     be_err, fe_err = be.error_rate or 0.0, fe.error_rate or 0.0
     points = abs(be_err - fe_err) * 100
     sev = level(points, levels)
@@ -369,7 +329,7 @@ def _error_rate(key: str | None, be: Aggregate, fe: Aggregate, levels: Levels) -
     ]
 
 
-def _coverage(stats: PairStats, t: Thresholds) -> list[dict[str, Any]]:
+def _coverage(stats: PairStats, t: Thresholds) -> list[Difference]:
     """Service-scope pattern: the share of frontend API calls whose endpoint the backend never saw."""
     be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
     fe_calls = sum(a.count for a in fe_eps.values())
@@ -398,9 +358,9 @@ def _coverage(stats: PairStats, t: Thresholds) -> list[dict[str, Any]]:
     ]
 
 
-def _endpoint_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap]) -> list[dict[str, Any]]:
+def _endpoint_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap]) -> list[Difference]:
     be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
-    out: list[dict[str, Any]] = []
+    out: list[Difference] = []
     for key in sorted(set(be_eps) | set(fe_eps)):
         if key == OTHER:
             continue
@@ -432,9 +392,7 @@ def _endpoint_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap]
     return out
 
 
-def _endpoint_latency(
-    key: str, be: Aggregate, fe: Aggregate, found: _Gap, t: Thresholds
-) -> list[dict[str, Any]]:
+def _endpoint_latency(key: str, be: Aggregate, fe: Aggregate, found: _Gap, t: Thresholds) -> list[Difference]:
     """A gap needs both ``endpoint_gap_ms`` and ``endpoint_gap_pct`` (of the server's median)."""
     gap, basis, be_p50, fe_p50 = found.ms, found.basis, found.be_p50, found.fe_p50
     pct = gap / be_p50 * 100 if be_p50 > 0 else (float("inf") if gap > 0 else None)
@@ -462,9 +420,9 @@ def _endpoint_latency(
 
 def _one_sided(
     key: str, be: Aggregate | None, fe: Aggregate | None, stats: PairStats, t: Thresholds
-) -> list[dict[str, Any]]:
+) -> list[Difference]:
     if fe is not None and stats.backend.endpoints and fe.count >= t.min_samples:
-        sev = "high" if fe.count >= 5 * t.min_samples else "medium"
+        sev: Severity = "high" if fe.count >= 5 * t.min_samples else "medium"
         return [
             _diff(
                 "pattern",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import msgspec
 
+from live_monitor import vocabulary
 from live_monitor.vocabulary import is_own_traffic
 
 __all__ = [
@@ -43,8 +44,8 @@ TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32, description=
 SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16, description="16 lowercase hex")]
 _HEX_BYTES = b"0123456789abcdef"
 _MAX_SHARED_LENGTH = 64
-_SERVICES = ("backend", "frontend")
-_STATUSES = ("success", "error")
+_SERVICES = vocabulary.SERVICES
+_STATUSES = vocabulary.STATUSES
 _INTERNED: dict[str, str] = {}  # component and action names
 _SHARED_VALUES: dict[str, str] = {}  # short detail strings found clean (no secret key, no card)
 _MAX_INTERNED = 20_000

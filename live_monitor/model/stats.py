@@ -12,13 +12,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
 from types import SimpleNamespace
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
+
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, Service
 
 # Cap on distinct endpoint keys and component/action names kept per side; further names
 # are folded into OTHER so memory stays bounded when a client sends unnormalised paths.
 MAX_KEYS = 500
 OTHER = "(other)"
-TIMED_API_COMPONENTS = {"backend": "http", "frontend": "api"}
+# The name the store and the command-line tools import, keyed by any string; the words live in
+# the vocabulary (ENDPOINT_COMPONENTS).
+TIMED_API_COMPONENTS: Final[dict[str, str]] = {side: name for side, name in ENDPOINT_COMPONENTS.items()}
 _MAX_PENDING = 4096  # values a sketch buffers before it buckets them anyway (bounded memory)
 
 
@@ -292,7 +296,8 @@ class Aggregate:
         return self.errors / self.count if self.count else None
 
     def figures(self, minutes: float | None = None) -> dict[str, Any]:
-        """Return the JSON figures of this aggregate; a rate needs the window in minutes."""
+        """Return the JSON figures of this aggregate, shaped as ``results.Figures``; a rate needs
+        the window in minutes."""
         t = self.timed
         p50, p95, p99 = t.quantiles((0.50, 0.95, 0.99))
         out: dict[str, Any] = {
@@ -372,7 +377,7 @@ class SideStats:
     merge of the endpoint sketches on each read.
     """
 
-    service: str
+    service: Service
     total: Aggregate = field(default_factory=Aggregate)
     api: Aggregate = field(default_factory=Aggregate)
     endpoints: dict[str, Aggregate] = field(default_factory=dict)
@@ -390,7 +395,7 @@ class SideStats:
         """Count one event of this side."""
         self.total.add(duration_ms, is_error, ts)
         _count_bounded(self.components, component)
-        if component == TIMED_API_COMPONENTS.get(self.service):
+        if component == ENDPOINT_COMPONENTS.get(self.service):
             key = action if action in self.endpoints or len(self.endpoints) < MAX_KEYS else OTHER
             agg = self.endpoints.get(key)
             if agg is None:
@@ -408,7 +413,7 @@ class SideStats:
             return
         # Each duration is bucketed once, in its endpoint's sketch; the API-call and total
         # sketches merge those (one step per populated bucket, not per event).
-        api = TIMED_API_COMPONENTS.get(self.service)
+        api = ENDPOINT_COMPONENTS.get(self.service)
         by_key: dict[str, list[Any]] = {}
         rest = []
         for event in events:

@@ -29,15 +29,13 @@ from prometheus_client.utils import floatToGoString
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.stats import LatencySketch, SideStats
+from live_monitor.vocabulary import DIFFERENCE_TYPES, SERVICES, SEVERITIES
 from live_monitor.web.ingest import Access
 
 __all__ = ["DURATION_BOUNDS_MS", "MonitorCollector", "cumulative_buckets", "register"]
 
 DURATION_BOUNDS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 PREFIX = "live_monitor"
-SERVICES = ("backend", "frontend")
-DIFFERENCE_TYPES = ("activity", "performance", "error_rate", "pattern")
-SEVERITIES = ("low", "medium", "high")
 # (key in sampler.latest(), metric name, help)
 SYSTEM_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("cpu_percent", "system_cpu_percent", "Machine CPU use in percent, latest sample."),
@@ -248,7 +246,7 @@ class MonitorCollector(Collector):
         )
         for kind in DIFFERENCE_TYPES:
             for severity in SEVERITIES:
-                n = sum(1 for d in found if d.get("type") == kind and d.get("severity") == severity)
+                n = sum(1 for d in found if d.type == kind and d.severity == severity)
                 family.add_metric([kind, severity], n)
         yield family
 

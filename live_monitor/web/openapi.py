@@ -1,8 +1,10 @@
 """The OpenAPI 3.1 description of the monitor's REST API, served at /api/openapi.json.
 
-The event schema is generated from the model the validator decodes (``IncomingEvent``: an
-``ExecutionEvent`` with every timestamp form clients may send), so the description and the
-validator cannot drift apart; schemathesis fuzzes the API from this document.
+The schemas are generated from the types the code uses: the event schema from the model the
+validator decodes (``IncomingEvent``: an ``ExecutionEvent`` with every timestamp form clients
+may send), the answers of /data and /differences from ``live_monitor.model.results``. So the
+description, the validator and the answers cannot drift apart; schemathesis fuzzes the API
+from this document.
 """
 
 from __future__ import annotations
@@ -13,15 +15,23 @@ from typing import Any
 import msgspec
 
 from live_monitor.model.events import IncomingEvent
-
-API = "/api/live-execution"
+from live_monitor.model.results import DataAnswer, Difference, DifferencesAnswer
+from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_TRACES_PATH, SEVERITIES
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-ERROR = {"$ref": "#/components/schemas/Error"}
+REF = "#/components/schemas/{name}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    """A reference to the component schema ``name``."""
+    return {"$ref": REF.format(name=name)}
+
+
+ERROR = _ref("Error")
 OBJECT = {"type": "object"}
 
 
@@ -52,12 +62,15 @@ def int_param(name: str, text: str) -> dict[str, Any]:
 @cache
 def openapi() -> dict[str, Any]:
     """The OpenAPI document."""
-    # What a client may send: epoch seconds and zoneless times too (IncomingEvent).
-    _, components = msgspec.json.schema_components(
-        [IncomingEvent], ref_template="#/components/schemas/{name}"
+    _, generated = msgspec.json.schema_components(
+        [IncomingEvent, Difference, DataAnswer, DifferencesAnswer], ref_template=REF
     )
+    # Through JSON, so the document equals the one served (default levels are lists, not tuples).
+    components: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(generated))
+    # One event schema for both ways, the one a client may send (epoch seconds and zoneless
+    # times too): every event the monitor answers with (ISO times) fits it.
     components["ExecutionEvent"] = {**components.pop("IncomingEvent"), "title": "ExecutionEvent"}
-    event = {"$ref": "#/components/schemas/ExecutionEvent"}
+    event = _ref("ExecutionEvent")
     components.update(
         {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
@@ -84,29 +97,6 @@ def openapi() -> dict[str, Any]:
                             "properties": {"index": {"type": "integer"}, "error": {"type": "string"}},
                         },
                     },
-                },
-            },
-            "Difference": {
-                "type": "object",
-                "required": [
-                    "type",
-                    "severity",
-                    "scope",
-                    "key",
-                    "backend",
-                    "frontend",
-                    "difference_pct",
-                    "message",
-                ],
-                "properties": {
-                    "type": {"enum": ["activity", "performance", "error_rate", "pattern"]},
-                    "severity": {"enum": ["low", "medium", "high"]},
-                    "scope": {"enum": ["service", "endpoint"]},
-                    "key": {"type": ["string", "null"]},
-                    "backend": OBJECT,
-                    "frontend": OBJECT,
-                    "difference_pct": {"type": ["number", "null"]},
-                    "message": {"type": "string"},
                 },
             },
         }
@@ -137,7 +127,10 @@ def openapi() -> dict[str, Any]:
                             "schema": {"type": "boolean"},
                         },
                     ],
-                    "responses": {"200": _json(OBJECT, "live data"), **_errors(400, 401, 403)},
+                    "responses": {
+                        "200": _json(_ref("DataAnswer"), "live data"),
+                        **_errors(400, 401, 403),
+                    },
                 }
             },
             f"{API}/differences": {
@@ -148,35 +141,24 @@ def openapi() -> dict[str, Any]:
                             "name": "min_severity",
                             "in": "query",
                             "required": False,
-                            "schema": {"enum": ["low", "medium", "high"]},
+                            "schema": {"enum": list(SEVERITIES)},
                         }
                     ],
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "differences": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Difference"},
-                                    }
-                                },
-                            },
-                            "differences, most severe first",
-                        ),
+                        "200": _json(_ref("DifferencesAnswer"), "differences, most severe first"),
                         **_errors(400, 401, 403),
                     },
                 }
             },
-            f"{API}/events": {
+            EVENTS_PATH: {
                 "post": {
                     "summary": "Ingest a batch of events; valid ones are kept, invalid ones listed",
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Batch"}}},
+                        "content": {"application/json": {"schema": _ref("Batch")}},
                     },
                     "responses": {
-                        "200": _json({"$ref": "#/components/schemas/IngestResult"}, "the batch was read"),
+                        "200": _json(_ref("IngestResult"), "the batch was read"),
                         **_errors(400, 401, 403, 413, 415, 429, 503),
                     },
                 }
@@ -188,7 +170,7 @@ def openapi() -> dict[str, Any]:
                     "responses": {"200": {"description": "text exposition format"}, **_errors(401)},
                 }
             },
-            "/v1/traces": {
+            OTLP_TRACES_PATH: {
                 "post": {
                     "summary": "OTLP/HTTP traces (JSON, or protobuf with opentelemetry-proto): SERVER and CLIENT spans",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": OBJECT}}},

@@ -1,0 +1,171 @@
+"""The monitor's results as types: differences, side summaries, endpoint rows and the API answers.
+
+The comparator and the monitor build these; the OpenAPI document is generated from them
+(``msgspec.json.schema_components``), so what /data and /differences promise is what the
+code is typed to return. ``Difference`` is a Struct; the figures are TypedDicts, plain dicts
+at run time, as the report and the dashboard read them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+
+import msgspec
+
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.model.thresholds import Thresholds
+from live_monitor.vocabulary import DifferenceType, Scope, Service, Severity
+
+__all__ = [
+    "ActivityPoint",
+    "ApiCalls",
+    "Comparison",
+    "DataAnswer",
+    "Difference",
+    "DifferencesAnswer",
+    "EndpointRow",
+    "Figures",
+    "SideSummary",
+    "SystemSample",
+]
+
+
+class Difference(msgspec.Struct, frozen=True, kw_only=True):
+    """One place where the two sides differ, with each side's figures and a sentence on it.
+
+    ``key`` is the endpoint key at endpoint scope and None at service scope;
+    ``difference_pct`` is the gap in percent (in points for error rates, a share of calls
+    for patterns), None when it has no finite value.
+    """
+
+    type: DifferenceType
+    severity: Severity
+    scope: Scope
+    key: str | None
+    backend: dict[str, Any]
+    frontend: dict[str, Any]
+    difference_pct: float | None
+    message: str
+
+
+class ApiCalls(TypedDict):
+    """A side's API calls alone: the backend's http requests or the browser's api calls."""
+
+    count: int
+    avg_duration_ms: float | None
+    p95_duration_ms: float | None
+
+
+class Figures(TypedDict):
+    """An aggregate's figures as JSON (``Aggregate.figures``): counts, rates and durations in ms."""
+
+    count: int
+    timed_count: int
+    error_count: int
+    success_rate: float | None
+    error_rate: float | None
+    avg_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    per_minute: NotRequired[float | None]  # given the window's length in minutes
+
+
+class SideSummary(TypedDict):
+    """One side's figures in /data and the report (``summarize``)."""
+
+    total_events: int
+    timed_events: int
+    error_count: int
+    avg_duration_ms: float | None
+    p50_duration_ms: float | None
+    p95_duration_ms: float | None
+    p99_duration_ms: float | None
+    success_rate: float | None
+    events_per_minute: float | None
+    components: dict[str, int]
+    api_calls: ApiCalls
+    window_events: NotRequired[int]  # the live monitor's: total_events then counts every stored event
+    window_minutes: NotRequired[float]  # the report's: the time its files cover
+
+
+class Comparison(TypedDict):
+    """Service-wide ratios and gaps, backend against frontend (``comparison``)."""
+
+    performance_ratio: float | None
+    avg_duration_diff_ms: float | None
+    success_rate_diff: float | None
+    activity_ratio: float | None
+
+
+class EndpointRow(TypedDict):
+    """One endpoint key as both sides saw it (``endpoint_rows``); a side that never did is None."""
+
+    key: str
+    backend: Figures | None
+    frontend: Figures | None
+    gap_p50_ms: float | None
+    gap_p95_ms: float | None
+    matched_requests: int
+    matched_gap_p50_ms: float | None
+    matched_gap_p95_ms: float | None
+    seen_by: Literal["both"] | Service
+
+
+class SystemSample(TypedDict):
+    """One reading of the machine and the monitor's process; rates are per second since the last."""
+
+    timestamp: float
+    cpu_percent: float
+    memory_percent: float
+    process_cpu_percent: float
+    process_rss_bytes: int
+    disk_read_bytes_per_s: float
+    disk_write_bytes_per_s: float
+    net_sent_bytes_per_s: float
+    net_recv_bytes_per_s: float
+
+
+class ActivityPoint(TypedDict):
+    """Events each side sent between two system samples: one point of the activity chart."""
+
+    timestamp: float
+    backend: int
+    frontend: int
+
+
+if TYPE_CHECKING:  # the answers hold these as JSON builtins (Thresholds.as_dict, ExecutionEvent.to_dict) ...
+    ThresholdsJSON = dict[str, Any]
+    EventJSON = dict[str, Any]
+else:  # ... which the schema describes by the types they come from
+    ThresholdsJSON = Thresholds
+    EventJSON = ExecutionEvent
+
+
+class DataAnswer(TypedDict):
+    """``GET /data``: everything the dashboard draws, in one answer a poll."""
+
+    monitoring: bool
+    uptime_seconds: float
+    window_seconds: float
+    generated_at: str | None
+    backend: SideSummary
+    frontend: SideSummary
+    comparison: Comparison
+    endpoints: list[EndpointRow]
+    differences_count: int
+    differences: list[Difference]
+    thresholds: ThresholdsJSON
+    system: SystemSample | None
+    system_history: list[SystemSample]
+    activity_history: list[ActivityPoint]
+    recent_events: list[EventJSON]
+
+
+class DifferencesAnswer(TypedDict):
+    """``GET /differences``: the differences now detected, most severe first."""
+
+    differences: list[Difference]
+    count: int
+    thresholds: ThresholdsJSON

@@ -1,0 +1,66 @@
+"""The comparator's thresholds: where a gap between the two sides becomes a difference.
+
+Read from a JSON file (``--thresholds``) or the defaults; each level is a (low, medium, high)
+tuple of increasing numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Levels", "Thresholds"]
+
+Levels = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where a gap becomes a low, medium or high difference; each tuple is (low, medium, high).
+
+    A severity needs both the relative and the absolute gap to reach its level, so a
+    30 ms network overhead on a 20 ms endpoint is not an alarm while 900 ms is. Nothing
+    is flagged on fewer than ``min_samples`` events on each side.
+    """
+
+    min_samples: int = 10
+    activity_pct: Levels = (25.0, 50.0, 100.0)
+    performance_pct: Levels = (20.0, 35.0, 50.0)
+    performance_ms: Levels = (10.0, 25.0, 50.0)
+    error_rate_points: Levels = (2.0, 5.0, 15.0)
+    endpoint_gap_ms: Levels = (100.0, 250.0, 500.0)
+    endpoint_gap_pct: Levels = (50.0, 100.0, 200.0)
+    endpoint_error_points: Levels = (5.0, 10.0, 20.0)
+    endpoint_activity_pct: Levels = (25.0, 50.0, 100.0)
+    pattern_share_pct: Levels = (5.0, 15.0, 30.0)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Thresholds:
+        """Load thresholds from a JSON object whose keys are this class's fields."""
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict):
+            raise ValueError("thresholds must be a JSON object")
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})  # type: ignore[arg-type]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "min_samples":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError("min_samples must be a whole number >= 1")
+            elif not (
+                isinstance(value, tuple)
+                and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+                and list(value) == sorted(value)
+            ):
+                raise ValueError(f"{f.name} must be 3 increasing numbers (low, medium, high)")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The thresholds as JSON-ready builtins."""
+        return asdict(self)
