@@ -10,96 +10,29 @@ Flask. Both follow the same ``Access`` rules, and the answers are those the Flas
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
 
 from live_monitor.core.monitor import LiveExecutionMonitor
-from live_monitor.core.settings import is_loopback, origin_allowed, parse_origins
-from live_monitor.model.events import BatchError, PayloadError, inflate
+from live_monitor.model.events import BatchError
 from live_monitor.store import StoreUnavailable
+from live_monitor.web.access import Access, Header
+from live_monitor.web.bodies import PayloadError, inflate
+from live_monitor.web.errors import ApiError
 
 API = "/api/live-execution"
 EVENTS = f"{API}/events"
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 MAX_ERRORS_SHOWN = 20
 JSON_TYPES = ("application/json", "text/plain")
 log = logging.getLogger("live_execution_monitor")
 
-Header = Callable[[str], str | None]
 StartResponse = Callable[..., Any]
-
-
-class ApiError(Exception):
-    """A client error answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-class Access:
-    """The checks in front of every API call: shutdown, Host, Origin and credentials."""
-
-    def __init__(self, settings: Mapping[str, Any], monitor: LiveExecutionMonitor) -> None:
-        self.monitor = monitor
-        self.guard_loopback = is_loopback(settings["host"])
-        self.origins = parse_origins(settings["cors_origins"])
-        self.token, self.ingest_key = settings["token"], settings["ingest_key"]
-        self.max_backlog = 4 * settings["threads"]
-        # Browsers send a handful of origins; each is matched against the patterns once.
-        self.origin_allowed: Callable[[str], bool] = lru_cache(maxsize=256)(
-            lambda origin: origin_allowed(origin, self.origins)
-        )
-
-    def credentials_ok(self, header: Header, ingest: bool = False) -> bool:
-        """True without a token, or with ``Authorization: Bearer <token>`` (the scheme in any case, as
-        RFC 9110 has it); on an ingest route (``ingest``) the ingest key opens too."""
-        if not self.token:
-            return True
-        scheme, _, credentials = (header("Authorization") or "").strip().partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self.token.encode()
-        )
-        if ingest and self.ingest_key:
-            given = (header("X-Ingest-Key") or "").encode()
-            ok = hmac.compare_digest(given, self.ingest_key.encode()) or ok
-        return ok
-
-    def overloaded(self, config: Mapping[str, Any]) -> bool:
-        """True when the server's queue (``config["BACKLOG"]``, set by serve()) is too long."""
-        backlog = config.get("BACKLOG")
-        return backlog is not None and backlog() > self.max_backlog
-
-    def check(self, method: str, path: str, host: str, header: Header) -> None:
-        """Raise ApiError when the request may not go on (``header`` reads a request header)."""
-        if self.monitor.draining:
-            raise ApiError(503, "the monitor is shutting down", {"Retry-After": "5"})
-        if self.guard_loopback and hostname(host) not in LOOPBACK_HOSTS:
-            raise ApiError(403, "Host header not allowed: the monitor answers to localhost only")
-        if not path.startswith(API) or method == "OPTIONS":
-            return
-        origin = header("Origin")
-        if origin and method != "GET" and not self.origin_allowed(origin):
-            raise ApiError(403, f"origin {origin} is not allowed (see --cors-origins)")
-        if not self.credentials_ok(header, ingest=path == EVENTS):
-            raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
-
-
-def hostname(host: str) -> str:
-    """The host name of a Host header, without its port."""
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class RateLimiter:

@@ -32,8 +32,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend_logging_config import normalize_route
 from live_monitor.core.monitor import LiveExecutionMonitor
-from live_monitor.model.events import MAX_EPOCH, ExecutionEvent, PayloadError, convert_event, inflate
-from live_monitor.web.ingest import Access
+from live_monitor.model.events import MAX_EPOCH, ExecutionEvent, convert_event
+from live_monitor.web.access import Access
+from live_monitor.web.bodies import PayloadError, inflate
 
 __all__ = ["OtlpError", "OtlpReceiver", "SpanBatch", "register", "spans_to_events"]
 
