@@ -13,8 +13,7 @@ from typing import Any
 import msgspec
 
 from live_monitor.model.events import IncomingEvent
-
-API = "/api/live-execution"
+from live_monitor.vocabulary import API
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
