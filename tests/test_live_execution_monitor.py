@@ -557,7 +557,8 @@ def test_a_journal_that_goes_bad_after_the_check_is_still_a_one_line_error(monke
     from live_monitor.core import settings as monitor_settings
     from live_monitor.web import server as monitor_server
 
-    monkeypatch.setattr(monitor_settings, "journal_problem", lambda path: None)  # as if the folder appeared since
+    # as if the folder appeared since the check
+    monkeypatch.setattr(monitor_settings, "journal_problem", lambda path: None)
 
     def never_serve(*args, **kwargs):
         raise AssertionError("served although the journal could not be opened")

@@ -33,9 +33,7 @@ def test_launcher_passes_monitor_flags_and_refuses_unsafe_ones(capsys):
 
 
 def test_missing_modules_are_detected():
-    assert install.missing_modules(("json", "surely_not_a_module_xyz")) == [
-        "surely_not_a_module_xyz"
-    ]
+    assert install.missing_modules(("json", "surely_not_a_module_xyz")) == ["surely_not_a_module_xyz"]
 
 
 def _refuse_to_serve(settings, monitor=None, ready=None):
