@@ -26,7 +26,7 @@ __all__ = ["LiveExecutionMonitor", "ExecutionEvent", "build_parser", "create_app
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The monitor's command line: one flag per setting of monitor_settings.SETTINGS."""
+    """The monitor's command line: one flag per setting of the settings table (SETTINGS)."""
     parser = argparse.ArgumentParser(
         prog="live_execution_monitor.py",
         description="Serve the Live Execution Monitor: REST API, dashboard and event ingest.",

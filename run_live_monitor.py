@@ -13,6 +13,7 @@ import urllib.request
 import webbrowser
 
 from live_monitor.install import ensure_assets, ensure_python_packages
+from live_monitor.vocabulary import API
 
 
 def wait_until_up(base: str, timeout: float = 15.0) -> bool:
@@ -32,7 +33,7 @@ def wait_until_up(base: str, timeout: float = 15.0) -> bool:
 
 def banner(base: str) -> str:
     """What the user sees once the monitor is up: the dashboard URL and curl lines to try."""
-    api = f"{base}/api/live-execution"
+    api = f"{base}{API}"
     return "\n".join(
         [
             "",
