@@ -7,61 +7,13 @@ standard library until the requirements are in place, so it works on a fresh mac
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-import shutil
-import subprocess
 import sys
 import threading
 import urllib.request
 import webbrowser
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REQUIRED_MODULES = ("flask", "flask_cors", "psutil", "msgspec", "waitress", "prometheus_client", "redis")
-BUILT_ASSETS = (HERE / "static" / "live-monitor.js", HERE / "static" / "vendor" / "chart.umd.js")
-
-
-def missing_modules(modules: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
-    """The required modules this interpreter cannot import."""
-    return [m for m in modules if importlib.util.find_spec(m) is None]
-
-
-def ensure_python_packages(run: bool = True) -> bool:
-    """Install requirements.txt into this interpreter when a required module is missing."""
-    missing = missing_modules()
-    if not missing:
-        return True
-    if not run:
-        print(f"missing Python packages: {', '.join(missing)}", file=sys.stderr)
-        return False
-    print(f"First run: installing {', '.join(missing)} from requirements.txt ...", flush=True)
-    command = [sys.executable, "-m", "pip", "install", "-r", str(HERE / "requirements.txt")]
-    if subprocess.call(command) != 0:
-        print("error: pip could not install requirements.txt (see above)", file=sys.stderr)
-        return False
-    importlib.invalidate_caches()
-    return not missing_modules()
-
-
-def ensure_assets(run: bool = True) -> bool:
-    """Build the browser logger and fetch Chart.js with npm when the built files are missing."""
-    if all(p.exists() for p in BUILT_ASSETS):
-        return True
-    npm = shutil.which("npm")
-    if not run or npm is None:
-        print(
-            "warning: the dashboard's charts and the browser logger are not built "
-            "(needs Node.js and npm: run `npm ci && npm run build`)",
-            file=sys.stderr,
-        )
-        return False
-    print("First run: building the dashboard assets with npm ...", flush=True)
-    for step in (["ci", "--no-audit", "--no-fund"], ["run", "build"]):
-        if subprocess.call([npm, *step], cwd=HERE) != 0:
-            print(f"warning: `npm {' '.join(step)}` failed; charts will be missing", file=sys.stderr)
-            return False
-    return all(p.exists() for p in BUILT_ASSETS)
+from live_monitor.install import ensure_assets, ensure_python_packages
+from live_monitor.vocabulary import API
 
 
 def wait_until_up(base: str, timeout: float = 15.0) -> bool:
@@ -81,7 +33,7 @@ def wait_until_up(base: str, timeout: float = 15.0) -> bool:
 
 def banner(base: str) -> str:
     """What the user sees once the monitor is up: the dashboard URL and curl lines to try."""
-    api = f"{base}/api/live-execution"
+    api = f"{base}{API}"
     return "\n".join(
         [
             "",

@@ -554,9 +554,11 @@ def test_persist_accepts_a_new_file_an_empty_file_and_its_own_journal(monkeypatc
 
 
 def test_a_journal_that_goes_bad_after_the_check_is_still_a_one_line_error(monkeypatch, capsys, tmp_path):
+    from live_monitor.core import settings as monitor_settings
     from live_monitor.web import server as monitor_server
 
-    monkeypatch.setattr(lem, "journal_problem", lambda path: None)  # as if the folder appeared since
+    # as if the folder appeared since the check
+    monkeypatch.setattr(monitor_settings, "journal_problem", lambda path: None)
 
     def never_serve(*args, **kwargs):
         raise AssertionError("served although the journal could not be opened")

@@ -10,7 +10,8 @@ import pytest
 
 from live_execution_monitor import create_app
 from live_monitor.store import StoreUnavailable
-from live_monitor.web.ingest import EVENTS, hostname
+from live_monitor.vocabulary import EVENTS_PATH as EVENTS
+from live_monitor.web.access import hostname
 
 EVENT = {"service": "backend", "component": "http", "action": "GET /api/x", "duration_ms": 5.0}
 

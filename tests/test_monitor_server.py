@@ -125,7 +125,7 @@ else:
     server = socket.socket(fileno=int(os.environ["{fd_env}"]))
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 server.listen()
-print("WORKER up", flush=True)
+os.write(1, b"WORKER up\\n")  # one write: print's two could interleave with the other worker's
 while True:
     server.accept()[0].close()
 """

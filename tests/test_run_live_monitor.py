@@ -6,6 +6,7 @@ import threading
 import requests
 
 import run_live_monitor
+from live_monitor import install
 
 
 def test_launcher_serves_prints_the_dashboard_and_curl_lines_and_stops_on_ctrl_c(start_monitor):
@@ -32,9 +33,7 @@ def test_launcher_passes_monitor_flags_and_refuses_unsafe_ones(capsys):
 
 
 def test_missing_modules_are_detected():
-    assert run_live_monitor.missing_modules(("json", "surely_not_a_module_xyz")) == [
-        "surely_not_a_module_xyz"
-    ]
+    assert install.missing_modules(("json", "surely_not_a_module_xyz")) == ["surely_not_a_module_xyz"]
 
 
 def _refuse_to_serve(settings, monitor=None, ready=None):

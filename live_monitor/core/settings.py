@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from live_monitor.model.comparator import Thresholds
 from live_monitor.store import store_kind as store_kind  # re-exported: --store is a setting
+from live_monitor.store.journal import journal_problem
 
 LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 MAX_EVENTS_CAP = 1_000_000  # per side; see --max-events
@@ -388,3 +390,37 @@ def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
         if pattern.startswith("^") and re.fullmatch(pattern, origin):
             return True
     return False
+
+
+def check_settings(settings: Mapping[str, Any]) -> str | None:
+    """Refuse values out of range and unsafe combinations; returns the reason or None."""
+    out_of_range = range_problem(settings)
+    if out_of_range:
+        return out_of_range
+    bad_origin = origins_problem(settings["cors_origins"])
+    if bad_origin:
+        return f"--cors-origins: {bad_origin}"
+    if settings["debug"] and not is_loopback(settings["host"]):
+        return "--debug runs Flask's interactive debugger and is refused unless bound to loopback"
+    kind = store_kind(settings["store"])
+    if kind is None:
+        return f"--store must be 'memory' or a redis:// URL, not {settings['store']!r}"
+    if settings["workers"] > 1 and kind != "redis":
+        return "--workers needs a shared store: add --store redis://host:port/db"
+    if settings["persist"] and kind != "memory":
+        return "--persist journals the in-memory store; with Redis the events live in Redis"
+    if settings["persist"]:
+        unusable = journal_problem(settings["persist"])
+        if unusable:
+            return f"--persist {settings['persist']}: {unusable}"
+    if settings["thresholds"]:
+        try:
+            Thresholds.from_file(settings["thresholds"])
+        except (OSError, ValueError, TypeError) as exc:
+            return f"--thresholds {settings['thresholds']}: {getattr(exc, 'strerror', None) or exc}"
+    if not is_loopback(settings["host"]) and not settings["token"]:
+        return (
+            f"binding {settings['host']} exposes the monitor beyond this machine: "
+            "set --token (or LIVE_MONITOR_TOKEN) so control and read endpoints need it"
+        )
+    return None

@@ -1,1 +1,2 @@
-"""The HTTP face: the Flask app, ingest, OTLP, metrics, OpenAPI and the server."""
+"""The HTTP face: the app (app, api), its rules (access, bodies, errors, encoding), ingest, OTLP,
+metrics, OpenAPI and the server."""

@@ -4,102 +4,31 @@ Browsers and backends post a batch every second or so, and a monitor watching a 
 takes thousands a second. Flask's request machinery (routing, request and response
 objects, hooks, extensions) costs more than decoding, validating and counting a 100-event
 batch, so ``IngestApp`` answers this one route itself and hands every other request to
-Flask. Both follow the same ``Access`` rules, and the answers are those the Flask route gave
-(status, JSON body, CORS and Retry-After headers).
+Flask. Both follow the same ``Access`` rules and answer errors through the same mapping
+(``errors.error_answer``: status, JSON body, Retry-After), with the CORS headers Flask adds.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
 
 from live_monitor.core.monitor import LiveExecutionMonitor
-from live_monitor.core.settings import is_loopback, origin_allowed, parse_origins
-from live_monitor.model.events import BatchError, PayloadError, inflate
-from live_monitor.store import StoreUnavailable
+from live_monitor.model.events import BatchError
+from live_monitor.vocabulary import EVENTS_PATH
+from live_monitor.web.access import Access, Header
+from live_monitor.web.bodies import read_wsgi_body
+from live_monitor.web.encoding import dumps
+from live_monitor.web.errors import ApiError, error_answer
 
-API = "/api/live-execution"
-EVENTS = f"{API}/events"
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 MAX_ERRORS_SHOWN = 20
 JSON_TYPES = ("application/json", "text/plain")
-log = logging.getLogger("live_execution_monitor")
 
-Header = Callable[[str], str | None]
 StartResponse = Callable[..., Any]
-
-
-class ApiError(Exception):
-    """A client error answered as ``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-class Access:
-    """The checks in front of every API call: shutdown, Host, Origin and credentials."""
-
-    def __init__(self, settings: Mapping[str, Any], monitor: LiveExecutionMonitor) -> None:
-        self.monitor = monitor
-        self.guard_loopback = is_loopback(settings["host"])
-        self.origins = parse_origins(settings["cors_origins"])
-        self.token, self.ingest_key = settings["token"], settings["ingest_key"]
-        self.max_backlog = 4 * settings["threads"]
-        # Browsers send a handful of origins; each is matched against the patterns once.
-        self.origin_allowed: Callable[[str], bool] = lru_cache(maxsize=256)(
-            lambda origin: origin_allowed(origin, self.origins)
-        )
-
-    def credentials_ok(self, header: Header, ingest: bool = False) -> bool:
-        """True without a token, or with ``Authorization: Bearer <token>`` (the scheme in any case, as
-        RFC 9110 has it); on an ingest route (``ingest``) the ingest key opens too."""
-        if not self.token:
-            return True
-        scheme, _, credentials = (header("Authorization") or "").strip().partition(" ")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            credentials.strip().encode(), self.token.encode()
-        )
-        if ingest and self.ingest_key:
-            given = (header("X-Ingest-Key") or "").encode()
-            ok = hmac.compare_digest(given, self.ingest_key.encode()) or ok
-        return ok
-
-    def overloaded(self, config: Mapping[str, Any]) -> bool:
-        """True when the server's queue (``config["BACKLOG"]``, set by serve()) is too long."""
-        backlog = config.get("BACKLOG")
-        return backlog is not None and backlog() > self.max_backlog
-
-    def check(self, method: str, path: str, host: str, header: Header) -> None:
-        """Raise ApiError when the request may not go on (``header`` reads a request header)."""
-        if self.monitor.draining:
-            raise ApiError(503, "the monitor is shutting down", {"Retry-After": "5"})
-        if self.guard_loopback and hostname(host) not in LOOPBACK_HOSTS:
-            raise ApiError(403, "Host header not allowed: the monitor answers to localhost only")
-        if not path.startswith(API) or method == "OPTIONS":
-            return
-        origin = header("Origin")
-        if origin and method != "GET" and not self.origin_allowed(origin):
-            raise ApiError(403, f"origin {origin} is not allowed (see --cors-origins)")
-        if not self.credentials_ok(header, ingest=path == EVENTS):
-            raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
-
-
-def hostname(host: str) -> str:
-    """The host name of a Host header, without its port."""
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class RateLimiter:
@@ -151,20 +80,15 @@ class IngestApp:
         self.limiter = RateLimiter(settings["ingest_rate"])
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != EVENTS or environ.get("REQUEST_METHOD") != "POST":
+        if environ.get("PATH_INFO") != EVENTS_PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         origin = environ.get("HTTP_ORIGIN")
         try:
             status, answer = self._ingest(environ, origin)
             extra: dict[str, str] = {}
-        except ApiError as exc:
-            status, answer, extra = exc.status, {"error": exc.message}, exc.headers
-        except StoreUnavailable as exc:
-            status, answer, extra = 503, {"error": str(exc)}, {"Retry-After": "1"}
-        except Exception:  # noqa: BLE001 - the client gets a 500, the log the traceback
-            log.exception("unexpected error on POST %s", EVENTS)
-            status, answer, extra = 500, {"error": "internal error; the monitor's log has the details"}, {}
-        body = json.dumps(answer, separators=(",", ":")).encode() + b"\n"
+        except Exception as exc:  # noqa: BLE001 - every error gets its JSON answer, as in Flask
+            status, answer, extra = error_answer(exc, where=f"POST {EVENTS_PATH}", body_limit=self.limit)
+        body = dumps(answer).encode() + b"\n"
         headers = [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(body))),
@@ -178,9 +102,8 @@ class IngestApp:
 
     def _ingest(self, environ: dict[str, Any], origin: str | None) -> tuple[int, dict[str, Any]]:
         host = environ["HTTP_HOST"] if "HTTP_HOST" in environ else environ.get("SERVER_NAME", "")
-        self.access.check("POST", EVENTS, host, _header_reader(environ))
-        if self.access.overloaded(self.config):
-            raise ApiError(503, "the monitor is overloaded; retry shortly", {"Retry-After": "1"})
+        self.access.check("POST", EVENTS_PATH, host, _header_reader(environ))
+        self.access.check_load(self.config)
         if origin and not self.limiter.allow(f"{environ.get('REMOTE_ADDR')} {origin}"):
             raise ApiError(429, "too many requests from this browser; slow down", {"Retry-After": "1"})
         body = self._read_body(environ)
@@ -202,28 +125,11 @@ class IngestApp:
         return 200, answer
 
     def _read_body(self, environ: dict[str, Any]) -> bytes:
-        """The request body, decompressed, refused with 413 beyond the limit."""
+        """The request body, decompressed, refused with 415 unless JSON and 413 beyond the limit."""
         mimetype = (environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
         if mimetype not in JSON_TYPES:
             raise ApiError(415, "send the events as JSON with Content-Type: application/json")
-        too_large = ApiError(413, f"body too large: at most {self.limit:,} bytes")
-        stream = environ["wsgi.input"]
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or -1)
-        except ValueError:
-            raise ApiError(400, "Content-Length must be a whole number") from None
-        if length > self.limit:
-            raise too_large
-        if length >= 0:
-            raw = stream.read(length)
-        elif environ.get("wsgi.input_terminated"):
-            raw = stream.read(self.limit + 1)
-        else:
-            raw = b""
-        try:
-            return inflate(raw, environ.get("HTTP_CONTENT_ENCODING") or "", self.limit)
-        except PayloadError as exc:
-            raise ApiError(exc.status, str(exc)) from None
+        return read_wsgi_body(environ, self.limit)
 
 
 def _header_reader(environ: Mapping[str, Any]) -> Header:

@@ -30,7 +30,7 @@ from prometheus_client.utils import floatToGoString
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.stats import LatencySketch, SideStats
 from live_monitor.vocabulary import DIFFERENCE_TYPES, SERVICES, SEVERITIES
-from live_monitor.web.ingest import Access
+from live_monitor.web.access import Access
 
 __all__ = ["DURATION_BOUNDS_MS", "MonitorCollector", "cumulative_buckets", "register"]
 

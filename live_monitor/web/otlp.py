@@ -28,16 +28,17 @@ from typing import Any
 import msgspec
 from flask import Flask, Response, request
 from flask_cors import cross_origin
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from backend_logging_config import normalize_route
 from live_monitor.core.monitor import LiveExecutionMonitor
-from live_monitor.model.events import MAX_EPOCH, ExecutionEvent, PayloadError, convert_event, inflate
-from live_monitor.web.ingest import Access
+from live_monitor.model.events import MAX_EPOCH, ExecutionEvent, convert_event
+from live_monitor.vocabulary import OTLP_TRACES_PATH
+from live_monitor.web.access import Access
+from live_monitor.web.bodies import read_request_body
+from live_monitor.web.errors import ApiError
 
 __all__ = ["OtlpError", "OtlpReceiver", "SpanBatch", "register", "spans_to_events"]
 
-PATH = "/v1/traces"
 SIDES = {2: ("backend", "http"), 3: ("frontend", "api")}
 KINDS = {
     "SPAN_KIND_INTERNAL": 1,
@@ -66,13 +67,11 @@ _INVALID = {
 }
 
 
-class OtlpError(Exception):
+class OtlpError(ApiError):
     """The request as a whole is refused: ``status`` and a message for the sender."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
 
 
 class _Rejected(ValueError):
@@ -396,18 +395,6 @@ def _decode(body: bytes, protobuf: bool) -> Any:
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-def _read_body(limit: int) -> bytes:
-    """The body, decompressed (gzip or deflate), refused with 413 beyond ``limit`` bytes."""
-    try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        raise OtlpError(413, f"body too large: at most {limit:,} bytes") from None
-    try:
-        return inflate(body, request.headers.get("Content-Encoding", ""), limit)
-    except PayloadError as exc:
-        raise OtlpError(exc.status, str(exc)) from None
-
-
 def _answer(batch: SpanBatch, protobuf: bool) -> Response:
     """The ExportTraceServiceResponse, with partialSuccess when spans were rejected."""
     if protobuf:
@@ -426,12 +413,14 @@ def _answer(batch: SpanBatch, protobuf: bool) -> Response:
     return Response(msgspec.json.encode(answer), 200, mimetype="application/json")
 
 
-def _error(exc: OtlpError, protobuf: bool) -> Response:
+def _error(exc: ApiError, protobuf: bool) -> Response:
     """A google.rpc.Status body, as OTLP asks for 4xx answers (JSON also carries ``error``)."""
     code = GRPC_CODES.get(exc.status, 2)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    headers = dict(exc.headers)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if exc.status == 503:
-        headers["Retry-After"] = "1"
+        headers.setdefault("Retry-After", "1")
     modules = _protobuf() if protobuf else None
     if modules is not None:
         status = modules[2].Status(code=code, message=exc.message)
@@ -457,14 +446,7 @@ def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = 
     access = access or Access(monitor.settings, monitor)
     limit = int(app.config.get("MAX_CONTENT_LENGTH") or monitor.settings["max_body_bytes"])
 
-    def check_access() -> None:
-        origin = request.headers.get("Origin")
-        if origin and not access.origin_allowed(origin):
-            raise OtlpError(403, f"origin {origin} is not allowed (see --cors-origins)")
-        if not access.credentials_ok(request.headers.get, ingest=True):
-            raise OtlpError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
-
-    @app.post(PATH)
+    @app.post(OTLP_TRACES_PATH)
     @cross_origin(
         origins=access.origins,
         methods=["POST"],
@@ -475,13 +457,12 @@ def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = 
     def otlp_traces() -> Response:
         protobuf = request.mimetype == "application/x-protobuf"
         try:
-            check_access()
-            if access.overloaded(app.config):
-                raise OtlpError(503, "the monitor is overloaded; retry shortly")
+            access.check_caller(request.headers.get, method="POST", ingest=True)
+            access.check_load(app.config)
             if request.mimetype not in ("application/json", "application/x-protobuf"):
                 raise OtlpError(415, "send OTLP as application/json or application/x-protobuf (OTLP/HTTP)")
-            batch = spans_to_events(_decode(_read_body(limit), protobuf))
-        except OtlpError as exc:
+            batch = spans_to_events(_decode(read_request_body(limit), protobuf))
+        except ApiError as exc:
             if exc.status == 400:
                 monitor.store.reject(["otlp: malformed export request"])
             return _error(exc, protobuf)

@@ -1,0 +1,216 @@
+"""The monitor's routes: the dashboard, health, the OpenAPI document and the REST API.
+
+A Blueprint that ``create_app`` registers. The routes reach the app's monitor, access policy
+and settings through ``current_app`` (``extensions["live_monitor"]``,
+``extensions["live_monitor.access"]``, ``config["LIVE_MONITOR_SETTINGS"]``), so one process
+may hold several independent apps. ``POST /events`` is answered below Flask (web.ingest).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_from_directory
+from flask.blueprints import BlueprintSetupState
+
+from backend_logging_config import endpoint_key
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.core.settings import public_view
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.vocabulary import (
+    API,
+    EVENTS_PATH,
+    OWN_TRAFFIC_TAG,
+    SEVERITIES,
+    STREAM_PATH,
+    is_own_path,
+    severity_rank,
+)
+from live_monitor.web.access import Access
+from live_monitor.web.encoding import dumps
+from live_monitor.web.errors import ApiError
+from live_monitor.web.openapi import openapi
+
+# The dashboard page and static/ sit beside the package, in a checkout as in site-packages.
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = "live_execution_dashboard.html"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+# Own API paths whose calls are not recorded as self-monitoring: ingest, and the live stream
+# (one call that lasts as long as the dashboard stays open).
+NOT_SELF_MONITORED = (EVENTS_PATH, STREAM_PATH)
+
+bp = Blueprint("monitor", __name__)
+
+
+def _monitor() -> LiveExecutionMonitor:
+    monitor: LiveExecutionMonitor = current_app.extensions["live_monitor"]
+    return monitor
+
+
+def _settings() -> Mapping[str, Any]:
+    settings: Mapping[str, Any] = current_app.config["LIVE_MONITOR_SETTINGS"]
+    return settings
+
+
+@bp.record_once
+def _open_streams(state: BlueprintSetupState) -> None:
+    """Each open stream holds one of the server's threads: leave two for everything else."""
+    threads = state.app.config["LIVE_MONITOR_SETTINGS"]["threads"]
+    state.app.extensions["live_monitor.streams"] = threading.Semaphore(max(1, threads - 2))
+
+
+@bp.before_app_request
+def _guard() -> None:
+    g.started = time.perf_counter()
+    access: Access = current_app.extensions["live_monitor.access"]
+    access.check(request.method, request.path, request.host, request.headers.get)
+
+
+@bp.after_app_request
+def _after(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if response.mimetype == "text/html":
+        response.headers["Content-Security-Policy"] = CSP
+    if _settings()["self_monitor"] and _self_monitored(request.method, request.path):
+        _monitor().record(_own_call(response.status_code))
+    return response
+
+
+def _self_monitored(method: str, path: str) -> bool:
+    """The monitor's own API calls are recorded (tagged as its own traffic), but not ingest,
+    the live stream or CORS preflights."""
+    return is_own_path(path) and not path.startswith(NOT_SELF_MONITORED) and method != "OPTIONS"
+
+
+def _own_call(http_status: int) -> ExecutionEvent:
+    """The backend event of the API call being answered, tagged as the monitor's own traffic."""
+    return ExecutionEvent(
+        timestamp=time.time(),
+        service="backend",
+        component="http",
+        action=endpoint_key(request.method, request.path),
+        duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
+        status="error" if http_status >= 500 else "success",
+        details={"http_status": http_status, OWN_TRAFFIC_TAG: True},
+    )
+
+
+@bp.get("/")
+def dashboard() -> Response:
+    return send_from_directory(ROOT, DASHBOARD, mimetype="text/html", max_age=0)
+
+
+@bp.get("/api/openapi.json")
+def openapi_json() -> Response:
+    return jsonify(openapi())
+
+
+@bp.get("/health")
+def health() -> Response:
+    return jsonify(status="ok", monitoring=_monitor().monitoring)
+
+
+@bp.post(f"{API}/start")
+def start() -> Response:
+    started = _monitor().start()
+    return jsonify(status="started" if started else "already running", monitoring=True)
+
+
+@bp.post(f"{API}/stop")
+def stop() -> Response:
+    stopped = _monitor().stop()
+    return jsonify(status="stopped" if stopped else "not running", monitoring=False)
+
+
+@bp.get(f"{API}/status")
+def status() -> Response:
+    return jsonify(_monitor().status())
+
+
+@bp.get(f"{API}/data")
+def data() -> Response:
+    settings = _settings()
+    limit = _int_arg("limit", settings["recent_limit"], 0, settings["max_events"] * 2)
+    history = _int_arg("history", 300, 0, settings["history"])
+    include_self = _bool_arg("include_self", True)
+    return jsonify(_monitor().data(limit=limit, include_self=include_self, history=history))
+
+
+@bp.get(f"{API}/differences")
+def differences() -> Response:
+    monitor = _monitor()
+    found: list[dict[str, Any]] = msgspec.to_builtins(monitor.differences())
+    floor = request.args.get("min_severity")
+    if floor is not None:
+        if floor not in SEVERITIES:
+            raise ApiError(400, f"min_severity must be {', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}")
+        found = [d for d in found if severity_rank(d["severity"]) >= severity_rank(floor)]
+    return jsonify(differences=found, count=len(found), thresholds=monitor.thresholds.as_dict())
+
+
+@bp.get(f"{API}/config")
+def config() -> Response:
+    return jsonify(settings=public_view(_settings()), thresholds=_monitor().thresholds.as_dict())
+
+
+@bp.get(STREAM_PATH)
+def stream() -> Response:
+    streams: threading.Semaphore = current_app.extensions["live_monitor.streams"]
+    if not streams.acquire(blocking=False):
+        raise ApiError(503, "too many live streams open; poll /data instead", {"Retry-After": "5"})
+    response = Response(
+        _sse(_monitor()),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+    response.call_on_close(streams.release)  # also when the stream never starts (HEAD)
+    return response
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _bool_arg(name: str, default: bool) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError(400, f"{name} must be true or false")
+
+
+def _sse(monitor: LiveExecutionMonitor) -> Iterator[str]:
+    """Server-Sent Events: new events and the current differences after every tick."""
+    seq, tick = monitor.store.seq, -1
+    yield "retry: 2000\n\n"
+    while not monitor.draining:
+        wait = 15.0 if monitor.monitoring else monitor.settings["interval"]
+        new_tick = monitor.wait_for_tick(tick, wait)
+        seq, fresh = monitor.store.since(seq, 200)
+        if fresh:
+            yield f"event: events\ndata: {dumps([e.to_dict() for e in fresh])}\n\n"
+        ticked, tick = new_tick != tick, new_tick
+        if ticked:
+            yield f"event: differences\ndata: {dumps(monitor.differences())}\n\n"
+        if not fresh and not ticked:
+            yield ": keep-alive\n\n"
