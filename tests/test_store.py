@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from live_monitor.model import policy
 from live_monitor.model.comparator import summarize
 from live_monitor.model.events import ExecutionEvent
-from live_monitor.store import Store, policy
+from live_monitor.store import Store
 from live_monitor.store.memory import EventDeque, EventStore
 
 StoreMaker = Callable[..., Store]

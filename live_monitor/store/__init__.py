@@ -2,7 +2,7 @@
 
 ``Store`` is the one contract the core and the web layer use; ``make_store`` picks the
 implementation a ``--store`` value names. Both stores follow the batch policy of
-``live_monitor.store.policy``. The implementations are imported only when a store is made,
+``live_monitor.model.policy``. The implementations are imported only when a store is made,
 so importing this package stays light.
 """
 

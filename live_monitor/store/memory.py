@@ -12,9 +12,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from live_monitor.model import policy
 from live_monitor.model.events import ExecutionEvent, prepare_events
 from live_monitor.model.stats import PairStats
-from live_monitor.store import Store, policy
+from live_monitor.store import Store
 from live_monitor.vocabulary import SERVICES, is_own_traffic
 
 MAX_REASONS = 100

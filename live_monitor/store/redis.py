@@ -19,9 +19,10 @@ from typing import Any
 import msgspec
 import redis
 
+from live_monitor.model import policy
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.stats import Aggregate, LatencySketch, PairStats
-from live_monitor.store import StoreUnavailable, policy
+from live_monitor.store import StoreUnavailable
 from live_monitor.store.memory import by_side
 from live_monitor.vocabulary import SERVICES
 
