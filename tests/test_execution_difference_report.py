@@ -17,6 +17,7 @@ import pytest
 import execution_difference_report as report
 import generate_sample_logs
 import live_monitor.tools.report as building
+from live_monitor.model import policy
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 RANK = {"low": 1, "medium": 2, "high": 3}
@@ -311,13 +312,28 @@ def test_pending_trace_halves_are_bounded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Far-apart halves beyond the bound are forgotten (oldest first), so memory stays flat."""
-    monkeypatch.setattr(building, "MAX_PENDING_TRACES", 3)
+    monkeypatch.setattr(policy, "PENDING_MAX", 3)
     backend = [event("backend", "http", "GET /a", 10.0, seconds=i, trace_id=f"{i:032x}") for i in range(10)]
     frontend = [
         event("frontend", "api", "GET /a", 30.0, seconds=100 + i, trace_id=f"{9 - i:032x}") for i in range(10)
     ]  # newest request first: only the 3 newest backend halves are still pending
     rows = as_json(capsys, *files(tmp_path, backend, frontend))["summary"]["endpoints"]
     assert rows[0]["matched_requests"] == 3
+
+
+def test_the_report_pairs_by_the_live_monitors_rule_an_untimed_half_spoils_no_pair(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An untimed browser half of a trace is not offered to the join, so the timed one still
+    meets its server request, as in the live monitor's stores."""
+    trace = "ab" * 16
+    backend = [event("backend", "http", "GET /a", 10.0, seconds=0, trace_id=trace)]
+    frontend = [
+        event("frontend", "api", "GET /a", None, seconds=1, trace_id=trace),
+        event("frontend", "api", "GET /a", 30.0, seconds=2, trace_id=trace),
+    ]
+    rows = as_json(capsys, *files(tmp_path, backend, frontend))["summary"]["endpoints"]
+    assert rows[0]["matched_requests"] == 1
 
 
 # --- errors and usage ------------------------------------------------------------------------

@@ -155,7 +155,8 @@ def _figures(side):
 def test_batched_figures_equal_event_by_event_figures(clock):
     import random
 
-    from live_monitor.model.stats import PairStats, TraceJoiner
+    from live_monitor.model.policy import TraceJoin, pairable
+    from live_monitor.model.stats import PairStats
 
     rng = random.Random(7)
     events = []
@@ -181,13 +182,11 @@ def test_batched_figures_equal_event_by_event_figures(clock):
         at += size
     batched = store.window_stats()
 
-    expected, joiner = PairStats(), TraceJoiner(20_000)
-    for e in events:
+    expected, join = PairStats(), TraceJoin()
+    for e in events:  # one at a time
         expected.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, clock())
-        if e.trace_id and e.endpoint is not None and e.duration_ms is not None:  # policy.pairable
-            gap = joiner.offer(e.trace_id, e.service, e.endpoint, e.duration_ms)
-            if gap is not None:
-                expected.add_gap(e.endpoint, gap)
+        for endpoint, gap in join.offer(pairable([e]), clock()):
+            expected.add_gap(endpoint, gap)
     for side in ("backend", "frontend"):
         assert _figures(batched.side(side)) == _figures(expected.side(side))
     assert sorted(batched.trace_gaps) == sorted(expected.trace_gaps)

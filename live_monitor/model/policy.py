@@ -19,11 +19,10 @@ in Lua for Redis (``JOIN_SCRIPT``, atomic across processes); a change of it is a
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from live_monitor.model.events import ExecutionEvent
-from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES, is_own_traffic
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES, Service, is_own_traffic
 
 PENDING_MAX = 20_000  # unpaired halves that wait at most; the oldest are dropped first
 PENDING_TTL_S = 600.0  # seconds an unpaired half waits for its other half at most
@@ -31,16 +30,36 @@ PENDING_TTL_S = 600.0  # seconds an unpaired half waits for its other half at mo
 _SIDE = {service[0]: service for service in SERVICES}
 
 
+class Traced(Protocol):
+    """What the policy reads of an event: the monitor's ``ExecutionEvent`` and the tools' ``Event``."""
+
+    @property
+    def service(self) -> Service: ...
+    @property
+    def component(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def duration_ms(self) -> float | None: ...
+    @property
+    def details(self) -> Mapping[str, Any] | None: ...
+
+    trace_id: str | None  # a pair's second half is given the first half's string
+
+
+E = TypeVar("E", bound=Traced)
+
+
 # Both rules below run on every stored event, so they are written for batches: one comprehension
 # each, with the cheap tests first (an event without details is never own traffic).
 
 
-def counted(events: Iterable[ExecutionEvent]) -> list[ExecutionEvent]:
+def counted(events: Iterable[E]) -> list[E]:
     """The events of a batch that count in the figures, in order: all but the monitor's own traffic."""
     return [e for e in events if not (e.details and is_own_traffic(e.details))]
 
 
-def pairable(events: Iterable[ExecutionEvent]) -> list[ExecutionEvent]:
+def pairable(events: Iterable[E]) -> list[E]:
     """The events of a batch offered to the trace joiner, in order: counted, timed endpoint
     events with a trace id."""
     return [
@@ -63,7 +82,7 @@ class Half(NamedTuple):
     trace_id: str
 
     @classmethod
-    def of(cls, event: ExecutionEvent, at: float) -> Half:
+    def of(cls, event: Traced, at: float) -> Half:
         """The half a ``pairable`` event leaves waiting."""
         # tuple.__new__ skips the generated __new__: this runs for every offered event.
         return tuple.__new__(cls, (event.service, at, event.duration_ms, event.action, event.trace_id))
@@ -84,7 +103,7 @@ def meets(waiting: Half | None, service: str, now: float) -> bool:
     return waiting is not None and waiting.service != service and now - waiting.at <= PENDING_TTL_S
 
 
-def gap(event: ExecutionEvent, waiting: Half) -> float | None:
+def gap(event: Traced, waiting: Half) -> float | None:
     """The browser-minus-server milliseconds of a pair, or None when the halves are different calls."""
     if waiting.endpoint != event.action or event.duration_ms is None:
         return None
@@ -109,7 +128,7 @@ class TraceJoin:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def offer(self, events: list[ExecutionEvent], now: float) -> list[tuple[str, float]]:
+    def offer(self, events: list[E], now: float) -> list[tuple[str, float]]:
         """Offer ``pairable`` events that arrived at ``now``, in order; (endpoint, gap) per pair.
 
         A completed pair's second half is given the first half's trace-id string, so the two

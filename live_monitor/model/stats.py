@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
-from types import SimpleNamespace
 from typing import Any, Final, Generic, TypeVar
 
 from live_monitor.vocabulary import ENDPOINT_COMPONENTS, Service
@@ -315,58 +313,6 @@ class Aggregate:
         if minutes is not None:
             out["per_minute"] = _round(self.count / minutes if minutes > 0 else None)
         return out
-
-
-class TraceJoiner:
-    """Pairs a request's backend and frontend halves by trace id, in bounded memory.
-
-    ``offer`` keeps an unmatched half (``limit`` of them, oldest dropped first) and, when
-    the other half of the same endpoint arrives, returns the browser-minus-server gap.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        # trace id -> (service, endpoint, duration, the trace-id string) of the unmatched half,
-        # oldest first: not the event itself, which would keep its details alive after the
-        # store dropped it. A plain dict (45 B an entry less than an OrderedDict) lets up to a
-        # quarter more wait before the oldest are dropped in one go.
-        self._pending: dict[str, tuple[str, str, float | None, str]] = {}
-        self._slack = limit // 4
-
-    def offer(self, trace: str, service: str, key: str, duration_ms: float | None) -> float | None:
-        """Record one half; the gap in ms when it completes a pair, else None."""
-        half = SimpleNamespace(trace_id=trace, service=service, action=key, duration_ms=duration_ms)
-        gaps = self.offer_events([half])
-        return gaps[0][1] if gaps else None
-
-    def offer_events(self, events: list[Any]) -> list[tuple[str, float]]:
-        """Offer endpoint events (``ExecutionEvent`` with a trace id) in order; (endpoint, gap) per pair.
-
-        A completed pair's second half is given the first half's trace-id string, so the
-        two stored events share one copy of it.
-        """
-        pending, limit = self._pending, self.limit
-        gaps = []
-        for event in events:
-            trace, service, key, ms = event.trace_id, event.service, event.action, event.duration_ms
-            other = pending.pop(trace, None)
-            if other is None or other[0] == service:
-                pending[trace] = (service, key, ms, trace)
-                if len(pending) > limit:
-                    pending = self._trim()
-                continue
-            event.trace_id = other[3]
-            other_ms = other[2]
-            if other[1] == key and other_ms is not None and ms is not None:
-                gaps.append((key, ms - other_ms if service == "frontend" else other_ms - ms))
-        return gaps
-
-    def _trim(self) -> dict[str, tuple[str, str, float | None, str]]:
-        """Past the limit and its slack, keep only the newest ``limit`` halves."""
-        pending = self._pending
-        if len(pending) > self.limit + self._slack:
-            self._pending = pending = dict(islice(pending.items(), len(pending) - self.limit, None))
-        return pending
 
 
 @dataclass

@@ -124,6 +124,7 @@ class Event:
     is_error: bool
     trace_id: str | None
     where: str
+    details: dict[str, Any] | None = None
 
 
 def iter_records(path: str | Path, on_read: Callable[[int], None] | None = None) -> Iterator[tuple[str, Any]]:
@@ -274,6 +275,7 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
         status == "error" or level_error,
         trace if isinstance(trace, str) and trace else None,
         where,
+        details if isinstance(details := record.get("details"), dict) else None,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import sys
 import urllib.error
 import urllib.parse
@@ -21,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from live_monitor.model import policy
 from live_monitor.model.comparator import (
     Thresholds,
     compare,
@@ -28,14 +30,13 @@ from live_monitor.model.comparator import (
     endpoint_rows,
     summarize,
 )
-from live_monitor.model.stats import PairStats, TraceJoiner
+from live_monitor.model.stats import PairStats
 from live_monitor.tools.files import BadRecord, Event, InputError, decode_json, iter_records, to_event
-from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, Service, is_own_traffic
+from live_monitor.vocabulary import API, Service
 
 __all__ = ["InputError", "build_stats", "load_thresholds", "report_from_files", "report_from_monitor"]
 
 DEFAULT_URL = "http://localhost:5001"
-MAX_PENDING_TRACES = 200_000
 PROGRESS_EVERY = 100_000
 
 
@@ -54,11 +55,8 @@ def _read(path: Path, side: Service) -> Iterator[Event]:
             event = to_event(record, where, side)
         except ValueError as exc:
             raise InputError(f"{where}: {exc}") from None
-        if event is None or event.service != side:
-            continue
-        details = record.get("details")
-        if isinstance(details, dict) and is_own_traffic(details):
-            continue  # the monitor's own requests in a saved /data export are not the app's
+        if event is None or event.service != side or not policy.counted([event]):
+            continue  # the other side's, or the monitor's own requests in a saved /data export
         kept += 1
         yield event
     if not kept:
@@ -72,26 +70,24 @@ def build_stats(
 ) -> PairStats:
     """Stream the files once into the monitor's aggregates, joining requests by trace id.
 
-    Files are merged by timestamp so a request's two halves meet soon after each other,
-    and the pending halves are bounded, so memory stays flat whatever the file sizes.
+    Files are merged by timestamp so a request's two halves meet soon after each other; they
+    pair by the live monitor's rule (``policy``), time read from the events, and the halves
+    waiting are bounded, so memory stays flat whatever the file sizes.
     """
     pair = PairStats()
-    joiner = TraceJoiner(MAX_PENDING_TRACES)
+    join = policy.TraceJoin()
     seen = {"backend": 0, "frontend": 0}
     merged = heapq.merge(*(_read(path, side) for path, side in sources), key=attrgetter("ts"))
     for e in merged:
         pair.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, e.ts)
         seen[e.service] += 1
-        if e.trace_id is not None and e.component == ENDPOINT_COMPONENTS[e.service]:
-            gap = joiner.offer(e.trace_id, e.service, e.action, e.duration_ms)
-            if gap is not None:
-                pair.add_gap(e.action, gap)
+        for endpoint, gap in join.offer(policy.pairable([e]), e.ts):
+            pair.add_gap(endpoint, gap)
         if progress is not None and (seen["backend"] + seen["frontend"]) % PROGRESS_EVERY == 0:
             progress(seen)
     for side in (pair.backend, pair.frontend):
-        first, last = side.total.first_ts, side.total.last_ts
-        span = (last - first) / 60 if first is not None and last is not None else 0.0
-        side.minutes = max(span, 1.0)
+        last = side.total.last_ts or 0.0  # files have no "now": a side's figures end at its last event
+        side.minutes = policy.window_minutes(last, side.total.first_ts, math.inf, 60.0)
     return pair
 
 
