@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from live_execution_monitor import create_app
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.stats import MAX_KEYS, OTHER, LatencySketch
-from live_monitor.web.metrics import DURATION_BOUNDS_MS, cumulative_buckets, register
+from live_monitor.web.metrics import DURATION_BOUNDS_MS, cumulative_buckets
 
 API = "/api/live-execution"
 KEY = "GET /api/orders/:id"
@@ -28,7 +28,6 @@ def make_app():
 
     def build(settings=None, monitor=None):
         app = create_app({"self_monitor": False, **(settings or {})}, monitor)
-        register(app, app.extensions["live_monitor"])
         apps.append(app)
         return app
 

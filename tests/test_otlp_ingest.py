@@ -18,8 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from waitress.server import create_server
 
 from live_execution_monitor import create_app
-from live_monitor.web import metrics as monitor_metrics
-from live_monitor.web import otlp as otlp_ingest
 
 API = "/api/live-execution"
 KEY = "GET /api/orders/:id"
@@ -30,14 +28,11 @@ SERVER, CLIENT, INTERNAL, PRODUCER = 2, 3, 1, 4
 
 @pytest.fixture
 def make_app():
-    """Build monitor apps with /v1/traces (and /metrics, for the span counters) registered."""
+    """Build monitor apps (their /v1/traces, and /metrics for the span counters)."""
     apps = []
 
     def build(settings=None):
         app = create_app({"self_monitor": False, **(settings or {})})
-        monitor = app.extensions["live_monitor"]
-        otlp_ingest.register(app, monitor)
-        monitor_metrics.register(app, monitor)
         apps.append(app)
         return app
 

@@ -184,3 +184,14 @@ def test_otlp_is_refused_by_the_same_load_and_shutdown_rules_as_ingest(app):
     for path, body in ((EVENTS_PATH, [EVENT]), (OTLP_TRACES_PATH, export)):
         response = client.post(path, json=body)
         assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize("path", [f"{API}/status", "/metrics", f"{API}/config"])
+def test_every_route_refusing_credentials_names_the_bearer_scheme(path: str) -> None:
+    """The REST API and /metrics refuse a caller by the same rule and the same answer, with the
+    WWW-Authenticate header RFC 9110 asks of a 401."""
+    app = create_app({"token": "s3cret", "self_monitor": False})
+    refused = app.test_client().get(path)
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+    assert refused.get_json() == {"error": "missing or wrong credentials: send Authorization: Bearer <token>"}
+    assert app.test_client().get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200

@@ -77,7 +77,11 @@ class Access:
         if origin and method != "GET" and not self.origin_allowed(origin):
             raise ApiError(403, f"origin {origin} is not allowed (see --cors-origins)")
         if not self.credentials_ok(header, ingest=ingest):
-            raise ApiError(401, "missing or wrong credentials: send Authorization: Bearer <token>")
+            raise ApiError(
+                401,
+                "missing or wrong credentials: send Authorization: Bearer <token>",
+                {"WWW-Authenticate": "Bearer"},  # RFC 9110: a 401 names the scheme it wants
+            )
 
     def check_load(self, config: Mapping[str, Any]) -> None:
         """Refuse data with 503 while the server's queue is too long (see ``overloaded``)."""

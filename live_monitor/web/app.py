@@ -11,11 +11,9 @@ from werkzeug.routing import Rule
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import defaults
-from live_monitor.vocabulary import API, EVENTS_PATH
-from live_monitor.web import metrics as monitor_metrics
-from live_monitor.web import otlp as otlp_ingest
+from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_TRACES_PATH
+from live_monitor.web import api, metrics, otlp
 from live_monitor.web.access import Access
-from live_monitor.web.api import ROOT, bp
 from live_monitor.web.encoding import JSONProvider
 from live_monitor.web.errors import error_answer
 from live_monitor.web.ingest import IngestApp
@@ -30,7 +28,7 @@ def create_app(
 ) -> Flask:
     """Build the monitor's Flask app; every call gives an independent app and monitor."""
     settings = {**(monitor.settings if monitor is not None else defaults()), **(settings or {})}
-    app = Flask(__name__, static_folder=str(ROOT / "static"), static_url_path="/static")
+    app = Flask(__name__, static_folder=str(api.ROOT / "static"), static_url_path="/static")
     app.json = JSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings["max_body_bytes"]
     app.config["LIVE_MONITOR_SETTINGS"] = settings
@@ -39,12 +37,11 @@ def create_app(
     app.extensions["live_monitor"] = monitor
     app.extensions["live_monitor.access"] = access
     app.register_error_handler(Exception, _json_error)
-    app.register_blueprint(bp)
-    monitor_metrics.register(app, monitor, access)
-    otlp_ingest.register(app, monitor, access)
+    for blueprint in (api.bp, otlp.bp, metrics.bp):
+        app.register_blueprint(blueprint)
     CORS(
         app,
-        resources={f"{API}/*": {"origins": access.origins}},
+        resources={f"{API}/*": {"origins": access.origins}, OTLP_TRACES_PATH: {"origins": access.origins}},
         supports_credentials=False,
         allow_headers=CORS_HEADERS,
         max_age=600,

@@ -15,7 +15,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
-from flask import Flask, Response, request
+from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -32,7 +33,7 @@ from live_monitor.model.stats import LatencySketch, SideStats
 from live_monitor.vocabulary import DIFFERENCE_TYPES, SERVICES, SEVERITIES
 from live_monitor.web.access import Access
 
-__all__ = ["DURATION_BOUNDS_MS", "MonitorCollector", "cumulative_buckets", "register"]
+__all__ = ["DURATION_BOUNDS_MS", "MonitorCollector", "cumulative_buckets", "bp"]
 
 DURATION_BOUNDS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 PREFIX = "live_monitor"
@@ -272,33 +273,30 @@ def _gauge(name: str, documentation: str, labels: list[str], value: float | None
     return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
 
 
-def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = None) -> None:
-    """Add ``GET /metrics`` to an app built by ``create_app``; a second call does nothing.
+bp = Blueprint("metrics", __name__)
 
-    With a token set (``--token``), a scrape needs ``Authorization: Bearer <token>``
-    (Prometheus: ``authorization: {credentials: ...}`` in the scrape config).
-    """
-    if "live_monitor.web.metrics" in app.extensions:
-        return
+
+@bp.record_once
+def _registry(state: BlueprintSetupState) -> None:
+    """Each app gets its own registry: its monitor's figures, OTLP counters and the process's."""
+    app = state.app
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(MonitorCollector(monitor, spans=lambda: app.extensions.get("live_monitor.web.otlp")))
+    spans = lambda: app.extensions.get("live_monitor.otlp")  # noqa: E731
+    registry.register(MonitorCollector(app.extensions["live_monitor"], spans=spans))
     ProcessCollector(registry=registry)
-    app.extensions["live_monitor.web.metrics"] = registry
-    access = access or Access(monitor.settings, monitor)
+    app.extensions["live_monitor.metrics"] = registry
 
-    @app.get("/metrics")
-    def metrics() -> Response:
-        if not access.credentials_ok(request.headers.get):
-            return Response(
-                '{"error": "missing or wrong credentials: send Authorization: Bearer <token>"}',
-                status=401,
-                mimetype="application/json",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(registry)
-        headers = {"Cache-Control": "no-store", "Vary": "Accept, Accept-Encoding"}
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            body = gzip.compress(body, compresslevel=5)
-            headers["Content-Encoding"] = "gzip"
-        return Response(body, status=200, content_type=content_type, headers=headers)
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """The Prometheus exposition. With a token set (``--token``), a scrape needs
+    ``Authorization: Bearer <token>`` (Prometheus: ``authorization: {credentials: ...}``)."""
+    access: Access = current_app.extensions["live_monitor.access"]
+    access.check_caller(request.headers.get, method="GET")
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encoder(current_app.extensions["live_monitor.metrics"])
+    headers = {"Cache-Control": "no-store", "Vary": "Accept, Accept-Encoding"}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = gzip.compress(body, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, status=200, content_type=content_type, headers=headers)

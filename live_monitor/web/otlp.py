@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from flask import Flask, Response, request
-from flask_cors import cross_origin
+from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
 
 from backend_logging_config import normalize_route
 from live_monitor.core.monitor import LiveExecutionMonitor
@@ -37,7 +37,7 @@ from live_monitor.web.access import Access
 from live_monitor.web.bodies import read_request_body
 from live_monitor.web.errors import ApiError
 
-__all__ = ["OtlpError", "OtlpReceiver", "SpanBatch", "register", "spans_to_events"]
+__all__ = ["OtlpError", "OtlpReceiver", "SpanBatch", "bp", "spans_to_events"]
 
 SIDES = {2: ("backend", "http"), 3: ("frontend", "api")}
 KINDS = {
@@ -431,44 +431,39 @@ def _error(exc: ApiError, protobuf: bool) -> Response:
     return Response(msgspec.json.encode(body), exc.status, mimetype="application/json", headers=headers)
 
 
-def register(app: Flask, monitor: LiveExecutionMonitor, access: Access | None = None) -> None:
-    """Add ``POST /v1/traces`` to an app built by ``create_app``; a second call does nothing.
+bp = Blueprint("otlp", __name__)
 
-    The rules of ``/events`` apply: with a token set the sender needs
+
+@bp.record_once
+def _receiver(state: BlueprintSetupState) -> None:
+    """Each app counts its own exports and spans (``/status`` and ``/metrics`` read them)."""
+    state.app.extensions["live_monitor.otlp"] = OtlpReceiver()
+
+
+@bp.post(OTLP_TRACES_PATH)
+def otlp_traces() -> Response:
+    """OTLP/HTTP traces in. The rules of ``/events`` apply: with a token set the sender needs
     ``Authorization: Bearer <token>`` (or ``X-Ingest-Key`` when an ingest key is set), a
     browser's Origin must be allowed by ``--cors-origins``, and bodies are capped at
-    ``--max-body-bytes`` after decompression.
-    """
-    if "live_monitor.web.otlp" in app.extensions:
-        return
-    receiver = OtlpReceiver()
-    app.extensions["live_monitor.web.otlp"] = receiver
-    access = access or Access(monitor.settings, monitor)
-    limit = int(app.config.get("MAX_CONTENT_LENGTH") or monitor.settings["max_body_bytes"])
-
-    @app.post(OTLP_TRACES_PATH)
-    @cross_origin(
-        origins=access.origins,
-        methods=["POST"],
-        allow_headers=["Content-Type", "Authorization", "X-Ingest-Key", "Content-Encoding"],
-        supports_credentials=False,
-        max_age=600,
-    )
-    def otlp_traces() -> Response:
-        protobuf = request.mimetype == "application/x-protobuf"
-        try:
-            access.check_caller(request.headers.get, method="POST", ingest=True)
-            access.check_load(app.config)
-            if request.mimetype not in ("application/json", "application/x-protobuf"):
-                raise OtlpError(415, "send OTLP as application/json or application/x-protobuf (OTLP/HTTP)")
-            batch = spans_to_events(_decode(read_request_body(limit), protobuf))
-        except ApiError as exc:
-            if exc.status == 400:
-                monitor.store.reject(["otlp: malformed export request"])
-            return _error(exc, protobuf)
-        if batch.events:
-            monitor.accept(batch.events)
-        if batch.rejected:
-            monitor.store.reject(f"otlp: {reason}" for reason in batch.rejected)
-        receiver.count(batch)
-        return _answer(batch, protobuf)
+    ``--max-body-bytes`` after decompression. CORS is answered by the app's CORS rules."""
+    monitor: LiveExecutionMonitor = current_app.extensions["live_monitor"]
+    access: Access = current_app.extensions["live_monitor.access"]
+    protobuf = request.mimetype == "application/x-protobuf"
+    try:
+        access.check_caller(request.headers.get, method="POST", ingest=True)
+        access.check_load(current_app.config)
+        if request.mimetype not in ("application/json", "application/x-protobuf"):
+            raise OtlpError(415, "send OTLP as application/json or application/x-protobuf (OTLP/HTTP)")
+        batch = spans_to_events(
+            _decode(read_request_body(current_app.config["MAX_CONTENT_LENGTH"]), protobuf)
+        )
+    except ApiError as exc:
+        if exc.status == 400:
+            monitor.store.reject(["otlp: malformed export request"])
+        return _error(exc, protobuf)
+    if batch.events:
+        monitor.accept(batch.events)
+    if batch.rejected:
+        monitor.store.reject(f"otlp: {reason}" for reason in batch.rejected)
+    current_app.extensions["live_monitor.otlp"].count(batch)
+    return _answer(batch, protobuf)
