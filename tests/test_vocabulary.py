@@ -161,3 +161,17 @@ def test_the_dashboard_reads_the_own_traffic_tag_the_server_writes(client):
     own = [e for e in recent if e["action"] == f"GET {API}/status"]
     assert own and all(e["details"].get(OWN_TRAFFIC_TAG) is True for e in own)
     assert all(vocabulary.is_own_traffic(e["details"]) for e in own)
+
+
+def test_the_clients_post_to_the_api_path_the_monitor_serves():
+    """The copyable backend file, the browser logger and the dashboard each write the API path
+    themselves (they cannot import the package): each must be the vocabulary's."""
+    import backend_logging_config
+
+    root = STATIC.parent
+    assert backend_logging_config.MONITOR_BASE_PATH == API
+    assert backend_logging_config.EVENTS_PATH == vocabulary.EVENTS_PATH
+    logger = (root / "frontend_logging_config.ts").read_text()
+    assert re.search(r'^const INGEST_PATH = "([^"]+)";$', logger, re.M)[1] == vocabulary.EVENTS_PATH  # type: ignore[index]
+    dashboard = (STATIC / "dashboard.js").read_text()
+    assert re.search(r'const API_PATH = "([^"]+)";', dashboard)[1] == API  # type: ignore[index]

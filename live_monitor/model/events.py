@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import msgspec
 
 from live_monitor import vocabulary
-from live_monitor.vocabulary import is_own_traffic
+from live_monitor.vocabulary import Service, Status, is_own_traffic
 
 __all__ = [
     "ExecutionEvent",
@@ -33,8 +33,6 @@ MAX_DETAILS_BYTES = 8 * 1024
 MAX_BATCH_EVENTS = 1000
 FILTERED = "[Filtered]"
 
-Service = Literal["backend", "frontend"]
-Status = Literal["success", "error"]
 Component = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Action = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Duration = Annotated[float, msgspec.Meta(ge=0, le=1e10)]

@@ -16,6 +16,7 @@ from pathlib import Path
 import msgspec
 
 from live_monitor.model.events import ExecutionEvent, event_problem
+from live_monitor.vocabulary import SERVICES
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
 _encoder = msgspec.json.Encoder()
@@ -118,7 +119,7 @@ class EventJournal:
                 self._appended = 0
 
     def _trim(self) -> None:
-        for service in ("backend", "frontend"):
+        for service in SERVICES:
             self._db.execute(
                 "DELETE FROM events WHERE service = ? AND id <= "
                 "(SELECT id FROM events WHERE service = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
@@ -135,7 +136,7 @@ class EventJournal:
         skipped: list[str] = []
         with self._lock:
             try:
-                for service in ("backend", "frontend"):
+                for service in SERVICES:
                     cursor = self._db.execute(
                         "SELECT id, body FROM events WHERE service = ? ORDER BY id DESC LIMIT ?",
                         (service, self.keep),
