@@ -1,6 +1,6 @@
 /** The browser logger's public types, and the hooks its capture modules get from the monitor. */
 
-/** One event as the monitor's ingest endpoint expects it (DESIGN.md, ExecutionEvent). */
+/** One event as the monitor's ingest endpoint expects it (the README's event schema). */
 export interface ExecutionEvent {
   timestamp: string;
   service: string;

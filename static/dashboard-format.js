@@ -101,7 +101,7 @@
 
   const times = (x) => (x >= 10 ? int : two).format(x);
 
-  /** One sentence on the service-wide picture, like the seed's "Performance Ratio" line: the
+  /** One sentence on the service-wide picture, like the README's "Performance Ratio" line: the
    * same API calls seen from both sides when both have timed ones (what the "Execution
    * differences" card compares too), else every timed event of each side. */
   function verdict(be, fe) {

@@ -275,7 +275,7 @@ def tab(dashboard_browser: Browser) -> Iterator[Tab]:
 
 
 def orders_batch(count: int = 20) -> list[dict[str, Any]]:
-    """The seed's example: backend calls at 125 ms, the same calls seen at 75 ms in the browser."""
+    """The README's example: backend calls at 125 ms, the same calls seen at 75 ms in the browser."""
     be = [event("backend", "http", "GET /api/orders/:id", 125.0, http_status=200) for _ in range(count)]
     fe = [event("frontend", "api", "GET /api/orders/:id", 75.0, http_status=200) for _ in range(count)]
     return be + fe

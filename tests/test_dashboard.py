@@ -283,7 +283,7 @@ SYSTEM_FIELDS += ["net_sent_bytes_per_s", "net_recv_bytes_per_s"]
 
 
 def seed_sample(real: dict[str, Any], uptime: float, points: int) -> dict[str, Any]:
-    """A real /data answer carrying the seed README's sample figures and long histories."""
+    """A real /data answer carrying the README's sample figures and long histories."""
     data = copy.deepcopy(real)
     for side, (total, avg, p95, success, per_minute) in SEED_SIDES.items():
         data[side].update(total_events=total, window_events=total, avg_duration_ms=avg, p95_duration_ms=p95)

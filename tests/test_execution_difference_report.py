@@ -1,4 +1,4 @@
-"""The report CLI: the seed's examples, the three formats, exit codes, errors and detection."""
+"""The report CLI: the README's examples, the three formats, exit codes, errors and detection."""
 
 from __future__ import annotations
 
@@ -60,14 +60,14 @@ def files(tmp_path: Path, backend: list[dict[str, Any]], frontend: list[dict[str
 
 
 def activity_example(tmp_path: Path) -> list[str]:
-    """The seed's activity example: 15 backend vs 25 frontend events in the same minute."""
+    """The README's activity example: 15 backend vs 25 frontend events in the same minute."""
     backend = [event("backend", "worker", "sync", 50.0, seconds=i) for i in range(15)]
     frontend = [event("frontend", "render", "Cart", 50.0, seconds=i) for i in range(25)]
     return files(tmp_path, backend, frontend)
 
 
 def performance_example(tmp_path: Path) -> list[str]:
-    """The seed's performance example: backend average 125 ms, frontend 75 ms, 20 timed events each."""
+    """The README's performance example: backend average 125 ms, frontend 75 ms, 20 timed events each."""
     backend = [event("backend", "worker", "sync", 100.0 + 50.0 * (i % 2), seconds=i) for i in range(20)]
     frontend = [event("frontend", "render", "Cart", 50.0 + 50.0 * (i % 2), seconds=i) for i in range(20)]
     return files(tmp_path, backend, frontend)
@@ -90,7 +90,7 @@ def check_difference_shape(diff: dict[str, Any]) -> None:
     assert isinstance(diff["message"], str) and diff["message"]
 
 
-# --- the seed's examples ------------------------------------------------------------------
+# --- the README's examples ----------------------------------------------------------------
 
 
 def test_seed_activity_example_is_medium(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -189,7 +189,7 @@ def test_the_differences_gauge_counts_what_differences_reports(make_app):
     batch = [event("backend", 125) for _ in range(15)] + [event("frontend", 75) for _ in range(25)]
     client.post(f"{API}/events", json=batch)
     found = client.get(f"{API}/differences").json["differences"]
-    assert found, "the seed's example must produce differences"
+    assert found, "the README's example must produce differences"
     samples = scrape(client)
     for kind in ("activity", "performance", "error_rate", "pattern"):
         for severity in ("low", "medium", "high"):

@@ -126,7 +126,7 @@ def test_a_status_code_sent_as_any_number_or_a_numeric_string_is_read(make_app, 
     ],
 )
 def test_a_client_call_with_status_0_got_no_response_and_is_stored_as_an_error(make_app, value, name):
-    """The browser instrumentations send status 0 for a network or CORS error (DESIGN.md)."""
+    """The browser instrumentations send status 0 for a network or CORS error: a call that got no answer."""
     client = make_app().test_client()
     call = {**status_span(value, name), "kind": CLIENT}
     assert post(client, export(call)).json == {}

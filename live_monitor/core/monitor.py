@@ -33,7 +33,7 @@ __all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
 class LiveExecutionMonitor:
     """Collects both sides' events and system samples and says where the two differ.
 
-    ``backend_events`` and ``frontend_events`` behave like the seed's deques, but an
+    ``backend_events`` and ``frontend_events`` behave like the deques the README's integration example appends to, but an
     ``append`` goes through the store, so such an event counts in every figure.
     """
 

@@ -376,7 +376,7 @@ def origins_problem(value: str) -> str | None:
 
 
 def _glob(origin: str) -> str:
-    """``http://localhost:*`` (DESIGN.md's notation) as an anchored pattern; others as given."""
+    """``http://localhost:*`` (the README's notation) as an anchored pattern; others as given."""
     if origin.endswith(":*") and "://" in origin:
         return "^" + re.escape(origin[:-2]) + r"(:\d+)?$"
     return origin

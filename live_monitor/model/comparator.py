@@ -1,7 +1,7 @@
 """The comparator: where the backend and the frontend differ, as ``Difference`` values.
 
 A pure function over two sides' statistics and a set of thresholds, shared by the live
-monitor and the report CLI. Service scope compares whole services (the seed's figures);
+monitor and the report CLI. Service scope compares whole services (the README's "Sample Output" figures);
 endpoint scope compares the same endpoint key seen from the browser and from the server.
 """
 
@@ -295,7 +295,7 @@ def _like_with_like(stats: PairStats, t: Thresholds) -> tuple[LatencySketch, Lat
 
     A page load or a render is not comparable with a database query, so once both sides
     have timed endpoint events, backend http requests are compared with browser api calls;
-    otherwise every timed event of each side (the seed's whole-service averages).
+    otherwise every timed event of each side (the README's whole-service averages).
     """
     be_api, fe_api = stats.backend.api.timed, stats.frontend.api.timed
     if be_api.count >= t.min_samples and fe_api.count >= t.min_samples:

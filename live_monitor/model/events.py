@@ -67,7 +67,7 @@ def _utc_now() -> datetime:
 
 
 class _ValidatedOnConstruction(msgspec.StructMeta):
-    """Checks events built in Python (the seed's keyword constructor) as decoding would.
+    """Checks events built in Python (the README's keyword constructor) as decoding would.
 
     Decoding does not call the metaclass, so a batch is checked once as a whole in
     ``decode_batch`` instead of event by event: that is what makes ingest cheap.
@@ -80,7 +80,7 @@ class _ValidatedOnConstruction(msgspec.StructMeta):
 
 
 class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_ValidatedOnConstruction):
-    """One execution event, as in DESIGN.md; the seed's keyword constructor works as is.
+    """One execution event, as the README's event schema has it; its keyword constructor works as is.
 
     ``timestamp`` may be given as an ISO 8601 string (no zone means UTC), epoch seconds or a
     datetime; it is kept as an aware datetime and written out as ISO 8601.

@@ -291,7 +291,7 @@ def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Ite
 
 
 class EventDeque:
-    """The seed's ``monitor.backend_events``: a deque-like view whose appends go through the store.
+    """The README's ``monitor.backend_events``: a deque-like view whose appends go through the store.
 
     ``monitor.backend_events.append(event)`` therefore counts in every figure.
     """

@@ -95,7 +95,7 @@ def _rate(value: Any) -> str:
 
 
 def _seed_lines(diff: dict[str, Any]) -> list[str]:
-    """The seed README's block: a title, both sides' figures, the difference, the severity."""
+    """The README's "Sample Output" block: a title, both sides' figures, the difference, the severity."""
     be, fe, kind = diff["backend"], diff["frontend"], diff["type"]
     if kind == "activity":
         unit = "events" if diff.get("key") is None else "calls"

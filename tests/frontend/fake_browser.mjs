@@ -234,7 +234,7 @@ export async function waitFor(predicate, { timeoutMs = 3000, what = "condition" 
   }
 }
 
-/** Checks an event against DESIGN.md's ExecutionEvent schema. */
+/** Checks an event against the README's ExecutionEvent schema. */
 export function assertExecutionEvent(assert, event) {
   assert.ok(
     !Number.isNaN(Date.parse(event.timestamp)) && event.timestamp.endsWith("Z"),
