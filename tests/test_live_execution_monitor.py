@@ -9,10 +9,10 @@ import time
 
 import pytest
 import requests
-from conftest import ev
 
 import live_execution_monitor as lem
 from live_execution_monitor import create_app, main
+from tests.helpers import ev
 
 API = "/api/live-execution"
 

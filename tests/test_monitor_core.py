@@ -3,9 +3,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from conftest import FakeReader, reading
-
 from live_execution_monitor import ExecutionEvent, LiveExecutionMonitor
+from tests.helpers import FakeReader, reading
 
 
 def make_monitor(clock, **settings):

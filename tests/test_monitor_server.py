@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 BATCH = json.dumps(
     [{"service": "frontend", "component": "api", "action": "GET /api/items/:id", "duration_ms": 20.0}] * 50

@@ -14,7 +14,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import run_monitor
+
+from tests.helpers import run_monitor
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

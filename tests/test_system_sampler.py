@@ -3,9 +3,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import FakeClock, FakeReader, reading
 
 from live_monitor.core.sampler import PsutilReader, SystemSampler
+from tests.helpers import FakeClock, FakeReader, reading
 
 
 def test_rates_come_from_counter_deltas(clock: FakeClock):
