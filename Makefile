@@ -33,10 +33,11 @@ system-packages: ## Make sure Debian's Chromium and redis-server are there for t
 bench-packages: system-packages ## The same, and wrk (the benchmark's load generator)
 	$(call need-debian,wrk:wrk)
 
-lint: ## ruff (lint and format), mypy, tsc --noEmit (strict)
+lint: ## ruff (lint and format), mypy, the package's layers (import-linter), tsc --noEmit (strict)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy .
+	lint-imports
 	$(NPM) run typecheck
 
 test-python: ## The Python test suite
