@@ -6,6 +6,7 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -256,7 +257,7 @@ def test_chunked_oversized_body_is_refused_by_the_real_server(start_monitor):
 def test_server_sent_events_stream_through_the_real_server(start_monitor):
     with start_monitor("--no-self-monitor", "--interval", "0.2") as server:
         requests.post(f"{server.api}/start")
-        got: list[str] = []
+        got: list[Any] = []  # iter_lines(decode_unicode=True) is typed str | bytes
         with requests.get(f"{server.api}/stream", stream=True, timeout=10) as stream:
             threading.Timer(
                 0.3, lambda: requests.post(f"{server.api}/events", json=[ev(action="GET /streamed")])

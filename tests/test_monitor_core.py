@@ -188,7 +188,7 @@ def test_status_and_data_read_the_shared_monitoring_state_once_each(clock):
     monitor.start()
     reads = []
     real = monitor.store.monitoring_state
-    monitor.store.monitoring_state = lambda: reads.append(1) or real()  # type: ignore[method-assign]
+    monitor.store.monitoring_state = lambda: reads.append(1) or real()
     clock.advance(5)
     status = monitor.status()
     assert (status["monitoring"], status["uptime_seconds"], len(reads)) == (True, 5.0, 1)

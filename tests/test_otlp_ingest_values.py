@@ -229,6 +229,7 @@ def test_protobuf_spans_with_bad_values_are_rejected_alone(make_app):
     }
 
 
+TRICKY: list[str | float]
 TRICKY = ["", "Infinity", "-Infinity", "NaN", "1" + "0" * 400, "-5", "404", "0", "http://[::1/x", "²00"]
 TRICKY += [1e308, -1, 0]
 SCALARS = st.one_of(

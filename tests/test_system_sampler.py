@@ -48,7 +48,7 @@ def test_history_is_bounded(clock):
 
 
 def test_each_tick_notifies(clock):
-    seen = []
+    seen: list[dict[str, float]] = []
     sampler = SystemSampler(FakeReader([reading(cpu_percent=7.0)]), on_tick=seen.append, clock=clock)
     sampler.tick()
     assert seen[0]["cpu_percent"] == 7.0
