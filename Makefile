@@ -58,4 +58,4 @@ bench: bench-test ## Benchmark the monitor side by side with the alternatives (w
 	$(PYTHON) benchmarks/run.py
 
 clean: ## Remove build output
-	rm -rf node_modules static/live-monitor.js static/live-monitor.js.map static/live-monitor.mjs static/live-monitor.mjs.map static/vendor test-artifacts
+	rm -rf node_modules static/live-monitor.js static/live-monitor.js.map static/live-monitor.mjs static/live-monitor.mjs.map static/vendor test-artifacts build dist *.egg-info
