@@ -25,7 +25,7 @@ import pytest
 import requests
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Browser, Page
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,7 +152,7 @@ CHROMIUM_ARGS = [
 
 
 @contextlib.contextmanager
-def launch_chromium(*required: str) -> Iterator[Any]:
+def launch_chromium(*required: str) -> Iterator[Browser]:
     """Debian's Chromium, headless, through Playwright; fails (never skips) when it is missing.
 
     ``required`` names built files (relative to the repo) the test cannot run without.
