@@ -65,3 +65,15 @@ def test_the_entry_files_import_each_other_in_no_circle() -> None:
 
     cycles = [cycle for name in sorted(entries) if (cycle := cycle_from(name, [name]))]
     assert cycles == [], " -> ".join(cycles[0])
+
+
+def test_tests_import_no_benchmark_and_conftest_holds_only_fixtures() -> None:
+    """Helpers live in tests/helpers.py; the benchmark's code and its own tests in benchmarks/."""
+    users = sorted(p.name for p in (ROOT / "tests").glob("*.py") if "benchmarks" in imported_names(p))
+    assert users == [], "move what they need to tests/helpers.py"
+    tree = ast.parse((ROOT / "tests" / "conftest.py").read_text(encoding="utf-8"))
+    defined = [node for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)]
+    helpers = [
+        node.name for node in defined if not any("fixture" in ast.unparse(d) for d in node.decorator_list)
+    ]
+    assert helpers == [], "move these to tests/helpers.py"
