@@ -1,228 +1,33 @@
 """Execution difference report: where the backend and the frontend differ, as a document.
 
 Reads a running monitor (GET /data and /differences) or backend and frontend event files,
-and writes Markdown, JSON or one self-contained HTML page (rendered by report_render.py).
-Files are streamed once into the same aggregates and comparator the live monitor uses, so
-both give the same figures, and memory stays flat for millions of events.
+and writes Markdown, JSON or one self-contained HTML page. The command line only: building
+the report lives in live_monitor/tools/report.py, rendering in live_monitor/tools/render.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import heapq
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from operator import itemgetter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from live_monitor.model.comparator import (
-    SEVERITIES,
-    Thresholds,
-    compare,
-    comparison,
-    endpoint_rows,
-    summarize,
-)
-from live_monitor.model.stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
-from live_monitor.tools.files import decode_json, iter_event_file, parse_time
+from live_monitor.tools.files import InputError
 from live_monitor.tools.render import RENDERERS
+from live_monitor.tools.report import (
+    DEFAULT_URL,
+    build_stats,
+    load_thresholds,
+    report_from_files,
+    report_from_monitor,
+)
+from live_monitor.vocabulary import SEVERITIES, Service
 
 __all__ = ["InputError", "build_parser", "build_stats", "main", "report_from_files", "report_from_monitor"]
 
-DEFAULT_URL = "http://localhost:5001"
-API = "/api/live-execution"
-SERVICES = ("backend", "frontend")
-MAX_PENDING_TRACES = 200_000
-PROGRESS_EVERY = 100_000
 EXIT_OK, EXIT_INPUT, EXIT_USAGE, EXIT_FAIL_ON = 0, 1, 2, 3
-# One parsed event: (epoch s, service, component, action, duration ms, is error, trace id).
-Row = tuple[float, str, str, str, float | None, bool, str | None]
-
-
-class InputError(Exception):
-    """Unusable input (a file, a line, the monitor): reported on stderr with exit code 1."""
-
-
-# --- reading event files ----------------------------------------------------------------
-
-
-def _parse(event: Any, where: str, side: str) -> Row | None:
-    """Check one event's fields; None when it belongs to the other side (a shared export) or
-    is the monitor's own traffic."""
-    if not isinstance(event, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(event).__name__}")
-    service = event.get("service") or side
-    if service not in SERVICES:
-        raise InputError(f"{where}: service must be 'backend' or 'frontend', got {service!r}")
-    if service != side:
-        return None
-    details = event.get("details")
-    if isinstance(details, dict) and details.get("self_monitor"):
-        return None  # the monitor's own requests in a saved /data export are not the app's
-    for name in ("component", "action"):
-        value = event.get(name)
-        if not isinstance(value, str) or not value:
-            raise InputError(f"{where}: missing or empty required field '{name}'")
-    if event.get("timestamp") is None:
-        raise InputError(f"{where}: missing required field 'timestamp'")
-    try:
-        ts = parse_time(event["timestamp"])
-    except ValueError as exc:
-        raise InputError(f"{where}: bad timestamp: {exc}") from None
-    duration = event.get("duration_ms")
-    if duration is not None and (
-        isinstance(duration, bool) or not isinstance(duration, (int, float)) or not duration >= 0
-    ):
-        raise InputError(f"{where}: duration_ms must be a number >= 0 or null")
-    status = event.get("status", "success")
-    if status not in ("success", "error"):
-        raise InputError(f"{where}: status must be 'success' or 'error', got {status!r}")
-    trace = event.get("trace_id")
-    return (
-        ts,
-        service,
-        event["component"],
-        event["action"],
-        None if duration is None else float(duration),
-        status == "error",
-        trace if isinstance(trace, str) and trace else None,
-    )
-
-
-def _read(path: Path, side: str) -> Iterator[Row]:
-    """Yield one side's events of a file, numbered for error messages."""
-    number = kept = 0
-    try:
-        for number, event in enumerate(iter_event_file(path), 1):
-            row = _parse(event, f"{path}: event #{number}", side)
-            if row is not None:
-                kept += 1
-                yield row
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        message = str(exc)
-        raise InputError(message if str(path) in message else f"{path}: {message}") from None
-    if not kept:
-        other = f" ({number:,} events of the other side skipped: are the files swapped?)" if number else ""
-        print(f"warning: {path} holds no {side} events{other}", file=sys.stderr)
-
-
-def build_stats(
-    sources: list[tuple[Path, str]],
-    progress: Callable[[dict[str, int]], None] | None = None,
-) -> PairStats:
-    """Stream the files once into the monitor's aggregates, joining requests by trace id.
-
-    Files are merged by timestamp so a request's two halves meet soon after each other,
-    and the pending halves are bounded, so memory stays flat whatever the file sizes.
-    """
-    pair = PairStats()
-    joiner = TraceJoiner(MAX_PENDING_TRACES)
-    seen = {"backend": 0, "frontend": 0}
-    merged = heapq.merge(*(_read(path, side) for path, side in sources), key=itemgetter(0))
-    for ts, service, component, action, duration, is_error, trace in merged:
-        pair.side(service).add(component, action, duration, is_error, ts)
-        seen[service] += 1
-        if trace is not None and component == TIMED_API_COMPONENTS[service]:
-            gap = joiner.offer(trace, service, action, duration)
-            if gap is not None:
-                pair.add_gap(action, gap)
-        if progress is not None and (seen["backend"] + seen["frontend"]) % PROGRESS_EVERY == 0:
-            progress(seen)
-    for side in (pair.backend, pair.frontend):
-        first, last = side.total.first_ts, side.total.last_ts
-        span = (last - first) / 60 if first is not None and last is not None else 0.0
-        side.minutes = max(span, 1.0)
-    return pair
-
-
-def report_from_files(
-    sources: list[tuple[Path, str]],
-    thresholds: Thresholds,
-    progress: Callable[[dict[str, int]], None] | None = None,
-) -> dict[str, Any]:
-    """The report (``{"summary", "differences"}``) of event files."""
-    for path, _ in sources:
-        if not path.is_file():
-            raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    pair = build_stats(sources, progress)
-    backend, frontend = summarize(pair.backend), summarize(pair.frontend)
-    backend["window_minutes"] = round(pair.backend.minutes, 2)
-    frontend["window_minutes"] = round(pair.frontend.minutes, 2)
-    summary = {
-        "source": {"kind": "files", "files": [{"path": str(p), "side": s} for p, s in sources]},
-        **{"generated_at": _now_iso(), "backend": backend, "frontend": frontend},
-        **{
-            "comparison": comparison(pair),
-            "endpoints": endpoint_rows(pair),
-            "thresholds": thresholds.as_dict(),
-        },
-    }
-    return {"summary": summary, "differences": compare(pair, thresholds)}
-
-
-# --- reading a live monitor -------------------------------------------------------------
-
-
-def _get_json(url: str, token: str, timeout: float) -> Any:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        hint = " (pass --token or set LIVE_MONITOR_TOKEN)" if exc.code == 401 else ""
-        raise InputError(f"the monitor at {url} answered HTTP {exc.code} {exc.reason}{hint}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise InputError(
-            f"cannot reach the monitor at {url}: {reason}. Is the monitor running? "
-            "Start it with python run_live_monitor.py (or pass --url, or use "
-            "--backend-data/--frontend-data files)"
-        ) from None
-    try:
-        return decode_json(body)
-    except ValueError:
-        raise InputError(f"{url} did not answer JSON: is --url a Live Execution Monitor?") from None
-
-
-def report_from_monitor(url: str, token: str = "", timeout: float = 10.0) -> dict[str, Any]:
-    """The report of a running monitor, from its /data (and /differences, from a monitor whose
-    /data does not carry them yet)."""
-    base = url.rstrip("/")
-    if base.endswith(API):
-        base = base[: -len(API)]
-    data = _get_json(f"{base}{API}/data?limit=0&history=0", token, timeout)
-    found = data
-    if not isinstance(data, dict) or "differences" not in data:
-        found = _get_json(f"{base}{API}/differences", token, timeout)
-    if not isinstance(data, dict) or not isinstance(found, dict) or "differences" not in found:
-        raise InputError(f"{base}{API} answered an unexpected shape: is it a Live Execution Monitor?")
-    source = {"kind": "monitor", "url": base, **{k: data.get(k) for k in ("monitoring", "window_seconds")}}
-    summary = {
-        "source": source,
-        "generated_at": data.get("generated_at") or _now_iso(),
-        **{k: data.get(k) or {} for k in ("backend", "frontend", "comparison")},
-        "endpoints": data.get("endpoints") or [],
-        "thresholds": found.get("thresholds") or {},
-    }
-    return {"summary": summary, "differences": list(found["differences"])}
-
-
-# --- command line -----------------------------------------------------------------------
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "data files: a JSON array of events, JSON Lines (one event a line) or a saved\n"
-            "/api/live-execution/data export (each side keeps the events of its own service).\n\n"
+            "data files: a JSON array of events, JSON Lines (events, ingest batches or backend\n"
+            "log lines) or a saved /api/live-execution/data export, read as log_analysis_tool.py\n"
+            "reads them (each side keeps the events of its own service).\n\n"
             "exit codes:\n"
             "  0  ok\n"
             "  1  input error: missing file, malformed line, bad event, unreachable monitor\n"
@@ -293,20 +99,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _load_thresholds(path: str | None, min_samples: int | None) -> Thresholds:
-    """The default thresholds, or a JSON file's, checked so a typo fails here and not mid-report."""
-    thresholds = Thresholds()
-    if path:
-        try:
-            thresholds = Thresholds.from_file(path)
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            raise InputError(
-                f"{path}: not a usable thresholds file: {getattr(exc, 'strerror', None) or exc}"
-            ) from None
-    return thresholds if min_samples is None else dataclasses.replace(thresholds, min_samples=min_samples)
-
-
-def _sources(args: argparse.Namespace) -> list[tuple[Path, str]] | None:
+def _sources(args: argparse.Namespace) -> list[tuple[Path, Service]] | None:
     """The files to read, or None for the live monitor; raises ValueError on a bad combination."""
     if not (args.backend_data or args.frontend_data):
         return None
@@ -356,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             report = report_from_monitor(args.url or DEFAULT_URL, args.token, args.timeout)
         else:
-            thresholds = _load_thresholds(args.thresholds, args.min_samples)
+            thresholds = load_thresholds(args.thresholds, args.min_samples)
             progress = _progress_printer(tty) if (tty or args.progress) else None
             report = report_from_files(sources, thresholds, progress)
             if progress is not None and tty:

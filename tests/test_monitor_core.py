@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+import pytest
+
 from live_execution_monitor import ExecutionEvent, LiveExecutionMonitor
 from tests.helpers import FakeReader, reading
 
@@ -188,7 +190,7 @@ def test_status_and_data_read_the_shared_monitoring_state_once_each(clock):
     monitor.start()
     reads = []
     real = monitor.store.monitoring_state
-    monitor.store.monitoring_state = lambda: reads.append(1) or real()
+    monitor.store.monitoring_state = lambda: reads.append(1) or real()  # type: ignore[method-assign]
     clock.advance(5)
     status = monitor.status()
     assert (status["monitoring"], status["uptime_seconds"], len(reads)) == (True, 5.0, 1)
@@ -213,3 +215,59 @@ def test_min_samples_given_on_the_command_line_wins_over_the_thresholds_file_eve
     assert min_samples("--thresholds", str(thresholds)) == 3
     assert min_samples("--min-samples", "4") == 4
     assert min_samples() == 10
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_polls_and_self_monitoring_never_recompute_the_differences(kind, clock, monkeypatch, request):
+    """Only a counted event or a time bucket entering the window recomputes the differences."""
+    from live_execution_monitor import create_app
+    from live_monitor.core import monitor as core
+    from live_monitor.vocabulary import API, EVENTS_PATH
+
+    url = "memory" if kind == "memory" else request.getfixturevalue("redis_server").url
+    monitor = LiveExecutionMonitor({"store": url}, reader=FakeReader([reading()]), clock=clock)
+    assert monitor.settings["self_monitor"] is True  # the default: every poll records an event
+    client = create_app(monitor=monitor).test_client()
+    computed: list[int] = []
+    real = core.compare
+    monkeypatch.setattr(core, "compare", lambda *a, **k: computed.append(1) or real(*a, **k))
+    batch = [{"service": "backend", "component": "http", "action": "GET /a", "duration_ms": 5}]
+
+    assert client.post(EVENTS_PATH, json=batch).status_code == 200
+    assert client.get(f"{API}/data").status_code == 200
+    assert len(computed) == 1
+    for _ in range(5):  # polls, each of them recorded as the monitor's own traffic
+        assert client.get(f"{API}/data").status_code == 200
+        assert client.get(f"{API}/differences").status_code == 200
+    assert len(computed) == 1
+    assert monitor.store.counts()["self_events"] >= 11
+    assert client.post(EVENTS_PATH, json=batch).status_code == 200  # one new app event
+    for _ in range(3):
+        client.get(f"{API}/data")
+        client.get(f"{API}/differences")
+    assert len(computed) == 2
+    clock.advance(monitor.store.bucket_s)  # a new time bucket enters the window
+    client.get(f"{API}/data")
+    client.get(f"{API}/differences")
+    assert len(computed) == 3
+
+
+def test_own_traffic_is_decided_where_events_enter_whichever_way_they_enter(clock):
+    """accept() and record() tag calls of the monitor's own API; the store only reads the tag."""
+    monitor = make_monitor(clock)
+    poll = {"service": "frontend", "component": "api", "action": "GET /api/live-execution/data?limit=5"}
+    app_call = {"service": "frontend", "component": "api", "action": "GET /api/live-executions"}
+    monitor.ingest(json.dumps([{**poll, "duration_ms": 90.0}, {**app_call, "duration_ms": 80.0}]).encode())
+    monitor.record(
+        ExecutionEvent(
+            service="backend", component="http", action="GET /api/live-execution/status", duration_ms=1.0
+        )
+    )
+    tagged = {e["action"]: e["details"].get("self_monitor", False) for e in monitor.data()["recent_events"]}
+    assert tagged == {
+        "GET /api/live-execution/data?limit=5": True,
+        "GET /api/live-executions": False,  # an app route that only starts like the monitor's
+        "GET /api/live-execution/status": True,
+    }
+    status = monitor.status()
+    assert (status["self_events"], status["frontend_events"], status["backend_events"]) == (2, 1, 0)

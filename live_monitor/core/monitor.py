@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from live_monitor.core.sampler import SystemSampler
-from live_monitor.core.settings import defaults, store_kind
+from live_monitor.core.settings import defaults
 from live_monitor.model.comparator import Thresholds, compare, comparison, endpoint_rows, summarize
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.stats import PairStats
-from live_monitor.store import StoreUnavailable
+from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
-from live_monitor.store.memory import EventDeque, EventStore
+from live_monitor.store.memory import EventDeque
+from live_monitor.vocabulary import API, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
 
@@ -44,7 +45,9 @@ class LiveExecutionMonitor:
         self.settings = {**defaults(), **(settings or {})}
         s = self.settings
         self._clock = clock
-        self.store = make_store(s, clock)
+        self.store: Store = make_store(
+            s["store"], max_events=s["max_events"], window_s=s["window"], clock=clock
+        )
         self.backend_events = EventDeque(self.store, "backend")
         self.frontend_events = EventDeque(self.store, "frontend")
         self.sampler = SystemSampler(
@@ -137,9 +140,7 @@ class LiveExecutionMonitor:
         monitor's own traffic, like the backend side of them, so they are not compared.
         """
         prepare_events(events)
-        for event in [e for e in events if OWN_API in e.action]:
-            if event.endpoint is not None and event.action.split(" ", 1)[-1].startswith(OWN_API):
-                event.details = {**event.details, "self_monitor": True}
+        tag_own_traffic(events)
         if self.journal is not None:
             self.journal.append(events)
         self.store.add(events)
@@ -163,8 +164,10 @@ class LiveExecutionMonitor:
                 self.journal.close()
 
     def record(self, event: ExecutionEvent) -> None:
-        """Store one event built in Python (self-monitoring, integrations), scrubbed first."""
+        """Store one event built in Python (self-monitoring, integrations), scrubbed and tagged
+        as ``accept`` does."""
         prepare_events([event])
+        tag_own_traffic([event])
         self.store.add([event])
 
     # --- periodic work -------------------------------------------------------------------
@@ -186,12 +189,13 @@ class LiveExecutionMonitor:
     # --- reading -------------------------------------------------------------------------
 
     def differences(self, stats: PairStats | None = None) -> list[dict[str, Any]]:
-        """The differences now detected, recomputed only when events arrived or time moved the window.
+        """The differences now detected, recomputed only when a counted event arrived or a time
+        bucket entered the window (and the oldest left it): never for a poll or own traffic.
 
         ``stats`` saves reading the window twice when the caller already has it.
         """
         cached = self._differences
-        key = (self.store.seq, int(self._clock() // self.store.bucket_s))
+        key = (self.store.counted, int(self._clock() // self.store.bucket_s))
         if cached is not None and cached[0] == key:
             return cached[1]
         found = compare(stats or self.store.window_stats(), self.thresholds)
@@ -248,21 +252,14 @@ class LiveExecutionMonitor:
         }
 
 
-OWN_API = "/api/live-execution/"
-
-
-def make_store(settings: Mapping[str, Any], clock: Callable[[], float] = time.time) -> Any:
-    """The store named by ``--store``: in memory (the default) or Redis."""
-    url, kind = settings["store"], store_kind(settings["store"])
-    if kind == "memory":
-        return EventStore(max_events=settings["max_events"], window_s=settings["window"], clock=clock)
-    if kind == "redis":
-        from live_monitor.store.redis import RedisEventStore
-
-        return RedisEventStore(
-            url, max_events=settings["max_events"], window_s=settings["window"], clock=clock
-        )
-    raise ValueError(f"--store must be 'memory' or a redis:// URL, not {url!r}")
+def tag_own_traffic(events: list[ExecutionEvent]) -> None:
+    """Tag endpoint events of the monitor's own API as its own traffic: the one place that decides
+    it; stores and readers only read the tag (``vocabulary.is_own_traffic``)."""
+    for event in events:
+        if API not in event.action or event.endpoint is None or event.is_self:
+            continue  # the substring test first: it alone settles almost every event, cheaply
+        if is_own_path(event.action.split(" ", 1)[-1]):
+            event.details = {**event.details, OWN_TRAFFIC_TAG: True}
 
 
 def _reason(error: str) -> str:

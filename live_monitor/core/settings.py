@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from live_monitor.store import store_kind as store_kind  # re-exported: --store is a setting
+
 LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 MAX_EVENTS_CAP = 1_000_000  # per side; see --max-events
 
@@ -345,16 +347,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
-def store_kind(url: str) -> str | None:
-    """``memory`` or ``redis`` for a ``--store`` value; None when it is neither."""
-    if url in ("", "memory"):
-        return "memory"
-    return "redis" if url.startswith(SHARED_STORE_SCHEMES) else None
 
 
 def parse_origins(value: str) -> list[str]:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import msgspec
 
+from live_monitor.vocabulary import is_own_traffic
+
 __all__ = [
     "ExecutionEvent",
     "BatchResult",
@@ -123,8 +125,8 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
 
     @property
     def is_self(self) -> bool:
-        """True for the monitor's own traffic (tagged ``details.self_monitor``)."""
-        return bool(self.details.get("self_monitor")) if self.details else False
+        """True for the monitor's own traffic (tagged ``vocabulary.OWN_TRAFFIC_TAG``)."""
+        return is_own_traffic(self.details)
 
     @property
     def endpoint(self) -> str | None:

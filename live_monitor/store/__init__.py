@@ -1,5 +1,107 @@
-"""Where events are kept: in memory, in Redis, and the --persist journal."""
+"""Where events are kept: in memory, in Redis, and the --persist journal.
+
+``Store`` is the one contract the core and the web layer use; ``make_store`` picks the
+implementation a ``--store`` value names. Both stores follow the batch policy of
+``live_monitor.store.policy``. The implementations are imported only when a store is made,
+so importing this package stays light.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from live_monitor.model.events import ExecutionEvent
+    from live_monitor.model.stats import PairStats
+
+__all__ = ["SHARED_STORE_SCHEMES", "Store", "StoreUnavailable", "make_store", "store_kind"]
+
+SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class StoreUnavailable(Exception):
     """A shared store (Redis) cannot be reached; the API answers 503 with Retry-After."""
+
+
+class Store(Protocol):
+    """What the monitor and the web layer use of a store, in memory or in Redis."""
+
+    @property
+    def max_events(self) -> int:
+        """How many events of each side are kept."""
+
+    @property
+    def window_s(self) -> float:
+        """The length of the statistics window, in seconds."""
+
+    @property
+    def bucket_s(self) -> float:
+        """The width of one time bucket of the window, in seconds."""
+
+    def add(self, events: Iterable[ExecutionEvent]) -> int:
+        """Store valid events; returns how many were accepted."""
+
+    def restore(self, events: Iterable[ExecutionEvent]) -> int:
+        """Put back events read from a journal, each in the bucket of its own time."""
+
+    def reject(self, reasons: Iterable[str]) -> None:
+        """Count refused events by the rule that refused them."""
+
+    def monitoring_state(self) -> tuple[float | None, float]:
+        """(started_at or None, seconds monitored before it)."""
+
+    def set_monitoring(self, on: bool, now: float) -> bool:
+        """Start or stop the monitoring clock; False when it already was so."""
+
+    def window_stats(self) -> PairStats:
+        """A copy of the window's statistics, with each side's window in minutes."""
+
+    def recent(
+        self, limit: int = 200, service: str | None = None, include_self: bool = True
+    ) -> list[ExecutionEvent]:
+        """The newest events first, at most ``limit``, across both sides unless one is named."""
+
+    def events(self, service: str) -> list[ExecutionEvent]:
+        """One side's stored events, oldest first."""
+
+    def counts(self) -> dict[str, Any]:
+        """Ingest counters: received, accepted, rejected (by reason), evicted, stored, totals."""
+
+    def take_tick_counts(self) -> dict[str, int]:
+        """Counted events per side since the last call (one activity-chart point)."""
+
+    @property
+    def seq(self) -> int:
+        """A number that grows with every stored event, own traffic included (for streaming)."""
+
+    @property
+    def counted(self) -> int:
+        """Events counted so far; own traffic never moves it (the differences cache's key)."""
+
+    def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
+        """Events stored after ``seq`` (oldest first, at most ``limit``) and the new seq."""
+
+
+def store_kind(url: str) -> str | None:
+    """``memory`` or ``redis`` for a ``--store`` value; None when it is neither."""
+    if url in ("", "memory"):
+        return "memory"
+    return "redis" if url.startswith(SHARED_STORE_SCHEMES) else None
+
+
+def make_store(
+    url: str, *, max_events: int, window_s: float, clock: Callable[[], float] = time.time
+) -> Store:
+    """The store a ``--store`` value names: in memory (``memory`` or empty) or Redis (a URL)."""
+    kind = store_kind(url)
+    if kind == "memory":
+        from live_monitor.store.memory import EventStore
+
+        return EventStore(max_events=max_events, window_s=window_s, clock=clock)
+    if kind == "redis":
+        from live_monitor.store.redis import RedisEventStore
+
+        return RedisEventStore(url, max_events=max_events, window_s=window_s, clock=clock)
+    raise ValueError(f"--store must be 'memory' or a redis:// URL, not {url!r}")

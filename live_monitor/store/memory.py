@@ -13,12 +13,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from live_monitor.model.events import ExecutionEvent, prepare_events
-from live_monitor.model.stats import TIMED_API_COMPONENTS, PairStats, TraceJoiner
+from live_monitor.model.stats import PairStats
+from live_monitor.store import Store, policy
+from live_monitor.vocabulary import SERVICES, is_own_traffic
 
-SERVICES = ("backend", "frontend")
-
-
-MAX_PENDING_TRACES = 20_000
 MAX_REASONS = 100
 STREAM_LOG = 2_000
 SETTLE_EVERY = 2_048  # events queued before they are counted even if nobody reads the figures
@@ -49,12 +47,13 @@ class EventStore:
         self._buckets: deque[tuple[float, PairStats]] = deque()  # closed, oldest first
         self._current: tuple[float, PairStats] | None = None
         self._closed = PairStats()
-        self._joiner = TraceJoiner(MAX_PENDING_TRACES)
+        self._joiner = policy.TraceJoin()
         self._counters: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
         self._totals: Counter[str] = Counter()
         self._since_tick: Counter[str] = Counter()
         self._seq = 0
+        self._counted = 0
         self._log: deque[ExecutionEvent] = deque(maxlen=STREAM_LOG)  # for /stream: the last is number _seq
         self._pending: list[ExecutionEvent] = []  # kept, not yet counted in the current bucket
         self._pending_since = self._pending_until = 0.0
@@ -103,13 +102,16 @@ class EventStore:
         """Keep a batch and queue it for the current bucket's figures (lock held).
 
         Counting waits for the next read, the bucket's end or ``SETTLE_EVERY`` queued
-        events, and is then done for the whole queue at once (``_settle``): per event,
-        ingest only appends.
+        events, and is then done for the whole queue at once (``_settle``). Trace halves are
+        paired on arrival, so the age of a waiting half is measured exactly.
         """
         self._log.extend(events)
         self._seq += len(events)
-        counted = events
-        for service, mine in zip(SERVICES, by_side(events), strict=True):
+        counted = policy.counted(events)
+        self._counted += len(counted)
+        self._counters["self_events"] += len(events) - len(counted)
+        sides = by_side(events)
+        for service, mine in zip(SERVICES, sides, strict=True):
             if not mine:
                 continue
             store = self._events[service]
@@ -117,12 +119,16 @@ class EventStore:
             if overflow > 0:
                 self._counters[f"evicted_{service}"] += overflow
             store.extend(mine)
-            own = [e for e in mine if e.details and e.details.get("self_monitor")]
-            if own:  # the monitor's own traffic: listed, never counted as an app's or compared
-                self._counters["self_events"] += len(own)
-                counted = [e for e in counted if not (e.details and e.details.get("self_monitor"))]
-            self._totals[service] += len(mine) - len(own)
-            self._since_tick[service] += len(mine) - len(own)
+        if len(counted) < len(events):  # the monitor's own traffic: listed, never counted or compared
+            sides = by_side(counted)
+        for service, mine in zip(SERVICES, sides, strict=True):
+            self._totals[service] += len(mine)
+            self._since_tick[service] += len(mine)
+        joined = policy.pairable(counted)
+        if joined and self._current is not None:
+            gaps = self._joiner.offer(joined, now)
+            if gaps:
+                self._current[1].add_gaps(gaps)
         if not self._pending:
             self._pending_since = now
         self._pending.extend(counted)
@@ -131,7 +137,7 @@ class EventStore:
             self._settle()
 
     def _settle(self) -> None:
-        """Count the queued events into the current bucket, pairing trace halves in arrival order."""
+        """Count the queued events into the current bucket."""
         pending = self._pending
         if not pending or self._current is None:
             return
@@ -140,9 +146,6 @@ class EventStore:
         first, last = self._pending_since, self._pending_until
         for service, mine in zip(SERVICES, by_side(pending), strict=True):
             bucket.side(service).add_events(mine, first, last)
-        joined = [e for e in pending if e.trace_id and e.component == TIMED_API_COMPONENTS[e.service]]
-        if joined:
-            bucket.add_gaps(self._joiner.offer_events(joined))
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events (a malformed body counts as one) by the rule that refused them."""
@@ -200,10 +203,8 @@ class EventStore:
             stats = PairStats()
             stats.merge(self._closed)
             stats.merge(current)
-            started = self._buckets[0][0] if self._buckets else self._current[0]  # type: ignore[index]
-            first = self._first_event_at if self._first_event_at is not None else now
-            span = min(self.window_s, now - max(started, first))
-        minutes = max(span, self.bucket_s) / 60
+            first = self._first_event_at
+        minutes = policy.window_minutes(now, first, self.window_s, self.bucket_s)
         stats.backend.minutes = stats.frontend.minutes = minutes
         return stats
 
@@ -245,7 +246,7 @@ class EventStore:
     def take_tick_counts(self) -> dict[str, int]:
         """Events added per side since the last call (one activity-chart point)."""
         with self._lock:
-            counts = {s: self._since_tick[s] for s in SERVICES}
+            counts: dict[str, int] = {s: self._since_tick[s] for s in SERVICES}
             self._since_tick.clear()
         return counts
 
@@ -253,6 +254,11 @@ class EventStore:
     def seq(self) -> int:
         """A number that grows with every stored event (for streaming new events)."""
         return self._seq
+
+    @property
+    def counted(self) -> int:
+        """Events counted so far (stored or restored); own traffic never moves it."""
+        return self._counted
 
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
         """Events stored after ``seq`` (oldest first, at most ``limit``) and the new seq."""
@@ -277,7 +283,7 @@ def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Ite
     for event in reversed(store):
         if taken >= limit:
             return
-        if not include_self and event.details.get("self_monitor"):
+        if not include_self and is_own_traffic(event.details):
             continue
         taken += 1
         yield event
@@ -289,7 +295,7 @@ class EventDeque:
     ``monitor.backend_events.append(event)`` therefore counts in every figure.
     """
 
-    def __init__(self, store: EventStore, service: str) -> None:
+    def __init__(self, store: Store, service: str) -> None:
         self._store = store
         self._service = service
 

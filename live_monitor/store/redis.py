@@ -21,28 +21,12 @@ import redis
 
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.stats import Aggregate, LatencySketch, PairStats
-from live_monitor.store import StoreUnavailable
+from live_monitor.store import StoreUnavailable, policy
 from live_monitor.store.memory import by_side
+from live_monitor.vocabulary import SERVICES
 
-SERVICES = ("backend", "frontend")
 _decoder = msgspec.json.Decoder(ExecutionEvent)
 _encoder = msgspec.json.Encoder()
-
-# Atomically pair the two halves of a traced request, whichever process receives each.
-_JOIN = """
-local out = {}
-for i, key in ipairs(KEYS) do
-  local other = redis.call('GETDEL', key)
-  if other and string.sub(other, 1, 1) ~= string.sub(ARGV[i], 1, 1) then
-    out[i] = other
-  else
-    redis.call('SET', key, ARGV[i], 'EX', ARGV[#KEYS + 1])
-    out[i] = false
-  end
-end
-return out
-"""
-
 
 # One batch in one script call (atomic, and one round trip): the events into their streams,
 # the statistics into the bucket hash as (op, field, value) triples -- "i" adds an integer,
@@ -50,14 +34,19 @@ return out
 # and the counters. KEYS: backend stream, frontend stream, bucket hash, counters hash.
 _INGEST = """
 local nb, nf = tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 8
-for _, stream in ipairs({KEYS[1], KEYS[2]}) do
-  local n = (stream == KEYS[1]) and nb or nf
-  for _ = 1, n do
-    redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i])
-    i = i + 1
+local sides = ARGV[8]
+local arrival = tonumber(redis.call('HGET', KEYS[4], 'accepted') or '0')
+local ib, jf = 9, 9 + nb
+for pos = 1, nb + nf do
+  if string.sub(sides, pos, pos) == 'b' then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[ib], 'n', arrival + pos)
+    ib = ib + 1
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[jf], 'n', arrival + pos)
+    jf = jf + 1
   end
 end
+local i = 9 + nb + nf
 while i <= #ARGV do
   local op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if op == 'i' then
@@ -98,7 +87,7 @@ return 1
 
 
 class RedisEventStore:
-    """The EventStore interface on Redis (see execution_store.EventStore for the semantics)."""
+    """The ``Store`` contract on Redis, with the in-memory ``EventStore``'s semantics."""
 
     def __init__(
         self,
@@ -115,7 +104,7 @@ class RedisEventStore:
         self.bucket_s = bucket_s or max(window_s / 60, 1.0)
         self._clock = clock
         self._p = prefix
-        self._join = self.redis.register_script(_JOIN)
+        self._join = self.redis.register_script(policy.JOIN_SCRIPT)
         self._ingest = self.redis.register_script(_INGEST)
         self._stop = self.redis.register_script(_STOP)
         self._cache: tuple[float, PairStats] | None = None
@@ -137,7 +126,11 @@ class RedisEventStore:
     # --- writing -------------------------------------------------------------------------
 
     def add(self, events: Iterable[ExecutionEvent]) -> int:
-        """Store events and their aggregates in one transaction; raises StoreUnavailable."""
+        """Store events and their aggregates in one transaction; raises StoreUnavailable.
+
+        Trace halves are paired first, so that the gaps go into the same write as the events:
+        a reader never sees the events counted without their pairs.
+        """
         events = list(events)
         if not events:
             return 0
@@ -146,49 +139,54 @@ class RedisEventStore:
         batch = PairStats()
         encoded, own = [], []
         for service, mine in zip(SERVICES, by_side(events), strict=True):
-            counted = [e for e in mine if not e.is_self]
+            counted = policy.counted(mine)
             batch.side(service).add_events(counted, now, now)
             encoded.append([_encoder.encode(e) for e in mine])
             own.append(len(mine) - len(counted))
+        traced = policy.pairable(events)
+        if traced:
+            batch.add_gaps(self._pair(traced, now))
         bucket = self._bucket_key(start)
         backend, frontend = encoded
-        self._call(lambda: self._write(bucket, backend, frontend, _stat_ops(batch), now, own))
+        sides = (
+            "".join([e.service[0] for e in events])
+            if backend and frontend
+            else "bf"[not backend] * len(events)
+        )
+        self._call(lambda: self._write(bucket, backend, frontend, sides, _stat_ops(batch), now, own))
         self._cache = None
-        traced = [
-            e for e in events if e.trace_id and e.endpoint and e.duration_ms is not None and not e.is_self
-        ]
-        if traced:
-            self._pair(traced, bucket)
         return len(events)
 
-    def _pair(self, traced: list[ExecutionEvent], bucket: str) -> None:
+    def _pair(self, traced: list[ExecutionEvent], now: float) -> list[tuple[str, float]]:
+        """Pair trace halves by ``policy.JOIN_SCRIPT``; (endpoint, gap) per pair made."""
         keys = [f"{self._p}:trace:{e.trace_id}" for e in traced]
-        args = [f"{e.service[0]}|{e.duration_ms!r}|{e.endpoint}" for e in traced] + [600]
+        keys += [f"{self._p}:traces", f"{self._p}:arrivals"]
+        halves = [policy.Half.of(e, now).encode() for e in traced]
+        args: list[str | float] = [*halves, repr(now), policy.PENDING_TTL_S, policy.PENDING_MAX]
         try:
             matches = self._join(keys=keys, args=args)
-            pairs = PairStats()
-            for event, other in zip(traced, matches, strict=True):
-                if not other:
-                    continue
-                _, other_ms, other_key = other.decode().split("|", 2)
-                if event.endpoint is None or other_key != event.endpoint or event.duration_ms is None:
-                    continue
-                gap = event.duration_ms - float(other_ms)
-                pairs.add_gap(event.endpoint, gap if event.service == "frontend" else -gap)
-            if pairs.trace_gaps:
-                self._write(bucket, [], [], _stat_ops(pairs), self._clock(), [0, 0])
         except redis.RedisError:
-            pass  # the events are stored; only this batch's request pairing is lost
+            return []  # the store is down: the write that follows answers for the whole batch
+        gaps = []
+        for event, other in zip(traced, matches, strict=True):
+            if other:
+                gap = policy.gap(event, policy.Half.decode(other.decode(), event.trace_id or ""))
+                if gap is not None:
+                    gaps.append((event.action, gap))
+        return gaps
 
     def _write(
         self,
         bucket: str,
         backend: list[bytes],
         frontend: list[bytes],
+        sides: str,
         ops: list[Any],
         now: float,
         own: list[int],
     ) -> None:
+        """One ``_INGEST`` call; ``sides`` says, letter by letter, whose the batch's events were,
+        so that each is numbered by its place in the batch (the arrival order ``since`` keeps)."""
         keys = [self._stream("backend"), self._stream("frontend"), bucket, f"{self._p}:counters"]
         expire = int(self.window_s + 2 * self.bucket_s)
         args = [
@@ -198,6 +196,7 @@ class RedisEventStore:
             len(backend),
             len(frontend),
             *own,
+            sides,
             *backend,
             *frontend,
             *ops,
@@ -242,8 +241,7 @@ class RedisEventStore:
         now = self._clock()
         cached = self._cache
         if cached is None or now - cached[0] > 0.25:
-            first = now - self.window_s
-            starts = [s for s in _bucket_starts(first, now, self.bucket_s)]
+            starts = _bucket_starts(now - self.window_s, now, self.bucket_s)
 
             def read() -> list[Any]:
                 pipe = self.redis.pipeline(transaction=False)
@@ -257,10 +255,8 @@ class RedisEventStore:
             for fields in hashes:
                 if fields:
                     stats.merge(_read_stats(fields))
-            first_event = float(first_at) if first_at else now
-            aligned_now = now - now % self.bucket_s + self.bucket_s
-            span = min(self.window_s, aligned_now - max(first, first_event - first_event % self.bucket_s))
-            minutes = max(span, self.bucket_s) / 60
+            first_event = float(first_at) if first_at else None
+            minutes = policy.window_minutes(now, first_event, self.window_s, self.bucket_s)
             stats.backend.minutes = stats.frontend.minutes = minutes
             self._cache = cached = (now, stats)
         copy = PairStats()
@@ -283,19 +279,14 @@ class RedisEventStore:
 
         merged = []
         for entries in self._call(read):
-            for _, fields in entries:
-                try:
-                    event = _decoder.decode(fields[b"e"])
-                except (msgspec.ValidationError, msgspec.DecodeError, KeyError):
-                    continue
-                if include_self or not event.is_self:
-                    merged.append(event)
+            merged += [e for e in _decode(entries) if include_self or not e.is_self]
         merged.sort(key=lambda e: e.epoch, reverse=True)
         return merged[:limit] if limit else []
 
     def events(self, service: str) -> list[ExecutionEvent]:
-        """One side's retained events, oldest first."""
-        return list(reversed(self.recent(self.max_events, service)))
+        """One side's retained events in the order they arrived, as the in-memory store keeps them."""
+        entries = self._call(lambda: self.redis.xrevrange(self._stream(service), count=self.max_events))
+        return list(reversed(_decode(entries)))
 
     def counts(self) -> dict[str, Any]:
         """Ingest counters shared by every process, in EventStore.counts()'s shape."""
@@ -347,15 +338,53 @@ class RedisEventStore:
         except StoreUnavailable:
             return 0
 
+    @property
+    def counted(self) -> int:
+        """Events counted so far by all processes; own traffic never moves it."""
+        key = f"{self._p}:counters"
+        accepted, *own = self._call(
+            lambda: self.redis.hmget(key, "accepted", "self_backend", "self_frontend")
+        )
+        return int(accepted or 0) - sum(int(n or 0) for n in own)
+
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
         """Events accepted after ``seq`` (at most ``limit``, oldest first) and the new seq."""
         current = self.seq
-        new = current - seq
-        if new <= 0:
+        take = min(current - seq, limit)
+        if take <= 0:
             return current, []
-        fresh = self.recent(min(new, limit))
-        fresh.reverse()
-        return current, fresh
+
+        def read() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for side in SERVICES:
+                pipe.xrevrange(self._stream(side), count=take)
+            return pipe.execute()
+
+        numbered = [ne for entries in self._call(read) for ne in _numbered(entries)]
+        numbered = sorted((ne for ne in numbered if seq < ne[0] <= current), key=lambda ne: ne[0])
+        return current, [event for _, event in numbered[-take:]]
+
+
+def _decode(entries: list[Any]) -> list[ExecutionEvent]:
+    """The events of stream entries; an entry that does not decode is skipped."""
+    events = []
+    for _, fields in entries:
+        try:
+            events.append(_decoder.decode(fields[b"e"]))
+        except (msgspec.ValidationError, msgspec.DecodeError, KeyError):
+            continue
+    return events
+
+
+def _numbered(entries: list[Any]) -> list[tuple[int, ExecutionEvent]]:
+    """(arrival number, event) of stream entries; an entry that does not decode is skipped."""
+    out = []
+    for _, fields in entries:
+        try:
+            out.append((int(fields[b"n"]), _decoder.decode(fields[b"e"])))
+        except (msgspec.ValidationError, msgspec.DecodeError, KeyError, ValueError):
+            continue
+    return out
 
 
 def _bucket_starts(first: float, now: float, width: float) -> list[float]:

@@ -1,7 +1,8 @@
-"""Reading event files: one parse of times and one streaming reader for the command-line tools.
+"""Reading event files: one parse of times, one streaming reader and one validator for the tools.
 
-The report, the log analysis and the sample generator read times and event files the same
-way through these, in constant memory whatever the file's size.
+The report, the log analysis and the sample generator read times, event files and events the
+same way through these, in constant memory whatever the file's size, and call every unusable
+input an ``InputError``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,31 @@ import argparse
 import codecs
 import json
 import math
+import os
 import re
+import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import msgspec
 
-__all__ = ["parse_time", "time_arg", "decode_json", "iter_event_file", "iter_json_array"]
+from live_monitor.vocabulary import SERVICES, STATUSES, Service
+
+__all__ = [
+    "BadRecord",
+    "Event",
+    "InputError",
+    "decode_json",
+    "iter_event_file",
+    "iter_json_array",
+    "iter_records",
+    "parse_time",
+    "time_arg",
+    "to_event",
+]
 
 _json_decode = msgspec.json.Decoder().decode
 
@@ -74,49 +91,200 @@ def _text_seconds(value: str) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
-def iter_event_file(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield event dicts from a JSON array, a JSON Lines file or a saved /data export.
+MAX_DOCUMENT = 64 << 20  # a JSON document that is not an array is decoded whole: at most 64 MiB
+CONTAINERS = ("recent_events", "events")  # a saved /data export, an ingest batch
+ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
+_BLANK_BYTES = b" \t\r\n"
 
-    Arrays and JSON Lines are streamed in constant memory; a malformed element or line raises
-    ValueError naming the file and line (and in an array the column and element number).
+
+class InputError(ValueError):
+    """An input the tools cannot use (a file, a line, a record, the monitor's answer).
+
+    The message names the place (``file:line`` where known); the command lines print it as
+    ``error: ...`` and exit with 1.
     """
-    path = Path(path)
-    with path.open("rb") as fh:
-        head = fh.read(64).lstrip()
-        fh.seek(0)
-        if head.startswith(b"["):
-            yield from (event for _line, event in iter_json_array(fh, str(path)))
-            return
-        if head.startswith(b"{") and not _is_jsonl(fh):
-            try:
-                data = decode_json(fh.read())
-            except ValueError as exc:
-                raise ValueError(f"{path}: malformed JSON: {exc}") from None
-            if "component" in data and "action" in data:
-                data = [data]  # a JSON Lines file holding a single event
-            elif (data := data.get("recent_events", data.get("events"))) is None:
-                raise ValueError(f"{path}: a JSON object must hold 'recent_events' or 'events'")
-            if not isinstance(data, list):
-                raise ValueError(f"{path}: expected a JSON array of events")
-            yield from data
-            return
-        for number, line in enumerate(fh, 1):
-            if line.strip():
+
+
+@dataclass(slots=True)
+class BadRecord:
+    """A line that is not JSON, and why: a tool stops on it or, when asked to, counts it."""
+
+    reason: str
+
+
+@dataclass(slots=True)
+class Event:
+    """The fields of one record that the tools use, and where it was read."""
+
+    ts: float
+    service: Service
+    component: str
+    action: str
+    duration_ms: float | None
+    is_error: bool
+    trace_id: str | None
+    where: str
+
+
+def iter_records(path: str | Path, on_read: Callable[[int], None] | None = None) -> Iterator[tuple[str, Any]]:
+    """(where, record) for every record of an event file, in file order; ``-`` reads stdin.
+
+    The tools' one format rule. The first character that is not blank decides, however many
+    blank lines come before it: ``[`` is a JSON array, streamed; ``{`` starting a first line
+    that is not JSON on its own is one JSON document of at most ``MAX_DOCUMENT`` bytes (a
+    pretty-printed /data export), read as JSON Lines when it does not decode; anything else
+    is JSON Lines (so is stdin). Every object without a ``timestamp`` that holds a list under
+    ``recent_events`` or ``events`` stands for those events, whether it is the whole file or
+    one line. A line that is not JSON comes as a ``BadRecord``; a broken array, an oversized
+    document or an unreadable file raises ``InputError``. ``where`` is ``file:line``.
+    """
+    for where, record in _iter_raw(str(path), on_read or (lambda _n: None)):
+        if isinstance(record, dict) and "timestamp" not in record:
+            name = next((n for n in CONTAINERS if isinstance(record.get(n), list)), None)
+            if name is not None:
+                yield from ((f"{where} {name}[{i}]", event) for i, event in enumerate(record[name]))
+                continue
+        yield where, record
+
+
+def iter_event_file(path: str | Path) -> Iterator[Any]:
+    """The records of an event file (see ``iter_records``); a line that is not JSON raises InputError."""
+    for where, record in iter_records(path):
+        if isinstance(record, BadRecord):
+            raise InputError(f"{where}: {record.reason}")
+        yield record
+
+
+def _iter_raw(name: str, on_read: Callable[[int], None]) -> Iterator[tuple[str, Any]]:
+    if name == "-":
+        yield from _iter_lines(sys.stdin.buffer, "<stdin>", on_read)
+        return
+    try:
+        with open(name, "rb") as fh:
+            first = _first_char(fh)
+            if first == b"[":
                 try:
-                    event = decode_json(line)
+                    yield from (
+                        (f"{name}:{line}", element) for line, element in iter_json_array(fh, name, on_read)
+                    )
                 except ValueError as exc:
-                    raise ValueError(f"{path}:{number}: malformed JSON line: {exc}") from None
-                yield event
+                    raise InputError(str(exc)) from None
+                return
+            if first == b"{" and not _first_line_is_json(fh):
+                size = os.fstat(fh.fileno()).st_size
+                if size > MAX_DOCUMENT:
+                    raise InputError(
+                        f"{name}: a JSON document over {MAX_DOCUMENT >> 20} MiB; "
+                        "save the events as a JSON array or JSON Lines to stream them"
+                    )
+                try:
+                    document = decode_json(fh.read())
+                except ValueError:
+                    fh.seek(0)  # not one document: JSON Lines, so each bad line is named
+                else:
+                    on_read(size)
+                    yield name, document
+                    return
+            yield from _iter_lines(fh, name, on_read)
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
-def _is_jsonl(fh: IO[bytes]) -> bool:
-    """True when the file's first line is JSON on its own and a second line follows."""
-    first, second = fh.readline(), fh.readline()
+def _iter_lines(fh: IO[bytes], name: str, on_read: Callable[[int], None]) -> Iterator[tuple[str, Any]]:
+    """JSON Lines, one line at a time; blank lines are skipped but counted in the line numbers."""
+    for number, raw in enumerate(fh, 1):
+        on_read(len(raw))
+        if not raw.strip():
+            continue
+        try:
+            record = decode_json(raw)
+        except ValueError as exc:
+            record = BadRecord(f"malformed JSON: {exc}")
+        yield f"{name}:{number}", record
+
+
+def _first_char(fh: IO[bytes]) -> bytes:
+    """The first byte that is not blank (b"" for a blank file), wherever it is; rewinds ``fh``."""
+    while chunk := fh.read(ARRAY_CHUNK):
+        if text := chunk.lstrip(_BLANK_BYTES):
+            fh.seek(0)
+            return text[:1]
+    fh.seek(0)
+    return b""
+
+
+def _first_line_is_json(fh: IO[bytes]) -> bool:
+    """True when the first line that is not blank is JSON on its own; rewinds ``fh``."""
+    line = b""
+    for line in fh:
+        if line.strip():
+            break
     fh.seek(0)
     try:
-        return bool(second.strip()) and decode_json(first) is not None
+        decode_json(line)
     except ValueError:
         return False
+    return True
+
+
+def to_event(record: Any, where: str, side: Service | None = None) -> Event | None:
+    """The event one record stands for, checked; None for a log line without event fields.
+
+    The tools' one validator. ``side`` is the service of a record that names none (a file of
+    one side's events); without it a log line (``level`` or ``logger``) is the backend's. A
+    missing ``status`` is an error when a log line's level is ERROR or worse. Raises ValueError
+    saying why a record is not a usable event.
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    is_log = "level" in record or "logger" in record
+    component, action = record.get("component"), record.get("action")
+    if not (component.__class__ is str and component and action.__class__ is str and action):
+        component, action = _text(record, "component"), _text(record, "action")
+    if component is None or action is None:
+        if is_log:
+            return None
+        raise ValueError(
+            f"missing or empty required field '{'component' if component is None else 'action'}'"
+        )
+    if (stamp := record.get("timestamp")) is None:
+        raise ValueError("missing required field 'timestamp'")
+    ts = parse_time(stamp)
+    service = record.get("service") or side or ("backend" if is_log else None)
+    if service not in SERVICES:
+        expected = " or ".join(f"'{s}'" for s in SERVICES)
+        raise ValueError(f"'service' must be {expected}, not {service!r}")
+    duration = record.get("duration_ms")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise ValueError(f"'duration_ms' must be a number or null, not {duration!r}")
+        if not (math.isfinite(duration) and duration >= 0):
+            raise ValueError(f"'duration_ms' must be >= 0, not {duration!r}")
+    status = record.get("status")
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"'status' must be 'success' or 'error', not {status!r}")
+    level_error = status is None and str(record.get("level", "")).upper() in ERROR_LEVELS
+    trace = record.get("trace_id")
+    return Event(
+        ts,
+        service,
+        component,
+        action,
+        None if duration is None else float(duration),
+        status == "error" or level_error,
+        trace if isinstance(trace, str) and trace else None,
+        where,
+    )
+
+
+def _text(record: dict[str, Any], name: str) -> str | None:
+    """A record's text field; None when missing or empty, ValueError when not text."""
+    value = record.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"'{name}' must be a string, not {type(value).__name__}")
+    return value
 
 
 ARRAY_CHUNK = 1 << 16

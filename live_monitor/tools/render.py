@@ -1,8 +1,9 @@
-"""Renderers of execution_difference_report: Markdown, JSON and one self-contained HTML page.
+"""Renderers of the difference report: Markdown, JSON and one self-contained HTML page.
 
 Each takes the report dict (``{"summary", "differences"}``) and returns text; the recommendations
-(what to look at next for each difference) live here too. Loading the data and the command
-line stay in execution_difference_report.py, which keeps this module free of any I/O.
+(what to look at next for each difference) live here too. Loading the data stays in
+live_monitor/tools/report.py and the command line in execution_difference_report.py, which
+keeps this module free of any I/O.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from live_monitor.model.comparator import SEVERITIES
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SEVERITIES, DifferenceType, Service
 
 TABLE_ROWS = 50
-TITLES = {
+TITLES: dict[DifferenceType, str] = {
     "activity": "ACTIVITY LEVEL DIFFERENCE",
     "performance": "PERFORMANCE DIFFERENCE",
     "error_rate": "ERROR RATE DIFFERENCE",
@@ -25,7 +26,7 @@ TITLES = {
 # --- recommendations --------------------------------------------------------------------
 
 # (type, scope, side that is worse) -> what to look at next; {on} names the endpoint.
-RECOMMENDATIONS = {
+RECOMMENDATIONS: dict[tuple[DifferenceType, str, Service], str] = {
     ("performance", "endpoint", "frontend"): "The {gap} ms the browser waits beyond the server's time{on} "
     "is spent outside the backend: check payload size and compression, caching, the CDN and connection "
     "reuse (keep-alive, HTTP/2); compare the browser's timing with the backend's Server-Timing header.",
@@ -51,11 +52,13 @@ RECOMMENDATIONS = {
     "work, caches, lost requests, backend sampling): check that every backend route is instrumented.",
 }
 _COMPARED = ("avg_ms", "p50_ms", "error_rate", "events_per_minute", "count")
+_BACKEND, _FRONTEND = ENDPOINT_COMPONENTS["backend"], ENDPOINT_COMPONENTS["frontend"]
 
 
 def recommendation(diff: dict[str, Any]) -> str:
     """What to look at next for one difference, by its type, scope and the side that is worse."""
     be, fe, key = diff["backend"], diff["frontend"], diff.get("key")
+    worse: Service
     if diff["type"] == "pattern":
         worse = "backend" if be.get("count") else "frontend"
     else:
@@ -236,7 +239,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         if len(rows) > TABLE_ROWS:
             out.append(f"\n{len(rows) - TABLE_ROWS} more endpoints in --format json.")
     else:
-        out.append("No endpoint events (backend `http`, frontend `api`) yet.")
+        out.append(f"No endpoint events (backend `{_BACKEND}`, frontend `{_FRONTEND}`) yet.")
     out += ["", f"## Execution Differences ({len(diffs)})", ""]
     if not diffs:
         need = (summary.get("thresholds") or {}).get("min_samples", 10)
@@ -368,7 +371,9 @@ def render_html(report: dict[str, Any]) -> str:
         if len(rows) > TABLE_ROWS:
             parts.append(f'<p class="muted">{len(rows) - TABLE_ROWS} more endpoints in --format json.</p>')
     else:
-        parts.append('<p class="muted">No endpoint events (backend http, frontend api) yet.</p>')
+        parts.append(
+            f'<p class="muted">No endpoint events (backend {_BACKEND}, frontend {_FRONTEND}) yet.</p>'
+        )
     parts.append(f"<h2>Execution Differences ({len(diffs)})</h2>")
     if not diffs:
         parts.append('<p class="muted">No differences detected.</p>')

@@ -2,7 +2,7 @@
 
 MonitorPoster sends events in batches to the monitor's ingest endpoint at a steady rate,
 slowing down when the monitor asks it to (429/503), and counts what was accepted, so
-generate_sample_logs.py can stream events to a file and to a monitor in the same pass.
+the sample generator can stream events to a file and to a monitor in the same pass.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-INGEST_PATH = "/api/live-execution/events"
-STATUS_PATH = "/api/live-execution/status"
+from live_monitor.vocabulary import API, EVENTS_PATH
+
+INGEST_PATH = EVENTS_PATH
+STATUS_PATH = f"{API}/status"
 
 
 class MonitorPoster:

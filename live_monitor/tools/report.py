@@ -1,0 +1,186 @@
+"""Report building: the figures and differences of two event files, or of a running monitor.
+
+Files are streamed once into the same aggregates and comparator the live monitor uses, so
+both give the same figures, and memory stays flat for millions of events. Rendering lives in
+live_monitor/tools/render.py; the command line in execution_difference_report.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from live_monitor.model.comparator import (
+    Thresholds,
+    compare,
+    comparison,
+    endpoint_rows,
+    summarize,
+)
+from live_monitor.model.stats import PairStats, TraceJoiner
+from live_monitor.tools.files import BadRecord, Event, InputError, decode_json, iter_records, to_event
+from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, Service, is_own_traffic
+
+__all__ = ["InputError", "build_stats", "load_thresholds", "report_from_files", "report_from_monitor"]
+
+DEFAULT_URL = "http://localhost:5001"
+MAX_PENDING_TRACES = 200_000
+PROGRESS_EVERY = 100_000
+
+
+# --- reading event files ----------------------------------------------------------------
+
+
+def _read(path: Path, side: Service) -> Iterator[Event]:
+    """Yield one side's events of a file: not the other side's (a shared /data export), not
+    log lines without event fields, not the monitor's own traffic."""
+    number = kept = 0
+    for where, record in iter_records(path):
+        number += 1
+        if isinstance(record, BadRecord):
+            raise InputError(f"{where}: {record.reason}")
+        try:
+            event = to_event(record, where, side)
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        if event is None or event.service != side:
+            continue
+        details = record.get("details")
+        if isinstance(details, dict) and is_own_traffic(details):
+            continue  # the monitor's own requests in a saved /data export are not the app's
+        kept += 1
+        yield event
+    if not kept:
+        other = f" ({number:,} events of the other side skipped: are the files swapped?)" if number else ""
+        print(f"warning: {path} holds no {side} events{other}", file=sys.stderr)
+
+
+def build_stats(
+    sources: list[tuple[Path, Service]],
+    progress: Callable[[dict[str, int]], None] | None = None,
+) -> PairStats:
+    """Stream the files once into the monitor's aggregates, joining requests by trace id.
+
+    Files are merged by timestamp so a request's two halves meet soon after each other,
+    and the pending halves are bounded, so memory stays flat whatever the file sizes.
+    """
+    pair = PairStats()
+    joiner = TraceJoiner(MAX_PENDING_TRACES)
+    seen = {"backend": 0, "frontend": 0}
+    merged = heapq.merge(*(_read(path, side) for path, side in sources), key=attrgetter("ts"))
+    for e in merged:
+        pair.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, e.ts)
+        seen[e.service] += 1
+        if e.trace_id is not None and e.component == ENDPOINT_COMPONENTS[e.service]:
+            gap = joiner.offer(e.trace_id, e.service, e.action, e.duration_ms)
+            if gap is not None:
+                pair.add_gap(e.action, gap)
+        if progress is not None and (seen["backend"] + seen["frontend"]) % PROGRESS_EVERY == 0:
+            progress(seen)
+    for side in (pair.backend, pair.frontend):
+        first, last = side.total.first_ts, side.total.last_ts
+        span = (last - first) / 60 if first is not None and last is not None else 0.0
+        side.minutes = max(span, 1.0)
+    return pair
+
+
+def report_from_files(
+    sources: list[tuple[Path, Service]],
+    thresholds: Thresholds,
+    progress: Callable[[dict[str, int]], None] | None = None,
+) -> dict[str, Any]:
+    """The report (``{"summary", "differences"}``) of event files."""
+    for path, _ in sources:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    pair = build_stats(sources, progress)
+    backend, frontend = summarize(pair.backend), summarize(pair.frontend)
+    backend["window_minutes"] = round(pair.backend.minutes, 2)
+    frontend["window_minutes"] = round(pair.frontend.minutes, 2)
+    summary = {
+        "source": {"kind": "files", "files": [{"path": str(p), "side": s} for p, s in sources]},
+        **{"generated_at": _now_iso(), "backend": backend, "frontend": frontend},
+        **{
+            "comparison": comparison(pair),
+            "endpoints": endpoint_rows(pair),
+            "thresholds": thresholds.as_dict(),
+        },
+    }
+    return {"summary": summary, "differences": msgspec.to_builtins(compare(pair, thresholds))}
+
+
+# --- reading a live monitor -------------------------------------------------------------
+
+
+def _get_json(url: str, token: str, timeout: float) -> Any:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        hint = " (pass --token or set LIVE_MONITOR_TOKEN)" if exc.code == 401 else ""
+        raise InputError(f"the monitor at {url} answered HTTP {exc.code} {exc.reason}{hint}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InputError(
+            f"cannot reach the monitor at {url}: {reason}. Is the monitor running? "
+            "Start it with python run_live_monitor.py (or pass --url, or use "
+            "--backend-data/--frontend-data files)"
+        ) from None
+    try:
+        return decode_json(body)
+    except ValueError:
+        raise InputError(f"{url} did not answer JSON: is --url a Live Execution Monitor?") from None
+
+
+def report_from_monitor(url: str, token: str = "", timeout: float = 10.0) -> dict[str, Any]:
+    """The report of a running monitor, from its /data (and /differences, from a monitor whose
+    /data does not carry them yet)."""
+    base = url.rstrip("/")
+    if base.endswith(API):
+        base = base[: -len(API)]
+    data = _get_json(f"{base}{API}/data?limit=0&history=0", token, timeout)
+    found = data
+    if not isinstance(data, dict) or "differences" not in data:
+        found = _get_json(f"{base}{API}/differences", token, timeout)
+    if not isinstance(data, dict) or not isinstance(found, dict) or "differences" not in found:
+        raise InputError(f"{base}{API} answered an unexpected shape: is it a Live Execution Monitor?")
+    source = {"kind": "monitor", "url": base, **{k: data.get(k) for k in ("monitoring", "window_seconds")}}
+    summary = {
+        "source": source,
+        "generated_at": data.get("generated_at") or _now_iso(),
+        **{k: data.get(k) or {} for k in ("backend", "frontend", "comparison")},
+        "endpoints": data.get("endpoints") or [],
+        "thresholds": found.get("thresholds") or {},
+    }
+    return {"summary": summary, "differences": list(found["differences"])}
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def load_thresholds(path: str | None, min_samples: int | None) -> Thresholds:
+    """The default thresholds, or a JSON file's, checked so a typo fails here and not mid-report."""
+    thresholds = Thresholds()
+    if path:
+        try:
+            thresholds = Thresholds.from_file(path)
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(
+                f"{path}: not a usable thresholds file: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+    return thresholds if min_samples is None else dataclasses.replace(thresholds, min_samples=min_samples)

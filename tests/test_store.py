@@ -1,0 +1,288 @@
+"""The store contract: what the in-memory store and the Redis store both promise, tested on each.
+
+Each test runs once per store: the memory store, and a Redis store on a real redis-server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from live_monitor.model.comparator import summarize
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.store import Store, policy
+from live_monitor.store.memory import EventDeque, EventStore
+
+StoreMaker = Callable[..., Store]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest, clock: Any) -> StoreMaker:
+    """Makes stores of the kind under test (``store(window_s=60, bucket_s=10)``), all on one clock."""
+    if request.param == "memory":
+        return lambda **options: EventStore(clock=clock, **options)
+    from live_monitor.store.redis import RedisEventStore
+
+    url = request.getfixturevalue("redis_server").url
+    return lambda **options: RedisEventStore(url, clock=clock, **options)
+
+
+def event(service="backend", component="http", action="GET /x", duration=10.0, status="success", trace=None):
+    return ExecutionEvent(
+        timestamp=1_800_000_000.0,
+        service=service,
+        component=component,
+        action=action,
+        duration_ms=duration,
+        status=status,
+        trace_id=trace,
+    )
+
+
+def half(side: str, trace: str, duration: float | None, action: str = "GET /x") -> ExecutionEvent:
+    """One side's call of an endpoint, in a traced request."""
+    component = "http" if side == "backend" else "api"
+    return event(service=side, component=component, action=action, duration=duration, trace=trace)
+
+
+def own(e: ExecutionEvent) -> ExecutionEvent:
+    e.details = {"self_monitor": True}
+    return e
+
+
+def test_both_stores_meet_the_store_contract(clock):
+    """Checked by mypy (``make_store`` returns each as a ``Store``); here: the factory picks the kind."""
+    from live_monitor.store import make_store
+
+    memory: Store = make_store("memory", max_events=5, window_s=60, clock=clock)
+    assert isinstance(memory, EventStore) and memory.max_events == 5 and memory.bucket_s == 1.0
+    shared = make_store("redis://127.0.0.1:1/0", max_events=5, window_s=600, clock=clock)
+    assert type(shared).__name__ == "RedisEventStore" and shared.bucket_s == 10.0
+    with pytest.raises(ValueError, match="--store must be"):
+        make_store("mysql://db", max_events=5, window_s=60, clock=clock)
+
+
+# --- moved from the memory and Redis store tests: behaviour both stores promise ----------------
+
+
+def test_rejections_are_counted_by_reason(store):
+    s = store()
+    s.add([event()])
+    s.reject(["duration_ms: must be >= 0", "duration_ms: must be >= 0", "malformed batch"])
+    counts = s.counts()
+    assert counts["received"] == 4
+    assert counts["accepted"] == 1 and counts["rejected"] == 3
+    assert counts["rejected_by_reason"] == {"duration_ms: must be >= 0": 2, "malformed batch": 1}
+
+
+def test_figures_cover_a_sliding_window(store, clock):
+    s = store(window_s=60, bucket_s=10)
+    s.add([event(duration=100.0) for _ in range(10)])
+    clock.advance(30)
+    s.add([event(duration=10.0) for _ in range(10)])
+    stats = s.window_stats()
+    assert stats.backend.total.count == 20
+    clock.advance(45)  # the first ten are now older than the window
+    stats = s.window_stats()
+    assert stats.backend.total.count == 10
+    assert stats.backend.total.timed.mean == 10.0
+    assert s.counts()["stored"]["backend"] == 20  # the raw events stay until evicted
+
+
+def test_requests_with_one_trace_id_are_joined_into_a_gap(store):
+    s = store()
+    trace = "ab" * 16
+    s.add([event(service="frontend", component="api", duration=250.0, trace=trace)])
+    s.add([event(service="backend", component="http", duration=40.0, trace=trace)])
+    gaps = s.window_stats().trace_gaps
+    assert gaps["GET /x"].count == 1
+    assert abs(gaps["GET /x"].quantile(0.5) - 210.0) <= 2.1
+
+
+def test_the_gap_is_browser_minus_server_whichever_half_arrives_first(store):
+    s = store()
+    trace = "cd" * 16
+    s.add([event(service="backend", component="http", duration=40.0, trace=trace)])
+    s.add([event(service="frontend", component="api", duration=250.0, trace=trace)])
+    gap = s.window_stats().trace_gaps["GET /x"].quantile(0.5)
+    assert abs(gap - 210.0) <= 2.1
+
+
+def test_recent_is_newest_first_and_can_hide_self_monitoring(store):
+    s = store()
+    for i in range(3):
+        e = event(action=f"GET /{i}")
+        e.timestamp = e.timestamp.replace(second=i)
+        s.add([e])
+    mine = own(event(action="GET /api/live-execution/data"))
+    assert isinstance(mine.timestamp, datetime)  # an ExecutionEvent holds its time as a datetime
+    mine.timestamp = mine.timestamp.replace(second=9)
+    s.add([mine])
+    assert [e.action for e in s.recent(10)][:2] == ["GET /api/live-execution/data", "GET /2"]
+    assert [e.action for e in s.recent(10, include_self=False)] == ["GET /2", "GET /1", "GET /0"]
+
+
+def test_the_seed_deque_view_goes_through_the_store(store):
+    s = store()
+    backend = EventDeque(s, "backend")
+    backend.append(event())
+    backend.append({"component": "db", "action": "query", "duration_ms": 3.0})
+    assert len(backend) == 2
+    assert [e.component for e in backend] == ["http", "db"]
+    assert s.window_stats().backend.total.count == 2
+    with pytest.raises(ValueError, match="frontend event"):
+        backend.append(event(service="frontend"))
+
+
+def test_the_stream_gets_each_new_event_once(store):
+    s = store()
+    seq = s.seq
+    s.add([event(service="backend"), event(service="frontend", component="api")])
+    seq, fresh = s.since(seq)
+    assert len(fresh) == 2
+    s.add([event(service="frontend", component="api", action="GET /late")])
+    seq, fresh = s.since(seq)
+    assert [e.action for e in fresh] == ["GET /late"]
+
+
+def test_the_stream_follows_arrival_whatever_the_events_timestamps(store):
+    """/stream sends what arrived since the last read, in arrival order: a browser with a clock
+    behind still gets its events streamed."""
+    s = store()
+    seq = s.seq
+    behind = event(service="frontend", component="api", action="GET /behind")
+    behind.timestamp = behind.timestamp.replace(year=2020)
+    s.add([event(action="GET /b1"), behind, event(action="GET /b2")])
+    seq, fresh = s.since(seq)
+    assert [e.action for e in fresh] == ["GET /b1", "GET /behind", "GET /b2"]
+    older = event(service="frontend", component="api", action="GET /older")
+    older.timestamp = older.timestamp.replace(year=2019)
+    s.add([older])
+    assert [e.action for e in s.since(seq)[1]] == ["GET /older"]
+
+
+def test_a_stream_behind_by_more_than_its_limit_gets_the_newest_in_order(store):
+    s = store()
+    seq = s.seq
+    s.add([event(service="backend", action=f"GET /n{i}") for i in range(10)])
+    seq, fresh = s.since(seq, limit=3)
+    assert [e.action for e in fresh] == ["GET /n7", "GET /n8", "GET /n9"]
+    assert s.since(seq, limit=3) == (seq, [])
+
+
+def test_events_count_in_the_bucket_they_arrived_in(store, clock):
+    s = store(window_s=60, bucket_s=10)
+    s.add([event(duration=100.0) for _ in range(5)])  # queued, not yet counted
+    clock.advance(15)  # the next add closes the first bucket, which counts them first
+    s.add([event(duration=1.0) for _ in range(5)])
+    clock.advance(55)  # the first bucket has left the window; the second has not
+    stats = s.window_stats()
+    assert stats.backend.total.count == 5
+    assert stats.backend.total.timed.max == pytest.approx(1.0, rel=0.01)  # the slow ones are gone
+
+
+# --- the batch policy (live_monitor.store.policy), the same in both stores -------------------
+
+
+def test_own_traffic_is_stored_and_streamed_but_never_counted(store):
+    s = store()
+    seq, counted = s.seq, s.counted
+    s.add([own(event(action="GET /api/live-execution/data")) for _ in range(3)])
+    assert s.seq == seq + 3  # streamed and listed
+    assert s.counted == counted  # but it moves nothing the figures depend on
+    counts = s.counts()
+    assert counts["self_events"] == 3 and counts["totals"] == {"backend": 0, "frontend": 0}
+    assert s.window_stats().backend.total.count == 0
+    s.add([event()])
+    assert s.counted == counted + 1 and s.seq == seq + 4
+
+
+def test_own_traffic_never_takes_part_in_a_pair(store):
+    s = store()
+    trace = "0f" * 16
+    s.add([half("backend", trace, 40.0)])
+    s.add([own(half("frontend", trace, 900.0))])  # would pair, were it counted
+    s.add([half("frontend", trace, 250.0)])
+    gap = s.window_stats().trace_gaps["GET /x"]
+    assert gap.count == 1 and abs(gap.quantile(0.5) - 210.0) <= 2.1
+
+
+def test_an_untimed_half_is_not_offered_so_it_cannot_spoil_a_pair(store):
+    """Rule: only timed endpoint halves are offered to the joiner (an untimed one has no gap to give)."""
+    s = store()
+    trace = "ef" * 16
+    s.add([half("backend", trace, 40.0)])
+    s.add([half("frontend", trace, None)])  # a browser call the logger could not time
+    s.add([half("frontend", trace, 250.0)])
+    gap = s.window_stats().trace_gaps["GET /x"]
+    assert gap.count == 1 and abs(gap.quantile(0.5) - 210.0) <= 2.1
+
+
+def test_an_unpaired_half_waits_at_most_ten_minutes(store, clock):
+    """Rule: a half waits ``PENDING_TTL_S`` (600 s) for its other half, and no longer."""
+    assert policy.PENDING_TTL_S == 600
+    s = store(window_s=900)
+    early, late = "a1" * 16, "b2" * 16
+    s.add([half("frontend", early, 250.0), half("frontend", late, 250.0)])
+    clock.advance(600)
+    s.add([half("backend", early, 40.0)])  # 600 s: still waiting
+    clock.advance(1)
+    s.add([half("backend", late, 40.0)])  # 601 s: gone
+    assert s.window_stats().trace_gaps["GET /x"].count == 1
+
+
+def test_at_most_twenty_thousand_halves_wait_the_oldest_dropped_first(store):
+    """Rule: past ``PENDING_MAX`` (20,000) waiting halves, the oldest is dropped."""
+    assert policy.PENDING_MAX == 20_000
+    s = store(max_events=100)
+    traces = [f"{i:032x}" for i in range(policy.PENDING_MAX + 1)]
+    s.add([half("frontend", t, 250.0) for t in traces])
+    s.add([half("backend", traces[1], 40.0)])  # the oldest still waiting: a pair
+    s.add([half("backend", traces[0], 40.0)])  # dropped when the 20,001st came
+    assert s.window_stats().trace_gaps["GET /x"].count == 1
+
+
+def test_the_window_in_minutes_runs_from_the_first_event_to_now(store, clock):
+    """Rule: minutes = max(min(window, now - first event), one bucket) / 60, by the clock: not from
+    bucket edges, and a quiet spell still counts as time watched."""
+    s = store(window_s=60, bucket_s=10)
+    clock.advance(5)  # mid-bucket
+    s.add([event() for _ in range(10)])
+    clock.advance(20)
+    stats = s.window_stats()
+    assert stats.backend.minutes == pytest.approx(20 / 60)
+    assert summarize(stats.backend)["events_per_minute"] == pytest.approx(30.0)
+    clock.advance(200)  # a quiet spell, longer than the window
+    s.add([event()])
+    clock.advance(5)
+    stats = s.window_stats()
+    assert stats.backend.total.count == 1
+    assert stats.backend.minutes == 1.0
+    assert summarize(stats.backend)["events_per_minute"] == pytest.approx(1.0)
+
+
+def test_monitoring_starts_and_stops_once_and_keeps_the_time(store):
+    s = store()
+    assert s.monitoring_state() == (None, 0.0)
+    assert s.set_monitoring(True, 100.0) is True
+    assert s.set_monitoring(True, 101.0) is False
+    assert s.monitoring_state() == (100.0, 0.0)
+    assert s.set_monitoring(False, 130.0) is True
+    assert s.set_monitoring(False, 131.0) is False
+    assert s.monitoring_state() == (None, 30.0)
+
+
+def test_the_store_package_imports_no_store_until_one_is_made():
+    """``live_monitor.store`` is imported by every layer above it: it must not pull in redis-py."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, live_monitor.store as s; "
+        "print(sorted(m for m in ('redis', 'live_monitor.store.memory', 'live_monitor.store.redis') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
