@@ -4,7 +4,7 @@ PYTHON ?= python3
 NPM ?= npm
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install assets system-packages bench test test-python test-frontend lint run clean
+.PHONY: help install assets system-packages bench-packages bench-test bench test test-python test-frontend lint run clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -16,18 +16,28 @@ assets: ## Build the browser logger and copy Chart.js (npm ci + build)
 	$(NPM) ci --no-audit --no-fund
 	$(NPM) run build
 
-system-packages: ## Make sure Debian's Chromium and redis-server are there for the tests
-	@missing=""; test -x $(CHROMIUM) || missing="chromium"; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+# Debian packages a target needs: "program-or-path:package" pairs; installed with apt-get when
+# running as root, else the one line to run.
+define need-debian
+	@missing=""; for pair in $(1); do what=$${pair%%:*}; package=$${pair#*:}; \
+	  { test -x "$$what" || command -v "$$what" >/dev/null; } || missing="$$missing $$package"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "Missing:$$missing (sudo apt-get install -y$$missing)" >&2; exit 1; fi; fi
+endef
 
-lint: ## ruff (lint and format), mypy, tsc --noEmit (strict)
+system-packages: ## Make sure Debian's Chromium and redis-server are there for the tests
+	$(call need-debian,$(CHROMIUM):chromium redis-server:redis-server)
+
+bench-packages: system-packages ## The same, and wrk (the benchmark's load generator)
+	$(call need-debian,wrk:wrk)
+
+lint: ## ruff (lint and format), mypy, the package's layers (import-linter), tsc --noEmit (strict)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy .
+	lint-imports
 	$(NPM) run typecheck
 
 test-python: ## The Python test suite
@@ -41,8 +51,11 @@ test: install assets system-packages lint test-frontend test-python ## Everythin
 run: ## Run the monitor (same as python run_live_monitor.py)
 	$(PYTHON) run_live_monitor.py
 
-bench: install assets system-packages ## Benchmark the monitor side by side with the alternatives (writes benchmarks/RESULTS.md)
+bench-test: install assets bench-packages ## The benchmark's own tests (its helpers, wrk's counting, the chart)
+	$(PYTHON) -m pytest -q -p no:cacheprovider benchmarks
+
+bench: bench-test ## Benchmark the monitor side by side with the alternatives (writes benchmarks/RESULTS.md)
 	$(PYTHON) benchmarks/run.py
 
 clean: ## Remove build output
-	rm -rf node_modules static/live-monitor.js static/live-monitor.js.map static/live-monitor.mjs static/live-monitor.mjs.map static/vendor test-artifacts
+	rm -rf node_modules static/live-monitor.js static/live-monitor.js.map static/live-monitor.mjs static/live-monitor.mjs.map static/vendor test-artifacts build dist *.egg-info

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PARENT, ROOT, TRACE
-from fake_monitor import FakeMonitor, Recorder
 
 import backend_logging_config as blc
+from tests.helpers import PARENT, ROOT, TRACE, FakeMonitor, Recorder
 
 pytestmark = pytest.mark.usefixtures("restore_logging_globals")
 

@@ -18,12 +18,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import ROOT
-from fake_monitor import FakeMonitor, wait_for
 from hypothesis import given
 from hypothesis import strategies as st
 
 import backend_logging_config as blc
+from tests.helpers import ROOT, FakeMonitor, wait_for
 
 pytestmark = pytest.mark.usefixtures("restore_logging_globals")
 

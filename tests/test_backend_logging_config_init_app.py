@@ -13,14 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conftest import PARENT, ROOT, TRACE
-from fake_monitor import FakeMonitor, Recorder, wait_for
 from flask import Flask, abort
 from flask_cors import CORS
 from hypothesis import given
 from hypothesis import strategies as st
 
 import backend_logging_config as blc
+from tests.helpers import PARENT, ROOT, TRACE, FakeMonitor, Recorder, wait_for
 
 pytestmark = pytest.mark.usefixtures("restore_logging_globals")
 

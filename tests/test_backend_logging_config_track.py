@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 import pytest
-from fake_monitor import Recorder
 
 import backend_logging_config as blc
+from tests.helpers import Recorder
 
 pytestmark = pytest.mark.usefixtures("restore_logging_globals")
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import (
+from playwright.sync_api import expect
+
+from tests.helpers import (
     BACKEND_RGB,
     FRONTEND_RGB,
     ROOT,
@@ -26,7 +28,6 @@ from conftest import (
     orders_batch,
     table_row,
 )
-from playwright.sync_api import expect
 
 pytestmark = pytest.mark.timeout(180)
 expect.set_options(timeout=15_000)

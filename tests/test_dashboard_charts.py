@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import (
+from playwright.sync_api import expect
+
+from tests.helpers import (
     MonitorProcess,
     Tab,
     event,
     orders_batch,
 )
-from playwright.sync_api import expect
 
 pytestmark = pytest.mark.timeout(180)
 expect.set_options(timeout=15_000)

@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import (
+from playwright.sync_api import expect
+
+from live_monitor.core import settings as monitor_settings
+from tests.helpers import (
     BACKEND_RGB,
     ROOT,
     MonitorProcess,
@@ -24,9 +27,6 @@ from conftest import (
     run_monitor,
     table_row,
 )
-from playwright.sync_api import expect
-
-from live_monitor.core import settings as monitor_settings
 
 pytestmark = pytest.mark.timeout(180)
 expect.set_options(timeout=15_000)

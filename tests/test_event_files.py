@@ -7,9 +7,9 @@ import json
 import tracemalloc
 
 import pytest
-from conftest import ev
 
 from live_monitor.tools.files import iter_event_file, iter_json_array, parse_time
+from tests.helpers import ev
 
 
 def test_event_files_in_three_shapes(tmp_path):

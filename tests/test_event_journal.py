@@ -5,15 +5,17 @@ import random
 import signal
 import sqlite3
 import threading
+from typing import Any
 
 import pytest
 import requests
 
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.store.journal import EventJournal, JournalError
+from live_monitor.vocabulary import Service
 
 
-def event(n: int, service: str = "backend") -> ExecutionEvent:
+def event(n: int, service: Service = "backend") -> ExecutionEvent:
     return ExecutionEvent(
         service=service,
         component="http" if service == "backend" else "api",
@@ -64,7 +66,7 @@ def _stream(api: str, first: int, acked: list[int], stop: threading.Event, batch
     session = requests.Session()
     while not stop.is_set():
         numbers = list(range(n, n + batch))
-        body = [
+        body: list[dict[str, Any]] = [
             {
                 "service": "backend",
                 "component": "http",
@@ -113,12 +115,12 @@ def test_acknowledged_events_survive_kill_9_and_restart(tmp_path, start_monitor)
             sender.join(10)
             first = max(acked + list(extra) + [first]) + 1000
     with start_monitor("--no-self-monitor", "--persist", db) as server:
-        stored = set(_stored_numbers(server.api))
-        assert set(acked) <= stored
+        kept = set(_stored_numbers(server.api))
+        assert set(acked) <= kept
         assert len(acked) >= 150
         status = requests.get(f"{server.api}/status").json()
-        assert status["restored"] == len(stored)
-        assert requests.get(f"{server.api}/data").json()["backend"]["total_events"] == len(stored)
+        assert status["restored"] == len(kept)
+        assert requests.get(f"{server.api}/data").json()["backend"]["total_events"] == len(kept)
 
 
 def test_a_path_that_cannot_be_a_journal_is_a_clear_error_and_is_left_untouched(tmp_path):

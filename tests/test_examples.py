@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import launch_chromium
 from playwright.sync_api import Browser, Page, expect
 
 import backend_logging_config as blc
 from examples.shop.app import create_app, main
+from tests.helpers import launch_chromium
 
 pytestmark = pytest.mark.timeout(180)
 expect.set_options(timeout=15_000)

@@ -4,7 +4,6 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from conftest import ev
 
 from live_monitor.model.events import (
     MAX_DETAILS_BYTES,
@@ -15,6 +14,7 @@ from live_monitor.model.events import (
     prepare_events,
     scrub_details,
 )
+from tests.helpers import ev
 
 
 def test_seed_constructor_keeps_its_fields_and_reads_naive_iso_as_utc():

@@ -21,7 +21,8 @@ def test_sketch_quantiles_are_within_one_percent_of_exact(seed):
         sketch.add(v)
     for q in (0.5, 0.95, 0.99):
         exact = exact_quantile(values, q)
-        assert abs(sketch.quantile(q) - exact) / exact <= 0.01 + 1e-9
+        estimate = sketch.quantile(q)
+        assert estimate is not None and abs(estimate - exact) / exact <= 0.01 + 1e-9
     assert sketch.count == 20_000
     assert sketch.mean == pytest.approx(sum(values) / len(values))
 
@@ -48,7 +49,7 @@ def test_merge_then_subtract_restores_the_original():
     median = a.quantile(0.5)
     a.merge(b)
     assert a.count == 200
-    assert a.quantile(0.9) > 900
+    assert (a.quantile(0.9) or 0) > 900
     a.subtract(b)
     assert a.count == 100
     assert a.quantile(0.5) == median

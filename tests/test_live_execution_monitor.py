@@ -6,13 +6,14 @@ import signal
 import socket
 import threading
 import time
+from typing import Any
 
 import pytest
 import requests
-from conftest import ev
 
 import live_execution_monitor as lem
 from live_execution_monitor import create_app, main
+from tests.helpers import ev
 
 API = "/api/live-execution"
 
@@ -256,7 +257,7 @@ def test_chunked_oversized_body_is_refused_by_the_real_server(start_monitor):
 def test_server_sent_events_stream_through_the_real_server(start_monitor):
     with start_monitor("--no-self-monitor", "--interval", "0.2") as server:
         requests.post(f"{server.api}/start")
-        got: list[str] = []
+        got: list[Any] = []  # iter_lines(decode_unicode=True) is typed str | bytes
         with requests.get(f"{server.api}/stream", stream=True, timeout=10) as stream:
             threading.Timer(
                 0.3, lambda: requests.post(f"{server.api}/events", json=[ev(action="GET /streamed")])

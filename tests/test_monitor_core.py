@@ -4,9 +4,9 @@ import json
 from datetime import datetime
 
 import pytest
-from conftest import FakeReader, reading
 
 from live_execution_monitor import ExecutionEvent, LiveExecutionMonitor
+from tests.helpers import FakeReader, reading
 
 
 def make_monitor(clock, **settings):

@@ -3,7 +3,6 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from conftest import FakeClock, FakeReader, reading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY, generate_latest
@@ -16,6 +15,7 @@ from live_execution_monitor import create_app
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.stats import MAX_KEYS, OTHER, LatencySketch
 from live_monitor.web.metrics import DURATION_BOUNDS_MS, cumulative_buckets
+from tests.helpers import FakeClock, FakeReader, reading
 
 API = "/api/live-execution"
 KEY = "GET /api/orders/:id"

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 BATCH = json.dumps(
     [{"service": "frontend", "component": "api", "action": "GET /api/items/:id", "duration_ms": 20.0}] * 50
@@ -224,7 +224,7 @@ def test_a_signal_arriving_inside_the_stop_handler_cannot_deadlock_the_server():
     server = WaitressServer(app, "127.0.0.1", 0, 1, 1024)
     returned = threading.Event()
     try:
-        with server._stopping._cond:  # as if the first handler were inside Event.set
+        with server._stopping._cond:  # type: ignore[attr-defined]  # as if the first handler were inside Event.set
             worker = threading.Thread(
                 target=lambda: (server._on_signal(signal.SIGTERM, None), returned.set()), daemon=True
             )

@@ -134,6 +134,6 @@ def test_help_shows_each_range():
         (LOOPBACK_ORIGINS, None),
     ],
 )
-def test_cors_origins_that_are_not_valid_patterns_are_named(value, problem):
+def test_cors_origins_that_are_not_valid_patterns_are_named(value: str, problem: str | None) -> None:
     found = origins_problem(value)
-    assert found == problem if problem is None else problem in found
+    assert found == problem if problem is None else problem in (found or "")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-import test_otlp_ingest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
-from test_otlp_ingest import (
+
+from live_monitor.web import otlp as otlp_ingest
+from tests import test_otlp_ingest
+from tests.test_otlp_ingest import (
     API,
     CLIENT,
     KEY,
@@ -31,8 +33,6 @@ from test_otlp_ingest import (
     span,
     span_counts,
 )
-
-from live_monitor.web import otlp as otlp_ingest
 
 make_app = test_otlp_ingest.make_app  # the fixture, which pytest finds by this name
 HUGE = "1" + "0" * 400
@@ -229,6 +229,7 @@ def test_protobuf_spans_with_bad_values_are_rejected_alone(make_app):
     }
 
 
+TRICKY: list[str | float]
 TRICKY = ["", "Infinity", "-Infinity", "NaN", "1" + "0" * 400, "-5", "404", "0", "http://[::1/x", "²00"]
 TRICKY += [1e308, -1, 0]
 SCALARS = st.one_of(

@@ -43,7 +43,7 @@ def _refuse_to_serve(settings, monitor=None, ready=None):
 def test_launcher_warns_when_listening_beyond_loopback(monkeypatch, capsys):
     import live_execution_monitor as lem
 
-    served = {}
+    served: dict[str, object] = {}
     monkeypatch.setattr(lem, "serve", lambda settings, ready=None: served.update(settings, ready=ready) or 0)
     argv = ["--no-install", "--no-browser", "--host", "0.0.0.0", "--token", "s3cret"]
     assert run_live_monitor.main(argv) == 0

@@ -6,6 +6,7 @@ Each test runs once per store: the memory store, and a Redis store on a real red
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -118,6 +119,7 @@ def test_recent_is_newest_first_and_can_hide_self_monitoring(store):
         e.timestamp = e.timestamp.replace(second=i)
         s.add([e])
     mine = own(event(action="GET /api/live-execution/data"))
+    assert isinstance(mine.timestamp, datetime)  # an ExecutionEvent holds its time as a datetime
     mine.timestamp = mine.timestamp.replace(second=9)
     s.add([mine])
     assert [e.action for e in s.recent(10)][:2] == ["GET /api/live-execution/data", "GET /2"]

@@ -10,7 +10,6 @@ import time
 
 import pytest
 import requests
-from conftest import FakeReader, reading
 
 from live_execution_monitor import create_app
 from live_monitor.core.monitor import LiveExecutionMonitor
@@ -19,6 +18,7 @@ from live_monitor.model.events import ExecutionEvent
 from live_monitor.store import StoreUnavailable
 from live_monitor.store.memory import EventStore
 from live_monitor.store.redis import RedisEventStore
+from tests.helpers import FakeReader, reading
 
 EVENT_FIELDS = ("backend", "frontend", "comparison", "endpoints", "recent_events", "differences_count")
 

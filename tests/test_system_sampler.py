@@ -3,9 +3,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import FakeClock, FakeReader, reading
 
 from live_monitor.core.sampler import PsutilReader, SystemSampler
+from tests.helpers import FakeClock, FakeReader, reading
 
 
 def test_rates_come_from_counter_deltas(clock: FakeClock):
@@ -48,7 +48,7 @@ def test_history_is_bounded(clock):
 
 
 def test_each_tick_notifies(clock):
-    seen = []
+    seen: list[dict[str, float]] = []
     sampler = SystemSampler(FakeReader([reading(cpu_percent=7.0)]), on_tick=seen.append, clock=clock)
     sampler.tick()
     assert seen[0]["cpu_percent"] == 7.0

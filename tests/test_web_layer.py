@@ -172,7 +172,7 @@ def test_only_the_api_and_its_sub_paths_are_the_monitors_own():
 
 def test_otlp_is_refused_by_the_same_load_and_shutdown_rules_as_ingest(app):
     client = app.test_client()
-    export = {"resourceSpans": []}
+    export: dict[str, list[object]] = {"resourceSpans": []}
     app.config["BACKLOG"] = lambda: 10_000
     for path, body in ((EVENTS_PATH, [EVENT]), (OTLP_TRACES_PATH, export)):
         response = client.post(path, json=body)

@@ -1,5 +1,6 @@
-"""Smoke test of the benchmark command: one cheap row, no timing asserted; and the measuring
-helpers the rows rely on (peak memory of a tool, wrk's answer counting)."""
+"""The benchmark's own tests (`make bench-test`, run before `make bench`): a smoke test of the
+benchmark command with one cheap row, no timing asserted; the measuring helpers the rows rely on
+(peak memory of a tool, wrk's answer counting); and the results chart."""
 
 from __future__ import annotations
 

@@ -1,0 +1,472 @@
+"""What the tests share besides fixtures: real monitor and Redis processes on free ports, the
+dashboard in headless Chromium, a stand-in ingest endpoint for backend_logging_config, event
+builders, a fake clock and a fake psutil reader. The fixtures that use them are in conftest.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
+    """Ask ``proc`` to stop with ``sig``, killing it when it has not exited within 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+_SERVING = re.compile(r"serving on (http://\S+)")
+
+
+class MonitorProcess:
+    """A monitor started as a real process; ``url`` is its base, ``api`` its API base."""
+
+    def __init__(self, proc: subprocess.Popen[str], url: str, output: list[str]) -> None:
+        self.proc = proc
+        self.url = url
+        self.api = f"{url}/api/live-execution"
+        self.output = output
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        """Terminate the process (and kill it if it lingers)."""
+        stop_process(self.proc, signal.SIGTERM)
+
+    def post_events(self, events: list[dict[str, Any]]) -> None:
+        """Ingest a batch through the REST API, as an instrumented app would; all must be accepted."""
+        answer = requests.post(f"{self.api}/events", json=events, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == len(events), answer.text
+
+    def get(self, path: str) -> Any:
+        """GET an API path and return its JSON."""
+        answer = requests.get(f"{self.api}{path}", timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+
+def wait_for_http(url: str, timeout: float = 15.0) -> None:
+    """Poll ``url`` until it answers 200, or fail the test."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {timeout}s: {last}")
+
+
+@contextlib.contextmanager
+def run_monitor(
+    *args: str,
+    script: str = "live_execution_monitor.py",
+    env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+    cwd: Path = ROOT,
+    replace_env: bool = False,
+    port: int = 0,
+) -> Iterator[MonitorProcess]:
+    """Start ``script`` (or a whole ``command``) on a free port, wait until it answers, stop it.
+
+    ``env`` adds to this process's environment, or replaces it with ``replace_env``; ``port``
+    restarts a monitor on the port a stopped one had.
+    """
+    command = command or [sys.executable, "-u", str(ROOT / script), "--port", str(port), *args]
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(env or {}) if replace_env else {**os.environ, **(env or {})},
+    )
+    output: list[str] = []
+    found = threading.Event()
+    url: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line)
+            match = _SERVING.search(line)
+            if match and not found.is_set():
+                url.append(match.group(1))
+                found.set()
+        found.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        if not found.wait(30) or not url:
+            raise AssertionError("monitor did not start:\n" + "".join(output))
+        wait_for_http(url[0] + "/health")
+        yield MonitorProcess(proc, url[0], output)
+    finally:
+        stop_process(proc, signal.SIGTERM)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@contextlib.contextmanager
+def launch_chromium(*required: str) -> Iterator[Browser]:
+    """Debian's Chromium, headless, through Playwright; fails (never skips) when it is missing.
+
+    ``required`` names built files (relative to the repo) the test cannot run without.
+    """
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it)")
+    for name in required:
+        if not (ROOT / name).exists():
+            pytest.fail(f"{name} is missing: run npm ci && npm run build")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+# -- the dashboard in a real browser (test_dashboard*.py) -----------------------------------
+
+BACKEND_RGB = (129, 140, 248)  # dashboard-charts.js COLORS.backend
+FRONTEND_RGB = (45, 212, 191)  # dashboard-charts.js COLORS.frontend
+
+
+def event(
+    service: str,
+    component: str,
+    action: str,
+    duration_ms: float | None,
+    status: str = "success",
+    **details: Any,
+) -> dict[str, Any]:
+    """One ExecutionEvent as the API takes it, stamped now."""
+    return {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "service": service,
+        "component": component,
+        "action": action,
+        "duration_ms": duration_ms,
+        "status": status,
+        "details": details,
+    }
+
+
+class Tab:
+    """A page plus everything it logged, dialogs it opened and requests it made."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        page.on("dialog", self._dialog)
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def _dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def assert_clean(self, allow: re.Pattern[str] | None = None) -> None:
+        """No console error (but those matching ``allow``), no uncaught exception, no dialog."""
+        errors = [e for e in self.errors if not (allow and allow.search(e))]
+        assert errors == [], errors
+        assert self.dialogs == [], self.dialogs
+
+    def assert_requests_only_to(self, *prefixes: str) -> None:
+        """Every request the page made went to one of ``prefixes``."""
+        strays = [u for u in self.requests if not u.startswith(prefixes)]
+        assert strays == [], strays
+
+    def chart_pixels(self, canvas_id: str, rgb: tuple[int, int, int]) -> dict[str, int]:
+        """Painted pixels of a canvas and how many of them have colour ``rgb``."""
+        return self.page.evaluate(
+            """([id, rgb]) => {
+                const c = document.getElementById(id);
+                const {data} = c.getContext("2d").getImageData(0, 0, c.width, c.height);
+                let painted = 0, colored = 0;
+                for (let i = 0; i < data.length; i += 4) {
+                    if (data[i + 3] > 0) painted++;
+                    if (data[i + 3] > 200 && Math.abs(data[i] - rgb[0]) < 8 &&
+                        Math.abs(data[i + 1] - rgb[1]) < 8 && Math.abs(data[i + 2] - rgb[2]) < 8) colored++;
+                }
+                return {painted, colored, size: data.length / 4};
+            }""",
+            [canvas_id, list(rgb)],
+        )
+
+    def chart_data(self, canvas_id: str) -> dict[str, Any]:
+        """Labels and datasets of the Chart.js chart drawn on a canvas."""
+        return self.page.evaluate(
+            """(id) => {
+                const chart = Chart.getChart(document.getElementById(id));
+                return {labels: chart.data.labels, data: chart.data.datasets.map(d => d.data)};
+            }""",
+            canvas_id,
+        )
+
+
+def orders_batch(count: int = 20) -> list[dict[str, Any]]:
+    """The README's example: backend calls at 125 ms, the same calls seen at 75 ms in the browser."""
+    be = [event("backend", "http", "GET /api/orders/:id", 125.0, http_status=200) for _ in range(count)]
+    fe = [event("frontend", "api", "GET /api/orders/:id", 75.0, http_status=200) for _ in range(count)]
+    return be + fe
+
+
+def table_row(page: Page, table_id: str, label: str) -> Any:
+    """The row of table ``table_id`` whose text holds ``label``."""
+    return page.locator(f"#{table_id} tbody tr", has_text=label)
+
+
+# -- backend_logging_config (test_backend_logging_config*.py) -------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"  # a W3C trace id and a parent span id, as a caller sends
+PARENT = "00f067aa0ba902b7"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it is truthy or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+class FakeMonitor:
+    """A real HTTP server standing in for the monitor's ingest endpoint.
+
+    ``script`` holds answers to give first, as ``(status, headers, json_body)``; after that
+    every batch is accepted. ``stop()`` closes the port (connection refused), ``start()``
+    reopens the same port.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: list[tuple[float, str, dict[str, Any]]] = []
+        self.auth: list[str | None] = []
+        self.script: list[tuple[int, dict[str, str], dict[str, Any] | None]] = []
+        self.port = 0
+        self.server: ThreadingHTTPServer | None = None
+        self.start()
+
+    def start(self) -> None:
+        monitor = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with monitor.lock:
+                    monitor.requests.append((time.monotonic(), self.path, body))
+                    monitor.auth.append(self.headers.get("Authorization"))
+                    status, headers, answer = monitor.script.pop(0) if monitor.script else (200, {}, None)
+                if answer is None and status == 200:
+                    answer = {"accepted": len(body["events"]), "rejected": 0, "errors": []}
+                data = json.dumps(answer or {"error": "scripted"}).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [event for _, _, body in self.requests for event in body["events"]]
+
+
+class Recorder:
+    """Stands in for a MonitorClient where only the recorded events matter."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.closed = False
+
+    def record(self, event: dict[str, Any]) -> bool:
+        self.events.append(event)
+        return True
+
+
+# -- events, a fake clock and fake psutil readings ----------------------------------------------
+
+
+class FakeClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeReader:
+    """Scripted psutil readings: each call returns the next one (the last one repeats)."""
+
+    def __init__(self, readings: list[dict[str, float]]) -> None:
+        self.readings = readings
+        self.calls = 0
+
+    def __call__(self) -> dict[str, float]:
+        reading = self.readings[min(self.calls, len(self.readings) - 1)]
+        self.calls += 1
+        return dict(reading)
+
+
+def ev(**fields: Any) -> dict[str, Any]:
+    """One valid event as a client would send it (a frontend API call), with ``fields`` changed."""
+    base = {"service": "frontend", "component": "api", "action": "GET /api/orders/:id", "duration_ms": 12.5}
+    base.update(fields)
+    return base
+
+
+def reading(**overrides: float) -> dict[str, float]:
+    """One fake psutil reading with every counter the sampler expects."""
+    base = {
+        "cpu_percent": 10.0,
+        "memory_percent": 50.0,
+        "disk_read_bytes": 0.0,
+        "disk_write_bytes": 0.0,
+        "net_sent_bytes": 0.0,
+        "net_recv_bytes": 0.0,
+        "process_cpu_percent": 1.0,
+        "process_rss_bytes": 50_000_000.0,
+    }
+    base.update(overrides)
+    return base
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+class RedisServer:
+    """A real redis-server (Debian's package) on a free port, with an append-only file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import shutil
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise AssertionError(
+                "redis-server is missing: apt-get install -y redis-server (make test does it)"
+            )
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
