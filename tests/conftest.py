@@ -49,6 +49,23 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture
+def make_app() -> Iterator[Callable[..., Flask]]:
+    """Build monitor apps (self-monitoring off unless asked for); they are stopped afterwards."""
+    from live_execution_monitor import create_app
+
+    apps: list[Flask] = []
+
+    def build(settings: dict[str, Any] | None = None, monitor: Any = None) -> Flask:
+        app = create_app({"self_monitor": False, **(settings or {})}, monitor)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.extensions["live_monitor"].stop()
+
+
 # -- the monitor as a real process -----------------------------------------------------------
 
 

@@ -23,6 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -470,3 +474,94 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- OTLP exports (test_otlp_ingest*.py) ---------------------------------------------------------
+
+API = "/api/live-execution"
+KEY = "GET /api/orders/:id"
+TRACE = "5b8efff798038103d269b633813fc60c"
+START_NS = 1_800_000_000_123_000_000
+SERVER, CLIENT, INTERNAL, PRODUCER = 2, 3, 1, 4  # OTLP span kinds
+
+
+def attr(key, value):
+    wrapped: dict[str, object]
+    if isinstance(value, bool):
+        wrapped = {"boolValue": value}
+    elif isinstance(value, int):
+        wrapped = {"intValue": str(value)}
+    elif isinstance(value, float):
+        wrapped = {"doubleValue": value}
+    else:
+        wrapped = {"stringValue": value}
+    return {"key": key, "value": wrapped}
+
+
+def span(kind, attrs, trace=TRACE, span_id="eee19b7ec3c1b174", duration_ms=12.5, **extra):
+    body = {
+        "traceId": trace,
+        "spanId": span_id,
+        "name": extra.pop("name", "GET"),
+        "kind": kind,
+        "startTimeUnixNano": str(START_NS),
+        "endTimeUnixNano": str(START_NS + round(duration_ms * 1e6)),
+        "attributes": [attr(k, v) for k, v in attrs.items()],
+    }
+    body.update(extra)
+    return body
+
+
+def export(*spans, service="shop-api"):
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [attr("service.name", service)]},
+                "scopeSpans": [{"scope": {"name": "tests"}, "spans": list(spans)}],
+            }
+        ]
+    }
+
+
+def post(client, body, **headers):
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    headers.setdefault("Content-Type", "application/json")
+    return client.post("/v1/traces", data=data, headers=headers)
+
+
+def recent(client):
+    return client.get(f"{API}/data?limit=50").json["recent_events"]
+
+
+def span_counts(client):
+    text = client.get("/metrics").get_data(as_text=True)
+    for family in text_string_to_metric_families(text):
+        if family.name == "live_monitor_otlp_spans":
+            return {s.labels["outcome"]: s.value for s in family.samples}
+    raise AssertionError("no live_monitor_otlp_spans in /metrics")
+
+
+def proto_request(*spans):
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    service = resource_spans.resource.attributes.add(key="service.name")
+    service.value.string_value = "proto-api"
+    resource_spans.scope_spans.add().spans.extend(spans)
+    return request.SerializeToString()
+
+
+def proto_span(trace_id, kind=trace_pb2.Span.SpanKind.SPAN_KIND_SERVER):
+    attrs = [
+        common_pb2.KeyValue(key="http.request.method", value=common_pb2.AnyValue(string_value="PUT")),
+        common_pb2.KeyValue(key="url.path", value=common_pb2.AnyValue(string_value="/api/orders/9")),
+        common_pb2.KeyValue(key="http.response.status_code", value=common_pb2.AnyValue(int_value=502)),
+    ]
+    return trace_pb2.Span(
+        trace_id=trace_id,
+        span_id=bytes.fromhex("eee19b7ec3c1b174"),
+        name="PUT",
+        kind=kind,
+        start_time_unix_nano=START_NS,
+        end_time_unix_nano=START_NS + 7_000_000,
+        attributes=attrs,
+    )

@@ -18,18 +18,6 @@ from tests.helpers import ev
 API = "/api/live-execution"
 
 
-@pytest.fixture
-def app():
-    app = create_app({"self_monitor": False, "interval": 0.05})
-    yield app
-    app.extensions["live_monitor"].stop()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def test_start_status_data_differences_stop(client):
     assert client.get(f"{API}/status").json["monitoring"] is False
     assert client.post(f"{API}/start").json == {"status": "started", "monitoring": True}

@@ -41,11 +41,6 @@ def call(app, body: bytes, **environ):
     return seen["status"], seen["headers"], b"".join(chunks)
 
 
-@pytest.fixture
-def app():
-    return create_app({"self_monitor": False})
-
-
 def test_a_batch_is_stored_and_answered_with_counts(app):
     status, headers, body = call(app, json.dumps([EVENT, {**EVENT, "duration_ms": -1}]).encode())
     assert status == "200 OK"

@@ -11,7 +11,6 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from live_execution_monitor import create_app
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.stats import MAX_KEYS, OTHER, LatencySketch
 from live_monitor.web.metrics import DURATION_BOUNDS_MS, cumulative_buckets
@@ -19,21 +18,6 @@ from tests.helpers import FakeClock, FakeReader, reading
 
 API = "/api/live-execution"
 KEY = "GET /api/orders/:id"
-
-
-@pytest.fixture
-def make_app():
-    """Build monitor apps with /metrics registered; they are stopped after the test."""
-    apps = []
-
-    def build(settings=None, monitor=None):
-        app = create_app({"self_monitor": False, **(settings or {})}, monitor)
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.extensions["live_monitor"].stop()
 
 
 def scrape(client, **headers):

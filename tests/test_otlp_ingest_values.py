@@ -3,7 +3,7 @@
 A value that cannot become part of an event (a time past the events' year-3000 bound, a
 negative time) rejects its span by name in ``partialSuccess`` while its neighbours are stored;
 a value that is merely unreadable (an HTTP status of ``"OK"``, a method of ``true``) is
-ignored, the span kept. The request fixtures and span builders come from test_otlp_ingest.
+ignored, the span kept.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from live_monitor.web import otlp as otlp_ingest
-from tests import test_otlp_ingest
-from tests.test_otlp_ingest import (
+from tests.helpers import (
     API,
     CLIENT,
     KEY,
@@ -34,7 +33,6 @@ from tests.test_otlp_ingest import (
     span_counts,
 )
 
-make_app = test_otlp_ingest.make_app  # the fixture, which pytest finds by this name
 HUGE = "1" + "0" * 400
 YEAR_3000_NS = 32_503_680_000 * 10**9  # 3000-01-01T00:00:00Z, the first instant events refuse
 OUT_OF_RANGE = "is out of range (must be before 3000-01-01 UTC)"
