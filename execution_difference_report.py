@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend-data", metavar="FILE", help="backend events file")
     parser.add_argument("--frontend-data", metavar="FILE", help="frontend events file")
     parser.add_argument(
-        "--thresholds", metavar="FILE", help="JSON thresholds (execution_comparator.Thresholds)"
+        "--thresholds", metavar="FILE", help="JSON thresholds (fields of live_monitor/model/thresholds.py)"
     )
     parser.add_argument("--min-samples", type=int, metavar="N", help="events needed on each side to flag")
     parser.add_argument(

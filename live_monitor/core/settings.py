@@ -206,7 +206,7 @@ SETTINGS: tuple[Setting, ...] = (
         "thresholds",
         "",
         "LIVE_MONITOR_THRESHOLDS",
-        "JSON file overriding the difference thresholds (see execution_comparator.Thresholds).",
+        "JSON file overriding the difference thresholds (see live_monitor/model/thresholds.py).",
     ),
     Setting(
         "persist",
