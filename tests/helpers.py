@@ -28,6 +28,8 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from live_monitor.model.events import ExecutionEvent
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
@@ -180,6 +182,26 @@ def launch_chromium(*required: str) -> Iterator[Browser]:
 
 BACKEND_RGB = (129, 140, 248)  # dashboard-charts.js COLORS.backend
 FRONTEND_RGB = (45, 212, 191)  # dashboard-charts.js COLORS.frontend
+
+
+def stored_event(
+    service: str = "backend",
+    component: str = "http",
+    action: str = "GET /x",
+    duration: float | None = 10.0,
+    status: str = "success",
+    trace: str | None = None,
+) -> ExecutionEvent:
+    """One ExecutionEvent as a store keeps it, at a fixed time (the stores' tests use a fake clock)."""
+    return ExecutionEvent(
+        timestamp=1_800_000_000.0,
+        service=service,  # type: ignore[arg-type]
+        component=component,
+        action=action,
+        duration_ms=duration,
+        status=status,  # type: ignore[arg-type]
+        trace_id=trace,
+    )
 
 
 def event(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import jsonschema_rs
 import pytest
@@ -14,6 +13,7 @@ from schemathesis.checks import not_a_server_error
 from live_execution_monitor import create_app
 from live_monitor.vocabulary import API
 from live_monitor.web.openapi import openapi
+from tests.helpers import event
 
 app = create_app({"self_monitor": True, "max_body_bytes": 65_536})
 schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
@@ -46,28 +46,17 @@ def test_the_event_schema_says_epoch_seconds_and_iso_times_are_both_accepted():
 # --- the answers fit the schemas generated from their types ----------------------------------
 
 
-def _call(service: str, component: str, action: str, duration_ms: float | None, status: str = "success"):
-    return {
-        "timestamp": datetime.now(UTC).isoformat(),
-        "service": service,
-        "component": component,
-        "action": action,
-        "duration_ms": duration_ms,
-        "status": status,
-    }
-
-
 @pytest.fixture(scope="module")
 def busy_client():
     """A monitor that saw both sides disagree (differences of several types), one system sample."""
     busy = create_app({"self_monitor": True})
     client = busy.test_client()
     events = (
-        [_call("backend", "http", "GET /api/x", 20.0, "error" if i < 8 else "success") for i in range(30)]
-        + [_call("frontend", "api", "GET /api/x", 950.0) for _ in range(30)]
-        + [_call("frontend", "api", "GET /api/ghost", 40.0) for _ in range(30)]
-        + [_call("backend", "db", "SELECT x", None) for _ in range(5)]
-        + [_call("frontend", "click", "button", None)]
+        [event("backend", "http", "GET /api/x", 20.0, "error" if i < 8 else "success") for i in range(30)]
+        + [event("frontend", "api", "GET /api/x", 950.0) for _ in range(30)]
+        + [event("frontend", "api", "GET /api/ghost", 40.0) for _ in range(30)]
+        + [event("backend", "db", "SELECT x", None) for _ in range(5)]
+        + [event("frontend", "click", "button", None)]
     )
     assert client.post(f"{API}/events", json={"events": events}).json["accepted"] == len(events)
     busy.extensions["live_monitor"].sampler.tick()  # a system sample and an activity point

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,6 +16,7 @@ from live_monitor.model.comparator import summarize
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.store import Store
 from live_monitor.store.memory import EventDeque, EventStore
+from tests.helpers import stored_event
 
 StoreMaker = Callable[..., Store]
 
@@ -31,22 +32,10 @@ def store(request: pytest.FixtureRequest, clock: Any) -> StoreMaker:
     return lambda **options: RedisEventStore(url, clock=clock, **options)
 
 
-def event(service="backend", component="http", action="GET /x", duration=10.0, status="success", trace=None):
-    return ExecutionEvent(
-        timestamp=1_800_000_000.0,
-        service=service,
-        component=component,
-        action=action,
-        duration_ms=duration,
-        status=status,
-        trace_id=trace,
-    )
-
-
 def half(side: str, trace: str, duration: float | None, action: str = "GET /x") -> ExecutionEvent:
     """One side's call of an endpoint, in a traced request."""
     component = "http" if side == "backend" else "api"
-    return event(service=side, component=component, action=action, duration=duration, trace=trace)
+    return stored_event(service=side, component=component, action=action, duration=duration, trace=trace)
 
 
 def own(e: ExecutionEvent) -> ExecutionEvent:
@@ -71,7 +60,7 @@ def test_both_stores_meet_the_store_contract(clock):
 
 def test_rejections_are_counted_by_reason(store):
     s = store()
-    s.add([event()])
+    s.add([stored_event()])
     s.reject(["duration_ms: must be >= 0", "duration_ms: must be >= 0", "malformed batch"])
     counts = s.counts()
     assert counts["received"] == 4
@@ -81,9 +70,9 @@ def test_rejections_are_counted_by_reason(store):
 
 def test_figures_cover_a_sliding_window(store, clock):
     s = store(window_s=60, bucket_s=10)
-    s.add([event(duration=100.0) for _ in range(10)])
+    s.add([stored_event(duration=100.0) for _ in range(10)])
     clock.advance(30)
-    s.add([event(duration=10.0) for _ in range(10)])
+    s.add([stored_event(duration=10.0) for _ in range(10)])
     stats = s.window_stats()
     assert stats.backend.total.count == 20
     clock.advance(45)  # the first ten are now older than the window
@@ -96,8 +85,8 @@ def test_figures_cover_a_sliding_window(store, clock):
 def test_requests_with_one_trace_id_are_joined_into_a_gap(store):
     s = store()
     trace = "ab" * 16
-    s.add([event(service="frontend", component="api", duration=250.0, trace=trace)])
-    s.add([event(service="backend", component="http", duration=40.0, trace=trace)])
+    s.add([stored_event(service="frontend", component="api", duration=250.0, trace=trace)])
+    s.add([stored_event(service="backend", component="http", duration=40.0, trace=trace)])
     gaps = s.window_stats().trace_gaps
     assert gaps["GET /x"].count == 1
     assert abs(gaps["GET /x"].quantile(0.5) - 210.0) <= 2.1
@@ -106,8 +95,8 @@ def test_requests_with_one_trace_id_are_joined_into_a_gap(store):
 def test_the_gap_is_browser_minus_server_whichever_half_arrives_first(store):
     s = store()
     trace = "cd" * 16
-    s.add([event(service="backend", component="http", duration=40.0, trace=trace)])
-    s.add([event(service="frontend", component="api", duration=250.0, trace=trace)])
+    s.add([stored_event(service="backend", component="http", duration=40.0, trace=trace)])
+    s.add([stored_event(service="frontend", component="api", duration=250.0, trace=trace)])
     gap = s.window_stats().trace_gaps["GET /x"].quantile(0.5)
     assert abs(gap - 210.0) <= 2.1
 
@@ -115,10 +104,10 @@ def test_the_gap_is_browser_minus_server_whichever_half_arrives_first(store):
 def test_recent_is_newest_first_and_can_hide_self_monitoring(store):
     s = store()
     for i in range(3):
-        e = event(action=f"GET /{i}")
-        e.timestamp = e.timestamp.replace(second=i)
+        e = stored_event(action=f"GET /{i}")
+        e.timestamp = cast(datetime, e.timestamp).replace(second=i)
         s.add([e])
-    mine = own(event(action="GET /api/live-execution/data"))
+    mine = own(stored_event(action="GET /api/live-execution/data"))
     assert isinstance(mine.timestamp, datetime)  # an ExecutionEvent holds its time as a datetime
     mine.timestamp = mine.timestamp.replace(second=9)
     s.add([mine])
@@ -129,22 +118,22 @@ def test_recent_is_newest_first_and_can_hide_self_monitoring(store):
 def test_the_seed_deque_view_goes_through_the_store(store):
     s = store()
     backend = EventDeque(s, "backend")
-    backend.append(event())
+    backend.append(stored_event())
     backend.append({"component": "db", "action": "query", "duration_ms": 3.0})
     assert len(backend) == 2
     assert [e.component for e in backend] == ["http", "db"]
     assert s.window_stats().backend.total.count == 2
     with pytest.raises(ValueError, match="frontend event"):
-        backend.append(event(service="frontend"))
+        backend.append(stored_event(service="frontend"))
 
 
 def test_the_stream_gets_each_new_event_once(store):
     s = store()
     seq = s.seq
-    s.add([event(service="backend"), event(service="frontend", component="api")])
+    s.add([stored_event(service="backend"), stored_event(service="frontend", component="api")])
     seq, fresh = s.since(seq)
     assert len(fresh) == 2
-    s.add([event(service="frontend", component="api", action="GET /late")])
+    s.add([stored_event(service="frontend", component="api", action="GET /late")])
     seq, fresh = s.since(seq)
     assert [e.action for e in fresh] == ["GET /late"]
 
@@ -154,13 +143,13 @@ def test_the_stream_follows_arrival_whatever_the_events_timestamps(store):
     behind still gets its events streamed."""
     s = store()
     seq = s.seq
-    behind = event(service="frontend", component="api", action="GET /behind")
-    behind.timestamp = behind.timestamp.replace(year=2020)
-    s.add([event(action="GET /b1"), behind, event(action="GET /b2")])
+    behind = stored_event(service="frontend", component="api", action="GET /behind")
+    behind.timestamp = cast(datetime, behind.timestamp).replace(year=2020)
+    s.add([stored_event(action="GET /b1"), behind, stored_event(action="GET /b2")])
     seq, fresh = s.since(seq)
     assert [e.action for e in fresh] == ["GET /b1", "GET /behind", "GET /b2"]
-    older = event(service="frontend", component="api", action="GET /older")
-    older.timestamp = older.timestamp.replace(year=2019)
+    older = stored_event(service="frontend", component="api", action="GET /older")
+    older.timestamp = cast(datetime, older.timestamp).replace(year=2019)
     s.add([older])
     assert [e.action for e in s.since(seq)[1]] == ["GET /older"]
 
@@ -168,7 +157,7 @@ def test_the_stream_follows_arrival_whatever_the_events_timestamps(store):
 def test_a_stream_behind_by_more_than_its_limit_gets_the_newest_in_order(store):
     s = store()
     seq = s.seq
-    s.add([event(service="backend", action=f"GET /n{i}") for i in range(10)])
+    s.add([stored_event(service="backend", action=f"GET /n{i}") for i in range(10)])
     seq, fresh = s.since(seq, limit=3)
     assert [e.action for e in fresh] == ["GET /n7", "GET /n8", "GET /n9"]
     assert s.since(seq, limit=3) == (seq, [])
@@ -176,9 +165,9 @@ def test_a_stream_behind_by_more_than_its_limit_gets_the_newest_in_order(store):
 
 def test_events_count_in_the_bucket_they_arrived_in(store, clock):
     s = store(window_s=60, bucket_s=10)
-    s.add([event(duration=100.0) for _ in range(5)])  # queued, not yet counted
+    s.add([stored_event(duration=100.0) for _ in range(5)])  # queued, not yet counted
     clock.advance(15)  # the next add closes the first bucket, which counts them first
-    s.add([event(duration=1.0) for _ in range(5)])
+    s.add([stored_event(duration=1.0) for _ in range(5)])
     clock.advance(55)  # the first bucket has left the window; the second has not
     stats = s.window_stats()
     assert stats.backend.total.count == 5
@@ -191,13 +180,13 @@ def test_events_count_in_the_bucket_they_arrived_in(store, clock):
 def test_own_traffic_is_stored_and_streamed_but_never_counted(store):
     s = store()
     seq, counted = s.seq, s.counted
-    s.add([own(event(action="GET /api/live-execution/data")) for _ in range(3)])
+    s.add([own(stored_event(action="GET /api/live-execution/data")) for _ in range(3)])
     assert s.seq == seq + 3  # streamed and listed
     assert s.counted == counted  # but it moves nothing the figures depend on
     counts = s.counts()
     assert counts["self_events"] == 3 and counts["totals"] == {"backend": 0, "frontend": 0}
     assert s.window_stats().backend.total.count == 0
-    s.add([event()])
+    s.add([stored_event()])
     assert s.counted == counted + 1 and s.seq == seq + 4
 
 
@@ -251,13 +240,13 @@ def test_the_window_in_minutes_runs_from_the_first_event_to_now(store, clock):
     bucket edges, and a quiet spell still counts as time watched."""
     s = store(window_s=60, bucket_s=10)
     clock.advance(5)  # mid-bucket
-    s.add([event() for _ in range(10)])
+    s.add([stored_event() for _ in range(10)])
     clock.advance(20)
     stats = s.window_stats()
     assert stats.backend.minutes == pytest.approx(20 / 60)
     assert summarize(stats.backend)["events_per_minute"] == pytest.approx(30.0)
     clock.advance(200)  # a quiet spell, longer than the window
-    s.add([event()])
+    s.add([stored_event()])
     clock.advance(5)
     stats = s.window_stats()
     assert stats.backend.total.count == 1

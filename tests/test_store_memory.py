@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from live_monitor.model.events import ExecutionEvent
 from live_monitor.store.memory import EventStore
-
-
-def event(service="backend", component="http", action="GET /x", duration=10.0, status="success", trace=None):
-    return ExecutionEvent(
-        timestamp=1_800_000_000.0,
-        service=service,
-        component=component,
-        action=action,
-        duration_ms=duration,
-        status=status,
-        trace_id=trace,
-    )
+from tests.helpers import stored_event
 
 
 def test_deques_are_bounded_and_evictions_counted(clock):
     store = EventStore(max_events=5, clock=clock)
-    store.add([event() for _ in range(8)])
-    store.add([event(service="frontend", component="api") for _ in range(3)])
+    store.add([stored_event() for _ in range(8)])
+    store.add([stored_event(service="frontend", component="api") for _ in range(3)])
     counts = store.counts()
     assert counts["stored"] == {"backend": 5, "frontend": 3}
     assert counts["evicted_by_service"] == {"backend": 3, "frontend": 0}
@@ -39,7 +27,11 @@ def test_accounting_holds_under_concurrent_writers_and_readers():
     def writer(n: int) -> None:
         for i in range(200):
             store.add(
-                [event(service="backend" if i % 2 else "frontend", component="http" if i % 2 else "api")]
+                [
+                    stored_event(
+                        service="backend" if i % 2 else "frontend", component="http" if i % 2 else "api"
+                    )
+                ]
             )
             if i % 50 == 0:
                 store.reject(["bad"])
@@ -165,7 +157,7 @@ def test_batched_figures_equal_event_by_event_figures(clock):
         kind = rng.random()
         component = ("http" if side == "backend" else "api") if kind < 0.8 else rng.choice(["db", "click"])
         events.append(
-            event(
+            stored_event(
                 service=side,
                 component=component,
                 action=f"GET /r{rng.randrange(12)}",
@@ -198,8 +190,8 @@ def test_batched_figures_equal_event_by_event_figures(clock):
 def test_both_halves_of_a_request_share_one_trace_id_string(clock):
     store = EventStore(clock=clock)
     trace = "ab" * 16
-    store.add([event(trace=trace)])
-    frontend = event(service="frontend", component="api", trace="".join(["ab"] * 16))
+    store.add([stored_event(trace=trace)])
+    frontend = stored_event(service="frontend", component="api", trace="".join(["ab"] * 16))
     assert frontend.trace_id == trace and frontend.trace_id is not trace
     store.add([frontend])
     store.window_stats()

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from live_execution_monitor import create_app
+from live_monitor.model.results import Difference
 from live_monitor.store import StoreUnavailable
 from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_TRACES_PATH, OWN_TRAFFIC_TAG, STREAM_PATH
 
@@ -29,33 +30,38 @@ THIRD_PARTY = (
 )
 
 
-class Difference(msgspec.Struct):
-    """The shape of a typed difference, as the monitor may return it instead of a dict."""
-
-    type: str
-    severity: str
-    scope: str
-    key: str | None
-    backend: dict[str, Any]
-    frontend: dict[str, Any]
-    difference_pct: float | None
-    message: str
-
-
 FOUND = [
     Difference(
-        "performance", "high", "endpoint", "GET /a", {"avg_ms": 900.0}, {"avg_ms": 100.0}, 800.0, "slow"
+        type="performance",
+        severity="high",
+        scope="endpoint",
+        key="GET /a",
+        backend={"avg_ms": 900.0},
+        frontend={"avg_ms": 100.0},
+        difference_pct=800.0,
+        message="slow",
     ),
-    Difference("activity", "medium", "service", None, {"count": 10}, {"count": 5}, 50.0, "busier"),
-    Difference("pattern", "low", "endpoint", "GET /b", {}, {}, None, "only one side"),
+    Difference(
+        type="activity",
+        severity="medium",
+        scope="service",
+        key=None,
+        backend={"count": 10},
+        frontend={"count": 5},
+        difference_pct=50.0,
+        message="busier",
+    ),
+    Difference(
+        type="pattern",
+        severity="low",
+        scope="endpoint",
+        key="GET /b",
+        backend={},
+        frontend={},
+        difference_pct=None,
+        message="only one side",
+    ),
 ]
-
-
-@pytest.fixture
-def app():
-    app = create_app({"self_monitor": False, "interval": 0.05})
-    yield app
-    app.extensions["live_monitor"].stop()
 
 
 def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
