@@ -498,7 +498,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# -- OTLP exports (test_otlp_ingest*.py) ---------------------------------------------------------
+# -- OTLP exports (test_web_otlp*.py) ---------------------------------------------------------------
 
 API = "/api/live-execution"
 KEY = "GET /api/orders/:id"
