@@ -6,14 +6,14 @@ from datetime import datetime
 import pytest
 
 from live_execution_monitor import ExecutionEvent, LiveExecutionMonitor
-from tests.helpers import FakeReader, reading
+from tests.helpers import FakeReader, reading, stored_event
 
 
 def make_monitor(clock, **settings):
     return LiveExecutionMonitor(settings, reader=FakeReader([reading(cpu_percent=33.0)]), clock=clock)
 
 
-def test_the_seed_snippet_counts_in_every_figure(clock):
+def test_the_readme_snippet_counts_in_every_figure(clock):
     monitor = make_monitor(clock)
     for _ in range(20):
         monitor.backend_events.append(
@@ -271,3 +271,22 @@ def test_own_traffic_is_decided_where_events_enter_whichever_way_they_enter(cloc
     }
     status = monitor.status()
     assert (status["self_events"], status["frontend_events"], status["backend_events"]) == (2, 1, 0)
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_the_deque_view_goes_through_the_monitor(store, request):
+    """``backend_events`` appends are checked, scrubbed, tagged and counted like any event, on
+    either store: a dict gets its side, the other side is refused, own traffic is not counted."""
+    url = request.getfixturevalue("redis_server").url if store == "redis" else "memory"
+    monitor = LiveExecutionMonitor({"store": url, "self_monitor": False})
+    backend = monitor.backend_events
+    backend.append(stored_event(action="GET /api/orders/1"))
+    backend.append({"component": "db", "action": "query", "duration_ms": 3.0, "details": {"password": "x"}})
+    backend.append(stored_event(action="GET /api/live-execution/data"))
+    assert len(backend) == 3
+    assert [e.component for e in backend] == ["http", "db", "http"]
+    assert backend[1].details == {"password": "[Filtered]"}
+    assert backend[2].is_self  # the monitor's own API, tagged where every event enters
+    assert monitor.store.window_stats().backend.total.count == 2
+    with pytest.raises(ValueError, match="frontend event"):
+        backend.append(stored_event(service="frontend"))

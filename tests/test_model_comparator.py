@@ -5,8 +5,9 @@ import json
 import msgspec
 import pytest
 
-from live_monitor.model.comparator import Thresholds, compare, comparison, endpoint_rows, level, summarize
+from live_monitor.model.comparator import compare, comparison, endpoint_rows, level, summarize
 from live_monitor.model.stats import PairStats
+from live_monitor.model.thresholds import Thresholds
 
 # The JSON keys of a difference, in the order /differences, /data and the report write them.
 DIFFERENCE_KEYS = ["type", "severity", "scope", "key", "backend", "frontend", "difference_pct", "message"]

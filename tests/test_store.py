@@ -15,7 +15,7 @@ from live_monitor.model import policy
 from live_monitor.model.comparator import summarize
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.store import Store
-from live_monitor.store.memory import EventDeque, EventStore
+from live_monitor.store.memory import EventStore
 from tests.helpers import stored_event
 
 StoreMaker = Callable[..., Store]
@@ -113,18 +113,6 @@ def test_recent_is_newest_first_and_can_hide_self_monitoring(store):
     s.add([mine])
     assert [e.action for e in s.recent(10)][:2] == ["GET /api/live-execution/data", "GET /2"]
     assert [e.action for e in s.recent(10, include_self=False)] == ["GET /2", "GET /1", "GET /0"]
-
-
-def test_the_seed_deque_view_goes_through_the_store(store):
-    s = store()
-    backend = EventDeque(s, "backend")
-    backend.append(stored_event())
-    backend.append({"component": "db", "action": "query", "duration_ms": 3.0})
-    assert len(backend) == 2
-    assert [e.component for e in backend] == ["http", "db"]
-    assert s.window_stats().backend.total.count == 2
-    with pytest.raises(ValueError, match="frontend event"):
-        backend.append(stored_event(service="frontend"))
 
 
 def test_the_stream_gets_each_new_event_once(store):

@@ -11,18 +11,18 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
-from live_monitor.model.comparator import Thresholds, compare, comparison, endpoint_rows, summarize
+from live_monitor.model.comparator import compare, comparison, endpoint_rows, summarize
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
 from live_monitor.model.stats import PairStats
+from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
-from live_monitor.store.memory import EventDeque
 from live_monitor.vocabulary import API, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
@@ -49,8 +49,8 @@ class LiveExecutionMonitor:
         self.store: Store = make_store(
             s["store"], max_events=s["max_events"], window_s=s["window"], clock=clock
         )
-        self.backend_events = EventDeque(self.store, "backend")
-        self.frontend_events = EventDeque(self.store, "frontend")
+        self.backend_events = EventDeque(self, "backend")
+        self.frontend_events = EventDeque(self, "frontend")
         self.sampler = SystemSampler(
             reader, interval=s["interval"], history=s["history"], on_tick=self._on_tick, clock=clock
         )
@@ -164,12 +164,13 @@ class LiveExecutionMonitor:
             if self.journal is not None:
                 self.journal.close()
 
-    def record(self, event: ExecutionEvent) -> None:
-        """Store one event built in Python (self-monitoring, integrations), scrubbed and tagged
-        as ``accept`` does."""
-        prepare_events([event])
-        tag_own_traffic([event])
-        self.store.add([event])
+    def record(self, *events: ExecutionEvent) -> None:
+        """Store events built in Python (self-monitoring, integrations, ``backend_events``),
+        scrubbed and tagged as ``accept`` does; they are not journaled."""
+        batch = list(events)
+        prepare_events(batch)
+        tag_own_traffic(batch)
+        self.store.add(batch)
 
     # --- periodic work -------------------------------------------------------------------
 
@@ -278,3 +279,42 @@ def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+class EventDeque:
+    """The README's ``monitor.backend_events``: a deque-like view whose appends go through the
+    monitor's ``record``, so ``monitor.backend_events.append(event)`` counts in every figure."""
+
+    def __init__(self, monitor: LiveExecutionMonitor, service: str) -> None:
+        self._monitor = monitor
+        self._store = monitor.store
+        self._service = service
+
+    def append(self, event: ExecutionEvent | dict[str, Any]) -> None:
+        """Store one event of this side."""
+        self.extend([event])
+
+    def extend(self, events: Iterable[ExecutionEvent | dict[str, Any]]) -> None:
+        """Store several events of this side."""
+        checked = []
+        for event in events:
+            if isinstance(event, dict):
+                event = ExecutionEvent(**{"service": self._service, **event})
+            if event.service != self._service:
+                raise ValueError(f"a {event.service} event cannot go into {self._service}_events")
+            checked.append(event)
+        self._monitor.record(*checked)  # scrubbed and tagged like any other event
+
+    @property
+    def maxlen(self) -> int:
+        """How many events of this side are kept."""
+        return self._store.max_events
+
+    def __len__(self) -> int:
+        return self._store.counts()["stored"][self._service]
+
+    def __iter__(self) -> Iterator[ExecutionEvent]:
+        return iter(self._store.events(self._service))
+
+    def __getitem__(self, index: int) -> ExecutionEvent:
+        return self._store.events(self._service)[index]

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from live_monitor.model.comparator import Thresholds
-from live_monitor.store import store_kind as store_kind  # re-exported: --store is a setting
+from live_monitor.model.thresholds import Thresholds
+from live_monitor.store import store_kind
 from live_monitor.store.journal import journal_problem
 
 LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"

@@ -18,7 +18,6 @@ from live_monitor.vocabulary import SEVERITIES, DifferenceType, Severity, severi
 __all__ = [
     "SEVERITIES",
     "Difference",
-    "Thresholds",
     "compare",
     "comparison",
     "endpoint_rows",

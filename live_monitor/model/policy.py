@@ -72,6 +72,16 @@ def pairable(events: Iterable[E]) -> list[E]:
     ]
 
 
+def by_side(events: list[E]) -> tuple[list[E], list[E]]:
+    """(backend events, frontend events), in order; one pass when a batch holds one side."""
+    backend = [e for e in events if e.service == "backend"]
+    if len(backend) == len(events):
+        return backend, []
+    if not backend:
+        return [], events
+    return backend, [e for e in events if e.service == "frontend"]
+
+
 class Half(NamedTuple):
     """An unpaired half of a traced request, as it waits: not the event, whose details would stay alive."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from live_monitor.vocabulary import ENDPOINT_COMPONENTS, Service
 
@@ -18,9 +18,6 @@ from live_monitor.vocabulary import ENDPOINT_COMPONENTS, Service
 # are folded into OTHER so memory stays bounded when a client sends unnormalised paths.
 MAX_KEYS = 500
 OTHER = "(other)"
-# The name the store and the command-line tools import, keyed by any string; the words live in
-# the vocabulary (ENDPOINT_COMPONENTS).
-TIMED_API_COMPONENTS: Final[dict[str, str]] = {side: name for side, name in ENDPOINT_COMPONENTS.items()}
 _MAX_PENDING = 4096  # values a sketch buffers before it buckets them anyway (bounded memory)
 
 

@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from live_monitor.model import policy
-from live_monitor.model.events import ExecutionEvent, prepare_events
+from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.stats import PairStats
-from live_monitor.store import Store
 from live_monitor.vocabulary import SERVICES, is_own_traffic
 
 MAX_REASONS = 100
@@ -111,7 +110,7 @@ class EventStore:
         counted = policy.counted(events)
         self._counted += len(counted)
         self._counters["self_events"] += len(events) - len(counted)
-        sides = by_side(events)
+        sides = policy.by_side(events)
         for service, mine in zip(SERVICES, sides, strict=True):
             if not mine:
                 continue
@@ -121,7 +120,7 @@ class EventStore:
                 self._counters[f"evicted_{service}"] += overflow
             store.extend(mine)
         if len(counted) < len(events):  # the monitor's own traffic: listed, never counted or compared
-            sides = by_side(counted)
+            sides = policy.by_side(counted)
         for service, mine in zip(SERVICES, sides, strict=True):
             self._totals[service] += len(mine)
             self._since_tick[service] += len(mine)
@@ -145,7 +144,7 @@ class EventStore:
         self._pending = []
         bucket = self._current[1]
         first, last = self._pending_since, self._pending_until
-        for service, mine in zip(SERVICES, by_side(pending), strict=True):
+        for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
             bucket.side(service).add_events(mine, first, last)
 
     def reject(self, reasons: Iterable[str]) -> None:
@@ -269,16 +268,6 @@ class EventStore:
             return self._seq, [log[-i] for i in range(new, 0, -1)]
 
 
-def by_side(events: list[ExecutionEvent]) -> tuple[list[ExecutionEvent], list[ExecutionEvent]]:
-    """(backend events, frontend events), in order; one pass when a batch holds one side."""
-    backend = [e for e in events if e.service == "backend"]
-    if len(backend) == len(events):
-        return backend, []
-    if not backend:
-        return [], events
-    return backend, [e for e in events if e.service == "frontend"]
-
-
 def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Iterator[ExecutionEvent]:
     taken = 0
     for event in reversed(store):
@@ -288,44 +277,3 @@ def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Ite
             continue
         taken += 1
         yield event
-
-
-class EventDeque:
-    """The README's ``monitor.backend_events``: a deque-like view whose appends go through the store.
-
-    ``monitor.backend_events.append(event)`` therefore counts in every figure.
-    """
-
-    def __init__(self, store: Store, service: str) -> None:
-        self._store = store
-        self._service = service
-
-    def append(self, event: ExecutionEvent | dict[str, Any]) -> None:
-        """Store one event of this side."""
-        self.extend([event])
-
-    def extend(self, events: Iterable[ExecutionEvent | dict[str, Any]]) -> None:
-        """Store several events of this side."""
-        checked = []
-        for event in events:
-            if isinstance(event, dict):
-                event = ExecutionEvent(**{"service": self._service, **event})
-            if event.service != self._service:
-                raise ValueError(f"a {event.service} event cannot go into {self._service}_events")
-            checked.append(event)
-        prepare_events(checked)  # a decoded event appended here gets scrubbed like any other
-        self._store.add(checked)
-
-    @property
-    def maxlen(self) -> int:
-        """How many events of this side are kept."""
-        return self._store.max_events
-
-    def __len__(self) -> int:
-        return self._store.counts()["stored"][self._service]
-
-    def __iter__(self) -> Iterator[ExecutionEvent]:
-        return iter(self._store.events(self._service))
-
-    def __getitem__(self, index: int) -> ExecutionEvent:
-        return self._store.events(self._service)[index]

@@ -23,7 +23,6 @@ from live_monitor.model import policy
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.stats import Aggregate, LatencySketch, PairStats
 from live_monitor.store import StoreUnavailable
-from live_monitor.store.memory import by_side
 from live_monitor.vocabulary import SERVICES
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
@@ -139,7 +138,7 @@ class RedisEventStore:
         start = now - now % self.bucket_s
         batch = PairStats()
         encoded, own = [], []
-        for service, mine in zip(SERVICES, by_side(events), strict=True):
+        for service, mine in zip(SERVICES, policy.by_side(events), strict=True):
             counted = policy.counted(mine)
             batch.side(service).add_events(counted, now, now)
             encoded.append([_encoder.encode(e) for e in mine])

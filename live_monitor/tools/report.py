@@ -24,13 +24,13 @@ import msgspec
 
 from live_monitor.model import policy
 from live_monitor.model.comparator import (
-    Thresholds,
     compare,
     comparison,
     endpoint_rows,
     summarize,
 )
 from live_monitor.model.stats import PairStats
+from live_monitor.model.thresholds import Thresholds
 from live_monitor.tools.files import BadRecord, Event, InputError, decode_json, iter_records, to_event
 from live_monitor.vocabulary import API, Service
 
