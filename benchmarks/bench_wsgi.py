@@ -147,7 +147,7 @@ def wsgi_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     """The same monitor app under four servers: ingest events/s and /data p99, side by side."""
     versions = {name: _version(name) for name in ("waitress", "gunicorn", "werkzeug")}
     labels = {
-        "waitress": f"waitress {versions['waitress']} ({THREADS} threads, monitor_server.WaitressServer)",
+        "waitress": f"waitress {versions['waitress']} ({THREADS} threads, live_monitor.web.server.WaitressServer)",
         "gunicorn-sync": f"gunicorn {versions['gunicorn']} sync (1 worker)",
         "gunicorn-gthread": f"gunicorn {versions['gunicorn']} gthread (1 worker, {THREADS} threads)",
         "werkzeug": f"werkzeug {versions['werkzeug']} make_server(threaded=True)",
@@ -278,7 +278,7 @@ def _choice(figures: dict[str, Figures], fastest: str, quickest: str, client: st
         f"{'; '.join(parts)}. The monitor keeps waitress: one process with threads is the model the "
         "in-memory store needs (gunicorn would only add a master process, and its sync worker "
         "serves one request at a time), waitress is pure Python and runs on Windows too (gunicorn "
-        "needs fork), and monitor_server.WaitressServer drains in-flight requests on shutdown; "
+        "needs fork), and live_monitor.web.server.WaitressServer drains in-flight requests on shutdown; "
         "werkzeug's server is documented as for development only. Past one process the monitor "
         "scales with --workers on the Redis store (row redis-scaleout)."
     )

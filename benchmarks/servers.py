@@ -154,7 +154,7 @@ def otel_provider() -> Any:
 
 
 def serve(app: WsgiApp, port: int) -> int:
-    """Serve exactly as live_execution_monitor.serve does: monitor_server.WaitressServer with
+    """Serve exactly as live_execution_monitor.serve does: live_monitor.web.server.WaitressServer with
     the monitor's default threads and body limit."""
     from live_monitor.web.server import WaitressServer
 

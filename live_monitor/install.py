@@ -13,7 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-# requirements.txt, package.json and static/ sit beside the package, in a checkout as in site-packages.
+# In a checkout, requirements.txt, package.json and static/ sit beside the package. An installed wheel
+# has its requirements and its built static/ already, so nothing is ever installed or built there.
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED_MODULES = ("flask", "flask_cors", "psutil", "msgspec", "waitress", "prometheus_client", "redis")
 BUILT_ASSETS = (ROOT / "static" / "live-monitor.js", ROOT / "static" / "vendor" / "chart.umd.js")

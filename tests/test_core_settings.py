@@ -84,7 +84,7 @@ def test_an_explicit_origin_list():
     assert not origin_allowed("https://other.example.com", origins)
 
 
-def test_designs_port_glob_notation_is_anchored():
+def test_the_readme_port_glob_notation_is_anchored():
     origins = parse_origins("http://localhost:*, https://app.example.com")
     assert origin_allowed("http://localhost:3000", origins)
     assert origin_allowed("http://localhost", origins)

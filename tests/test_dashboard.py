@@ -322,7 +322,7 @@ SEED_DIFFERENCES = [
 ]
 
 
-def test_seed_sample_figures_are_formatted(tab: Tab, monitor_server: MonitorProcess) -> None:
+def test_readme_sample_figures_are_formatted(tab: Tab, monitor_server: MonitorProcess) -> None:
     page = tab.page
     real = monitor_server.get("/data")
     answer = {"data": seed_sample(real, 323, 1000)}

@@ -93,7 +93,7 @@ def check_difference_shape(diff: dict[str, Any]) -> None:
 # --- the README's examples ----------------------------------------------------------------
 
 
-def test_seed_activity_example_is_medium(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_activity_example_is_medium(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = activity_example(tmp_path)
     diffs = as_json(capsys, *args)["differences"]
     activity = [d for d in diffs if d["type"] == "activity" and d["scope"] == "service"]
@@ -106,7 +106,7 @@ def test_seed_activity_example_is_medium(tmp_path: Path, capsys: pytest.CaptureF
     assert "Severity: Medium" in out
 
 
-def test_seed_performance_example_is_high(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_performance_example_is_high(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = performance_example(tmp_path)
     data = as_json(capsys, *args)
     perf = [d for d in data["differences"] if d["type"] == "performance" and d["scope"] == "service"]
@@ -138,7 +138,7 @@ def mixed_scenario(tmp_path: Path) -> list[str]:
     return files(tmp_path, backend, frontend)
 
 
-def test_json_output_has_summary_and_design_shaped_differences(
+def test_json_output_has_summary_and_readme_shaped_differences(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = as_json(capsys, *mixed_scenario(tmp_path))

@@ -25,7 +25,7 @@ def only(diffs, **match):
     return found[0]
 
 
-def test_seed_activity_example_is_medium():
+def test_readme_activity_example_is_medium():
     stats = PairStats()
     fill(stats, "backend", "http", "GET /a", [None] * 15)
     fill(stats, "frontend", "click", "button", [None] * 25)
@@ -36,7 +36,7 @@ def test_seed_activity_example_is_medium():
     assert diff.difference_pct == 66.7
 
 
-def test_seed_performance_example_is_high():
+def test_readme_performance_example_is_high():
     stats = PairStats()
     fill(stats, "backend", "db", "query", [125.0] * 20)
     fill(stats, "frontend", "Cart", "mount", [75.0] * 20)

@@ -17,7 +17,7 @@ from live_monitor.model.events import (
 from tests.helpers import ev
 
 
-def test_seed_constructor_keeps_its_fields_and_reads_naive_iso_as_utc():
+def test_readme_constructor_keeps_its_fields_and_reads_naive_iso_as_utc():
     event = ExecutionEvent(
         timestamp="2026-01-02T03:04:05",
         service="backend",

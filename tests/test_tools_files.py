@@ -1,4 +1,4 @@
-"""Event files and times as the command-line tools read them (event_files)."""
+"""Event files and times as the command-line tools read them (live_monitor/tools/files.py)."""
 
 from __future__ import annotations
 

@@ -126,7 +126,7 @@ class LiveExecutionMonitor:
     # --- ingest --------------------------------------------------------------------------
 
     def ingest(self, body: bytes, max_events: int | None = None) -> BatchResult:
-        """Decode, validate and store one batch; raises execution_events.BatchError."""
+        """Decode, validate and store one batch; raises live_monitor.model.events.BatchError."""
         result = decode_batch(body, max_events or self.settings["max_batch_events"])
         if result.events:
             self.accept(result.events)

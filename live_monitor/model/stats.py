@@ -126,7 +126,7 @@ class LatencySketch:
         self._settle()
         return self._buckets
 
-    # Figures read (or restored, as redis_store does) through _Settled: buffered values first.
+    # Figures read (or restored, as the Redis store does) through _Settled: buffered values first.
     count: _Settled[int] = _Settled("How many values were added.")
     zeros: _Settled[int] = _Settled("How many values were (close to) zero: they have no log bucket.")
     sum: _Settled[float] = _Settled("The sum of the values.")

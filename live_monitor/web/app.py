@@ -41,7 +41,10 @@ def create_app(
         app.register_blueprint(blueprint)
     CORS(
         app,
-        resources={f"{API}/*": {"origins": access.origins}, OTLP_TRACES_PATH: {"origins": access.origins}},
+        resources={
+            f"{API}/*": {"origins": access.origins},
+            OTLP_TRACES_PATH: {"origins": access.origins, "methods": ["POST"]},  # an exporter only posts
+        },
         supports_credentials=False,
         allow_headers=CORS_HEADERS,
         max_age=600,

@@ -3,7 +3,7 @@
 A custom collector reads the monitor when Prometheus scrapes, so nothing is counted twice
 and the figures are the ones the dashboard shows. Each app gets its own registry, so two
 monitors in one process (tests, embedding) never share series. Labels stay bounded: the
-service, the endpoint key (already normalised and capped per side by execution_stats) and
+service, the endpoint key (already normalised and capped per side by model/stats.py) and
 fixed enums; never a raw URL.
 """
 
