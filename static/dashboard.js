@@ -35,7 +35,6 @@
   const API_PATH = "/api/live-execution";
   const MAX_ALERTS = 25;
   const MAX_ENDPOINT_ROWS = 40;
-  const OWN_API = /^[A-Z]+ \/api\/live-execution(\/|$)/;
   const SEVERITIES = ["low", "medium", "high"];
   // README's value: `null` alone would shut out the loopback origins the apps themselves run on.
   const FILE_CORS_ORIGINS = String.raw`null,^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$`;
@@ -265,10 +264,9 @@
     if (data.thresholds && isNum(data.thresholds.min_samples)) state.minSamples = data.thresholds.min_samples;
     setMonitoring(Boolean(data.monitoring));
     state.uptime = { seconds: data.uptime_seconds, at: performance.now(), running: Boolean(data.monitoring) };
-    const shown = visibleDifferences();
-    renderMetrics(data, shown);
+    renderMetrics(data, state.differences);
     renderComparison(data);
-    renderAlerts(shown);
+    renderAlerts(state.differences);
     renderEndpoints(data.endpoints || []);
     updateCharts(charts, data);
     if (!state.paused) renderEvents();
@@ -339,17 +337,10 @@
     $("hint-backend").hidden = Boolean(be.total_events) || !fe.total_events;
   }
 
+  // The monitor tags its own traffic where events enter (its API calls, from either side); it
+  // is listed, never counted, so no figure, endpoint row or difference holds it.
   function isOwn(event) {
-    if (event.details && event.details.self_monitor === true) return true;
-    if (event.service === "frontend" && event.component === "api" && OWN_API.test(event.action)) {
-      const origin = event.details && event.details.url_origin;
-      return !origin || origin === config.apiOrigin;
-    }
-    return false;
-  }
-
-  function visibleDifferences() {
-    return state.differences.filter((d) => !(state.hideSelf && typeof d.key === "string" && OWN_API.test(d.key)));
+    return Boolean(event.details && event.details.self_monitor === true);
   }
 
   // #alerts is a live region: redrawing it unchanged on every poll made screen readers
@@ -403,14 +394,9 @@
     return `${format(a)} / ${format(b)}`;
   }
 
-  function renderEndpoints(all) {
-    const rows = all.filter((r) => !(state.hideSelf && OWN_API.test(r.key)));
-    const hidden = all.length - rows.length;
+  function renderEndpoints(rows) {
     const body = $("endpoint-table").tBodies[0];
-    const note = [];
-    if (rows.length > MAX_ENDPOINT_ROWS) note.push(`busiest ${MAX_ENDPOINT_ROWS} of ${int.format(rows.length)}`);
-    if (hidden) note.push(`${int.format(hidden)} monitor endpoint${hidden > 1 ? "s" : ""} hidden`);
-    setText("endpoints-note", note.join(" · "));
+    setText("endpoints-note", rows.length > MAX_ENDPOINT_ROWS ? `busiest ${MAX_ENDPOINT_ROWS} of ${int.format(rows.length)}` : "");
     if (!rows.length) {
       const td = el("td", "empty", "No endpoint events yet: backend http events and frontend api events named “METHOD /route” are compared here.");
       td.colSpan = 9;
@@ -566,12 +552,7 @@
     });
     $("hide-self").addEventListener("change", (ev) => {
       state.hideSelf = ev.target.checked;
-      if (state.data) {
-        const shown = visibleDifferences();
-        renderAlerts(shown);
-        renderEndpoints(state.data.endpoints || []);
-        renderMetrics(state.data, shown);
-      }
+      if (state.data) renderEvents();
       requestPoll();
     });
     const pause = $("pause-btn");

@@ -152,9 +152,10 @@ def test_the_dashboard_colours_and_styles_every_side():
 def test_the_dashboard_reads_the_own_traffic_tag_the_server_writes(client):
     dashboard = (STATIC / "dashboard.js").read_text(encoding="utf-8")
     rule = re.search(
-        r"function isOwn\(event\) \{\s*if \(event\.details && event\.details\.(\w+) === true\)", dashboard
+        r"function isOwn\(event\) \{\s*return Boolean\(event\.details && event\.details\.(\w+) === true\);\s*\}",
+        dashboard,
     )
-    assert rule, "isOwn no longer starts with the tag test"
+    assert rule, "isOwn is no longer the tag test alone"
     assert rule.group(1) == OWN_TRAFFIC_TAG
     client.get(f"{API}/status")  # self-monitoring records the server's side of this request
     recent = client.get(f"{API}/data?limit=50").json["recent_events"]
