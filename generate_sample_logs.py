@@ -18,7 +18,10 @@ import time
 from typing import Any
 
 from live_monitor.tools.files import parse_time, time_arg
-from live_monitor.tools.samples import ANOMALIES, generate
+from live_monitor.tools.samples import ANOMALIES, Plan, generate
+
+# The options that go into the Plan as they are (the span is worked out first, by _span_ms).
+_PLANNED = ("events", "seed", "inject", "out_dir", "format", "post", "rate", "token", "progress")
 
 
 def _timestamp_ms(text: str) -> int:
@@ -76,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     try:
-        args.start_ms, args.duration_ms = _span_ms(args)
+        start_ms, duration_ms = _span_ms(args)
     except ValueError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    options = {name: getattr(args, name) for name in _PLANNED}
     try:
-        return generate(args)
+        return generate(Plan(**options, start_ms=start_ms, duration_ms=duration_ms))
     except (ValueError, OSError) as exc:  # ConnectionError is an OSError
         sys.stderr.write(f"\nerror: {exc}\n")
         return 1

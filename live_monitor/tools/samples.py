@@ -9,7 +9,6 @@ lives in generate_sample_logs.py.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import heapq
 import itertools
@@ -437,7 +436,24 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def generate(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class Plan:
+    """What to generate: how many events over which span, the anomalies, where they go."""
+
+    events: int
+    seed: int
+    start_ms: int
+    duration_ms: int
+    inject: list[str]
+    out_dir: str
+    format: str
+    post: str | None = None  # a monitor's URL to replay the events into as well
+    rate: float = 500.0  # events/s with post (0 = no pacing)
+    token: str | None = None
+    progress: bool = False  # on stderr even when it is not a terminal
+
+
+def generate(args: Plan) -> int:
     """Write (and with ``args.post`` replay) the sample events; the exit code: 1 if the monitor rejected some."""
     known = {e.key: e for e in ENDPOINTS}
     injections = [parse_injection(spec, known) for spec in args.inject]
