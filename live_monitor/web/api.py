@@ -9,29 +9,22 @@ may hold several independent apps. ``POST /events`` is answered below Flask (web
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 from flask.blueprints import BlueprintSetupState
 
-from backend_logging_config import endpoint_key
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import public_view
-from live_monitor.model.events import ExecutionEvent
 from live_monitor.vocabulary import (
     API,
-    EVENTS_PATH,
-    OWN_TRAFFIC_TAG,
     SEVERITIES,
     STREAM_PATH,
-    is_own_path,
     severity_rank,
 )
-from live_monitor.web.access import Access
 from live_monitor.web.encoding import dumps
 from live_monitor.web.errors import ApiError
 from live_monitor.web.openapi import openapi
@@ -39,14 +32,6 @@ from live_monitor.web.openapi import openapi
 # The dashboard page and static/ sit beside the package, in a checkout as in site-packages.
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = "live_execution_dashboard.html"
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
-# Own API paths whose calls are not recorded as self-monitoring: ingest, and the live stream
-# (one call that lasts as long as the dashboard stays open).
-NOT_SELF_MONITORED = (EVENTS_PATH, STREAM_PATH)
-
 bp = Blueprint("monitor", __name__)
 
 
@@ -65,42 +50,6 @@ def _open_streams(state: BlueprintSetupState) -> None:
     """Each open stream holds one of the server's threads: leave two for everything else."""
     threads = state.app.config["LIVE_MONITOR_SETTINGS"]["threads"]
     state.app.extensions["live_monitor.streams"] = threading.Semaphore(max(1, threads - 2))
-
-
-@bp.before_app_request
-def _guard() -> None:
-    g.started = time.perf_counter()
-    access: Access = current_app.extensions["live_monitor.access"]
-    access.check(request.method, request.path, request.host, request.headers.get)
-
-
-@bp.after_app_request
-def _after(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = CSP
-    if _settings()["self_monitor"] and _self_monitored(request.method, request.path):
-        _monitor().record(_own_call(response.status_code))
-    return response
-
-
-def _self_monitored(method: str, path: str) -> bool:
-    """The monitor's own API calls are recorded (tagged as its own traffic), but not ingest,
-    the live stream or CORS preflights."""
-    return is_own_path(path) and not path.startswith(NOT_SELF_MONITORED) and method != "OPTIONS"
-
-
-def _own_call(http_status: int) -> ExecutionEvent:
-    """The backend event of the API call being answered, tagged as the monitor's own traffic."""
-    return ExecutionEvent(
-        timestamp=time.time(),
-        service="backend",
-        component="http",
-        action=endpoint_key(request.method, request.path),
-        duration_ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 3),
-        status="error" if http_status >= 500 else "success",
-        details={"http_status": http_status, OWN_TRAFFIC_TAG: True},
-    )
 
 
 @bp.get("/")
