@@ -30,7 +30,11 @@ ENDPOINT_COMPONENTS: Final[Mapping[Service, str]] = {"backend": "http", "fronten
 API: Final = "/api/live-execution"
 EVENTS_PATH: Final = f"{API}/events"
 STREAM_PATH: Final = f"{API}/stream"
+STATUS_PATH: Final = f"{API}/status"
 OTLP_TRACES_PATH: Final = "/v1/traces"
+HEALTH_PATH: Final = "/health"  # liveness
+METRICS_PATH: Final = "/metrics"  # Prometheus
+OPENAPI_PATH: Final = "/api/openapi.json"
 
 # The monitor's own traffic: the dashboard polling the API and the server answering it. It is
 # listed (with ?include_self) but never counted as the app's, compared, or alerted on.

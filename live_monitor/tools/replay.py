@@ -13,10 +13,9 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from live_monitor.vocabulary import API, EVENTS_PATH
+from live_monitor.vocabulary import EVENTS_PATH, STATUS_PATH
 
 INGEST_PATH = EVENTS_PATH
-STATUS_PATH = f"{API}/status"
 
 
 class MonitorPoster:

@@ -21,7 +21,10 @@ from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import public_view
 from live_monitor.vocabulary import (
     API,
+    HEALTH_PATH,
+    OPENAPI_PATH,
     SEVERITIES,
+    STATUS_PATH,
     STREAM_PATH,
     severity_rank,
 )
@@ -57,12 +60,12 @@ def dashboard() -> Response:
     return send_from_directory(ROOT, DASHBOARD, mimetype="text/html", max_age=0)
 
 
-@bp.get("/api/openapi.json")
+@bp.get(OPENAPI_PATH)
 def openapi_json() -> Response:
     return jsonify(openapi())
 
 
-@bp.get("/health")
+@bp.get(HEALTH_PATH)
 def health() -> Response:
     return jsonify(status="ok", monitoring=_monitor().monitoring)
 
@@ -79,7 +82,7 @@ def stop() -> Response:
     return jsonify(status="stopped" if stopped else "not running", monitoring=False)
 
 
-@bp.get(f"{API}/status")
+@bp.get(STATUS_PATH)
 def status() -> Response:
     return jsonify(_monitor().status())
 

@@ -30,7 +30,7 @@ from prometheus_client.utils import floatToGoString
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.stats import LatencySketch, SideStats
-from live_monitor.vocabulary import DIFFERENCE_TYPES, SERVICES, SEVERITIES
+from live_monitor.vocabulary import DIFFERENCE_TYPES, METRICS_PATH, SERVICES, SEVERITIES
 from live_monitor.web.access import Access
 
 __all__ = ["DURATION_BOUNDS_MS", "MonitorCollector", "cumulative_buckets", "bp"]
@@ -287,7 +287,7 @@ def _registry(state: BlueprintSetupState) -> None:
     app.extensions["live_monitor.metrics"] = registry
 
 
-@bp.get("/metrics")
+@bp.get(METRICS_PATH)
 def metrics() -> Response:
     """The Prometheus exposition. With a token set (``--token``), a scrape needs
     ``Authorization: Bearer <token>`` (Prometheus: ``authorization: {credentials: ...}``)."""

@@ -16,7 +16,15 @@ import msgspec
 
 from live_monitor.model.events import IncomingEvent
 from live_monitor.model.results import DataAnswer, Difference, DifferencesAnswer
-from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_TRACES_PATH, SEVERITIES
+from live_monitor.vocabulary import (
+    API,
+    EVENTS_PATH,
+    HEALTH_PATH,
+    METRICS_PATH,
+    OTLP_TRACES_PATH,
+    SEVERITIES,
+    STATUS_PATH,
+)
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -110,10 +118,10 @@ def openapi() -> dict[str, Any]:
             "description": "Where what users experience in the browser differs from what the backend does.",
         },
         "paths": {
-            "/health": {"get": {"summary": "Liveness", "responses": {"200": _json(OBJECT, "alive")}}},
+            HEALTH_PATH: {"get": {"summary": "Liveness", "responses": {"200": _json(OBJECT, "alive")}}},
             f"{API}/start": {"post": {"summary": "Start monitoring", "responses": control}},
             f"{API}/stop": {"post": {"summary": "Stop monitoring; stored data stays", "responses": control}},
-            f"{API}/status": {"get": {"summary": "State, uptime and ingest counters", "responses": control}},
+            STATUS_PATH: {"get": {"summary": "State, uptime and ingest counters", "responses": control}},
             f"{API}/data": {
                 "get": {
                     "summary": "Summaries, comparison, endpoints, differences, system samples and recent events",
@@ -164,7 +172,7 @@ def openapi() -> dict[str, Any]:
                 }
             },
             f"{API}/config": {"get": {"summary": "Settings in force and thresholds", "responses": control}},
-            "/metrics": {
+            METRICS_PATH: {
                 "get": {
                     "summary": "Prometheus exposition: durations per service and endpoint, counters, system gauges",
                     "responses": {"200": {"description": "text exposition format"}, **_errors(401)},
