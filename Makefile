@@ -33,11 +33,12 @@ system-packages: ## Make sure Debian's Chromium and redis-server are there for t
 bench-packages: system-packages ## The same, and wrk (the benchmark's load generator)
 	$(call need-debian,wrk:wrk)
 
-lint: ## ruff (lint and format), mypy, the package's layers (import-linter), tsc --noEmit (strict)
+lint: ## ruff (lint and format), mypy, the layers (import-linter, and the root's rules), tsc --noEmit (strict)
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy .
-	lint-imports
+	$(PYTHON) -c "import sys, importlinter.cli as c; sys.exit(c.lint_imports())"
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_layout.py tests/test_tools_vocabulary.py
 	$(NPM) run typecheck
 
 test-python: ## The Python test suite
