@@ -24,7 +24,6 @@ __all__ = [
     "decode_batch",
     "convert_event",
     "IncomingEvent",
-    "encode_events",
     "scrub_details",
     "prepare_events",
 ]
@@ -489,8 +488,3 @@ def _to_datetime(value: Any) -> datetime:
             raise ValueError(_OUT_OF_RANGE)
         return _to_datetime(datetime.fromtimestamp(value, UTC))  # 1e-7 rounds to the epoch itself
     raise TypeError("timestamp: must be ISO 8601 or epoch seconds")
-
-
-def encode_events(events: list[ExecutionEvent]) -> bytes:
-    """Encode events as a JSON array, fast."""
-    return _encoder.encode(events)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from live_monitor.model.events import ExecutionEvent
     from live_monitor.model.stats import PairStats
 
-__all__ = ["SHARED_STORE_SCHEMES", "Store", "StoreUnavailable", "make_store", "store_kind"]
+__all__ = ["Store", "StoreUnavailable", "make_store", "store_kind"]
 
 SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
 
