@@ -410,6 +410,19 @@ def test_swapped_files_are_pointed_out(tmp_path: Path, capsys: pytest.CaptureFix
     assert f"{fe} holds no backend events (25 events of the other side skipped" in err
 
 
+def test_a_side_of_only_the_monitors_own_requests_is_not_called_swapped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A /data save taken while nothing but the dashboard talked to the monitor: the backend
+    side is all its own requests, which the warning says instead of suspecting swapped files."""
+    own = [event("backend", "http", "GET /api/live-execution/data", 3.0, details={"self_monitor": True})] * 6
+    data = write_jsonl(tmp_path / "data.jsonl", [*own, event("frontend", "api", "GET /a")])
+    code, _, err = run(capsys, "--backend-data", str(data), "--frontend-data", str(data))
+    assert code == 0
+    assert f"{data} holds no backend events (6 of the monitor's own requests, 1 of the other side)" in err
+    assert "swapped" not in err
+
+
 # --- a live monitor --------------------------------------------------------------------------
 
 

@@ -46,22 +46,32 @@ PROGRESS_EVERY = 100_000
 def _read(path: Path, side: Service) -> Iterator[Event]:
     """Yield one side's events of a file: not the other side's (a shared /data export), not
     log lines without event fields, not the monitor's own traffic."""
-    number = kept = 0
+    skipped = {"other": 0, "own": 0}
+    kept = 0
     for where, record in iter_records(path):
-        number += 1
         if isinstance(record, BadRecord):
             raise InputError(f"{where}: {record.reason}")
         try:
             event = to_event(record, where, side)
         except ValueError as exc:
             raise InputError(f"{where}: {exc}") from None
-        if event is None or event.service != side or not policy.counted([event]):
-            continue  # the other side's, or the monitor's own requests in a saved /data export
+        if event is None:
+            continue
+        if event.service != side or not policy.counted([event]):
+            skipped["other" if event.service != side else "own"] += 1  # a shared /data export
+            continue
         kept += 1
         yield event
     if not kept:
-        other = f" ({number:,} events of the other side skipped: are the files swapped?)" if number else ""
-        print(f"warning: {path} holds no {side} events{other}", file=sys.stderr)
+        if skipped["own"]:  # a /data save taken while only the dashboard talked to the monitor
+            why = [f"{skipped['own']:,} of the monitor's own requests"]
+            why += [f"{skipped['other']:,} of the other side"] if skipped["other"] else []
+        elif skipped["other"]:
+            why = [f"{skipped['other']:,} events of the other side skipped: are the files swapped?"]
+        else:
+            why = []
+        reason = f" ({', '.join(why)})" if why else ""
+        print(f"warning: {path} holds no {side} events{reason}", file=sys.stderr)
 
 
 def build_stats(
