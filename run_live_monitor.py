@@ -54,11 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="run_live_monitor.py",
         description="Start the Live Execution Monitor and open its dashboard. "
-        "Every flag of live_execution_monitor.py is accepted too.",
+        "Every flag of live_execution_monitor.py is accepted too (listed below).",
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and the monitor's flags")
     parser.add_argument("--no-browser", action="store_true", help="do not open the dashboard")
     parser.add_argument("--no-install", action="store_true", help="never run pip or npm")
     args, rest = parser.parse_known_args(argv)
+    if args.help:
+        return _help(parser)
     if not ensure_python_packages(run=not args.no_install):
         return 1
     ensure_assets(run=not args.no_install)
@@ -77,6 +81,19 @@ def main(argv: list[str] | None = None) -> int:
 
     # The monitor's own main: same checks, warnings and --workers handling as its CLI.
     return lem.main(rest, ready=ready)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    """The launcher's flags, then the monitor's (once its requirements are installed)."""
+    parser.print_help()
+    if not ensure_python_packages(run=False):
+        print("\nThe monitor's flags are listed once its requirements are installed (a first run).")
+        return 0
+    import live_execution_monitor as lem
+
+    print("\nThe monitor's flags:\n")
+    print(lem.build_parser().format_help().split("\n\n", 1)[-1])
+    return 0
 
 
 if __name__ == "__main__":

@@ -113,3 +113,12 @@ def test_launcher_workers_run_worker_processes_and_open_the_dashboard_once_the_p
     )
     assert len(opened) == 1 and opened[0].startswith("http://127.0.0.1:")
     assert f"Dashboard:  {opened[0]}" in capsys.readouterr().out
+
+
+def test_help_lists_the_launchers_flags_and_every_flag_of_the_monitor(capsys):
+    """``live-monitor --help`` is all a pip user has: it names --port and the rest too."""
+    assert run_live_monitor.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--no-browser" in out and "--no-install" in out
+    for flag in ("--port", "--host", "--store", "--persist", "--token", "--workers"):
+        assert flag in out, flag
