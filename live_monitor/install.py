@@ -13,9 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-# In a checkout, requirements.txt, package.json and static/ sit beside the package. An installed wheel
-# has its requirements and its built static/ already, so nothing is ever installed or built there.
-ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = "live_execution_dashboard.html"
+_PACKAGE = Path(__file__).resolve().parent
+# Where the dashboard page and static/ are. In a checkout they sit beside the package, with
+# requirements.txt and package.json. An installed wheel carries them inside the package and has
+# its requirements and built assets already, so nothing is ever installed or built there.
+ROOT = _PACKAGE.parent if (_PACKAGE.parent / DASHBOARD).is_file() else _PACKAGE
 REQUIRED_MODULES = ("flask", "flask_cors", "psutil", "msgspec", "waitress", "prometheus_client", "redis")
 BUILT_ASSETS = (ROOT / "static" / "live-monitor.js", ROOT / "static" / "vendor" / "chart.umd.js")
 

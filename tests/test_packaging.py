@@ -183,10 +183,12 @@ def test_the_wheel_holds_every_module_the_dashboard_and_the_static_files(wheel: 
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {p.name for p in ROOT.glob("*.py")} - {"setup.py"}
     assert modules - names == set(), "add the missing modules to py-modules in pyproject.toml"
-    assert "live_execution_dashboard.html" in names
-    static = {str(p.relative_to(ROOT)) for p in (ROOT / "static").rglob("*") if p.is_file()}
+    # The page and static/ ride inside the package: nothing generic lands in site-packages.
+    assert "live_monitor/live_execution_dashboard.html" in names
+    static = {f"live_monitor/{p.relative_to(ROOT)}" for p in (ROOT / "static").rglob("*") if p.is_file()}
     assert static - names == set()
-    assert {str(p.relative_to(ROOT)) for p in BUILT} <= names
+    assert {f"live_monitor/{p.relative_to(ROOT)}" for p in BUILT} <= names
+    assert not {n for n in names if n.startswith("static/") or n == "live_execution_dashboard.html"}
 
 
 def test_the_wheel_requires_exactly_requirements_txt(wheel: Path) -> None:

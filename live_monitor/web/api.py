@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -19,6 +18,7 @@ from flask.blueprints import BlueprintSetupState
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import public_view
+from live_monitor.install import DASHBOARD, ROOT
 from live_monitor.vocabulary import (
     API,
     HEALTH_PATH,
@@ -32,9 +32,6 @@ from live_monitor.web.encoding import dumps
 from live_monitor.web.errors import ApiError
 from live_monitor.web.openapi import openapi
 
-# The dashboard page and static/ sit beside the package, in a checkout as in site-packages.
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = "live_execution_dashboard.html"
 bp = Blueprint("monitor", __name__)
 
 
