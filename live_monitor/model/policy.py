@@ -18,11 +18,10 @@ in Lua for Redis (``JOIN_SCRIPT``, atomic across processes); a change of it is a
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES, Service, is_own_traffic
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, SERVICES, Service
 
 PENDING_MAX = 20_000  # unpaired halves that wait at most; the oldest are dropped first
 PENDING_TTL_S = 600.0  # seconds an unpaired half waits for its other half at most
@@ -56,19 +55,19 @@ E = TypeVar("E", bound=Traced)
 
 def counted(events: Iterable[E]) -> list[E]:
     """The events of a batch that count in the figures, in order: all but the monitor's own traffic."""
-    return [e for e in events if not (e.details and is_own_traffic(e.details))]
+    tag = OWN_TRAFFIC_TAG  # vocabulary.is_own_traffic, inlined: a call per event cost 5% of ingest
+    return [e for e in events if not e.details or e.details.get(tag) is not True]
 
 
-def pairable(events: Iterable[E]) -> list[E]:
-    """The events of a batch offered to the trace joiner, in order: counted, timed endpoint
+def pairable(counted_events: Iterable[E]) -> list[E]:
+    """The ``counted`` events of a batch offered to the trace joiner, in order: timed endpoint
     events with a trace id."""
     return [
         e
-        for e in events
+        for e in counted_events
         if e.trace_id is not None
         and e.duration_ms is not None
         and e.component == ENDPOINT_COMPONENTS[e.service]
-        and not (e.details and is_own_traffic(e.details))
     ]
 
 
@@ -133,7 +132,7 @@ class TraceJoin:
     """The halves waiting in one process (the memory store's), by trace id, oldest first."""
 
     def __init__(self) -> None:
-        self._waiting: OrderedDict[str, Half] = OrderedDict()
+        self._waiting: dict[str, Half] = {}  # insertion order is arrival order
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -146,13 +145,14 @@ class TraceJoin:
         """
         waiting = self._waiting
         oldest = now - PENDING_TTL_S
-        while waiting and next(iter(waiting.values())).at < oldest:
-            waiting.popitem(last=False)
+        while waiting and waiting[first := next(iter(waiting))].at < oldest:
+            del waiting[first]
         gaps = []
+        pop = waiting.pop
         for event in events:
             trace = event.trace_id
             assert trace is not None
-            other = waiting.pop(trace, None)
+            other = pop(trace, None)
             if other is not None and meets(other, event.service, now):
                 event.trace_id = other.trace_id
                 found = gap(event, other)
@@ -161,7 +161,7 @@ class TraceJoin:
                 continue
             waiting[trace] = Half.of(event, now)
             if len(waiting) > PENDING_MAX:
-                waiting.popitem(last=False)
+                del waiting[next(iter(waiting))]
         return gaps
 
 

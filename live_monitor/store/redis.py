@@ -138,12 +138,13 @@ class RedisEventStore:
         start = now - now % self.bucket_s
         batch = PairStats()
         encoded, own = [], []
-        for service, mine in zip(SERVICES, policy.by_side(events), strict=True):
-            counted = policy.counted(mine)
-            batch.side(service).add_events(counted, now, now)
+        counted = policy.counted(events)
+        parts = zip(SERVICES, policy.by_side(events), policy.by_side(counted), strict=True)
+        for service, mine, kept in parts:
+            batch.side(service).add_events(kept, now, now)
             encoded.append([_encoder.encode(e) for e in mine])
-            own.append(len(mine) - len(counted))
-        traced = policy.pairable(events)
+            own.append(len(mine) - len(kept))
+        traced = policy.pairable(counted)
         if traced:
             batch.add_gaps(self._pair(traced, now))
         bucket = self._bucket_key(start)
