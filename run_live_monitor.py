@@ -9,21 +9,20 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 import urllib.request
 import webbrowser
 
 from live_monitor.install import ensure_assets, ensure_python_packages
-from live_monitor.vocabulary import API
+from live_monitor.vocabulary import API, HEALTH_PATH
 
 
 def wait_until_up(base: str, timeout: float = 15.0) -> bool:
     """Poll /health until the monitor answers."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{base}/health", timeout=1) as response:
+            with urllib.request.urlopen(f"{base}{HEALTH_PATH}", timeout=1) as response:
                 if response.status == 200:
                     return True
         except OSError:

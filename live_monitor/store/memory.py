@@ -72,8 +72,7 @@ class EventStore:
             self._counters["accepted"] += len(events)
             if self._first_event_at is None and events:
                 self._first_event_at = now
-            self._bucket(now)
-            self._add_locked(events, now)
+            self._add_locked(events, now, self._bucket(now))
         return len(events)
 
     def restore(self, events: Iterable[ExecutionEvent]) -> int:
@@ -91,14 +90,13 @@ class EventStore:
                     at = self._current[0]
                 if self._first_event_at is None:
                     self._first_event_at = at
-                self._bucket(at)
-                self._add_locked([event], at)
+                self._add_locked([event], at, self._bucket(at))
                 restored += 1
             self._counters["restored"] += restored
             self._bucket(now)
         return restored
 
-    def _add_locked(self, events: list[ExecutionEvent], now: float) -> None:
+    def _add_locked(self, events: list[ExecutionEvent], now: float, bucket: PairStats) -> None:
         """Keep a batch and queue it for the current bucket's figures (lock held).
 
         Counting waits for the next read, the bucket's end or ``SETTLE_EVERY`` queued
@@ -125,10 +123,8 @@ class EventStore:
             self._totals[service] += len(mine)
             self._since_tick[service] += len(mine)
         joined = policy.pairable(counted)
-        if joined and self._current is not None:
-            gaps = self._joiner.offer(joined, now)
-            if gaps:
-                self._current[1].add_gaps(gaps)
+        if joined and (gaps := self._joiner.offer(joined, now)):
+            bucket.add_gaps(gaps)
         if not self._pending:
             self._pending_since = now
         self._pending.extend(counted)

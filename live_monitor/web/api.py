@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import msgspec
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 from flask.blueprints import BlueprintSetupState
 
@@ -96,12 +95,12 @@ def data() -> Response:
 @bp.get(f"{API}/differences")
 def differences() -> Response:
     monitor = _monitor()
-    found: list[dict[str, Any]] = msgspec.to_builtins(monitor.differences())
+    found = monitor.differences()
     floor = request.args.get("min_severity")
     if floor is not None:
         if floor not in SEVERITIES:
             raise ApiError(400, f"min_severity must be {', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}")
-        found = [d for d in found if severity_rank(d["severity"]) >= severity_rank(floor)]
+        found = [d for d in found if severity_rank(d.severity) >= severity_rank(floor)]
     return jsonify(differences=found, count=len(found), thresholds=monitor.thresholds.as_dict())
 
 
