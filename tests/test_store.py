@@ -14,6 +14,7 @@ import pytest
 from live_monitor.model import policy
 from live_monitor.model.comparator import summarize
 from live_monitor.model.events import ExecutionEvent
+from live_monitor.model.stats import MAX_SERIES_KEYS, OTHER
 from live_monitor.store import Store
 from live_monitor.store.memory import EventStore
 from tests.helpers import stored_event
@@ -80,6 +81,52 @@ def test_figures_cover_a_sliding_window(store, clock):
     assert stats.backend.total.count == 10
     assert stats.backend.total.timed.mean == 10.0
     assert s.counts()["stored"]["backend"] == 20  # the raw events stay until evicted
+
+
+def test_tallies_keep_counting_when_the_window_slides(store, clock):
+    """What Prometheus' rate() needs: counts that only go up for the life of the store (eviction
+    takes nothing from them either: test_web_metrics.py)."""
+    s = store(window_s=60, bucket_s=10)
+    s.add([stored_event(duration=d) for d in (4.0, 5.0, 30.0, 700.0)])
+    clock.advance(120)  # the window has let go of them
+    s.add([stored_event(duration=20_000.0, status="error"), own(stored_event(duration=1.0))])
+    s.add([stored_event(service="frontend", component="click", duration=None) for _ in range(5)])
+    assert s.window_stats().backend.total.count == 1
+    tallies = s.tallies()
+    assert tallies.events == {
+        ("backend", "success"): 4,
+        ("backend", "error"): 1,
+        ("frontend", "success"): 5,
+        ("frontend", "error"): 0,
+    }
+    backend = tallies.durations["backend"]  # bounds 5, 10, 25, 50, 100, 250, 500, 1000, ... 10000 ms
+    assert backend.buckets == [2, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1] and backend.sum == 20_739.0
+    assert tallies.endpoints["backend"]["GET /x"] == backend
+    assert tallies.durations["frontend"].count == 0 and tallies.endpoints["frontend"] == {}
+
+
+def test_tallies_keep_the_first_endpoint_keys_and_count_the_rest_as_other(store):
+    s = store()
+    s.add([stored_event(action=f"GET /q{i}", duration=None) for i in range(MAX_SERIES_KEYS - 1)])
+    s.add([stored_event(action=f"GET /late{i}") for i in range(3)] + [stored_event(action="GET /q0")])
+    s.add([stored_event(service="frontend", component="api", action="GET /late2")])
+    tallies = s.tallies()
+    backend = tallies.endpoints["backend"]
+    assert len(backend) == MAX_SERIES_KEYS + 1 and "GET /late0" in backend
+    assert backend[OTHER].count == 2 and backend["GET /q0"].count == 1 and backend["GET /q1"].count == 0
+    assert set(tallies.endpoints["frontend"]) == {"GET /late2"}  # each side has its own keys
+
+
+def test_tallies_count_the_gaps_of_joined_requests(store):
+    s = store()
+    for i, (server, browser) in enumerate([(40.0, 250.0), (40.0, 30.0), (10.0, 20.0)]):
+        trace = f"{i + 1:032x}"
+        s.add([stored_event(service="frontend", component="api", duration=browser, trace=trace)])
+        s.add([stored_event(duration=server, trace=trace)])
+    gaps = s.tallies().gaps
+    assert list(gaps) == ["GET /x"]  # a browser faster than the server counts as 0, as in the window
+    assert gaps["GET /x"].buckets[:5] == [1, 1, 0, 0, 0] and gaps["GET /x"].buckets[5] == 1
+    assert gaps["GET /x"].sum == 220.0
 
 
 def test_requests_with_one_trace_id_are_joined_into_a_gap(store):

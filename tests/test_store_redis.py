@@ -245,3 +245,22 @@ def test_a_process_following_a_start_elsewhere_does_not_spike_its_activity(redis
     finally:
         one.close()
         two.close()
+
+
+def test_processes_share_one_tally_and_one_endpoint_cap(redis_server, clock):
+    """With --workers, each process's /metrics reads the same counters and the same kept keys:
+    the first MAX_SERIES_KEYS keys seen by any process, whichever process sees a later one."""
+    from live_monitor.model.stats import MAX_SERIES_KEYS, OTHER
+    from tests.helpers import stored_event
+
+    first = RedisEventStore(redis_server.url, clock=clock)
+    second = RedisEventStore(redis_server.url, clock=clock)
+    first.add([stored_event(action=f"GET /a{i}") for i in range(MAX_SERIES_KEYS - 1)])
+    second.add([stored_event(action="GET /b"), stored_event(action="GET /c", status="error")])
+    first.add([stored_event(action="GET /b"), stored_event(action="GET /d")])
+    one, other = first.tallies(), second.tallies()
+    assert one == other
+    assert one.events[("backend", "success")] == MAX_SERIES_KEYS + 2
+    assert one.endpoints["backend"]["GET /b"].count == 2
+    assert one.endpoints["backend"][OTHER].count == 2  # /c from one process, /d from the other
+    assert len(one.endpoints["backend"]) == MAX_SERIES_KEYS + 1

@@ -3,8 +3,6 @@ from __future__ import annotations
 import gzip
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
@@ -12,8 +10,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from live_monitor.core.monitor import LiveExecutionMonitor
-from live_monitor.model.stats import MAX_KEYS, OTHER, LatencySketch
-from live_monitor.web.metrics import DURATION_BOUNDS_MS, cumulative_buckets
+from live_monitor.model.stats import MAX_SERIES_KEYS, OTHER
+from live_monitor.web.metrics import DURATION_BOUNDS_MS
 from tests.helpers import FakeClock, FakeReader, reading
 
 API = "/api/live-execution"
@@ -76,22 +74,27 @@ def test_counters_and_duration_histograms_match_the_events_posted(make_app):
     assert client.post(f"{API}/events", json=batch).json["rejected"] == 1
 
     samples = scrape(client)
-    assert value(samples, "live_monitor_events_total", service="backend") == 5
-    assert value(samples, "live_monitor_events_total", service="frontend") == 5
+    assert value(samples, "live_monitor_events_total", service="backend", status="success") == 4
+    assert value(samples, "live_monitor_events_total", service="backend", status="error") == 1
+    assert value(samples, "live_monitor_events_total", service="frontend", status="success") == 5
+    assert value(samples, "live_monitor_events_total", service="frontend", status="error") == 0
     assert value(samples, "live_monitor_ingest_received_total") == 11
     assert value(samples, "live_monitor_ingest_accepted_total") == 10
     assert value(samples, "live_monitor_ingest_rejected_total") == 1
     assert value(samples, "live_monitor_window_errors", service="backend") == 1
     assert value(samples, "live_monitor_window_errors", service="frontend") == 0
     assert value(samples, "live_monitor_window_events", service="frontend") == 5
+    assert value(samples, "live_monitor_window_timed_events", service="frontend") == 4
 
     for service, durations in (("backend", backend_ms), ("frontend", frontend_ms)):
-        name = "live_monitor_window_duration_seconds"
+        name = "live_monitor_duration_seconds"
         assert histogram(samples, name, service=service) == expected_buckets(durations)
-        assert value(samples, f"{name}_gcount", service=service) == len(durations)
-        assert value(samples, f"{name}_gsum", service=service) == pytest.approx(sum(durations) / 1000)
-        name = "live_monitor_window_endpoint_duration_seconds"
+        assert value(samples, f"{name}_count", service=service) == len(durations)
+        assert value(samples, f"{name}_sum", service=service) == pytest.approx(sum(durations) / 1000)
+        name = "live_monitor_endpoint_duration_seconds"
         assert histogram(samples, name, service=service, endpoint=KEY) == expected_buckets(durations)
+        name = "live_monitor_window_duration_percentile_seconds"
+        assert value(samples, name, service=service, percentile="99") == max(durations) / 1000
     assert value(samples, "live_monitor_window_endpoint_errors", service="backend", endpoint=KEY) == 1
 
 
@@ -103,8 +106,35 @@ def test_requests_both_sides_saw_give_the_browser_minus_server_gap(make_app):
         json=[event("backend", 40, trace_id=trace), event("frontend", 300, trace_id=trace)],
     )
     samples = scrape(client)
-    gaps = histogram(samples, "live_monitor_window_trace_gap_seconds", endpoint=KEY)
+    gaps = histogram(samples, "live_monitor_trace_gap_seconds", endpoint=KEY)
     assert gaps == expected_buckets([260])
+    assert value(samples, "live_monitor_window_trace_pairs", endpoint=KEY) == 1
+    percentile = "live_monitor_window_trace_gap_percentile_seconds"
+    assert value(samples, percentile, endpoint=KEY, percentile="95") == pytest.approx(0.26)
+
+
+def test_the_histograms_keep_counting_when_the_window_slides_and_events_are_evicted():
+    """Counters only go up (rate() needs that); the window's gauges go back down."""
+    from live_execution_monitor import create_app
+
+    clock = FakeClock()
+    monitor = LiveExecutionMonitor(
+        {"self_monitor": False, "window": 60, "max_events": 2}, reader=FakeReader([]), clock=clock
+    )
+    app = create_app({"self_monitor": False}, monitor)
+    client = app.test_client()
+    client.post(f"{API}/events", json=[event("backend", d) for d in (30, 30, 700)])
+    clock.advance(600)
+    client.post(f"{API}/events", json=[event("backend", 30, status="error")])
+    samples = scrape(client)
+    assert value(samples, "live_monitor_window_events", service="backend") == 1
+    assert value(samples, "live_monitor_stored_events", service="backend") == 2
+    assert histogram(samples, "live_monitor_duration_seconds", service="backend") == expected_buckets(
+        [30, 30, 700, 30]
+    )
+    assert value(samples, "live_monitor_events_total", service="backend", status="success") == 3
+    assert value(samples, "live_monitor_events_total", service="backend", status="error") == 1
+    monitor.stop()
 
 
 def test_system_gauges_show_the_latest_sample(make_app):
@@ -153,19 +183,27 @@ def test_evicted_events_are_counted_per_service(make_app):
     assert value(samples, "live_monitor_ingest_evicted_total", service="backend") == 2
     assert value(samples, "live_monitor_ingest_evicted_total", service="frontend") == 0
     assert value(samples, "live_monitor_stored_events", service="backend") == 3
-    assert value(samples, "live_monitor_events_total", service="backend") == 5
+    assert value(samples, "live_monitor_events_total", service="backend", status="success") == 5
 
 
 def test_endpoint_labels_stay_bounded_however_many_paths_arrive(make_app):
     client = make_app().test_client()
-    batch = [event("backend", 5, action=f"GET /api/search/q{i}") for i in range(MAX_KEYS + 100)]
-    assert client.post(f"{API}/events", json=batch).json["accepted"] == MAX_KEYS + 100
+    batch = [event("backend", 5, action=f"GET /api/search/q{i}") for i in range(MAX_SERIES_KEYS + 100)]
+    assert client.post(f"{API}/events", json=batch).json["accepted"] == MAX_SERIES_KEYS + 100
     samples = scrape(client)
-    endpoints = {
-        dict(labels)["endpoint"] for name, labels in samples if name == "live_monitor_window_endpoint_events"
-    }
-    assert len(endpoints) == MAX_KEYS + 1 and OTHER in endpoints
-    assert value(samples, "live_monitor_window_endpoint_events", service="backend", endpoint=OTHER) == 100
+    for family in ("live_monitor_endpoint_duration_seconds_count", "live_monitor_window_endpoint_events"):
+        endpoints = {dict(labels)["endpoint"] for name, labels in samples if name == family}
+        assert len(endpoints) == MAX_SERIES_KEYS + 1 and OTHER in endpoints, family
+        assert value(samples, family, service="backend", endpoint=OTHER) == 100
+    assert (
+        value(
+            samples,
+            "live_monitor_endpoint_duration_seconds_count",
+            service="backend",
+            endpoint="GET /api/search/q0",
+        )
+        == 1
+    )
 
 
 def test_the_differences_gauge_counts_what_differences_reports(make_app):
@@ -192,8 +230,8 @@ def test_a_token_protects_the_metrics(make_app):
 def test_each_app_has_its_own_registry(make_app):
     first, second = make_app().test_client(), make_app().test_client()
     first.post(f"{API}/events", json=[event("backend", 10)])
-    assert value(scrape(first), "live_monitor_events_total", service="backend") == 1
-    assert value(scrape(second), "live_monitor_events_total", service="backend") == 0
+    assert value(scrape(first), "live_monitor_events_total", service="backend", status="success") == 1
+    assert value(scrape(second), "live_monitor_events_total", service="backend", status="success") == 0
     assert b"live_monitor_" not in generate_latest(REGISTRY)
 
 
@@ -209,19 +247,9 @@ def test_openmetrics_and_gzip_are_negotiated(make_app):
     assert response.headers["Content-Encoding"] == "gzip"
     text = gzip.decompress(response.get_data()).decode()
     families = {f.name: f for f in openmetrics_families(text)}
-    durations = families["live_monitor_window_duration_seconds"]
-    assert durations.type == "gaugehistogram"
-    gcount = [s for s in durations.samples if s.name.endswith("_gcount")]
-    assert {s.labels["service"]: s.value for s in gcount} == {"backend": 1, "frontend": 0}
+    durations = families["live_monitor_duration_seconds"]
+    assert durations.type == "histogram"
+    counts = [s for s in durations.samples if s.name.endswith("_count")]
+    assert {s.labels["service"]: s.value for s in counts} == {"backend": 1, "frontend": 0}
     assert families["live_monitor_events"].type == "counter"
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(min_value=0, max_value=20_000, allow_nan=False), max_size=60))
-def test_sketch_buckets_count_like_an_exact_histogram(durations):
-    # the sketch's 1% relative accuracy can only blur values just above a bound
-    durations = [d for d in durations if not any(b < d <= b * 1.021 for b in DURATION_BOUNDS_MS)]
-    sketch = LatencySketch()
-    for d in durations:
-        sketch.add(d)
-    assert dict(cumulative_buckets(sketch)) == expected_buckets(durations)
+    assert families["live_monitor_window_duration_percentile_seconds"].type == "gauge"

@@ -8,16 +8,23 @@ aggregates from files, so the live view and the report agree figure for figure.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from live_monitor.vocabulary import ENDPOINT_COMPONENTS, Service
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES, STATUSES, Service
 
 # Cap on distinct endpoint keys and component/action names kept per side; further names
 # are folded into OTHER so memory stays bounded when a client sends unnormalised paths.
 MAX_KEYS = 500
 OTHER = "(other)"
+# Cap on endpoint keys per side (and trace-gap endpoints) in the figures kept since the store
+# began: Prometheus keeps every label value it ever saw, so these are fewer than MAX_KEYS.
+MAX_SERIES_KEYS = 100
+# Upper bounds (ms) of the cumulative histograms' buckets, and of the window's ``le`` figures.
+DURATION_BOUNDS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 _MAX_PENDING = 4096  # values a sketch buffers before it buckets them anyway (bounded memory)
 
 
@@ -502,3 +509,104 @@ def _count_bounded(counter: Counter[str], name: str) -> None:
 
 def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None or math.isinf(value) else round(value, digits)
+
+
+@dataclass
+class Histogram:
+    """Values counted by the fixed ``DURATION_BOUNDS_MS``: one count per bucket (not cumulative;
+    the last is above every bound) and their sum, in milliseconds. Exact, and it only grows."""
+
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BOUNDS_MS) + 1))
+    sum: float = 0.0
+
+    @property
+    def count(self) -> int:
+        """How many values were counted."""
+        return sum(self.buckets)
+
+    def extend(self, values: list[float]) -> None:
+        """Count values (ms); a value equal to a bound is in that bound's bucket (``le``)."""
+        buckets = self.buckets
+        for index, n in Counter([bisect_left(DURATION_BOUNDS_MS, v) for v in values]).items():
+            buckets[index] += n
+        self.sum += sum(values)
+
+    def merge(self, other: Histogram) -> None:
+        """Fold another histogram into this one."""
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+        self.sum += other.sum
+
+
+@dataclass
+class Tallies:
+    """What a store counted since it began, never reset by the window: events per side and
+    status, the durations of each side's timed events, of its endpoint calls per endpoint key,
+    and the browser-minus-server gaps per endpoint (what Prometheus counters and histograms
+    expose). Endpoint keys are kept for the first ``max_keys`` seen per side (and for gaps);
+    later keys are counted under ``OTHER``. ``max_keys=None`` keeps every key (one batch, to be
+    capped where it is added: the Redis script does that for all processes at once).
+    """
+
+    events: dict[tuple[str, str], int] = field(
+        default_factory=lambda: {(s, status): 0 for s in SERVICES for status in STATUSES}
+    )
+    durations: dict[str, Histogram] = field(default_factory=lambda: {s: Histogram() for s in SERVICES})
+    endpoints: dict[str, dict[str, Histogram]] = field(default_factory=lambda: {s: {} for s in SERVICES})
+    gaps: dict[str, Histogram] = field(default_factory=dict)
+    max_keys: int | None = MAX_SERIES_KEYS
+
+    def add_events(self, service: str, events: Iterable[Any]) -> None:
+        """Count counted events (``ExecutionEvent``) of one side; an untimed endpoint call takes
+        its key's place too (its histogram stays empty)."""
+        api = ENDPOINT_COMPONENTS.get(service)  # type: ignore[call-overload]
+        by_key: dict[str, list[float]] = {}
+        timed, errors, n = [], 0, 0
+        for event in events:
+            n += 1
+            if event.status == "error":
+                errors += 1
+            calls = by_key.setdefault(event.action, []) if event.component == api else None
+            if event.duration_ms is not None:
+                timed.append(event.duration_ms)
+                if calls is not None:
+                    calls.append(event.duration_ms)
+        self.events[(service, "error")] += errors
+        self.events[(service, "success")] += n - errors
+        self.durations[service].extend(timed)
+        for key, values in by_key.items():
+            self._histogram(self.endpoints[service], key).extend(values)
+
+    def add_gaps(self, gaps: list[tuple[str, float]]) -> None:
+        """Count (endpoint, browser-minus-server ms) pairs; a negative gap counts as 0, as in
+        the window's figures."""
+        by_key: dict[str, list[float]] = {}
+        for key, gap in gaps:
+            by_key.setdefault(key, []).append(gap if gap > 0.0 else 0.0)
+        for key, values in by_key.items():
+            self._histogram(self.gaps, key).extend(values)
+
+    def _histogram(self, table: dict[str, Histogram], key: str) -> Histogram:
+        """The histogram of ``key`` in ``table`` (one side's endpoints, or the gaps), or that of
+        ``OTHER`` once the table holds ``max_keys`` keys."""
+        found = table.get(key)
+        if found is None:
+            if self.max_keys is not None and len(table) - (OTHER in table) >= self.max_keys:
+                key = OTHER
+                found = table.get(key)
+            if found is None:
+                found = table[key] = Histogram()
+        return found
+
+    def copy(self) -> Tallies:
+        """An independent copy (the snapshot a reader gets)."""
+        return Tallies(
+            events=dict(self.events),
+            durations={k: _copied(h) for k, h in self.durations.items()},
+            endpoints={s: {k: _copied(h) for k, h in keys.items()} for s, keys in self.endpoints.items()},
+            gaps={k: _copied(h) for k, h in self.gaps.items()},
+            max_keys=self.max_keys,
+        )
+
+
+def _copied(histogram: Histogram) -> Histogram:
+    return Histogram(list(histogram.buckets), histogram.sum)

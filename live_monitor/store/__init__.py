@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from live_monitor.model.events import ExecutionEvent
-    from live_monitor.model.stats import PairStats
+    from live_monitor.model.stats import PairStats, Tallies
 
 __all__ = ["Store", "StoreUnavailable", "make_store", "store_kind"]
 
@@ -68,6 +68,11 @@ class Store(Protocol):
 
     def counts(self) -> dict[str, Any]:
         """Ingest counters: received, accepted, rejected (by reason), evicted, stored, totals."""
+
+    def tallies(self) -> Tallies:
+        """What was counted since the store began and only ever grows (window and eviction
+        never take from it): events per side and status, duration histograms per side and
+        per endpoint key, trace-gap histograms per endpoint. Shared by every process on Redis."""
 
     def take_tick_counts(self) -> dict[str, int]:
         """Counted events per side since the last call (one activity-chart point)."""

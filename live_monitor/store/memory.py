@@ -14,7 +14,7 @@ from typing import Any
 
 from live_monitor.model import policy
 from live_monitor.model.events import ExecutionEvent
-from live_monitor.model.stats import PairStats
+from live_monitor.model.stats import PairStats, Tallies
 from live_monitor.vocabulary import SERVICES, is_own_traffic
 
 MAX_REASONS = 100
@@ -47,6 +47,7 @@ class EventStore:
         self._buckets: deque[tuple[float, PairStats]] = deque()  # closed, oldest first
         self._current: tuple[float, PairStats] | None = None
         self._closed = PairStats()
+        self._tallies = Tallies()  # since the store began: the window never takes from it
         self._joiner = policy.TraceJoin()
         self._counters: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
@@ -125,6 +126,7 @@ class EventStore:
         joined = policy.pairable(counted)
         if joined and (gaps := self._joiner.offer(joined, now)):
             bucket.add_gaps(gaps)
+            self._tallies.add_gaps(gaps)
         if not self._pending:
             self._pending_since = now
         self._pending.extend(counted)
@@ -133,7 +135,7 @@ class EventStore:
             self._settle()
 
     def _settle(self) -> None:
-        """Count the queued events into the current bucket."""
+        """Count the queued events into the current bucket and the tallies."""
         pending = self._pending
         if not pending or self._current is None:
             return
@@ -142,6 +144,7 @@ class EventStore:
         first, last = self._pending_since, self._pending_until
         for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
             bucket.side(service).add_events(mine, first, last)
+            self._tallies.add_events(service, mine)
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events (a malformed body counts as one) by the rule that refused them."""
@@ -238,6 +241,12 @@ class EventStore:
                 "stored": stored,
                 "totals": {s: self._totals[s] for s in SERVICES},
             }
+
+    def tallies(self) -> Tallies:
+        """A copy of what was counted since the store began (events, durations, gaps)."""
+        with self._lock:
+            self._settle()
+            return self._tallies.copy()
 
     def take_tick_counts(self) -> dict[str, int]:
         """Events added per side since the last call (one activity-chart point)."""

@@ -21,7 +21,15 @@ import redis
 
 from live_monitor.model import policy
 from live_monitor.model.events import ExecutionEvent
-from live_monitor.model.stats import Aggregate, LatencySketch, PairStats
+from live_monitor.model.stats import (
+    MAX_SERIES_KEYS,
+    OTHER,
+    Aggregate,
+    Histogram,
+    LatencySketch,
+    PairStats,
+    Tallies,
+)
 from live_monitor.store import StoreUnavailable
 from live_monitor.vocabulary import SERVICES
 
@@ -31,8 +39,13 @@ _encoder = msgspec.json.Encoder()
 # One batch in one script call (atomic, and one round trip): the events into their streams,
 # the statistics into the bucket hash as (op, field, value) triples -- "i" adds an integer,
 # "f" a float, "min"/"max" keep the smaller/larger value exact as the in-memory sketch does --
-# and the counters. KEYS: backend stream, frontend stream, bucket hash, counters hash.
+# and the counters. The tallies (counted since the store began, never expired) go to their own
+# hash: "ti"/"tf" add an integer/float to a field; "k" names the endpoint key (side letter, or
+# "g" for gaps) that the "ki"/"kf" ops after it add to, or OTHER once MAX_KEYS keys are kept,
+# the same cap for every process. KEYS: backend stream, frontend stream, bucket hash, counters
+# hash, tallies hash, and the sets of the backend's, frontend's and gaps' kept endpoint keys.
 _INGEST = """
+local tallied = ''
 local nb, nf = tonumber(ARGV[4]), tonumber(ARGV[5])
 local sides = ARGV[8]
 local arrival = tonumber(redis.call('HGET', KEYS[4], 'accepted') or '0')
@@ -53,6 +66,21 @@ while i <= #ARGV do
     redis.call('HINCRBY', KEYS[3], field, value)
   elseif op == 'f' then
     redis.call('HINCRBYFLOAT', KEYS[3], field, value)
+  elseif op == 'ti' or op == 'ki' then
+    redis.call('HINCRBY', KEYS[5], (op == 'ki' and tallied or '') .. field, value)
+  elseif op == 'tf' or op == 'kf' then
+    redis.call('HINCRBYFLOAT', KEYS[5], (op == 'kf' and tallied or '') .. field, value)
+  elseif op == 'k' then
+    local kept = KEYS[field == 'b' and 6 or (field == 'f' and 7 or 8)]
+    local key = value
+    if key ~= OTHER and redis.call('SISMEMBER', kept, key) == 0 then
+      if redis.call('SCARD', kept) < MAX_KEYS then
+        redis.call('SADD', kept, key)
+      else
+        key = OTHER
+      end
+    end
+    tallied = (field == 'g' and 'g|' or ('e|' .. field .. '|')) .. key .. '|'
   else
     local cur = redis.call('HGET', KEYS[3], field)
     local v = tonumber(value)
@@ -73,7 +101,7 @@ if nb + nf > 0 then
   redis.call('HSETNX', KEYS[4], 'first_at', ARGV[3])
 end
 return nb + nf
-"""
+""".replace("MAX_KEYS", str(MAX_SERIES_KEYS)).replace("OTHER", repr(OTHER))
 
 
 # Stop the shared monitoring clock once, however many processes ask at the same moment.
@@ -136,17 +164,20 @@ class RedisEventStore:
             return 0
         now = self._clock()
         start = now - now % self.bucket_s
-        batch = PairStats()
+        batch, tallies = PairStats(), Tallies(max_keys=None)  # the script caps the keys
         encoded, own = [], []
         counted = policy.counted(events)
         parts = zip(SERVICES, policy.by_side(events), policy.by_side(counted), strict=True)
         for service, mine, kept in parts:
             batch.side(service).add_events(kept, now, now)
+            tallies.add_events(service, kept)
             encoded.append([_encoder.encode(e) for e in mine])
             own.append(len(mine) - len(kept))
         traced = policy.pairable(counted)
         if traced:
-            batch.add_gaps(self._pair(traced, now))
+            gaps = self._pair(traced, now)
+            batch.add_gaps(gaps)
+            tallies.add_gaps(gaps)
         bucket = self._bucket_key(start)
         backend, frontend = encoded
         sides = (
@@ -154,7 +185,8 @@ class RedisEventStore:
             if backend and frontend
             else "bf"[not backend] * len(events)
         )
-        self._call(lambda: self._write(bucket, backend, frontend, sides, _stat_ops(batch), now, own))
+        ops = _stat_ops(batch) + _tally_ops(tallies)
+        self._call(lambda: self._write(bucket, backend, frontend, sides, ops, now, own))
         self._cache = None
         return len(events)
 
@@ -189,6 +221,7 @@ class RedisEventStore:
         """One ``_INGEST`` call; ``sides`` says, letter by letter, whose the batch's events were,
         so that each is numbered by its place in the batch (the arrival order ``since`` keeps)."""
         keys = [self._stream("backend"), self._stream("frontend"), bucket, f"{self._p}:counters"]
+        keys += [f"{self._p}:tally", *(f"{self._p}:tally:keys:{kind}" for kind in "bfg")]
         expire = int(self.window_s + 2 * self.bucket_s)
         args = [
             self.max_events,
@@ -321,6 +354,11 @@ class RedisEventStore:
             "totals": totals,
         }
 
+    def tallies(self) -> Tallies:
+        """What every process counted since the store began, from the shared tallies hash."""
+        fields = self._call(lambda: self.redis.hgetall(f"{self._p}:tally"))
+        return _read_tallies(fields)
+
     def take_tick_counts(self) -> dict[str, int]:
         """Events accepted per side, by all processes, since this process's last call."""
         try:
@@ -411,6 +449,58 @@ def _stat_ops(stats: PairStats) -> list[Any]:
     for name, sketch in stats.trace_gaps.items():
         _sketch_ops(ops, f"g|{name}", sketch)
     return ops
+
+
+def _tally_ops(tallies: Tallies) -> list[Any]:
+    """A batch's tallies as (op, field, value) triples for the _INGEST script: fields
+    ``s|side|status``, ``d|side|bucket`` (and ``|sum``), ``e|side|key|bucket``, ``g|key|bucket``."""
+    ops: list[Any] = []
+    for (service, status), n in tallies.events.items():
+        if n:
+            ops += ["ti", f"s|{service[0]}|{status}", n]
+    for service, histogram in tallies.durations.items():
+        ops += _histogram_ops("t", f"d|{service[0]}|", histogram)
+    for service, keys in tallies.endpoints.items():
+        for key, histogram in keys.items():
+            ops += ["k", service[0], key, *_histogram_ops("k", "", histogram)]
+    for key, histogram in tallies.gaps.items():
+        ops += ["k", "g", key, *_histogram_ops("k", "", histogram)]
+    return ops
+
+
+def _histogram_ops(kind: str, prefix: str, histogram: Histogram) -> list[Any]:
+    """The sum (even 0: an endpoint key is read back from it) and the non-empty buckets."""
+    ops: list[Any] = [f"{kind}f", f"{prefix}sum", repr(histogram.sum)]
+    for index, n in enumerate(histogram.buckets):
+        if n:
+            ops += [f"{kind}i", f"{prefix}{index}", n]
+    return ops
+
+
+def _read_tallies(fields: dict[bytes, bytes]) -> Tallies:
+    """Rebuild the tallies from their hash fields (see ``_tally_ops``)."""
+    tallies = Tallies()
+    side = {s[0]: s for s in SERVICES}
+    for raw_field, raw_value in fields.items():
+        kind, _, rest = raw_field.decode().partition("|")
+        value = raw_value.decode()
+        if kind == "s":
+            letter, _, status = rest.partition("|")
+            tallies.events[(side[letter], status)] = int(value)
+            continue
+        where, _, slot = rest.rpartition("|")
+        if kind == "d":
+            histogram = tallies.durations[side[where]]
+        elif kind == "e":
+            letter, _, key = where.partition("|")
+            histogram = tallies.endpoints[side[letter]].setdefault(key, Histogram())
+        else:
+            histogram = tallies.gaps.setdefault(where, Histogram())
+        if slot == "sum":
+            histogram.sum = float(value)
+        else:
+            histogram.buckets[int(slot)] = int(value)
+    return tallies
 
 
 def _aggregate_ops(ops: list[Any], prefix: str, agg: Aggregate) -> None:

@@ -1,26 +1,28 @@
 """Prometheus exposition of the monitor: ``GET /metrics`` in the text (or OpenMetrics) format.
 
 A custom collector reads the monitor when Prometheus scrapes, so nothing is counted twice
-and the figures are the ones the dashboard shows. Each app gets its own registry, so two
+and the figures are the ones the dashboard shows. Counters and histograms (``_total``,
+``_bucket``/``_count``/``_sum``) are the store's tallies, counted since it began and shared by
+every process on Redis, for ``rate()`` and ``histogram_quantile()``; the ``window_*`` gauges
+cover the sliding window and go down as it slides. Each app gets its own registry, so two
 monitors in one process (tests, embedding) never share series. Labels stay bounded: the
-service, the endpoint key (already normalised and capped per side by model/stats.py) and
-fixed enums; never a raw URL.
+service, the endpoint key (normalised, the first ``MAX_SERIES_KEYS`` per side, the rest as
+``OTHER``) and fixed enums; never a raw URL.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
-from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol, TypeVar
 
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 from prometheus_client.core import (
     CounterMetricFamily,
-    GaugeHistogramMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.exposition import choose_encoder
@@ -29,13 +31,14 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
 from live_monitor.core.monitor import LiveExecutionMonitor
-from live_monitor.model.stats import LatencySketch, SideStats
-from live_monitor.vocabulary import DIFFERENCE_TYPES, METRICS_PATH, SERVICES, SEVERITIES
+from live_monitor.model.stats import DURATION_BOUNDS_MS, OTHER, Aggregate, Histogram, LatencySketch, Tallies
+from live_monitor.vocabulary import DIFFERENCE_TYPES, METRICS_PATH, SERVICES, SEVERITIES, STATUSES
 from live_monitor.web.access import Access
 
-__all__ = ["DURATION_BOUNDS_MS", "MonitorCollector", "cumulative_buckets", "bp"]
+__all__ = ["DURATION_BOUNDS_MS", "PERCENTILES", "MonitorCollector", "bp"]
 
-DURATION_BOUNDS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+PERCENTILES = (50, 95, 99)  # of the window's gauges, as the dashboard shows them
+
 PREFIX = "live_monitor"
 # (key in sampler.latest(), metric name, help)
 SYSTEM_GAUGES: tuple[tuple[str, str, str], ...] = (
@@ -77,52 +80,30 @@ class SpanCounts(Protocol):
     def counts(self) -> Mapping[str, int]: ...
 
 
-def cumulative_buckets(
-    sketch: LatencySketch, bounds_ms: Sequence[float] = DURATION_BOUNDS_MS
-) -> list[tuple[str, float]]:
-    """Prometheus ``le`` buckets (bounds in seconds, ``+Inf`` last) from a latency sketch.
-
-    A value counts under a bound when its sketch bucket is not above the bound's bucket, so
-    a duration equal to a bound is inside it (``le`` is inclusive) and the only error is
-    the sketch's own: a value at most ~2% above a bound may be counted under it.
-    """
-    gamma_log: float = sketch._gamma_log  # noqa: SLF001 - the sketch's bucket width
-    limits = [math.ceil(math.log(b) / gamma_log) for b in bounds_ms]
-    added = [0] * (len(bounds_ms) + 1)
-    for index, n in sketch.buckets.items():
-        added[bisect_left(limits, index)] += n
-    out: list[tuple[str, float]] = []
-    running = sketch.zeros
-    for bound, n in zip(bounds_ms, added, strict=False):
-        running += n
-        out.append((floatToGoString(bound / 1000), float(running)))
-    out.append(("+Inf", float(running + added[-1])))
-    return out
-
-
 class MonitorCollector(Collector):
     """Reads a ``LiveExecutionMonitor`` at scrape time and yields its metric families.
 
-    Counters are exact totals since the monitor started; duration histograms and error
-    figures cover the monitor's sliding window, so they are gauges (a gauge histogram in
-    OpenMetrics terms): use ``histogram_quantile(0.95, ..._bucket)`` without ``rate()``.
+    Counters and histograms are the store's tallies, which only grow (``rate()``,
+    ``histogram_quantile(0.95, rate(..._bucket[5m]))``); the ``window_*`` families are gauges
+    over the monitor's sliding window: counts, and the percentiles the dashboard shows (within
+    the sketch's 1%), which go down as old events leave the window.
     """
 
     def __init__(
         self,
         monitor: LiveExecutionMonitor,
         spans: Callable[[], SpanCounts | None] | None = None,
-        bounds_ms: Sequence[float] = DURATION_BOUNDS_MS,
     ) -> None:
         self._monitor = monitor
         self._spans = spans or (lambda: None)
-        self._bounds = tuple(bounds_ms)
 
     def collect(self) -> Iterator[Metric]:
         """Every family, read from the monitor now."""
+        tallies = self._monitor.store.tallies()
         yield from self._state()
         yield from self._ingest()
-        yield from self._window()
+        yield from self._tallies(tallies)
+        yield from self._window(tallies)
         yield from self._system()
         yield from self._differences()
         yield from self._otlp()
@@ -155,11 +136,6 @@ class MonitorCollector(Collector):
 
     def _ingest(self) -> Iterator[Metric]:
         counts = self._monitor.store.counts()
-        events = CounterMetricFamily(
-            f"{PREFIX}_events",
-            "Events stored since the monitor started, per service.",
-            labels=["service"],
-        )
         evicted = CounterMetricFamily(
             f"{PREFIX}_ingest_evicted",
             "Stored events pushed out by newer ones (max-events per side), per service.",
@@ -169,10 +145,8 @@ class MonitorCollector(Collector):
             f"{PREFIX}_stored_events", "Events held in memory now, per service.", labels=["service"]
         )
         for service in SERVICES:
-            events.add_metric([service], counts["totals"][service])
             evicted.add_metric([service], counts["evicted_by_service"][service])
             stored.add_metric([service], counts["stored"][service])
-        yield events
         for name, what in (
             ("received", "Events received: accepted plus rejected (a malformed batch counts one)."),
             ("accepted", "Events accepted into the store."),
@@ -182,15 +156,58 @@ class MonitorCollector(Collector):
         yield evicted
         yield stored
 
-    def _window(self) -> Iterator[Metric]:
+    def _tallies(self, tallies: Tallies) -> Iterator[Metric]:
+        """The counters and histograms counted since the store began (the monitor's own
+        traffic left out, as in every figure)."""
+        events = CounterMetricFamily(
+            f"{PREFIX}_events",
+            "Events counted since the store began, per service and status (success or error).",
+            labels=["service", "status"],
+        )
+        durations = HistogramMetricFamily(
+            f"{PREFIX}_duration_seconds",
+            "Durations of timed events since the store began, per service.",
+            labels=["service"],
+        )
+        endpoints = HistogramMetricFamily(
+            f"{PREFIX}_endpoint_duration_seconds",
+            "Durations of endpoint calls (backend http, frontend api) since the store began, "
+            f"per service and endpoint key ({OTHER} past the first keys).",
+            labels=["service", "endpoint"],
+        )
+        for service in SERVICES:
+            for status in STATUSES:
+                events.add_metric([service, status], tallies.events[(service, status)])
+            self._cumulative(durations, [service], tallies.durations[service])
+            for key, histogram in sorted(tallies.endpoints[service].items()):
+                self._cumulative(endpoints, [service, key], histogram)
+        gaps = HistogramMetricFamily(
+            f"{PREFIX}_trace_gap_seconds",
+            "Browser time minus server time of requests both sides saw (same trace id) since "
+            "the store began, per endpoint (0 when the browser's is shorter).",
+            labels=["endpoint"],
+        )
+        for key, histogram in sorted(tallies.gaps.items()):
+            self._cumulative(gaps, [key], histogram)
+        yield from (events, durations, endpoints, gaps)
+
+    def _cumulative(self, family: HistogramMetricFamily, labels: list[str], histogram: Histogram) -> None:
+        running, buckets = 0, []
+        for bound, n in zip((*DURATION_BOUNDS_MS, math.inf), histogram.buckets, strict=True):
+            running += n
+            buckets.append((floatToGoString(bound / 1000), float(running)))
+        family.add_metric(labels, buckets, histogram.sum / 1000)
+
+    def _window(self, tallies: Tallies) -> Iterator[Metric]:
         stats = self._monitor.store.window_stats()
         window = "over the monitor's sliding window"
         events = _gauge("window_events", f"Events {window}, per service.", ["service"])
         errors = _gauge("window_errors", f"Events with status error {window}, per service.", ["service"])
-        durations = GaugeHistogramMetricFamily(
-            f"{PREFIX}_window_duration_seconds",
-            f"Durations of timed events {window}, per service.",
-            labels=["service"],
+        timed = _gauge("window_timed_events", f"Timed events {window}, per service.", ["service"])
+        durations = _gauge(
+            "window_duration_percentile_seconds",
+            f"Percentiles of the durations of timed events {window}, per service.",
+            ["service", "percentile"],
         )
         ep_events = _gauge("window_endpoint_events", f"Endpoint events {window}.", ["service", "endpoint"])
         ep_errors = _gauge(
@@ -198,37 +215,39 @@ class MonitorCollector(Collector):
             f"Endpoint events with status error {window}.",
             ["service", "endpoint"],
         )
-        ep_durations = GaugeHistogramMetricFamily(
-            f"{PREFIX}_window_endpoint_duration_seconds",
-            f"Durations per endpoint key (backend http, frontend api) {window}.",
-            labels=["service", "endpoint"],
+        ep_durations = _gauge(
+            "window_endpoint_duration_percentile_seconds",
+            f"Percentiles of the durations of endpoint calls (backend http, frontend api) {window}.",
+            ["service", "endpoint", "percentile"],
         )
         for service in SERVICES:
-            side: SideStats = stats.side(service)
+            side = stats.side(service)
             events.add_metric([service], side.total.count)
             errors.add_metric([service], side.total.errors)
-            self._histogram(durations, [service], side.total.timed)
-            for key in sorted(side.endpoints):
-                agg = side.endpoints[key]
+            timed.add_metric([service], side.total.timed.count)
+            _percentiles(durations, [service], side.total.timed)
+            endpoints = _folded(side.endpoints, tallies.endpoints[service], Aggregate)
+            for key in sorted(endpoints):
+                agg = endpoints[key]
                 ep_events.add_metric([service, key], agg.count)
                 ep_errors.add_metric([service, key], agg.errors)
-                if agg.timed.count:
-                    self._histogram(ep_durations, [service, key], agg.timed)
-        gaps = GaugeHistogramMetricFamily(
-            f"{PREFIX}_window_trace_gap_seconds",
-            "Browser time minus server time of requests both sides saw (same trace id), "
-            f"per endpoint, {window}.",
-            labels=["endpoint"],
+                _percentiles(ep_durations, [service, key], agg.timed)
+        pairs = _gauge(
+            "window_trace_pairs",
+            f"Requests both sides saw (same trace id) {window}, per endpoint.",
+            ["endpoint"],
         )
-        for key in sorted(stats.trace_gaps):
-            self._histogram(gaps, [key], stats.trace_gaps[key])
-        yield from (events, errors, durations, ep_events, ep_errors, ep_durations, gaps)
-
-    def _histogram(
-        self, family: GaugeHistogramMetricFamily, labels: list[str], sketch: LatencySketch
-    ) -> None:
-        buckets = cumulative_buckets(sketch, self._bounds)
-        family.add_metric(labels, buckets, max(sketch.sum, 0.0) / 1000)
+        gaps = _gauge(
+            "window_trace_gap_percentile_seconds",
+            f"Percentiles of browser time minus server time of requests both sides saw {window}, "
+            "per endpoint.",
+            ["endpoint", "percentile"],
+        )
+        found = _folded(stats.trace_gaps, tallies.gaps, LatencySketch)
+        for key in sorted(found):
+            pairs.add_metric([key], found[key].count)
+            _percentiles(gaps, [key], found[key])
+        yield from (events, errors, timed, durations, ep_events, ep_errors, ep_durations, pairs, gaps)
 
     def _system(self) -> Iterator[Metric]:
         latest = self._monitor.sampler.latest()
@@ -264,6 +283,33 @@ class MonitorCollector(Collector):
         for outcome, n in sorted(receiver.counts().items()):
             family.add_metric([outcome], n)
         yield family
+
+
+def _percentiles(family: GaugeMetricFamily, labels: list[str], sketch: LatencySketch) -> None:
+    """One sample per ``PERCENTILES`` of a sketch, in seconds; none when it is empty."""
+    if not sketch.count:
+        return
+    values = sketch.quantiles(tuple(p / 100 for p in PERCENTILES))
+    for percentile, ms in zip(PERCENTILES, values, strict=True):
+        family.add_metric([*labels, str(percentile)], (ms or 0.0) / 1000)
+
+
+Folded = TypeVar("Folded", Aggregate, LatencySketch)
+
+
+def _folded(
+    window: Mapping[str, Folded], kept: Mapping[str, object], empty: Callable[[], Folded]
+) -> dict[str, Folded]:
+    """The window's figures by the keys the tallies keep, the others merged under ``OTHER``,
+    so the window's gauges have no more endpoint labels than the histograms."""
+    out: dict[str, Folded] = {}
+    for key, figures in window.items():
+        if key not in kept:
+            key = OTHER
+        if key not in out:
+            out[key] = empty()
+        out[key].merge(figures)
+    return out
 
 
 def _gauge(name: str, documentation: str, labels: list[str], value: float | None = None) -> GaugeMetricFamily:
