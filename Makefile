@@ -27,8 +27,8 @@ define need-debian
 	  else echo "Missing:$$missing (sudo apt-get install -y$$missing)" >&2; exit 1; fi; fi
 endef
 
-system-packages: ## Make sure Debian's Chromium and redis-server are there for the tests
-	$(call need-debian,$(CHROMIUM):chromium redis-server:redis-server)
+system-packages: ## Make sure Debian's Chromium, redis-server and prometheus (promtool too) are there for the tests
+	$(call need-debian,$(CHROMIUM):chromium redis-server:redis-server promtool:prometheus)
 
 bench-packages: system-packages ## The same, and wrk (the benchmark's load generator)
 	$(call need-debian,wrk:wrk)

@@ -492,6 +492,64 @@ class RedisServer:
             stop_process(self.proc, signal.SIGTERM)
 
 
+class PrometheusServer:
+    """A real Prometheus server (Debian's ``prometheus``) on a free port, its data in ``directory``,
+    scraping what ``config`` (YAML text) names; ``query`` runs PromQL through its HTTP API."""
+
+    def __init__(self, directory: Path, config: str) -> None:
+        self.directory = directory
+        self.config = config
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start it and wait until ``/-/ready`` answers; fail when it is missing or dies."""
+        import shutil
+
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise AssertionError("prometheus is missing: apt-get install -y prometheus (make test does it)")
+        (self.directory / "prometheus.yml").write_text(self.config, encoding="utf-8")
+        log = (self.directory / "prometheus.log").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={self.directory / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.directory / 'data'}",
+                f"--web.listen-address={self.url.removeprefix('http://')}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        ready = lambda: self.proc is None or self.proc.poll() is not None or _answers(f"{self.url}/-/ready")  # noqa: E731
+        if not wait_for(ready, timeout=30) or self.proc.poll() is not None:
+            raise AssertionError("prometheus did not start:\n" + self.log())
+
+    def log(self) -> str:
+        """What the server wrote so far."""
+        return (self.directory / "prometheus.log").read_text(encoding="utf-8", errors="replace")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """The instant vector ``promql`` gives now; a query Prometheus refuses fails the test."""
+        answer = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        body = answer.json()
+        assert answer.status_code == 200 and body["status"] == "success", (promql, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
