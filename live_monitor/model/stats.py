@@ -8,9 +8,8 @@ aggregates from files, so the live view and the report agree figure for figure.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -525,11 +524,20 @@ class Histogram:
         return sum(self.buckets)
 
     def extend(self, values: list[float]) -> None:
-        """Count values (ms); a value equal to a bound is in that bound's bucket (``le``)."""
-        buckets = self.buckets
-        for index, n in Counter([bisect_left(DURATION_BOUNDS_MS, v) for v in values]).items():
-            buckets[index] += n
-        self.sum += sum(values)
+        """Count values (ms); a value equal to a bound is in that bound's bucket (``le``).
+
+        The values are sorted once and each bound found by bisection: a dozen steps in C
+        rather than one Python step per value."""
+        if not values:
+            return
+        ordered = sorted(values)
+        buckets, below = self.buckets, 0
+        for index, bound in enumerate(DURATION_BOUNDS_MS):
+            upto = bisect_right(ordered, bound)
+            buckets[index] += upto - below
+            below = upto
+        buckets[-1] += len(ordered) - below
+        self.sum += sum(ordered)
 
     def merge(self, other: Histogram) -> None:
         """Fold another histogram into this one."""
@@ -555,24 +563,23 @@ class Tallies:
     gaps: dict[str, Histogram] = field(default_factory=dict)
     max_keys: int | None = MAX_SERIES_KEYS
 
-    def add_events(self, service: str, events: Iterable[Any]) -> None:
+    def add_events(self, service: str, events: list[Any]) -> None:
         """Count counted events (``ExecutionEvent``) of one side; an untimed endpoint call takes
         its key's place too (its histogram stays empty)."""
+        if not events:
+            return
+        errors = [e.status for e in events].count("error")
+        self.events[(service, "error")] += errors
+        self.events[(service, "success")] += len(events) - errors
         api = ENDPOINT_COMPONENTS.get(service)  # type: ignore[call-overload]
         by_key: dict[str, list[float]] = {}
-        timed, errors, n = [], 0, 0
-        for event in events:
-            n += 1
-            if event.status == "error":
-                errors += 1
-            calls = by_key.setdefault(event.action, []) if event.component == api else None
+        for event in [e for e in events if e.component == api]:
+            calls = by_key.get(event.action)
+            if calls is None:
+                calls = by_key[event.action] = []
             if event.duration_ms is not None:
-                timed.append(event.duration_ms)
-                if calls is not None:
-                    calls.append(event.duration_ms)
-        self.events[(service, "error")] += errors
-        self.events[(service, "success")] += n - errors
-        self.durations[service].extend(timed)
+                calls.append(event.duration_ms)
+        self.durations[service].extend([e.duration_ms for e in events if e.duration_ms is not None])
         for key, values in by_key.items():
             self._histogram(self.endpoints[service], key).extend(values)
 
