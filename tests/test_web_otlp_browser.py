@@ -12,6 +12,7 @@ with the trace id the call carried to its backend; the preflight is answered for
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,17 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page
 
-from tests.helpers import ROOT, MonitorProcess, PageServer, launch_chromium, run_monitor
+from tests.helpers import (
+    CLIENT,
+    ROOT,
+    MonitorProcess,
+    PageServer,
+    RedisServer,
+    export,
+    launch_chromium,
+    run_monitor,
+    span,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,3 +215,27 @@ def test_an_ingest_key_header_passes_the_preflight(
     assert sorted((e["action"], e["details"]["http_status"]) for e in events) == sorted(CALLS)
     allowed = seen["preflights"][0]["headers"]["access-control-allow-headers"].lower()
     assert {"content-type", "x-ingest-key"} <= {h.strip() for h in allowed.split(",")}
+
+
+def test_a_store_outage_tells_the_browser_when_to_retry(
+    browser: Browser, sites: tuple[PageServer, PageServer], redis_server: RedisServer
+) -> None:
+    """The exporter (and the monitor's own logger) waits as long as Retry-After says, but a
+    browser hides that header from a cross-origin caller unless the answer exposes it."""
+    body = json.dumps(export(span(CLIENT, {"http.request.method": "GET", "url.path": "/api/orders/1"})))
+    flags = ["--store", redis_server.url, "--cors-origins", sites[0].origin]
+    with run_monitor("--no-self-monitor", *flags) as monitor:
+        redis_server.stop()
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{sites[0].origin}/")
+        seen = page.evaluate(
+            """async ([url, body]) => {
+                const headers = {"Content-Type": "application/json"};
+                const response = await fetch(url, {method: "POST", headers, body});
+                return [response.status, response.headers.get("Retry-After")];
+            }""",
+            [f"{monitor.url}/v1/traces", body],
+        )
+        context.close()
+    assert seen == [503, "1"]
