@@ -645,3 +645,60 @@ def proto_span(trace_id, kind=trace_pb2.Span.SpanKind.SPAN_KIND_SERVER):
         end_time_unix_nano=START_NS + 7_000_000,
         attributes=attrs,
     )
+
+
+# -- a web app's own origin (test_web_otlp_browser.py) ----------------------------------------
+
+
+class PageServer:
+    """A web app's origin on a free port: ``files`` (path -> content type and bytes) and a small
+    JSON API under ``/api/`` (GET and POST; a path ending in ``/0`` fails with 500), recording
+    the ``traceparent`` of each API call."""
+
+    def __init__(self, files: dict[str, tuple[str, bytes]]) -> None:
+        self.files = files
+        self.traceparents: list[str] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                if self.path.startswith("/api/"):
+                    self._api()
+                elif self.path in site.files:
+                    self._send(200, *site.files[self.path])
+                else:
+                    self._send(404, "text/plain", b"not found")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._api()
+
+            def _api(self) -> None:
+                site.traceparents.append(self.headers.get("traceparent") or "")
+                status = 500 if self.path.split("?")[0].endswith("/0") else 200
+                self._send(status, "application/json", json.dumps({"path": self.path}).encode())
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def trace_ids(self) -> list[str]:
+        """The trace ids the page's API calls carried (W3C traceparent: version-trace-span-flags)."""
+        return [header.split("-")[1] for header in self.traceparents if header.count("-") == 3]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

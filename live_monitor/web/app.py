@@ -66,6 +66,9 @@ def create_app(
         },
         supports_credentials=False,
         allow_headers=CORS_HEADERS,
+        # a browser hides other headers from a cross-origin caller, and the OTel web exporter
+        # reads Retry-After on a 503 to know when to send again
+        expose_headers=["Retry-After"],
         max_age=600,
     )
     app.wsgi_app = IngestApp(app.wsgi_app, monitor, settings, access, app.config)  # type: ignore[method-assign]
