@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from live_monitor.core.settings import check_settings, defaults
 from live_monitor.web.otlp_grpc import OtlpGrpcServer
-from tests.helpers import MonitorProcess, free_port, proto_request, proto_span, run_monitor
+from tests.helpers import MonitorProcess, free_port, proto_request, proto_span, run_monitor, wait_for
 
 TOKEN = "grpc-sekrit"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -228,9 +228,9 @@ def test_every_worker_serves_the_grpc_port_and_each_span_is_stored_once(redis_se
             int(pid) for pid in subprocess.check_output(["pgrep", "-P", str(server.proc.pid)]).split()
         ]
         assert len(children) == 2
-        # each worker binds the port itself (the parent holds it bound, never listening)
-        listening = [listening_ports(pid) for pid in children]
-        assert all(port in ports for ports in listening), listening
+        # each worker binds the port itself (the parent holds it bound, never listening),
+        # the second perhaps a moment after the first answered
+        assert wait_for(lambda: all(port in listening_ports(pid) for pid in children), timeout=20)
         for i in range(6):  # a new exporter, so a new connection, which the kernel may give either worker
             sdk_export(port, f"/api/workers/{i}")
         assert len(stored(server, "GET /api/workers/")) == 6
@@ -246,3 +246,17 @@ def test_a_taken_grpc_port_with_workers_gives_one_warning_and_every_worker_says_
             for _ in range(4):  # a new connection each time, to either worker
                 assert status(server)["otlp_grpc"] == {"port": port, "listening": False}
         assert len([line for line in server.output if "--otlp-grpc-port" in line]) == 1
+
+
+def test_a_store_outage_answers_unavailable_so_the_exporter_retries(redis_server, make_app):
+    app = make_app({"store": redis_server.url})
+    server = OtlpGrpcServer(app, "127.0.0.1", free_port())
+    assert server.start()
+    try:
+        assert export_code(server.port, good_request()) == grpc.StatusCode.OK
+        redis_server.stop()
+        assert export_code(server.port, good_request()) == grpc.StatusCode.UNAVAILABLE
+        redis_server.start()  # back, the next export is stored (and the app can be stopped)
+        assert export_code(server.port, good_request()) == grpc.StatusCode.OK
+    finally:
+        server.stop()
