@@ -39,11 +39,15 @@ def monitor() -> Iterator[tuple[MonitorProcess, int]]:
         yield server, port
 
 
-def sdk_export(port: int, *paths: str, compression: Compression | None = None, **headers: str) -> None:
+def sdk_export(port: int | None, *paths: str, compression: Compression | None = None, **headers: str) -> None:
     """One SERVER span per path through the SDK's OTLP/gRPC exporter (as opentelemetry-instrument
-    sets it up), flushed before returning."""
-    exporter = OTLPSpanExporter(
-        endpoint=f"http://127.0.0.1:{port}", insecure=True, compression=compression, headers=headers
+    sets it up), flushed before returning; port None: configured by OTEL_* variables alone."""
+    exporter = (
+        OTLPSpanExporter()
+        if port is None
+        else OTLPSpanExporter(
+            endpoint=f"http://127.0.0.1:{port}", insecure=True, compression=compression, headers=headers
+        )
     )
     provider = TracerProvider(resource=Resource.create({"service.name": "grpc-api"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -105,6 +109,16 @@ def test_the_sdk_grpc_exporter_gets_its_spans_stored_plain_and_gzip(monitor):
     assert answer["otlp_grpc"] == {"port": port, "listening": True}
     metrics = requests.get(f"{server.url}/metrics", headers=AUTH, timeout=10).text
     assert 'live_monitor_otlp_spans_total{outcome="accepted"} 3.0' in metrics
+
+
+def test_the_readmes_environment_variables_configure_the_sdk_exporter(monitor, monkeypatch):
+    """What the README tells an opentelemetry-instrument user to set, token header included."""
+    server, port = monitor
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://localhost:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"authorization=Bearer%20{TOKEN}")
+    sdk_export(None, "/api/grpc-env/1")
+    assert len(stored(server, "GET /api/grpc-env/")) == 1
 
 
 def test_credentials_come_from_the_call_metadata(monitor):
