@@ -19,7 +19,16 @@ _PACKAGE = Path(__file__).resolve().parent
 # requirements.txt and package.json. An installed wheel carries them inside the package and has
 # its requirements and built assets already, so nothing is ever installed or built there.
 ROOT = _PACKAGE.parent if (_PACKAGE.parent / DASHBOARD).is_file() else _PACKAGE
-REQUIRED_MODULES = ("flask", "flask_cors", "psutil", "msgspec", "waitress", "prometheus_client", "redis")
+REQUIRED_MODULES = (
+    "flask",
+    "flask_cors",
+    "psutil",
+    "msgspec",
+    "waitress",
+    "prometheus_client",
+    "redis",
+    "grpc",
+)
 BUILT_ASSETS = (ROOT / "static" / "live-monitor.js", ROOT / "static" / "vendor" / "chart.umd.js")
 
 

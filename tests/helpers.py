@@ -51,6 +51,7 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None
 
 
 _SERVING = re.compile(r"serving on (http://\S+)")
+GRPC_PORT_ENV = "LIVE_MONITOR_OTLP_GRPC_PORT"
 
 
 class MonitorProcess:
@@ -111,16 +112,14 @@ def run_monitor(
     """Start ``script`` (or a whole ``command``) on a free port, wait until it answers, stop it.
 
     ``env`` adds to this process's environment, or replaces it with ``replace_env``; ``port``
-    restarts a monitor on the port a stopped one had.
+    restarts a monitor on the port a stopped one had. OTLP/gRPC is off unless ``env`` or
+    ``args`` turn it on: its default port (4317) is one for the whole machine.
     """
     command = command or [sys.executable, "-u", str(ROOT / script), "--port", str(port), *args]
+    environ = dict(env or {}) if replace_env else {**os.environ, **(env or {})}
+    environ.setdefault(GRPC_PORT_ENV, "0")
     proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(env or {}) if replace_env else {**os.environ, **(env or {})},
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ
     )
     output: list[str] = []
     found = threading.Event()

@@ -79,7 +79,7 @@ def test_launcher_workers_run_worker_processes_and_open_the_dashboard_once_the_p
         def log_message(self, *args):
             pass
 
-    def fake_run_workers(script, argv, host, port, workers, ready=None):
+    def fake_run_workers(script, argv, host, port, workers, ready=None, env=None):
         calls.append((script, argv, host, port, workers))
         if ready is not None:  # answer /health as the workers would, then say the port is up
             server = http.server.ThreadingHTTPServer((host, 0), Health)

@@ -244,6 +244,15 @@ SETTINGS: tuple[Setting, ...] = (
         low=1,
         high=1024,
     ),
+    Setting(
+        "otlp_grpc_port",
+        4317,
+        "LIVE_MONITOR_OTLP_GRPC_PORT",
+        "TCP port for OTLP/gRPC on the same host (0 turns it off); when taken, the monitor "
+        "serves on without it, warns once and shows it in /status.",
+        low=0,
+        high=65535,
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -400,6 +409,8 @@ def check_settings(settings: Mapping[str, Any]) -> str | None:
     bad_origin = origins_problem(settings["cors_origins"])
     if bad_origin:
         return f"--cors-origins: {bad_origin}"
+    if settings["otlp_grpc_port"] and settings["otlp_grpc_port"] == settings["port"]:
+        return "--otlp-grpc-port must differ from --port (gRPC and HTTP cannot share a port)"
     if settings["debug"] and not is_loopback(settings["host"]):
         return "--debug runs Flask's interactive debugger and is refused unless bound to loopback"
     kind = store_kind(settings["store"])

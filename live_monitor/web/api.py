@@ -80,7 +80,17 @@ def stop() -> Response:
 
 @bp.get(STATUS_PATH)
 def status() -> Response:
-    return jsonify(_monitor().status())
+    return jsonify({**_monitor().status(), "otlp_grpc": _otlp_grpc()})
+
+
+def _otlp_grpc() -> dict[str, Any]:
+    """The OTLP/gRPC port and whether this process listens on it (serve() starts the server;
+    an app built alone has none)."""
+    server = current_app.extensions.get("live_monitor.otlp_grpc")
+    if server is None:
+        return {"port": _settings()["otlp_grpc_port"], "listening": False}
+    answer: dict[str, Any] = server.status()
+    return answer
 
 
 @bp.get(f"{API}/data")

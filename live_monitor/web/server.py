@@ -1,7 +1,8 @@
 """Serving the monitor's WSGI app with waitress, and shutting down without dropping requests.
 
-``serve(settings)`` builds the app and serves it in this process; ``--workers N`` starts N such
-processes on one port (``serve_workers``).
+``serve(settings)`` builds the app and serves it in this process, with OTLP/gRPC on a second
+port (``--otlp-grpc-port``); ``--workers N`` starts N such processes on the same two ports
+(``serve_workers``).
 
 On SIGTERM or Ctrl-C the server answers new requests with 503 and ``Retry-After``
 for a short grace period, lets the requests in flight finish and flushes their responses,
@@ -32,6 +33,7 @@ from waitress.task import ErrorTask
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.store.journal import JournalError
 from live_monitor.web.app import create_app
+from live_monitor.web.otlp_grpc import OtlpGrpcServer, port_taken
 
 GRACE_SECONDS = 1.0
 DRAIN_SECONDS = 10.0
@@ -146,6 +148,8 @@ class WaitressServer:
 
 LISTEN_FD_ENV = "LIVE_MONITOR_LISTEN_FD"
 REUSEPORT_ENV = "LIVE_MONITOR_REUSEPORT"
+# The OTLP/gRPC port a --workers parent holds for its workers ("": it could not, and said so)
+GRPC_REUSEPORT_ENV = "LIVE_MONITOR_GRPC_REUSEPORT"
 
 
 def inherited_socket(host: str) -> socket.socket | None:
@@ -185,12 +189,13 @@ def run_workers(
     port: int,
     workers: int,
     ready: Callable[[str], None] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     """Bind once, start ``workers`` processes serving the same socket, stop them on a signal.
 
     Each worker is an ordinary monitor process (they share state through the Redis store);
     SIGTERM or Ctrl-C here is passed on, and every worker drains before it exits. ``ready``
-    gets the public URL once a worker accepts connections on it.
+    gets the public URL once a worker accepts connections on it; ``env`` adds to theirs.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     command = [sys.executable, script, *argv, "--workers", "1"]
@@ -221,12 +226,14 @@ def run_workers(
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     if reuseport:
-        env = {**os.environ, REUSEPORT_ENV: str(bound)}
-        children += [subprocess.Popen(command, env=env) for _ in range(workers)]
+        environ = {**os.environ, **(env or {}), REUSEPORT_ENV: str(bound)}
+        children += [subprocess.Popen(command, env=environ) for _ in range(workers)]
     else:
         holder.set_inheritable(True)
-        env = {**os.environ, LISTEN_FD_ENV: str(holder.fileno())}
-        children += [subprocess.Popen(command, env=env, pass_fds=(holder.fileno(),)) for _ in range(workers)]
+        environ = {**os.environ, **(env or {}), LISTEN_FD_ENV: str(holder.fileno())}
+        children += [
+            subprocess.Popen(command, env=environ, pass_fds=(holder.fileno(),)) for _ in range(workers)
+        ]
         holder.close()
     base = f"http://{'[' + host + ']' if ':' in host else host}:{bound}"
     print(f"Live Execution Monitor serving on {base} with {workers} worker processes", flush=True)
@@ -284,10 +291,14 @@ def serve(
         logging.basicConfig(level=logging.DEBUG)
         port = settings["port"] or _free_port(host)
         base = f"http://{host}:{port}"
+        otlp_grpc = start_otlp_grpc(app, settings)
         print(f"Live Execution Monitor (debug) serving on {base}", flush=True)
         if ready:
             ready(base)
-        app.run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
+        try:
+            app.run(host=host, port=port, debug=True, use_reloader=False, threaded=True)
+        finally:
+            otlp_grpc.stop(GRACE_SECONDS)
         return 0
     sock = inherited_socket(host)
     try:
@@ -299,7 +310,13 @@ def serve(
         print(listen_error(host, settings["port"], exc), file=sys.stderr)
         return 2
     app.config["BACKLOG"] = server.backlog
-    server.on_drain = monitor.begin_drain
+    otlp_grpc = start_otlp_grpc(app, settings)
+
+    def drain() -> None:
+        monitor.begin_drain()
+        otlp_grpc.stop(GRACE_SECONDS, wait=False)  # gRPC calls in flight finish meanwhile
+
+    server.on_drain = drain
     base = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}"
     if sock is None:
         print(f"Live Execution Monitor serving on {base}", flush=True)
@@ -314,9 +331,22 @@ def serve(
     try:
         server.serve_forever()
     finally:
+        otlp_grpc.stop(GRACE_SECONDS)
         monitor.close()
     print("Live Execution Monitor stopped.", flush=True)
     return 0
+
+
+def start_otlp_grpc(app: Any, settings: Mapping[str, Any]) -> OtlpGrpcServer:
+    """The app's OTLP/gRPC server (``/status`` shows it), started on ``--otlp-grpc-port``, or on
+    the port a ``--workers`` parent holds for all its workers (SO_REUSEPORT)."""
+    shared = os.environ.get(GRPC_REUSEPORT_ENV)
+    port = int(shared) if shared else settings["otlp_grpc_port"]
+    otlp_grpc = OtlpGrpcServer(app, settings["host"], port, shared=bool(shared))
+    app.extensions["live_monitor.otlp_grpc"] = otlp_grpc
+    if shared != "":  # "": the parent could not bind the port and has said so once
+        otlp_grpc.start()
+    return otlp_grpc
 
 
 def _free_port(host: str) -> int:
@@ -332,7 +362,29 @@ def serve_workers(
     """Start ``--workers`` processes of ``script`` (the monitor's entry file) on one public port."""
     rest = _without_option(_without_option(argv, "--workers"), "--port")
     host, port, workers = settings["host"], settings["port"], settings["workers"]
-    return run_workers(script, [*rest, "--port", "0"], host, port, workers, ready=ready)
+    env: dict[str, str] = {}
+    grpc_holder = None
+    # Without SO_REUSEPORT (Windows) the workers bind the gRPC port in turn: the first serves it.
+    if settings["otlp_grpc_port"] and hasattr(socket, "SO_REUSEPORT"):
+        grpc_holder = _hold_grpc_port(host, settings["otlp_grpc_port"])
+        # "": taken, and said so once; the workers show it as not listening without a word
+        env[GRPC_REUSEPORT_ENV] = str(grpc_holder.getsockname()[1]) if grpc_holder else ""
+    try:
+        return run_workers(script, [*rest, "--port", "0"], host, port, workers, ready=ready, env=env)
+    finally:
+        if grpc_holder is not None:
+            grpc_holder.close()
+
+
+def _hold_grpc_port(host: str, port: int) -> socket.socket | None:
+    """The OTLP/gRPC port, bound (never listening) so that every worker may bind it too, as the
+    HTTP port is; None after one warning when it is taken, and the workers serve HTTP only.
+    """
+    try:
+        return _shared_port_socket(host, port)
+    except OSError:
+        print(port_taken(f"{host}:{port}"), file=sys.stderr, flush=True)
+        return None
 
 
 def _without_option(argv: list[str], flag: str) -> list[str]:

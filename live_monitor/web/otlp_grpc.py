@@ -1,0 +1,197 @@
+"""OpenTelemetry in over gRPC: the OTLP collector services on a second port (4317 by default).
+
+Python's auto-instrumentation (``opentelemetry-instrument``) and several SDKs export OTLP/gRPC
+by default. ``OtlpGrpcServer`` serves the collector's ``Export`` method of every signal in
+``SIGNALS`` with the rules of ``POST /v1/traces``: the same credentials (from the call's
+metadata), the same size cap (``--max-body-bytes``, after decompression), the same load
+shedding, and the spans counted in the same ``OtlpReceiver``, so ``/status`` and ``/metrics``
+show both transports together. Refusals carry the gRPC status codes the OTLP specification
+names; rejected spans come back as ``partial_success``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from flask import Flask
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.store import StoreUnavailable
+from live_monitor.web.access import Access
+from live_monitor.web.errors import ApiError
+from live_monitor.web.otlp import GRPC_CODES, OtlpError, OtlpReceiver, SpanBatch, spans_to_events
+
+__all__ = ["SIGNALS", "OtlpGrpcServer", "Signal", "port_taken"]
+
+log = logging.getLogger("live_execution_monitor")
+
+STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One OTLP signal over gRPC: its collector service, its messages, and how an export becomes
+    events (``convert`` takes the request in the OTLP JSON shape, as the HTTP route does)."""
+
+    service: str
+    request: type[Message]
+    response: type[Message]
+    convert: Callable[[Any], SpanBatch]
+    rejected_field: str  # the partial_success field counting refused items, e.g. rejected_spans
+
+    @classmethod
+    def of(cls, module: Any, convert: Callable[[Any], SpanBatch], rejected_field: str) -> Signal:
+        """The signal of a generated ``*_service_pb2`` module (its one service's Export method)."""
+        (service,) = module.DESCRIPTOR.services_by_name.values()
+        export = service.methods_by_name["Export"]
+        request = getattr(module, export.input_type.name)
+        response = getattr(module, export.output_type.name)
+        return cls(service.full_name, request, response, convert, rejected_field)
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal.of(trace_service_pb2, spans_to_events, "rejected_spans"),
+    # INTEGRATOR (logs): add `from opentelemetry.proto.collector.logs.v1 import logs_service_pb2`
+    # and logs_to_events to the imports, then uncomment this one line:
+    # Signal.of(logs_service_pb2, logs_to_events, "rejected_log_records"),
+)
+
+
+class OtlpGrpcServer:
+    """The gRPC server of one app: binds ``host:port`` (port 0 = off), serves ``SIGNALS``.
+
+    ``shared`` binds with SO_REUSEPORT, so that the ``--workers`` processes all serve one port;
+    otherwise the port is this process's alone, and a port already taken (a local collector,
+    another monitor) leaves the server off with one warning rather than stopping the monitor.
+    """
+
+    def __init__(self, app: Flask, host: str, port: int, *, shared: bool = False) -> None:
+        self.app = app
+        self.host, self.port, self.shared = host, port, shared
+        self.listening = False
+        self._server: Any = None
+        self._pool: futures.ThreadPoolExecutor | None = None
+        self._stopped: Any = None  # the threading.Event grpcio's stop() returns
+
+    def start(self, signals: Sequence[Signal] = SIGNALS) -> bool:
+        """Bind and serve; False (after one logged warning) when the port cannot be bound."""
+        if not self.port:
+            return False
+        settings = self.app.config["LIVE_MONITOR_SETTINGS"]
+        self._pool = futures.ThreadPoolExecutor(
+            max_workers=settings["threads"], thread_name_prefix="otlp-grpc"
+        )
+        server = grpc.server(
+            self._pool,
+            handlers=[_handler(signal, self._export) for signal in signals],
+            options=[
+                ("grpc.max_receive_message_length", settings["max_body_bytes"]),
+                ("grpc.so_reuseport", int(self.shared)),
+            ],
+        )
+        address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        bound = self._bind(server, address)
+        if not bound:
+            log.warning("%s", port_taken(address))
+            server.stop(None)
+            self._pool.shutdown(wait=False)
+            return False
+        server.start()
+        self._server, self.port, self.listening = server, bound, True
+        return True
+
+    def _bind(self, server: Any, address: str) -> int:
+        """The port bound, 0 when taken. A port of our own is probed first: grpcio's log line
+        on a failed bind says it less clearly than our warning."""
+        if not self.shared and _taken(self.host, self.port):
+            return 0
+        try:
+            return int(server.add_insecure_port(address))
+        except RuntimeError:  # grpcio raises when the bind fails (older versions returned 0)
+            return 0
+
+    def stop(self, grace: float | None = None, wait: bool = True) -> None:
+        """Refuse new calls and let those in flight finish within ``grace`` seconds; ``wait``
+        for them (a second call only waits for the first one's calls)."""
+        if self._server is not None and self._stopped is None:
+            self._stopped = self._server.stop(grace)
+            self.listening = False
+        if wait and self._stopped is not None:
+            self._stopped.wait()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+
+    def status(self) -> dict[str, Any]:
+        """What ``/status`` shows as ``otlp_grpc``."""
+        return {"port": self.port, "listening": self.listening}
+
+    def _export(self, signal: Signal, body: bytes, context: grpc.ServicerContext) -> bytes:
+        """One Export call, answered as ``POST /v1/traces`` would be, in gRPC status codes."""
+        monitor: LiveExecutionMonitor = self.app.extensions["live_monitor"]
+        try:
+            batch = self._batch(signal, body, dict(context.invocation_metadata()))
+            if batch.events:
+                monitor.accept(batch.events)
+        except ApiError as exc:
+            if exc.status == 400:
+                monitor.store.reject(["otlp: malformed export request"])
+            context.abort(STATUS_CODES[GRPC_CODES.get(exc.status, 2)], exc.message)
+        except StoreUnavailable as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        if batch.rejected:
+            monitor.store.reject(f"otlp: {reason}" for reason in batch.rejected)
+        receiver: OtlpReceiver = self.app.extensions["live_monitor.otlp"]
+        receiver.count(batch)
+        answer = signal.response()
+        if batch.rejected:
+            setattr(answer.partial_success, signal.rejected_field, len(batch.rejected))
+            answer.partial_success.error_message = batch.error_message()
+        return bytes(answer.SerializeToString())
+
+    def _batch(self, signal: Signal, body: bytes, metadata: dict[str, Any]) -> SpanBatch:
+        """The checks of the HTTP route (shutdown, credentials, load), then the decoded export."""
+        monitor: LiveExecutionMonitor = self.app.extensions["live_monitor"]
+        access: Access = self.app.extensions["live_monitor.access"]
+        if monitor.draining:
+            raise ApiError(503, "the monitor is shutting down")
+        access.check_caller(lambda name: metadata.get(name.lower()), method="POST", ingest=True)
+        access.check_load(self.app.config)
+        message = signal.request()
+        try:
+            message.ParseFromString(body)
+        except Exception:  # protobuf's DecodeError differs between its implementations
+            raise OtlpError(400, f"malformed protobuf: not an {signal.request.__name__}") from None
+        return signal.convert(json_format.MessageToDict(message))
+
+
+def _taken(host: str, port: int) -> bool:
+    """True when ``host:port`` cannot be listened on now (most often: another server has it)."""
+    try:
+        socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET).close()
+    except OSError:
+        return True
+    return False
+
+
+def port_taken(address: str) -> str:
+    """The one warning a user sees when the OTLP/gRPC port is taken (the monitor serves on)."""
+    return (
+        f"warning: OTLP/gRPC is off: cannot listen on {address}, the port is taken (an "
+        "OpenTelemetry collector?); choose another with --otlp-grpc-port, or 0 to turn it off"
+    )
+
+
+def _handler(signal: Signal, export: Callable[[Signal, bytes, Any], bytes]) -> grpc.GenericRpcHandler:
+    """The service's Export method on raw bytes, so a malformed message is INVALID_ARGUMENT
+    (grpcio answers a failing deserializer with INTERNAL)."""
+    method = grpc.unary_unary_rpc_method_handler(lambda body, context: export(signal, body, context))
+    return grpc.method_handlers_generic_handler(signal.service, {"Export": method})
