@@ -80,7 +80,11 @@ def stop() -> Response:
 
 @bp.get(STATUS_PATH)
 def status() -> Response:
-    return jsonify(_monitor().status())
+    answer = _monitor().status()
+    otlp = current_app.extensions.get("live_monitor.otlp")
+    if otlp is not None:  # OTLP/HTTP items by signal and outcome, refused exports by reason
+        answer["otlp"] = otlp.status()
+    return jsonify(answer)
 
 
 @bp.get(f"{API}/data")
