@@ -6,12 +6,16 @@ import gzip
 import json
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.logs.v1 import logs_pb2
 
 from live_monitor.web.otlp import OtlpError, logs_to_events
 from tests.helpers import START_NS, TRACE, log_export, log_record, otlp_status, post_logs, recent
+from tests.test_web_otlp_values import ANY_VALUES, JSON_VALUES, SCALARS
 
 CHECKOUT = {"component": "checkout", "action": "pay"}
 SPAN = "eee19b7ec3c1b174"
@@ -162,3 +166,34 @@ def test_a_malformed_logs_body_is_a_400(make_app, body):
         with pytest.raises(OtlpError) as refused:
             logs_to_events(json.loads(body))
         assert refused.value.status == 400
+
+
+LOG_KEYS = ["component", "action", "service", "duration_ms", "status", "trace_id"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "timeUnixNano",
+                "observedTimeUnixNano",
+                "traceId",
+                "spanId",
+                "severityNumber",
+                "severityText",
+                "body",
+            ]
+        ),
+        JSON_VALUES,
+        max_size=3,
+    ),
+    attributes=st.lists(st.tuples(st.sampled_from(LOG_KEYS) | SCALARS, ANY_VALUES), max_size=4),
+)
+def test_no_log_record_value_breaks_the_export_of_its_neighbours(fields, attributes):
+    odd = {**log_record(CHECKOUT), **fields, "attributes": [{"key": k, "value": v} for k, v in attributes]}
+    batch = logs_to_events(log_export(log_record(CHECKOUT), odd))
+    assert batch.events[0].action == "pay"
+    assert len(batch.events) + batch.skipped + len(batch.rejected) == 2
+    for event in batch.events:
+        msgspec.json.encode(event)  # what /data and the journal do with a stored event
