@@ -108,12 +108,13 @@ class OtlpError(ApiError):
 
 
 class _Rejected(ValueError):
-    """One span is invalid; the message is the (data-free) reason, counted by reason."""
+    """One span or log record is invalid; the message is the (data-free) reason, counted by reason."""
 
 
 @dataclass
 class SpanBatch:
-    """What one export request turned into: events to store, skipped and rejected spans."""
+    """What one export request turned into: events to store, skipped and rejected items (spans
+    or log records): the result of ``spans_to_events`` and ``logs_to_events`` alike."""
 
     events: list[ExecutionEvent] = field(default_factory=list)
     skipped: int = 0
