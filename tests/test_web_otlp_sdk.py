@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 import requests
+from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.json.common import _log_encoder as json_logs
 from opentelemetry.exporter.otlp.json.common import trace_encoder as json_traces
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
@@ -157,3 +158,14 @@ def test_partial_success_in_protobuf_from_a_default_install(bare_monitor):
     assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/x-protobuf"
     partial = trace_service_pb2.ExportTraceServiceResponse.FromString(answer.content).partial_success
     assert partial.rejected_spans == 1 and "traceId" in partial.error_message
+
+
+def test_a_refusal_from_a_default_install_is_a_google_rpc_status(bare_monitor):
+    """The default install has no googleapis-common-protos: the Status body is its own."""
+    headers = {"Content-Type": "application/x-protobuf"}
+    answer = requests.post(f"{bare_monitor.url}/v1/logs", data=b"\xff\xff", headers=headers, timeout=10)
+    assert answer.status_code == 400 and answer.headers["Content-Type"] == "application/x-protobuf"
+    status = status_pb2.Status.FromString(answer.content)
+    assert (status.code, status.message) == (3, "malformed protobuf: not an ExportLogsServiceRequest")
+    refused = requests.get(f"{bare_monitor.api}/status", timeout=10).json()["otlp"]["logs"]["refused"]
+    assert refused["malformed"] >= 1
