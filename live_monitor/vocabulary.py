@@ -32,6 +32,7 @@ EVENTS_PATH: Final = f"{API}/events"
 STREAM_PATH: Final = f"{API}/stream"
 STATUS_PATH: Final = f"{API}/status"
 OTLP_TRACES_PATH: Final = "/v1/traces"
+OTLP_LOGS_PATH: Final = "/v1/logs"
 HEALTH_PATH: Final = "/health"  # liveness
 METRICS_PATH: Final = "/metrics"  # Prometheus
 OPENAPI_PATH: Final = "/api/openapi.json"

@@ -1,6 +1,7 @@
 """Fixtures only (the helpers they use are in tests/helpers.py): a Flask app and its test
-client, real monitor and Redis processes on free ports, the dashboard in headless Chromium, a
-stand-in ingest endpoint and fast clients for backend_logging_config, a fake clock."""
+client, real monitor and Redis processes on free ports (one from requirements.txt alone), the
+dashboard in headless Chromium, a stand-in ingest endpoint and fast clients for
+backend_logging_config, a fake clock."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from tests.helpers import (
     MonitorProcess,
     RedisServer,
     Tab,
+    bare_python,
     launch_chromium,
+    run_bare_monitor,
     run_monitor,
 )
 
@@ -73,6 +76,16 @@ def make_app() -> Iterator[Callable[..., Flask]]:
 def monitor_server() -> Iterator[MonitorProcess]:
     """A real monitor process (waitress) with self-monitoring off, so counts are exact."""
     with run_monitor("--no-self-monitor") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def bare_monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitorProcess]:
+    """One monitor for the session, started by the README's first command from a venv that
+    holds requirements.txt alone (self-monitoring off): what a default install serves. Its
+    data is shared, so each test keys what it checks on names of its own."""
+    python = bare_python(tmp_path_factory.mktemp("bare"))
+    with run_bare_monitor(python, "--no-self-monitor") as server:
         yield server
 
 

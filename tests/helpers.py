@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
+import venv
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -143,6 +144,36 @@ def run_monitor(
         yield MonitorProcess(proc, url[0], output)
     finally:
         stop_process(proc, signal.SIGTERM)
+
+
+def bare_python(base: Path) -> Path:
+    """The python of a fresh venv under ``base`` holding requirements.txt alone, as a user's
+    first run installs it (pip's cache makes this a few seconds); nothing of this interpreter's
+    packages is visible to it."""
+    env_dir = base / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    command = [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "requirements.txt")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=bare_env(), check=False)
+    assert result.returncode == 0, (
+        f"pip install -r requirements.txt failed:\n{result.stdout}\n{result.stderr}"
+    )
+    return python
+
+
+def bare_env() -> dict[str, str]:
+    """This environment without what would let this interpreter's packages leak into a venv."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
+@contextlib.contextmanager
+def run_bare_monitor(python: Path, *args: str) -> Iterator[MonitorProcess]:
+    """``python run_live_monitor.py`` (the README's first command) with ``python``, on a free
+    port, without opening a browser or installing anything."""
+    script = str(ROOT / "run_live_monitor.py")
+    command = [str(python), "-u", script, "--no-browser", "--no-install", "--port", "0", *args]
+    with run_monitor(command=command, env=bare_env(), replace_env=True) as server:
+        yield server
 
 
 CHROMIUM = "/usr/bin/chromium"
@@ -701,3 +732,59 @@ class PageServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def log_record(attrs, severity=9, body="hello", trace=None, span_id=None, **extra):
+    """One OTLP JSON log record (severity 9 is INFO, 17 ERROR)."""
+    record = {
+        "timeUnixNano": str(START_NS),
+        "severityNumber": severity,
+        "body": {"stringValue": body},
+        "attributes": [attr(k, v) for k, v in attrs.items()],
+    }
+    if trace:
+        record["traceId"] = trace
+    if span_id:
+        record["spanId"] = span_id
+    record.update(extra)
+    return record
+
+
+def log_export(*records, service="shop-api", language="python"):
+    """An ExportLogsServiceRequest in OTLP JSON."""
+    resource = [attr("service.name", service), attr("telemetry.sdk.language", language)]
+    return {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": resource},
+                "scopeLogs": [{"scope": {"name": "tests"}, "logRecords": list(records)}],
+            }
+        ]
+    }
+
+
+def post_logs(client, body, **headers):
+    data = body if isinstance(body, bytes) else json.dumps(body)
+    headers.setdefault("Content-Type", "application/json")
+    return client.post("/v1/logs", data=data, headers=headers)
+
+
+def otlp_status(client):
+    """The ``otlp`` field of /status: items by signal and outcome, refusals by reason."""
+    return client.get(f"{API}/status").json["otlp"]
+
+
+def refused_counts(text):
+    """live_monitor_otlp_exports_refused_total samples of a /metrics text, by (signal, reason)."""
+    for family in text_string_to_metric_families(text):
+        if family.name == "live_monitor_otlp_exports_refused":
+            return {(s.labels["signal"], s.labels["reason"]): s.value for s in family.samples}
+    raise AssertionError("no live_monitor_otlp_exports_refused in /metrics")
+
+
+def events_of(server, service_name):
+    """The events a running monitor holds whose OTel resource was ``service_name``, oldest first."""
+    answer = requests.get(f"{server.api}/data", params={"limit": 1000}, timeout=10)
+    answer.raise_for_status()
+    events = [e for e in answer.json()["recent_events"] if e["details"].get("service.name") == service_name]
+    return sorted(events, key=lambda e: e["timestamp"])

@@ -5,6 +5,7 @@ and the checks the HTTP route makes (credentials, size, load), in gRPC status co
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -14,8 +15,11 @@ import grpc
 import psutil
 import pytest
 import requests
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import Compression, OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -27,6 +31,7 @@ from tests.helpers import MonitorProcess, free_port, proto_request, proto_span, 
 
 TOKEN = "grpc-sekrit"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH_METADATA = (("authorization", f"Bearer {TOKEN}"),)
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
@@ -274,3 +279,30 @@ def test_a_store_outage_answers_unavailable_so_the_exporter_retries(redis_server
         assert export_code(server.port, good_request()) == grpc.StatusCode.OK
     finally:
         server.stop()
+
+
+def test_the_sdk_grpc_log_exporter_gets_its_records_stored(monitor):
+    """Logs take the same port as traces, as opentelemetry-instrument sends them."""
+    server, port = monitor
+    exporter = OTLPLogExporter(endpoint=f"http://127.0.0.1:{port}", insecure=True, headers=AUTH_METADATA)
+    logs = LoggerProvider(resource=Resource.create({"service.name": "grpc-logs"}))
+    logs.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    logger = logging.getLogger("tests.grpc-logs")
+    logger.propagate = False
+    handler = LoggingHandler(level=logging.INFO, logger_provider=logs)
+    logger.addHandler(handler)
+    try:
+        logger.warning("paid", extra={"component": "grpc-checkout", "action": "pay", "duration_ms": 7.5})
+    finally:
+        logger.removeHandler(handler)
+        logs.shutdown()
+    (event,) = [e for e in stored(server, "pay") if e["component"] == "grpc-checkout"]
+    assert (event["service"], event["duration_ms"], event["details"]["message"]) == ("backend", 7.5, "paid")
+    assert status(server, AUTH)["otlp"]["logs"]["accepted"] >= 1
+
+
+def test_a_refused_grpc_export_is_counted_by_reason_like_an_http_one(monitor):
+    server, port = monitor
+    before = status(server, AUTH)["otlp"]["traces"]["refused"].get("unauthorized", 0)
+    assert export_code(port, good_request()) == grpc.StatusCode.UNAUTHENTICATED
+    assert status(server, AUTH)["otlp"]["traces"]["refused"]["unauthorized"] == before + 1

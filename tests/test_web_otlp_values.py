@@ -68,7 +68,7 @@ def status_span(value, name="http.response.status_code", **fields):
             f"startTimeUnixNano {OUT_OF_RANGE}",
         ),
         (bad_span(startTimeUnixNano="-5"), "startTimeUnixNano must not be negative"),
-        (bad_span(endTimeUnixNano=str(START_NS + 10**17)), "the span lasts too long"),  # 3 years,
+        (bad_span(endTimeUnixNano=str(START_NS + 10**17)), "the duration is too long"),  # 3 years,
     ],
 )
 def test_a_span_with_a_value_that_cannot_convert_is_rejected_and_its_neighbours_kept(make_app, bad, reason):

@@ -80,7 +80,12 @@ def stop() -> Response:
 
 @bp.get(STATUS_PATH)
 def status() -> Response:
-    return jsonify({**_monitor().status(), "otlp_grpc": _otlp_grpc()})
+    answer = _monitor().status()
+    otlp = current_app.extensions.get("live_monitor.otlp")
+    if otlp is not None:  # OTLP items by signal and outcome, refused exports by reason
+        answer["otlp"] = otlp.status()
+    answer["otlp_grpc"] = _otlp_grpc()
+    return jsonify(answer)
 
 
 def _otlp_grpc() -> dict[str, Any]:

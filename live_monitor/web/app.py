@@ -63,6 +63,7 @@ def create_app(
         resources={
             f"{API}/*": {"origins": access.origins},
             OTLP_TRACES_PATH: {"origins": access.origins, "methods": ["POST"]},  # an exporter only posts
+            otlp.LOGS.path: {"origins": access.origins, "methods": ["POST"]},
         },
         supports_credentials=False,
         allow_headers=CORS_HEADERS,

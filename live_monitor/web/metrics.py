@@ -77,7 +77,9 @@ SYSTEM_GAUGES: tuple[tuple[str, str, str], ...] = (
 class SpanCounts(Protocol):
     """What the collector reads from the OTLP receiver, when one is registered."""
 
-    def counts(self) -> Mapping[str, int]: ...
+    def counts(self, signal: str = "traces") -> Mapping[str, int]: ...
+
+    def refused(self) -> Mapping[tuple[str, str], int]: ...
 
 
 class MonitorCollector(Collector):
@@ -283,6 +285,24 @@ class MonitorCollector(Collector):
         for outcome, n in sorted(receiver.counts().items()):
             family.add_metric([outcome], n)
         yield family
+        records = CounterMetricFamily(
+            f"{PREFIX}_otlp_log_records",
+            "OpenTelemetry log records received on /v1/logs, by outcome: accepted (stored as events), "
+            "skipped (no component/action, and not an error in a trace), rejected (invalid).",
+            labels=["outcome"],
+        )
+        for outcome, n in sorted(receiver.counts("logs").items()):
+            records.add_metric([outcome], n)
+        yield records
+        refused = CounterMetricFamily(
+            f"{PREFIX}_otlp_exports_refused",
+            "Whole OTLP exports refused, by signal (traces, logs) and reason (malformed, unauthorized, "
+            "forbidden, too_large, unsupported_media_type, too_many_requests, unavailable, other).",
+            labels=["signal", "reason"],
+        )
+        for (signal, reason), n in sorted(receiver.refused().items()):
+            refused.add_metric([signal, reason], n)
+        yield refused
 
 
 def _percentiles(family: GaugeMetricFamily, labels: list[str], sketch: LatencySketch) -> None:

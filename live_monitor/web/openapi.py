@@ -21,6 +21,7 @@ from live_monitor.vocabulary import (
     EVENTS_PATH,
     HEALTH_PATH,
     METRICS_PATH,
+    OTLP_LOGS_PATH,
     OTLP_TRACES_PATH,
     SEVERITIES,
     STATUS_PATH,
@@ -54,6 +55,20 @@ def _errors(*codes: int) -> dict[str, Any]:
         503: "overloaded or shutting down",
     }
     return {str(code): _json(ERROR, reasons[code]) for code in codes}
+
+
+def _otlp(summary: str) -> dict[str, Any]:
+    """An OTLP/HTTP export path: the JSON encoding is described, protobuf is accepted too."""
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": OBJECT}}},
+            "responses": {
+                "200": _json(OBJECT, "accepted, or partialSuccess"),
+                **_errors(400, 401, 403, 413, 415, 503),
+            },
+        }
+    }
 
 
 def int_param(name: str, text: str) -> dict[str, Any]:
@@ -178,16 +193,12 @@ def openapi() -> dict[str, Any]:
                     "responses": {"200": {"description": "text exposition format"}, **_errors(401)},
                 }
             },
-            OTLP_TRACES_PATH: {
-                "post": {
-                    "summary": "OTLP/HTTP traces (JSON, or protobuf with opentelemetry-proto): SERVER and CLIENT spans",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": OBJECT}}},
-                    "responses": {
-                        "200": _json(OBJECT, "accepted, or partialSuccess"),
-                        **_errors(400, 401, 403, 413, 415, 503),
-                    },
-                }
-            },
+            OTLP_TRACES_PATH: _otlp(
+                "OTLP/HTTP traces (protobuf or JSON, gzip or not): SERVER and CLIENT spans"
+            ),
+            OTLP_LOGS_PATH: _otlp(
+                "OTLP/HTTP logs (protobuf or JSON, gzip or not): records with component/action"
+            ),
         },
         "components": {"schemas": components},
     }

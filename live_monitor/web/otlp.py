@@ -1,43 +1,62 @@
-"""OpenTelemetry in: ``POST /v1/traces`` takes OTLP/HTTP spans and stores them as endpoint events.
+"""OpenTelemetry in: OTLP/HTTP ``POST /v1/traces`` and ``POST /v1/logs`` become events.
 
-An app already instrumented with OpenTelemetry points its OTLP/HTTP trace exporter at the
-monitor instead of (or besides) adding our loggers. SERVER spans become backend ``http``
-events and CLIENT spans frontend ``api`` events, keyed ``METHOD /route`` like every other
-endpoint event, so they meet the other side on the same key and the same trace id. Other
-spans (INTERNAL, PRODUCER, ...) and spans without HTTP attributes are skipped and counted.
+An app already instrumented with OpenTelemetry points its OTLP/HTTP exporters at the monitor
+instead of (or besides) adding our loggers. SERVER spans become backend ``http`` events and
+CLIENT spans frontend ``api`` events, keyed ``METHOD /route`` like every other endpoint event,
+so they meet the other side on the same key and the same trace id. Other spans (INTERNAL,
+PRODUCER, ...) and spans without HTTP attributes are skipped and counted. Log records with
+``component`` and ``action`` attributes become events as ``MonitorHandler`` records do; one
+without them becomes a ``log`` event only at ERROR or above and with a span context (the
+trace's spans already stand for the request), else it is skipped and counted.
 
-JSON (``application/json``, the OTLP JSON mapping) always works; protobuf
-(``application/x-protobuf``, what the Python and Java exporters send) needs the
-``opentelemetry-proto`` package.
+Both encodings work on a default install: JSON (``application/json``, the OTLP JSON
+mapping) and protobuf (``application/x-protobuf``, what the Python and Java exporters send,
+decoded with ``opentelemetry-proto`` from requirements.txt), gzip-compressed or not. Invalid
+items are answered with ``partialSuccess`` as the OTLP spec has it; a refused export gets a
+``google.rpc.Status`` body, is counted by cause (``/status``, ``/metrics``) and logged once
+per cause. ``spans_to_events`` and ``logs_to_events`` are the converters any transport uses.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
+import importlib
+import logging
 import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
 from backend_logging_config import normalize_route
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.events import MAX_EPOCH, ExecutionEvent, convert_event
-from live_monitor.vocabulary import OTLP_TRACES_PATH
+from live_monitor.store import StoreUnavailable
+from live_monitor.vocabulary import OTLP_LOGS_PATH, OTLP_TRACES_PATH, SERVICES, STATUSES
 from live_monitor.web.access import Access
 from live_monitor.web.bodies import read_request_body
 from live_monitor.web.errors import ApiError
 
-__all__ = ["OtlpError", "OtlpReceiver", "SpanBatch", "bp", "spans_to_events"]
+__all__ = [
+    "SIGNALS",
+    "OtlpError",
+    "OtlpReceiver",
+    "Signal",
+    "SpanBatch",
+    "bp",
+    "logs_to_events",
+    "spans_to_events",
+]
 
 SIDES = {2: ("backend", "http"), 3: ("frontend", "api")}
 KINDS = {
@@ -54,16 +73,30 @@ MAX_NANOS = MAX_EPOCH * 10**9
 OUT_OF_RANGE = f"is out of range (must be before {datetime.fromtimestamp(MAX_EPOCH, UTC):%Y-%m-%d} UTC)"
 HTTP_STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
 # gRPC status codes for the google.rpc.Status body OTLP asks for on 4xx answers
-GRPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 503: 14}
+GRPC_CODES = {400: 3, 401: 16, 403: 7, 413: 8, 415: 3, 429: 8, 503: 14}
+# why a whole export was refused, by HTTP status: the bounded ``reason`` of the refusal counters
+REFUSALS = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
+}
+REFUSED_OTHER = "other"
+PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
+log = logging.getLogger("live_execution_monitor")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _TEMPLATE_PARAM = re.compile(r"^(\{[^/]*\}|<[^/]*>|:[^/]+)$")
 # why a span that parsed could still not become an event, by the event field refused
 _INVALID = {
     "action": "method and route are longer than an event's 256-character action",
     "timestamp": f"startTimeUnixNano {OUT_OF_RANGE}",
-    "duration_ms": "the span lasts too long",
-    "details": "span name or attributes too large for an event",
-    "": "span cannot become a valid event",
+    "duration_ms": "the duration is too long or negative",
+    "details": "name, body or attributes too large for an event",
+    "component": "component is longer than an event's 128 characters",
+    "": "cannot become a valid event",
 }
 
 
@@ -75,43 +108,71 @@ class OtlpError(ApiError):
 
 
 class _Rejected(ValueError):
-    """One span is invalid; the message is the (data-free) reason, counted by reason."""
+    """One span or log record is invalid; the message is the (data-free) reason, counted by reason."""
 
 
 @dataclass
 class SpanBatch:
-    """What one export request turned into: events to store, skipped and rejected spans."""
+    """What one export request turned into: events to store, skipped and rejected items (spans
+    or log records): the result of ``spans_to_events`` and ``logs_to_events`` alike."""
 
     events: list[ExecutionEvent] = field(default_factory=list)
     skipped: int = 0
     rejected: list[str] = field(default_factory=list)
 
-    def error_message(self) -> str:
-        """One line for ``partialSuccess.errorMessage``: how many spans were refused and why."""
+    def error_message(self, noun: str = "span") -> str:
+        """One line for ``partialSuccess.errorMessage``: how many items were refused and why."""
         reasons = Counter(self.rejected).most_common(5)
         text = "; ".join(f"{reason} ({n})" for reason, n in reasons)
         more = len(set(self.rejected)) - len(reasons)
-        return f"{len(self.rejected)} span(s) rejected: {text}" + (f"; and {more} more" if more else "")
+        return f"{len(self.rejected)} {noun}(s) rejected: {text}" + (f"; and {more} more" if more else "")
 
 
 class OtlpReceiver:
-    """Counts spans by outcome (accepted, skipped, rejected); read by ``/metrics``."""
+    """Counts items by signal and outcome (accepted, skipped, rejected) and refused exports by
+    signal and reason; read by ``/status`` and ``/metrics``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter({"accepted": 0, "skipped": 0, "rejected": 0})
+        self._counts = {
+            name: Counter({"accepted": 0, "skipped": 0, "rejected": 0}) for name in ("traces", "logs")
+        }
+        self._refused: Counter[tuple[str, str]] = Counter()
 
-    def count(self, batch: SpanBatch) -> None:
+    def count(self, batch: SpanBatch, signal: str = "traces") -> None:
         """Add one batch's outcome."""
         with self._lock:
-            self._counts["accepted"] += len(batch.events)
-            self._counts["skipped"] += batch.skipped
-            self._counts["rejected"] += len(batch.rejected)
+            counts = self._counts[signal]
+            counts["accepted"] += len(batch.events)
+            counts["skipped"] += batch.skipped
+            counts["rejected"] += len(batch.rejected)
 
-    def counts(self) -> dict[str, int]:
-        """A copy of the counters."""
+    def refuse(self, signal: str, reason: str) -> bool:
+        """Count a refused export; True the first time its signal and reason are seen."""
         with self._lock:
-            return dict(self._counts)
+            self._refused[signal, reason] += 1
+            return self._refused[signal, reason] == 1
+
+    def counts(self, signal: str = "traces") -> dict[str, int]:
+        """A copy of one signal's item counters."""
+        with self._lock:
+            return dict(self._counts[signal])
+
+    def refused(self) -> dict[tuple[str, str], int]:
+        """Refused exports by (signal, reason)."""
+        with self._lock:
+            return dict(self._refused)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """The figures ``/status`` shows: per signal, item outcomes and refusals by reason."""
+        refused = self.refused()
+        return {
+            name: {
+                **self.counts(name),
+                "refused": {reason: n for (signal, reason), n in sorted(refused.items()) if signal == name},
+            }
+            for name in ("traces", "logs")
+        }
 
 
 # --- the OTLP JSON mapping -----------------------------------------------------------------
@@ -297,20 +358,25 @@ def _span_event(span: Any, service_name: str | None) -> ExecutionEvent | None:
     template = attrs.get("http.route")
     if isinstance(template, str):
         details["route"] = template[:MAX_SPAN_NAME]
+    return _convert(
+        {
+            "timestamp": start / 1e9,
+            "service": side[0],
+            "component": side[1],
+            "action": f"{method} {route}",
+            "duration_ms": round((end - start) / 1e6, 3),
+            "status": "error" if failed else "success",
+            "details": details,
+            "trace_id": trace_id,
+            "span_id": span_id,
+        }
+    )
+
+
+def _convert(fields: dict[str, Any]) -> ExecutionEvent:
+    """The event of ``fields``; raises _Rejected naming the event field it could not hold."""
     try:
-        return convert_event(
-            {
-                "timestamp": start / 1e9,
-                "service": side[0],
-                "component": side[1],
-                "action": f"{method} {route}",
-                "duration_ms": round((end - start) / 1e6, 3),
-                "status": "error" if failed else "success",
-                "details": details,
-                "trace_id": trace_id,
-                "span_id": span_id,
-            }
-        )
+        return convert_event(fields)
     except (ValueError, TypeError) as exc:  # msgspec.ValidationError is a ValueError
         text = str(exc)
         match = re.search(r"at `\$\.(\w+)`", text)
@@ -358,77 +424,338 @@ def spans_to_events(body: Any) -> SpanBatch:
     return batch
 
 
-# --- protobuf (optional) --------------------------------------------------------------------
+# --- logs ------------------------------------------------------------------------------------
+
+# severityNumber 17 to 20 is ERROR, 21 to 24 FATAL (the OTLP data model)
+SEVERITY_ERROR = 17
+SEVERITY_NAMES = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+LOG_COMPONENT = "log"
+MAX_LOG_BODY = 1000
+MAX_LOG_ATTRIBUTES = 32
+# attributes a log record's event is built from, so not repeated in its details
+_LOG_FIELDS = frozenset({"component", "action", "service", "duration_ms", "status", "trace_id", "span_id"})
+_SEVERITY_ENUM = re.compile(r"^SEVERITY_NUMBER_([A-Z]+)([234]?)$")
 
 
-@functools.lru_cache(maxsize=1)
-def _protobuf() -> Any:
-    """The generated OTLP modules, or None when opentelemetry-proto is not installed (looked
-    up once: a failed import searches sys.path again on every call)."""
+def _severity(record: Mapping[str, Any]) -> tuple[int, str | None]:
+    """The record's severityNumber (0 when unset) and its name: severityText, else from the number.
+
+    JSON carries the number as an integer, protobuf's JSON mapping as ``SEVERITY_NUMBER_ERROR2``.
+    """
+    raw = _get(record, "severityNumber")
+    number = 0
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= 24:
+        number = raw
+    elif isinstance(raw, str) and (match := _SEVERITY_ENUM.match(raw.upper())):
+        base = match.group(1)
+        if base in SEVERITY_NAMES:
+            number = 4 * SEVERITY_NAMES.index(base) + int(match.group(2) or 1)
+    text = _get(record, "severityText")
+    if isinstance(text, str) and text.strip():
+        return number, text.strip()[:32]
+    return number, SEVERITY_NAMES[(number - 1) // 4] if number else None
+
+
+def _log_service(attrs: Mapping[str, Any], resource: Mapping[str, Any]) -> str:
+    """A ``service`` attribute naming a side, else frontend for the web SDK, else backend."""
+    service = attrs.get("service")
+    if service in SERVICES:
+        return str(service)
+    return "frontend" if resource.get("telemetry.sdk.language") == "webjs" else "backend"
+
+
+def _optional_id(record: Mapping[str, Any], camel: str, size: int) -> str | None:
+    """A log record's trace or span id, None when unset (empty, or absent as protobuf omits it)."""
+    value = _get(record, camel)
+    if value is None or value == "":
+        return None
+    return _hex_id(value, size, camel)
+
+
+def _log_time(record: Mapping[str, Any]) -> float | None:
+    """Seconds since the epoch: timeUnixNano, else observedTimeUnixNano, else None (now)."""
+    for camel in ("timeUnixNano", "observedTimeUnixNano"):
+        value = _get(record, camel)
+        if value not in (None, 0, "0", ""):
+            return _nanos(value, camel) / 1e9
+    return None
+
+
+def _log_details(record: Mapping[str, Any], attrs: Mapping[str, Any], level: str | None) -> dict[str, Any]:
+    """What a log event keeps: its body as ``message``, its ``level`` and other scalar attributes."""
+    details: dict[str, Any] = {}
+    body = _any_value(_get(record, "body"))
+    if body is not None:
+        details["message"] = str(body)[:MAX_LOG_BODY]
+    if level:
+        details["level"] = level
+    extra = [(k, v) for k, v in attrs.items() if k not in _LOG_FIELDS and v is not None]
+    for key, value in extra[:MAX_LOG_ATTRIBUTES]:
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        details.setdefault(key[:MAX_SPAN_NAME], value[:MAX_SPAN_NAME] if isinstance(value, str) else value)
+    return details
+
+
+def _log_event(record: Any, resource: Mapping[str, Any]) -> ExecutionEvent | None:
+    """The event of one log record, None to skip it; raises _Rejected when it is invalid.
+
+    With ``component`` and ``action`` attributes it is an event as ``MonitorHandler`` makes
+    one; without them, only an ERROR-or-worse record with a span context becomes one (a
+    ``log`` event named by its severity), since the trace's spans already stand for the request.
+    """
+    if not isinstance(record, dict):
+        raise _Rejected("a log record must be an object")
+    attrs = _attributes(_get(record, "attributes"))
+    number, level = _severity(record)
+    trace_id = _optional_id(record, "traceId", 16)
+    span_id = _optional_id(record, "spanId", 8)
+    component, action = attrs.get("component"), attrs.get("action")
+    if not (isinstance(component, str) and component and isinstance(action, str) and action):
+        if trace_id is None or number < SEVERITY_ERROR:
+            return None
+        component, action = LOG_COMPONENT, level or "ERROR"
+    status = attrs.get("status")
+    fields: dict[str, Any] = {
+        "service": _log_service(attrs, resource),
+        "component": component,
+        "action": action,
+        "status": "error" if number >= SEVERITY_ERROR else status if status in STATUSES else "success",
+        "details": _log_details(record, attrs, level),
+        "trace_id": trace_id,
+        "span_id": span_id,
+    }
+    seconds = _log_time(record)
+    if seconds is not None:
+        fields["timestamp"] = seconds
+    duration = attrs.get("duration_ms")
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, int | float):
+            raise _Rejected("duration_ms must be a number")
+        fields["duration_ms"] = duration
+    if isinstance(resource.get("service.name"), str):
+        fields["details"].setdefault("service.name", resource["service.name"][:MAX_SPAN_NAME])
+    return _convert(fields)
+
+
+def _resource_logs(body: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], Any]]:
+    """(resource attributes, log record) for every record of an ExportLogsServiceRequest."""
+    for i, resource_logs in enumerate(_list(body, "resourceLogs", "body")):
+        where = f"resourceLogs[{i}]"
+        if not isinstance(resource_logs, dict):
+            raise OtlpError(400, f"{where} must be an object")
+        resource = _get(resource_logs, "resource")
+        attrs = _attributes(_get(resource, "attributes")) if isinstance(resource, dict) else {}
+        for j, scope_logs in enumerate(_list(resource_logs, "scopeLogs", where)):
+            if not isinstance(scope_logs, dict):
+                raise OtlpError(400, f"{where}.scopeLogs[{j}] must be an object")
+            for record in _list(scope_logs, "logRecords", f"{where}.scopeLogs[{j}]"):
+                yield attrs, record
+
+
+def logs_to_events(body: Any) -> SpanBatch:
+    """Turn a decoded ExportLogsServiceRequest (OTLP JSON shape) into events.
+
+    Raises OtlpError(400) when the request's structure is not OTLP; an invalid record only
+    lands in ``rejected`` with its reason.
+    """
+    if not isinstance(body, dict):
+        raise OtlpError(400, 'body must be an OTLP ExportLogsServiceRequest: {"resourceLogs": [...]}')
+    batch = SpanBatch()
+    for resource, record in _resource_logs(body):
+        try:
+            event = _log_event(record, resource)
+        except _Rejected as exc:
+            batch.rejected.append(str(exc))
+            continue
+        if event is None:
+            batch.skipped += 1
+        else:
+            batch.events.append(event)
+    return batch
+
+
+# --- the signals -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One OTLP signal: its path, protobuf messages, converter and partial-success field."""
+
+    name: str  # "traces" or "logs": the label in /status and /metrics
+    path: str
+    module: str  # opentelemetry-proto's generated module of the signal's collector service
+    request: str
+    response: str
+    convert: Callable[[Any], SpanBatch]
+    rejected_field: str  # partialSuccess's count, by its proto name
+    noun: str
+
+    def messages(self) -> Any:
+        """The signal's generated protobuf module (None when a broken install lacks it)."""
+        return _messages(self.module)
+
+    @property
+    def rejected_json(self) -> str:
+        """The count's name in the OTLP JSON mapping (lowerCamelCase)."""
+        head, *rest = self.rejected_field.split("_")
+        return head + "".join(word.title() for word in rest)
+
+
+TRACES = Signal(
+    "traces",
+    OTLP_TRACES_PATH,
+    "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+    "ExportTraceServiceRequest",
+    "ExportTraceServiceResponse",
+    spans_to_events,
+    "rejected_spans",
+    "span",
+)
+LOGS = Signal(
+    "logs",
+    OTLP_LOGS_PATH,
+    "opentelemetry.proto.collector.logs.v1.logs_service_pb2",
+    "ExportLogsServiceRequest",
+    "ExportLogsServiceResponse",
+    logs_to_events,
+    "rejected_log_records",
+    "log record",
+)
+SIGNALS = {signal.path: signal for signal in (TRACES, LOGS)}
+
+
+# --- protobuf --------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4)
+def _messages(module: str) -> Any:
+    """A generated module of opentelemetry-proto (in requirements.txt), None when a broken
+    install lacks it (looked up once: a failed import searches sys.path on every call)."""
     try:
-        from google.protobuf import json_format
-        from google.rpc import status_pb2
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+        return importlib.import_module(module)
     except ImportError:
         return None
-    return json_format, trace_service_pb2, status_pb2
 
 
-def _decode(body: bytes, protobuf: bool) -> Any:
+def _decode(body: bytes, protobuf: bool, signal: Signal) -> Any:
+    """The export request in the OTLP JSON shape, from JSON or protobuf bytes."""
     if not protobuf:
         try:
             return msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError) as exc:
             raise OtlpError(400, f"malformed JSON: {exc}") from None
-    modules = _protobuf()
-    if modules is None:
-        raise OtlpError(415, "protobuf needs the opentelemetry-proto package: send JSON instead")
-    json_format, trace_service_pb2, _ = modules
-    message = trace_service_pb2.ExportTraceServiceRequest()
+    module = _messages(signal.module)
+    if module is None:
+        raise OtlpError(
+            415, "protobuf needs requirements.txt installed (opentelemetry-proto): send JSON instead"
+        )
+    from google.protobuf import json_format
+
+    message = getattr(module, signal.request)()
     try:
         message.ParseFromString(body)
     except Exception:  # protobuf's DecodeError differs between its implementations
-        raise OtlpError(400, "malformed protobuf: not an ExportTraceServiceRequest") from None
+        raise OtlpError(400, f"malformed protobuf: not an {signal.request}") from None
     return json_format.MessageToDict(message)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | 0x80 if n else low)
+        if not n:
+            return bytes(out)
+
+
+def rpc_status(code: int, message: str) -> bytes:
+    """A ``google.rpc.Status`` in protobuf wire format: ``code`` (field 1, int32) and
+    ``message`` (field 2, string), the two fields OTLP/HTTP error answers use; by hand, as
+    googleapis-common-protos would be a whole package for a two-field message."""
+    text = message.encode()
+    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
 
 
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-def _answer(batch: SpanBatch, protobuf: bool) -> Response:
-    """The ExportTraceServiceResponse, with partialSuccess when spans were rejected."""
-    if protobuf:
-        _, trace_service_pb2, _ = _protobuf()
-        message = trace_service_pb2.ExportTraceServiceResponse()
+def _answer(batch: SpanBatch, protobuf: bool, signal: Signal) -> Response:
+    """The Export…ServiceResponse, with partialSuccess when items were rejected."""
+    module = _messages(signal.module) if protobuf else None
+    if module is not None:
+        message = getattr(module, signal.response)()
         if batch.rejected:
-            message.partial_success.rejected_spans = len(batch.rejected)
-            message.partial_success.error_message = batch.error_message()
+            setattr(message.partial_success, signal.rejected_field, len(batch.rejected))
+            message.partial_success.error_message = batch.error_message(signal.noun)
         return Response(message.SerializeToString(), 200, mimetype="application/x-protobuf")
     answer: dict[str, Any] = {}
     if batch.rejected:
         answer["partialSuccess"] = {
-            "rejectedSpans": len(batch.rejected),
-            "errorMessage": batch.error_message(),
+            signal.rejected_json: len(batch.rejected),
+            "errorMessage": batch.error_message(signal.noun),
         }
     return Response(msgspec.json.encode(answer), 200, mimetype="application/json")
 
 
-def _error(exc: ApiError, protobuf: bool) -> Response:
-    """A google.rpc.Status body, as OTLP asks for 4xx answers (JSON also carries ``error``)."""
+def note_refusal(app: Flask, signal: Signal, exc: ApiError) -> None:
+    """Count a refused export (HTTP or gRPC) by reason and log the first of each reason, so a
+    misconfigured exporter retrying does not flood the log; a malformed one counts as rejected."""
+    reason = REFUSALS.get(exc.status, REFUSED_OTHER)
+    receiver: OtlpReceiver = app.extensions["live_monitor.otlp"]
+    if receiver.refuse(signal.name, reason):
+        log.warning(
+            "OTLP %s export refused (HTTP %d, %s): %s; further refusals for this reason are "
+            "counted in /status and /metrics, not logged",
+            signal.name,
+            exc.status,
+            reason,
+            exc.message,
+        )
+    if exc.status == 400:
+        with contextlib.suppress(StoreUnavailable):  # the answer is a refusal all the same
+            app.extensions["live_monitor"].store.reject(["otlp: malformed export request"])
+
+
+def _refuse(exc: ApiError, signal: Signal) -> Response:
+    """Count a refused export by reason, log its first one, and answer with a google.rpc.Status
+    body as OTLP asks for (in JSON, ``error`` too, as the monitor's other errors have it)."""
+    note_refusal(current_app, signal, exc)
     code = GRPC_CODES.get(exc.status, 2)
     headers = dict(exc.headers)
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if exc.status == 503:
         headers.setdefault("Retry-After", "1")
-    modules = _protobuf() if protobuf else None
-    if modules is not None:
-        status = modules[2].Status(code=code, message=exc.message)
-        return Response(
-            status.SerializeToString(), exc.status, mimetype="application/x-protobuf", headers=headers
-        )
-    body = {"code": code, "message": exc.message, "error": exc.message}
-    return Response(msgspec.json.encode(body), exc.status, mimetype="application/json", headers=headers)
+    if request.mimetype in PROTOBUF_TYPES:
+        body = rpc_status(code, exc.message)
+        return Response(body, exc.status, mimetype="application/x-protobuf", headers=headers)
+    answer = {"code": code, "message": exc.message, "error": exc.message}
+    return Response(msgspec.json.encode(answer), exc.status, mimetype="application/json", headers=headers)
+
+
+def _export(signal: Signal) -> Response:
+    """One OTLP/HTTP export of ``signal``: checked, decoded, converted, stored and answered."""
+    monitor: LiveExecutionMonitor = current_app.extensions["live_monitor"]
+    access: Access = current_app.extensions["live_monitor.access"]
+    protobuf = request.mimetype in PROTOBUF_TYPES
+    try:
+        access.check_caller(request.headers.get, method="POST", ingest=True)
+        access.check_load(current_app.config)
+        if not protobuf and request.mimetype != "application/json":
+            raise OtlpError(415, "send OTLP as application/x-protobuf or application/json (OTLP/HTTP)")
+        body = read_request_body(current_app.config["MAX_CONTENT_LENGTH"])
+        batch = signal.convert(_decode(body, protobuf, signal))
+        if batch.events:
+            monitor.accept(batch.events)
+        if batch.rejected:
+            monitor.store.reject(f"otlp: {reason}" for reason in batch.rejected)
+    except StoreUnavailable as exc:
+        return _refuse(ApiError(503, str(exc), {"Retry-After": "1"}), signal)
+    except ApiError as exc:
+        return _refuse(exc, signal)
+    current_app.extensions["live_monitor.otlp"].count(batch, signal.name)
+    return _answer(batch, protobuf, signal)
 
 
 bp = Blueprint("otlp", __name__)
@@ -436,8 +763,15 @@ bp = Blueprint("otlp", __name__)
 
 @bp.record_once
 def _receiver(state: BlueprintSetupState) -> None:
-    """Each app counts its own exports and spans (``/status`` and ``/metrics`` read them)."""
+    """Each app counts its own exports and items (``/status`` and ``/metrics`` read them)."""
     state.app.extensions["live_monitor.otlp"] = OtlpReceiver()
+
+
+@bp.errorhandler(ApiError)
+def _refused_before(exc: ApiError) -> Response:
+    """A refusal raised before the route (shutting down, a foreign Host) is answered and
+    counted as OTLP ones are."""
+    return _refuse(exc, SIGNALS[request.path])
 
 
 @bp.post(OTLP_TRACES_PATH)
@@ -446,24 +780,10 @@ def otlp_traces() -> Response:
     ``Authorization: Bearer <token>`` (or ``X-Ingest-Key`` when an ingest key is set), a
     browser's Origin must be allowed by ``--cors-origins``, and bodies are capped at
     ``--max-body-bytes`` after decompression. CORS is answered by the app's CORS rules."""
-    monitor: LiveExecutionMonitor = current_app.extensions["live_monitor"]
-    access: Access = current_app.extensions["live_monitor.access"]
-    protobuf = request.mimetype == "application/x-protobuf"
-    try:
-        access.check_caller(request.headers.get, method="POST", ingest=True)
-        access.check_load(current_app.config)
-        if request.mimetype not in ("application/json", "application/x-protobuf"):
-            raise OtlpError(415, "send OTLP as application/json or application/x-protobuf (OTLP/HTTP)")
-        batch = spans_to_events(
-            _decode(read_request_body(current_app.config["MAX_CONTENT_LENGTH"]), protobuf)
-        )
-    except ApiError as exc:
-        if exc.status == 400:
-            monitor.store.reject(["otlp: malformed export request"])
-        return _error(exc, protobuf)
-    if batch.events:
-        monitor.accept(batch.events)
-    if batch.rejected:
-        monitor.store.reject(f"otlp: {reason}" for reason in batch.rejected)
-    current_app.extensions["live_monitor.otlp"].count(batch)
-    return _answer(batch, protobuf)
+    return _export(TRACES)
+
+
+@bp.post(OTLP_LOGS_PATH)
+def otlp_logs() -> Response:
+    """OTLP/HTTP logs in, under the same rules as traces."""
+    return _export(LOGS)

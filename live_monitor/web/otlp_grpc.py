@@ -1,12 +1,12 @@
 """OpenTelemetry in over gRPC: the OTLP collector services on a second port (4317 by default).
 
 Python's auto-instrumentation (``opentelemetry-instrument``) and several SDKs export OTLP/gRPC
-by default. ``OtlpGrpcServer`` serves the collector's ``Export`` method of every signal in
-``SIGNALS`` with the rules of ``POST /v1/traces``: the same credentials (from the call's
-metadata), the same size cap (``--max-body-bytes``, after decompression), the same load
-shedding, and the spans counted in the same ``OtlpReceiver``, so ``/status`` and ``/metrics``
-show both transports together. Refusals carry the gRPC status codes the OTLP specification
-names; rejected spans come back as ``partial_success``.
+by default. ``OtlpGrpcServer`` serves the collector's ``Export`` method of every signal of
+OTLP/HTTP (traces and logs, ``otlp.SIGNALS``) with its rules: the same credentials (from the
+call's metadata), the same size cap (``--max-body-bytes``, after decompression), the same load
+shedding, and the items and refusals counted in the same ``OtlpReceiver``, so ``/status`` and
+``/metrics`` show both transports together. Refusals carry the gRPC status codes the OTLP
+specification names; rejected items come back as ``partial_success``.
 """
 
 from __future__ import annotations
@@ -15,55 +15,31 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from flask import Flask
 from google.protobuf import json_format
-from google.protobuf.message import Message
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.store import StoreUnavailable
 from live_monitor.web.access import Access
 from live_monitor.web.errors import ApiError
-from live_monitor.web.otlp import GRPC_CODES, OtlpError, OtlpReceiver, SpanBatch, spans_to_events
+from live_monitor.web.otlp import (
+    GRPC_CODES,
+    SIGNALS,
+    OtlpError,
+    OtlpReceiver,
+    Signal,
+    SpanBatch,
+    note_refusal,
+)
 
-__all__ = ["SIGNALS", "OtlpGrpcServer", "Signal", "port_taken"]
+__all__ = ["OtlpGrpcServer", "port_taken"]
 
 log = logging.getLogger("live_execution_monitor")
 
 STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One OTLP signal over gRPC: its collector service, its messages, and how an export becomes
-    events (``convert`` takes the request in the OTLP JSON shape, as the HTTP route does)."""
-
-    service: str
-    request: type[Message]
-    response: type[Message]
-    convert: Callable[[Any], SpanBatch]
-    rejected_field: str  # the partial_success field counting refused items, e.g. rejected_spans
-
-    @classmethod
-    def of(cls, module: Any, convert: Callable[[Any], SpanBatch], rejected_field: str) -> Signal:
-        """The signal of a generated ``*_service_pb2`` module (its one service's Export method)."""
-        (service,) = module.DESCRIPTOR.services_by_name.values()
-        export = service.methods_by_name["Export"]
-        request = getattr(module, export.input_type.name)
-        response = getattr(module, export.output_type.name)
-        return cls(service.full_name, request, response, convert, rejected_field)
-
-
-SIGNALS: tuple[Signal, ...] = (
-    Signal.of(trace_service_pb2, spans_to_events, "rejected_spans"),
-    # INTEGRATOR (logs): add `from opentelemetry.proto.collector.logs.v1 import logs_service_pb2`
-    # and logs_to_events to the imports, then uncomment this one line:
-    # Signal.of(logs_service_pb2, logs_to_events, "rejected_log_records"),
-)
 
 
 class OtlpGrpcServer:
@@ -82,7 +58,7 @@ class OtlpGrpcServer:
         self._pool: futures.ThreadPoolExecutor | None = None
         self._stopped: Any = None  # the threading.Event grpcio's stop() returns
 
-    def start(self, signals: Sequence[Signal] = SIGNALS) -> bool:
+    def start(self, signals: Sequence[Signal] = tuple(SIGNALS.values())) -> bool:
         """Bind and serve; False (after one logged warning) when the port cannot be bound."""
         if not self.port:
             return False
@@ -141,21 +117,25 @@ class OtlpGrpcServer:
             batch = self._batch(signal, body, dict(context.invocation_metadata()))
             if batch.events:
                 monitor.accept(batch.events)
-        except ApiError as exc:
-            if exc.status == 400:
-                monitor.store.reject(["otlp: malformed export request"])
-            context.abort(STATUS_CODES[GRPC_CODES.get(exc.status, 2)], exc.message)
         except StoreUnavailable as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            self._abort(context, signal, ApiError(503, str(exc)))
+        except ApiError as exc:
+            self._abort(context, signal, exc)
         if batch.rejected:
             monitor.store.reject(f"otlp: {reason}" for reason in batch.rejected)
         receiver: OtlpReceiver = self.app.extensions["live_monitor.otlp"]
-        receiver.count(batch)
-        answer = signal.response()
+        receiver.count(batch, signal.name)
+        answer = getattr(signal.messages(), signal.response)()
         if batch.rejected:
             setattr(answer.partial_success, signal.rejected_field, len(batch.rejected))
-            answer.partial_success.error_message = batch.error_message()
+            answer.partial_success.error_message = batch.error_message(signal.noun)
         return bytes(answer.SerializeToString())
+
+    def _abort(self, context: grpc.ServicerContext, signal: Signal, exc: ApiError) -> NoReturn:
+        """Refuse the call with the gRPC code of the HTTP status, counted as HTTP refusals are."""
+        note_refusal(self.app, signal, exc)
+        context.abort(STATUS_CODES[GRPC_CODES.get(exc.status, 2)], exc.message)
+        raise AssertionError("grpc's abort() raises")  # pragma: no cover
 
     def _batch(self, signal: Signal, body: bytes, metadata: dict[str, Any]) -> SpanBatch:
         """The checks of the HTTP route (shutdown, credentials, load), then the decoded export."""
@@ -165,11 +145,11 @@ class OtlpGrpcServer:
             raise ApiError(503, "the monitor is shutting down")
         access.check_caller(lambda name: metadata.get(name.lower()), method="POST", ingest=True)
         access.check_load(self.app.config)
-        message = signal.request()
+        message = getattr(signal.messages(), signal.request)()
         try:
             message.ParseFromString(body)
         except Exception:  # protobuf's DecodeError differs between its implementations
-            raise OtlpError(400, f"malformed protobuf: not an {signal.request.__name__}") from None
+            raise OtlpError(400, f"malformed protobuf: not an {signal.request}") from None
         return signal.convert(json_format.MessageToDict(message))
 
 
@@ -193,5 +173,6 @@ def port_taken(address: str) -> str:
 def _handler(signal: Signal, export: Callable[[Signal, bytes, Any], bytes]) -> grpc.GenericRpcHandler:
     """The service's Export method on raw bytes, so a malformed message is INVALID_ARGUMENT
     (grpcio answers a failing deserializer with INTERNAL)."""
+    (service,) = signal.messages().DESCRIPTOR.services_by_name.values()
     method = grpc.unary_unary_rpc_method_handler(lambda body, context: export(signal, body, context))
-    return grpc.method_handlers_generic_handler(signal.service, {"Export": method})
+    return grpc.method_handlers_generic_handler(service.full_name, {"Export": method})
