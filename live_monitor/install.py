@@ -28,13 +28,22 @@ REQUIRED_MODULES = (
     "prometheus_client",
     "redis",
     "grpc",
+    "opentelemetry.proto.collector.trace.v1",
 )
 BUILT_ASSETS = (ROOT / "static" / "live-monitor.js", ROOT / "static" / "vendor" / "chart.umd.js")
 
 
 def missing_modules(modules: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
-    """The required modules this interpreter cannot import."""
-    return [m for m in modules if importlib.util.find_spec(m) is None]
+    """The required modules this interpreter cannot import (a dotted name whose parent package
+    is missing counts as missing, where find_spec would raise)."""
+    return [m for m in modules if not _importable(m)]
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def ensure_python_packages(run: bool = True) -> bool:

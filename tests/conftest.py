@@ -80,12 +80,17 @@ def monitor_server() -> Iterator[MonitorProcess]:
 
 
 @pytest.fixture(scope="session")
-def bare_monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MonitorProcess]:
+def bare_interpreter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The python of a venv holding requirements.txt alone, built once for the session."""
+    return bare_python(tmp_path_factory.mktemp("bare"))
+
+
+@pytest.fixture(scope="session")
+def bare_monitor(bare_interpreter: Path) -> Iterator[MonitorProcess]:
     """One monitor for the session, started by the README's first command from a venv that
     holds requirements.txt alone (self-monitoring off): what a default install serves. Its
     data is shared, so each test keys what it checks on names of its own."""
-    python = bare_python(tmp_path_factory.mktemp("bare"))
-    with run_bare_monitor(python, "--no-self-monitor") as server:
+    with run_bare_monitor(bare_interpreter, "--no-self-monitor") as server:
         yield server
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from tests.helpers import (
     RedisServer,
     export,
     launch_chromium,
+    run_bare_monitor,
     run_monitor,
     span,
 )
@@ -73,9 +75,10 @@ def sites(bundle: bytes) -> Iterator[tuple[PageServer, PageServer]]:
 
 
 @pytest.fixture(scope="module")
-def monitor(sites: tuple[PageServer, PageServer]) -> Iterator[MonitorProcess]:
-    """A real monitor that takes browser calls from the allowed site's origin only."""
-    with run_monitor("--no-self-monitor", "--cors-origins", sites[0].origin) as server:
+def monitor(sites: tuple[PageServer, PageServer], bare_interpreter: Path) -> Iterator[MonitorProcess]:
+    """A real monitor from a default install (requirements.txt alone) that takes browser calls
+    from the allowed site's origin only."""
+    with run_bare_monitor(bare_interpreter, "--no-self-monitor", "--cors-origins", sites[0].origin) as server:
         yield server
 
 

@@ -278,7 +278,7 @@ class MonitorCollector(Collector):
             return
         family = CounterMetricFamily(
             f"{PREFIX}_otlp_spans",
-            "OpenTelemetry spans received on /v1/traces, by outcome: accepted (stored as events), "
+            "OpenTelemetry spans received (OTLP/HTTP and gRPC), by outcome: accepted (stored as events), "
             "skipped (not an HTTP server or client span), rejected (invalid).",
             labels=["outcome"],
         )
