@@ -287,7 +287,7 @@ class MonitorCollector(Collector):
         yield family
         records = CounterMetricFamily(
             f"{PREFIX}_otlp_log_records",
-            "OpenTelemetry log records received on /v1/logs, by outcome: accepted (stored as events), "
+            "OpenTelemetry log records received (OTLP/HTTP and gRPC), by outcome: accepted (stored as events), "
             "skipped (no component/action, and not an error in a trace), rejected (invalid).",
             labels=["outcome"],
         )
