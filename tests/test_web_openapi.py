@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.checks import CHECKS, CheckContext, run_checks_for
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.transport import Response
 from schemathesis.specs.openapi import checks
@@ -97,6 +99,23 @@ def test_the_api_passes_every_schemathesis_check(case):
     case.validate_response(response, excluded_checks=_waived(case, response))
 
 
+def test_the_run_above_has_every_check_schemathesis_has():
+    """All of them, the stateful ones too: they look for resources created and read back by id,
+    which this API has none of (no links; so no stateful phase either). Only max_response_time
+    is not registered: it needs a time limit, and the suite has no timed tests."""
+    operation = schema[f"{API}/data"]["GET"]
+    context = CheckContext(
+        override=None,
+        auth=None,
+        headers=None,
+        config=schema.config.checks_config_for(operation=operation, phase="fuzzing"),
+        transport_kwargs=None,
+        response_checks=run_checks_for(schema).for_responses(),
+    )
+    names = {check.__name__ for check in context.internals.checks}
+    assert names == set(CHECKS.get_all_names()) and len(names) >= 14
+
+
 def test_the_description_is_served_and_describes_every_route():
     served = app.test_client().get(OPENAPI_PATH).json
     assert served["openapi"].startswith("3.1")
@@ -124,6 +143,10 @@ def test_the_limits_the_settings_set_are_stated_and_hold_at_their_bounds(make_ap
         assert client.get(f"{API}/data?{name}={top}").status_code == 200
         assert client.get(f"{API}/data?{name}={top + 1}").status_code == 400
     assert client.get(f"{API}/data?limit=+5").status_code == 400  # digits only, as "integer" says
+    include_self = re.compile(params["include_self"]["pattern"])
+    for word in ("TRUE", "no", "1", "Yes", "maybe", "2", "", "true "):
+        answered = client.get(f"{API}/data", query_string={"include_self": word}).status_code
+        assert answered == (200 if include_self.match(word) else 400), word
     assert served["components"]["schemas"]["Batch"]["oneOf"][0]["maxItems"] == 7
     answer = client.post(EVENTS_PATH, json=[event("backend", "db", "q", 1.0)] * 8).json
     assert (answer["accepted"], answer["rejected"]) == (7, 1)

@@ -29,7 +29,7 @@ from live_monitor.vocabulary import (
 )
 from live_monitor.web.encoding import dumps
 from live_monitor.web.errors import ApiError
-from live_monitor.web.openapi import openapi, query_bounds
+from live_monitor.web.openapi import FALSE_WORDS, TRUE_WORDS, openapi, query_bounds
 
 bp = Blueprint("monitor", __name__)
 
@@ -139,9 +139,9 @@ def _bool_arg(name: str, default: bool) -> bool:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if raw.lower() in ("1", "true", "yes"):
+    if raw.lower() in TRUE_WORDS:
         return True
-    if raw.lower() in ("0", "false", "no"):
+    if raw.lower() in FALSE_WORDS:
         return False
     raise ApiError(400, f"{name} must be true or false")
 

@@ -35,7 +35,7 @@ from live_monitor.vocabulary import (
 )
 from live_monitor.web.ingest import MAX_ERRORS_SHOWN
 
-__all__ = ["HISTORY_DEFAULT", "openapi", "query_bounds"]
+__all__ = ["FALSE_WORDS", "HISTORY_DEFAULT", "TRUE_WORDS", "openapi", "query_bounds"]
 
 REF = "#/components/schemas/{name}"
 HISTORY_DEFAULT = 300  # system and activity samples /data returns unless ?history= says
@@ -43,6 +43,16 @@ OTLP_NOTE = (
     " OTLP/HTTP (POST /v1/traces and the other OTLP signals) is not described here: its bodies "
     "are OTLP protobuf or JSON, as the OpenTelemetry protocol specification describes them."
 )
+
+
+# The words a yes-or-no query parameter takes, in any case.
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _any_case(words: tuple[str, ...]) -> str:
+    """A pattern matching exactly ``words`` in any case (``[tT][rR]...``)."""
+    spelled = ("".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in word) for word in words)
+    return f"^(?:{'|'.join(spelled)})$"
 
 
 def query_bounds(settings: Mapping[str, Any]) -> dict[str, tuple[int, int, int]]:
@@ -269,8 +279,8 @@ def _document(limits: _Limits) -> dict[str, Any]:
             "name": "include_self",
             "in": "query",
             "required": False,
-            "description": "include the monitor's own API calls (1, true, yes; 0, false, no)",
-            "schema": {"type": "boolean", "default": True},
+            "description": "include the monitor's own API calls: true or false (also 1, yes; 0, no; any case)",
+            "schema": {"type": "string", "pattern": _any_case(TRUE_WORDS + FALSE_WORDS), "default": "true"},
         },
     ]
     severity = {
