@@ -293,3 +293,12 @@ def _without(answer: dict, *path) -> dict:
         node = node[step]
     del node[last]
     return copy
+
+
+def test_a_status_answer_fits_its_schema_and_a_counter_as_text_does_not(busy_client):
+    validator = _validator(busy_client, "StatusAnswer")
+    status = _answer(busy_client, "status")
+    assert status["accepted"] > 0
+    validator.validate(status)
+    assert not validator.is_valid({**status, "accepted": "96"})
+    assert not validator.is_valid(_without(status, "totals"))

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from live_monitor.model.events import IncomingEvent
-from live_monitor.model.results import DataAnswer, Difference, DifferencesAnswer
+from live_monitor.model.results import DataAnswer, Difference, DifferencesAnswer, StatusAnswer
 from live_monitor.vocabulary import (
     API,
     EVENTS_PATH,
@@ -150,7 +150,7 @@ def _int_param(name: str, text: str, bounds: tuple[int, int, int]) -> dict[str, 
 def _components(limits: _Limits) -> dict[str, Any]:
     """The schemas: the generated ones (events, answers) and the ingest body and answers."""
     _, generated = msgspec.json.schema_components(
-        [IncomingEvent, Difference, DataAnswer, DifferencesAnswer], ref_template=REF
+        [IncomingEvent, Difference, DataAnswer, DifferencesAnswer, StatusAnswer], ref_template=REF
     )
     # Through JSON, so the document equals the one served (default levels are lists, not tuples).
     components: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(generated))
@@ -320,7 +320,9 @@ def _document(limits: _Limits) -> dict[str, Any]:
         f"{API}/stop": {"post": _operation("Stop monitoring; stored data stays", switch, **api)},
         STATUS_PATH: {
             "get": _operation(
-                "State, uptime and ingest counters", _json({"type": "object"}, "the monitoring state"), **api
+                "State, uptime and ingest counters",
+                _json(_ref("StatusAnswer"), "the monitoring state"),
+                **api,
             )
         },
         f"{API}/data": {
