@@ -2,7 +2,7 @@
 
 The schemas are generated from the types the code uses: the event schema from the model the
 validator decodes (``IncomingEvent``: an ``ExecutionEvent`` with every timestamp form clients
-may send), the answers of /data and /differences from ``live_monitor.model.results``. The
+may send), the answers of /data, /differences and /status from ``live_monitor.model.results``. The
 limits that depend on the settings (query bounds, events a batch, body size, credentials) come
 from the app's settings, and the routes read their bounds here too (``query_bounds``). So the
 description, the validator and the answers cannot drift apart; schemathesis checks the API
@@ -96,13 +96,11 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(name=name)}
 
 
-def _json(schema: dict[str, Any], description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     """A JSON response, with the headers it always carries."""
     answer: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": schema}}}
     if headers:
-        answer["headers"] = {
-            name.replace("_", "-"): {**header, "required": True} for name, header in headers.items()
-        }
+        answer["headers"] = {name: {**header, "required": True} for name, header in headers.items()}
     return answer
 
 
@@ -128,10 +126,13 @@ def _errors(*codes: int, body_limit: int = 0) -> dict[str, Any]:
         )
         headers: dict[str, Any] = {}
         if code in (429, 503):
-            headers["Retry_After"] = RETRY_AFTER
+            headers["Retry-After"] = RETRY_AFTER
         if code == 401:
-            headers["WWW_Authenticate"] = {"description": "Bearer", "schema": {"const": "Bearer"}}
-        answers[str(code)] = _json(ERROR, reason, **headers)
+            headers["WWW-Authenticate"] = {
+                "description": "the scheme asked for",
+                "schema": {"const": "Bearer"},
+            }
+        answers[str(code)] = _json(ERROR, reason, headers)
     return answers
 
 
