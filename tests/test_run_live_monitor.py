@@ -35,7 +35,9 @@ def test_launcher_passes_monitor_flags_and_refuses_unsafe_ones(capsys):
 def test_missing_modules_are_detected():
     assert install.missing_modules(("json", "surely_not_a_module_xyz")) == ["surely_not_a_module_xyz"]
     # an install from before OTLP protobuf came with requirements.txt lacks the whole namespace
-    assert install.missing_modules(("json", "no_such_namespace_xyz.proto.v1")) == ["no_such_namespace_xyz.proto.v1"]
+    assert install.missing_modules(("json", "no_such_namespace_xyz.proto.v1")) == [
+        "no_such_namespace_xyz.proto.v1"
+    ]
 
 
 def _refuse_to_serve(settings, monitor=None, ready=None):

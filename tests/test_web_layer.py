@@ -201,3 +201,27 @@ def test_every_route_refusing_credentials_names_the_bearer_scheme(path: str) -> 
     assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
     assert refused.get_json() == {"error": "missing or wrong credentials: send Authorization: Bearer <token>"}
     assert app.test_client().get(path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def _routes(flask_app: Any) -> dict[str, set[str]]:
+    """Every route's path (a sample value for each variable part) and the methods it answers."""
+    routes: dict[str, set[str]] = {}
+    for rule in flask_app.url_map.iter_rules():
+        path = rule.rule.replace("<path:filename>", "dashboard.css")
+        routes.setdefault(path, set()).update(rule.methods or ())
+    return routes
+
+
+def test_every_route_answers_a_method_it_does_not_take_with_405_and_allow(app):
+    """RFC 9110: a 405 names the methods the resource takes in Allow; the OTLP and ingest routes
+    too, whose POST is answered elsewhere (the ingest fast path below Flask)."""
+    client = app.test_client()
+    routes = _routes(app)
+    assert {EVENTS_PATH, OTLP_TRACES_PATH, STREAM_PATH, "/metrics", "/health"} <= set(routes)
+    for path, methods in routes.items():
+        for method in {"GET", "POST", "PUT", "DELETE", "PATCH"} - methods:
+            response = client.open(path, method=method)
+            assert response.status_code == 405, (method, path)
+            assert response.get_json() == {"error": "The method is not allowed for the requested URL."}
+            allow = {m.strip() for m in response.headers["Allow"].split(",")}
+            assert allow == methods, (method, path)

@@ -35,9 +35,26 @@ FILTERED = "[Filtered]"
 Component = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Action = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Duration = Annotated[float, msgspec.Meta(ge=0, le=1e10)]
-# Lengths are checked by msgspec in C; the hex digits in __post_init__ (cheaper than a regex).
-TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32, description="32 lowercase hex")]
-SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16, description="16 lowercase hex")]
+# Lengths are checked by msgspec in C; the hex digits in __post_init__ (cheaper than a regex),
+# so the pattern is for the schema alone.
+TraceId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=32,
+        max_length=32,
+        description="32 lowercase hex",
+        extra_json_schema={"pattern": "^[0-9a-f]{32}$"},
+    ),
+]
+SpanId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=16,
+        max_length=16,
+        description="16 lowercase hex",
+        extra_json_schema={"pattern": "^[0-9a-f]{16}$"},
+    ),
+]
 _HEX_BYTES = b"0123456789abcdef"
 _MAX_SHARED_LENGTH = 64
 _SERVICES = vocabulary.SERVICES
@@ -48,6 +65,9 @@ _MAX_INTERNED = 20_000
 # Every timestamp, however sent, must fall strictly between these (UTC): the reports and the
 # log tools read any time in years 1 to 9999 UTC, and nothing live predates 1970 or follows 3000.
 MAX_EPOCH = 32503680000  # 3000-01-01T00:00:00Z
+# The smallest epoch seconds after the epoch: a time is kept to the microsecond, so less would
+# round to 1970-01-01T00:00:00 itself (0 means "now").
+MIN_EPOCH = 1e-6
 _EARLIEST = datetime.fromtimestamp(0, UTC)
 _LATEST = datetime.fromtimestamp(MAX_EPOCH, UTC)
 _OUT_OF_RANGE = "timestamp: out of range: must be after 1970-01-01 and before 3000-01-01 UTC"
@@ -137,10 +157,46 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
         return msgspec.to_builtins(self)
 
 
+def _iso_pattern() -> str:
+    """The ISO 8601 times msgspec decodes (RFC 3339, also naive, ``t``/space, ``+hhmm``), in years
+    1970 to 2999 and real calendar dates: the schema's word for what ``_to_datetime`` takes.
+
+    1970-01-01 and 2999-12-31 are left out: whether a time on them is in range depends on its
+    offset, which a pattern cannot weigh. ``[0-9]``, not ``\\d``: Python's matches other digits.
+    """
+    d31, d30, d28 = "(?:0[1-9]|[12][0-9]|3[01])", "(?:0[1-9]|[12][0-9]|30)", "(?:0[1-9]|1[0-9]|2[0-8])"
+    short = f"(?:0[469]|11)-{d30}|02-{d28}"
+    common = f"(?:(?:0[13578]|1[02])-{d31}|{short})"
+    leap = "(?:19(?:7[26]|8[048]|9[26])|2[0-9](?:0[48]|[2468][048]|[13579][26])|2[048]00)-02-29"
+    years = "(?:19(?:7[1-9]|[89][0-9])|2[0-8][0-9]{2}|29[0-8][0-9]|299[0-8])"
+    first = f"1970-(?:01-(?:0[2-9]|[12][0-9]|3[01])|(?:0[3578]|1[02])-{d31}|{short})"
+    last = f"2999-(?:12-{d30}|(?:0[13578]|10)-{d31}|{short})"
+    time = "(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
+    zone = "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])?"
+    return f"^(?:{years}-{common}|{leap}|{first}|{last})[Tt ]{time}{zone}$"
+
+
+ISO_PATTERN = _iso_pattern()
+# The forms a client may send, for the schema (the decoder and ``_to_datetime`` enforce them).
+IncomingTimestamp = Annotated[
+    Annotated[datetime, msgspec.Meta(extra_json_schema={"pattern": ISO_PATTERN})]
+    | Annotated[
+        float,
+        msgspec.Meta(
+            extra_json_schema={"anyOf": [{"const": 0}, {"minimum": MIN_EPOCH, "exclusiveMaximum": MAX_EPOCH}]}
+        ),
+    ],
+    msgspec.Meta(
+        description="ISO 8601 (no zone means UTC) or epoch seconds (0 or absent: now), "
+        "after 1970-01-01 and before 3000-01-01 UTC"
+    ),
+]
+
+
 class IncomingEvent(ExecutionEvent):
     """An event as a client may send it: epoch seconds or a naive ISO time allowed."""
 
-    timestamp: datetime | float = 0.0
+    timestamp: IncomingTimestamp = 0.0
 
 
 def _settled(event: ExecutionEvent) -> ExecutionEvent:
@@ -484,7 +540,7 @@ def _to_datetime(value: Any) -> datetime:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if value == 0.0:
             return datetime.now(UTC)
-        if not math.isfinite(value) or not 0 < value < MAX_EPOCH:
+        if not math.isfinite(value) or not MIN_EPOCH <= value < MAX_EPOCH:
             raise ValueError(_OUT_OF_RANGE)
         return _to_datetime(datetime.fromtimestamp(value, UTC))  # 1e-7 rounds to the epoch itself
     raise TypeError("timestamp: must be ISO 8601 or epoch seconds")

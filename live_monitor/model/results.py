@@ -26,6 +26,7 @@ __all__ = [
     "EndpointRow",
     "Figures",
     "SideSummary",
+    "StatusAnswer",
     "SystemSample",
 ]
 
@@ -161,6 +162,48 @@ class DataAnswer(TypedDict):
     system_history: list[SystemSample]
     activity_history: list[ActivityPoint]
     recent_events: list[EventJSON]
+
+
+class OtlpSignalStatus(TypedDict):
+    """One OTLP signal's items by outcome, and its whole exports refused by reason."""
+
+    accepted: int
+    skipped: int
+    rejected: int
+    refused: dict[str, int]
+
+
+class OtlpGrpcStatus(TypedDict):
+    """The OTLP/gRPC port, and whether this process listens on it."""
+
+    port: int
+    listening: bool
+
+
+class StatusAnswer(TypedDict):
+    """``GET /status``: the monitoring state, the sampler's health and the ingest counters."""
+
+    monitoring: bool
+    uptime_seconds: float
+    started_at: str | None
+    interval_seconds: float
+    last_sample_age_seconds: float | None
+    sampler_errors: int
+    backend_events: int
+    frontend_events: int
+    differences_found: int
+    received: int
+    accepted: int
+    rejected: int
+    rejected_by_reason: dict[str, int]  # the 20 most frequent reasons
+    evicted: int
+    evicted_by_service: dict[Service, int]
+    restored: int
+    self_events: int
+    stored: dict[Service, int]
+    totals: dict[Service, int]
+    otlp: dict[Literal["traces", "logs"], OtlpSignalStatus]  # both transports together
+    otlp_grpc: OtlpGrpcStatus
 
 
 class DifferencesAnswer(TypedDict):

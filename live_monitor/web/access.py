@@ -22,6 +22,11 @@ LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 Header = Callable[[str], str | None]
 
 
+# Headers a cross-origin caller may read: a browser hides the others, and both the monitor's
+# own logger and the OpenTelemetry web exporter wait as long as Retry-After says on 429 and 503.
+EXPOSED_HEADERS = ("Retry-After",)
+
+
 class Access:
     """The checks in front of every request; each raises ApiError when the request may not go on."""
 

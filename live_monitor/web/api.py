@@ -29,7 +29,7 @@ from live_monitor.vocabulary import (
 )
 from live_monitor.web.encoding import dumps
 from live_monitor.web.errors import ApiError
-from live_monitor.web.openapi import openapi
+from live_monitor.web.openapi import FALSE_WORDS, TRUE_WORDS, openapi, query_bounds
 
 bp = Blueprint("monitor", __name__)
 
@@ -58,7 +58,7 @@ def dashboard() -> Response:
 
 @bp.get(OPENAPI_PATH)
 def openapi_json() -> Response:
-    return jsonify(openapi())
+    return jsonify(openapi(_settings()))
 
 
 @bp.get(HEALTH_PATH)
@@ -100,9 +100,9 @@ def _otlp_grpc() -> dict[str, Any]:
 
 @bp.get(f"{API}/data")
 def data() -> Response:
-    settings = _settings()
-    limit = _int_arg("limit", settings["recent_limit"], 0, settings["max_events"] * 2)
-    history = _int_arg("history", 300, 0, settings["history"])
+    bounds = query_bounds(_settings())
+    limit = _int_arg("limit", *bounds["limit"])
+    history = _int_arg("history", *bounds["history"])
     include_self = _bool_arg("include_self", True)
     return jsonify(_monitor().data(limit=limit, include_self=include_self, history=history))
 
@@ -142,22 +142,21 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name} must be a whole number") from None
-    if not low <= value <= high:
-        raise ApiError(400, f"{name} must be between {low} and {high}")
-    return value
+    # Plain ASCII digits, as the OpenAPI document says: int() would take " 5", "+5", "5_0", "٥"
+    # (and refuse 4,301 digits with a ValueError).
+    digits = raw.isascii() and raw.isdigit() and len(raw.lstrip("0")) <= 18
+    if not digits or not low <= int(raw) <= high:
+        raise ApiError(400, f"{name} must be a whole number between {low} and {high}")
+    return int(raw)
 
 
 def _bool_arg(name: str, default: bool) -> bool:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if raw.lower() in ("1", "true", "yes"):
+    if raw.lower() in TRUE_WORDS:
         return True
-    if raw.lower() in ("0", "false", "no"):
+    if raw.lower() in FALSE_WORDS:
         return False
     raise ApiError(400, f"{name} must be true or false")
 

@@ -22,7 +22,7 @@ from live_monitor.core.settings import defaults
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_TRACES_PATH, STREAM_PATH, is_own_path
 from live_monitor.web import api, metrics, otlp
-from live_monitor.web.access import Access
+from live_monitor.web.access import EXPOSED_HEADERS, Access
 from live_monitor.web.encoding import JSONProvider
 from live_monitor.web.errors import error_answer
 from live_monitor.web.ingest import IngestApp
@@ -67,9 +67,7 @@ def create_app(
         },
         supports_credentials=False,
         allow_headers=CORS_HEADERS,
-        # a browser hides other headers from a cross-origin caller, and the OTel web exporter
-        # reads Retry-After on a 503 to know when to send again
-        expose_headers=["Retry-After"],
+        expose_headers=list(EXPOSED_HEADERS),
         max_age=600,
     )
     app.wsgi_app = IngestApp(app.wsgi_app, monitor, settings, access, app.config)  # type: ignore[method-assign]

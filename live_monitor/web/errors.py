@@ -2,7 +2,7 @@
 
 Every error a client can meet is answered as ``{"error": message}`` with its status and
 headers: the client errors the web layer raises (``ApiError``), a store outage (503 with
-Retry-After), Flask's own HTTP errors, and anything unexpected (a 500 without a traceback;
+Retry-After), Flask's own HTTP errors (with their headers: ``Allow`` on a 405), and anything unexpected (a 500 without a traceback;
 the traceback goes to the log).
 """
 
@@ -44,6 +44,12 @@ def error_answer(exc: BaseException, *, where: str, body_limit: int) -> Answer:
         message = exc.description or exc.name
         if exc.code == 413:
             message = f"body too large: at most {body_limit:,} bytes"
-        return exc.code or 400, {"error": message}, {}
+        return exc.code or 400, {"error": message}, _http_headers(exc)
     log.error("unexpected error on %s", where, exc_info=exc)
     return 500, {"error": INTERNAL_ERROR}, {}
+
+
+def _http_headers(exc: HTTPException) -> dict[str, str]:
+    """The headers werkzeug gives ``exc`` but its HTML Content-Type: ``Allow`` on a 405 (RFC 9110
+    requires it), ``Retry-After`` or ``WWW-Authenticate`` where the exception carries them."""
+    return {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}

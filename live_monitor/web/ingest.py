@@ -20,7 +20,7 @@ from typing import Any
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.events import BatchError
 from live_monitor.vocabulary import EVENTS_PATH
-from live_monitor.web.access import Access, Header
+from live_monitor.web.access import EXPOSED_HEADERS, Access, Header
 from live_monitor.web.bodies import read_wsgi_body
 from live_monitor.web.encoding import dumps
 from live_monitor.web.errors import ApiError, error_answer
@@ -96,7 +96,11 @@ class IngestApp:
             *extra.items(),
         ]
         if origin and self.access.origin_allowed(origin):
-            headers += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+            headers += [
+                ("Access-Control-Allow-Origin", origin),
+                ("Access-Control-Expose-Headers", ", ".join(EXPOSED_HEADERS)),
+                ("Vary", "Origin"),
+            ]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
 
