@@ -11,6 +11,10 @@ export interface ExecutionEvent {
   details: Record<string, unknown>;
   trace_id?: string;
   span_id?: string;
+  /** The span this one was made in (16 lowercase hex). */
+  parent_span_id?: string;
+  /** The share (0..1] of such events this client sends; each stands for 1/sample_rate. */
+  sample_rate?: number;
 }
 
 /** A URL prefix or exact origin (a leading "/" means a same-origin path prefix), or a RegExp. */

@@ -311,3 +311,12 @@ def test_the_store_package_imports_no_store_until_one_is_made():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_events_parent_span_and_sample_rate_come_back_as_sent(store):
+    s = store()
+    e = half("backend", "ab" * 16, 12.0)
+    e.parent_span_id, e.sample_rate = "00f067aa0ba902b7", 0.25
+    s.add([e])
+    (back,) = s.recent(1)
+    assert (back.parent_span_id, back.sample_rate) == ("00f067aa0ba902b7", 0.25)

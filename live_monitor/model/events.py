@@ -55,6 +55,14 @@ SpanId = Annotated[
         extra_json_schema={"pattern": "^[0-9a-f]{16}$"},
     ),
 ]
+SampleRate = Annotated[
+    float,
+    msgspec.Meta(
+        gt=0,
+        le=1,
+        description="the share of such events this client sends: each stands for 1/rate of them",
+    ),
+]
 _HEX_BYTES = b"0123456789abcdef"
 _MAX_SHARED_LENGTH = 64
 _SERVICES = vocabulary.SERVICES
@@ -114,6 +122,8 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
     details: dict[str, Any] = msgspec.field(default_factory=dict)
     trace_id: TraceId | None = None
     span_id: SpanId | None = None
+    parent_span_id: SpanId | None = None  # the span this request was made in (its caller's)
+    sample_rate: SampleRate | None = None  # None: every such event is sent
 
     def _check_built(self) -> None:
         self.timestamp = _to_datetime(self.timestamp)
@@ -365,6 +375,10 @@ def event_problem(event: ExecutionEvent) -> str | None:
         return "trace_id: must be 32 lowercase hex characters"
     if event.span_id is not None and not _is_hex(event.span_id):
         return "span_id: must be 16 lowercase hex characters"
+    if event.parent_span_id is not None and not _is_hex(event.parent_span_id):
+        return "parent_span_id: must be 16 lowercase hex characters"
+    if event.sample_rate is not None and not 0 < event.sample_rate <= 1:  # NaN fails too
+        return "sample_rate: must be more than 0 and at most 1"
     if event.details and len(_encoder.encode(event.details)) > MAX_DETAILS_BYTES:
         return f"details: must be at most {MAX_DETAILS_BYTES} bytes as JSON"
     return None
@@ -421,6 +435,8 @@ _FIELDS = {
     "details",
     "trace_id",
     "span_id",
+    "parent_span_id",
+    "sample_rate",
 }
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _RULES = [
@@ -428,6 +444,8 @@ _RULES = [
     (re.compile(r"Expected `str` of length >= 1$"), "must not be empty"),
     (re.compile(r"Expected `str` of length <= (\d+)"), r"must be at most \1 characters"),
     (re.compile(r"Expected `float` >= 0(\.0)?"), "must be >= 0"),
+    (re.compile(r"Expected `float` > 0(\.0)?$"), "must be more than 0"),
+    (re.compile(r"Expected `float` <= 1(\.0)?$"), "must be at most 1"),
     (re.compile(r"Expected `float` <= .*"), "is too large"),
     (
         re.compile(r"Expected `str` matching regex '\^\[0-9a-f\]\{(\d+)\}\$'"),
