@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -164,6 +165,28 @@ def bare_python(base: Path) -> Path:
 def bare_env() -> dict[str, str]:
     """This environment without what would let this interpreter's packages leak into a venv."""
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on."""
+    return {
+        c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN
+    }
+
+
+def worker_pids(server: MonitorProcess) -> list[int]:
+    """The worker processes of a ``--workers`` monitor."""
+    return [child.pid for child in psutil.Process(server.proc.pid).children()]
+
+
+def wait_for_workers(server: MonitorProcess, workers: int, port: int | None = None) -> list[int]:
+    """The pids of all ``workers``, once each listens on ``port`` (the public one by default):
+    the monitor says it is ready when its first worker is."""
+    port = port or server.port
+    assert wait_for(lambda: len(worker_pids(server)) == workers, timeout=20)
+    pids = worker_pids(server)
+    assert wait_for(lambda: all(port in listening_ports(pid) for pid in pids), timeout=20)
+    return pids
 
 
 @contextlib.contextmanager

@@ -1,9 +1,11 @@
 """/metrics with the real Prometheus tools: ``promtool check metrics`` on the real output, a real
 Prometheus server scraping a monitor and answering the README's queries, and two processes on
-one Redis exposing the same cumulative series."""
+one Redis (and the workers of one --workers monitor) exposing the same cumulative series."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import math
 import re
 import shutil
@@ -11,11 +13,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ROOT, PrometheusServer, wait_for
+from tests.helpers import ROOT, MonitorProcess, PrometheusServer, wait_for, wait_for_workers
 
 KEY = "GET /api/orders/:id"
 SERVER_MS, BROWSER_MS = 40.0, 300.0  # a gap of 260 ms: the (0.25, 0.5] s bucket
@@ -145,6 +148,44 @@ def test_processes_on_one_redis_expose_the_same_cumulative_series(redis_server, 
         assert a[("live_monitor_events_total", (("service", "backend"), ("status", "error")))] == 4
 
 
+def scrape_worker(server: MonitorProcess, pids: list[int]) -> tuple[int, str]:
+    """One scrape on a new connection, and the pid of the worker the kernel handed it to (the
+    one holding the connection's other end while it is still open)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", "/metrics")
+        text = connection.getresponse().read().decode()
+        ours = connection.sock.getsockname()[1]
+        (pid,) = [
+            p
+            for p in pids
+            if any(c.raddr and c.raddr.port == ours for c in psutil.Process(p).net_connections("tcp"))
+        ]
+    finally:
+        connection.close()
+    return pid, text
+
+
+def test_every_worker_exposes_the_same_cumulative_series(redis_server, start_monitor):
+    """--workers 2 on Redis: a scrape may reach either process (the kernel hands each new
+    connection to one of them); both must show the same counters and histograms."""
+    flags = ("--no-self-monitor", "--store", redis_server.url, "--workers", "2")
+    with start_monitor(*flags) as server:
+        pids = wait_for_workers(server, 2)
+        for round_ in range(4):
+            server.post_events(traffic(round_))
+        scrapes: dict[int, dict[Any, float]] = {}
+        for _ in range(60):
+            pid, text = scrape_worker(server, pids)
+            scrapes[pid] = cumulative_series(text)
+            if len(scrapes) == 2:
+                break
+        assert len(scrapes) == 2, "60 scrapes all reached one worker"
+        first, second = scrapes.values()
+        assert first == second
+        assert first[("live_monitor_trace_gap_seconds_count", (("endpoint", KEY),))] == 32
+
+
 # --- the Grafana dashboard ------------------------------------------------------------------
 
 DASHBOARD = ROOT / "examples" / "grafana" / "live-monitor.json"
@@ -165,8 +206,6 @@ _NOT_NAMES = {
 
 def dashboard_queries() -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of every panel."""
-    import json
-
     board = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     return [(panel["title"], target["expr"]) for panel in board["panels"] for target in panel["targets"]]
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import psutil
 import pytest
 import requests
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
@@ -27,7 +25,16 @@ from opentelemetry.trace import SpanKind
 
 from live_monitor.core.settings import check_settings, defaults
 from live_monitor.web.otlp_grpc import OtlpGrpcServer
-from tests.helpers import MonitorProcess, free_port, proto_request, proto_span, run_monitor, wait_for
+from tests.helpers import (
+    MonitorProcess,
+    free_port,
+    listening_ports,
+    proto_request,
+    proto_span,
+    run_monitor,
+    wait_for,
+    worker_pids,
+)
 
 TOKEN = "grpc-sekrit"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -203,12 +210,6 @@ def test_the_ingest_key_opens_grpc_export_as_it_opens_ingest(make_app):
     assert app.extensions["live_monitor.otlp"].counts()["accepted"] == 1
 
 
-def listening_ports(pid: int) -> set[int]:
-    return {
-        c.laddr.port for c in psutil.Process(pid).net_connections("tcp") if c.status == psutil.CONN_LISTEN
-    }
-
-
 def test_port_0_turns_grpc_off():
     with run_monitor("--otlp-grpc-port", "0") as server:
         assert listening_ports(server.proc.pid) == {server.port}
@@ -243,9 +244,7 @@ def test_every_worker_serves_the_grpc_port_and_each_span_is_stored_once(redis_se
         str(port),
     )
     with run_monitor(*flags) as server:
-        children = [
-            int(pid) for pid in subprocess.check_output(["pgrep", "-P", str(server.proc.pid)]).split()
-        ]
+        children = worker_pids(server)
         assert len(children) == 2
         # each worker binds the port itself (the parent holds it bound, never listening),
         # the second perhaps a moment after the first answered
