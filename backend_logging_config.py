@@ -847,7 +847,7 @@ _BUILDERS: dict[str, Callable[..., dict[str, Any] | str]] = {"http": _http_event
 
 # -- the app's outgoing HTTP calls (opt-in) ------------------------------------------------------
 
-HTTP_CLIENT_COMPONENT = "http-client"  # live_monitor.vocabulary's word for a backend's outgoing calls
+OUTGOING_COMPONENT = "http-client"  # as live_monitor.vocabulary.OUTGOING_COMPONENT (a test checks)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _URL_PARTS = re.compile(r"^\s*([a-z][a-z\d+.-]*)://([^/?#]*)(.*)", re.I | re.S)  # scheme, authority, rest
 # True inside a recorded call (a redirect's inner call is part of it) and on the sender thread
@@ -912,7 +912,7 @@ def _end_call(ids: _Ids, method: str, url: str, wall: float, ms: float, code: in
             details["error"] = type(error).__name__
         status = "error" if error is not None or (code or 0) >= 500 else "success"
         trace = {"trace_id": ids[0], "span_id": ids[1], "duration_ms": round(ms, 3)}
-        event = _event(wall, HTTP_CLIENT_COMPONENT, outgoing_key(method, url), status, details, **trace)
+        event = _event(wall, OUTGOING_COMPONENT, outgoing_key(method, url), status, details, **trace)
         if ids[2]:
             event["parent_span_id"] = ids[2]
         client.record(event)
