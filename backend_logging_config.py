@@ -152,6 +152,14 @@ def parse_traceparent(header: str | None) -> tuple[str, str] | None:
     return (trace_id, parent_id) if int(parent_id, 16) else None
 
 
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the request ``init_app`` is serving (None outside one). Put it
+    in a page as ``<meta name="traceparent" content="...">``: the browser logger then reports the
+    page's load in that trace, as a child of the request that served the page."""
+    current = _current_trace.get(None)
+    return f"00-{current[0]}-{current[1]}-01" if current else None
+
+
 def _events_url(monitor_url: str) -> str:
     """Return the ingest URL for a monitor base URL (or for the ingest URL itself)."""
     url = monitor_url.strip().rstrip("/") if isinstance(monitor_url, str) else ""

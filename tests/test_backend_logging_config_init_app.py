@@ -167,6 +167,16 @@ def test_route_templates_become_the_keys_the_browser_uses(template: str, key: st
     assert blc._template_key(template) == key
 
 
+def test_a_page_can_carry_its_requests_traceparent_for_the_browser() -> None:
+    app, recorder = make_app(), Recorder()
+    app.add_url_rule("/", "page", lambda: f'<meta name="traceparent" content="{blc.current_traceparent()}">')
+    blc.init_app(app, client=recorder)  # type: ignore[arg-type]
+    page = app.test_client().get("/").get_data(as_text=True)
+    [request] = recorder.events
+    assert page == f'<meta name="traceparent" content="00-{request["trace_id"]}-{request["span_id"]}-01">'
+    assert blc.current_traceparent() is None  # outside a request
+
+
 def test_propagated_exception_is_still_recorded_as_error() -> None:
     app, recorder = make_app(testing=True), Recorder()
     blc.init_app(app, client=recorder)  # type: ignore[arg-type]
