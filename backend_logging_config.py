@@ -14,6 +14,7 @@ import contextvars
 import email.utils
 import functools
 import http.client
+import importlib
 import inspect
 import json
 import logging
@@ -975,11 +976,10 @@ def _patch_urllib() -> Callable[[], None]:
 
 def _patch_requests() -> Callable[[], None] | None:
     """Patch ``requests.Session.send`` (every requests call goes through it); None without requests."""
-    try:
-        import requests  # the app's own library, imported only when asked for
+    try:  # the app's own library, optional: imported only when asked for, and never required
+        session = importlib.import_module("requests").Session
     except ImportError:
         return None
-    session = requests.Session
     original = session.send
 
     @functools.wraps(original)
@@ -994,5 +994,5 @@ def _patch_requests() -> Callable[[], None] | None:
         call = functools.partial(original, self, request, **kwargs)
         return _recorded(call, ids, lambda: (request.method or "GET", request.url or ""))
 
-    session.send = send  # type: ignore[method-assign]
+    session.send = send
     return lambda: setattr(session, "send", original)

@@ -6,6 +6,8 @@ urllib) as backend ``http-client`` events, in the trace of the request that made
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from flask import Flask
 
 import backend_logging_config as blc
 from live_monitor import vocabulary
-from tests.helpers import PARENT, TRACE, FakeMonitor, PageServer, Recorder, free_port
+from tests.helpers import PARENT, ROOT, TRACE, FakeMonitor, PageServer, Recorder, free_port
 
 pytestmark = pytest.mark.usefixtures("restore_logging_globals")
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01")
@@ -174,3 +176,27 @@ def test_outgoing_keys_carry_the_host_and_the_route(method: str, url: str, key: 
 
 def test_the_outgoing_component_is_the_monitors_word() -> None:
     assert blc.OUTGOING_COMPONENT == vocabulary.OUTGOING_COMPONENT
+
+
+def test_without_requests_installed_urllib_calls_are_still_recorded(provider: PageServer) -> None:
+    script = f"""
+import sys, urllib.request
+class BlockRequests:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "requests":
+            raise ImportError("requests is not installed")
+sys.meta_path.insert(0, BlockRequests())
+import backend_logging_config as blc
+class Recorder:
+    closed = False
+    def record(self, event): print(event["component"], event["action"], event["status"])
+blc.record_outgoing_calls(Recorder())
+urllib.request.urlopen("{provider.origin}/api/v1/balance").read()
+print("requests" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    host = provider.origin.removeprefix("http://")
+    assert done.stdout.splitlines() == [f"http-client GET {host}/api/v1/balance success", "False"]
