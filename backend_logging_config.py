@@ -962,6 +962,8 @@ def _patch_urllib() -> Callable[[], None]:
             if _outgoing_off.get() or not isinstance(fullurl, (str, urllib.request.Request)):
                 return original(self, fullurl, *args, **kwargs)
             request = urllib.request.Request(fullurl) if isinstance(fullurl, str) else fullurl
+            if request.type not in ("http", "https"):  # a file:, data: or ftp: URL is no HTTP call
+                return original(self, request, *args, **kwargs)
             ids = _begin_call(request.get_header("Traceparent"))
             if not request.has_header("Traceparent"):
                 request.add_header("traceparent", f"00-{ids[0]}-{ids[1]}-01")

@@ -113,6 +113,12 @@ def test_a_call_outside_a_request_starts_its_own_trace_and_keeps_the_apps_tracep
     )
 
 
+def test_urls_that_are_not_http_are_no_outgoing_calls(recorder: Recorder) -> None:
+    with urllib.request.urlopen("data:,hello") as answer:
+        assert answer.read() == b"hello"
+    assert recorder.events == []
+
+
 def test_outgoing_calls_are_recorded_only_when_asked_for(provider: PageServer) -> None:
     original_send, original_open = requests.Session.send, urllib.request.OpenerDirector.open
     recorder = Recorder()
