@@ -14,6 +14,7 @@ import contextvars
 import email.utils
 import functools
 import http.client
+import importlib
 import inspect
 import json
 import logging
@@ -58,6 +59,27 @@ def normalize_route(path: str) -> str:
 def endpoint_key(method: str, path: str) -> str:
     """Return the endpoint key both sides share, e.g. ``GET /api/orders/:id``."""
     return f"{method.upper()} {normalize_route(path)}"
+
+
+# A Flask/werkzeug rule parameter: <name>, <converter:name> or <converter(args):name>.
+_RULE_PARAM = re.compile(r"<(?:([A-Za-z_]\w*)(?:\([^)]*\))?:)?([A-Za-z_]\w*)>")
+
+
+def _param_key(match: re.Match[str]) -> str:
+    """``:id`` for an id parameter (an int/uuid converter, a name ``id``, ``*_id`` or ``*Id``),
+    else ``:<name>``."""
+    converter, name = match.groups()
+    ident = converter in ("int", "uuid") or name == "id" or name.endswith(("_id", "Id"))
+    return ":id" if ident else f":{name}"
+
+
+def _template_key(template: str) -> str:
+    """Return the route key of a route template: ``/api/orders/<int:order_id>`` is
+    ``/api/orders/:id``, ``/api/users/<name>`` is ``/api/users/:name``; a static segment that
+    looks like an id becomes ``:id`` as in ``normalize_route``, so the browser's URLs still meet it."""
+    segments = (s for s in template.split("?", 1)[0].split("/") if s)
+    keyed = (_RULE_PARAM.sub(_param_key, s) if "<" in s else ":id" if _ID.match(s) else s for s in segments)
+    return "/" + "/".join(keyed)
 
 
 MONITOR_BASE_PATH = "/api/live-execution"
@@ -129,6 +151,14 @@ def parse_traceparent(header: str | None) -> tuple[str, str] | None:
     if version == "ff" or (version == "00" and extra) or not int(trace_id, 16):
         return None
     return (trace_id, parent_id) if int(parent_id, 16) else None
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the request ``init_app`` is serving (None outside one). Put it
+    in a page as ``<meta name="traceparent" content="...">``: the browser logger then reports the
+    page's load in that trace, as a child of the request that served the page."""
+    current = _current_trace.get(None)
+    return f"00-{current[0]}-{current[1]}-01" if current else None
 
 
 def _events_url(monitor_url: str) -> str:
@@ -296,6 +326,7 @@ class MonitorClient:
 
     def _run(self) -> None:
         """Once a ``flush_interval`` (or when woken), send all that waits, ``batch_size`` a POST."""
+        _outgoing_off.set(True)  # the monitor's own POSTs are no outgoing calls of the app
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval or None)
             self._wake.clear()
@@ -489,7 +520,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def _add_trace(event: dict[str, Any], trace_id: Any, span_id: Any, current: tuple[str, str] | None) -> None:
-    """Set trace ids: the given ones, else the ``current`` request's trace with a new span."""
+    """Set trace ids: the given ones, else the ``current`` request's trace with a new span, a
+    child of the request's span (``parent_span_id``)."""
+    if not trace_id and current:
+        event["parent_span_id"] = current[1]
     trace_id = trace_id or (current[0] if current else None)
     if trace_id:
         event["trace_id"], event["span_id"] = trace_id, span_id or _new_ids()[32:]
@@ -688,13 +722,19 @@ class track:
 
 
 def init_app(
-    app: Any, monitor_url: str = "http://localhost:5001", client: MonitorClient | None = None
+    app: Any,
+    monitor_url: str = "http://localhost:5001",
+    client: MonitorClient | None = None,
+    *,
+    record_outgoing: bool = False,
 ) -> MonitorClient:
-    """Instrument a Flask app: one backend ``http`` event per request, traced and timed. Reads
-    ``traceparent``, answers ``Server-Timing`` (exposed to browser scripts); skips CORS preflights
-    and ``/api/live-execution``. Returns the client (the default one if it posts to the same URL),
-    kept in ``app.extensions``; a second call only swaps the client. It wraps ``app.wsgi_app``:
-    a WSGI layer costs the app's thread a fraction of what Flask's hooks and proxies do."""
+    """Instrument a Flask app: one backend ``http`` event per request, traced and timed, keyed by
+    the Flask rule that served it. Reads ``traceparent``, answers ``Server-Timing`` (exposed to
+    browser scripts); skips CORS preflights and ``/api/live-execution``. ``record_outgoing``: the
+    app's own HTTP calls too (``record_outgoing_calls``). Returns the client (the default one if it
+    posts to the same URL), kept in ``app.extensions``; a second call only swaps the client. It
+    wraps ``app.wsgi_app``: a WSGI layer costs the app's thread a fraction of what Flask's hooks
+    and proxies do."""
     client = _client_for(monitor_url, _default_client) if client is None else client
     instrumented = "live_monitor" in app.extensions
     app.extensions["live_monitor"] = client  # the middleware reads it here, so a new call swaps it
@@ -702,6 +742,8 @@ def init_app(
         set_default_client(client)
     if not instrumented:
         app.wsgi_app = _Middleware(app.wsgi_app, app)
+    if record_outgoing:
+        record_outgoing_calls(client)
     return client
 
 
@@ -753,7 +795,8 @@ class _Middleware:
                 with contextlib.suppress(Exception):
                     rule = str(self.app.url_map.bind_to_environ(environ).match(return_rule=True)[0].rule)
             ms = (at - started) * 1000.0
-            fields = ("http", wall, ms, method, path, status_line, rule, trace_id, span_id)
+            parent_id = parent[1] if parent else None
+            fields = ("http", wall, ms, method, path, status_line, rule, trace_id, span_id, parent_id)
             client = self.app.extensions["live_monitor"]
             try:
                 if isinstance(client, MonitorClient):
@@ -767,24 +810,28 @@ class _Middleware:
 # A request's event as the sender thread writes it: the text json.dumps(event) gives, for less.
 _HTTP_EVENT = (
     '{"timestamp":"%s","service":"backend","component":"http",%s,'
-    '"duration_ms":%r,"trace_id":"%s","span_id":"%s"}'
+    '"duration_ms":%r,"trace_id":"%s","span_id":"%s"%s}'
 )
 
 
 @functools.lru_cache(maxsize=4096)
 def _http_outcome(method: str, path: str, status: str | None, rule: str | None) -> str:
-    """What repeats in a request's event (action, status, details), as JSON members."""
+    """What repeats in a request's event (action, status, details), as JSON members. The action
+    is keyed by the Flask rule that matched (``GET /api/users/:name``), else by the path."""
     code = int(status[:3]) if status else 500
-    action, outcome = endpoint_key(method, path), "error" if code >= 500 else "success"
+    action = f"{method.upper()} {_template_key(rule)}" if rule else endpoint_key(method, path)
     details = {"http_status": code, "route": rule}
+    outcome = "error" if code >= 500 else "success"
     return _ENCODER.encode({"action": action, "status": outcome, "details": details})[1:-1]
 
 
 def _http_event(item: tuple[Any, ...]) -> str:
-    """A request's ``http`` event as JSON, from the tuple ``_Middleware`` queued."""
-    _, wall, ms, method, path, status, rule, trace_id, span_id = item
-    middle = _http_outcome(method, path, status, rule)
-    return _HTTP_EVENT % (_iso(wall), middle, round(ms, 3), trace_id, span_id)
+    """A request's ``http`` event as JSON, from the tuple ``_Middleware`` queued; its parent span
+    is the caller's (the ``traceparent`` it sent), if any."""
+    _, wall, ms, method, path, status, rule, trace_id, span_id, parent_id = item
+    middle = _http_outcome(method, "" if rule else path, status, rule)
+    parent = f',"parent_span_id":"{parent_id}"' if parent_id else ""
+    return _HTTP_EVENT % (_iso(wall), middle, round(ms, 3), trace_id, span_id, parent)
 
 
 def _add_timing(headers: list[tuple[str, str]], timing: str) -> None:
@@ -805,3 +852,149 @@ def _add_timing(headers: list[tuple[str, str]], timing: str) -> None:
 
 
 _BUILDERS: dict[str, Callable[..., dict[str, Any] | str]] = {"http": _http_event, "log": _log_event}
+
+
+# -- the app's outgoing HTTP calls (opt-in) ------------------------------------------------------
+
+OUTGOING_COMPONENT = "http-client"  # as live_monitor.vocabulary.OUTGOING_COMPONENT (a test checks)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_URL_PARTS = re.compile(r"^\s*([a-z][a-z\d+.-]*)://([^/?#]*)(.*)", re.I | re.S)  # scheme, authority, rest
+# True inside a recorded call (a redirect's inner call is part of it) and on the sender thread
+# (the monitor's own POSTs are not the app's calls).
+_outgoing_off: contextvars.ContextVar[bool] = contextvars.ContextVar("live_monitor_outgoing", default=False)
+_outgoing_client: Any = None  # the client outgoing calls go to; None: the default client
+_unpatch: list[Callable[[], None]] = []  # undoes the patches while recording
+_Ids = tuple[str, str, str | None]  # trace id, span id, parent span id
+
+
+def outgoing_key(method: str, url: str) -> str:
+    """Return the key of an outgoing call: ``GET payments.example.com/v1/charges/:id`` (host and
+    non-default port, then the route as ``normalize_route`` gives it; no scheme, user or query)."""
+    match = _URL_PARTS.match(url)
+    scheme, host, rest = match.groups() if match else ("", "", url)
+    host = host.rpartition("@")[2].lower()
+    default = _DEFAULT_PORTS.get(scheme.lower())
+    if default and host.endswith(f":{default}"):
+        host = host[: -len(f":{default}")]
+    return f"{method.upper()} {host}{normalize_route(rest)}"
+
+
+def record_outgoing_calls(client: MonitorClient | None = None) -> Callable[[], None]:
+    """Record the app's outgoing HTTP calls, through ``requests`` (if installed) and
+    ``urllib.request``, as backend ``http-client`` events keyed ``outgoing_key``: duration, status
+    (error on a 5xx or an exception), in the current request's trace as a child of its span, and
+    with a ``traceparent`` for the callee. Sent through ``client`` (None: the default client). A
+    second call only swaps the client; returns ``stop_recording_outgoing_calls``."""
+    global _outgoing_client
+    _outgoing_client = client
+    if not _unpatch:
+        _unpatch.extend(undo for undo in (_patch_urllib(), _patch_requests()) if undo)
+    return stop_recording_outgoing_calls
+
+
+def stop_recording_outgoing_calls() -> None:
+    """Undo ``record_outgoing_calls``: ``requests`` and ``urllib`` are as they were."""
+    global _outgoing_client
+    while _unpatch:
+        _unpatch.pop()()
+    _outgoing_client = None
+
+
+def _begin_call(existing: str | None) -> _Ids:
+    """The ids of a new outgoing call: those of a ``traceparent`` the app set itself (its parent
+    id is the span the callee sees), else a new span, child of the current request's span."""
+    given = parse_traceparent(existing)
+    if given:
+        return given[0], given[1], None
+    current, ids = _current_trace.get(None), _new_ids()
+    return (current[0] if current else ids[:32]), ids[32:], (current[1] if current else None)
+
+
+def _end_call(ids: _Ids, method: str, url: str, wall: float, ms: float, code: int | None, error: Any) -> None:
+    """Record one outgoing call that took ``ms`` (HTTP status ``code``, or the ``error`` it raised)."""
+    client = _outgoing_client or _default_client
+    if client is None or getattr(client, "closed", False):
+        return
+    with contextlib.suppress(Exception):  # instrumentation must never break the app's call
+        details: dict[str, Any] = {"http_status": code}
+        if error is not None:
+            details["error"] = type(error).__name__
+        status = "error" if error is not None or (code or 0) >= 500 else "success"
+        trace = {"trace_id": ids[0], "span_id": ids[1], "duration_ms": round(ms, 3)}
+        event = _event(wall, OUTGOING_COMPONENT, outgoing_key(method, url), status, details, **trace)
+        if ids[2]:
+            event["parent_span_id"] = ids[2]
+        client.record(event)
+
+
+def _recorded(call: Callable[[], Any], ids: _Ids, describe: Callable[[], tuple[str, str]]) -> Any:
+    """Run ``call`` (the original send) as one recorded outgoing call; ``describe`` gives its
+    method and URL once it ran. Calls made inside it (redirects) are part of it, not recorded."""
+    token = _outgoing_off.set(True)
+    wall, started = time.time(), time.perf_counter()
+    code, error = None, None
+    try:
+        response = call()
+        code = getattr(response, "status_code", None) or getattr(response, "status", None)
+        return response
+    except urllib.error.HTTPError as exc:  # urllib raises for 4xx and 5xx: an answer all the same
+        code = exc.code
+        raise
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _outgoing_off.reset(token)
+        ms = (time.perf_counter() - started) * 1000.0
+        with contextlib.suppress(Exception):
+            _end_call(ids, *describe(), wall, ms, code, error)
+
+
+def _patch_urllib() -> Callable[[], None]:
+    """Patch ``urllib.request.OpenerDirector.open`` (``urlopen`` goes through it); return the undo."""
+    director = urllib.request.OpenerDirector
+    original = director.open
+
+    @functools.wraps(original)
+    def open_(self: Any, fullurl: Any, *args: Any, **kwargs: Any) -> Any:
+        request = fullurl
+        try:
+            if _outgoing_off.get() or not isinstance(fullurl, (str, urllib.request.Request)):
+                return original(self, fullurl, *args, **kwargs)
+            request = urllib.request.Request(fullurl) if isinstance(fullurl, str) else fullurl
+            if request.type not in ("http", "https"):  # a file:, data: or ftp: URL is no HTTP call
+                return original(self, request, *args, **kwargs)
+            ids = _begin_call(request.get_header("Traceparent"))
+            if not request.has_header("Traceparent"):
+                request.add_header("traceparent", f"00-{ids[0]}-{ids[1]}-01")
+        except Exception:  # noqa: BLE001 - e.g. a malformed URL: let urllib say what is wrong
+            return original(self, fullurl, *args, **kwargs)
+        call = functools.partial(original, self, request, *args, **kwargs)
+        return _recorded(call, ids, lambda: (request.get_method(), request.full_url))
+
+    director.open = open_  # type: ignore[method-assign]
+    return lambda: setattr(director, "open", original)
+
+
+def _patch_requests() -> Callable[[], None] | None:
+    """Patch ``requests.Session.send`` (every requests call goes through it); None without requests."""
+    try:  # the app's own library, optional: imported only when asked for, and never required
+        session = importlib.import_module("requests").Session
+    except ImportError:
+        return None
+    original = session.send
+
+    @functools.wraps(original)
+    def send(self: Any, request: Any, **kwargs: Any) -> Any:
+        try:
+            if _outgoing_off.get():
+                return original(self, request, **kwargs)
+            ids = _begin_call(request.headers.get("traceparent"))
+            request.headers.setdefault("traceparent", f"00-{ids[0]}-{ids[1]}-01")
+        except Exception:  # noqa: BLE001 - not a PreparedRequest we know: leave it alone
+            return original(self, request, **kwargs)
+        call = functools.partial(original, self, request, **kwargs)
+        return _recorded(call, ids, lambda: (request.method or "GET", request.url or ""))
+
+    session.send = send
+    return lambda: setattr(session, "send", original)

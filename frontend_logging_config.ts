@@ -153,7 +153,9 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
       if (fields.trace_id && fields.span_id) {
         event.trace_id = fields.trace_id;
         event.span_id = fields.span_id;
+        if (fields.parent_span_id) event.parent_span_id = fields.parent_span_id;
       }
+      if (fields.sample_rate) event.sample_rate = fields.sample_rate;
       transport.enqueue(event);
       // The page is going away: send at once (the flush interval may never come).
       if (hidden) later(flushNow, 0);
@@ -164,7 +166,8 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
 
   const enabled = (kind: CaptureKind): boolean => opts.capture?.[kind] !== false;
   const doc = g.document;
-  if (enabled("api")) captureNetwork(emit, onStop, () => stopped, ingestUrl, sampled, targets);
+  if (enabled("api"))
+    captureNetwork(emit, onStop, () => stopped, ingestUrl, sampled, sampleRate, targets);
   captureInteractions(emit, listen, later, enabled);
   listen(doc, "visibilitychange", () => {
     hidden = doc.visibilityState === "hidden";

@@ -5,7 +5,17 @@
 import { onCLS, onFCP, onINP, onLCP, TTFBThresholds } from "web-vitals";
 import type { MetricType } from "web-vitals";
 import type { CaptureKind, ComponentTracker, Emit, Later, Listen } from "./types";
-import { errorName, g, isoNow, ms, now, safely, withoutQuery } from "./util";
+import {
+  errorName,
+  g,
+  isoNow,
+  ms,
+  now,
+  parseTraceparent,
+  randomHex,
+  safely,
+  withoutQuery,
+} from "./util";
 
 // What a click is reported on: the element itself, or the interactive element it is in.
 const INTERACTIVE = "a,button,input,select,textarea,label,summary,[role=button],[onclick]";
@@ -144,6 +154,8 @@ export function captureInteractions(
  * Once per page, when the load event is over: the page load's navigation timings (if `load`)
  * and the TTFB web vital (to the web-vitals monitor, if any). Both come from the same
  * navigation entry, which is why web-vitals' onTTFB, a second reader of it, is not bundled.
+ * A page whose server put its trace in `<meta name="traceparent">` has its load reported in
+ * that trace, as a child of the server's request for the page (`parent_span_id`).
  */
 export function capturePageLoad(emit: Emit, listen: Listen, later: Later, load: boolean): void {
   const doc = g.document;
@@ -164,7 +176,10 @@ export function capturePageLoad(emit: Emit, listen: Listen, later: Later, load: 
       vitalsSink?.({ name: "TTFB", value, rating });
     }
     if (!load) return;
+    const meta = doc.querySelector?.('meta[name="traceparent"]')?.getAttribute("content");
+    const trace = parseTraceparent(meta);
     emit("page", "load", {
+      ...(trace && { trace_id: trace[0], span_id: randomHex(8), parent_span_id: trace[1] }),
       timestamp: isoNow(performance.timeOrigin),
       duration_ms: end,
       details: {

@@ -4,7 +4,7 @@
  */
 import { endpointKey, serverTimingAppMs, serverTimingTraceId, traceTargetMatches } from "./routes";
 import type { Emit, OnStop, TraceTarget } from "./types";
-import { errorName, g, isoNow, now, randomHex, safely } from "./util";
+import { errorName, g, isoNow, now, parseTraceparent, randomHex, safely } from "./util";
 
 const BODY_TIMEOUT_MS = 30_000;
 const TRACEPARENT = "traceparent";
@@ -21,7 +21,8 @@ interface Call {
 /**
  * Wraps fetch and XMLHttpRequest until the monitor stops; the page sees no difference.
  * Calls to `ingestUrl` (the logger's own) are never reported; when this session is not
- * `sampled`, calls are only traced, not reported.
+ * `sampled`, calls are only traced, not reported. Below a `sampleRate` of 1 each reported call
+ * carries it as `sample_rate`, so the monitor can count it for the sessions not sampled.
  */
 export function captureNetwork(
   emit: Emit,
@@ -29,6 +30,7 @@ export function captureNetwork(
   stopped: () => boolean,
   ingestUrl: string,
   sampled: boolean,
+  sampleRate: number,
   targets: TraceTarget[] | undefined,
 ): void {
   /** Decides whether and how one fetch/XHR is reported; null means "leave it alone". */
@@ -37,9 +39,12 @@ export function captureNetwork(
     if (url.href.startsWith(ingestUrl)) return null;
     const propagated = traceTargetMatches(url, targets, g.location.origin);
     if (!sampled && !propagated) return null;
-    const parsed = /^00-([\da-f]{32})-([\da-f]{16})-[\da-f]{2}$/.exec(existing?.trim() as string);
-    const traceId = parsed?.[1] ?? randomHex(16);
-    const spanId = parsed?.[2] ?? randomHex(8);
+    // The page's own traceparent names the span the server sees as its parent: report that one.
+    const parsed = parseTraceparent(existing);
+    const traceId = parsed?.[0] ?? randomHex(16);
+    const spanId = parsed?.[1] ?? randomHex(8);
+    // The trace the server will see: ours or the page's; else the server starts one.
+    const sent = parsed || (propagated && !existing);
     const start = now();
     const timestamp = isoNow();
     const action = endpointKey(method || "GET", url.pathname);
@@ -60,9 +65,10 @@ export function captureNetwork(
           duration_ms: now() - start,
           status: error || status >= 500 || (!status && !opaque) ? "error" : "success",
           details,
-          // Without our header the backend started its own trace; its Server-Timing names it.
-          trace_id: propagated || parsed ? traceId : serverTimingTraceId(timing),
+          // Without a valid header the backend started its own trace; its Server-Timing names it.
+          trace_id: sent ? traceId : serverTimingTraceId(timing),
           span_id: spanId,
+          sample_rate: sampleRate < 1 ? sampleRate : undefined,
         });
       },
     };

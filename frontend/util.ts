@@ -24,6 +24,12 @@ export function safely<A extends unknown[]>(fn: (...args: A) => void): (...args:
   };
 }
 
+/** The trace id and parent span id of a W3C `traceparent` (version 00), or null if invalid. */
+export function parseTraceparent(header: string | null | undefined): [string, string] | null {
+  const match = /^00-([\da-f]{32})-([\da-f]{16})-[\da-f]{2}$/.exec(String(header ?? "").trim());
+  return match && /[^0]/.test(match[1]) && /[^0]/.test(match[2]) ? [match[1], match[2]] : null;
+}
+
 /** Random lowercase hex of `bytes` bytes, never all zero (invalid in W3C trace-context). */
 export function randomHex(bytes: number): string {
   const buf = crypto.getRandomValues(new Uint8Array(bytes));

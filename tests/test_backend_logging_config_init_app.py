@@ -70,6 +70,8 @@ def test_request_event_keeps_incoming_trace_and_answers_server_timing() -> None:
     }
     assert http["trace_id"] == TRACE and re.fullmatch("[0-9a-f]{16}", http["span_id"])
     assert http["span_id"] not in (PARENT, db["span_id"]) and http["duration_ms"] >= 0
+    # the request is the caller's child, and the block timed inside it the request's
+    assert (http["parent_span_id"], db["parent_span_id"]) == (PARENT, http["span_id"])
     assert "secret" not in json.dumps(http)
     timing = response.headers["Server-Timing"]
     match = re.fullmatch(r'app;dur=(\d+\.\d), traceparent;desc="00-([0-9a-f]{32})-([0-9a-f]{16})-01"', timing)
@@ -96,6 +98,7 @@ def test_missing_or_invalid_traceparent_starts_a_new_trace(traceparent: str | No
     app.test_client().get("/api/orders/1", headers=headers)
     app.test_client().get("/api/orders/2", headers=headers)
     first, second = (e for e in recorder.events if e["component"] == "http")
+    assert "parent_span_id" not in first and "parent_span_id" not in second  # a root span
     assert re.fullmatch("[0-9a-f]{32}", first["trace_id"]) and first["trace_id"] != "0" * 32
     assert TRACE not in (first["trace_id"], second["trace_id"])
     assert first["trace_id"] != second["trace_id"]
@@ -117,6 +120,61 @@ def test_request_status_follows_the_response(path: str, code: int, status: str, 
     [event] = recorder.events
     assert (event["status"], event["details"]) == (status, {"http_status": code, "route": route})
     assert event["action"] == blc.endpoint_key("GET", path)
+
+
+def test_requests_are_keyed_by_the_flask_rule_that_served_them() -> None:
+    app, recorder = make_app(), Recorder()
+    app.add_url_rule("/api/users/<name>", "user", lambda name: name)
+    app.add_url_rule("/api/shops/<shopId>/items/<path:slug>", "item", lambda **kw: "ok")
+    app.add_url_rule("/api/carts/<uuid:cart>/v2", "cart", lambda cart: "ok", methods=["POST"])
+    blc.init_app(app, client=recorder)  # type: ignore[arg-type]
+    client = app.test_client()
+    for name in ("alice", "bob", "carol"):
+        client.get(f"/api/users/{name}")
+    client.get("/api/shops/7/items/red-shoes/large")
+    client.post("/api/carts/6f1c2f9e-8b1e-4b57-9c1a-2d4e5f6a7b8c/v2")
+    client.get("/api/orders/12")
+    client.get("/nowhere/7/else")
+    keys = [(e["action"], e["details"]["route"]) for e in recorder.events if e["component"] == "http"]
+    assert keys == [
+        *[("GET /api/users/:name", "/api/users/<name>")] * 3,
+        ("GET /api/shops/:id/items/:slug", "/api/shops/<shopId>/items/<path:slug>"),
+        ("POST /api/carts/:id/v2", "/api/carts/<uuid:cart>/v2"),
+        ("GET /api/orders/:id", "/api/orders/<int:order_id>"),
+        ("GET /nowhere/:id/else", None),  # no rule matched: the path, normalised
+    ]
+
+
+@pytest.mark.parametrize(
+    ("template", "key"),
+    [
+        ("/api/users/<name>", "/api/users/:name"),
+        ("/api/orders/<int:order_id>", "/api/orders/:id"),
+        ("/api/orders/<order_id>", "/api/orders/:id"),
+        ("/api/orders/<orderId>/lines/<int:n>", "/api/orders/:id/lines/:id"),
+        ("/api/items/<uuid:item>", "/api/items/:id"),
+        ("/api/items/<id>", "/api/items/:id"),
+        ("/api/files/<path:filename>", "/api/files/:filename"),
+        ("/api/codes/<string(length=2):code>", "/api/codes/:code"),
+        ("/api/prices/<float:amount>", "/api/prices/:amount"),
+        ("/api/v<int:version>/ping", "/api/v:id/ping"),
+        ("/api/2024/report/", "/api/:id/report"),
+        ("/api/identity/<valid>", "/api/identity/:valid"),
+        ("/", "/"),
+    ],
+)
+def test_route_templates_become_the_keys_the_browser_uses(template: str, key: str) -> None:
+    assert blc._template_key(template) == key
+
+
+def test_a_page_can_carry_its_requests_traceparent_for_the_browser() -> None:
+    app, recorder = make_app(), Recorder()
+    app.add_url_rule("/", "page", lambda: f'<meta name="traceparent" content="{blc.current_traceparent()}">')
+    blc.init_app(app, client=recorder)  # type: ignore[arg-type]
+    page = app.test_client().get("/").get_data(as_text=True)
+    [request] = recorder.events
+    assert page == f'<meta name="traceparent" content="00-{request["trace_id"]}-{request["span_id"]}-01">'
+    assert blc.current_traceparent() is None  # outside a request
 
 
 def test_propagated_exception_is_still_recorded_as_error() -> None:
@@ -173,28 +231,31 @@ def test_init_app_sends_request_events_to_a_real_monitor(fake_monitor: FakeMonit
     method=st.sampled_from(["GET", "post", "DELETE"]),
     path=st.text(max_size=30).map(lambda text: "/" + text),
     status=st.sampled_from([None, "200 OK", "404 NOT FOUND", "500 INTERNAL SERVER ERROR", "503 X"]),
-    rule=st.one_of(st.none(), st.text(max_size=20)),
+    rule=st.one_of(st.none(), st.text(max_size=20), st.sampled_from(["/a/<int:n>", "/u/<name>/x"])),
     ms=st.floats(min_value=0, max_value=1e6),
     wall=st.floats(min_value=0, max_value=4e9),
+    parent=st.sampled_from([None, PARENT]),
 )
 def test_request_event_text_is_what_json_dumps_writes(
-    method: str, path: str, status: str | None, rule: str | None, ms: float, wall: float
+    method: str, path: str, status: str | None, rule: str | None, ms: float, wall: float, parent: str | None
 ) -> None:
     code = int(status[:3]) if status else 500  # no status: the app raised
+    action = f"{method.upper()} {blc._template_key(rule)}" if rule else blc.endpoint_key(method, path)
     expected = {
         "timestamp": datetime.fromtimestamp(wall, UTC)
         .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z"),
         "service": "backend",
         "component": "http",
-        "action": blc.endpoint_key(method, path),
+        "action": action,
         "status": "error" if code >= 500 else "success",
         "details": {"http_status": code, "route": rule},
         "duration_ms": round(ms, 3),
         "trace_id": TRACE,
-        "span_id": PARENT,
+        "span_id": "b7ad6b7169203331",
+        **({"parent_span_id": parent} if parent else {}),
     }
-    text = blc._http_event(("http", wall, ms, method, path, status, rule, TRACE, PARENT))
+    text = blc._http_event(("http", wall, ms, method, path, status, rule, TRACE, "b7ad6b7169203331", parent))
     assert text == json.dumps(expected, separators=(",", ":"))
 
 

@@ -73,6 +73,8 @@ test("a traced fetch carries a traceparent and its event the same ids", async ()
   assert.equal(tracedEvent.details.url_origin, "http://api.test");
   assert.equal(tracedEvent.details.backend_ms, 12.5);
   assert.equal(tracedEvent.details.sampled, true);
+  assert.equal(tracedEvent.sample_rate, undefined, "every session reports: no sample rate");
+  assert.equal(tracedEvent.parent_span_id, undefined, "the call starts the trace");
   assert.equal(typeof tracedEvent.duration_ms, "number");
   assert.equal(otherEvent.action, "GET /api/users/:id");
   assert.equal(otherEvent.trace_id, undefined);
@@ -205,6 +207,56 @@ test("sampleRate 0 drops api events but keeps other events", async () => {
     events.map((e) => e.component),
     ["custom"],
   );
+});
+
+test("a sampled session's api events carry the sample rate, its other events do not", async (t) => {
+  t.mock.method(Math, "random", () => 0.2); // this session is in the sampled 25%
+  start({ sampleRate: 0.25 });
+  await fetch("/api/one");
+  const xhr = new XMLHttpRequest();
+  xhr.open("GET", "/api/two");
+  xhr.send();
+  monitor.record("custom", "tick");
+  await waitFor(() => monitor.stats().queued === 3, { what: "3 queued events" });
+  await monitor.flush();
+  const events = await env.events();
+  events.forEach((e) => assertExecutionEvent(assert, e));
+  assert.deepEqual(events.map((e) => [e.action, e.sample_rate]).sort(), [
+    ["GET /api/one", 0.25],
+    ["GET /api/two", 0.25],
+    ["tick", undefined],
+  ]);
+});
+
+test("a session outside the sample sends no api event, only traces its calls", async (t) => {
+  t.mock.method(Math, "random", () => 0.3);
+  start({ sampleRate: 0.25 });
+  await fetch("/api/one");
+  monitor.record("custom", "tick");
+  await monitor.flush();
+  assert.deepEqual(
+    (await env.events()).map((e) => [e.action, e.sample_rate]),
+    [["tick", undefined]],
+  );
+  assert.match(env.pageRequests[0].headers.get("traceparent"), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+});
+
+test("a page's own invalid traceparent is left alone and the server's trace is reported", async () => {
+  const serverTrace = "0af7651916cd43dd8448eb211c80319c";
+  start(
+    {},
+    {
+      route: async () =>
+        new Response("ok", {
+          headers: { "Server-Timing": `traceparent;desc="00-${serverTrace}-b7ad6b7169203331-01"` },
+        }),
+    },
+  );
+  const zero = `00-${"0".repeat(32)}-${"0".repeat(16)}-01`;
+  await fetch("/api/orders/1", { headers: { traceparent: zero } });
+  const [event] = await apiEvents(1);
+  assert.equal(env.pageRequests[0].headers.get("traceparent"), zero);
+  assert.equal(event.trace_id, serverTrace);
 });
 
 test("stop() restores fetch and XHR and reports nothing afterwards", async () => {

@@ -219,6 +219,7 @@ test("page load is reported once from Navigation Timing", async (t) => {
     load_ms: 512,
     path: "/shop/cart",
   });
+  assert.equal(event.trace_id, undefined, "no traceparent in the page: no trace");
 });
 
 test("stop() removes every listener", async () => {

@@ -257,4 +257,6 @@ export function assertExecutionEvent(assert, event) {
   assert.ok(Buffer.byteLength(JSON.stringify(event.details)) <= 8192);
   if ("trace_id" in event) assert.match(event.trace_id, /^[0-9a-f]{32}$/);
   if ("span_id" in event) assert.match(event.span_id, /^[0-9a-f]{16}$/);
+  if ("parent_span_id" in event) assert.match(event.parent_span_id, /^[0-9a-f]{16}$/);
+  if ("sample_rate" in event) assert.ok(event.sample_rate > 0 && event.sample_rate <= 1);
 }
