@@ -11,6 +11,7 @@ import json
 import re
 import shlex
 import statistics
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import execution_difference_report as report
 import generate_sample_logs as gen
 from backend_logging_config import endpoint_key
 from live_monitor.tools.samples import ASSETS, OUTGOING, OUTGOING_COMPONENT, PAGES
+from tests.helpers import wait_for
 
 START = "2025-01-01T00:00:00"
 RANK = {"low": 1, "medium": 2, "high": 3}
@@ -294,6 +296,7 @@ def test_real_traffic_is_the_four_healthy_shapes_and_the_same_seed_gives_the_sam
         assert (a.out / name).read_bytes() == (b.out / name).read_bytes()
         assert name == "ground_truth.json" or (a.out / name).read_bytes() != (c.out / name).read_bytes()
     assert len(a.backend) + len(a.frontend) == 6000
+    assert not any(name.startswith("_") for e in a.backend + a.frontend for name in e)  # no census marks
 
 
 def test_a_flagged_line_overrules_the_quiet_line_it_contradicts(tmp_path: Path) -> None:
@@ -303,6 +306,29 @@ def test_a_flagged_line_overrules_the_quiet_line_it_contradicts(tmp_path: Path) 
     assert [t["type"] for t in run.lines("page_noise")] == ["performance"]
     webhooks = run.of("backend", "http", "POST /api/webhooks/payments")
     assert webhooks and not run.of("frontend", "api", "POST /api/webhooks/payments")
+
+
+def _get(url: str, method: str = "GET") -> Any:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def test_a_real_monitor_takes_every_shape_and_joins_every_reported_call(
+    tmp_path: Path, monitor_server: Any
+) -> None:
+    _get(f"{monitor_server.api}/start", "POST")
+    args = ["--post", monitor_server.url, "--rate", "0", "--real-traffic", "--browser-sample-rate", "0.5"]
+    run = generate(tmp_path, *args, "--inject", "small_sample_errors", events=4000)
+    status = _get(f"{monitor_server.api}/status")
+    assert (status["accepted"], status["rejected"]) == (4000, 0)
+    [line] = run.lines("nested_traces")
+
+    def matched() -> int:
+        return sum(row["matched_requests"] for row in _get(f"{monitor_server.api}/data")["endpoints"])
+
+    assert wait_for(lambda: matched() == line["joined_calls"])
+    assert line["joined_calls"] == len(run.of("frontend", "api")) > 100
 
 
 def test_the_readmes_sample_commands_do_what_it_says(
