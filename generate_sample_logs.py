@@ -1,8 +1,8 @@
 """Generate realistic backend and frontend sample logs for the Live Execution Monitor.
 
 Writes ``backend_events``, ``frontend_events`` (ExecutionEvent schema), ``backend.log``
-(backend_logging_config's JSON log lines) and ``ground_truth.json`` (the anomalies that were
-injected, as the comparator should report them). Events are generated and written as a
+(backend_logging_config's JSON log lines) and ``ground_truth.json`` (per injected shape,
+anomaly or healthy real traffic, what a correct monitor reports). Events are generated and written as a
 stream, so tens of millions of events cost no more memory than a thousand. With ``--post``
 the same events are replayed into a running monitor at a steady rate. The command line only:
 generation lives in live_monitor/tools/samples.py.
@@ -53,13 +53,13 @@ def _share(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line; anomaly defaults are listed in --help."""
+    """The command line; the shapes and their default endpoints are listed in --help."""
     defaults = "; ".join(
         f"{n}{'' if s.endpoint is None else ':' + s.endpoint} ({s.what})" for n, s in SHAPES.items()
     )
     p = argparse.ArgumentParser(
         description="Generate matching backend and frontend sample events, a backend JSON log "
-        "and a ground-truth file of injected anomalies; optionally replay them into a monitor.",
+        "and a ground-truth file of the injected shapes; optionally replay them into a monitor.",
         epilog="Output is identical for the same --seed, --events, --start and --duration-s.",
     )
     add = p.add_argument

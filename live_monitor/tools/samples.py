@@ -1,10 +1,13 @@
-"""Sample generation: realistic backend and frontend events with injected anomalies, as a stream.
+"""Sample generation: realistic backend and frontend events with injected shapes, as a stream.
 
-SampleGenerator yields events in timestamp order; ``generate`` writes ``backend_events``,
-``frontend_events``, ``backend.log`` (backend_logging_config's JSON log lines) and
-``ground_truth.json`` (the injected anomalies, as the comparator should report them), and
-replays the events into a monitor on request (live_monitor/tools/replay.py). The command line
-lives in generate_sample_logs.py.
+A shape is an anomaly a correct monitor flags (a latency gap, hidden errors, a tail-only
+slowdown, ...) or healthy real traffic it must not flag (page traces, outgoing calls, pages and
+assets, page noise, a sampled browser). SampleGenerator yields events in timestamp order and
+counts what it wrote (Census); ``generate`` writes ``backend_events``, ``frontend_events``,
+``backend.log`` (backend_logging_config's JSON log lines) and ``ground_truth.json`` (per
+shape, what a correct monitor reports, with the run's figures), and replays the events into a
+monitor on request (live_monitor/tools/replay.py). The command line lives in
+generate_sample_logs.py.
 """
 
 from __future__ import annotations
@@ -128,10 +131,12 @@ SHAPES: dict[str, Shape] = {
         "~10%% of browser calls wait ~1.5 s longer than the server, medians unchanged",
         "GET /api/products/:id",
     ),
-    "small_sample_errors": Shape("1 hidden server error in 12 calls (quiet) next to 7 in 120 (flagged)"),
+    "small_sample_errors": Shape("1 hidden server error in 12 calls, quiet, next to 7 in 120, flagged"),
     # healthy real traffic: a correct monitor raises no medium/high difference for it
     "nested_traces": Shape("page traces: a page load, 2-4 API calls, their server requests and spans"),
-    "outgoing_calls": Shape(f"backend calls to payment and shipping providers ({OUTGOING_COMPONENT})"),
+    "outgoing_calls": Shape(
+        f"backend calls to payment and shipping providers, component {OUTGOING_COMPONENT}"
+    ),
     "static_files": Shape("the server also serves the pages, a script, a style sheet and the favicon"),
     "page_noise": Shape("a real page's scrolls, clicks and web vitals around every page load"),
 }
@@ -252,7 +257,7 @@ def truth_entry(name: str, type_: DifferenceType, key: str | None, flagged: bool
 def ground_truth(injections: list[Injection], census: Census, sample_rate: float) -> list[dict[str, Any]]:
     """Every line of ground_truth.json: per shape, what a correct monitor reports.
 
-    A quiet line that a flagged one contradicts (the same type and key) is left out: page
+    A quiet line that a flagged one contradicts (the same type, scope and key) is left out: page
     noise does not hide an injected activity mismatch.
     """
     lines = [line for inj in injections for line in _truth_lines(inj, census)]
@@ -282,7 +287,7 @@ def _truth_lines(inj: Injection, census: Census) -> list[dict[str, Any]]:
     }
     if name in kinds:
         return [truth_entry(name, kinds[name], key, True, what)]
-    if name == "tail_latency" and key:
+    if name == "tail_latency" and key:  # it always has one (its default)
         figures: dict[str, Any] = {
             "calls": c[("frontend", "api", key)],
             "slow_calls": c[("tag", "tail_slow", key)],
