@@ -1,8 +1,8 @@
 """Generate realistic backend and frontend sample logs for the Live Execution Monitor.
 
 Writes ``backend_events``, ``frontend_events`` (ExecutionEvent schema), ``backend.log``
-(backend_logging_config's JSON log lines) and ``ground_truth.json`` (the anomalies that were
-injected, as the comparator should report them). Events are generated and written as a
+(backend_logging_config's JSON log lines) and ``ground_truth.json`` (per injected shape,
+anomaly or healthy real traffic, what a correct monitor reports). Events are generated and written as a
 stream, so tens of millions of events cost no more memory than a thousand. With ``--post``
 the same events are replayed into a running monitor at a steady rate. The command line only:
 generation lives in live_monitor/tools/samples.py.
@@ -18,10 +18,10 @@ import time
 from typing import Any
 
 from live_monitor.tools.files import parse_time, time_arg
-from live_monitor.tools.samples import ANOMALIES, Plan, generate
+from live_monitor.tools.samples import REAL_TRAFFIC, SHAPES, Plan, generate
 
 # The options that go into the Plan as they are (the span is worked out first, by _span_ms).
-_PLANNED = ("events", "seed", "inject", "out_dir", "format", "post", "rate", "token", "progress")
+_PLANNED = "events seed inject out_dir format post rate token progress browser_sample_rate".split()
 
 
 def _timestamp_ms(text: str) -> int:
@@ -44,12 +44,22 @@ def _at_least(low: float, kind: type = float) -> Any:
     return convert
 
 
+def _share(text: str) -> float:
+    """A rate more than 0 and at most 1."""
+    value = _at_least(0.0)(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1: {text!r}")
+    return float(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The command line; anomaly defaults are listed in --help."""
-    defaults = "; ".join(f"{n}{'' if k is None else ':' + k} ({w})" for n, (_t, k, w) in ANOMALIES.items())
+    """The command line; the shapes and their default endpoints are listed in --help."""
+    defaults = "; ".join(
+        f"{n}{'' if s.endpoint is None else ':' + s.endpoint} ({s.what})" for n, s in SHAPES.items()
+    )
     p = argparse.ArgumentParser(
         description="Generate matching backend and frontend sample events, a backend JSON log "
-        "and a ground-truth file of injected anomalies; optionally replay them into a monitor.",
+        "and a ground-truth file of the injected shapes; optionally replay them into a monitor.",
         epilog="Output is identical for the same --seed, --events, --start and --duration-s.",
     )
     add = p.add_argument
@@ -63,7 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_at_least(0.001),
         help="timestamp span (default 3600; with --post and a rate: events/rate from now)",
     )
-    add("--inject", action="append", default=[], metavar="NAME[:ENDPOINT]", help=f"anomaly: {defaults}")
+    add("--inject", action="append", default=[], metavar="NAME[:ENDPOINT]", help=f"shape: {defaults}")
+    add("--real-traffic", action="store_true", help=f"inject all of: {', '.join(REAL_TRAFFIC)}")
+    add(
+        "--browser-sample-rate",
+        type=_share,
+        default=1.0,
+        metavar="RATE",
+        help="the share of page sessions whose API calls the browser reports (events carry sample_rate)",
+    )
     add("--post", metavar="URL", help="also replay the events into the monitor at URL")
     token = os.environ.get("LIVE_MONITOR_TOKEN")
     add("--token", default=token, help="bearer token of a monitor run with --token [env LIVE_MONITOR_TOKEN]")
@@ -84,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     options = {name: getattr(args, name) for name in _PLANNED}
+    if args.real_traffic:
+        options["inject"] = [*REAL_TRAFFIC, *(i for i in args.inject if i not in REAL_TRAFFIC)]
     try:
         return generate(Plan(**options, start_ms=start_ms, duration_ms=duration_ms))
     except (ValueError, OSError) as exc:  # ConnectionError is an OSError
