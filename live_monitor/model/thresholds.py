@@ -22,7 +22,10 @@ class Thresholds:
 
     A severity needs both the relative and the absolute gap to reach its level, so a
     30 ms network overhead on a 20 ms endpoint is not an alarm while 900 ms is. Nothing
-    is flagged on fewer than ``min_samples`` events on each side.
+    is flagged on fewer than ``min_samples`` events on each side. An error-rate gap is
+    flagged only when a two-proportion test says, at ``confidence_level``, it is not chance.
+    A tail gap (``endpoint_tail_gap_ms``) is the browser-minus-server p95 of an endpoint whose
+    median is fine; its p99 (on 100+ calls) must reach twice these levels.
     """
 
     min_samples: int = 10
@@ -32,9 +35,11 @@ class Thresholds:
     error_rate_points: Levels = (2.0, 5.0, 15.0)
     endpoint_gap_ms: Levels = (100.0, 250.0, 500.0)
     endpoint_gap_pct: Levels = (50.0, 100.0, 200.0)
-    endpoint_error_points: Levels = (5.0, 10.0, 20.0)
+    endpoint_error_points: Levels = (2.0, 5.0, 15.0)
+    endpoint_tail_gap_ms: Levels = (500.0, 1000.0, 2000.0)
     endpoint_activity_pct: Levels = (25.0, 50.0, 100.0)
     pattern_share_pct: Levels = (5.0, 15.0, 30.0)
+    confidence_level: float = 0.95
 
     @classmethod
     def from_file(cls, path: str | Path) -> Thresholds:
@@ -53,6 +58,9 @@ class Thresholds:
             if f.name == "min_samples":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise ValueError("min_samples must be a whole number >= 1")
+            elif f.name == "confidence_level":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.5 <= value < 1:
+                    raise ValueError("confidence_level must be a number from 0.5 to below 1 (e.g. 0.95)")
             elif not (
                 isinstance(value, tuple)
                 and len(value) == 3

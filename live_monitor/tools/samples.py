@@ -71,7 +71,7 @@ ANOMALIES: dict[str, tuple[DifferenceType, str | None, str]] = {
     "hidden_errors": ("error_rate", "POST /api/cart", "backend fails ~25%%, frontend retries"),
     "lost_requests": ("error_rate", "GET /api/search", "~30%% of calls never reach the backend"),
     "frontend_only": ("pattern", EXTRA_ENDPOINT.key, "calls the backend never sees"),
-    "activity_mismatch": ("activity", None, "backend-only jobs triple backend traffic"),
+    "activity_mismatch": ("activity", None, "server-to-server polling requests triple backend traffic"),
 }
 
 LOG_FIELDS = "service component action duration_ms status details trace_id span_id".split()
@@ -271,8 +271,13 @@ class SampleGenerator:
 
     def _job(self, t: int, heavy: bool) -> None:
         trace, span = self._span(128), self._span()
-        action = "poll payment-status" if heavy else "sync inventory"
-        self._emit(t, "job", action, self._ln(120, 0.6), {}, "success", trace, span)
+        if heavy:  # another service polling this one: server requests no browser call made
+            details = {"http_status": 200, "path": "/api/payments/status", "caller": "payments-worker"}
+            self._emit(
+                t, "http", "GET /api/payments/status", self._ln(120, 0.6), details, "success", trace, span
+            )
+        else:
+            self._emit(t, "job", "sync inventory", self._ln(120, 0.6), {}, "success", trace, span)
         for i in range(self.rng.randint(1, 3)):
             component, act = ("db", "query payments") if i % 2 == 0 else ("cache", "set payment")
             details = {"parent_span_id": span}
