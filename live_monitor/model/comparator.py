@@ -133,9 +133,8 @@ def _diff(
     samples: tuple[int, int],
     confidence: float | None,
 ) -> Difference:
-    """A difference, its sentence ending with what it rests on and how sure it is."""
+    """A difference with what it rests on (events per side) and how sure it is not chance."""
     finite = pct is not None and pct != float("inf")
-    sure = "" if confidence is None else f", {confidence:.0%} sure it is not chance"
     return Difference(
         type=type_,
         severity=severity,
@@ -144,7 +143,7 @@ def _diff(
         backend=backend,
         frontend=frontend,
         difference_pct=round(pct, 1) if pct is not None and finite else None,
-        message=f"{message} [{samples[0]:,} backend / {samples[1]:,} frontend samples{sure}]",
+        message=message,
         samples={"backend": samples[0], "frontend": samples[1]},
         confidence=confidence,
     )
@@ -338,15 +337,21 @@ def _endpoint_gaps(stats: PairStats, t: Thresholds) -> dict[str, _Gap]:
     return gaps
 
 
-def _network_allowance(gaps: dict[str, _Gap], t: Thresholds) -> float:
+def _network_allowance(stats: PairStats, gaps: dict[str, _Gap], t: Thresholds) -> float:
     """The usual browser-minus-server gap of an API call, which is network, not a difference.
 
-    The request-weighted median of the endpoint gaps, so one slow endpoint does not raise it,
-    and at most the gap the endpoint rule never flags (``endpoint_gap_ms`` low), so a browser
-    300 ms behind the server everywhere is not taken for the network.
+    The request-weighted median of the endpoint gaps, so one slow endpoint does not raise it;
+    with no endpoint busy enough for a gap of its own, the median gap of all requests joined by
+    trace id. At most the gap the endpoint rule never flags (``endpoint_gap_ms`` low), so a
+    browser 300 ms behind the server everywhere is not taken for the network.
     """
     if not gaps:
-        return 0.0
+        pooled = LatencySketch()
+        for sketch in stats.trace_gaps.values():
+            pooled.merge(sketch)
+        if pooled.count < t.min_samples:
+            return 0.0
+        return min(max(pooled.quantile(0.5) or 0.0, 0.0), t.endpoint_gap_ms[0])
     ordered = sorted((g.ms, g.weight) for g in gaps.values())
     half, seen = sum(w for _, w in ordered) / 2, 0
     median = ordered[-1][0]
@@ -409,19 +414,21 @@ def _activity(stats: PairStats, t: Thresholds, work: _Work) -> list[Difference]:
 
 
 def _performance(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _Work) -> list[Difference]:
-    """The slower side on average, over what ``work`` compares, after the usual network gap."""
+    """The slower side on average, over what ``work`` compares, after the usual network gap, once
+    a test of the two means is ``t.confidence_level`` sure the gap is not chance."""
     bt, ft, basis = work.backend.timed, work.frontend.timed, work.basis
     if bt.count < t.min_samples or ft.count < t.min_samples:
         return []
     be_avg, fe_avg = bt.mean or 0.0, ft.mean or 0.0
     # The browser's API calls wait for the network too: the usual gap is left out of their
     # average before both thresholds apply, as the endpoint rule lets it pass per endpoint.
-    allowance = _network_allowance(gaps, t) if basis == API_CALLS and fe_avg > be_avg else 0.0
+    allowance = _network_allowance(stats, gaps, t) if basis == API_CALLS and fe_avg > be_avg else 0.0
     fe_net = max(be_avg, fe_avg - allowance) if allowance else fe_avg
     pct = _pct(be_avg, fe_net)
     sev = _lower(level(pct, t.performance_pct), level(abs(be_avg - fe_net), t.performance_ms))
-    if not sev or pct is None:
-        return []
+    sure = means_confidence(bt, ft, allowance)
+    if not sev or pct is None or (sure is not None and sure < t.confidence_level):
+        return []  # a mean moved by a few outliers is not a difference yet
     slower = "Backend" if be_avg > fe_avg else "Frontend"
     frontend = {
         "avg_ms": round(fe_avg, 2),
@@ -449,7 +456,7 @@ def _performance(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _
             f"{slower} {basis} take longer on average: backend {be_avg:,.1f} ms, "
             f"frontend {fe_avg:,.1f} ms ({apart}).",
             (bt.count, ft.count),
-            means_confidence(bt, ft, allowance),
+            sure,
         )
     ]
 
@@ -590,7 +597,7 @@ def _endpoint_latency(key: str, be: Aggregate, fe: Aggregate, found: _Gap, t: Th
             f"{key}: the browser waits {fe_p50:,.0f} ms at the median while the backend spends "
             f"{be_p50:,.0f} ms; {gap:,.0f} ms go to network, queueing or the client ({basis}).",
             (be.timed.count, fe.timed.count),
-            means_confidence(fe.timed, be.timed),
+            None,  # medians on min_samples calls: robust to outliers, no test of means applies
         )
     ]
 

@@ -50,9 +50,9 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
     difference_pct: float | None
     message: str
     # Added in issue 17: what the verdict rests on and how sure it is. ``samples`` counts each
-    # side's events (or calls, or joined pairs) behind it; ``confidence`` is 1 minus the p-value
-    # of the test that the gap is not chance (two proportions for error rates, two means for
-    # performance, two counts for activity), None where no test applies (patterns, tails).
+    # side's events (or calls) behind it; ``confidence`` is 1 minus the p-value of the test that
+    # the gap is not chance (two proportions for error rates, two means for service performance,
+    # two counts for activity), None where no test applies (patterns, endpoint medians and tails).
     samples: dict[Service, int] = msgspec.field(default_factory=dict)
     confidence: float | None = None
 
