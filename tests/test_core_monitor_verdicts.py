@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,53 +13,8 @@ import pytest
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.tools.report import report_from_files
 from live_monitor.vocabulary import Service
-
-T0 = datetime.now(UTC)
-
-
-def call(
-    service: str, key: str, ms: float | None, i: int, trace: str | None, error: bool = False, **extra: Any
-):
-    component = "http" if service == "backend" else "api"
-    return {
-        "timestamp": (T0 + timedelta(milliseconds=i)).isoformat(),
-        "service": service,
-        "component": component,
-        "action": key,
-        "duration_ms": ms,
-        "status": "error" if error else "success",
-        "trace_id": trace,
-        "details": {"http_status": 500 if error else 200},
-        **extra,
-    }
-
-
-def traffic() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Matched API calls with 7 hidden server errors in 120 on one endpoint and a tail-only
-    slowdown on another, a browser-only endpoint, page noise on both sides."""
-    backend, frontend = [], []
-    plan = [
-        ("POST /api/cart", 120, 7, 0.0),
-        ("GET /api/report", 100, 0, 1500.0),
-        ("GET /api/items/:id", 40, 0, 0.0),
-    ]
-    n = 0
-    for key, calls, errors, slow_ms in plan:
-        for i in range(calls):
-            n += 1
-            trace = f"{n:032x}"
-            backend.append(call("backend", key, 20.0 + i % 7, n, trace, error=i < errors))
-            frontend.append(call("frontend", key, 60.0 + i % 7 + (slow_ms if i % 10 == 0 else 0.0), n, trace))
-    frontend += [call("frontend", "GET /api/legacy", 50.0, i, None) for i in range(30)]
-    frontend += [
-        {**call("frontend", "x", None, i, None), "component": "click", "action": "button"} for i in range(40)
-    ]
-    frontend += [
-        {**call("frontend", "x", 2000.0, i, None), "component": "page", "action": "load"} for i in range(5)
-    ]
-    for path in ("/", "/static/app.js", "/favicon.ico"):
-        backend += [call("backend", f"GET {path}", 3.0, i, None) for i in range(20)]
-    return backend, frontend
+from tests.helpers import verdict_call as call
+from tests.helpers import verdict_traffic as traffic
 
 
 def verdicts(diffs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
