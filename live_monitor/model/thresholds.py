@@ -11,9 +11,36 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Levels", "Thresholds"]
+__all__ = ["HELP", "Levels", "Thresholds", "markdown_table"]
 
 Levels = tuple[float, float, float]
+
+
+# What each threshold decides: the README's thresholds table is generated from this (a test checks).
+HELP = {
+    "min_samples": "Events (or calls) each side needs before anything is flagged.",
+    "activity_pct": "Service: events per minute apart, % of the quieter side (API calls when both sides have some).",
+    "performance_pct": "Service: average durations apart, % of the faster side; needs `performance_ms` too.",
+    "performance_ms": "Service: average durations apart, in ms, after the usual network gap.",
+    "error_rate_points": "Service: error rates apart, in percentage points.",
+    "endpoint_gap_ms": "Endpoint: browser minus server median (or joined-request median gap), in ms.",
+    "endpoint_gap_pct": "Endpoint: the same gap as a % of the server's median (of its p95 for tails).",
+    "endpoint_error_points": "Endpoint: error rates apart, in percentage points.",
+    "endpoint_tail_gap_ms": "Endpoint, median fine: browser minus server p95 gap in ms (half the p99 gap on 100+ calls).",
+    "endpoint_activity_pct": "Endpoint: calls counted apart, % of the smaller count.",
+    "pattern_share_pct": "Service: share of the browser's API calls to endpoints the backend never saw, %.",
+    "confidence_level": "How sure a test must be that an error-rate or average-duration gap is not chance.",
+}
+
+
+def markdown_table() -> str:
+    """The README's thresholds table: every field, its default and what it decides."""
+    rows = ["| Threshold | Default (low, medium, high) | What it decides |", "|---|---|---|"]
+    for f in fields(Thresholds):
+        value = getattr(Thresholds(), f.name)
+        shown = ", ".join(f"{v:g}" for v in value) if isinstance(value, tuple) else f"{value:g}"
+        rows.append(f"| `{f.name}` | {shown} | {HELP[f.name]} |")
+    return "\n".join(rows)
 
 
 @dataclass(frozen=True)

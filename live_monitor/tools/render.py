@@ -130,7 +130,7 @@ def _seed_lines(diff: dict[str, Any]) -> list[str]:
 
 
 def evidence(diff: dict[str, Any]) -> str:
-    """What a difference rests on and how sure it is: "Samples: 120 backend, 120 frontend; 97.8%
+    """What a difference rests on and how sure it is: "Samples: 120 backend, 120 frontend; 97.9%
     sure it is not chance" (the dashboard's alert card says the same)."""
     samples = diff.get("samples") or {}
     counts = ", ".join(f"{_num(samples.get(s), 0)} {s}" for s in ("backend", "frontend"))
