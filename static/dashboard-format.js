@@ -134,6 +134,9 @@
     p50_ms: ["p50", fmtMs],
     p95_ms: ["p95", fmtMs],
     gap_p50_ms: ["gap p50", fmtMsSigned],
+    gap_p95_ms: ["gap p95", fmtMsSigned],
+    slow_calls: ["slow calls", fmtCount],
+    sampled_events: ["sampled", fmtCount],
     network_gap_ms: ["usual network gap", fmtMs],
     events: ["events", fmtCount],
     count: ["events", fmtCount],
@@ -158,6 +161,24 @@
     }
     return parts.length ? parts.join(" · ") : DASH;
   }
+
+  /** What a difference rests on and how sure it is, worded as the report's "Samples:" line
+   * (live_monitor/tools/render.py ``evidence``): a test runs both on the same difference. */
+  function evidenceText(d) {
+    const samples = (d && d.samples) || {};
+    const counts = ["backend", "frontend"].map((s) => `${isNum(samples[s]) ? int.format(samples[s]) : "n/a"} ${s}`);
+    const sure = d && isNum(d.confidence) ? `${Math.floor(d.confidence * 1000) / 10}% sure it is not chance` : "not tested";
+    return `Samples: ${counts.join(", ")}; ${sure}`;
+  }
+
+  // The kinds of work each side's events are counted by (results.Work): API calls are compared,
+  // the rest only reported. A test checks these keys against the Python list.
+  const WORK_LABELS = {
+    api_calls: "API calls (compared)",
+    pages_and_assets: "Pages and static files",
+    dependencies: "Outgoing calls (dependencies)",
+    other: "Clicks, vitals, page loads, other",
+  };
 
   /** difference_pct means points for error rates and a share of calls for patterns. */
   function pctLabel(type, value) {
@@ -237,7 +258,7 @@
     int, one, two, upTo1, upTo2, signedInt, signedOne, clock, DASH,
     isNum, fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtBytesRate, fmtBytesRateAxis, fmtElapsed,
     timeOf,
-    TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
+    TYPE_LABELS, WORK_LABELS, verdict, figuresText, evidenceText, pctLabel, detailsText,
     $, el, row, groupRow, setText, markOverflow,
   });
 })();

@@ -28,7 +28,7 @@
   const {
     $, el, row, groupRow, setText, markOverflow, isNum, int, one, upTo2, signedOne, clock, DASH,
     fmtCount, fmtMs, fmtMsSigned, fmtPct, fmtPerMin, fmtRatio, fmtElapsed, timeOf,
-    TYPE_LABELS, verdict, figuresText, pctLabel, detailsText,
+    TYPE_LABELS, WORK_LABELS, verdict, figuresText, evidenceText, pctLabel, detailsText,
   } = LiveDashboard.format;
   const { MAX_POINTS, makeCharts, updateCharts } = LiveDashboard.charts;
 
@@ -310,26 +310,41 @@
     const fe = data.frontend || {};
     const [beApi, feApi] = [be.api_calls || {}, fe.api_calls || {}];
     const cmp = data.comparison || {};
-    const ratioCell = el("td", "num ratio", fmtRatio(cmp.performance_ratio));
-    ratioCell.colSpan = 3;
-    ratioCell.title = "Backend average duration ÷ frontend average duration, over all events";
-    const points = isNum(cmp.success_rate_diff) ? `${signedOne.format(cmp.success_rate_diff * 100)} pts` : DASH;
+    const onCalls = cmp.basis === "API calls";
+    /** A figure of both sides in one cell across the three value columns. */
+    const across = (text, title) => {
+      const cell = el("td", "num ratio", text);
+      cell.colSpan = 3;
+      cell.title = title;
+      return cell;
+    };
+    const rate = (x) => (isNum(x) ? `${signedOne.format(x * 100)} pts` : DASH);
+    const successGap = isNum(be.success_rate) && isNum(fe.success_rate) ? be.success_rate - fe.success_rate : null;
     const group = (text, title) => groupRow(4, text, title);
     const rows = [
       group("All events of each side", "The backend's requests, queries and logs; the frontend's page loads, " +
         "web vitals, renders and API calls"),
-      durations("Average duration", be.avg_duration_ms, fe.avg_duration_ms, cmp.avg_duration_diff_ms),
+      durations("Average duration", be.avg_duration_ms, fe.avg_duration_ms),
       durations("p95 duration", be.p95_duration_ms, fe.p95_duration_ms),
-      row([label("Performance ratio"), ratioCell]),
-      row([label("Success rate"), fmtPct(be.success_rate), fmtPct(fe.success_rate), points]),
-      row([label("Events per minute"), fmtPerMin(be.events_per_minute), fmtPerMin(fe.events_per_minute),
-        isNum(cmp.activity_ratio) ? fmtRatio(cmp.activity_ratio) : DASH]),
+      row([label("Success rate"), fmtPct(be.success_rate), fmtPct(fe.success_rate), rate(successGap)]),
+      row([label("Events per minute"), fmtPerMin(be.events_per_minute), fmtPerMin(fe.events_per_minute), DASH]),
       row([label("Events in window"), fmtCount(be.window_events), fmtCount(fe.window_events), DASH]),
-      group("The same API calls, seen from both sides", "The requests the backend served (http) and the browser " +
-        "made (api): time on the server vs. the browser's wait"),
+      group("The same API calls, seen from both sides", "The browser's API calls (api) and the server requests " +
+        "they make (http, less pages and static files): time on the server vs. the browser's wait"),
       durations("API call average", beApi.avg_duration_ms, feApi.avg_duration_ms),
       durations("API call p95", beApi.p95_duration_ms, feApi.p95_duration_ms),
       row([label("API calls in window"), fmtCount(beApi.count), fmtCount(feApi.count), DASH]),
+      group(onCalls ? "What the differences compare: API calls" : "What the differences compare: all events",
+        onCalls ? "Both sides have API calls: only those are compared (like for like)"
+          : "A side has no API calls: every event of each side is compared"),
+      row([label("Performance ratio"), across(fmtRatio(cmp.performance_ratio), "Backend average ÷ frontend average")]),
+      row([label("Activity ratio"), across(isNum(cmp.activity_ratio) ? fmtRatio(cmp.activity_ratio) : DASH,
+        "Backend per minute ÷ frontend per minute, sampled events counted as the events they stand for")]),
+      row([label("Success difference"), across(rate(cmp.success_rate_diff), "Backend success rate − frontend's")]),
+      group("Events by kind of work", "Only API calls are compared when both sides have some; the rest is " +
+        "reported, never makes a side busier or slower"),
+      ...Object.entries(WORK_LABELS).map(([kind, text]) =>
+        row([label(text), fmtCount((be.work || {})[kind]), fmtCount((fe.work || {})[kind]), DASH])),
     ];
     $("comparison-table").tBodies[0].replaceChildren(...rows);
     setText("comparison-summary", verdict(be, fe));
@@ -384,6 +399,7 @@
       figures.appendChild(el("dt", "side-frontend", "Frontend"));
       figures.appendChild(el("dd", "", figuresText(d.frontend)));
       card.appendChild(figures);
+      card.appendChild(el("p", "alert-evidence", evidenceText(d)));
       return card;
     });
     if (shown.length > MAX_ALERTS) nodes.push(el("p", "muted", `and ${int.format(shown.length - MAX_ALERTS)} more (GET /api/live-execution/differences)`));
@@ -410,6 +426,7 @@
       key.appendChild(el("code", "", r.key));
       const seen = el("td");
       seen.appendChild(el("span", `badge seen-${["both", "backend", "frontend"].includes(r.seen_by) ? r.seen_by : "both"}`, r.seen_by));
+      if (r.work === "pages_and_assets") seen.appendChild(el("span", "badge work-asset", "page/static"));
       const gapClass = (v) => (isNum(v) && Math.abs(v) >= 100 ? "num gap-warn" : "num");
       const tr = row([
         key, seen,

@@ -17,7 +17,7 @@ import time
 import urllib.request
 import venv
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -811,3 +811,60 @@ def events_of(server, service_name):
     answer.raise_for_status()
     events = [e for e in answer.json()["recent_events"] if e["details"].get("service.name") == service_name]
     return sorted(events, key=lambda e: e["timestamp"])
+
+
+# -- verdicts (test_core_monitor_verdicts.py, test_dashboard_verdicts.py) ----------------------
+
+VERDICT_T0 = datetime.now(UTC)
+
+
+def verdict_call(
+    service: str, key: str, ms: float | None, i: int, trace: str | None, error: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """One API call of a side (a server request or a browser call), ``i`` ms after ``VERDICT_T0``."""
+    component = "http" if service == "backend" else "api"
+    return {
+        "timestamp": (VERDICT_T0 + timedelta(milliseconds=i)).isoformat(),
+        "service": service,
+        "component": component,
+        "action": key,
+        "duration_ms": ms,
+        "status": "error" if error else "success",
+        "trace_id": trace,
+        "details": {"http_status": 500 if error else 200},
+        **extra,
+    }
+
+
+def verdict_traffic() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(backend, frontend) events for the verdict tests: matched API calls with 7 hidden server
+    errors in 120 on one endpoint and a tail-only slowdown on another, a browser-only endpoint,
+    page noise on both sides."""
+    backend: list[dict[str, Any]] = []
+    frontend: list[dict[str, Any]] = []
+    plan = [
+        ("POST /api/cart", 120, 7, 0.0),
+        ("GET /api/report", 100, 0, 1500.0),
+        ("GET /api/items/:id", 40, 0, 0.0),
+    ]
+    n = 0
+    for key, calls, errors, slow_ms in plan:
+        for i in range(calls):
+            n += 1
+            trace = f"{n:032x}"
+            backend.append(verdict_call("backend", key, 20.0 + i % 7, n, trace, error=i < errors))
+            frontend.append(
+                verdict_call("frontend", key, 60.0 + i % 7 + (slow_ms if i % 10 == 0 else 0.0), n, trace)
+            )
+    frontend += [verdict_call("frontend", "GET /api/legacy", 50.0, i, None) for i in range(30)]
+    frontend += [
+        {**verdict_call("frontend", "x", None, i, None), "component": "click", "action": "button"}
+        for i in range(40)
+    ]
+    frontend += [
+        {**verdict_call("frontend", "x", 2000.0, i, None), "component": "page", "action": "load"}
+        for i in range(5)
+    ]
+    for path in ("/", "/static/app.js", "/favicon.ico"):
+        backend += [verdict_call("backend", f"GET {path}", 3.0, i, None) for i in range(20)]
+    return backend, frontend

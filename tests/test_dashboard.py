@@ -261,7 +261,6 @@ def test_api_call_rows_compare_the_same_requests_and_the_sentence_follows_them(
             "All events of each side",
             "Average duration",
             "p95 duration",
-            "Performance ratio",
             "Success rate",
             "Events per minute",
             "Events in window",
@@ -269,6 +268,15 @@ def test_api_call_rows_compare_the_same_requests_and_the_sentence_follows_them(
             "API call average",
             "API call p95",
             "API calls in window",
+            "What the differences compare: API calls",
+            "Performance ratio",
+            "Activity ratio",
+            "Success difference",
+            "Events by kind of work",
+            "API calls (compared)",
+            "Pages and static files",
+            "Outgoing calls (dependencies)",
+            "Clicks, vitals, page loads, other",
         ]
     )
     expect(summary).to_have_text(

@@ -21,7 +21,10 @@ from live_monitor.model import policy
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 RANK = {"low": 1, "medium": 2, "high": 3}
-DIFFERENCE_KEYS = {"type", "severity", "scope", "key", "backend", "frontend", "difference_pct", "message"}
+DIFFERENCE_KEYS = {
+    *("type", "severity", "scope", "key", "backend", "frontend", "difference_pct", "message"),
+    *("samples", "confidence"),
+}
 
 
 def event(

@@ -10,7 +10,18 @@ from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 
 # The JSON keys of a difference, in the order /differences, /data and the report write them.
-DIFFERENCE_KEYS = ["type", "severity", "scope", "key", "backend", "frontend", "difference_pct", "message"]
+DIFFERENCE_KEYS = [
+    "type",
+    "severity",
+    "scope",
+    "key",
+    "backend",
+    "frontend",
+    "difference_pct",
+    "message",
+    "samples",
+    "confidence",
+]
 
 
 def fill(stats: PairStats, service: str, component: str, action: str, durations, errors: int = 0) -> None:

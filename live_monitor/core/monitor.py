@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
-from live_monitor.model.comparator import compare, comparison, endpoint_rows, summarize
+from live_monitor.model.comparator import compare, comparison, endpoint_rows, summaries
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
 from live_monitor.model.stats import PairStats
@@ -227,7 +227,7 @@ class LiveExecutionMonitor:
         started, elapsed = self._follow_shared_state()
         stats = self.store.window_stats()
         limit = self.settings["recent_limit"] if limit is None else limit
-        backend, frontend = summarize(stats.backend), summarize(stats.frontend)
+        backend, frontend = summaries(stats)
         totals = self.store.counts()["totals"]
         backend["total_events"], frontend["total_events"] = totals["backend"], totals["frontend"]
         backend["window_events"], frontend["window_events"] = (

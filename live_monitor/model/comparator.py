@@ -7,25 +7,94 @@ endpoint scope compares the same endpoint key seen from the browser and from the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from live_monitor.model.results import Comparison, Difference, EndpointRow, Figures, SideSummary
+from live_monitor.model.results import Comparison, Difference, EndpointRow, Figures, SideSummary, Work
 from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
 from live_monitor.model.thresholds import Levels, Thresholds
-from live_monitor.vocabulary import SEVERITIES, DifferenceType, Severity, severity_rank
+from live_monitor.vocabulary import OUTGOING_COMPONENT, SEVERITIES, DifferenceType, Severity, severity_rank
 
 __all__ = [
+    "API_CALLS",
+    "DEPENDENCY_COMPONENTS",
+    "OPERATIONS",
     "SEVERITIES",
     "Difference",
     "compare",
     "comparison",
     "endpoint_rows",
+    "is_page_or_asset",
     "level",
+    "summaries",
     "summarize",
 ]
 
-API_CALLS = "API calls"
+# What the service-wide figures compare: the browser's API calls with the server requests they
+# make when both sides have API calls (like for like), else every event of each side.
+API_CALLS: Literal["API calls"] = "API calls"
+OPERATIONS: Literal["operations"] = "operations"
+# A backend's outgoing calls to other services: dependencies, never compared with browser calls.
+DEPENDENCY_COMPONENTS = frozenset({OUTGOING_COMPONENT})
+# A server request is a page or an asset (not an API call) when its path is "/", lies under one
+# of these first segments, or ends in one of these extensions -- unless the browser calls it too.
+ASSET_DIRS = frozenset({"static", "assets", "public", "dist", "build", "_next", "images", "img", "fonts"})
+ASSET_EXTENSIONS = frozenset(
+    "html htm js mjs cjs css map ico png jpg jpeg gif svg webp avif bmp woff woff2 ttf otf eot "
+    "txt xml webmanifest wasm mp3 mp4 webm pdf".split()
+)
+TAIL_MIN_SAMPLES = 20  # calls (or joined pairs) before a p95 means more than the largest few
+P99_MIN_SAMPLES = 100  # calls before the p99 is judged too
+
+
+def is_page_or_asset(key: str) -> bool:
+    """True when an endpoint key ("METHOD /path") names a page or a static file, not an API call."""
+    path = key.split(" ", 1)[-1].split("?", 1)[0]
+    if path in ("", "/"):
+        return True
+    segments = path.strip("/").split("/")
+    if segments[0] in ASSET_DIRS:
+        return True
+    _, dot, ext = segments[-1].rpartition(".")
+    return bool(dot) and ext.lower() in ASSET_EXTENSIONS
+
+
+def _confidence(z: float) -> float:
+    """Two-sided confidence (1 - p-value) of a standard normal statistic, to 3 digits."""
+    return round(math.erf(abs(z) / math.sqrt(2)), 3)
+
+
+def proportions_confidence(x1: int, n1: int, x2: int, n2: int) -> float:
+    """How sure a gap between two rates (x1/n1, x2/n2) is not chance: a two-proportion z-test
+    with Yates' continuity correction, so a handful of calls stays unsure."""
+    if not n1 or not n2:
+        return 0.0
+    pooled = (x1 + x2) / (n1 + n2)
+    if pooled <= 0 or pooled >= 1:
+        return 0.0
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    gap = abs(x1 / n1 - x2 / n2) - (1 / n1 + 1 / n2) / 2
+    return _confidence(max(gap, 0.0) / se)
+
+
+def counts_confidence(a: float, minutes_a: float, b: float, minutes_b: float) -> float:
+    """How sure two event rates (Poisson counts over their minutes) differ: a z-test."""
+    ra, rb = a / minutes_a, b / minutes_b
+    var = a / minutes_a**2 + b / minutes_b**2
+    return _confidence((ra - rb) / math.sqrt(var)) if var > 0 else 0.0
+
+
+def means_confidence(a: LatencySketch, b: LatencySketch, shift: float = 0.0) -> float | None:
+    """How sure two mean durations differ (``shift`` taken off b's first): Welch's z-test on the
+    sketches' means and variances; None when either is empty."""
+    if not a.count or not b.count:
+        return None
+    gap = (a.mean or 0.0) - ((b.mean or 0.0) - shift)
+    se = math.sqrt((a.variance or 0.0) / a.count + (b.variance or 0.0) / b.count)
+    if se <= 0:
+        return 1.0 if abs(gap) > 0 else 0.0
+    return _confidence(gap / se)
 
 
 def level(value: float | None, levels: Levels) -> Severity | None:
@@ -61,7 +130,10 @@ def _diff(
     frontend: dict[str, Any],
     pct: float | None,
     message: str,
+    samples: tuple[int, int],
+    confidence: float | None,
 ) -> Difference:
+    """A difference with what it rests on (events per side) and how sure it is not chance."""
     finite = pct is not None and pct != float("inf")
     return Difference(
         type=type_,
@@ -72,19 +144,67 @@ def _diff(
         frontend=frontend,
         difference_pct=round(pct, 1) if pct is not None and finite else None,
         message=message,
+        samples={"backend": samples[0], "frontend": samples[1]},
+        confidence=confidence,
     )
 
 
-def summarize(side: SideStats) -> SideSummary:
+@dataclass(frozen=True)
+class _Work:
+    """What the service-wide checks compare (``basis``) and the server's page and asset keys."""
+
+    backend: Aggregate
+    frontend: Aggregate
+    basis: Literal["API calls", "operations"]
+    assets: frozenset[str]
+
+
+def _assets(stats: PairStats) -> frozenset[str]:
+    """The server's endpoint keys that are pages or static files the browser never calls."""
+    fe = stats.frontend.endpoints
+    return frozenset(k for k in stats.backend.endpoints if k not in fe and k != OTHER and is_page_or_asset(k))
+
+
+def _api_calls(side: SideStats, assets: frozenset[str]) -> Aggregate:
+    """A side's API calls: its endpoint events less the page and asset keys."""
+    if not assets:
+        return side.api
+    calls = Aggregate()
+    calls.merge(side.api)
+    for key in assets:
+        calls.subtract(side.endpoints[key])
+    return calls
+
+
+def _work(stats: PairStats) -> _Work:
+    """Like for like: API calls on both sides when both have some, else all events of each side."""
+    assets = _assets(stats)
+    be_calls = _api_calls(stats.backend, assets)
+    if be_calls.count > 0 and stats.frontend.api.count > 0:
+        return _Work(be_calls, stats.frontend.api, API_CALLS, assets)
+    return _Work(stats.backend.total, stats.frontend.total, OPERATIONS, assets)
+
+
+def summarize(side: SideStats, assets: frozenset[str] = frozenset()) -> SideSummary:
     """The per-service summary used by /data and the report.
 
     Every figure but ``api_calls`` covers all of the side's events (page loads and queries
-    alike); ``api_calls`` covers only its API calls (the backend's http requests, the
-    browser's api calls), the same requests seen from both sides, so the two compare.
+    alike); ``api_calls`` covers only its API calls (the browser's api calls, the backend's http
+    requests but for the page and asset keys in ``assets``), the same requests seen from both
+    sides, so the two compare. ``work`` counts the events by kind of work.
     """
     total = side.total
     figures = total.figures(side.minutes)
-    api = side.api.timed
+    calls = _api_calls(side, assets)
+    api = calls.timed
+    pages = sum(side.endpoints[k].count for k in assets if k in side.endpoints)
+    dependencies = sum(n for name, n in side.components.items() if name in DEPENDENCY_COMPONENTS)
+    work: dict[Work, int] = {
+        "api_calls": calls.count,
+        "pages_and_assets": pages,
+        "dependencies": dependencies,
+        "other": max(total.count - calls.count - pages - dependencies, 0),
+    }
     return {
         "total_events": total.count,
         "timed_events": total.timed.count,
@@ -97,20 +217,29 @@ def summarize(side: SideStats) -> SideSummary:
         "events_per_minute": figures["per_minute"],
         "components": dict(side.components.most_common(20)),
         "api_calls": {
-            "count": side.api.count,
+            "count": calls.count,
             "avg_duration_ms": _round(api.mean),
             "p95_duration_ms": _round(api.quantile(0.95)),
         },
+        "work": work,
+        "estimated_events": round(total.estimated, 1),
     }
 
 
+def summaries(stats: PairStats) -> tuple[SideSummary, SideSummary]:
+    """Both sides' summaries, the backend's API calls without its page and asset requests."""
+    return summarize(stats.backend, _assets(stats)), summarize(stats.frontend)
+
+
 def comparison(stats: PairStats) -> Comparison:
-    """Service-wide ratios: performance_ratio is backend average over frontend average."""
-    be, fe = stats.backend.total, stats.frontend.total
+    """Service-wide ratios over what the checks compare (``basis``): performance_ratio is the
+    backend's average over the frontend's, activity_ratio its events per minute over theirs."""
+    work = _work(stats)
+    be, fe = work.backend, work.frontend
     be_avg, fe_avg = be.timed.mean, fe.timed.mean
     ratio = round(be_avg / fe_avg, 2) if be_avg is not None and fe_avg else None
-    be_rate = be.count / stats.backend.minutes if stats.backend.minutes else None
-    fe_rate = fe.count / stats.frontend.minutes if stats.frontend.minutes else None
+    be_rate = be.estimated / stats.backend.minutes if stats.backend.minutes else None
+    fe_rate = fe.estimated / stats.frontend.minutes if stats.frontend.minutes else None
     return {
         "performance_ratio": ratio,
         "avg_duration_diff_ms": round(be_avg - fe_avg, 2)
@@ -122,12 +251,14 @@ def comparison(stats: PairStats) -> Comparison:
             else None
         ),
         "activity_ratio": round(be_rate / fe_rate, 2) if be_rate is not None and fe_rate else None,
+        "basis": work.basis,
     }
 
 
 def endpoint_rows(stats: PairStats) -> list[EndpointRow]:
     """One row per endpoint key: frontend vs backend p50/p95, the gap in ms, error rates."""
     be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
+    assets = _assets(stats)
     rows: list[EndpointRow] = []
     for key in sorted(set(be_eps) | set(fe_eps)):
         be, fe = be_eps.get(key), fe_eps.get(key)
@@ -144,6 +275,7 @@ def endpoint_rows(stats: PairStats) -> list[EndpointRow]:
             "matched_gap_p50_ms": _round(pairs.quantile(0.5)) if pairs else None,
             "matched_gap_p95_ms": _round(pairs.quantile(0.95)) if pairs else None,
             "seen_by": "both" if be and fe else ("backend" if be else "frontend"),
+            "work": "pages_and_assets" if key in assets else "api_calls",
         }
         rows.append(row)
     rows.sort(key=lambda r: -sum(side["count"] for side in (r["backend"], r["frontend"]) if side))
@@ -176,7 +308,8 @@ def compare(stats: PairStats, thresholds: Thresholds | None = None) -> list[Diff
     """Every difference between the two sides, most severe first."""
     t = thresholds or Thresholds()
     gaps = _endpoint_gaps(stats, t)
-    found = _service_differences(stats, t, gaps) + _endpoint_differences(stats, t, gaps)
+    work = _work(stats)
+    found = _service_differences(stats, t, gaps, work) + _endpoint_differences(stats, t, gaps, work)
     found.sort(key=lambda d: (-severity_rank(d.severity), d.scope != "service", d.key or ""))
     return found
 
@@ -204,15 +337,21 @@ def _endpoint_gaps(stats: PairStats, t: Thresholds) -> dict[str, _Gap]:
     return gaps
 
 
-def _network_allowance(gaps: dict[str, _Gap], t: Thresholds) -> float:
+def _network_allowance(stats: PairStats, gaps: dict[str, _Gap], t: Thresholds) -> float:
     """The usual browser-minus-server gap of an API call, which is network, not a difference.
 
-    The request-weighted median of the endpoint gaps, so one slow endpoint does not raise it,
-    and at most the gap the endpoint rule never flags (``endpoint_gap_ms`` low), so a browser
-    300 ms behind the server everywhere is not taken for the network.
+    The request-weighted median of the endpoint gaps, so one slow endpoint does not raise it;
+    with no endpoint busy enough for a gap of its own, the median gap of all requests joined by
+    trace id. At most the gap the endpoint rule never flags (``endpoint_gap_ms`` low), so a
+    browser 300 ms behind the server everywhere is not taken for the network.
     """
     if not gaps:
-        return 0.0
+        pooled = LatencySketch()
+        for sketch in stats.trace_gaps.values():
+            pooled.merge(sketch)
+        if pooled.count < t.min_samples:
+            return 0.0
+        return min(max(pooled.quantile(0.5) or 0.0, 0.0), t.endpoint_gap_ms[0])
     ordered = sorted((g.ms, g.weight) for g in gaps.values())
     half, seen = sum(w for _, w in ordered) / 2, 0
     median = ordered[-1][0]
@@ -224,89 +363,116 @@ def _network_allowance(gaps: dict[str, _Gap], t: Thresholds) -> float:
     return min(max(median, 0.0), t.endpoint_gap_ms[0])
 
 
-def _service_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap]) -> list[Difference]:
-    be, fe = stats.backend, stats.frontend
-    if be.total.count < t.min_samples or fe.total.count < t.min_samples:
-        return []
-    out = []
-    be_rate, fe_rate = be.total.count / be.minutes, fe.total.count / fe.minutes
-    pct = _pct(be_rate, fe_rate)
-    sev = level(pct, t.activity_pct)
-    if sev:
-        busier = "Backend" if be_rate > fe_rate else "Frontend"
-        out.append(
-            _diff(
-                "activity",
-                sev,
-                None,
-                {"events": be.total.count, "events_per_minute": round(be_rate, 2)},
-                {"events": fe.total.count, "events_per_minute": round(fe_rate, 2)},
-                pct,
-                f"{busier} is more active: backend {be.total.count:,} events "
-                f"({be_rate:,.1f}/min), frontend {fe.total.count:,} ({fe_rate:,.1f}/min).",
-            )
-        )
-    bt, ft, basis = _like_with_like(stats, t)
-    if bt.count >= t.min_samples and ft.count >= t.min_samples:
-        be_avg, fe_avg = bt.mean or 0.0, ft.mean or 0.0
-        # The browser's API calls wait for the network too: the usual gap is left out of their
-        # average before both thresholds apply, as the endpoint rule lets it pass per endpoint.
-        allowance = _network_allowance(gaps, t) if basis == API_CALLS and fe_avg > be_avg else 0.0
-        fe_net = max(be_avg, fe_avg - allowance) if allowance else fe_avg
-        pct = _pct(be_avg, fe_net)
-        sev = _lower(level(pct, t.performance_pct), level(abs(be_avg - fe_net), t.performance_ms))
-        if sev:
-            slower = "Backend" if be_avg > fe_avg else "Frontend"
-            frontend = {
-                "avg_ms": round(fe_avg, 2),
-                "p95_ms": _round(ft.quantile(0.95)),
-                "count": ft.count,
-                "basis": basis,
-            }
-            apart = f"{pct:.1f}% apart"
-            if allowance:  # only where it was taken off: a figure with a reason in the message
-                frontend["network_gap_ms"] = round(allowance, 2)
-                apart = f"{allowance:,.0f} ms of it the usual network gap; {pct:.1f}% apart without it"
-            out.append(
-                _diff(
-                    "performance",
-                    sev,
-                    None,
-                    {
-                        "avg_ms": round(be_avg, 2),
-                        "p95_ms": _round(bt.quantile(0.95)),
-                        "count": bt.count,
-                        "basis": basis,
-                    },
-                    frontend,
-                    pct,
-                    f"{slower} {basis} take longer on average: backend {be_avg:,.1f} ms, "
-                    f"frontend {fe_avg:,.1f} ms ({apart}).",
-                )
-            )
-    out += _error_rate(None, be.total, fe.total, t.error_rate_points)
-    out += _coverage(stats, t)
+def _service_differences(
+    stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _Work
+) -> list[Difference]:
+    """Activity, performance and error rate of what ``work`` compares, and the coverage pattern."""
+    be, fe = work.backend, work.frontend
+    out = _coverage(stats, t)
+    if be.count < t.min_samples or fe.count < t.min_samples:
+        return out
+    out += _activity(stats, t, work)
+    out += _performance(stats, t, gaps, work)
+    out += _error_rate(None, be, fe, t.error_rate_points, t)
     return out
 
 
-def _like_with_like(stats: PairStats, t: Thresholds) -> tuple[LatencySketch, LatencySketch, str]:
-    """Service-wide durations to compare: API calls on both sides when there are enough.
+def _activity(stats: PairStats, t: Thresholds, work: _Work) -> list[Difference]:
+    """The busier side, by events (or API calls) per minute, each sampled event counted as the
+    1/sample_rate events it stands for."""
+    be, fe = work.backend, work.frontend
+    be_min, fe_min = stats.backend.minutes, stats.frontend.minutes
+    be_n, fe_n = be.estimated, fe.estimated
+    be_rate, fe_rate = be_n / be_min, fe_n / fe_min
+    pct = _pct(be_rate, fe_rate)
+    sev = level(pct, t.activity_pct)
+    if not sev:
+        return []
+    busier = "Backend" if be_rate > fe_rate else "Frontend"
+    noun = "events" if work.basis == OPERATIONS else "API calls"
+    figures = []
+    for agg, n, rate in ((be, be_n, be_rate), (fe, fe_n, fe_rate)):
+        side: dict[str, Any] = {"events": round(n), "events_per_minute": round(rate, 2), "basis": work.basis}
+        if agg.extra:
+            side["sampled_events"] = agg.count  # what came; "events" is what they stand for
+        figures.append(side)
+    sampled = " (sampled events counted as the events they stand for)" if be.extra or fe.extra else ""
+    return [
+        _diff(
+            "activity",
+            sev,
+            None,
+            figures[0],
+            figures[1],
+            pct,
+            f"{busier} is more active: backend {be_n:,.0f} {noun} ({be_rate:,.1f}/min), "
+            f"frontend {fe_n:,.0f} ({fe_rate:,.1f}/min){sampled}.",
+            (be.count, fe.count),
+            counts_confidence(be_n, be_min, fe_n, fe_min),
+        )
+    ]
 
-    A page load or a render is not comparable with a database query, so once both sides
-    have timed endpoint events, backend http requests are compared with browser api calls;
-    otherwise every timed event of each side (the README's whole-service averages).
-    """
-    be_api, fe_api = stats.backend.api.timed, stats.frontend.api.timed
-    if be_api.count >= t.min_samples and fe_api.count >= t.min_samples:
-        return be_api, fe_api, API_CALLS
-    return stats.backend.total.timed, stats.frontend.total.timed, "operations"
+
+def _performance(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _Work) -> list[Difference]:
+    """The slower side on average, over what ``work`` compares, after the usual network gap, once
+    a test of the two means is ``t.confidence_level`` sure the gap is not chance."""
+    bt, ft, basis = work.backend.timed, work.frontend.timed, work.basis
+    if bt.count < t.min_samples or ft.count < t.min_samples:
+        return []
+    be_avg, fe_avg = bt.mean or 0.0, ft.mean or 0.0
+    # The browser's API calls wait for the network too: the usual gap is left out of their
+    # average before both thresholds apply, as the endpoint rule lets it pass per endpoint.
+    allowance = _network_allowance(stats, gaps, t) if basis == API_CALLS and fe_avg > be_avg else 0.0
+    fe_net = max(be_avg, fe_avg - allowance) if allowance else fe_avg
+    pct = _pct(be_avg, fe_net)
+    sev = _lower(level(pct, t.performance_pct), level(abs(be_avg - fe_net), t.performance_ms))
+    sure = means_confidence(bt, ft, allowance)
+    if not sev or pct is None or (sure is not None and sure < t.confidence_level):
+        return []  # a mean moved by a few outliers is not a difference yet
+    slower = "Backend" if be_avg > fe_avg else "Frontend"
+    frontend = {
+        "avg_ms": round(fe_avg, 2),
+        "p95_ms": _round(ft.quantile(0.95)),
+        "count": ft.count,
+        "basis": basis,
+    }
+    apart = f"{pct:.1f}% apart"
+    if allowance:  # only where it was taken off: a figure with a reason in the message
+        frontend["network_gap_ms"] = round(allowance, 2)
+        apart = f"{allowance:,.0f} ms of it the usual network gap; {pct:.1f}% apart without it"
+    return [
+        _diff(
+            "performance",
+            sev,
+            None,
+            {
+                "avg_ms": round(be_avg, 2),
+                "p95_ms": _round(bt.quantile(0.95)),
+                "count": bt.count,
+                "basis": basis,
+            },
+            frontend,
+            pct,
+            f"{slower} {basis} take longer on average: backend {be_avg:,.1f} ms, "
+            f"frontend {fe_avg:,.1f} ms ({apart}).",
+            (bt.count, ft.count),
+            sure,
+        )
+    ]
 
 
-def _error_rate(key: str | None, be: Aggregate, fe: Aggregate, levels: Levels) -> list[Difference]:
+def _error_rate(
+    key: str | None, be: Aggregate, fe: Aggregate, levels: Levels, t: Thresholds
+) -> list[Difference]:
+    """A gap in error rates: its points set the severity, once a two-proportion test is at least
+    ``t.confidence_level`` sure it is not chance."""
     be_err, fe_err = be.error_rate or 0.0, fe.error_rate or 0.0
     points = abs(be_err - fe_err) * 100
     sev = level(points, levels)
     if not sev:
+        return []
+    sure = proportions_confidence(be.errors, be.count, fe.errors, fe.count)
+    if sure < t.confidence_level:
         return []
     where = f"{key}: " if key else ""
     worse = "backend" if be_err > fe_err else "frontend"
@@ -323,7 +489,10 @@ def _error_rate(key: str | None, be: Aggregate, fe: Aggregate, levels: Levels) -
             {"error_rate": round(be_err, 4), "success_rate": round(1 - be_err, 4), "count": be.count},
             {"error_rate": round(fe_err, 4), "success_rate": round(1 - fe_err, 4), "count": fe.count},
             points,
-            f"{where}the {worse} fails more often: backend {be_err:.1%} errors, frontend {fe_err:.1%}.{hint}",
+            f"{where}the {worse} fails more often: backend {be_err:.1%} errors ({be.errors:,} of "
+            f"{be.count:,}), frontend {fe_err:.1%} ({fe.errors:,} of {fe.count:,}).{hint}",
+            (be.count, fe.count),
+            sure,
         )
     ]
 
@@ -353,15 +522,19 @@ def _coverage(stats: PairStats, t: Thresholds) -> list[Difference]:
             },
             share,
             f"{share:.1f}% of the browser's API calls go to {len(unseen)} endpoint(s) the backend never saw.",
+            (sum(a.count for a in be_eps.values()), fe_calls),
+            None,
         )
     ]
 
 
-def _endpoint_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap]) -> list[Difference]:
+def _endpoint_differences(
+    stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _Work
+) -> list[Difference]:
     be_eps, fe_eps = stats.backend.endpoints, stats.frontend.endpoints
     out: list[Difference] = []
     for key in sorted(set(be_eps) | set(fe_eps)):
-        if key == OTHER:
+        if key == OTHER or key in work.assets:
             continue
         be, fe = be_eps.get(key), fe_eps.get(key)
         if be is None or fe is None:
@@ -370,25 +543,35 @@ def _endpoint_differences(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap]
         if be.count < t.min_samples or fe.count < t.min_samples:
             continue
         gap = gaps.get(key)
-        out += _endpoint_latency(key, be, fe, gap, t) if gap else []
-        out += _error_rate(key, be, fe, t.endpoint_error_points)
-        pct = _pct(be.count, fe.count)
-        sev = level(pct, t.endpoint_activity_pct)
-        if sev:
-            more = "backend" if be.count > fe.count else "browser"
-            out.append(
-                _diff(
-                    "activity",
-                    sev,
-                    key,
-                    {"count": be.count},
-                    {"count": fe.count},
-                    pct,
-                    f"{key}: the {more} counts more calls (backend {be.count:,}, browser "
-                    f"{fe.count:,}): retries, lost requests or calls from elsewhere.",
-                )
-            )
+        latency = _endpoint_latency(key, be, fe, gap, t) if gap else []
+        out += latency or _endpoint_tail(key, be, fe, stats.trace_gaps.get(key), t)
+        out += _error_rate(key, be, fe, t.endpoint_error_points, t)
+        out += _endpoint_activity(key, be, fe, t)
     return out
+
+
+def _endpoint_activity(key: str, be: Aggregate, fe: Aggregate, t: Thresholds) -> list[Difference]:
+    """One side counting more calls of an endpoint (sampled calls weighted as in ``_activity``)."""
+    be_n, fe_n = be.estimated, fe.estimated
+    pct = _pct(be_n, fe_n)
+    sev = level(pct, t.endpoint_activity_pct)
+    if not sev:
+        return []
+    more = "backend" if be_n > fe_n else "browser"
+    return [
+        _diff(
+            "activity",
+            sev,
+            key,
+            {"count": round(be_n)},
+            {"count": round(fe_n)},
+            pct,
+            f"{key}: the {more} counts more calls (backend {be_n:,.0f}, browser "
+            f"{fe_n:,.0f}): retries, lost requests or calls from elsewhere.",
+            (be.count, fe.count),
+            counts_confidence(be_n, 1.0, fe_n, 1.0),
+        )
+    ]
 
 
 def _endpoint_latency(key: str, be: Aggregate, fe: Aggregate, found: _Gap, t: Thresholds) -> list[Difference]:
@@ -413,6 +596,92 @@ def _endpoint_latency(key: str, be: Aggregate, fe: Aggregate, found: _Gap, t: Th
             pct,
             f"{key}: the browser waits {fe_p50:,.0f} ms at the median while the backend spends "
             f"{be_p50:,.0f} ms; {gap:,.0f} ms go to network, queueing or the client ({basis}).",
+            (be.timed.count, fe.timed.count),
+            None,  # medians on min_samples calls: robust to outliers, no test of means applies
+        )
+    ]
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """An endpoint's browser-minus-server gap at the median, p95 and p99 (None on too few calls)."""
+
+    p50: float
+    p95: float
+    p99: float | None
+    slow: int  # calls at least the lowest tail gap longer in the browser
+    calls: int
+    basis: str
+
+
+def _tail(be: Aggregate, fe: Aggregate, pairs: LatencySketch | None, t: Thresholds) -> _Tail | None:
+    """The gaps of requests joined by trace id when there are enough, else browser minus server
+    quantiles; None on fewer than ``TAIL_MIN_SAMPLES`` calls."""
+    low = t.endpoint_tail_gap_ms[0]
+    if pairs is not None and pairs.count >= TAIL_MIN_SAMPLES:
+        p50, p95, p99 = pairs.quantiles((0.5, 0.95, 0.99))
+        n = pairs.count
+        return _Tail(
+            p50 or 0.0,
+            p95 or 0.0,
+            p99 if n >= P99_MIN_SAMPLES else None,
+            pairs.count_above(low),
+            n,
+            f"{n:,} requests joined by trace id",
+        )
+    n = min(be.timed.count, fe.timed.count)
+    if n < TAIL_MIN_SAMPLES:
+        return None
+    b50, b95, b99 = (v or 0.0 for v in be.timed.quantiles((0.5, 0.95, 0.99)))
+    f50, f95, f99 = (v or 0.0 for v in fe.timed.quantiles((0.5, 0.95, 0.99)))
+    return _Tail(
+        f50 - b50,
+        f95 - b95,
+        f99 - b99 if n >= P99_MIN_SAMPLES else None,
+        fe.timed.count_above(b95 + low),
+        fe.timed.count,
+        "quantiles per endpoint",
+    )
+
+
+def _endpoint_tail(
+    key: str, be: Aggregate, fe: Aggregate, pairs: LatencySketch | None, t: Thresholds
+) -> list[Difference]:
+    """A tail-only gap: the median is fine but the p95 gap (or, on 100+ calls, half the p99 gap)
+    reaches ``endpoint_tail_gap_ms`` and ``endpoint_gap_pct`` of the server's p95."""
+    tail = _tail(be, fe, pairs, t)
+    if tail is None:
+        return []
+    be_p95 = be.timed.quantile(0.95) or 0.0
+
+    def judged(gap: float) -> Severity | None:
+        pct = gap / be_p95 * 100 if be_p95 > 0 else (float("inf") if gap > 0 else None)
+        return _lower(level(gap, t.endpoint_tail_gap_ms), level(pct, t.endpoint_gap_pct))
+
+    sev = max(judged(tail.p95), judged(tail.p99 / 2) if tail.p99 is not None else None, key=severity_rank)
+    if not sev:
+        return []
+    p99 = f", p99 {tail.p99:,.0f} ms" if tail.p99 is not None else ""
+    return [
+        _diff(
+            "performance",
+            sev,
+            key,
+            {"p50_ms": _round(be.timed.quantile(0.5)), "p95_ms": _round(be_p95), "count": be.timed.count},
+            {
+                "p50_ms": _round(fe.timed.quantile(0.5)),
+                "p95_ms": _round(fe.timed.quantile(0.95)),
+                "count": fe.timed.count,
+                "gap_p50_ms": _round(tail.p50),
+                "gap_p95_ms": _round(tail.p95),
+                "slow_calls": tail.slow,
+            },
+            tail.p95 / be_p95 * 100 if be_p95 > 0 else None,
+            f"{key}: a tail-only slowdown: about {tail.slow:,} of {tail.calls:,} calls take "
+            f"{t.endpoint_tail_gap_ms[0]:,.0f} ms or more longer in the browser than on the server "
+            f"(gap p95 {tail.p95:,.0f} ms{p99}) while the median gap is {tail.p50:,.0f} ms ({tail.basis}).",
+            (be.timed.count, fe.timed.count),
+            None,
         )
     ]
 
@@ -432,6 +701,8 @@ def _one_sided(
                 None,
                 f"{key}: the browser called it {fe.count:,} times and the backend never saw it "
                 "(wrong URL, a proxy, a cache or calls that never leave the browser).",
+                (0, fe.count),
+                None,
             )
         ]
     if be is not None and stats.frontend.endpoints and be.count >= t.min_samples:
@@ -445,6 +716,8 @@ def _one_sided(
                 None,
                 f"{key}: served {be.count:,} times by the backend and never called from the browser "
                 "(server-to-server traffic, scripts or an unused endpoint).",
+                (be.count, 0),
+                None,
             )
         ]
     return []

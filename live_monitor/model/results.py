@@ -8,7 +8,7 @@ at run time, as the report and the dashboard read them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, get_args
 
 import msgspec
 
@@ -28,6 +28,8 @@ __all__ = [
     "SideSummary",
     "StatusAnswer",
     "SystemSample",
+    "WORKS",
+    "Work",
 ]
 
 
@@ -47,6 +49,18 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
     frontend: dict[str, Any]
     difference_pct: float | None
     message: str
+    # Added in issue 17: what the verdict rests on and how sure it is. ``samples`` counts each
+    # side's events (or calls) behind it; ``confidence`` is 1 minus the p-value of the test that
+    # the gap is not chance (two proportions for error rates, two means for service performance,
+    # two counts for activity), None where no test applies (patterns, endpoint medians and tails).
+    samples: dict[Service, int] = msgspec.field(default_factory=dict)
+    confidence: float | None = None
+
+
+# What kind of work an event is, for the like-for-like rule: the browser's API calls and the
+# server requests they make are compared; the rest is reported, never compared with them.
+Work = Literal["api_calls", "pages_and_assets", "dependencies", "other"]
+WORKS: tuple[Work, ...] = get_args(Work)
 
 
 class ApiCalls(TypedDict):
@@ -87,6 +101,8 @@ class SideSummary(TypedDict):
     events_per_minute: float | None
     components: dict[str, int]
     api_calls: ApiCalls
+    work: dict[Work, int]  # events by kind of work: API calls, pages and assets, dependencies, other
+    estimated_events: float  # sampled events counted as the 1/sample_rate events each stands for
     window_events: NotRequired[int]  # the live monitor's: total_events then counts every stored event
     window_minutes: NotRequired[float]  # the report's: the time its files cover
 
@@ -98,6 +114,7 @@ class Comparison(TypedDict):
     avg_duration_diff_ms: float | None
     success_rate_diff: float | None
     activity_ratio: float | None
+    basis: Literal["API calls", "operations"]  # what the service-wide figures compare (like for like)
 
 
 class EndpointRow(TypedDict):
@@ -112,6 +129,7 @@ class EndpointRow(TypedDict):
     matched_gap_p50_ms: float | None
     matched_gap_p95_ms: float | None
     seen_by: Literal["both"] | Service
+    work: Work  # "pages_and_assets" for a server's page or static-file key, else "api_calls"
 
 
 class SystemSample(TypedDict):

@@ -204,6 +204,26 @@ class LatencySketch:
         """Arithmetic mean, or None when empty."""
         return self.sum / self.count if self.count else None
 
+    @property
+    def variance(self) -> float | None:
+        """The variance of the values from their buckets (within the sketch's accuracy), or None
+        when empty: what a test of two means needs."""
+        mean = self.mean
+        if mean is None:
+            return None
+        spread = self._zeros * mean * mean
+        for index, n in self._buckets.items():
+            spread += n * (self._bucket_value(index) - mean) ** 2
+        return spread / self._count
+
+    def count_above(self, value: float) -> int:
+        """About how many values are above ``value`` (those in buckets wholly above it)."""
+        self._settle()
+        if value < 1e-9:
+            return self._count - self._zeros if value >= 0 else self._count
+        edge = math.ceil(math.log(value) / self._gamma_log)
+        return sum(n for index, n in self._buckets.items() if index > edge)
+
     def quantile(self, q: float) -> float | None:
         """Return the q-quantile (0..1), or None when empty; clamped to the seen min/max."""
         return self.quantiles((q,))[0]
@@ -246,10 +266,22 @@ class Aggregate:
     timed: LatencySketch = field(default_factory=LatencySketch)
     first_ts: float | None = None
     last_ts: float | None = None
+    # The events that sampled events stand for beyond themselves: sum of 1/sample_rate - 1.
+    extra: float = 0.0
 
-    def add(self, duration_ms: float | None, is_error: bool, ts: float) -> None:
-        """Count one event; untimed events (duration None) stay out of the durations."""
+    @property
+    def estimated(self) -> float:
+        """How many events this aggregate stands for: each sampled one counts 1/sample_rate."""
+        return self.count + self.extra
+
+    def add(
+        self, duration_ms: float | None, is_error: bool, ts: float, sample_rate: float | None = None
+    ) -> None:
+        """Count one event; untimed events (duration None) stay out of the durations, and an
+        event sampled at ``sample_rate`` stands for 1/sample_rate events in ``estimated``."""
         self.count += 1
+        if sample_rate is not None:
+            self.extra += 1 / sample_rate - 1
         if is_error:
             self.errors += 1
         if duration_ms is not None:
@@ -259,10 +291,14 @@ class Aggregate:
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
 
-    def add_many(self, count: int, errors: int, timed: LatencySketch, first: float, last: float) -> None:
+    def add_many(
+        self, count: int, errors: int, timed: LatencySketch, first: float, last: float, extra: float = 0.0
+    ) -> None:
         """Count a batch at once: ``count`` events seen from ``first`` to ``last``, ``errors``
-        failed, the durations of the timed ones in ``timed``."""
+        failed, the durations of the timed ones in ``timed``, ``extra`` the events its sampled
+        ones stand for beyond themselves."""
         self.count += count
+        self.extra += extra
         self.errors += errors
         self.timed.merge(timed)
         if self.first_ts is None or first < self.first_ts:
@@ -273,6 +309,7 @@ class Aggregate:
     def merge(self, other: Aggregate) -> None:
         """Fold another aggregate into this one."""
         self.count += other.count
+        self.extra += other.extra
         self.errors += other.errors
         self.timed.merge(other.timed)
         for ts in (other.first_ts, other.last_ts):
@@ -284,6 +321,7 @@ class Aggregate:
         """Remove an aggregate previously merged in; first/last timestamps stay as they were."""
         self.count -= other.count
         self.errors -= other.errors
+        self.extra = max(0.0, self.extra - other.extra) if self.count > 0 else 0.0
         self.timed.subtract(other.timed)
 
     @property
@@ -340,17 +378,18 @@ class SideStats:
         duration_ms: float | None,
         is_error: bool,
         ts: float,
+        sample_rate: float | None = None,
     ) -> None:
-        """Count one event of this side."""
-        self.total.add(duration_ms, is_error, ts)
+        """Count one event of this side (sampled at ``sample_rate``, None when not sampled)."""
+        self.total.add(duration_ms, is_error, ts, sample_rate)
         _count_bounded(self.components, component)
         if component == ENDPOINT_COMPONENTS.get(self.service):
             key = action if action in self.endpoints or len(self.endpoints) < MAX_KEYS else OTHER
             agg = self.endpoints.get(key)
             if agg is None:
                 agg = self.endpoints[key] = Aggregate()
-            agg.add(duration_ms, is_error, ts)
-            self.api.add(duration_ms, is_error, ts)
+            agg.add(duration_ms, is_error, ts, sample_rate)
+            self.api.add(duration_ms, is_error, ts, sample_rate)
 
     def add_events(self, events: list[Any], first: float, last: float) -> None:
         """Count a batch of this side's events (``ExecutionEvent``), seen from ``first`` to ``last``.
@@ -374,7 +413,9 @@ class SideStats:
                 by_key[event.action] = [event]
             else:
                 group.append(event)
-        calls, call_errors = LatencySketch(), 0
+        calls, call_errors, call_extra = LatencySketch(), 0, 0.0
+        # Sampled events are rare: one pass finds them, and only then does a group pay for weights.
+        sampled = any([e.sample_rate is not None for e in events])
         endpoints = self.endpoints
         for action, group in by_key.items():
             key = action if action in endpoints or len(endpoints) < MAX_KEYS else OTHER
@@ -384,12 +425,14 @@ class SideStats:
             timed = LatencySketch()
             timed.extend([e.duration_ms for e in group if e.duration_ms is not None])
             errors = len([e for e in group if e.status == "error"])
-            agg.add_many(len(group), errors, timed, first, last)
+            extra = _extra(group) if sampled else 0.0
+            agg.add_many(len(group), errors, timed, first, last, extra)
             calls.merge(timed)
             call_errors += errors
+            call_extra += extra
         names = Counter([e.component for e in rest])
         if by_key:
-            self.api.add_many(len(events) - len(rest), call_errors, calls, first, last)
+            self.api.add_many(len(events) - len(rest), call_errors, calls, first, last, call_extra)
             names[api] += len(events) - len(rest)
         components = self.components
         for name, n in names.items():
@@ -400,7 +443,8 @@ class SideStats:
         if rest:
             calls.extend([e.duration_ms for e in rest if e.duration_ms is not None])
         errors = call_errors + len([e for e in rest if e.status == "error"])
-        self.total.add_many(len(events), errors, calls, first, last)
+        extra = call_extra + (_extra(rest) if sampled else 0.0)
+        self.total.add_many(len(events), errors, calls, first, last, extra)
 
     def merge(self, other: SideStats) -> None:
         """Fold another side's statistics (e.g. a time bucket) into this one.
@@ -497,6 +541,11 @@ class PairStats:
                 mine.subtract(sketch)
                 if not mine.count:
                     del self.trace_gaps[key]
+
+
+def _extra(events: list[Any]) -> float:
+    """The events a group's sampled events stand for beyond themselves (1/sample_rate - 1 each)."""
+    return sum([1 / e.sample_rate - 1 for e in events if e.sample_rate is not None])
 
 
 def _count_bounded(counter: Counter[str], name: str) -> None:

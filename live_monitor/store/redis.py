@@ -507,6 +507,8 @@ def _aggregate_ops(ops: list[Any], prefix: str, agg: Aggregate) -> None:
     ops += ["i", f"{prefix}|n", agg.count]
     if agg.errors:
         ops += ["i", f"{prefix}|err", agg.errors]
+    if agg.extra:  # sampled events: what they stand for beyond themselves
+        ops += ["f", f"{prefix}|x", repr(agg.extra)]
     _sketch_ops(ops, prefix, agg.timed)
 
 
@@ -556,6 +558,8 @@ def _read_aggregate_field(agg: Aggregate, metric: str, value: float) -> None:
         agg.count = int(value)
     elif metric == "err":
         agg.errors = int(value)
+    elif metric == "x":
+        agg.extra = value
     else:
         _read_sketch_field(agg.timed, metric, value)
 

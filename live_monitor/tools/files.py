@@ -125,6 +125,7 @@ class Event:
     trace_id: str | None
     where: str
     details: dict[str, Any] | None = None
+    sample_rate: float | None = None  # the event stands for 1/sample_rate events; None: not sampled
 
 
 def iter_records(path: str | Path, on_read: Callable[[int], None] | None = None) -> Iterator[tuple[str, Any]]:
@@ -266,6 +267,11 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
         raise ValueError(f"'status' must be 'success' or 'error', not {status!r}")
     level_error = status is None and str(record.get("level", "")).upper() in ERROR_LEVELS
     trace = record.get("trace_id")
+    rate = record.get("sample_rate")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1
+    ):
+        raise ValueError(f"'sample_rate' must be more than 0 and at most 1, not {rate!r}")
     return Event(
         ts,
         service,
@@ -276,6 +282,7 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
         trace if isinstance(trace, str) and trace else None,
         where,
         details if isinstance(details := record.get("details"), dict) else None,
+        None if rate is None else float(rate),
     )
 
 

@@ -124,7 +124,19 @@ def _seed_lines(diff: dict[str, Any]) -> list[str]:
     if pct is not None:
         lines.append(f"Difference: {pct:.1f}" + (" points" if kind == "error_rate" else "%"))
     lines.append(f"Severity: {str(diff['severity']).capitalize()}")
+    if diff.get("samples"):
+        lines.append(evidence(diff))
     return lines
+
+
+def evidence(diff: dict[str, Any]) -> str:
+    """What a difference rests on and how sure it is: "Samples: 120 backend, 120 frontend; 97.9%
+    sure it is not chance" (the dashboard's alert card says the same)."""
+    samples = diff.get("samples") or {}
+    counts = ", ".join(f"{_num(samples.get(s), 0)} {s}" for s in ("backend", "frontend"))
+    sure = diff.get("confidence")
+    how = "not tested" if sure is None else f"{int(sure * 1000) / 10:g}% sure it is not chance"
+    return f"Samples: {counts}; {how}"
 
 
 def _summary_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -27,7 +27,7 @@ from live_monitor.model.comparator import (
     compare,
     comparison,
     endpoint_rows,
-    summarize,
+    summaries,
 )
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
@@ -89,7 +89,7 @@ def build_stats(
     seen = {"backend": 0, "frontend": 0}
     merged = heapq.merge(*(_read(path, side) for path, side in sources), key=attrgetter("ts"))
     for e in merged:
-        pair.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, e.ts)
+        pair.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, e.ts, e.sample_rate)
         seen[e.service] += 1
         for endpoint, gap in join.offer(policy.pairable([e]), e.ts):
             pair.add_gap(endpoint, gap)
@@ -111,7 +111,7 @@ def report_from_files(
         if not path.is_file():
             raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     pair = build_stats(sources, progress)
-    backend, frontend = summarize(pair.backend), summarize(pair.frontend)
+    backend, frontend = summaries(pair)
     backend["window_minutes"] = round(pair.backend.minutes, 2)
     frontend["window_minutes"] = round(pair.frontend.minutes, 2)
     summary = {

@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from backend_logging_config import endpoint_key, normalize_route
 from live_monitor.tools.replay import MonitorPoster
-from live_monitor.vocabulary import SERVICES, DifferenceType, Scope
+from live_monitor.vocabulary import OUTGOING_COMPONENT, SERVICES, DifferenceType, Scope
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -75,10 +75,6 @@ LOUD_ENDPOINT = E("GET", "/api/shipping/quote", 95, 0.45, 0, 200, 0, "", "query 
 SMALL_SAMPLES = ((QUIET_ENDPOINT, 12, 1), (LOUD_ENDPOINT, 120, 7))
 # activity_mismatch: a payment provider's webhooks, server requests no browser makes.
 WEBHOOK_ENDPOINT = E("POST", "/api/webhooks/payments", 40, 0.5, 0, 200, 0, "", "update orders")
-
-# The component of a backend's outgoing HTTP calls. Defined here until live_monitor/vocabulary.py
-# names it (as OUTGOING_COMPONENT); then this becomes an import.
-OUTGOING_COMPONENT = "http-client"
 
 
 @dataclass(frozen=True)
