@@ -12,6 +12,7 @@ traffic, page noise included.
 
 from __future__ import annotations
 
+import base64
 import functools
 import gzip
 import json
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask.testing import FlaskClient
@@ -313,6 +315,11 @@ def recorded_spans(name: str, service_name: str) -> list[dict[str, Any]]:
             attrs = {a["key"]: a["value"] for a in resource["resource"]["attributes"]}
             if attrs["service.name"].get("stringValue") == service_name:
                 spans += [span for scope in resource["scopeSpans"] for span in scope["spans"]]
+        if isinstance(payload, Message):  # protobuf ids come out of MessageToDict in base64
+            for span in spans:
+                for name in ("traceId", "spanId", "parentSpanId"):
+                    if len(span.get(name) or "") not in (0, 16, 32):
+                        span[name] = base64.b64decode(span[name]).hex()
     return spans
 
 
@@ -326,11 +333,28 @@ def server_requests(name: str) -> dict[str, int]:
     return counts
 
 
+URL_KEYS = ("http.url", "url.full")
 ROUTES = {  # the Flask instrumentation names a SERVER span "METHOD route"
     "GET /api/orders/<int:order_id>": "GET /api/orders/:id",
     "GET /api/users/<name>": "GET /api/users/:name",
     "POST /api/cart": "POST /api/cart",
 }
+
+
+@pytest.mark.parametrize("name", OTEL)
+def test_the_recorded_traces_run_browser_server_downstream(name: str) -> None:
+    """What the replay rests on, checked in the recording itself: each server API request is
+    the child of one browser call and the parent of one call to the payment provider."""
+    browser = {span["spanId"] for span in recorded_spans(name, BROWSER)}
+    server = recorded_spans(name, SERVER)
+    requests = {s["spanId"]: s for s in server if s["name"] in ROUTES}
+    assert {s["parentSpanId"] for s in requests.values()} <= browser
+    downstream = [s for s in server if s["kind"] in (3, "SPAN_KIND_CLIENT")]
+    assert sorted(s["parentSpanId"] for s in downstream) == sorted(requests)
+    # the Python instrumentations send the older HTTP conventions by default (http.url)
+    urls = [a["value"]["stringValue"] for s in downstream for a in s["attributes"] if a["key"] in URL_KEYS]
+    assert len(urls) == len(downstream)
+    assert {urlsplit(url).hostname for url in urls} == {"payments.example.com"}
 
 
 @pytest.mark.parametrize("name", OTEL)
