@@ -38,6 +38,7 @@ SCENARIOS = sorted(p.parent.name for p in CORPUS.glob("*/manifest.json"))
 HEALTHY = [name for name in SCENARIOS if name.endswith("-healthy")]
 ANOMALOUS = [name for name in SCENARIOS if not name.endswith("-healthy")]
 OTEL = [name for name in SCENARIOS if name.startswith("otel-")]
+SIDES = ("backend", "frontend")
 BROWSER, SERVER = "shop-web", "shop-api"  # the recorded OpenTelemetry services
 ROUTE_KEYS = {"GET /api/orders/:id", "GET /api/users/:name", "POST /api/cart"}
 
@@ -157,7 +158,11 @@ class Replayed:
     manifest: dict[str, Any]
     data: dict[str, Any]
     differences: list[dict[str, Any]]
-    report: list[dict[str, Any]]
+    report: dict[str, Any]
+
+    def verdicts(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """The differences found live and by the report, each named for the failure message."""
+        return [("live", self.differences), ("report", self.report["differences"])]
 
 
 def load(name: str) -> tuple[dict[str, Any], list[Request]]:
@@ -188,8 +193,8 @@ def post(client: FlaskClient, request: Request) -> None:
         assert answer.json["accepted"] == len(_events(request.payload)), answer.json
 
 
-def report_differences(export: dict[str, Any], folder: Path) -> list[dict[str, Any]]:
-    """The report tool's differences for a saved ``/data`` export (both sides in one file)."""
+def report_of(export: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The report tool's JSON report on a saved ``/data`` export (both sides in one file)."""
     source, target = folder / "data.json", folder / "report.json"
     source.write_text(json.dumps(export), encoding="utf-8")
     argv = [
@@ -203,8 +208,8 @@ def report_differences(export: dict[str, Any], folder: Path) -> list[dict[str, A
         str(target),
     ]
     assert execution_difference_report.main(argv) == 0
-    differences: list[dict[str, Any]] = json.loads(target.read_text(encoding="utf-8"))["differences"]
-    return differences
+    report: dict[str, Any] = json.loads(target.read_text(encoding="utf-8"))
+    return report
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +227,7 @@ def replay(
         data = client.get(f"{API}/data?limit=20000").json
         assert len(data["recent_events"]) < 20_000  # the export holds every event
         differences = client.get(f"{API}/differences").json["differences"]
-        report = report_differences(data, tmp_path_factory.mktemp(name))
+        report = report_of(data, tmp_path_factory.mktemp(name))
         return Replayed(manifest, data, differences, report)
 
     return run
@@ -258,7 +263,7 @@ def test_healthy_traffic_raises_no_medium_or_high_difference(
 ) -> None:
     seen = replay(name)
     assert seen.manifest["expected"] == [] and seen.manifest["quiet"] == ["medium", "high"]
-    for where, differences in (("live", seen.differences), ("report", seen.report)):
+    for where, differences in seen.verdicts():
         loud = [d for d in differences if d["severity"] in ("medium", "high")]
         assert loud == [], (where, _brief(loud))
 
@@ -269,7 +274,7 @@ def test_an_anomaly_leaves_the_other_endpoints_quiet(replay: Callable[[str], Rep
     manifest's ``quiet`` severities while one endpoint misbehaves."""
     seen = replay(name)
     keys = {expected["key"] for expected in seen.manifest["expected"]}
-    for where, differences in (("live", seen.differences), ("report", seen.report)):
+    for where, differences in seen.verdicts():
         loud = [
             d
             for d in differences
@@ -282,7 +287,7 @@ def test_an_anomaly_leaves_the_other_endpoints_quiet(replay: Callable[[str], Rep
 def test_each_injected_anomaly_is_found_on_its_endpoint(replay: Callable[[str], Replayed], name: str) -> None:
     seen = replay(name)
     assert seen.manifest["expected"], "an anomalous scenario names what must be found"
-    for where, differences in (("live", seen.differences), ("report", seen.report)):
+    for where, differences in seen.verdicts():
         found = {(d["type"], d["key"]) for d in differences}
         for expected in seen.manifest["expected"]:
             assert (expected["type"], expected["key"]) in found, (where, expected, _brief(differences))
@@ -290,10 +295,19 @@ def test_each_injected_anomaly_is_found_on_its_endpoint(replay: Callable[[str], 
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_the_live_monitor_and_the_report_agree(replay: Callable[[str], Replayed], name: str) -> None:
+    """The dashboard's differences and endpoint rows say what the report says of the same data:
+    the same verdicts, and per endpoint the same counts, errors, times and matched requests."""
     seen = replay(name)
     live = sorted((d["type"], d["key"] or "", d["severity"]) for d in seen.differences)
-    assert live == sorted((d["type"], d["key"] or "", d["severity"]) for d in seen.report)
+    assert live == sorted((d["type"], d["key"] or "", d["severity"]) for d in seen.report["differences"])
     assert seen.data["differences_count"] == len(seen.differences)
+    assert [_row(r) for r in seen.data["endpoints"]] == [_row(r) for r in seen.report["summary"]["endpoints"]]
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint row without its rates per minute (live: over the window; report: the file's span)."""
+    sides = {side: {k: v for k, v in (row[side] or {}).items() if k != "per_minute"} for side in SIDES}
+    return {**row, **sides}
 
 
 # -- the official SDKs' traces ------------------------------------------------------------------
