@@ -296,17 +296,18 @@ local function choose(mine, fields)
   -- the same key; 3: the trace's only live half, untied. The oldest first (lowest arrival).
   local side, _, link, endpoint = parse(mine)
   local tied, keyed, untied, oldest, live = nil, nil, nil, nil, 0
-  local function older(a, b) return not a or tonumber(fields[b]) < tonumber(fields[a]) end
+  local first = {}  -- arrival number by position, for "the oldest first"
   for j = 1, #fields, 2 do
     local s, at, l, e = parse(fields[j + 1])
     if now - at <= ttl then
-      live = live + 1
-      if older(oldest, j) then oldest = j end
+      local f = tonumber(fields[j])
+      first[j], live = f, live + 1
+      if not oldest or f < first[oldest] then oldest = j end
       if s ~= side then
         if link ~= '' and l == link then
-          if older(tied, j) then tied = j end
+          if not tied or f < first[tied] then tied = j end
         elseif link == '' or l == '' then
-          if e == endpoint and older(keyed, j) then keyed = j end
+          if e == endpoint and (not keyed or f < first[keyed]) then keyed = j end
           untied = j
         end
       end
@@ -329,9 +330,11 @@ local out = {}
 for i = 1, n do
   local key, mine = KEYS[i], ARGV[i]
   local fields = redis.call('HGETALL', key)
-  local found, live, oldest = choose(mine, fields)
+  local found, live, oldest = nil, 0, nil
+  if #fields > 0 then found, live, oldest = choose(mine, fields) end
   if found then
-    drop(key .. '#' .. fields[found])
+    redis.call('HDEL', key, fields[found])
+    redis.call('ZREM', index, key .. '#' .. fields[found])
     out[i] = fields[found + 1]
   else
     for j = 1, #fields, 2 do  -- the trace's expired halves leave, and its oldest past TRACE_MAX
