@@ -445,3 +445,14 @@ def test_at_most_sixty_four_halves_of_one_trace_wait_the_oldest_dropped_first(st
     s.add([call("backend", 10.0, parent=p) for p in parents])
     s.add([call("frontend", 40.0, span=parents[1]), call("frontend", 30.0, span=parents[0])])
     assert matched(s) == {"GET /x": (1, 30.0, 30.0)}  # the call made in the first span found none
+
+
+def test_each_half_of_a_trace_waits_its_own_ten_minutes(store, clock):
+    """A trace's halves that arrived at different times leave at different times."""
+    s = store(window_s=900)
+    s.add([call("backend", 10.0, span=S1, parent=B1)])
+    clock.advance(300)
+    s.add([call("backend", 20.0, span=S2, parent=B2)])
+    clock.advance(301)  # the first request waited 601 s, the second 301 s
+    s.add([call("frontend", 110.0, span=B1), call("frontend", 220.0, span=B2)])
+    assert matched(s) == {"GET /x": (1, 200.0, 200.0)}
