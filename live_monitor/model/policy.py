@@ -172,10 +172,11 @@ class TraceJoin:
     """The halves waiting in one process (the memory store's, the report's), by trace id.
 
     A trace's entry holds its one waiting half or, when several wait, their list in arrival
-    order (one half per trace is the common case, and costs no list). Traces are kept in the
-    order their waiting began; when a trace's oldest halves leave and younger ones stay, it
-    goes to the back of the line, so the bounds drop the oldest half first, but for a trace's
-    younger halves, which may then wait in memory a little past their time (never to pair).
+    order (one half per trace is the common case, and costs no list). Traces stand in line in
+    the order their waiting began, and the bounds take from the front. A trace whose oldest
+    halves leave while younger ones stay goes to the back, so those may be kept a while past
+    their ten minutes (``choose`` skips them: they never pair) or outlast younger halves at
+    ``PENDING_MAX``; ``JOIN_SCRIPT`` keeps each half's own place in line.
     """
 
     def __init__(self) -> None:
