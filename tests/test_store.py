@@ -436,6 +436,15 @@ def test_without_ids_a_trace_of_more_halves_pairs_no_two_of_different_keys(store
     assert matched(s) == {}
 
 
+def test_without_ids_a_traces_only_two_halves_of_different_methods_are_two_requests(store):
+    """A browser DELETE is not the server's POST, whatever trace they share."""
+    s = store()
+    s.add([call("backend", 80.0, "POST /api/users/:id/cart")])
+    s.add([call("frontend", 400.0, "DELETE /api/users/:id")])
+    assert matched(s) == {}
+    assert [e.action for e in s.events("frontend")] == ["DELETE /api/users/:id"]
+
+
 def test_at_most_sixty_four_halves_of_one_trace_wait_the_oldest_dropped_first(store):
     """Rule: past ``TRACE_MAX`` (64) waiting halves of one trace, the trace's oldest is dropped,
     so a client that sends one trace id for everything costs a bounded scan per event."""

@@ -12,8 +12,10 @@
      ``parent_span_id`` is the call's ``span_id``;
   2. failing that, one whose tie is unknown (no span id on the call or no parent id on the
      request) with the same endpoint key;
-  3. failing that, when it is the trace's only waiting half and the tie is unknown, that one
-     (one browser call and one server request: the old clients' traces).
+  3. failing that, when it is the trace's only waiting half, the tie is unknown and the method
+     (the key's first word) is the same, that one (one browser call and one server request: the
+     old clients' traces, whose keys differ where the browser has a name the server's route
+     holds as ``:name``).
   The oldest such half first. Spans that are tied elsewhere (a downstream service's request,
   whose parent is the backend's outgoing call) never meet a browser call; several calls in one
   trace each meet their own request. The pair's gap (browser minus server) counts under the
@@ -141,7 +143,14 @@ def choose(mine: Half, waiting: list[Half], now: float) -> int | None:
     for i in untied:
         if waiting[i].endpoint == mine.endpoint:
             return i
-    return untied[0] if len(live) == 1 and untied else None
+    if len(live) == 1 and untied and _method(waiting[untied[0]].endpoint) == _method(mine.endpoint):
+        return untied[0]
+    return None
+
+
+def _method(endpoint: str) -> str:
+    """An endpoint key's method (``GET`` of ``GET /api/users/:id``)."""
+    return endpoint.partition(" ")[0]
 
 
 def pair(event: Traced, other: Half) -> tuple[str, float]:
@@ -207,7 +216,11 @@ class TraceJoin:
             elif (  # choose() for one waiting half, inlined: the common case
                 held.service != mine.service
                 and now - held.at <= PENDING_TTL_S
-                and (mine.link is None or held.link is None or mine.link == held.link)
+                and (
+                    mine.link == held.link
+                    if mine.link is not None and held.link is not None
+                    else held.endpoint == mine.endpoint or _method(held.endpoint) == _method(mine.endpoint)
+                )
             ):
                 del waiting[trace]
                 self._count -= 1
@@ -294,9 +307,11 @@ end
 local function choose(mine, fields)
   -- Returns the position in fields of the half mine meets (or nil), the trace's live halves,
   -- and the position of its oldest live half. Rule 1: the tied half; 2: an untied one with
-  -- the same key; 3: the trace's only live half, untied. The oldest first (lowest arrival).
+  -- the same key; 3: the trace's only live half, untied, of the same method. The oldest first
+  -- (lowest arrival).
   local side, _, link, endpoint = parse(mine)
   local tied, keyed, untied, oldest, live = nil, nil, nil, nil, 0
+  local method = string.match(endpoint, '^[^ ]*')
   local first = {}  -- arrival number by position, for "the oldest first"
   for j = 1, #fields, 2 do
     local s, at, l, e = parse(fields[j + 1])
@@ -309,7 +324,7 @@ local function choose(mine, fields)
           if not tied or f < first[tied] then tied = j end
         elseif link == '' or l == '' then
           if e == endpoint and (not keyed or f < first[keyed]) then keyed = j end
-          untied = j
+          if string.match(e, '^[^ ]*') == method then untied = j end
         end
       end
     end
