@@ -320,3 +320,148 @@ def test_an_events_parent_span_and_sample_rate_come_back_as_sent(store):
     s.add([e])
     (back,) = s.recent(1)
     assert (back.parent_span_id, back.sample_rate) == ("00f067aa0ba902b7", 0.25)
+
+
+# --- the trace join on real traces: many spans in one trace (policy.choose) -------------------
+
+
+def call(
+    side: str, ms: float, action: str = "GET /x", span: str | None = None, parent: str | None = None
+) -> ExecutionEvent:
+    """One span of the trace ``TRACE``: a browser call (``span``: its own span id) or a server
+    request (``parent``: the span it was made in)."""
+    e = half(side, TRACE, ms, action)
+    e.span_id, e.parent_span_id = span, parent
+    return e
+
+
+def matched(s: Store) -> dict[str, tuple[int, float | None, float | None]]:
+    """The joined requests by key: (how many, smallest gap, largest gap), both kept exact."""
+    gaps = s.window_stats().trace_gaps
+    return {key: (g.count, g.quantile(0.0), g.quantile(1.0)) for key, g in gaps.items()}
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+B1, B2, S1, S2, C1 = "b1" * 8, "b2" * 8, "51" * 8, "52" * 8, "c1" * 8
+
+
+@pytest.mark.parametrize(
+    "order", ["servers first", "browsers first", "one batch"], ids=lambda o: o.replace(" ", "-")
+)
+def test_each_browser_call_meets_the_server_request_made_in_its_span(store, order):
+    """Two calls of one endpoint in one trace: only the parent span tells their requests apart
+    (by key alone the first call would meet the first request to arrive, the wrong one)."""
+    s = store()
+    browsers = [call("frontend", 300.0, span=B1), call("frontend", 500.0, span=B2)]
+    servers = [call("backend", 50.0, span=S2, parent=B2), call("backend", 100.0, span=S1, parent=B1)]
+    if order == "one batch":
+        s.add([servers[0], browsers[0], browsers[1], servers[1]])
+    else:
+        for e in servers + browsers if order == "servers first" else browsers + servers:
+            s.add([e])
+    assert matched(s) == {"GET /x": (2, 200.0, 450.0)}
+
+
+def test_several_calls_in_one_trace_without_span_ids_meet_by_endpoint_key(store):
+    """Old clients send no parent ids: then the server request of the same key is the one."""
+    s = store()
+    s.add([call("frontend", 300.0, "GET /a"), call("frontend", 500.0, "GET /b")])
+    s.add([call("backend", 50.0, "GET /b")])
+    s.add([call("backend", 100.0, "GET /a"), call("backend", 70.0, "GET /c")])
+    assert matched(s) == {"GET /a": (1, 200.0, 200.0), "GET /b": (1, 450.0, 450.0)}
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["parent-ids", "no-parent-ids"])
+def test_downstream_calls_internal_spans_and_other_services_never_break_the_pair(store, tied):
+    """Browser -> server -> payment provider: the backend's outgoing call, an internal span and
+    the provider's own server request (another service reporting here, on its own schedule,
+    so after the request it served) leave the browser call to its request."""
+    s = store()
+
+    def span(parent: str) -> str | None:
+        return parent if tied else None
+
+    outgoing = call("backend", 95.0, "POST payments.example.com/v1/charges", span=C1, parent=span(S1))
+    outgoing.component = "http-client"
+    internal = call("backend", 5.0, "charge", parent=span(S1))
+    internal.component = "db"
+    s.add([outgoing, internal, call("backend", 150.0, "POST /api/pay", span=S1, parent=span(B1))])
+    s.add([call("backend", 80.0, "POST /v1/charges", parent=span(C1))])
+    s.add([call("frontend", 400.0, "POST /api/pay", span=B1)])
+    assert matched(s) == {"POST /api/pay": (1, 250.0, 250.0)}
+
+
+def test_a_server_request_whose_browser_call_never_came_takes_no_other_call(store):
+    """The request made in span B1 waits for that call; the trace's next call meets its own."""
+    s = store()
+    s.add([call("backend", 60.0, span=S1, parent=B1)])  # the page closed before B1 was sent
+    s.add([call("frontend", 900.0, span=B2)])
+    assert matched(s) == {}
+    s.add([call("backend", 100.0, span=S2, parent=B2)])
+    assert matched(s) == {"GET /x": (1, 800.0, 800.0)}
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["parent-ids", "no-parent-ids"])
+def test_a_pair_of_different_keys_counts_under_the_servers_and_so_does_a_browser_call_that_comes_second(
+    store, tied
+):
+    """The browser knows the URL, the server its route. Tied by span or, without ids, as the
+    trace's only two halves, the pair counts under the route; the browser call, arriving
+    second, is counted and stored under it too."""
+    s = store()
+    s.add([call("backend", 100.0, "GET /api/users/:name", span=S1, parent=B1 if tied else None)])
+    s.add([call("frontend", 300.0, "GET /api/users/alice", span=B1 if tied else None)])
+    assert matched(s) == {"GET /api/users/:name": (1, 200.0, 200.0)}
+    stats = s.window_stats()
+    assert set(stats.frontend.endpoints) == set(stats.backend.endpoints) == {"GET /api/users/:name"}
+    assert [e.action for e in s.events("frontend")] == ["GET /api/users/:name"]
+    assert set(s.tallies().endpoints["frontend"]) == {"GET /api/users/:name"}
+
+
+def test_a_browser_call_that_came_first_keeps_its_own_key_and_the_pair_takes_the_servers(store):
+    """Counted before its request came, the browser call stays under its URL's key."""
+    s = store()
+    s.add([call("frontend", 300.0, "GET /api/users/alice", span=B1)])
+    s.add([call("backend", 100.0, "GET /api/users/:name", span=S1, parent=B1)])
+    assert matched(s) == {"GET /api/users/:name": (1, 200.0, 200.0)}
+    assert set(s.window_stats().frontend.endpoints) == {"GET /api/users/alice"}
+
+
+def test_without_ids_a_trace_of_more_halves_pairs_no_two_of_different_keys(store):
+    """The last rule (the trace's only two halves) is for one call and its request: with more
+    halves waiting and nothing to tell them apart, none of different keys are paired."""
+    s = store()
+    s.add([call("backend", 80.0, "GET /internal/a"), call("backend", 90.0, "GET /internal/b")])
+    s.add([call("frontend", 400.0, "GET /api/page")])
+    assert matched(s) == {}
+
+
+def test_without_ids_a_traces_only_two_halves_of_different_methods_are_two_requests(store):
+    """A browser DELETE is not the server's POST, whatever trace they share."""
+    s = store()
+    s.add([call("backend", 80.0, "POST /api/users/:id/cart")])
+    s.add([call("frontend", 400.0, "DELETE /api/users/:id")])
+    assert matched(s) == {}
+    assert [e.action for e in s.events("frontend")] == ["DELETE /api/users/:id"]
+
+
+def test_at_most_sixty_four_halves_of_one_trace_wait_the_oldest_dropped_first(store):
+    """Rule: past ``TRACE_MAX`` (64) waiting halves of one trace, the trace's oldest is dropped,
+    so a client that sends one trace id for everything costs a bounded scan per event."""
+    assert policy.TRACE_MAX == 64
+    s = store()
+    parents = [f"{i + 1:016x}" for i in range(policy.TRACE_MAX + 1)]
+    s.add([call("backend", 10.0, parent=p) for p in parents])
+    s.add([call("frontend", 40.0, span=parents[1]), call("frontend", 30.0, span=parents[0])])
+    assert matched(s) == {"GET /x": (1, 30.0, 30.0)}  # the call made in the first span found none
+
+
+def test_each_half_of_a_trace_waits_its_own_ten_minutes(store, clock):
+    """A trace's halves that arrived at different times leave at different times."""
+    s = store(window_s=900)
+    s.add([call("backend", 10.0, span=S1, parent=B1)])
+    clock.advance(300)
+    s.add([call("backend", 20.0, span=S2, parent=B2)])
+    clock.advance(301)  # the first request waited 601 s, the second 301 s
+    s.add([call("frontend", 110.0, span=B1), call("frontend", 220.0, span=B2)])
+    assert matched(s) == {"GET /x": (1, 200.0, 200.0)}

@@ -264,3 +264,42 @@ def test_processes_share_one_tally_and_one_endpoint_cap(redis_server, clock):
     assert one.endpoints["backend"]["GET /b"].count == 2
     assert one.endpoints["backend"][OTHER].count == 2  # /c from one process, /d from the other
     assert len(one.endpoints["backend"]) == MAX_SERIES_KEYS + 1
+
+
+def test_halves_of_one_trace_received_by_different_processes_each_meet_their_own(redis_server, clock):
+    """With --workers, a trace's browser calls and server requests reach different processes at
+    once; the join is one script call per batch, so every call still meets its own request."""
+    from tests.helpers import stored_event
+
+    def spans(trace: int) -> tuple[list[ExecutionEvent], list[ExecutionEvent]]:
+        """Two calls of one key in a trace, their requests, and a downstream service's request."""
+        browsers, servers = [], []
+        for call in (1, 2):
+            browser = stored_event("frontend", "api", duration=100.0 * call + 300.0, trace=f"{trace:032x}")
+            server = stored_event(duration=100.0 * call, trace=f"{trace:032x}")
+            browser.span_id = server.parent_span_id = f"{trace:08x}{call:08x}"
+            browsers.append(browser)
+            servers.append(server)
+        downstream = stored_event(action="GET /inventory", duration=5.0, trace=f"{trace:032x}")
+        downstream.parent_span_id = f"{trace:08x}{0:08x}"
+        return browsers, [downstream, *servers]
+
+    traces = [spans(t) for t in range(1, 201)]
+    stores = [RedisEventStore(redis_server.url, clock=clock) for _ in range(2)]
+
+    def send(store: RedisEventStore, side: int) -> None:
+        for first in range(0, len(traces), 5):
+            store.add([e for halves in traces[first : first + 5] for e in halves[side]])
+
+    workers = [threading.Thread(target=send, args=(store, side)) for side, store in enumerate(stores)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    gaps = stores[0].window_stats().trace_gaps
+    assert list(gaps) == ["GET /x"]
+    assert (gaps["GET /x"].count, gaps["GET /x"].quantile(0.0), gaps["GET /x"].quantile(1.0)) == (
+        400,
+        300.0,
+        300.0,
+    )

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from live_monitor.tools.files import iter_event_file, iter_json_array, parse_time
+from live_monitor.tools.files import iter_event_file, iter_json_array, parse_time, to_event
 from tests.helpers import ev
 
 
@@ -229,3 +229,25 @@ def test_bytes_that_are_not_utf8_are_reported_on_their_own_line():
     lines[30] = lines[30].replace(b"GET", b"G\xe9T")
     with pytest.raises(ValueError, match=r"^bad\.json:31: not UTF-8 text"):
         list(iter_json_array(io.BytesIO(b"\n".join(lines)), "bad.json"))
+
+
+def test_the_reader_takes_span_ids_and_sample_rate_as_the_monitor_stores_them():
+    """A /data export carries them: the report joins and weighs files as the live monitor does."""
+    record = ev(timestamp=1.0, trace_id="4bf92f3577b34da6a3ce929d0e0e4736", span_id="b1" * 8)
+    record.update(parent_span_id="00f067aa0ba902b7", sample_rate=0.25)
+    e = to_event(record, "f:1")
+    assert e is not None
+    assert (e.span_id, e.parent_span_id, e.sample_rate) == ("b1" * 8, "00f067aa0ba902b7", 0.25)
+    old = to_event(ev(timestamp=1.0), "f:2")  # an old client's: none of them
+    assert old is not None and (old.span_id, old.parent_span_id, old.sample_rate) == (None, None, None)
+
+
+@pytest.mark.parametrize("rate", [0, 1.5, -0.1, "0.5", True, float("nan")])
+def test_a_sample_rate_out_of_range_is_a_clear_error_naming_the_field(rate):
+    with pytest.raises(ValueError, match=r"'sample_rate' must be a number > 0 and <= 1, or null, not "):
+        to_event(ev(timestamp=1.0, sample_rate=rate), "f:1")
+
+
+def test_an_id_that_is_not_text_joins_nothing_and_refuses_nothing():
+    e = to_event(ev(timestamp=1.0, trace_id=7, span_id=["x"], parent_span_id=""), "f:1")
+    assert e is not None and (e.trace_id, e.span_id, e.parent_span_id) == (None, None, None)

@@ -2,18 +2,34 @@
 
 - **Which events count**: every event but the monitor's own traffic (``vocabulary.is_own_traffic``);
   own traffic is stored and listed, never counted, compared or paired.
-- **Which events pair**: counted endpoint events with a trace id *and* a duration. An untimed
-  half can never give a gap, so it is not offered: it cannot take the place of a timed half.
-- **How a pair is made**: a half meets the waiting half of the same trace id from the other side
-  (a half of the same side takes the waiting one's place); the two give the browser-minus-server
-  gap when they are calls of the same endpoint.
-- **How long an unpaired half waits**: at most ``PENDING_TTL_S`` seconds, and at most
-  ``PENDING_MAX`` halves wait: past that the oldest are dropped.
+- **Which events pair**: counted endpoint events (browser ``api`` calls, server ``http``
+  requests) with a trace id *and* a duration. An untimed half can never give a gap, so it is
+  not offered; nor are the trace's other spans (a backend's outgoing ``http-client`` calls,
+  internal spans), so none of them can break a pair.
+- **How a pair is made** (``choose``): a trace may hold many halves, and an arriving half meets,
+  among the waiting halves of the same trace from the other side,
+  1. the one its span ties it to: a browser call meets the server request whose
+     ``parent_span_id`` is the call's ``span_id``;
+  2. failing that, one whose tie is unknown (no span id on the call or no parent id on the
+     request) with the same endpoint key;
+  3. failing that, when it is the trace's only waiting half, the tie is unknown and the method
+     (the key's first word) is the same, that one (one browser call and one server request: the
+     old clients' traces, whose keys differ where the browser has a name the server's route
+     holds as ``:name``).
+  The oldest such half first. Spans that are tied elsewhere (a downstream service's request,
+  whose parent is the backend's outgoing call) never meet a browser call; several calls in one
+  trace each meet their own request. The pair's gap (browser minus server) counts under the
+  **server's** key; a browser event that arrives second is re-keyed to it before it is counted
+  (one that arrived first was counted under its own key, and stays so).
+- **How long an unpaired half waits**: at most ``PENDING_TTL_S`` seconds, at most
+  ``PENDING_MAX`` halves wait (past that the oldest are dropped), and at most ``TRACE_MAX`` of
+  one trace (past that the trace's oldest is dropped).
 - **The window's length in minutes**: from the later of the window's start and the first event
   to now, at least one bucket long (``window_minutes``).
 
-The join rule is written here twice, once in Python for one process (``TraceJoin``) and once
-in Lua for Redis (``JOIN_SCRIPT``, atomic across processes); a change of it is an edit here.
+The join rule is written here twice, once in Python for one process (``TraceJoin``, ``choose``)
+and once in Lua for Redis (``JOIN_SCRIPT``, atomic across processes); a change of it is an edit
+here, and tests/test_store.py holds both to it.
 """
 
 from __future__ import annotations
@@ -25,6 +41,7 @@ from live_monitor.vocabulary import ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, SERVIC
 
 PENDING_MAX = 20_000  # unpaired halves that wait at most; the oldest are dropped first
 PENDING_TTL_S = 600.0  # seconds an unpaired half waits for its other half at most
+TRACE_MAX = 64  # unpaired halves of one trace that wait at most: a trace's halves are scanned on each arrival
 
 _SIDE = {service[0]: service for service in SERVICES}
 
@@ -37,12 +54,15 @@ class Traced(Protocol):
     @property
     def component(self) -> str: ...
     @property
-    def action(self) -> str: ...
-    @property
     def duration_ms(self) -> float | None: ...
     @property
     def details(self) -> Mapping[str, Any] | None: ...
+    @property
+    def span_id(self) -> str | None: ...
+    @property
+    def parent_span_id(self) -> str | None: ...
 
+    action: str  # a browser call arriving second is given its server request's key
     trace_id: str | None  # a pair's second half is given the first half's string
 
 
@@ -89,36 +109,65 @@ class Half(NamedTuple):
     duration_ms: float
     endpoint: str
     trace_id: str
+    link: str | None  # the span that ties a pair: a browser call's own, a server request's parent
 
     @classmethod
     def of(cls, event: Traced, at: float) -> Half:
         """The half a ``pairable`` event leaves waiting."""
+        link = event.span_id if event.service == "frontend" else event.parent_span_id
         # tuple.__new__ skips the generated __new__: this runs for every offered event.
-        return tuple.__new__(cls, (event.service, at, event.duration_ms, event.action, event.trace_id))
+        return tuple.__new__(cls, (event.service, at, event.duration_ms, event.action, event.trace_id, link))
 
     def encode(self) -> str:
-        """The half as ``JOIN_SCRIPT`` keeps it: ``side letter|at|duration|endpoint``."""
-        return f"{self.service[0]}|{self.at!r}|{self.duration_ms!r}|{self.endpoint}"
+        """The half as ``JOIN_SCRIPT`` keeps it: ``side letter|at|duration|link|endpoint``."""
+        return f"{self.service[0]}|{self.at!r}|{self.duration_ms!r}|{self.link or ''}|{self.endpoint}"
 
     @classmethod
     def decode(cls, value: str, trace_id: str) -> Half:
         """A half kept by ``JOIN_SCRIPT``."""
-        side, at, ms, endpoint = value.split("|", 3)
-        return cls(_SIDE[side], float(at), float(ms), endpoint, trace_id)
+        side, at, ms, link, endpoint = value.split("|", 4)
+        return cls(_SIDE[side], float(at), float(ms), endpoint, trace_id, link or None)
 
 
-def meets(waiting: Half | None, service: str, now: float) -> bool:
-    """True when a half of ``service`` arriving at ``now`` pairs with the ``waiting`` half."""
-    return waiting is not None and waiting.service != service and now - waiting.at <= PENDING_TTL_S
+def choose(mine: Half, waiting: list[Half], now: float) -> int | None:
+    """Which of a trace's ``waiting`` halves (in arrival order) the arriving half ``mine`` meets,
+    by the three rules of the module's docstring; None when it meets none and waits itself."""
+    live = [i for i, half in enumerate(waiting) if now - half.at <= PENDING_TTL_S]
+    others = [i for i in live if waiting[i].service != mine.service]
+    link = mine.link
+    if link is not None:
+        for i in others:
+            if waiting[i].link == link:
+                return i
+    untied = [i for i in others if link is None or waiting[i].link is None]
+    for i in untied:
+        if waiting[i].endpoint == mine.endpoint:
+            return i
+    if len(live) == 1 and untied and _method(waiting[untied[0]].endpoint) == _method(mine.endpoint):
+        return untied[0]
+    return None
 
 
-def gap(event: Traced, waiting: Half) -> float | None:
-    """The browser-minus-server milliseconds of a pair, or None when the halves are different calls."""
-    if waiting.endpoint != event.action or event.duration_ms is None:
-        return None
-    if event.service == "frontend":
-        return event.duration_ms - waiting.duration_ms
-    return waiting.duration_ms - event.duration_ms
+def _method(endpoint: str) -> str:
+    """An endpoint key's method (``GET`` of ``GET /api/users/:id``)."""
+    return endpoint.partition(" ")[0]
+
+
+def pair(event: Traced, other: Half) -> tuple[str, float]:
+    """The pair an offered ``event`` makes with the waiting half it met: (the server's key, the
+    browser-minus-server milliseconds).
+
+    A browser event takes the server's key (it is not counted yet), and the event is given the
+    waiting half's trace-id string, so the two stored events share one copy of it.
+    """
+    event.trace_id = other.trace_id
+    ms = event.duration_ms
+    assert ms is not None  # pairable events are timed
+    if event.service == "backend":
+        return event.action, other.duration_ms - ms
+    if event.action != other.endpoint:
+        event.action = other.endpoint
+    return other.endpoint, ms - other.duration_ms
 
 
 def window_minutes(now: float, first_event_at: float | None, window_s: float, bucket_s: float) -> float:
@@ -129,80 +178,196 @@ def window_minutes(now: float, first_event_at: float | None, window_s: float, bu
 
 
 class TraceJoin:
-    """The halves waiting in one process (the memory store's), by trace id, oldest first."""
+    """The halves waiting in one process (the memory store's, the report's), by trace id.
+
+    A trace's entry holds its one waiting half or, when several wait, their list in arrival
+    order (one half per trace is the common case, and costs no list). Traces stand in line in
+    the order their waiting began, and the bounds take from the front. A trace whose oldest
+    halves leave while younger ones stay goes to the back, so those may be kept a while past
+    their ten minutes (``choose`` skips them: they never pair) or outlast younger halves at
+    ``PENDING_MAX``; ``JOIN_SCRIPT`` keeps each half's own place in line.
+    """
 
     def __init__(self) -> None:
-        self._waiting: dict[str, Half] = {}  # insertion order is arrival order
+        self._waiting: dict[str, Half | list[Half]] = {}  # insertion order is arrival order
+        self._count = 0  # halves waiting
 
     def __len__(self) -> int:
-        return len(self._waiting)
+        return self._count
 
     def offer(self, events: list[E], now: float) -> list[tuple[str, float]]:
-        """Offer ``pairable`` events that arrived at ``now``, in order; (endpoint, gap) per pair.
-
-        A completed pair's second half is given the first half's trace-id string, so the two
-        stored events share one copy of it.
-        """
+        """Offer ``pairable`` events that arrived at ``now``, in order; (server's key, gap) per pair."""
         waiting = self._waiting
-        oldest = now - PENDING_TTL_S
-        while waiting and waiting[first := next(iter(waiting))].at < oldest:
-            del waiting[first]
+        self._expire(now - PENDING_TTL_S)
         gaps = []
-        pop = waiting.pop
         for event in events:
-            trace = event.trace_id
-            assert trace is not None
-            other = pop(trace, None)
-            if other is not None and meets(other, event.service, now):
-                event.trace_id = other.trace_id
-                found = gap(event, other)
-                if found is not None:
-                    gaps.append((event.action, found))
-                continue
-            waiting[trace] = Half.of(event, now)
-            if len(waiting) > PENDING_MAX:
-                del waiting[next(iter(waiting))]
+            mine = Half.of(event, now)
+            trace = mine.trace_id
+            held = waiting.get(trace)
+            if held is None:
+                waiting[trace] = mine
+                self._count += 1
+            elif isinstance(held, list):
+                index = choose(mine, held, now)
+                if index is None:
+                    self._wait(mine, held, now)
+                else:
+                    gaps.append(pair(event, self._take(trace, held, index)))
+            elif (  # choose() for one waiting half, inlined: the common case
+                held.service != mine.service
+                and now - held.at <= PENDING_TTL_S
+                and (
+                    mine.link == held.link
+                    if mine.link is not None and held.link is not None
+                    else held.endpoint == mine.endpoint or _method(held.endpoint) == _method(mine.endpoint)
+                )
+            ):
+                del waiting[trace]
+                self._count -= 1
+                gaps.append(pair(event, held))
+            else:
+                self._wait(mine, [held], now)
+            if self._count > PENDING_MAX:
+                self._drop_oldest()
         return gaps
 
+    def _take(self, trace: str, halves: list[Half], index: int) -> Half:
+        """Take the half at ``index`` out of a trace's several waiting halves."""
+        rest = halves[:index] + halves[index + 1 :]
+        self._waiting[trace] = rest[0] if len(rest) == 1 else rest
+        self._count -= 1
+        return halves[index]
 
-# The same rule for Redis, atomic whichever process receives each half. KEYS: the halves'
-# trace keys, then the sorted set of waiting keys in arrival order and its arrival counter.
-# ARGV: the halves (Half.encode), then now, PENDING_TTL_S and PENDING_MAX. Returns, per half,
-# the waiting half it met, or false. A key also expires by itself (EX), in case none follows.
+    def _wait(self, mine: Half, halves: list[Half], now: float) -> None:
+        """Add an unpaired half to its trace's waiting ones, which the expired leave, and the
+        oldest past ``TRACE_MAX``."""
+        trace = mine.trace_id
+        live = [half for half in halves if now - half.at <= PENDING_TTL_S][-(TRACE_MAX - 1) :]
+        self._count += len(live) + 1 - len(halves)
+        if live:
+            self._waiting[trace] = [*live, mine]
+        else:  # the trace's waiting begins anew: to the back of the line
+            del self._waiting[trace]
+            self._waiting[trace] = mine
+
+    def _expire(self, oldest: float) -> None:
+        """Drop the halves that arrived before ``oldest``, from the front of the line."""
+        waiting = self._waiting
+        while waiting:
+            trace = next(iter(waiting))
+            held = waiting[trace]
+            if not isinstance(held, list):
+                if held.at >= oldest:
+                    return
+                del waiting[trace]
+                self._count -= 1
+                continue
+            live = [half for half in held if half.at >= oldest]
+            if len(live) == len(held):
+                return
+            self._count -= len(held) - len(live)
+            del waiting[trace]
+            if live:
+                waiting[trace] = live[0] if len(live) == 1 else live
+
+    def _drop_oldest(self) -> None:
+        """Drop the half at the front of the line (past ``PENDING_MAX``)."""
+        trace = next(iter(self._waiting))
+        held = self._waiting.pop(trace)
+        self._count -= 1
+        if isinstance(held, list):
+            rest = held[1:]
+            self._waiting[trace] = rest[0] if len(rest) == 1 else rest
+
+
+# The same rule for Redis, atomic whichever process receives each half. A trace's waiting
+# halves are the fields of one hash (field: the half's arrival number, value: Half.encode), and
+# a sorted set lists every waiting half (``trace key#arrival``) in arrival order, for the bounds.
+# KEYS: the halves' trace keys, then that sorted set and the arrival counter. ARGV: the halves,
+# then now, PENDING_TTL_S, PENDING_MAX and TRACE_MAX. Returns, per half, the waiting half it
+# met, or false. A trace's hash also expires by itself (EX), in case no half follows.
 JOIN_SCRIPT = """
 local n = #KEYS - 2
 local index, counter = KEYS[n + 1], KEYS[n + 2]
-local now, ttl, most = tonumber(ARGV[n + 1]), tonumber(ARGV[n + 2]), tonumber(ARGV[n + 3])
+local now, ttl = tonumber(ARGV[n + 1]), tonumber(ARGV[n + 2])
+local most, per_trace = tonumber(ARGV[n + 3]), tonumber(ARGV[n + 4])
+local function parse(value)  -- side letter, arrival time, link ('' for none), endpoint key
+  local side, at, link, endpoint = string.match(value, '^(%a)|([^|]*)|[^|]*|([^|]*)|(.*)$')
+  return side, tonumber(at), link, endpoint
+end
 local function age(value)
   local at = value and tonumber(string.match(value, '^%a|([^|]*)|'))
   return at and now - at or math.huge
 end
-local function drop(key)
-  redis.call('DEL', key)
-  redis.call('ZREM', index, key)
+local function drop(member)
+  local key, field = string.match(member, '^(.*)#(%d+)$')
+  redis.call('HDEL', key, field)
+  redis.call('ZREM', index, member)
+end
+local function choose(mine, fields)
+  -- Returns the position in fields of the half mine meets (or nil), the trace's live halves,
+  -- and the position of its oldest live half. Rule 1: the tied half; 2: an untied one with
+  -- the same key; 3: the trace's only live half, untied, of the same method. The oldest first
+  -- (lowest arrival).
+  local side, _, link, endpoint = parse(mine)
+  local tied, keyed, untied, oldest, live = nil, nil, nil, nil, 0
+  local method = string.match(endpoint, '^[^ ]*')
+  local first = {}  -- arrival number by position, for "the oldest first"
+  for j = 1, #fields, 2 do
+    local s, at, l, e = parse(fields[j + 1])
+    if now - at <= ttl then
+      local f = tonumber(fields[j])
+      first[j], live = f, live + 1
+      if not oldest or f < first[oldest] then oldest = j end
+      if s ~= side then
+        if link ~= '' and l == link then
+          if not tied or f < first[tied] then tied = j end
+        elseif link == '' or l == '' then
+          if e == endpoint and (not keyed or f < first[keyed]) then keyed = j end
+          if string.match(e, '^[^ ]*') == method then untied = j end
+        end
+      end
+    end
+  end
+  local found = tied or keyed or (live == 1 and untied) or nil
+  return found, live, oldest
 end
 repeat  -- the oldest first, until one is young enough to wait on
   local oldest = redis.call('ZRANGE', index, 0, 0)[1]
-  local expired = oldest and age(redis.call('GET', oldest)) > ttl
-  if expired then drop(oldest) end
+  local expired = false
+  if oldest then
+    local key, field = string.match(oldest, '^(.*)#(%d+)$')
+    expired = age(redis.call('HGET', key, field)) > ttl
+    if expired then drop(oldest) end
+  end
 until not expired
 local arrival = redis.call('INCRBY', counter, n) - n
 local out = {}
 for i = 1, n do
   local key, mine = KEYS[i], ARGV[i]
-  local other = redis.call('GETDEL', key)
-  if other and string.sub(other, 1, 1) ~= string.sub(mine, 1, 1) and age(other) <= ttl then
-    redis.call('ZREM', index, key)
-    out[i] = other
+  local fields = redis.call('HGETALL', key)
+  local found, live, oldest = nil, 0, nil
+  if #fields > 0 then found, live, oldest = choose(mine, fields) end
+  if found then
+    redis.call('HDEL', key, fields[found])
+    redis.call('ZREM', index, key .. '#' .. fields[found])
+    out[i] = fields[found + 1]
   else
-    redis.call('SET', key, mine, 'EX', math.ceil(ttl))
-    redis.call('ZADD', index, arrival + i, key)
+    for j = 1, #fields, 2 do  -- the trace's expired halves leave, and its oldest past TRACE_MAX
+      if age(fields[j + 1]) > ttl or (live >= per_trace and j == oldest) then
+        drop(key .. '#' .. fields[j])
+      end
+    end
+    local number = arrival + i
+    redis.call('HSET', key, number, mine)
+    redis.call('EXPIRE', key, math.ceil(ttl))
+    redis.call('ZADD', index, number, key .. '#' .. number)
     out[i] = false
   end
 end
 local excess = redis.call('ZCARD', index) - most
 if excess > 0 then
-  for _, key in ipairs(redis.call('ZRANGE', index, 0, excess - 1)) do drop(key) end
+  for _, member in ipairs(redis.call('ZRANGE', index, 0, excess - 1)) do drop(member) end
 end
 return out
 """

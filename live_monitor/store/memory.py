@@ -102,7 +102,8 @@ class EventStore:
 
         Counting waits for the next read, the bucket's end or ``SETTLE_EVERY`` queued
         events, and is then done for the whole queue at once (``_settle``). Trace halves are
-        paired on arrival, so the age of a waiting half is measured exactly.
+        paired on arrival, so the age of a waiting half is measured exactly, and a browser call
+        that meets its server request is re-keyed to the server's key before it is counted.
         """
         self._log.extend(events)
         self._seq += len(events)

@@ -156,8 +156,9 @@ class RedisEventStore:
     def add(self, events: Iterable[ExecutionEvent]) -> int:
         """Store events and their aggregates in one transaction; raises StoreUnavailable.
 
-        Trace halves are paired first, so that the gaps go into the same write as the events:
-        a reader never sees the events counted without their pairs.
+        Trace halves are paired first, so that the gaps go into the same write as the events
+        (a reader never sees the events counted without their pairs) and a browser call that
+        meets its server request is stored and counted under the server's key.
         """
         events = list(events)
         if not events:
@@ -167,15 +168,15 @@ class RedisEventStore:
         batch, tallies = PairStats(), Tallies(max_keys=None)  # the script caps the keys
         encoded, own = [], []
         counted = policy.counted(events)
+        traced = policy.pairable(counted)
+        gaps = self._pair(traced, now) if traced else []
         parts = zip(SERVICES, policy.by_side(events), policy.by_side(counted), strict=True)
         for service, mine, kept in parts:
             batch.side(service).add_events(kept, now, now)
             tallies.add_events(service, kept)
             encoded.append([_encoder.encode(e) for e in mine])
             own.append(len(mine) - len(kept))
-        traced = policy.pairable(counted)
-        if traced:
-            gaps = self._pair(traced, now)
+        if gaps:
             batch.add_gaps(gaps)
             tallies.add_gaps(gaps)
         bucket = self._bucket_key(start)
@@ -191,22 +192,21 @@ class RedisEventStore:
         return len(events)
 
     def _pair(self, traced: list[ExecutionEvent], now: float) -> list[tuple[str, float]]:
-        """Pair trace halves by ``policy.JOIN_SCRIPT``; (endpoint, gap) per pair made."""
-        keys = [f"{self._p}:trace:{e.trace_id}" for e in traced]
-        keys += [f"{self._p}:traces", f"{self._p}:arrivals"]
+        """Pair trace halves by ``policy.JOIN_SCRIPT``; (server's key, gap) per pair made."""
+        keys = [f"{self._p}:halves:{e.trace_id}" for e in traced]
+        keys += [f"{self._p}:waiting", f"{self._p}:arrivals"]
         halves = [policy.Half.of(e, now).encode() for e in traced]
-        args: list[str | float] = [*halves, repr(now), policy.PENDING_TTL_S, policy.PENDING_MAX]
+        limits = [policy.PENDING_TTL_S, policy.PENDING_MAX, policy.TRACE_MAX]
+        args: list[str | float] = [*halves, repr(now), *limits]
         try:
             matches = self._join(keys=keys, args=args)
         except redis.RedisError:
             return []  # the store is down: the write that follows answers for the whole batch
-        gaps = []
-        for event, other in zip(traced, matches, strict=True):
-            if other:
-                gap = policy.gap(event, policy.Half.decode(other.decode(), event.trace_id or ""))
-                if gap is not None:
-                    gaps.append((event.action, gap))
-        return gaps
+        return [
+            policy.pair(event, policy.Half.decode(other.decode(), event.trace_id or ""))
+            for event, other in zip(traced, matches, strict=True)
+            if other
+        ]
 
     def _write(
         self,

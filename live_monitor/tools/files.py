@@ -125,7 +125,9 @@ class Event:
     trace_id: str | None
     where: str
     details: dict[str, Any] | None = None
-    sample_rate: float | None = None  # the event stands for 1/sample_rate events; None: not sampled
+    span_id: str | None = None
+    parent_span_id: str | None = None  # the span it was made in: a server request's caller
+    sample_rate: float | None = None  # the share of such events the client sent (None: all)
 
 
 def iter_records(path: str | Path, on_read: Callable[[int], None] | None = None) -> Iterator[tuple[str, Any]]:
@@ -266,12 +268,6 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
     if status is not None and status not in STATUSES:
         raise ValueError(f"'status' must be 'success' or 'error', not {status!r}")
     level_error = status is None and str(record.get("level", "")).upper() in ERROR_LEVELS
-    trace = record.get("trace_id")
-    rate = record.get("sample_rate")
-    if rate is not None and (
-        isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1
-    ):
-        raise ValueError(f"'sample_rate' must be more than 0 and at most 1, not {rate!r}")
     return Event(
         ts,
         service,
@@ -279,11 +275,31 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
         action,
         None if duration is None else float(duration),
         status == "error" or level_error,
-        trace if isinstance(trace, str) and trace else None,
+        _id(record, "trace_id"),
         where,
         details if isinstance(details := record.get("details"), dict) else None,
-        None if rate is None else float(rate),
+        _id(record, "span_id"),
+        _id(record, "parent_span_id"),
+        _sample_rate(record),
     )
+
+
+def _id(record: dict[str, Any], name: str) -> str | None:
+    """A trace or span id as written; None when missing, empty or not text (the ids only join
+    events, so one that cannot is no reason to refuse the record)."""
+    value = record.get(name)
+    return value if value.__class__ is str and value else None
+
+
+def _sample_rate(record: dict[str, Any]) -> float | None:
+    """The record's ``sample_rate`` (0 < rate <= 1, as the monitor takes it), or None; ValueError
+    for anything else, since it weighs what the event counts for."""
+    rate = record.get("sample_rate")
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+        raise ValueError(f"'sample_rate' must be a number > 0 and <= 1, or null, not {rate!r}")
+    return float(rate)
 
 
 def _text(record: dict[str, Any], name: str) -> str | None:

@@ -81,18 +81,19 @@ def build_stats(
     """Stream the files once into the monitor's aggregates, joining requests by trace id.
 
     Files are merged by timestamp so a request's two halves meet soon after each other; they
-    pair by the live monitor's rule (``policy``), time read from the events, and the halves
-    waiting are bounded, so memory stays flat whatever the file sizes.
+    pair by the live monitor's rule (``policy``: parent span, then endpoint key, then the
+    trace's only two halves), time read from the events, and the halves waiting are bounded,
+    so memory stays flat whatever the file sizes.
     """
     pair = PairStats()
     join = policy.TraceJoin()
     seen = {"backend": 0, "frontend": 0}
     merged = heapq.merge(*(_read(path, side) for path, side in sources), key=attrgetter("ts"))
     for e in merged:
+        for endpoint, gap in join.offer(policy.pairable([e]), e.ts):  # first: it may re-key e
+            pair.add_gap(endpoint, gap)
         pair.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, e.ts, e.sample_rate)
         seen[e.service] += 1
-        for endpoint, gap in join.offer(policy.pairable([e]), e.ts):
-            pair.add_gap(endpoint, gap)
         if progress is not None and (seen["backend"] + seen["frontend"]) % PROGRESS_EVERY == 0:
             progress(seen)
     for side in (pair.backend, pair.frontend):
