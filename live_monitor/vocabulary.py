@@ -25,6 +25,10 @@ SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
 # Endpoint events: how the two sides meet. A server request and a browser API call of the same
 # endpoint share the key "METHOD /route".
 ENDPOINT_COMPONENTS: Final[Mapping[Service, str]] = {"backend": "http", "frontend": "api"}
+# A backend's own outgoing HTTP calls (to a payment provider, another service): the backend's
+# dependencies, keyed with their host ("GET payments.example.com/v1/charges/:id"), never
+# compared with the browser's calls.
+OUTGOING_COMPONENT: Final = "http-client"
 
 # The REST API's paths.
 API: Final = "/api/live-execution"
