@@ -14,16 +14,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
+from backend_logging_config import route_key
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.comparator import compare, comparison, endpoint_rows, summarize
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
+from live_monitor.model.routes import RouteTemplates
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
-from live_monitor.vocabulary import API, OWN_TRAFFIC_TAG, is_own_path
+from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
 
@@ -59,6 +61,7 @@ class LiveExecutionMonitor:
             thresholds = Thresholds(**{**thresholds.as_dict(), "min_samples": s["min_samples"]})
         self.thresholds = thresholds
         self.activity: deque[dict[str, Any]] = deque(maxlen=s["history"])
+        self.routes = RouteTemplates()  # the server's route templates, to key the browser's calls by
         self._lock = threading.Lock()
         self._differences: tuple[tuple[int, int], list[Difference]] | None = None
         self._tick = threading.Condition()
@@ -142,6 +145,7 @@ class LiveExecutionMonitor:
         """
         prepare_events(events)
         tag_own_traffic(events)
+        apply_routes(self.routes, events)
         if self.journal is not None:
             self.journal.append(events)
         self.store.add(events)
@@ -170,6 +174,7 @@ class LiveExecutionMonitor:
         batch = list(events)
         prepare_events(batch)
         tag_own_traffic(batch)
+        apply_routes(self.routes, batch)
         self.store.add(batch)
 
     # --- periodic work -------------------------------------------------------------------
@@ -264,6 +269,29 @@ def tag_own_traffic(events: list[ExecutionEvent]) -> None:
             continue  # the substring test first: it alone settles almost every event, cheaply
         if is_own_path(event.action.split(" ", 1)[-1]):
             event.details = {**event.details, OWN_TRAFFIC_TAG: True}
+
+
+def apply_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> None:
+    """Learn the route templates the server's ``http`` events carry (``details.route``), then
+    key the browser's ``api`` calls by them: ``GET /api/users/alice`` becomes the server's
+    ``GET /api/users/:name``, the browser's own key kept in ``details.url_key``."""
+    calls = []
+    server, browser = ENDPOINT_COMPONENTS["backend"], ENDPOINT_COMPONENTS["frontend"]
+    for event in events:
+        component = event.component
+        if component == server and event.service == "backend":
+            template = event.details.get("route")
+            if isinstance(template, str) and template and not event.is_self:
+                routes.learn(event.action.partition(" ")[0], route_key(template))
+        elif component == browser and event.service == "frontend":
+            calls.append(event)
+    if not len(routes):
+        return
+    for event in calls:
+        key = routes.key_for(event.action)
+        if key is not None and not event.is_self:
+            event.details = {**event.details, "url_key": event.action}
+            event.action = key
 
 
 def _reason(error: str) -> str:
