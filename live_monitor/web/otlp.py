@@ -4,7 +4,8 @@ An app already instrumented with OpenTelemetry points its OTLP/HTTP exporters at
 instead of (or besides) adding our loggers. Which side a span is on comes from its source:
 SERVER spans become backend ``http`` events keyed by their ``http.route`` template when they
 have one (``GET /api/users/:name``); CLIENT spans from a browser SDK (resource
-``telemetry.sdk.language`` = ``webjs``, ``browser.*`` or ``user_agent.original``) become
+``telemetry.sdk.language`` = ``webjs``, ``browser.*`` or ``user_agent.original``; the fetch and
+XMLHttpRequest instrumentations' scopes) become
 frontend ``api`` events keyed by their URL's path, and a backend's CLIENT spans its outgoing
 calls (``http-client``, keyed with their host: ``GET payments.example.com/v1/charges/:id``),
 never compared with the browser's. Other spans (INTERNAL, PRODUCER, ...) and spans without HTTP
@@ -79,6 +80,10 @@ KINDS = {
     "SPAN_KIND_CONSUMER": 5,
 }
 STATUS_ERROR = 2
+# instrumentations that only run in a browser: their CLIENT spans are the frontend's calls
+BROWSER_SCOPES = frozenset(
+    {"@opentelemetry/instrumentation-fetch", "@opentelemetry/instrumentation-xml-http-request"}
+)
 MAX_SPAN_NAME = 200
 # the first instant an event's timestamp cannot hold (3000-01-01T00:00:00Z): events refuse it
 MAX_NANOS = MAX_EPOCH * 10**9
@@ -385,6 +390,13 @@ class _Source:
         service = resource.get("service.name")
         return cls(service if isinstance(service, str) else None, is_browser(resource))
 
+    def with_scope(self, scope: Any) -> _Source:
+        """This source, a browser too when the spans' instrumentation scope runs only in one:
+        the web SDK set up with a resource of its own (``resourceFromAttributes``) says no
+        ``webjs``, but its fetch and XMLHttpRequest spans still name their instrumentation."""
+        name = _get(scope, "name") if isinstance(scope, dict) else None
+        return _Source(self.service_name, True) if name in BROWSER_SCOPES else self
+
 
 def is_browser(resource: Mapping[str, Any]) -> bool:
     """True for telemetry from a browser: the web SDK's ``telemetry.sdk.language`` ``webjs``, or
@@ -474,8 +486,9 @@ def _resource_spans(body: Mapping[str, Any]) -> Iterator[tuple[_Source, Any]]:
         for j, scope_spans in enumerate(_list(resource_spans, "scopeSpans", where)):
             if not isinstance(scope_spans, dict):
                 raise OtlpError(400, f"{where}.scopeSpans[{j}] must be an object")
+            scoped = source.with_scope(_get(scope_spans, "scope"))
             for span in _list(scope_spans, "spans", f"{where}.scopeSpans[{j}]"):
-                yield source, span
+                yield scoped, span
 
 
 def spans_to_events(body: Any) -> SpanBatch:
