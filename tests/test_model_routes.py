@@ -3,12 +3,14 @@ the monitor's one entry point (events posted to /events), so both sides meet und
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.core.monitor import ROUTE_SYNC_S, LiveExecutionMonitor
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.routes import RouteTemplates
-from tests.helpers import API, ev
+from tests.helpers import API, FakeClock, ev
 
 
 def learned(*keys: str, limit: int = 1000) -> RouteTemplates:
@@ -49,7 +51,7 @@ def test_the_registry_is_bounded() -> None:
     assert routes.key_for("GET /api/r4/x") is None and not routes.learn("GET", "/api/r9/:id")
 
 
-def server_request(path: str, route: str) -> dict[str, object]:
+def server_request(path: str, route: str) -> dict[str, Any]:
     return ev(service="backend", component="http", action=f"GET {path}", details={"route": route})
 
 
@@ -80,3 +82,18 @@ def test_events_recorded_in_python_are_keyed_too_and_learning_lasts_across_batch
     monitor.record(ExecutionEvent(**ev(action="GET /api/posts/hello-world")))
     [call] = monitor.store.events("frontend")
     assert (call.action, call.details["url_key"]) == ("GET /api/posts/:slug", "GET /api/posts/hello-world")
+
+
+def test_processes_on_one_redis_share_what_they_learned(redis_server) -> None:
+    """With --workers, the server's request and the browser's call may reach different processes:
+    a template one learns is shared at once and read by the others within ROUTE_SYNC_S."""
+    clock = FakeClock()
+    settings = {"self_monitor": False, "store": redis_server.url}
+    first, second = LiveExecutionMonitor(settings, clock=clock), LiveExecutionMonitor(settings, clock=clock)
+    second.record(ExecutionEvent(**ev(action="GET /api/health")))  # reads the shared templates: none
+    first.record(ExecutionEvent(**server_request("/api/users/x", "/api/users/<name>")))
+    second.record(ExecutionEvent(**ev(action="GET /api/users/alice")))  # read 0 s ago: its own key
+    clock.advance(ROUTE_SYNC_S)
+    second.record(ExecutionEvent(**ev(action="GET /api/users/bob")))
+    actions = [e.action for e in second.store.events("frontend")]
+    assert actions == ["GET /api/health", "GET /api/users/alice", "GET /api/users/:name"]

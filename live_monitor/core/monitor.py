@@ -7,6 +7,7 @@ front of it.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -28,6 +29,7 @@ from live_monitor.store.journal import EventJournal
 from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
+ROUTE_SYNC_S = 5.0  # how often a process reads the route templates other processes learned
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
 
@@ -62,6 +64,7 @@ class LiveExecutionMonitor:
         self.thresholds = thresholds
         self.activity: deque[dict[str, Any]] = deque(maxlen=s["history"])
         self.routes = RouteTemplates()  # the server's route templates, to key the browser's calls by
+        self._routes_synced = -math.inf  # when the shared store's templates were last read
         self._lock = threading.Lock()
         self._differences: tuple[tuple[int, int], list[Difference]] | None = None
         self._tick = threading.Condition()
@@ -145,7 +148,7 @@ class LiveExecutionMonitor:
         """
         prepare_events(events)
         tag_own_traffic(events)
-        apply_routes(self.routes, events)
+        self._key_by_routes(events)
         if self.journal is not None:
             self.journal.append(events)
         self.store.add(events)
@@ -168,13 +171,24 @@ class LiveExecutionMonitor:
             if self.journal is not None:
                 self.journal.close()
 
+    def _key_by_routes(self, events: list[ExecutionEvent]) -> None:
+        """Learn the server's route templates from ``events`` and key the browser's calls by
+        them. With a shared store, what this process learned is shared and what the others
+        learned is read: at once when a template is new here, else every ``ROUTE_SYNC_S``."""
+        learned = learn_routes(self.routes, events)
+        now = self._clock()
+        if learned or now - self._routes_synced >= ROUTE_SYNC_S:
+            self._routes_synced = now
+            self.routes.learn_keys(self.store.share_routes(learned))
+        key_by_routes(self.routes, events)
+
     def record(self, *events: ExecutionEvent) -> None:
         """Store events built in Python (self-monitoring, integrations, ``backend_events``),
         scrubbed and tagged as ``accept`` does; they are not journaled."""
         batch = list(events)
         prepare_events(batch)
         tag_own_traffic(batch)
-        apply_routes(self.routes, batch)
+        self._key_by_routes(batch)
         self.store.add(batch)
 
     # --- periodic work -------------------------------------------------------------------
@@ -271,27 +285,33 @@ def tag_own_traffic(events: list[ExecutionEvent]) -> None:
             event.details = {**event.details, OWN_TRAFFIC_TAG: True}
 
 
-def apply_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> None:
-    """Learn the route templates the server's ``http`` events carry (``details.route``), then
-    key the browser's ``api`` calls by them: ``GET /api/users/alice`` becomes the server's
-    ``GET /api/users/:name``, the browser's own key kept in ``details.url_key``."""
-    calls = []
-    server, browser = ENDPOINT_COMPONENTS["backend"], ENDPOINT_COMPONENTS["frontend"]
+def learn_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> list[str]:
+    """Learn the route templates the server's ``http`` events carry (``details.route``);
+    returns the keys new to ``routes``."""
+    server = ENDPOINT_COMPONENTS["backend"]
+    learned = []
     for event in events:
-        component = event.component
-        if component == server and event.service == "backend":
+        if event.component == server and event.service == "backend":
             template = event.details.get("route")
             if isinstance(template, str) and template and not event.is_self:
-                routes.learn(event.action.partition(" ")[0], route_key(template))
-        elif component == browser and event.service == "frontend":
-            calls.append(event)
+                method, template_key = event.action.partition(" ")[0], route_key(template)
+                if routes.learn(method, template_key):
+                    learned.append(f"{method.upper()} {template_key}")
+    return learned
+
+
+def key_by_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> None:
+    """Key the browser's ``api`` calls by the server's templates: ``GET /api/users/alice``
+    becomes ``GET /api/users/:name``, the browser's own key kept in ``details.url_key``."""
     if not len(routes):
         return
-    for event in calls:
-        key = routes.key_for(event.action)
-        if key is not None and not event.is_self:
-            event.details = {**event.details, "url_key": event.action}
-            event.action = key
+    browser = ENDPOINT_COMPONENTS["frontend"]
+    for event in events:
+        if event.component == browser and event.service == "frontend" and not event.is_self:
+            key = routes.key_for(event.action)
+            if key is not None:
+                event.details = {**event.details, "url_key": event.action}
+                event.action = key
 
 
 def _reason(error: str) -> str:
