@@ -38,6 +38,14 @@ def sides(client) -> set[tuple[str, str, str]]:
             {"http.method": "GET", "net.peer.name": "db-api", "net.peer.port": 443, "http.target": "/q?a=1"},
             "GET db-api/q",
         ),
+        (
+            {"http.method": "GET", "http.host": "stock:9000", "net.peer.port": 9000, "http.target": "/s"},
+            "GET stock:9000/s",
+        ),
+        (
+            {"http.request.method": "GET", "server.address": "::1", "server.port": 8080, "url.path": "/v"},
+            "GET [::1]:8080/v",
+        ),
     ],
 )
 def test_a_backends_client_spans_are_its_outgoing_calls_keyed_with_their_host(make_app, attrs, key):

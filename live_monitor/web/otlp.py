@@ -309,8 +309,10 @@ def _path(attrs: Mapping[str, Any]) -> str | None:
     if value is None:
         return None
     if "://" in value:
-        with contextlib.suppress(ValueError):  # a host urlsplit refuses: the key's path still holds
+        try:
             value = urlsplit(value).path
+        except ValueError:  # a host urlsplit refuses: the key's path still holds, this one is left out
+            return None
     return value.split("?", 1)[0].split("#", 1)[0] or "/"
 
 
@@ -341,9 +343,10 @@ def _outgoing_action(attrs: Mapping[str, Any], method: str) -> str | None:
         return None if path is None else outgoing_key(method, path)
     port = attrs.get("server.port", attrs.get("net.peer.port"))
     scheme = _url_value(attrs, "url.scheme", "http.scheme") or ("https" if port == 443 else "http")
-    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    if isinstance(port, int) and not isinstance(port, bool) and "]:" not in host:
-        host = f"{host}:{port}"
+    if host.count(":") > 1 and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    if isinstance(port, int) and not isinstance(port, bool) and ":" not in host.rsplit("]", 1)[-1]:
+        host = f"{host}:{port}"  # http.host may carry its port already
     return outgoing_key(method, f"{scheme}://{host}{path or '/'}")
 
 
