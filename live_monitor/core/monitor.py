@@ -6,6 +6,7 @@ front of it.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -29,6 +30,8 @@ from live_monitor.store.journal import EventJournal
 from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
+# a server reports a few templates, each on every request: convert each once
+_route_key = functools.lru_cache(maxsize=1024)(route_key)
 ROUTE_SYNC_S = 5.0  # how often a process reads the route templates other processes learned
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
@@ -294,7 +297,7 @@ def learn_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> list[s
         if event.component == server and event.service == "backend":
             template = event.details.get("route")
             if isinstance(template, str) and template and not event.is_self:
-                method, template_key = event.action.partition(" ")[0], route_key(template)
+                method, template_key = event.action.partition(" ")[0], _route_key(template)
                 if routes.learn(method, template_key):
                     learned.append(f"{method.upper()} {template_key}")
     return learned

@@ -20,22 +20,47 @@ MAX_TEMPLATES = 1000  # an app has tens of routes; past this, what is sent is no
 class _Template(NamedTuple):
     literals: int  # how many segments are literal: the more, the more specific
     key: str  # "GET /api/users/:name", the action a matching call is re-keyed to
-    segments: tuple[str, ...]  # "" marks a parameter segment (a real segment is never empty)
+
+
+class _Node:
+    """One segment position of the templates: literal children, one parameter child, and the
+    template that ends here."""
+
+    __slots__ = ("end", "literal", "param")
+
+    def __init__(self) -> None:
+        self.literal: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.end: _Template | None = None
 
 
 def _segments(path: str) -> list[str]:
     return [s for s in path.split("/") if s]
 
 
+def _matches(node: _Node, parts: list[str], at: int) -> list[_Template]:
+    """The templates under ``node`` that ``parts[at:]`` fits: literal segments equal, each
+    parameter one segment."""
+    if at == len(parts):
+        return [node.end] if node.end is not None else []
+    found = []
+    child = node.literal.get(parts[at])
+    if child is not None:
+        found = _matches(child, parts, at + 1)
+    if node.param is not None:
+        found += _matches(node.param, parts, at + 1)
+    return found
+
+
 class RouteTemplates:
-    """The server's route templates, by method and segment count, most specific first."""
+    """The server's route templates, in a tree of segments per method. Learning takes a lock;
+    reading does not (each step it takes is one dict or attribute read)."""
 
     def __init__(self, limit: int = MAX_TEMPLATES) -> None:
         self.limit = limit
         self._lock = threading.Lock()
         self._keys: set[str] = set()
-        # (method, segment count) -> templates; replaced, never changed, so readers take no lock
-        self._shapes: dict[tuple[str, int], tuple[_Template, ...]] = {}
+        self._roots: dict[str, _Node] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -47,18 +72,23 @@ class RouteTemplates:
     def learn(self, method: str, template_key: str) -> bool:
         """Keep ``template_key`` (a ``route_key`` such as ``/api/users/:name``) for ``method``;
         True when it is new and kept, False when known or the registry is full."""
-        key = f"{method.upper()} {template_key}"
+        method = method.upper()
+        key = f"{method} {template_key}"
         if key in self._keys:
             return False
-        segments = tuple("" if s.startswith(":") else s for s in _segments(template_key))
-        template = _Template(sum(1 for s in segments if s), key, segments)
-        shape = (method.upper(), len(segments))
+        segments = _segments(template_key)
         with self._lock:
             if key in self._keys or len(self._keys) >= self.limit:
                 return False
+            node = self._roots.setdefault(method, _Node())
+            for segment in segments:
+                if segment.startswith(":"):
+                    node.param = node.param or _Node()
+                    node = node.param
+                else:
+                    node = node.literal.setdefault(segment, _Node())
+            node.end = _Template(sum(1 for s in segments if not s.startswith(":")), key)
             self._keys.add(key)
-            known = self._shapes.get(shape, ())
-            self._shapes[shape] = tuple(sorted((*known, template), key=lambda t: (-t.literals, t.key)))
         return True
 
     def learn_keys(self, keys: list[str]) -> None:
@@ -71,10 +101,14 @@ class RouteTemplates:
     def key_for(self, action: str) -> str | None:
         """The server's key for a browser call's ``action`` (``GET /api/users/alice`` ->
         ``GET /api/users/:name``): the most specific template whose literal segments equal the
-        call's and whose parameters each take one segment; None when none fits or it is the same."""
+        call's and whose parameters each take one segment (of equals, the first key in order);
+        None when none fits or it is the call's own key."""
         method, _, path = action.partition(" ")
-        parts = _segments(path)
-        for template in self._shapes.get((method, len(parts)), ()):
-            if all(not t or t == p for t, p in zip(template.segments, parts, strict=True)):
-                return None if template.key == action else template.key
-        return None
+        root = self._roots.get(method)
+        if root is None:
+            return None
+        found = _matches(root, _segments(path), 0)
+        if not found:
+            return None
+        best = min(found, key=lambda t: (-t.literals, t.key))
+        return None if best.key == action else best.key
