@@ -292,14 +292,20 @@ def learn_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> list[s
     """Learn the route templates the server's ``http`` events carry (``details.route``);
     returns the keys new to ``routes``."""
     server = ENDPOINT_COMPONENTS["backend"]
+    sources = {  # a batch repeats a few (action, template) pairs: each is learned once
+        (event.action, template)
+        for event in events
+        if event.component == server
+        and event.service == "backend"
+        and isinstance(template := event.details.get("route"), str)
+        and template
+        and not event.is_self
+    }
     learned = []
-    for event in events:
-        if event.component == server and event.service == "backend":
-            template = event.details.get("route")
-            if isinstance(template, str) and template and not event.is_self:
-                method, template_key = event.action.partition(" ")[0], _route_key(template)
-                if routes.learn(method, template_key):
-                    learned.append(f"{method.upper()} {template_key}")
+    for action, template in sources:
+        method, template_key = action.partition(" ")[0], _route_key(template)
+        if routes.learn(method, template_key):
+            learned.append(f"{method.upper()} {template_key}")
     return learned
 
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 __all__ = ["MAX_TEMPLATES", "RouteTemplates"]
 
 MAX_TEMPLATES = 1000  # an app has tens of routes; past this, what is sent is not templates
+MAX_ANSWERS = 4096  # browser keys whose answer is remembered (all forgotten when a template is learned)
 
 
 class _Template(NamedTuple):
@@ -61,6 +62,7 @@ class RouteTemplates:
         self._lock = threading.Lock()
         self._keys: set[str] = set()
         self._roots: dict[str, _Node] = {}
+        self._answers: dict[str, str | None] = {}  # key_for's answers: a call's key repeats
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -89,6 +91,7 @@ class RouteTemplates:
                     node = node.literal.setdefault(segment, _Node())
             node.end = _Template(sum(1 for s in segments if not s.startswith(":")), key)
             self._keys.add(key)
+            self._answers = {}
         return True
 
     def learn_keys(self, keys: list[str]) -> None:
@@ -103,12 +106,16 @@ class RouteTemplates:
         ``GET /api/users/:name``): the most specific template whose literal segments equal the
         call's and whose parameters each take one segment (of equals, the first key in order);
         None when none fits or it is the call's own key."""
+        answers = self._answers
+        known = answers.get(action, "")  # "" is never an answer: not asked yet
+        if known != "":
+            return known
         method, _, path = action.partition(" ")
         root = self._roots.get(method)
-        if root is None:
-            return None
-        found = _matches(root, _segments(path), 0)
-        if not found:
-            return None
-        best = min(found, key=lambda t: (-t.literals, t.key))
-        return None if best.key == action else best.key
+        found = _matches(root, _segments(path), 0) if root is not None else []
+        best = min(found, key=lambda t: (-t.literals, t.key)).key if found else None
+        answer = None if best == action else best
+        if len(answers) >= MAX_ANSWERS:
+            answers.clear()
+        answers[action] = answer
+        return answer
