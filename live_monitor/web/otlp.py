@@ -2,17 +2,17 @@
 
 An app already instrumented with OpenTelemetry points its OTLP/HTTP exporters at the monitor
 instead of (or besides) adding our loggers. Which side a span is on comes from its source:
-SERVER spans become backend ``http`` events keyed by their ``http.route`` template when they
-have one (``GET /api/users/:name``); CLIENT spans from a browser SDK (resource
-``telemetry.sdk.language`` = ``webjs``, ``browser.*`` or ``user_agent.original``; the fetch and
-XMLHttpRequest instrumentations' scopes) become
-frontend ``api`` events keyed by their URL's path, and a backend's CLIENT spans its outgoing
+SERVER spans become backend ``http`` events, keyed by their ``http.route`` template when they
+have one (``GET /api/users/:name``); CLIENT spans from a browser (a resource whose
+``telemetry.sdk.language`` is ``webjs`` or with ``browser.*`` or ``user_agent.original``
+attributes, or the scope of the browser's fetch or XMLHttpRequest instrumentation) become
+frontend ``api`` events keyed by their URL's path; a backend's CLIENT spans are its outgoing
 calls (``http-client``, keyed with their host: ``GET payments.example.com/v1/charges/:id``),
-never compared with the browser's. Other spans (INTERNAL, PRODUCER, ...) and spans without HTTP
-attributes are skipped and counted. Log records with
-``component`` and ``action`` attributes become events as ``MonitorHandler`` records do; one
-without them becomes a ``log`` event only at ERROR or above and with a span context (the
-trace's spans already stand for the request), else it is skipped and counted.
+never compared with the browser's. Other spans (INTERNAL, PRODUCER, ...) and spans without
+HTTP attributes are skipped and counted. Log records with ``component`` and ``action``
+attributes become events as ``MonitorHandler`` records do; one without them becomes a ``log``
+event only at ERROR or above and with a span context (the trace's spans already stand for the
+request), else it is skipped and counted.
 
 Both encodings work on a default install: JSON (``application/json``, the OTLP JSON
 mapping) and protobuf (``application/x-protobuf``, what the Python and Java exporters send,
@@ -391,7 +391,7 @@ class _Source:
     @classmethod
     def of(cls, resource: Mapping[str, Any]) -> _Source:
         service = resource.get("service.name")
-        return cls(service if isinstance(service, str) else None, is_browser(resource))
+        return cls(service if isinstance(service, str) else None, _is_browser(resource))
 
     def with_scope(self, scope: Any) -> _Source:
         """This source, a browser too when the spans' instrumentation scope runs only in one:
@@ -401,7 +401,7 @@ class _Source:
         return _Source(self.service_name, True) if name in BROWSER_SCOPES else self
 
 
-def is_browser(resource: Mapping[str, Any]) -> bool:
+def _is_browser(resource: Mapping[str, Any]) -> bool:
     """True for telemetry from a browser: the web SDK's ``telemetry.sdk.language`` ``webjs``, or
     the browser detector's resource attributes (``browser.*``, ``user_agent.original``)."""
     if resource.get("telemetry.sdk.language") == "webjs" or "user_agent.original" in resource:
@@ -553,7 +553,7 @@ def _log_service(attrs: Mapping[str, Any], resource: Mapping[str, Any]) -> str:
     service = attrs.get("service")
     if service in SERVICES:
         return str(service)
-    return "frontend" if is_browser(resource) else "backend"
+    return "frontend" if _is_browser(resource) else "backend"
 
 
 def _optional_id(record: Mapping[str, Any], camel: str, size: int) -> str | None:
