@@ -97,3 +97,14 @@ def test_processes_on_one_redis_share_what_they_learned(redis_server) -> None:
     second.record(ExecutionEvent(**ev(action="GET /api/users/bob")))
     actions = [e.action for e in second.store.events("frontend")]
     assert actions == ["GET /api/health", "GET /api/users/alice", "GET /api/users/:name"]
+
+
+def test_a_restarted_monitor_knows_the_routes_its_journal_holds(tmp_path) -> None:
+    settings = {"self_monitor": False, "persist": str(tmp_path / "events.jsonl")}
+    before = LiveExecutionMonitor(settings)
+    before.accept([ExecutionEvent(**server_request("/api/users/x", "/api/users/<name>"))])
+    before.close()
+    after = LiveExecutionMonitor(settings)
+    after.accept([ExecutionEvent(**ev(action="GET /api/users/alice"))])
+    assert [e.action for e in after.store.events("frontend")] == ["GET /api/users/:name"]
+    after.close()

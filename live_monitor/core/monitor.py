@@ -79,6 +79,7 @@ class LiveExecutionMonitor:
             restored = self.journal.load()
             prepare_events(restored)  # journaled scrubbed; this shares their repeated strings again
             self.store.restore(restored)
+            learn_routes(self.routes, restored)  # the server's routes, as known before the restart
 
     # --- control -------------------------------------------------------------------------
 
