@@ -35,18 +35,30 @@ from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 # An id segment: a number, a UUID or 16+ hex characters (the last two allow a trailing "\n", as
-# "$" does; the browser's copy in frontend/routes.ts does the same).
+# "$" does; the browser's copy in frontend/routes.ts does the same), or a prefixed id such as
+# Stripe's "ch_3Nabc123XYZ": 1-8 lowercase letters, "_", then 8+ letters and digits, one a digit.
 _ID = re.compile(
     r"[0-9]+\Z|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$|[0-9a-fA-F]{16,}$"
+    r"|[a-z]{1,8}_(?=[A-Za-z]*[0-9])[A-Za-z0-9]{8,}\Z"
 )
 
 
 _SCHEME_AND_HOST = re.compile(r"^\s*[a-z][a-z\d+.-]*://[^/?#]*", re.I)  # frontend/routes.ts's
+# A route template's parameter: Flask's <name> or <converter:name>, {name} or {name:type}
+# (OpenAPI, Starlette, ASP.NET), Express's :name (with an optional pattern or modifier).
+_PARAM = re.compile(
+    r"<(?:(?P<conv>\w+)(?:\([^)]*\))?:)?(?P<flask>\w+)>"
+    r"|\{\*?(?P<brace>\w+)(?::(?P<type>[^}]*))?\}"
+    r"|^:(?P<colon>\w+)(?:\([^)]*\))?[?*+]?$"
+)
+_ID_TYPES = frozenset({"int", "uuid", "guid", "long"})
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 def normalize_route(path: str) -> str:
-    """Return the route of a path or URL: no query, no empty segments, and numeric segments,
-    UUIDs and 16+ hex characters as ``:id``, so browser and server meet on ``/api/orders/:id``."""
+    """Return the route of a path or URL: no query, no empty segments, and ids (numbers, UUIDs,
+    16+ hex characters, prefixed ids like ``ch_3Nabc123XYZ``) as ``:id``, so browser and server
+    meet on ``/api/orders/:id``; words such as ``user_settings`` or ``v2`` stay."""
     if "://" in path:
         try:
             path = urlsplit(path).path
@@ -61,25 +73,40 @@ def endpoint_key(method: str, path: str) -> str:
     return f"{method.upper()} {normalize_route(path)}"
 
 
-# A Flask/werkzeug rule parameter: <name>, <converter:name> or <converter(args):name>.
-_RULE_PARAM = re.compile(r"<(?:([A-Za-z_]\w*)(?:\([^)]*\))?:)?([A-Za-z_]\w*)>")
+def _param(match: re.Match[str]) -> str:
+    """``:id`` for a parameter that holds ids (an int or uuid type, a name ``id`` or ending in
+    ``_id``/``Id``), else ``:<name>``."""
+    name = match["flask"] or match["brace"] or match["colon"]
+    kind = (match["conv"] or match["type"] or "").split("(")[0].strip().lower()
+    if kind in _ID_TYPES or name.lower() == "id" or name.endswith(("_id", "Id", "ID")):
+        return ":id"
+    return f":{name}"
 
 
-def _param_key(match: re.Match[str]) -> str:
-    """``:id`` for an id parameter (an int/uuid converter, a name ``id``, ``*_id`` or ``*Id``),
-    else ``:<name>``."""
-    converter, name = match.groups()
-    ident = converter in ("int", "uuid") or name == "id" or name.endswith(("_id", "Id"))
-    return ":id" if ident else f":{name}"
+def route_key(template: str) -> str:
+    """Return the route a server's route template stands for, in the keys' form:
+    ``/api/users/<name>`` -> ``/api/users/:name``, ``/api/orders/<int:order_id>`` and
+    ``/api/orders/{id}`` -> ``/api/orders/:id``. Its literal segments are normalised as paths are,
+    so the server's key is the one the browser's URLs of the same route are re-keyed to."""
+    segments = [_PARAM.sub(_param, s) for s in template.split("?", 1)[0].split("/")]
+    return normalize_route("/".join(segments))
 
 
-def _template_key(template: str) -> str:
-    """Return the route key of a route template: ``/api/orders/<int:order_id>`` is
-    ``/api/orders/:id``, ``/api/users/<name>`` is ``/api/users/:name``; a static segment that
-    looks like an id becomes ``:id`` as in ``normalize_route``, so the browser's URLs still meet it."""
-    segments = (s for s in template.split("?", 1)[0].split("/") if s)
-    keyed = (_RULE_PARAM.sub(_param_key, s) if "<" in s else ":id" if _ID.match(s) else s for s in segments)
-    return "/" + "/".join(keyed)
+def outgoing_key(method: str, url: str) -> str:
+    """Return the key of an outgoing call, with the host it went to: ``GET
+    payments.example.com/v1/charges/:id`` (host lowercased, no credentials, the scheme's default
+    port dropped, another kept: ``host:8443``); a URL without a host gives ``GET /path``."""
+    host = ""
+    try:
+        parts = urlsplit(url.strip())
+        name, port = parts.hostname or "", parts.port
+    except ValueError:  # an unclosed IPv6 "[" or a port that is not a number: the path alone
+        name, port, parts = "", None, None
+    if name:
+        host = f"[{name}]" if ":" in name else name
+        if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower() if parts else ""):
+            host += f":{port}"
+    return f"{method.upper()} {host}{normalize_route(url)}"
 
 
 MONITOR_BASE_PATH = "/api/live-execution"
@@ -819,7 +846,7 @@ def _http_outcome(method: str, path: str, status: str | None, rule: str | None) 
     """What repeats in a request's event (action, status, details), as JSON members. The action
     is keyed by the Flask rule that matched (``GET /api/users/:name``), else by the path."""
     code = int(status[:3]) if status else 500
-    action = f"{method.upper()} {_template_key(rule)}" if rule else endpoint_key(method, path)
+    action = f"{method.upper()} {route_key(rule)}" if rule else endpoint_key(method, path)
     details = {"http_status": code, "route": rule}
     outcome = "error" if code >= 500 else "success"
     return _ENCODER.encode({"action": action, "status": outcome, "details": details})[1:-1]
@@ -857,26 +884,12 @@ _BUILDERS: dict[str, Callable[..., dict[str, Any] | str]] = {"http": _http_event
 # -- the app's outgoing HTTP calls (opt-in) ------------------------------------------------------
 
 OUTGOING_COMPONENT = "http-client"  # as live_monitor.vocabulary.OUTGOING_COMPONENT (a test checks)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_URL_PARTS = re.compile(r"^\s*([a-z][a-z\d+.-]*)://([^/?#]*)(.*)", re.I | re.S)  # scheme, authority, rest
 # True inside a recorded call (a redirect's inner call is part of it) and on the sender thread
 # (the monitor's own POSTs are not the app's calls).
 _outgoing_off: contextvars.ContextVar[bool] = contextvars.ContextVar("live_monitor_outgoing", default=False)
 _outgoing_client: Any = None  # the client outgoing calls go to; None: the default client
 _unpatch: list[Callable[[], None]] = []  # undoes the patches while recording
 _Ids = tuple[str, str, str | None]  # trace id, span id, parent span id
-
-
-def outgoing_key(method: str, url: str) -> str:
-    """Return the key of an outgoing call: ``GET payments.example.com/v1/charges/:id`` (host and
-    non-default port, then the route as ``normalize_route`` gives it; no scheme, user or query)."""
-    match = _URL_PARTS.match(url)
-    scheme, host, rest = match.groups() if match else ("", "", url)
-    host = host.rpartition("@")[2].lower()
-    default = _DEFAULT_PORTS.get(scheme.lower())
-    if default and host.endswith(f":{default}"):
-        host = host[: -len(f":{default}")]
-    return f"{method.upper()} {host}{normalize_route(rest)}"
 
 
 def record_outgoing_calls(client: MonitorClient | None = None) -> Callable[[], None]:

@@ -2,13 +2,15 @@
 import type { TraceTarget } from "./types";
 import { withoutQuery } from "./util";
 
-// backend_logging_config._ID: digits, a UUID or 16+ hex characters ("\n?$" mirrors Python's "$").
+// backend_logging_config._ID: digits, a UUID or 16+ hex characters ("\n?$" mirrors Python's "$"),
+// or a prefixed id like "ch_3Nabc123XYZ" (1-8 lowercase letters, "_", 8+ letters and digits, one a digit).
 const ID = /^(\d+|([\da-f]{8}(-[\da-f]{4}){3}-[\da-f]{12}|[\da-f]{16,})\n?)$/i;
+const PREFIXED_ID = /^[a-z]{1,8}_(?=[A-Za-z]*\d)[A-Za-z\d]{8,}$/;
 
 /**
  * The endpoint route of a path or URL, like `normalize_route` in backend_logging_config.py: no
- * scheme and host, no query or fragment, numeric segments, UUIDs and hex strings of 16+
- * characters become ":id", empty segments and a trailing slash are dropped.
+ * scheme and host, no query or fragment, numeric segments, UUIDs, hex strings of 16+ characters
+ * and prefixed ids ("ch_3Nabc123XYZ") become ":id", empty segments and a trailing slash are dropped.
  */
 export function normalizeRoute(path: string): string {
   // An absolute URL's path, as Python's urlsplit finds it in a well-formed URL.
@@ -17,7 +19,7 @@ export function normalizeRoute(path: string): string {
     "/" +
     segments
       .filter((s) => s)
-      .map((s) => (ID.test(s) ? ":id" : s))
+      .map((s) => (ID.test(s) || PREFIXED_ID.test(s) ? ":id" : s))
       .join("/")
   );
 }

@@ -645,11 +645,15 @@ def span(kind, attrs, trace=TRACE, span_id="eee19b7ec3c1b174", duration_ms=12.5,
     return body
 
 
-def export(*spans, service="shop-api"):
+def export(*spans, service="shop-api", browser=False):
+    """An OTLP JSON trace export; ``browser``: from the web SDK (``telemetry.sdk.language`` webjs)."""
+    resource = [attr("service.name", service)] + (
+        [attr("telemetry.sdk.language", "webjs")] if browser else []
+    )
     return {
         "resourceSpans": [
             {
-                "resource": {"attributes": [attr("service.name", service)]},
+                "resource": {"attributes": resource},
                 "scopeSpans": [{"scope": {"name": "tests"}, "spans": list(spans)}],
             }
         ]

@@ -34,6 +34,48 @@ def test_route_keys_match_the_shared_table(path: str, route: str) -> None:
     assert blc.endpoint_key("get", path) == f"GET {route}"
 
 
+@pytest.mark.parametrize(
+    ("template", "key"),
+    [
+        ("/api/users/<name>", "/api/users/:name"),
+        ("/api/orders/<int:number>", "/api/orders/:id"),
+        ("/api/tokens/<uuid:token>", "/api/tokens/:id"),
+        ("/api/users/<user_id>/cart/", "/api/users/:id/cart"),
+        ("/api/posts/{slug}", "/api/posts/:slug"),
+        ("/api/orders/{id}", "/api/orders/:id"),
+        ("/api/orders/{number:int}", "/api/orders/:id"),
+        ("/api/posts/:slug", "/api/posts/:slug"),
+        ("/api/users/:userId/posts/:postId", "/api/users/:id/posts/:id"),
+        ("/api/codes/<string(length=2):code>", "/api/codes/:code"),
+        ("/api/v2/user_settings", "/api/v2/user_settings"),
+        ("/api/orders/7/lines", "/api/orders/:id/lines"),
+    ],
+)
+def test_route_key_turns_a_servers_template_into_the_shared_key(template: str, key: str) -> None:
+    assert blc.route_key(template) == key
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "key"),
+    [
+        (
+            "get",
+            "https://payments.example.com/v1/charges/ch_3Nabc123XYZ",
+            "GET payments.example.com/v1/charges/:id",
+        ),
+        ("POST", "HTTPS://Payments.Example.COM:443/v1/charges?x=1", "POST payments.example.com/v1/charges"),
+        ("GET", "http://inventory.internal:80/items/42", "GET inventory.internal/items/:id"),
+        ("GET", "https://inventory.internal:8443/items/42", "GET inventory.internal:8443/items/:id"),
+        ("GET", "http://user:secret@api.example.com/a", "GET api.example.com/a"),
+        ("GET", "http://[::1]:9000/a", "GET [::1]:9000/a"),
+        ("GET", "/relative/7", "GET /relative/:id"),
+        ("GET", "http://api.example.com:port/a", "GET /a"),
+    ],
+)
+def test_outgoing_key_keeps_the_host_an_outgoing_call_went_to(method: str, url: str, key: str) -> None:
+    assert blc.outgoing_key(method, url) == key
+
+
 def test_import_needs_only_the_standard_library() -> None:
     script = """
 import sys

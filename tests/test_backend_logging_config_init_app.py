@@ -164,7 +164,7 @@ def test_requests_are_keyed_by_the_flask_rule_that_served_them() -> None:
     ],
 )
 def test_route_templates_become_the_keys_the_browser_uses(template: str, key: str) -> None:
-    assert blc._template_key(template) == key
+    assert blc.route_key(template) == key
 
 
 def test_a_page_can_carry_its_requests_traceparent_for_the_browser() -> None:
@@ -240,7 +240,7 @@ def test_request_event_text_is_what_json_dumps_writes(
     method: str, path: str, status: str | None, rule: str | None, ms: float, wall: float, parent: str | None
 ) -> None:
     code = int(status[:3]) if status else 500  # no status: the app raised
-    action = f"{method.upper()} {blc._template_key(rule)}" if rule else blc.endpoint_key(method, path)
+    action = f"{method.upper()} {blc.route_key(rule)}" if rule else blc.endpoint_key(method, path)
     expected = {
         "timestamp": datetime.fromtimestamp(wall, UTC)
         .isoformat(timespec="milliseconds")

@@ -72,8 +72,9 @@ def test_server_and_client_spans_become_backend_and_frontend_events(make_app):
     )
     client_span["startTimeUnixNano"] = START_NS  # integers are fine too
     client_span["endTimeUnixNano"] = START_NS + 48_250_000
-    response = post(client, export(server_span, client_span))
-    assert response.status_code == 200 and response.json == {}
+    for body in (export(server_span), export(client_span, browser=True)):
+        response = post(client, body)
+        assert response.status_code == 200 and response.json == {}
 
     events = {e["service"]: e for e in recent(client)}
     backend, frontend = events["backend"], events["frontend"]
@@ -85,6 +86,7 @@ def test_server_and_client_spans_become_backend_and_frontend_events(make_app):
         "otel_span_name": "GET /api/orders/{order_id}",
         "service.name": "shop-api",
         "route": "/api/orders/{order_id}",
+        "url_path": "/api/orders/42",
     }
     assert backend["timestamp"].startswith("2027-01-15T08:00:00.123")
     assert (frontend["component"], frontend["action"], frontend["duration_ms"]) == ("api", KEY, 48.25)
@@ -100,7 +102,7 @@ def test_old_http_semantic_conventions_work_too(make_app):
         ),
         span(CLIENT, {"http.method": "DELETE", "http.url": "https://shop.test/api/users/7"}),
     ]
-    assert post(client, export(*spans)).status_code == 200
+    assert post(client, export(*spans, browser=True)).status_code == 200
     actions = {(e["service"], e["action"], e["details"]["http_status"]) for e in recent(client)}
     assert actions == {
         ("backend", "POST /api/users/:id/cart", 201),
@@ -295,8 +297,9 @@ def test_malformed_protobuf_is_a_400(make_app):
     assert recent(client) == []
 
 
-def sdk_provider(url, **exporter_options):
-    provider = TracerProvider(resource=Resource.create({"service.name": "sdk-shop"}))
+def sdk_provider(url, resource=None, **exporter_options):
+    attributes = {"service.name": "sdk-shop", **(resource or {})}
+    provider = TracerProvider(resource=Resource.create(attributes))
     exporter = OTLPSpanExporter(endpoint=f"{url}/v1/traces", timeout=10, **exporter_options)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
@@ -304,12 +307,17 @@ def sdk_provider(url, **exporter_options):
 
 @pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
 def test_the_opentelemetry_sdk_exports_to_a_running_monitor(make_app, serve, compression):
+    """A browser (the web SDK's resource) calls the server, which calls a payment provider: the
+    browser's call and the server's request meet on one key; the downstream call is the backend's."""
     app = make_app()
     url = serve(app)
-    provider = sdk_provider(url, compression=compression)
-    tracer = provider.get_tracer("tests")
+    browser_provider = sdk_provider(url, {"telemetry.sdk.language": "webjs"}, compression=compression)
+    server_provider = sdk_provider(url, compression=compression)
+    browser_tracer, tracer = browser_provider.get_tracer("tests"), server_provider.get_tracer("tests")
     client_attrs = {"http.request.method": "GET", "url.full": "http://localhost:3000/api/orders/42"}
-    with tracer.start_as_current_span("GET", kind=SpanKind.CLIENT, attributes=client_attrs) as browser:
+    with browser_tracer.start_as_current_span(
+        "GET", kind=SpanKind.CLIENT, attributes=client_attrs
+    ) as browser:
         server_attrs = {
             "http.request.method": "GET",
             "url.path": "/api/orders/42",
@@ -320,20 +328,24 @@ def test_the_opentelemetry_sdk_exports_to_a_running_monitor(make_app, serve, com
         ) as srv:
             with tracer.start_as_current_span("SELECT orders"):
                 pass
+            charge = {"http.request.method": "POST", "url.full": "https://payments.example.com/v1/charges"}
+            with tracer.start_as_current_span("POST", kind=SpanKind.CLIENT, attributes=charge):
+                pass
             srv.set_attribute("http.response.status_code", 500)
             srv.set_status(StatusCode.ERROR)
         browser.set_attribute("http.response.status_code", 500)
     try:
-        assert provider.force_flush(10_000)
+        assert browser_provider.force_flush(10_000) and server_provider.force_flush(10_000)
     finally:
-        provider.shutdown()
+        browser_provider.shutdown()
+        server_provider.shutdown()
 
     client = app.test_client()
-    events = {e["service"]: e for e in recent(client)}
+    events = {(e["service"], e["component"]): e for e in recent(client)}
     trace_id = format(srv.get_span_context().trace_id, "032x")
-    for service, otel_span, component in (("backend", srv, "http"), ("frontend", browser, "api")):
-        event = events[service]
-        assert (event["component"], event["action"], event["status"]) == (component, KEY, "error")
+    for side, otel_span in ((("backend", "http"), srv), (("frontend", "api"), browser)):
+        event = events[side]
+        assert (event["action"], event["status"]) == (KEY, "error")
         assert event["trace_id"] == trace_id
         assert event["span_id"] == format(otel_span.get_span_context().span_id, "016x")
         assert event["duration_ms"] == pytest.approx(
@@ -341,7 +353,9 @@ def test_the_opentelemetry_sdk_exports_to_a_running_monitor(make_app, serve, com
         )
         assert event["details"]["service.name"] == "sdk-shop"
         assert event["details"]["http_status"] == 500
-    assert span_counts(client) == {"accepted": 2, "skipped": 1, "rejected": 0}
+    outgoing = events["backend", "http-client"]
+    assert (outgoing["action"], outgoing["trace_id"]) == ("POST payments.example.com/v1/charges", trace_id)
+    assert span_counts(client) == {"accepted": 3, "skipped": 1, "rejected": 0}
     row = next(r for r in client.get(f"{API}/data").json["endpoints"] if r["key"] == KEY)
     assert row["seen_by"] == "both" and row["matched_requests"] == 1  # joined by trace id
 

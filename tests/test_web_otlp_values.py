@@ -127,7 +127,7 @@ def test_a_client_call_with_status_0_got_no_response_and_is_stored_as_an_error(m
     """The browser instrumentations send status 0 for a network or CORS error: a call that got no answer."""
     client = make_app().test_client()
     call = {**status_span(value, name), "kind": CLIENT}
-    assert post(client, export(call)).json == {}
+    assert post(client, export(call, browser=True)).json == {}
     [event] = recent(client)
     assert (event["service"], event["action"], event["status"]) == ("frontend", "GET /api/bad", "error")
     assert event["details"]["http_status"] == 0
@@ -196,7 +196,7 @@ def test_attribute_values_of_the_wrong_type_are_ignored_not_taken_as_text(make_a
         {**bad_span(), "attributes": odd_routes},
         span(CLIENT, GOOD_ATTRS),
     ]
-    response = post(client, export(*spans))
+    response = post(client, export(*spans, browser=True))
     assert response.status_code == 200 and response.json == {}
     assert [(e["service"], e["action"]) for e in recent(client)] == [("frontend", KEY)]
     assert span_counts(client) == {"accepted": 1, "skipped": 3, "rejected": 0}

@@ -6,7 +6,9 @@ front of it.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import re
 import threading
 import time
@@ -14,18 +16,23 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
+from backend_logging_config import route_key
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.comparator import compare, comparison, endpoint_rows, summaries
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
+from live_monitor.model.routes import RouteTemplates
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
-from live_monitor.vocabulary import API, OWN_TRAFFIC_TAG, is_own_path
+from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
+# a server reports a few templates, each on every request: convert each once
+_route_key = functools.lru_cache(maxsize=1024)(route_key)
+ROUTE_SYNC_S = 5.0  # how often a process reads the route templates other processes learned
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
 
@@ -59,6 +66,8 @@ class LiveExecutionMonitor:
             thresholds = Thresholds(**{**thresholds.as_dict(), "min_samples": s["min_samples"]})
         self.thresholds = thresholds
         self.activity: deque[dict[str, Any]] = deque(maxlen=s["history"])
+        self.routes = RouteTemplates()  # the server's route templates, to key the browser's calls by
+        self._routes_synced = -math.inf  # when the shared store's templates were last read
         self._lock = threading.Lock()
         self._differences: tuple[tuple[int, int], list[Difference]] | None = None
         self._tick = threading.Condition()
@@ -70,6 +79,7 @@ class LiveExecutionMonitor:
             restored = self.journal.load()
             prepare_events(restored)  # journaled scrubbed; this shares their repeated strings again
             self.store.restore(restored)
+            learn_routes(self.routes, restored)  # the server's routes, as known before the restart
 
     # --- control -------------------------------------------------------------------------
 
@@ -142,6 +152,7 @@ class LiveExecutionMonitor:
         """
         prepare_events(events)
         tag_own_traffic(events)
+        self._key_by_routes(events)
         if self.journal is not None:
             self.journal.append(events)
         self.store.add(events)
@@ -164,12 +175,24 @@ class LiveExecutionMonitor:
             if self.journal is not None:
                 self.journal.close()
 
+    def _key_by_routes(self, events: list[ExecutionEvent]) -> None:
+        """Learn the server's route templates from ``events`` and key the browser's calls by
+        them. With a shared store, what this process learned is shared and what the others
+        learned is read: at once when a template is new here, else every ``ROUTE_SYNC_S``."""
+        learned = learn_routes(self.routes, events)
+        now = self._clock()
+        if learned or now - self._routes_synced >= ROUTE_SYNC_S:
+            self._routes_synced = now
+            self.routes.learn_keys(self.store.share_routes(learned))
+        key_by_routes(self.routes, events)
+
     def record(self, *events: ExecutionEvent) -> None:
         """Store events built in Python (self-monitoring, integrations, ``backend_events``),
         scrubbed and tagged as ``accept`` does; they are not journaled."""
         batch = list(events)
         prepare_events(batch)
         tag_own_traffic(batch)
+        self._key_by_routes(batch)
         self.store.add(batch)
 
     # --- periodic work -------------------------------------------------------------------
@@ -264,6 +287,41 @@ def tag_own_traffic(events: list[ExecutionEvent]) -> None:
             continue  # the substring test first: it alone settles almost every event, cheaply
         if is_own_path(event.action.split(" ", 1)[-1]):
             event.details = {**event.details, OWN_TRAFFIC_TAG: True}
+
+
+def learn_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> list[str]:
+    """Learn the route templates the server's ``http`` events carry (``details.route``);
+    returns the keys new to ``routes``."""
+    server = ENDPOINT_COMPONENTS["backend"]
+    sources = {  # a batch repeats a few (action, template) pairs: each is learned once
+        (event.action, template)
+        for event in events
+        if event.component == server
+        and event.service == "backend"
+        and isinstance(template := event.details.get("route"), str)
+        and template
+        and not event.is_self
+    }
+    learned = []
+    for action, template in sources:
+        method, template_key = action.partition(" ")[0], _route_key(template)
+        if routes.learn(method, template_key):
+            learned.append(f"{method.upper()} {template_key}")
+    return learned
+
+
+def key_by_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> None:
+    """Key the browser's ``api`` calls by the server's templates: ``GET /api/users/alice``
+    becomes ``GET /api/users/:name``, the browser's own key kept in ``details.url_key``."""
+    if not len(routes):
+        return
+    browser = ENDPOINT_COMPONENTS["frontend"]
+    for event in events:
+        if event.component == browser and event.service == "frontend" and not event.is_self:
+            key = routes.key_for(event.action)
+            if key is not None:
+                event.details = {**event.details, "url_key": event.action}
+                event.action = key
 
 
 def _reason(error: str) -> str:

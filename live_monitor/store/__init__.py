@@ -88,6 +88,10 @@ class Store(Protocol):
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
         """Events stored after ``seq`` (oldest first, at most ``limit``) and the new seq."""
 
+    def share_routes(self, keys: list[str]) -> list[str]:
+        """Add the server route keys this process learned (``GET /api/users/:name``) to those
+        every process shares and return them all; in memory no other process shares: ``keys``."""
+
 
 def store_kind(url: str) -> str | None:
     """``memory`` or ``redis`` for a ``--store`` value; None when it is neither."""

@@ -273,6 +273,10 @@ class EventStore:
             new = min(self._seq - seq, len(log), limit)  # the newest, taken from the end: no copy of the log
             return self._seq, [log[-i] for i in range(new, 0, -1)]
 
+    def share_routes(self, keys: list[str]) -> list[str]:
+        """One process: nothing to share, the monitor's registry holds what it learned."""
+        return list(keys)
+
 
 def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Iterator[ExecutionEvent]:
     taken = 0

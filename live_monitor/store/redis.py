@@ -21,6 +21,7 @@ import redis
 
 from live_monitor.model import policy
 from live_monitor.model.events import ExecutionEvent
+from live_monitor.model.routes import MAX_TEMPLATES
 from live_monitor.model.stats import (
     MAX_SERIES_KEYS,
     OTHER,
@@ -102,6 +103,16 @@ if nb + nf > 0 then
 end
 return nb + nf
 """.replace("MAX_KEYS", str(MAX_SERIES_KEYS)).replace("OTHER", repr(OTHER))
+
+
+# Add route template keys to the shared set while it holds fewer than ARGV[1]; return the set.
+_SHARE_ROUTES = """
+for i = 2, #ARGV do
+  if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then break end
+  redis.call('SADD', KEYS[1], ARGV[i])
+end
+return redis.call('SMEMBERS', KEYS[1])
+"""
 
 
 # Stop the shared monitoring clock once, however many processes ask at the same moment.
@@ -402,6 +413,13 @@ class RedisEventStore:
         numbered = [ne for entries in self._call(read) for ne in _numbered(entries)]
         numbered = sorted((ne for ne in numbered if seq < ne[0] <= current), key=lambda ne: ne[0])
         return current, [event for _, event in numbered[-take:]]
+
+    def share_routes(self, keys: list[str]) -> list[str]:
+        """Add route keys to the set every process shares (at most ``MAX_TEMPLATES``) and
+        return all of them: one script call."""
+        script = self.redis.register_script(_SHARE_ROUTES)
+        found = self._call(lambda: script(keys=[f"{self._p}:routes"], args=[MAX_TEMPLATES, *keys]))
+        return [key.decode() for key in found]
 
 
 def _decode(entries: list[Any]) -> list[ExecutionEvent]:

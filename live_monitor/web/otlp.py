@@ -1,13 +1,18 @@
 """OpenTelemetry in: OTLP/HTTP ``POST /v1/traces`` and ``POST /v1/logs`` become events.
 
 An app already instrumented with OpenTelemetry points its OTLP/HTTP exporters at the monitor
-instead of (or besides) adding our loggers. SERVER spans become backend ``http`` events and
-CLIENT spans frontend ``api`` events, keyed ``METHOD /route`` like every other endpoint event,
-so they meet the other side on the same key and the same trace id. Other spans (INTERNAL,
-PRODUCER, ...) and spans without HTTP attributes are skipped and counted. Log records with
-``component`` and ``action`` attributes become events as ``MonitorHandler`` records do; one
-without them becomes a ``log`` event only at ERROR or above and with a span context (the
-trace's spans already stand for the request), else it is skipped and counted.
+instead of (or besides) adding our loggers. Which side a span is on comes from its source:
+SERVER spans become backend ``http`` events, keyed by their ``http.route`` template when they
+have one (``GET /api/users/:name``); CLIENT spans from a browser (a resource whose
+``telemetry.sdk.language`` is ``webjs`` or with ``browser.*`` or ``user_agent.original``
+attributes, or the scope of the browser's fetch or XMLHttpRequest instrumentation) become
+frontend ``api`` events keyed by their URL's path; a backend's CLIENT spans are its outgoing
+calls (``http-client``, keyed with their host: ``GET payments.example.com/v1/charges/:id``),
+never compared with the browser's. Other spans (INTERNAL, PRODUCER, ...) and spans without
+HTTP attributes are skipped and counted. Log records with ``component`` and ``action``
+attributes become events as ``MonitorHandler`` records do; one without them becomes a ``log``
+event only at ERROR or above and with a span context (the trace's spans already stand for the
+request), else it is skipped and counted.
 
 Both encodings work on a default install: JSON (``application/json``, the OTLP JSON
 mapping) and protobuf (``application/x-protobuf``, what the Python and Java exporters send,
@@ -33,16 +38,17 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
-from backend_logging_config import normalize_route
+from backend_logging_config import normalize_route, outgoing_key, route_key
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.events import MAX_EPOCH, ExecutionEvent, convert_event
 from live_monitor.store import StoreUnavailable
-from live_monitor.vocabulary import OTLP_LOGS_PATH, OTLP_TRACES_PATH, SERVICES, STATUSES
+from live_monitor.vocabulary import OTLP_LOGS_PATH, OTLP_TRACES_PATH, OUTGOING_COMPONENT, SERVICES, STATUSES
 from live_monitor.web.access import Access
 from live_monitor.web.bodies import read_request_body
 from live_monitor.web.errors import ApiError
@@ -58,7 +64,14 @@ __all__ = [
     "spans_to_events",
 ]
 
-SIDES = {2: ("backend", "http"), 3: ("frontend", "api")}
+SERVER_KIND, CLIENT_KIND = 2, 3
+# (service, component) by span kind and whether the span came from a browser SDK
+SIDES = {
+    (SERVER_KIND, False): ("backend", "http"),
+    (SERVER_KIND, True): ("backend", "http"),
+    (CLIENT_KIND, True): ("frontend", "api"),
+    (CLIENT_KIND, False): ("backend", OUTGOING_COMPONENT),
+}
 KINDS = {
     "SPAN_KIND_INTERNAL": 1,
     "SPAN_KIND_SERVER": 2,
@@ -67,6 +80,10 @@ KINDS = {
     "SPAN_KIND_CONSUMER": 5,
 }
 STATUS_ERROR = 2
+# instrumentations that only run in a browser: their CLIENT spans are the frontend's calls
+BROWSER_SCOPES = frozenset(
+    {"@opentelemetry/instrumentation-fetch", "@opentelemetry/instrumentation-xml-http-request"}
+)
 MAX_SPAN_NAME = 200
 # the first instant an event's timestamp cannot hold (3000-01-01T00:00:00Z): events refuse it
 MAX_NANOS = MAX_EPOCH * 10**9
@@ -88,7 +105,6 @@ REFUSED_OTHER = "other"
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 log = logging.getLogger("live_execution_monitor")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
-_TEMPLATE_PARAM = re.compile(r"^(\{[^/]*\}|<[^/]*>|:[^/]+)$")
 # why a span that parsed could still not become an event, by the event field refused
 _INVALID = {
     "action": "method and route are longer than an event's 256-character action",
@@ -278,22 +294,60 @@ def _kind(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _route(attrs: Mapping[str, Any]) -> str | None:
-    """The endpoint route of a span: its normalised path, else its route template.
-
-    The path comes first because it is what the other side (the browser logger, the Flask
-    middleware) keys on: ``/api/orders/42`` meets ``/api/orders/:id`` there, while a
-    template such as ``/api/orders/<int:id>`` would not. A template alone has its
-    parameters turned into ``:id``.
-    """
-    for name in ("url.path", "http.target", "url.full", "http.url", "http.route"):
+def _url_value(attrs: Mapping[str, Any], *names: str) -> str | None:
+    """The first of ``names`` that is a non-empty string attribute."""
+    for name in names:
         value = attrs.get(name)
-        if not isinstance(value, str) or not value:
-            continue
-        if name == "http.route":
-            value = "/".join(":id" if _TEMPLATE_PARAM.match(s) else s for s in value.split("/"))
-        return normalize_route(value)  # an absolute URL (url.full, http.url) gives its path
+        if isinstance(value, str) and value:
+            return value
     return None
+
+
+def _path(attrs: Mapping[str, Any]) -> str | None:
+    """The span's URL path as sent (query and fragment cut), from its path or its full URL."""
+    value = _url_value(attrs, "url.path", "http.target", "url.full", "http.url")
+    if value is None:
+        return None
+    if "://" in value:
+        try:
+            value = urlsplit(value).path
+        except ValueError:  # a host urlsplit refuses: the key's path still holds, this one is left out
+            return None
+    return value.split("?", 1)[0].split("#", 1)[0] or "/"
+
+
+def _route(attrs: Mapping[str, Any]) -> str | None:
+    """The route of a server or browser span: its ``http.route`` template made a key
+    (``/api/users/<name>`` -> ``/api/users/:name``), else its normalised URL path.
+
+    The template wins because it names the route whatever the value: ``/api/users/alice`` and
+    ``/bob`` are one key. The browser's calls only know the path; the monitor re-keys them
+    with the templates the server reported (``live_monitor.model.routes``).
+    """
+    template = _url_value(attrs, "http.route")
+    if template is not None:
+        return route_key(template)
+    value = _url_value(attrs, "url.path", "http.target", "url.full", "http.url")
+    return None if value is None else normalize_route(value)  # an absolute URL gives its path
+
+
+def _outgoing_action(attrs: Mapping[str, Any], method: str) -> str | None:
+    """The key of a backend's outgoing call, with its host: from ``url.full`` (``http.url``),
+    else from ``server.address``/``server.port`` (``net.peer.*``, ``http.host``) and the path."""
+    url = _url_value(attrs, "url.full", "http.url")
+    if url is not None and "://" in url:
+        return outgoing_key(method, url)
+    path = _url_value(attrs, "url.path", "http.target") or url
+    host = _url_value(attrs, "server.address", "net.peer.name", "http.host")
+    if host is None:
+        return None if path is None else outgoing_key(method, path)
+    port = attrs.get("server.port", attrs.get("net.peer.port"))
+    scheme = _url_value(attrs, "url.scheme", "http.scheme") or ("https" if port == 443 else "http")
+    if host.count(":") > 1 and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    if isinstance(port, int) and not isinstance(port, bool) and ":" not in host.rsplit("]", 1)[-1]:
+        host = f"{host}:{port}"  # http.host may carry its port already
+    return outgoing_key(method, f"{scheme}://{host}{path or '/'}")
 
 
 def _method(attrs: Mapping[str, Any]) -> str | None:
@@ -327,16 +381,51 @@ def _http_status(attrs: Mapping[str, Any]) -> int | None:
     return None
 
 
-def _span_event(span: Any, service_name: str | None) -> ExecutionEvent | None:
+@dataclass(frozen=True)
+class _Source:
+    """What a span's resource says of where it comes from."""
+
+    service_name: str | None = None
+    browser: bool = False
+
+    @classmethod
+    def of(cls, resource: Mapping[str, Any]) -> _Source:
+        service = resource.get("service.name")
+        return cls(service if isinstance(service, str) else None, _is_browser(resource))
+
+    def with_scope(self, scope: Any) -> _Source:
+        """This source, a browser too when the spans' instrumentation scope runs only in one:
+        the web SDK set up with a resource of its own (``resourceFromAttributes``) says no
+        ``webjs``, but its fetch and XMLHttpRequest spans still name their instrumentation."""
+        name = _get(scope, "name") if isinstance(scope, dict) else None
+        return _Source(self.service_name, True) if name in BROWSER_SCOPES else self
+
+
+def _is_browser(resource: Mapping[str, Any]) -> bool:
+    """True for telemetry from a browser: the web SDK's ``telemetry.sdk.language`` ``webjs``, or
+    the browser detector's resource attributes (``browser.*``, ``user_agent.original``)."""
+    if resource.get("telemetry.sdk.language") == "webjs" or "user_agent.original" in resource:
+        return True
+    return any(key.startswith("browser.") for key in resource)
+
+
+def _span_event(span: Any, source: _Source) -> ExecutionEvent | None:
     """The event of one span, None to skip it; raises _Rejected when the span is invalid."""
     if not isinstance(span, dict):
         raise _Rejected("a span must be an object")
-    side = SIDES.get(_kind(_get(span, "kind")))
+    side = SIDES.get((_kind(_get(span, "kind")), source.browser))
     if side is None:
         return None
     attrs = _attributes(_get(span, "attributes"))
-    method, route = _method(attrs), _route(attrs)
-    if method is None or route is None:
+    method = _method(attrs)
+    if method is None:
+        return None
+    if side[1] == OUTGOING_COMPONENT:
+        action = _outgoing_action(attrs, method)
+    else:
+        route = _route(attrs)
+        action = None if route is None else f"{method} {route}"
+    if action is None:
         return None
     trace_id = _hex_id(_get(span, "traceId"), 16, "traceId")
     span_id = _hex_id(_get(span, "spanId"), 8, "spanId")
@@ -353,17 +442,20 @@ def _span_event(span: Any, service_name: str | None) -> ExecutionEvent | None:
     name = _get(span, "name")
     if isinstance(name, str):
         details["otel_span_name"] = name[:MAX_SPAN_NAME]
-    if service_name:
-        details["service.name"] = service_name[:MAX_SPAN_NAME]
-    template = attrs.get("http.route")
-    if isinstance(template, str):
+    if source.service_name:
+        details["service.name"] = source.service_name[:MAX_SPAN_NAME]
+    template = _url_value(attrs, "http.route")
+    if template is not None:
         details["route"] = template[:MAX_SPAN_NAME]
+    path = _path(attrs)
+    if path is not None:
+        details["url_path"] = path[:MAX_SPAN_NAME]
     return _convert(
         {
             "timestamp": start / 1e9,
             "service": side[0],
             "component": side[1],
-            "action": f"{method} {route}",
+            "action": action,
             "duration_ms": round((end - start) / 1e6, 3),
             "status": "error" if failed else "success",
             "details": details,
@@ -385,21 +477,21 @@ def _convert(fields: dict[str, Any]) -> ExecutionEvent:
         ) from None
 
 
-def _resource_spans(body: Mapping[str, Any]) -> Iterator[tuple[str | None, Any]]:
-    """(service.name, span) for every span of an ExportTraceServiceRequest."""
+def _resource_spans(body: Mapping[str, Any]) -> Iterator[tuple[_Source, Any]]:
+    """(where it comes from, span) for every span of an ExportTraceServiceRequest."""
     for i, resource_spans in enumerate(_list(body, "resourceSpans", "body")):
         where = f"resourceSpans[{i}]"
         if not isinstance(resource_spans, dict):
             raise OtlpError(400, f"{where} must be an object")
         resource = _get(resource_spans, "resource")
         attrs = _attributes(_get(resource, "attributes")) if isinstance(resource, dict) else {}
-        service = attrs.get("service.name")
-        service = service if isinstance(service, str) else None
+        source = _Source.of(attrs)
         for j, scope_spans in enumerate(_list(resource_spans, "scopeSpans", where)):
             if not isinstance(scope_spans, dict):
                 raise OtlpError(400, f"{where}.scopeSpans[{j}] must be an object")
+            scoped = source.with_scope(_get(scope_spans, "scope"))
             for span in _list(scope_spans, "spans", f"{where}.scopeSpans[{j}]"):
-                yield service, span
+                yield scoped, span
 
 
 def spans_to_events(body: Any) -> SpanBatch:
@@ -411,9 +503,9 @@ def spans_to_events(body: Any) -> SpanBatch:
     if not isinstance(body, dict):
         raise OtlpError(400, 'body must be an OTLP ExportTraceServiceRequest: {"resourceSpans": [...]}')
     batch = SpanBatch()
-    for service, span in _resource_spans(body):
+    for source, span in _resource_spans(body):
         try:
-            event = _span_event(span, service)
+            event = _span_event(span, source)
         except _Rejected as exc:
             batch.rejected.append(str(exc))
             continue
@@ -457,11 +549,11 @@ def _severity(record: Mapping[str, Any]) -> tuple[int, str | None]:
 
 
 def _log_service(attrs: Mapping[str, Any], resource: Mapping[str, Any]) -> str:
-    """A ``service`` attribute naming a side, else frontend for the web SDK, else backend."""
+    """A ``service`` attribute naming a side, else frontend for a browser, else backend."""
     service = attrs.get("service")
     if service in SERVICES:
         return str(service)
-    return "frontend" if resource.get("telemetry.sdk.language") == "webjs" else "backend"
+    return "frontend" if _is_browser(resource) else "backend"
 
 
 def _optional_id(record: Mapping[str, Any], camel: str, size: int) -> str | None:

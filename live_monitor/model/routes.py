@@ -1,0 +1,121 @@
+"""Route templates learned from the server, applied to the browser's URLs.
+
+The browser only knows the URL it called (``GET /api/users/alice``); the server reports the
+route that answered it (``http.route`` ``/api/users/<name>``, keyed ``GET /api/users/:name``).
+``RouteTemplates`` keeps the templates the server's events carried and re-keys a browser call
+whose path fits one, segment by segment, so both sides meet under the server's key even for
+ids that do not look like ids (names, slugs). Bounded, and safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+__all__ = ["MAX_TEMPLATES", "RouteTemplates"]
+
+MAX_TEMPLATES = 1000  # an app has tens of routes; past this, what is sent is not templates
+MAX_ANSWERS = 4096  # browser keys whose answer is remembered (all forgotten when a template is learned)
+
+
+class _Template(NamedTuple):
+    literals: int  # how many segments are literal: the more, the more specific
+    key: str  # "GET /api/users/:name", the action a matching call is re-keyed to
+
+
+class _Node:
+    """One segment position of the templates: literal children, one parameter child, and the
+    template that ends here."""
+
+    __slots__ = ("end", "literal", "param")
+
+    def __init__(self) -> None:
+        self.literal: dict[str, _Node] = {}
+        self.param: _Node | None = None
+        self.end: _Template | None = None
+
+
+def _segments(path: str) -> list[str]:
+    return [s for s in path.split("/") if s]
+
+
+def _matches(node: _Node, parts: list[str], at: int) -> list[_Template]:
+    """The templates under ``node`` that ``parts[at:]`` fits: literal segments equal, each
+    parameter one segment."""
+    if at == len(parts):
+        return [node.end] if node.end is not None else []
+    found = []
+    child = node.literal.get(parts[at])
+    if child is not None:
+        found = _matches(child, parts, at + 1)
+    if node.param is not None:
+        found += _matches(node.param, parts, at + 1)
+    return found
+
+
+class RouteTemplates:
+    """The server's route templates, in a tree of segments per method. Learning takes a lock;
+    reading does not (each step it takes is one dict or attribute read)."""
+
+    def __init__(self, limit: int = MAX_TEMPLATES) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._keys: set[str] = set()
+        self._roots: dict[str, _Node] = {}
+        self._answers: dict[str, str | None] = {}  # key_for's answers: a call's key repeats
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self) -> list[str]:
+        """The learned keys (``GET /api/users/:name``), sorted."""
+        return sorted(self._keys)
+
+    def learn(self, method: str, template_key: str) -> bool:
+        """Keep ``template_key`` (a ``route_key`` such as ``/api/users/:name``) for ``method``;
+        True when it is new and kept, False when known or the registry is full."""
+        method = method.upper()
+        key = f"{method} {template_key}"
+        if key in self._keys:
+            return False
+        segments = _segments(template_key)
+        with self._lock:
+            if key in self._keys or len(self._keys) >= self.limit:
+                return False
+            node = self._roots.setdefault(method, _Node())
+            for segment in segments:
+                if segment.startswith(":"):
+                    node.param = node.param or _Node()
+                    node = node.param
+                else:
+                    node = node.literal.setdefault(segment, _Node())
+            node.end = _Template(sum(1 for s in segments if not s.startswith(":")), key)
+            self._keys.add(key)
+            self._answers = {}
+        return True
+
+    def learn_keys(self, keys: list[str]) -> None:
+        """Keep keys as ``keys()`` gives them (``GET /api/users/:name``), e.g. from another process."""
+        for key in keys:
+            method, _, template_key = key.partition(" ")
+            if template_key.startswith("/"):
+                self.learn(method, template_key)
+
+    def key_for(self, action: str) -> str | None:
+        """The server's key for a browser call's ``action`` (``GET /api/users/alice`` ->
+        ``GET /api/users/:name``): the most specific template whose literal segments equal the
+        call's and whose parameters each take one segment (of equals, the first key in order);
+        None when none fits or it is the call's own key."""
+        answers = self._answers
+        known = answers.get(action, "")  # "" is never an answer: not asked yet
+        if known != "":
+            return known
+        method, _, path = action.partition(" ")
+        root = self._roots.get(method)
+        found = _matches(root, _segments(path), 0) if root is not None else []
+        best = min(found, key=lambda t: (-t.literals, t.key)).key if found else None
+        answer = None if best == action else best
+        if len(answers) >= MAX_ANSWERS:
+            answers.clear()
+        answers[action] = answer
+        return answer
