@@ -3,6 +3,7 @@ the monitor's one entry point (events posted to /events), so both sides meet und
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from live_monitor.core.monitor import ROUTE_SYNC_S, LiveExecutionMonitor
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.routes import RouteTemplates
+from live_monitor.tools.report import build_stats
 from tests.helpers import API, FakeClock, ev
 
 
@@ -74,6 +76,37 @@ def test_browser_calls_meet_the_servers_route_key_in_data(client) -> None:
     ]
     rows = {r["key"]: r for r in client.get(f"{API}/data").json["endpoints"]}
     assert rows["GET /api/users/:name"]["seen_by"] == "both"
+
+
+def test_browser_calls_sent_before_the_servers_route_was_known_meet_it_too(client) -> None:
+    """Exporters flush when they like: the browser's calls often arrive first. They are counted
+    under their own keys then, and /data folds them into the server's key once it is known."""
+    browser = [ev(action=f"GET /api/users/{name}", duration_ms=50.0) for name in ("alice", "bob")]
+    assert client.post(f"{API}/events", json=browser).status_code == 200
+    server = [server_request("/api/users/:name", "/api/users/<name>")]
+    assert client.post(f"{API}/events", json=server).status_code == 200
+    data = client.get(f"{API}/data?limit=50").json
+    rows = {r["key"]: r for r in data["endpoints"]}
+    assert "GET /api/users/alice" not in rows and "GET /api/users/bob" not in rows
+    assert rows["GET /api/users/:name"]["frontend"]["count"] == 2
+    assert rows["GET /api/users/:name"]["seen_by"] == "both"
+    calls = [e for e in data["recent_events"] if e["service"] == "frontend"]
+    assert sorted((e["action"], e["details"]["url_key"]) for e in calls) == [
+        ("GET /api/users/:name", "GET /api/users/alice"),
+        ("GET /api/users/:name", "GET /api/users/bob"),
+    ]
+
+
+def test_the_report_folds_the_browsers_calls_into_the_servers_routes(tmp_path) -> None:
+    """The report learns the routes from the server's file as it reads, as the live monitor does."""
+    browser = [ev(action=f"GET /api/users/{name}", duration_ms=50.0) for name in ("alice", "bob")]
+    server = [server_request("/api/users/:name", "/api/users/<name>")]
+    for name, events in (("frontend.json", browser), ("backend.json", server)):
+        stamped = [{**e, "timestamp": f"2026-12-07T10:00:0{i}Z"} for i, e in enumerate(events)]
+        (tmp_path / name).write_text(json.dumps(stamped))
+    stats = build_stats([(tmp_path / "backend.json", "backend"), (tmp_path / "frontend.json", "frontend")])
+    assert set(stats.frontend.endpoints) == {"GET /api/users/:name"}
+    assert stats.frontend.endpoints["GET /api/users/:name"].count == 2
 
 
 def test_events_recorded_in_python_are_keyed_too_and_learning_lasts_across_batches() -> None:

@@ -6,7 +6,6 @@ front of it.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import re
@@ -16,22 +15,22 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
-from backend_logging_config import route_key
+import msgspec
+
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.comparator import compare, comparison, endpoint_rows, summaries
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
-from live_monitor.model.routes import RouteTemplates
+from live_monitor.model.routes import RouteTemplates, key_by_routes, learn_routes
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
-from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
+from live_monitor.vocabulary import API, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
 # a server reports a few templates, each on every request: convert each once
-_route_key = functools.lru_cache(maxsize=1024)(route_key)
 ROUTE_SYNC_S = 5.0  # how often a process reads the route templates other processes learned
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
@@ -213,6 +212,23 @@ class LiveExecutionMonitor:
 
     # --- reading -------------------------------------------------------------------------
 
+    def window_stats(self) -> PairStats:
+        """The store's window, the browser's calls keyed by the server's routes as now known
+        (also those counted before their route was learned)."""
+        stats = self.store.window_stats()
+        if len(self.routes):
+            stats.frontend.rekey(self.routes.key_for)
+        return stats
+
+    def _keyed(self, events: list[ExecutionEvent]) -> list[ExecutionEvent]:
+        """``events`` with the browser's calls keyed by the server's routes as now known, as
+        ``window_stats`` counts them (copies: the store's events are never changed by a read)."""
+        if not len(self.routes):
+            return events
+        copies = [msgspec.structs.replace(e) if e.service == "frontend" else e for e in events]
+        key_by_routes(self.routes, copies)
+        return copies
+
     def differences(self, stats: PairStats | None = None) -> list[Difference]:
         """The differences now detected, recomputed only when a counted event arrived or a time
         bucket entered the window (and the oldest left it): never for a poll or own traffic.
@@ -223,7 +239,7 @@ class LiveExecutionMonitor:
         key = (self.store.counted, int(self._clock() // self.store.bucket_s))
         if cached is not None and cached[0] == key:
             return cached[1]
-        found = compare(stats or self.store.window_stats(), self.thresholds)
+        found = compare(stats or self.window_stats(), self.thresholds)
         self._differences = (key, found)
         return found
 
@@ -248,7 +264,7 @@ class LiveExecutionMonitor:
     def data(self, limit: int | None = None, include_self: bool = True, history: int = 300) -> DataAnswer:
         """Everything the dashboard draws: summaries, comparison, endpoints, system, events."""
         started, elapsed = self._follow_shared_state()
-        stats = self.store.window_stats()
+        stats = self.window_stats()
         limit = self.settings["recent_limit"] if limit is None else limit
         backend, frontend = summaries(stats)
         totals = self.store.counts()["totals"]
@@ -275,7 +291,9 @@ class LiveExecutionMonitor:
             "activity_history": cast(
                 "list[ActivityPoint]", list(self.activity)[-history:] if history > 0 else []
             ),
-            "recent_events": [e.to_dict() for e in self.store.recent(limit, include_self=include_self)],
+            "recent_events": [
+                e.to_dict() for e in self._keyed(self.store.recent(limit, include_self=include_self))
+            ],
         }
 
 
@@ -287,41 +305,6 @@ def tag_own_traffic(events: list[ExecutionEvent]) -> None:
             continue  # the substring test first: it alone settles almost every event, cheaply
         if is_own_path(event.action.split(" ", 1)[-1]):
             event.details = {**event.details, OWN_TRAFFIC_TAG: True}
-
-
-def learn_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> list[str]:
-    """Learn the route templates the server's ``http`` events carry (``details.route``);
-    returns the keys new to ``routes``."""
-    server = ENDPOINT_COMPONENTS["backend"]
-    sources = {  # a batch repeats a few (action, template) pairs: each is learned once
-        (event.action, template)
-        for event in events
-        if event.component == server
-        and event.service == "backend"
-        and isinstance(template := event.details.get("route"), str)
-        and template
-        and not event.is_self
-    }
-    learned = []
-    for action, template in sources:
-        method, template_key = action.partition(" ")[0], _route_key(template)
-        if routes.learn(method, template_key):
-            learned.append(f"{method.upper()} {template_key}")
-    return learned
-
-
-def key_by_routes(routes: RouteTemplates, events: list[ExecutionEvent]) -> None:
-    """Key the browser's ``api`` calls by the server's templates: ``GET /api/users/alice``
-    becomes ``GET /api/users/:name``, the browser's own key kept in ``details.url_key``."""
-    if not len(routes):
-        return
-    browser = ENDPOINT_COMPONENTS["frontend"]
-    for event in events:
-        if event.component == browser and event.service == "frontend" and not event.is_self:
-            key = routes.key_for(event.action)
-            if key is not None:
-                event.details = {**event.details, "url_key": event.action}
-                event.action = key
 
 
 def _reason(error: str) -> str:

@@ -9,10 +9,34 @@ ids that do not look like ids (names, slugs). Bounded, and safe to share between
 
 from __future__ import annotations
 
+import functools
 import threading
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-__all__ = ["MAX_TEMPLATES", "RouteTemplates"]
+from backend_logging_config import route_key
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG
+
+if TYPE_CHECKING:
+    from live_monitor.model.events import ExecutionEvent
+
+__all__ = ["MAX_TEMPLATES", "RouteTemplates", "key_by_routes", "learn_routes"]
+
+_route_key = functools.lru_cache(maxsize=1024)(route_key)
+
+
+class Routed(Protocol):
+    """What learning reads of an event: the monitor's ``ExecutionEvent`` and the tools' ``Event``."""
+
+    @property
+    def service(self) -> str: ...
+    @property
+    def component(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def details(self) -> Mapping[str, Any] | None: ...
+
 
 MAX_TEMPLATES = 1000  # an app has tens of routes; past this, what is sent is not templates
 MAX_ANSWERS = 4096  # browser keys whose answer is remembered (all forgotten when a template is learned)
@@ -119,3 +143,39 @@ class RouteTemplates:
             answers.clear()
         answers[action] = answer
         return answer
+
+
+def learn_routes(routes: RouteTemplates, events: Iterable[Routed]) -> list[str]:
+    """Learn the route templates the server's ``http`` events carry (``details.route``);
+    returns the keys new to ``routes``. The monitor's own traffic teaches nothing."""
+    server = ENDPOINT_COMPONENTS["backend"]
+    sources = {  # a batch repeats a few (action, template) pairs: each is learned once
+        (event.action, template)
+        for event in events
+        if event.component == server
+        and event.service == "backend"
+        and event.details
+        and isinstance(template := event.details.get("route"), str)
+        and template
+        and event.details.get(OWN_TRAFFIC_TAG) is not True
+    }
+    learned = []
+    for action, template in sources:
+        method, template_key = action.partition(" ")[0], _route_key(template)
+        if routes.learn(method, template_key):
+            learned.append(f"{method.upper()} {template_key}")
+    return learned
+
+
+def key_by_routes(routes: RouteTemplates, events: Iterable[ExecutionEvent]) -> None:
+    """Key the browser's ``api`` calls by the server's templates: ``GET /api/users/alice``
+    becomes ``GET /api/users/:name``, the browser's own key kept in ``details.url_key``."""
+    if not len(routes):
+        return
+    browser = ENDPOINT_COMPONENTS["frontend"]
+    for event in events:
+        if event.component == browser and event.service == "frontend" and not event.is_self:
+            key = routes.key_for(event.action)
+            if key is not None:
+                event.details = {**event.details, "url_key": event.action}
+                event.action = key

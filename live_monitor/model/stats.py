@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -390,6 +391,21 @@ class SideStats:
                 agg = self.endpoints[key] = Aggregate()
             agg.add(duration_ms, is_error, ts, sample_rate)
             self.api.add(duration_ms, is_error, ts, sample_rate)
+
+    def rekey(self, key_for: Callable[[str], str | None]) -> None:
+        """Fold each endpoint that ``key_for`` names another key into that key: a browser call
+        counted before the server's route was known (``GET /api/users/alice``) then counts
+        under the server's key (``GET /api/users/:name``), whatever order the two arrived in."""
+        for key in [k for k in self.endpoints if k != OTHER]:
+            target = key_for(key)
+            if target is None or target == key:
+                continue
+            moved = self.endpoints.pop(key)
+            into = self.endpoints.get(target)
+            if into is None:
+                self.endpoints[target] = moved
+            else:
+                into.merge(moved)
 
     def add_events(self, events: list[Any], first: float, last: float) -> None:
         """Count a batch of this side's events (``ExecutionEvent``), seen from ``first`` to ``last``.

@@ -29,6 +29,7 @@ from live_monitor.model.comparator import (
     endpoint_rows,
     summaries,
 )
+from live_monitor.model.routes import RouteTemplates, learn_routes
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.tools.files import BadRecord, Event, InputError, decode_json, iter_records, to_event
@@ -87,15 +88,19 @@ def build_stats(
     """
     pair = PairStats()
     join = policy.TraceJoin()
+    routes = RouteTemplates()  # the server's route templates, as the live monitor learns them
     seen = {"backend": 0, "frontend": 0}
     merged = heapq.merge(*(_read(path, side) for path, side in sources), key=attrgetter("ts"))
     for e in merged:
         for endpoint, gap in join.offer(policy.pairable([e]), e.ts):  # first: it may re-key e
             pair.add_gap(endpoint, gap)
         pair.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, e.ts, e.sample_rate)
+        if e.details and "route" in e.details:
+            learn_routes(routes, [e])
         seen[e.service] += 1
         if progress is not None and (seen["backend"] + seen["frontend"]) % PROGRESS_EVERY == 0:
             progress(seen)
+    pair.frontend.rekey(routes.key_for)  # browser calls meet the server's routes, in any order
     for side in (pair.backend, pair.frontend):
         last = side.total.last_ts or 0.0  # files have no "now": a side's figures end at its last event
         side.minutes = policy.window_minutes(last, side.total.first_ts, math.inf, 60.0)

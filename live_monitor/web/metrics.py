@@ -201,7 +201,7 @@ class MonitorCollector(Collector):
         family.add_metric(labels, buckets, histogram.sum / 1000)
 
     def _window(self, tallies: Tallies) -> Iterator[Metric]:
-        stats = self._monitor.store.window_stats()
+        stats = self._monitor.window_stats()
         window = "over the monitor's sliding window"
         events = _gauge("window_events", f"Events {window}, per service.", ["service"])
         errors = _gauge("window_errors", f"Events with status error {window}, per service.", ["service"])
