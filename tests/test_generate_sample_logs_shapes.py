@@ -353,3 +353,38 @@ def test_the_readmes_sample_commands_do_what_it_says(
     names = {"nested_traces", "outgoing_calls", "static_files", "page_noise", "tail_latency"}
     assert {t["name"] for t in run.truth} == names | {"small_sample_errors", "sampled_browser"}
     assert all(e["sample_rate"] == 0.25 for e in run.of("frontend", "api"))
+
+
+def unmet(run: Run, differences: list[dict[str, Any]]) -> list[str]:
+    """The ground-truth lines the report's differences break: a flagged line needs a difference
+    of its type and scope on its key at its least severity; a quiet line allows none above its
+    most (a quiet line without a key covers every key no flagged line names)."""
+    flagged_keys = {t["key"] for t in run.truth if t["flagged"]}
+    broken = []
+    for line in run.truth:
+        same = [d for d in differences if (d["type"], d["scope"]) == (line["type"], line["scope"])]
+        if line["key"] is not None:
+            same = [d for d in same if d["key"] == line["key"]]
+        elif line["scope"] == "endpoint":
+            same = [d for d in same if d["key"] not in flagged_keys]
+        worst = max((RANK[d["severity"]] for d in same), default=-1)
+        if line["flagged"] and worst < RANK[line["expected_severity_at_least"]]:
+            broken.append(f"missed: {line['name']} {line['type']} {line['key']}")
+        if not line["flagged"] and worst > RANK[line["expected_severity_at_most"]]:
+            broken.append(f"raised: {line['name']} {line['type']} {line['key']}: {same}")
+    return broken
+
+
+def test_the_report_meets_every_line_of_the_ground_truth(
+    real: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real traffic's healthy shapes stay at most low; the tail-only slowdown and the 7 hidden
+    errors in 120 calls are flagged on their endpoints, the 1 in 12 is not."""
+    assert unmet(real, real.report(capsys)["differences"]) == []
+
+
+def test_a_sampled_browser_is_not_called_less_busy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = generate(tmp_path, "--inject", "nested_traces", "--browser-sample-rate", "0.25")
+    assert unmet(run, run.report(capsys)["differences"]) == []
