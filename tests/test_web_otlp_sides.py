@@ -132,3 +132,34 @@ def test_a_browser_call_is_keyed_by_the_servers_template_and_both_meet(make_app)
     assert call["details"]["url_path"] == "/api/users/alice"
     [row] = client.get(f"{API}/data").json["endpoints"]
     assert (row["key"], row["seen_by"]) == ("GET /api/users/:name", "both")
+
+
+def test_a_server_span_names_its_parent_and_meets_that_browser_call_among_others(make_app):
+    """A trace with two browser calls of one key and their two server requests (children of each
+    call by parentSpanId), the server's spans in the other order: each request meets its own
+    call. By key alone the fast call would meet the slow request and the gap would be 850 ms."""
+    client = make_app().test_client()
+    attrs = {"http.request.method": "GET", "url.path": "/api/orders/7"}
+    calls = [("00f067aa0ba902b7", 100.0, 50.0), ("00f067aa0ba902b8", 900.0, 800.0)]  # browser, server ms
+    for call_id, browser_ms, _ in calls:
+        browser = span(CLIENT, attrs, span_id=call_id, duration_ms=browser_ms)
+        assert post(client, export(browser, browser=True)).json == {}
+    for i, (call_id, _, server_ms) in enumerate(reversed(calls)):
+        server = span(
+            SERVER, attrs, span_id=f"aaaaaaaaaaaaaaa{i}", parentSpanId=call_id, duration_ms=server_ms
+        )
+        assert post(client, export(server)).json == {}
+    requests = [e for e in recent(client) if e["service"] == "backend"]
+    assert {e["parent_span_id"] for e in requests} == {call_id for call_id, _, _ in calls}
+    [row] = client.get(f"{API}/data").json["endpoints"]
+    assert row["matched_requests"] == 2
+    assert row["gap_p95_ms"] <= 110  # gaps of 50 and 100 ms: each call met its own request
+
+
+def test_a_root_span_or_an_unreadable_parent_leaves_no_parent_and_keeps_the_span(make_app):
+    client = make_app().test_client()
+    attrs = {"http.request.method": "GET", "url.path": "/api/x"}
+    for i, parent in enumerate(("", "0000000000000000", "not-hex")):
+        body = export(span(SERVER, attrs, span_id=f"bbbbbbbbbbbbbbb{i}", parentSpanId=parent))
+        assert post(client, body).json == {}
+    assert [e.get("parent_span_id") for e in recent(client)] == [None, None, None]

@@ -429,6 +429,7 @@ def _span_event(span: Any, source: _Source) -> ExecutionEvent | None:
         return None
     trace_id = _hex_id(_get(span, "traceId"), 16, "traceId")
     span_id = _hex_id(_get(span, "spanId"), 8, "spanId")
+    parent_span_id = _parent_id(_get(span, "parentSpanId"))
     start = _nanos(_get(span, "startTimeUnixNano"), "startTimeUnixNano")
     end = _nanos(_get(span, "endTimeUnixNano"), "endTimeUnixNano")
     if end < start:
@@ -461,8 +462,20 @@ def _span_event(span: Any, source: _Source) -> ExecutionEvent | None:
             "details": details,
             "trace_id": trace_id,
             "span_id": span_id,
+            "parent_span_id": parent_span_id,
         }
     )
+
+
+def _parent_id(value: Any) -> str | None:
+    """The span's parent as hex, None for a root span (no parent, or all zeros); a parent id
+    that does not read is dropped rather than the span: the join then falls back to the key."""
+    if value in (None, ""):
+        return None
+    try:
+        return _hex_id(value, 8, "parentSpanId")
+    except _Rejected:
+        return None
 
 
 def _convert(fields: dict[str, Any]) -> ExecutionEvent:
