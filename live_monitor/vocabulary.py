@@ -15,12 +15,16 @@ Status = Literal["success", "error"]
 Severity = Literal["low", "medium", "high"]
 DifferenceType = Literal["activity", "performance", "error_rate", "pattern"]
 Scope = Literal["service", "endpoint"]
+# What kind of work an event is, for the like-for-like rule: the browser's API calls and the
+# server requests they make are compared; the rest is reported, never compared with them.
+Work = Literal["api_calls", "pages_and_assets", "dependencies", "other"]
 
 SERVICES: Final[tuple[Service, ...]] = get_args(Service)
 STATUSES: Final[tuple[Status, ...]] = get_args(Status)
 SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)  # in rising order
 DIFFERENCE_TYPES: Final[tuple[DifferenceType, ...]] = get_args(DifferenceType)
 SCOPES: Final[tuple[Scope, ...]] = get_args(Scope)
+WORKS: Final[tuple[Work, ...]] = get_args(Work)
 
 # Endpoint events: how the two sides meet. A server request and a browser API call of the same
 # endpoint share the key "METHOD /route".

@@ -12,9 +12,9 @@ import pytest
 from playwright.sync_api import expect
 
 from live_monitor.model.comparator import compare
-from live_monitor.model.results import WORKS
 from live_monitor.model.stats import PairStats
 from live_monitor.tools import render
+from live_monitor.vocabulary import WORKS
 from tests.helpers import ROOT, MonitorProcess, Tab, table_row, verdict_traffic
 
 pytestmark = pytest.mark.timeout(180)

@@ -11,10 +11,17 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from live_monitor.model.results import Comparison, Difference, EndpointRow, Figures, SideSummary, Work
+from live_monitor.model.results import Comparison, Difference, EndpointRow, Figures, SideSummary
 from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
 from live_monitor.model.thresholds import Levels, Thresholds
-from live_monitor.vocabulary import OUTGOING_COMPONENT, SEVERITIES, DifferenceType, Severity, severity_rank
+from live_monitor.vocabulary import (
+    OUTGOING_COMPONENT,
+    SEVERITIES,
+    DifferenceType,
+    Severity,
+    Work,
+    severity_rank,
+)
 
 __all__ = [
     "API_CALLS",

@@ -8,13 +8,13 @@ at run time, as the report and the dashboard read them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, get_args
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
 
 import msgspec
 
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.thresholds import Thresholds
-from live_monitor.vocabulary import DifferenceType, Scope, Service, Severity
+from live_monitor.vocabulary import DifferenceType, Scope, Service, Severity, Work
 
 __all__ = [
     "ActivityPoint",
@@ -28,8 +28,6 @@ __all__ = [
     "SideSummary",
     "StatusAnswer",
     "SystemSample",
-    "WORKS",
-    "Work",
 ]
 
 
@@ -55,12 +53,6 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
     # two counts for activity), None where no test applies (patterns, endpoint medians and tails).
     samples: dict[Service, int] = msgspec.field(default_factory=dict)
     confidence: float | None = None
-
-
-# What kind of work an event is, for the like-for-like rule: the browser's API calls and the
-# server requests they make are compared; the rest is reported, never compared with them.
-Work = Literal["api_calls", "pages_and_assets", "dependencies", "other"]
-WORKS: tuple[Work, ...] = get_args(Work)
 
 
 class ApiCalls(TypedDict):
