@@ -163,3 +163,21 @@ def test_a_root_span_or_an_unreadable_parent_leaves_no_parent_and_keeps_the_span
         body = export(span(SERVER, attrs, span_id=f"bbbbbbbbbbbbbbb{i}", parentSpanId=parent))
         assert post(client, body).json == {}
     assert [e.get("parent_span_id") for e in recent(client)] == [None, None, None]
+
+
+@pytest.mark.parametrize(
+    ("trace_state", "rate"),
+    [
+        ("ot=th:c", 0.25),  # threshold 0xc0000000000000: a quarter of traces kept
+        ("vendor=x,ot=rv:abcdef12345678;th:8", 0.5),
+        ("ot=th:0", None),  # every trace kept: not a sample
+        ("ot=th:zz", None),  # unreadable: the span counts as itself
+        ("", None),
+    ],
+)
+def test_an_otel_samplers_threshold_in_the_trace_state_is_the_events_sample_rate(make_app, trace_state, rate):
+    client = make_app().test_client()
+    body = export(span(SERVER, {"http.request.method": "GET", "url.path": "/api/x"}, traceState=trace_state))
+    assert post(client, body).json == {}
+    [event] = recent(client)
+    assert event.get("sample_rate") == rate

@@ -430,6 +430,7 @@ def _span_event(span: Any, source: _Source) -> ExecutionEvent | None:
     trace_id = _hex_id(_get(span, "traceId"), 16, "traceId")
     span_id = _hex_id(_get(span, "spanId"), 8, "spanId")
     parent_span_id = _parent_id(_get(span, "parentSpanId"))
+    sample_rate = _sample_rate(_get(span, "traceState"))
     start = _nanos(_get(span, "startTimeUnixNano"), "startTimeUnixNano")
     end = _nanos(_get(span, "endTimeUnixNano"), "endTimeUnixNano")
     if end < start:
@@ -463,8 +464,27 @@ def _span_event(span: Any, source: _Source) -> ExecutionEvent | None:
             "trace_id": trace_id,
             "span_id": span_id,
             "parent_span_id": parent_span_id,
+            "sample_rate": sample_rate,
         }
     )
+
+
+def _sample_rate(trace_state: Any) -> float | None:
+    """The probability the span was sampled at, where its trace state says it (OpenTelemetry's
+    ``ot=th:<hex>`` rejection threshold: the rate is ``1 - th / 2**56``); None for every other
+    span, which then counts as itself. A threshold that does not read is ignored."""
+    if not isinstance(trace_state, str) or "ot=" not in trace_state:
+        return None
+    for member in trace_state.split(","):
+        key, _, value = member.strip().partition("=")
+        if key != "ot":
+            continue
+        for field_ in value.split(";"):
+            name, _, threshold = field_.partition(":")
+            if name == "th" and 0 < len(threshold) <= 14 and _HEX.match(threshold):
+                rate = 1 - int(threshold.ljust(14, "0"), 16) / 2**56
+                return rate if 0 < rate < 1 else None
+    return None
 
 
 def _parent_id(value: Any) -> str | None:
