@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -527,18 +527,18 @@ def _resource_spans(body: Mapping[str, Any]) -> Iterator[tuple[_Source, Any]]:
                 yield scoped, span
 
 
-def spans_to_events(body: Any) -> SpanBatch:
-    """Turn a decoded ExportTraceServiceRequest (OTLP JSON shape) into events.
+_S = TypeVar("_S")  # what an item is read with: a span's source, a record's resource
 
-    Raises OtlpError(400) when the request's structure is not OTLP; an invalid span only
-    lands in ``rejected`` with its reason.
-    """
-    if not isinstance(body, dict):
-        raise OtlpError(400, 'body must be an OTLP ExportTraceServiceRequest: {"resourceSpans": [...]}')
+
+def _collect(
+    items: Iterator[tuple[_S, Any]], convert: Callable[[Any, _S], ExecutionEvent | None]
+) -> SpanBatch:
+    """The events of ``(source, item)`` pairs: an item ``convert`` refuses is rejected with its
+    reason, one it passes over (None) skipped; the others' events are kept."""
     batch = SpanBatch()
-    for source, span in _resource_spans(body):
+    for source, item in items:
         try:
-            event = _span_event(span, source)
+            event = convert(item, source)
         except _Rejected as exc:
             batch.rejected.append(str(exc))
             continue
@@ -547,6 +547,17 @@ def spans_to_events(body: Any) -> SpanBatch:
         else:
             batch.events.append(event)
     return batch
+
+
+def spans_to_events(body: Any) -> SpanBatch:
+    """Turn a decoded ExportTraceServiceRequest (OTLP JSON shape) into events.
+
+    Raises OtlpError(400) when the request's structure is not OTLP; an invalid span only
+    lands in ``rejected`` with its reason.
+    """
+    if not isinstance(body, dict):
+        raise OtlpError(400, 'body must be an OTLP ExportTraceServiceRequest: {"resourceSpans": [...]}')
+    return _collect(_resource_spans(body), _span_event)
 
 
 # --- logs ------------------------------------------------------------------------------------
@@ -686,18 +697,7 @@ def logs_to_events(body: Any) -> SpanBatch:
     """
     if not isinstance(body, dict):
         raise OtlpError(400, 'body must be an OTLP ExportLogsServiceRequest: {"resourceLogs": [...]}')
-    batch = SpanBatch()
-    for resource, record in _resource_logs(body):
-        try:
-            event = _log_event(record, resource)
-        except _Rejected as exc:
-            batch.rejected.append(str(exc))
-            continue
-        if event is None:
-            batch.skipped += 1
-        else:
-            batch.events.append(event)
-    return batch
+    return _collect(_resource_logs(body), _log_event)
 
 
 # --- the signals -----------------------------------------------------------------------------
