@@ -95,8 +95,11 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
   }
   check("endpoint", endpoint, base, "the monitor's base URL");
   const sampleRate = opts.sampleRate ?? 1;
-  const rateOk = typeof sampleRate === "number" && sampleRate >= 0 && sampleRate <= 1;
-  check("sampleRate", sampleRate, rateOk, "between 0 and 1");
+  // The monitor takes rates from 0.0001 (an event then stands for 10,000); 0 reports no calls.
+  const rateOk =
+    typeof sampleRate === "number" &&
+    (sampleRate === 0 || (sampleRate >= 0.0001 && sampleRate <= 1));
+  check("sampleRate", sampleRate, rateOk, "0, or between 0.0001 and 1");
   const maxRetries = opts.maxRetries ?? 3;
   const retriesOk = Number.isInteger(maxRetries) && maxRetries >= 0;
   check("maxRetries", maxRetries, retriesOk, "a whole number >= 0");

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Any
 
+from live_monitor.model.events import MIN_SAMPLE_RATE
 from live_monitor.tools.files import parse_time, time_arg
 from live_monitor.tools.samples import REAL_TRAFFIC, SHAPES, Plan, generate
 
@@ -45,10 +46,10 @@ def _at_least(low: float, kind: type = float) -> Any:
 
 
 def _share(text: str) -> float:
-    """A rate more than 0 and at most 1."""
+    """A sample rate, from the monitor's smallest (MIN_SAMPLE_RATE) to 1."""
     value = _at_least(0.0)(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1: {text!r}")
+    if not MIN_SAMPLE_RATE <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_SAMPLE_RATE} to 1: {text!r}")
     return float(value)
 
 

@@ -273,7 +273,7 @@ def test_a_sampled_browser_reports_whole_page_sessions_with_their_rate(tmp_path:
     )
 
 
-@pytest.mark.parametrize("rate", ["0", "1.5", "nan", "-0.1", "many"])
+@pytest.mark.parametrize("rate", ["0", "0.00001", "1.5", "nan", "-0.1", "many"])
 def test_a_sample_rate_outside_0_to_1_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], rate: str
 ) -> None:

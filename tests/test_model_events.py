@@ -354,10 +354,11 @@ def test_events_built_in_python_or_converted_get_the_same_time_range(stamp):
 
 
 def test_a_parent_span_and_a_sample_rate_are_optional_and_checked():
-    """Old clients send neither; a bad one is that event's error, the batch's others are kept."""
+    """Old clients send neither; a bad one is that event's error, the batch's others are kept.
+    A rate so small its weight would overflow the figures (1e-320: infinity) is refused."""
     base = {"service": "backend", "component": "http", "action": "GET /x"}
     extras = [{"parent_span_id": "00f067aa0ba902b7", "sample_rate": 0.1}, {}]
-    extras += [{"sample_rate": 0}, {"sample_rate": 1.5}, {"parent_span_id": "XYZ"}]
+    extras += [{"sample_rate": 1e-320}, {"sample_rate": 1.5}, {"parent_span_id": "XYZ"}]
     body = json.dumps([{**base, **extra} for extra in extras])
     result = decode_batch(body.encode())
     assert [(e.parent_span_id, e.sample_rate) for e in result.events] == [
@@ -365,7 +366,7 @@ def test_a_parent_span_and_a_sample_rate_are_optional_and_checked():
         (None, None),
     ]
     assert [error["error"] for error in result.errors] == [
-        "events[2].sample_rate: must be more than 0",
+        "events[2].sample_rate: must be at least 0.0001",
         "events[3].sample_rate: must be at most 1",
         "events[4].parent_span_id: must be 16 lowercase hex characters",
     ]

@@ -244,7 +244,7 @@ def test_the_reader_takes_span_ids_and_sample_rate_as_the_monitor_stores_them():
 
 @pytest.mark.parametrize("rate", [0, 1.5, -0.1, "0.5", True, float("nan")])
 def test_a_sample_rate_out_of_range_is_a_clear_error_naming_the_field(rate):
-    with pytest.raises(ValueError, match=r"'sample_rate' must be a number > 0 and <= 1, or null, not "):
+    with pytest.raises(ValueError, match=r"'sample_rate' must be a number from 0.0001 to 1, or null, not "):
         to_event(ev(timestamp=1.0, sample_rate=rate), "f:1")
 
 

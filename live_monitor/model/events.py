@@ -55,10 +55,13 @@ SpanId = Annotated[
         extra_json_schema={"pattern": "^[0-9a-f]{16}$"},
     ),
 ]
+# The smallest sample rate taken: an event then stands for 10,000. Below it the weights would
+# overflow the figures (1e-320 is infinity), and no client samples that thinly.
+MIN_SAMPLE_RATE = 1e-4
 SampleRate = Annotated[
     float,
     msgspec.Meta(
-        gt=0,
+        ge=MIN_SAMPLE_RATE,
         le=1,
         description="the share of such events this client sends: each stands for 1/rate of them",
     ),
@@ -377,8 +380,8 @@ def event_problem(event: ExecutionEvent) -> str | None:
         return "span_id: must be 16 lowercase hex characters"
     if event.parent_span_id is not None and not _is_hex(event.parent_span_id):
         return "parent_span_id: must be 16 lowercase hex characters"
-    if event.sample_rate is not None and not 0 < event.sample_rate <= 1:  # NaN fails too
-        return "sample_rate: must be more than 0 and at most 1"
+    if event.sample_rate is not None and not MIN_SAMPLE_RATE <= event.sample_rate <= 1:  # NaN fails too
+        return f"sample_rate: must be at least {MIN_SAMPLE_RATE} and at most 1"
     if event.details and len(_encoder.encode(event.details)) > MAX_DETAILS_BYTES:
         return f"details: must be at most {MAX_DETAILS_BYTES} bytes as JSON"
     return None
@@ -443,8 +446,8 @@ _RULES = [
     (re.compile(r"Expected `str` of length [<>]= (32|16)$"), r"must be \1 lowercase hex characters"),
     (re.compile(r"Expected `str` of length >= 1$"), "must not be empty"),
     (re.compile(r"Expected `str` of length <= (\d+)"), r"must be at most \1 characters"),
+    (re.compile(r"Expected `float` >= 0\.0001$"), f"must be at least {MIN_SAMPLE_RATE}"),
     (re.compile(r"Expected `float` >= 0(\.0)?"), "must be >= 0"),
-    (re.compile(r"Expected `float` > 0(\.0)?$"), "must be more than 0"),
     (re.compile(r"Expected `float` <= 1(\.0)?$"), "must be at most 1"),
     (re.compile(r"Expected `float` <= .*"), "is too large"),
     (

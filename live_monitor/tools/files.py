@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import msgspec
 
+from live_monitor.model.events import MIN_SAMPLE_RATE
 from live_monitor.vocabulary import SERVICES, STATUSES, Service
 
 __all__ = [
@@ -292,13 +293,13 @@ def _id(record: dict[str, Any], name: str) -> str | None:
 
 
 def _sample_rate(record: dict[str, Any]) -> float | None:
-    """The record's ``sample_rate`` (0 < rate <= 1, as the monitor takes it), or None; ValueError
-    for anything else, since it weighs what the event counts for."""
+    """The record's ``sample_rate`` (MIN_SAMPLE_RATE to 1, as the monitor takes it), or None;
+    ValueError for anything else, since it weighs what the event counts for."""
     rate = record.get("sample_rate")
     if rate is None:
         return None
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
-        raise ValueError(f"'sample_rate' must be a number > 0 and <= 1, or null, not {rate!r}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not MIN_SAMPLE_RATE <= rate <= 1:
+        raise ValueError(f"'sample_rate' must be a number from {MIN_SAMPLE_RATE} to 1, or null, not {rate!r}")
     return float(rate)
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from backend_logging_config import endpoint_key, normalize_route
+from live_monitor.model.events import MIN_SAMPLE_RATE
 from live_monitor.tools.replay import MonitorPoster
 from live_monitor.vocabulary import OUTGOING_COMPONENT, SERVICES, DifferenceType, Scope
 
@@ -795,8 +796,8 @@ def generate(args: Plan) -> int:
         raise ValueError("frontend_only leaves no backend side for hidden_errors or lost_requests")
     if any(i.name == "small_sample_errors" for i in injections) and args.events < SMALL_SAMPLE_MIN_EVENTS:
         raise ValueError(f"small_sample_errors needs --events {SMALL_SAMPLE_MIN_EVENTS} or more")
-    if not 0 < args.browser_sample_rate <= 1:
-        raise ValueError("the browser sample rate must be more than 0 and at most 1")
+    if not MIN_SAMPLE_RATE <= args.browser_sample_rate <= 1:
+        raise ValueError(f"the browser sample rate must be from {MIN_SAMPLE_RATE} to 1")
     start_ms, duration_ms = args.start_ms, args.duration_ms
     poster = MonitorPoster(args.post, args.rate, args.token) if args.post else None
     if poster:

@@ -46,7 +46,7 @@ from flask.blueprints import BlueprintSetupState
 
 from backend_logging_config import normalize_route, outgoing_key, route_key
 from live_monitor.core.monitor import LiveExecutionMonitor
-from live_monitor.model.events import MAX_EPOCH, ExecutionEvent, convert_event
+from live_monitor.model.events import MAX_EPOCH, MIN_SAMPLE_RATE, ExecutionEvent, convert_event
 from live_monitor.store import StoreUnavailable
 from live_monitor.vocabulary import OTLP_LOGS_PATH, OTLP_TRACES_PATH, OUTGOING_COMPONENT, SERVICES, STATUSES
 from live_monitor.web.access import Access
@@ -483,7 +483,7 @@ def _sample_rate(trace_state: Any) -> float | None:
             name, _, threshold = field_.partition(":")
             if name == "th" and 0 < len(threshold) <= 14 and _HEX.match(threshold):
                 rate = 1 - int(threshold.ljust(14, "0"), 16) / 2**56
-                return rate if 0 < rate < 1 else None
+                return rate if MIN_SAMPLE_RATE <= rate < 1 else None
     return None
 
 

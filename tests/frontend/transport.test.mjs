@@ -216,7 +216,11 @@ test("invalid options fail with a clear message", () => {
   env = installBrowser();
   assert.throws(
     () => initLiveMonitor({ endpoint: MONITOR, sampleRate: 2 }),
-    /sampleRate must be between 0 and 1/,
+    /sampleRate must be 0, or between 0.0001 and 1/,
+  );
+  assert.throws(
+    () => initLiveMonitor({ endpoint: MONITOR, sampleRate: 0.00001 }),
+    /sampleRate must be 0, or between 0.0001 and 1/,
   );
   assert.throws(
     () => initLiveMonitor({ endpoint: MONITOR, batchSize: 0 }),
