@@ -445,6 +445,19 @@ def test_without_ids_a_traces_only_two_halves_of_different_methods_are_two_reque
     assert [e.action for e in s.events("frontend")] == ["DELETE /api/users/:id"]
 
 
+def test_a_browser_call_without_a_span_id_never_meets_a_downstream_request(store):
+    """The payment service's request (parent: the backend's outgoing call) arrives first and is
+    the trace's only waiting half; a browser call with no span id of the same method is not it:
+    the call waits for the backend's own request, and meets that one."""
+    s = store()
+    s.add([call("backend", 600.0, "GET /v1/charges/:id", parent="00f067aa0ba902b7")])
+    s.add([call("frontend", 700.0, "GET /api/checkout")])
+    assert matched(s) == {}
+    s.add([call("backend", 500.0, "GET /api/checkout")])
+    assert matched(s) == {"GET /api/checkout": (1, 200.0, 200.0)}
+    assert [e.action for e in s.events("frontend")] == ["GET /api/checkout"]
+
+
 def test_at_most_sixty_four_halves_of_one_trace_wait_the_oldest_dropped_first(store):
     """Rule: past ``TRACE_MAX`` (64) waiting halves of one trace, the trace's oldest is dropped,
     so a client that sends one trace id for everything costs a bounded scan per event."""

@@ -12,10 +12,10 @@
      ``parent_span_id`` is the call's ``span_id``;
   2. failing that, one whose tie is unknown (no span id on the call or no parent id on the
      request) with the same endpoint key;
-  3. failing that, when it is the trace's only waiting half, the tie is unknown and the method
-     (the key's first word) is the same, that one (one browser call and one server request: the
-     old clients' traces, whose keys differ where the browser has a name the server's route
-     holds as ``:name``).
+  3. failing that, when it is the trace's only waiting half, the tie is unknown, the server's
+     half names no parent at all and the method (the key's first word) is the same, that one
+     (one browser call and one server request: the old clients' traces, whose keys differ where
+     the browser has a name the server's route holds as ``:name``).
   The oldest such half first. Spans that are tied elsewhere (a downstream service's request,
   whose parent is the backend's outgoing call) never meet a browser call; several calls in one
   trace each meet their own request. The pair's gap (browser minus server) counts under the
@@ -143,9 +143,17 @@ def choose(mine: Half, waiting: list[Half], now: float) -> int | None:
     for i in untied:
         if waiting[i].endpoint == mine.endpoint:
             return i
-    if len(live) == 1 and untied and _method(waiting[untied[0]].endpoint) == _method(mine.endpoint):
+    if len(live) == 1 and untied and _only_two_meet(mine, waiting[untied[0]]):
         return untied[0]
     return None
+
+
+def _only_two_meet(mine: Half, other: Half) -> bool:
+    """Rule 3: a trace's only two halves meet when they are calls of one method and the server's
+    half names no parent: one that does was made in another span (a downstream service's
+    request, child of the backend's outgoing call), never in a browser call without a span id."""
+    server = mine if mine.service == "backend" else other
+    return server.link is None and _method(other.endpoint) == _method(mine.endpoint)
 
 
 def _method(endpoint: str) -> str:
@@ -219,7 +227,7 @@ class TraceJoin:
                 and (
                     mine.link == held.link
                     if mine.link is not None and held.link is not None
-                    else held.endpoint == mine.endpoint or _method(held.endpoint) == _method(mine.endpoint)
+                    else held.endpoint == mine.endpoint or _only_two_meet(mine, held)
                 )
             ):
                 del waiting[trace]
@@ -324,7 +332,8 @@ local function choose(mine, fields)
           if not tied or f < first[tied] then tied = j end
         elseif link == '' or l == '' then
           if e == endpoint and (not keyed or f < first[keyed]) then keyed = j end
-          if string.match(e, '^[^ ]*') == method then untied = j end
+          local server_link = (side == 'b') and link or l  -- rule 3: the server's half names no parent
+          if string.match(e, '^[^ ]*') == method and server_link == '' then untied = j end
         end
       end
     end
