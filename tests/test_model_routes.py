@@ -53,6 +53,13 @@ def test_the_registry_is_bounded() -> None:
     assert routes.key_for("GET /api/r4/x") is None and not routes.learn("GET", "/api/r9/:id")
 
 
+def test_routes_without_parameters_cannot_crowd_the_templates_out() -> None:
+    """A backend that sends its raw paths as routes must not fill the registry for good."""
+    routes = learned(*(f"GET /api/plain/{i}" for i in range(5)), "GET /api/users/:name", limit=3)
+    assert len(routes) == 4 and "GET /api/users/:name" in routes.keys()
+    assert routes.key_for("GET /api/users/alice") == "GET /api/users/:name"
+
+
 def server_request(path: str, route: str) -> dict[str, Any]:
     return ev(service="backend", component="http", action=f"GET {path}", details={"route": route})
 
@@ -141,3 +148,17 @@ def test_a_restarted_monitor_knows_the_routes_its_journal_holds(tmp_path) -> Non
     after.accept([ExecutionEvent(**ev(action="GET /api/users/alice"))])
     assert [e.action for e in after.store.events("frontend")] == ["GET /api/users/:name"]
     after.close()
+
+
+def test_a_process_that_only_serves_reads_learns_the_others_routes(redis_server) -> None:
+    """A worker that answers the dashboard but took no event lately still folds the browser's
+    calls into the route another process learned, within ROUTE_SYNC_S."""
+    clock = FakeClock()
+    settings = {"self_monitor": False, "store": redis_server.url}
+    ingest, reader = LiveExecutionMonitor(settings, clock=clock), LiveExecutionMonitor(settings, clock=clock)
+    reader.data()  # its first read: no templates yet
+    ingest.record(ExecutionEvent(**ev(action="GET /api/users/alice")))
+    ingest.record(ExecutionEvent(**server_request("/api/users/x", "/api/users/<name>")))
+    clock.advance(ROUTE_SYNC_S)
+    keys = {row["key"] for row in reader.data()["endpoints"]}
+    assert "GET /api/users/:name" in keys and "GET /api/users/alice" not in keys

@@ -30,7 +30,6 @@ from live_monitor.store.journal import EventJournal
 from live_monitor.vocabulary import API, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
-# a server reports a few templates, each on every request: convert each once
 ROUTE_SYNC_S = 5.0  # how often a process reads the route templates other processes learned
 
 __all__ = ["LiveExecutionMonitor", "ExecutionEvent"]
@@ -178,12 +177,17 @@ class LiveExecutionMonitor:
         """Learn the server's route templates from ``events`` and key the browser's calls by
         them. With a shared store, what this process learned is shared and what the others
         learned is read: at once when a template is new here, else every ``ROUTE_SYNC_S``."""
-        learned = learn_routes(self.routes, events)
+        self._sync_routes(learn_routes(self.routes, events))
+        key_by_routes(self.routes, events)
+
+    def _sync_routes(self, learned: list[str]) -> None:
+        """Share the templates learned here and read the others': at once when there are new
+        ones, else at most every ``ROUTE_SYNC_S`` (also on reads, so a process that only
+        serves the dashboard keys calls by what the others learned)."""
         now = self._clock()
         if learned or now - self._routes_synced >= ROUTE_SYNC_S:
             self._routes_synced = now
             self.routes.learn_keys(self.store.share_routes(learned))
-        key_by_routes(self.routes, events)
 
     def record(self, *events: ExecutionEvent) -> None:
         """Store events built in Python (self-monitoring, integrations, ``backend_events``),
@@ -216,6 +220,7 @@ class LiveExecutionMonitor:
         """The store's window, the browser's calls keyed by the server's routes as now known
         (also those counted before their route was learned)."""
         stats = self.store.window_stats()
+        self._sync_routes([])
         if len(self.routes):
             stats.frontend.rekey(self.routes.key_for)
         return stats

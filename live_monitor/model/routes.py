@@ -85,6 +85,7 @@ class RouteTemplates:
         self.limit = limit
         self._lock = threading.Lock()
         self._keys: set[str] = set()
+        self._kept = {True: 0, False: 0}  # routes kept, without parameters (True) and with
         self._roots: dict[str, _Node] = {}
         self._answers: dict[str, str | None] = {}  # key_for's answers: a call's key repeats
 
@@ -97,15 +98,21 @@ class RouteTemplates:
 
     def learn(self, method: str, template_key: str) -> bool:
         """Keep ``template_key`` (a ``route_key`` such as ``/api/users/:name``) for ``method``;
-        True when it is new and kept, False when known or the registry is full."""
+        True when it is new and kept, False when known or its budget (``limit`` routes with
+        parameters, as many without) is spent."""
         method = method.upper()
         key = f"{method} {template_key}"
         if key in self._keys:
             return False
         segments = _segments(template_key)
+        # Routes without parameters (/api/users/me) only keep a call from a template that would
+        # take it (/api/users/:name); they have their own budget, so a backend sending raw paths
+        # as routes cannot crowd the templates out.
+        literal = not any(s.startswith(":") for s in segments)
         with self._lock:
-            if key in self._keys or len(self._keys) >= self.limit:
+            if key in self._keys or self._kept[literal] >= self.limit:
                 return False
+            self._kept[literal] += 1
             node = self._roots.setdefault(method, _Node())
             for segment in segments:
                 if segment.startswith(":"):

@@ -107,11 +107,11 @@ return nb + nf
 
 # Add route template keys to the shared set while it holds fewer than ARGV[1]; return the set.
 _SHARE_ROUTES = """
-for i = 2, #ARGV do
-  if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then break end
-  redis.call('SADD', KEYS[1], ARGV[i])
+for i = 2, #ARGV do  -- routes with parameters in KEYS[1], those without in KEYS[2]: two budgets
+  local set = string.find(ARGV[i], '/:', 1, true) and KEYS[1] or KEYS[2]
+  if redis.call('SCARD', set) < tonumber(ARGV[1]) then redis.call('SADD', set, ARGV[i]) end
 end
-return redis.call('SMEMBERS', KEYS[1])
+return redis.call('SUNION', KEYS[1], KEYS[2])
 """
 
 
@@ -415,10 +415,11 @@ class RedisEventStore:
         return current, [event for _, event in numbered[-take:]]
 
     def share_routes(self, keys: list[str]) -> list[str]:
-        """Add route keys to the set every process shares (at most ``MAX_TEMPLATES``) and
-        return all of them: one script call."""
+        """Add route keys to the sets every process shares (at most ``MAX_TEMPLATES`` with
+        parameters and as many without) and return all of them: one script call."""
         script = self.redis.register_script(_SHARE_ROUTES)
-        found = self._call(lambda: script(keys=[f"{self._p}:routes"], args=[MAX_TEMPLATES, *keys]))
+        sets = [f"{self._p}:routes", f"{self._p}:routes:plain"]
+        found = self._call(lambda: script(keys=sets, args=[MAX_TEMPLATES, *keys]))
         return [key.decode() for key in found]
 
 
