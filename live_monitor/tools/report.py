@@ -33,7 +33,7 @@ from live_monitor.model.routes import RouteTemplates, learn_routes
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.tools.files import BadRecord, Event, InputError, decode_json, iter_records, to_event
-from live_monitor.vocabulary import API, Service
+from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, Service
 
 __all__ = ["InputError", "build_stats", "load_thresholds", "report_from_files", "report_from_monitor"]
 
@@ -89,14 +89,17 @@ def build_stats(
     pair = PairStats()
     join = policy.TraceJoin()
     routes = RouteTemplates()  # the server's route templates, as the live monitor learns them
+    browser_calls = ENDPOINT_COMPONENTS["frontend"]
     seen = {"backend": 0, "frontend": 0}
     merged = heapq.merge(*(_read(path, side) for path, side in sources), key=attrgetter("ts"))
     for e in merged:
+        if e.details and "route" in e.details:
+            learn_routes(routes, [e])
+        elif e.service == "frontend" and e.component == browser_calls and len(routes):
+            e.action = routes.key_for(e.action) or e.action  # as the live monitor keys it on ingest
         for endpoint, gap in join.offer(policy.pairable([e]), e.ts):  # first: it may re-key e
             pair.add_gap(endpoint, gap)
         pair.side(e.service).add(e.component, e.action, e.duration_ms, e.is_error, e.ts, e.sample_rate)
-        if e.details and "route" in e.details:
-            learn_routes(routes, [e])
         seen[e.service] += 1
         if progress is not None and (seen["backend"] + seen["frontend"]) % PROGRESS_EVERY == 0:
             progress(seen)
