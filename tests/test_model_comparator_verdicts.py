@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from live_monitor.model.comparator import compare, comparison, endpoint_rows, is_page_or_asset, summaries
+import pytest
+
+from live_monitor.model.comparator import (
+    ONE_SIDED,
+    compare,
+    comparison,
+    endpoint_rows,
+    is_page_or_asset,
+    summaries,
+)
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.stats import PairStats
 from live_monitor.vocabulary import severity_rank
@@ -94,6 +103,39 @@ def test_without_api_calls_on_both_sides_every_event_is_compared():
     fill(stats, "frontend", "checkout", "submit", [75.0] * 20)
     assert comparison(stats)["basis"] == "operations"
     assert [(d.type, d.severity) for d in compare(stats)] == [("performance", "high")]
+
+
+def seed_example_with_api_calls_on(side: str) -> PairStats:
+    """The seed's figures (15 vs 25 events, 125 vs 75 ms) where only ``side`` logs API calls, and
+    a third of the backend's events fail: a browser whose logger does not capture its calls, or a
+    server that logs only its queries."""
+    stats = PairStats()
+    be_component, be_action = ("http", "GET /api/orders") if side == "backend" else ("db", "SELECT orders")
+    fe_component, fe_action = ("api", "GET /api/orders") if side == "frontend" else ("page", "load")
+    fill(stats, "backend", be_component, be_action, [125.0] * 15, errors=5)
+    fill(stats, "frontend", fe_component, fe_action, [75.0] * 25)
+    return stats
+
+
+@pytest.mark.parametrize("side", ["backend", "frontend"])
+def test_with_api_calls_on_one_side_only_no_side_is_busier_slower_or_failing_more(side):
+    stats = seed_example_with_api_calls_on(side)
+    assert [d for d in compare(stats) if d.scope == "service" and d.type != "pattern"] == []
+    figures = comparison(stats)
+    assert figures["basis"] == ONE_SIDED == "none: one side has no API calls"
+    assert figures["performance_ratio"] == 1.67 and figures["activity_ratio"] == 0.6  # still reported
+    backend, frontend = summaries(stats)
+    assert (backend["total_events"], frontend["total_events"]) == (15, 25)
+    assert {r["key"] for r in endpoint_rows(stats)} == {"GET /api/orders"}
+
+
+def test_the_seeds_figures_without_api_calls_on_either_side_keep_their_severities():
+    stats = PairStats()
+    fill(stats, "backend", "orders", "create", [125.0] * 15, errors=5)
+    fill(stats, "frontend", "checkout", "submit", [75.0] * 25)
+    assert comparison(stats)["basis"] == "operations"
+    found = {d.type: d.severity for d in compare(stats)}
+    assert found["activity"] == "medium" and found["performance"] == "high" and "error_rate" in found
 
 
 def tail_traffic(stats: PairStats, calls: int, slow: int, extra_ms: float) -> str:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from live_monitor.model.results import Comparison, Difference, EndpointRow, Figures, SideSummary
+from live_monitor.model.results import Basis, Comparison, Difference, EndpointRow, Figures, SideSummary
 from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
 from live_monitor.model.thresholds import Levels, Thresholds
 from live_monitor.vocabulary import (
@@ -26,6 +26,7 @@ from live_monitor.vocabulary import (
 __all__ = [
     "API_CALLS",
     "DEPENDENCY_COMPONENTS",
+    "ONE_SIDED",
     "OPERATIONS",
     "SEVERITIES",
     "Difference",
@@ -39,9 +40,12 @@ __all__ = [
 ]
 
 # What the service-wide figures compare: the browser's API calls with the server requests they
-# make when both sides have API calls (like for like), else every event of each side.
+# make when both sides have API calls (like for like), every event of each side when neither
+# has any, and nothing when only one side has some (a browser sampled down to no session in the
+# window, a logger that does not capture its calls): its requests are not the other's page noise.
 API_CALLS: Literal["API calls"] = "API calls"
 OPERATIONS: Literal["operations"] = "operations"
+ONE_SIDED: Literal["none: one side has no API calls"] = "none: one side has no API calls"
 # A backend's outgoing calls to other services: dependencies, never compared with browser calls.
 DEPENDENCY_COMPONENTS = frozenset({OUTGOING_COMPONENT})
 # A server request is a page or an asset (not an API call) when its path is "/", lies under one
@@ -158,11 +162,12 @@ def _diff(
 
 @dataclass(frozen=True)
 class _Work:
-    """What the service-wide checks compare (``basis``) and the server's page and asset keys."""
+    """What the service-wide checks compare (``basis``; the figures of all events when it is
+    ``ONE_SIDED``, reported but never judged) and the server's page and asset keys."""
 
     backend: Aggregate
     frontend: Aggregate
-    basis: Literal["API calls", "operations"]
+    basis: Basis
     assets: frozenset[str]
 
 
@@ -184,12 +189,15 @@ def _api_calls(side: SideStats, assets: frozenset[str]) -> Aggregate:
 
 
 def _work(stats: PairStats) -> _Work:
-    """Like for like: API calls on both sides when both have some, else all events of each side."""
+    """Like for like: API calls on both sides when both have some, all events of each side when
+    neither has any; when only one side has some, the other's clicks and page loads are not its
+    requests, so nothing is compared (the figures of all events are still reported)."""
     assets = _assets(stats)
     be_calls = _api_calls(stats.backend, assets)
     if be_calls.count > 0 and stats.frontend.api.count > 0:
         return _Work(be_calls, stats.frontend.api, API_CALLS, assets)
-    return _Work(stats.backend.total, stats.frontend.total, OPERATIONS, assets)
+    basis = OPERATIONS if be_calls.count == 0 and stats.frontend.api.count == 0 else ONE_SIDED
+    return _Work(stats.backend.total, stats.frontend.total, basis, assets)
 
 
 def summarize(side: SideStats, assets: frozenset[str] = frozenset()) -> SideSummary:
@@ -376,7 +384,7 @@ def _service_differences(
     """Activity, performance and error rate of what ``work`` compares, and the coverage pattern."""
     be, fe = work.backend, work.frontend
     out = _coverage(stats, t)
-    if be.count < t.min_samples or fe.count < t.min_samples:
+    if work.basis == ONE_SIDED or be.count < t.min_samples or fe.count < t.min_samples:
         return out
     out += _activity(stats, t, work)
     out += _performance(stats, t, gaps, work)
