@@ -138,6 +138,41 @@ def test_the_seeds_figures_without_api_calls_on_either_side_keep_their_severitie
     assert found["activity"] == "medium" and found["performance"] == "high" and "error_rate" in found
 
 
+def sampled_browser(server_calls: int, sampled_calls: int) -> PairStats:
+    """One endpoint: every server request logged, the browser's calls sampled at 0.1."""
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /api/x", [20.0] * server_calls)
+    fill(stats, "frontend", "api", "GET /api/x", [60.0] * sampled_calls, rate=0.1)
+    return stats
+
+
+def test_a_one_in_ten_sample_that_came_out_low_is_not_a_busier_backend():
+    """150 calls each side: a 10% sample expects 15 of the browser's and gets 10 (as likely as
+    one in eight), which stands for 100 calls: 50% apart, but well within the sample's chance."""
+    stats = sampled_browser(150, 10)
+    assert [d for d in compare(stats) if d.type == "activity"] == []
+    assert comparison(stats)["activity_ratio"] == 1.5  # the estimate is still reported
+    exact = PairStats()  # the same gap counted, not estimated, is a difference
+    fill(exact, "backend", "http", "GET /api/x", [20.0] * 150)
+    fill(exact, "frontend", "api", "GET /api/x", [60.0] * 100)
+    assert {(d.scope, d.severity) for d in compare(exact) if d.type == "activity"} == {
+        ("service", "medium"),
+        ("endpoint", "medium"),
+    }
+
+
+def test_a_real_threefold_gap_behind_a_one_in_ten_sample_is_found_and_sure():
+    stats = sampled_browser(900, 30)  # the browser's 30 sampled calls stand for 300
+    activity = {d.scope: d for d in compare(stats) if d.type == "activity"}
+    assert set(activity) == {"service", "endpoint"}
+    for diff in activity.values():
+        assert diff.severity == "high"
+        assert diff.confidence is not None and diff.confidence >= 0.99
+        assert diff.samples == {"backend": 900, "frontend": 30}
+    browser = activity["service"].frontend
+    assert browser["events"] == 300 and browser["sampled_events"] == 30
+
+
 def tail_traffic(stats: PairStats, calls: int, slow: int, extra_ms: float) -> str:
     key = "GET /api/report"
     fill(stats, "backend", "http", key, [20.0 + i % 5 for i in range(calls)])
@@ -226,6 +261,9 @@ def test_batched_counting_weighs_sampled_events_as_single_adds_do():
         assert stats.frontend.total.estimated == 4 + 1 + 2
         assert stats.frontend.endpoints["GET /api/x"].estimated == 5
         assert stats.frontend.api.estimated == 5
+        # The variance of an estimated count: the sum of the squared weights.
+        assert stats.frontend.total.estimated_variance == 16 + 1 + 4
+        assert stats.frontend.api.estimated_variance == 16 + 1
 
 
 def test_every_difference_says_what_it_rests_on():

@@ -89,10 +89,12 @@ def proportions_confidence(x1: int, n1: int, x2: int, n2: int) -> float:
     return _confidence(max(gap, 0.0) / se)
 
 
-def counts_confidence(a: float, minutes_a: float, b: float, minutes_b: float) -> float:
-    """How sure two event rates (Poisson counts over their minutes) differ: a z-test."""
-    ra, rb = a / minutes_a, b / minutes_b
-    var = a / minutes_a**2 + b / minutes_b**2
+def counts_confidence(a: Aggregate, minutes_a: float, b: Aggregate, minutes_b: float) -> float:
+    """How sure two event rates (estimated counts over their minutes) differ: a z-test whose
+    variance is the sum of the squared weights (Poisson when nothing is sampled), so a count
+    estimated from a 10% sample is as unsure as the events that came, not as those it stands for."""
+    ra, rb = a.estimated / minutes_a, b.estimated / minutes_b
+    var = a.estimated_variance / minutes_a**2 + b.estimated_variance / minutes_b**2
     return _confidence((ra - rb) / math.sqrt(var)) if var > 0 else 0.0
 
 
@@ -394,14 +396,16 @@ def _service_differences(
 
 def _activity(stats: PairStats, t: Thresholds, work: _Work) -> list[Difference]:
     """The busier side, by events (or API calls) per minute, each sampled event counted as the
-    1/sample_rate events it stands for."""
+    1/sample_rate events it stands for; an estimate from a sample must also be ``t.confidence_level``
+    sure (exact counts keep their relative thresholds alone)."""
     be, fe = work.backend, work.frontend
     be_min, fe_min = stats.backend.minutes, stats.frontend.minutes
     be_n, fe_n = be.estimated, fe.estimated
     be_rate, fe_rate = be_n / be_min, fe_n / fe_min
     pct = _pct(be_rate, fe_rate)
     sev = level(pct, t.activity_pct)
-    if not sev:
+    sure = counts_confidence(be, be_min, fe, fe_min)
+    if not sev or _sampling_noise(be, fe, sure, t):
         return []
     busier = "Backend" if be_rate > fe_rate else "Frontend"
     noun = "events" if work.basis == OPERATIONS else "API calls"
@@ -423,9 +427,15 @@ def _activity(stats: PairStats, t: Thresholds, work: _Work) -> list[Difference]:
             f"{busier} is more active: backend {be_n:,.0f} {noun} ({be_rate:,.1f}/min), "
             f"frontend {fe_n:,.0f} ({fe_rate:,.1f}/min){sampled}.",
             (be.count, fe.count),
-            counts_confidence(be_n, be_min, fe_n, fe_min),
+            sure,
         )
     ]
+
+
+def _sampling_noise(be: Aggregate, fe: Aggregate, sure: float, t: Thresholds) -> bool:
+    """True when a side's count is an estimate from a sample and a gap this size could be the
+    sample's chance (the test is less than ``t.confidence_level`` sure)."""
+    return bool(be.extra or fe.extra) and sure < t.confidence_level
 
 
 def _performance(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _Work) -> list[Difference]:
@@ -566,11 +576,13 @@ def _endpoint_differences(
 
 
 def _endpoint_activity(key: str, be: Aggregate, fe: Aggregate, t: Thresholds) -> list[Difference]:
-    """One side counting more calls of an endpoint (sampled calls weighted as in ``_activity``)."""
+    """One side counting more calls of an endpoint (sampled calls weighted and tested as in
+    ``_activity``)."""
     be_n, fe_n = be.estimated, fe.estimated
     pct = _pct(be_n, fe_n)
     sev = level(pct, t.endpoint_activity_pct)
-    if not sev:
+    sure = counts_confidence(be, 1.0, fe, 1.0)
+    if not sev or _sampling_noise(be, fe, sure, t):
         return []
     more = "backend" if be_n > fe_n else "browser"
     return [
@@ -584,7 +596,7 @@ def _endpoint_activity(key: str, be: Aggregate, fe: Aggregate, t: Thresholds) ->
             f"{key}: the {more} counts more calls (backend {be_n:,.0f}, browser "
             f"{fe_n:,.0f}): retries, lost requests or calls from elsewhere.",
             (be.count, fe.count),
-            counts_confidence(be_n, 1.0, fe_n, 1.0),
+            sure,
         )
     ]
 
