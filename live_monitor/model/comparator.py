@@ -249,8 +249,9 @@ def summaries(stats: PairStats) -> tuple[SideSummary, SideSummary]:
 
 
 def comparison(stats: PairStats) -> Comparison:
-    """Service-wide ratios over what the checks compare (``basis``): performance_ratio is the
-    backend's average over the frontend's, activity_ratio its events per minute over theirs."""
+    """Service-wide ratios over what the checks compare (``basis``; all events, never judged,
+    when it is ``ONE_SIDED``): performance_ratio is the backend's average over the frontend's,
+    activity_ratio its events per minute over theirs."""
     work = _work(stats)
     be, fe = work.backend, work.frontend
     be_avg, fe_avg = be.timed.mean, fe.timed.mean
