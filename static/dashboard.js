@@ -310,7 +310,11 @@
     const fe = data.frontend || {};
     const [beApi, feApi] = [be.api_calls || {}, fe.api_calls || {}];
     const cmp = data.comparison || {};
-    const onCalls = cmp.basis === "API calls";
+    const [basisName, basisTitle] = {
+      "API calls": ["API calls", "Both sides have API calls: only those are compared (like for like)"],
+      operations: ["all events", "Neither side has API calls: every event of each side is compared"],
+    }[cmp.basis] || ["nothing", "Only one side has API calls: the other's events are not the same work, " +
+      "so no side is judged busier, slower or failing more; the ratios below cover all events"];
     /** A figure of both sides in one cell across the three value columns. */
     const across = (text, title) => {
       const cell = el("td", "num ratio", text);
@@ -334,9 +338,7 @@
       durations("API call average", beApi.avg_duration_ms, feApi.avg_duration_ms),
       durations("API call p95", beApi.p95_duration_ms, feApi.p95_duration_ms),
       row([label("API calls in window"), fmtCount(beApi.count), fmtCount(feApi.count), DASH]),
-      group(onCalls ? "What the differences compare: API calls" : "What the differences compare: all events",
-        onCalls ? "Both sides have API calls: only those are compared (like for like)"
-          : "A side has no API calls: every event of each side is compared"),
+      group(`What the differences compare: ${basisName}`, basisTitle),
       row([label("Performance ratio"), across(fmtRatio(cmp.performance_ratio), "Backend average ÷ frontend average")]),
       row([label("Activity ratio"), across(isNum(cmp.activity_ratio) ? fmtRatio(cmp.activity_ratio) : DASH,
         "Backend per minute ÷ frontend per minute, sampled events counted as the events they stand for")]),

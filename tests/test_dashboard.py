@@ -239,10 +239,15 @@ def test_api_call_rows_compare_the_same_requests_and_the_sentence_follows_them(
     expect(summary).to_have_text("Frontend operations take 480× as long as backend ones on average.")
     api_average = table_row(page, "comparison-table", "API call average")
     expect(api_average.locator("td")).to_have_text(["–", "–", "–"])  # no API calls on either side yet
+    basis = page.locator("#comparison-table tbody th", has_text="What the differences compare")
+    expect(basis).to_have_text("What the differences compare: all events")
 
     monitor_server.post_events(
         [event("backend", "http", "GET /api/orders/:id", d, http_status=200) for d in [40.0, 80.0] * 10]
-        + [event("frontend", "api", "GET /api/orders/:id", d, http_status=200) for d in [70.0, 110.0] * 10]
+    )
+    expect(basis).to_have_text("What the differences compare: nothing")  # the server's calls alone
+    monitor_server.post_events(
+        [event("frontend", "api", "GET /api/orders/:id", d, http_status=200) for d in [70.0, 110.0] * 10]
     )
     expect(api_average.locator("td")).to_have_text(["60.0 ms", "90.0 ms", "-30.0 ms"])
     expect(table_row(page, "comparison-table", "API call p95").locator("td")).to_have_text(

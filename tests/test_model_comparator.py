@@ -37,9 +37,10 @@ def only(diffs, **match):
 
 
 def test_readme_activity_example_is_medium():
+    """Neither side has API calls (the seed's components), so every event of each side counts."""
     stats = PairStats()
-    fill(stats, "backend", "http", "GET /a", [None] * 15)
-    fill(stats, "frontend", "click", "button", [None] * 25)
+    fill(stats, "backend", "orders", "create", [None] * 15)
+    fill(stats, "frontend", "checkout", "submit", [None] * 25)
     diff = only(compare(stats), type="activity")
     assert diff.severity == "medium"
     assert diff.scope == "service" and diff.key is None

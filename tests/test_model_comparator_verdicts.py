@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from live_monitor.model.comparator import compare, comparison, endpoint_rows, is_page_or_asset, summaries
+import pytest
+
+from live_monitor.model.comparator import (
+    ONE_SIDED,
+    compare,
+    comparison,
+    endpoint_rows,
+    is_page_or_asset,
+    summaries,
+)
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.stats import PairStats
 from live_monitor.vocabulary import severity_rank
@@ -96,6 +105,74 @@ def test_without_api_calls_on_both_sides_every_event_is_compared():
     assert [(d.type, d.severity) for d in compare(stats)] == [("performance", "high")]
 
 
+def seed_example_with_api_calls_on(side: str) -> PairStats:
+    """The seed's figures (15 vs 25 events, 125 vs 75 ms) where only ``side`` logs API calls, and
+    a third of the backend's events fail: a browser whose logger does not capture its calls, or a
+    server that logs only its queries."""
+    stats = PairStats()
+    be_component, be_action = ("http", "GET /api/orders") if side == "backend" else ("db", "SELECT orders")
+    fe_component, fe_action = ("api", "GET /api/orders") if side == "frontend" else ("page", "load")
+    fill(stats, "backend", be_component, be_action, [125.0] * 15, errors=5)
+    fill(stats, "frontend", fe_component, fe_action, [75.0] * 25)
+    return stats
+
+
+@pytest.mark.parametrize("side", ["backend", "frontend"])
+def test_with_api_calls_on_one_side_only_no_side_is_busier_slower_or_failing_more(side):
+    stats = seed_example_with_api_calls_on(side)
+    assert [d for d in compare(stats) if d.scope == "service" and d.type != "pattern"] == []
+    figures = comparison(stats)
+    assert figures["basis"] == ONE_SIDED == "none: one side has no API calls"
+    assert figures["performance_ratio"] == 1.67 and figures["activity_ratio"] == 0.6  # still reported
+    backend, frontend = summaries(stats)
+    assert (backend["total_events"], frontend["total_events"]) == (15, 25)
+    assert {r["key"] for r in endpoint_rows(stats)} == {"GET /api/orders"}
+
+
+def test_the_seeds_figures_without_api_calls_on_either_side_keep_their_severities():
+    stats = PairStats()
+    fill(stats, "backend", "orders", "create", [125.0] * 15, errors=5)
+    fill(stats, "frontend", "checkout", "submit", [75.0] * 25)
+    assert comparison(stats)["basis"] == "operations"
+    found = {d.type: d.severity for d in compare(stats)}
+    assert found["activity"] == "medium" and found["performance"] == "high" and "error_rate" in found
+
+
+def sampled_browser(server_calls: int, sampled_calls: int) -> PairStats:
+    """One endpoint: every server request logged, the browser's calls sampled at 0.1."""
+    stats = PairStats()
+    fill(stats, "backend", "http", "GET /api/x", [20.0] * server_calls)
+    fill(stats, "frontend", "api", "GET /api/x", [60.0] * sampled_calls, rate=0.1)
+    return stats
+
+
+def test_a_one_in_ten_sample_that_came_out_low_is_not_a_busier_backend():
+    """150 calls each side: a 10% sample expects 15 of the browser's and gets 10 (as likely as
+    one in eight), which stands for 100 calls: 50% apart, but well within the sample's chance."""
+    stats = sampled_browser(150, 10)
+    assert [d for d in compare(stats) if d.type == "activity"] == []
+    assert comparison(stats)["activity_ratio"] == 1.5  # the estimate is still reported
+    exact = PairStats()  # the same gap counted, not estimated, is a difference
+    fill(exact, "backend", "http", "GET /api/x", [20.0] * 150)
+    fill(exact, "frontend", "api", "GET /api/x", [60.0] * 100)
+    assert {(d.scope, d.severity) for d in compare(exact) if d.type == "activity"} == {
+        ("service", "medium"),
+        ("endpoint", "medium"),
+    }
+
+
+def test_a_real_threefold_gap_behind_a_one_in_ten_sample_is_found_and_sure():
+    stats = sampled_browser(900, 30)  # the browser's 30 sampled calls stand for 300
+    activity = {d.scope: d for d in compare(stats) if d.type == "activity"}
+    assert set(activity) == {"service", "endpoint"}
+    for diff in activity.values():
+        assert diff.severity == "high"
+        assert diff.confidence is not None and diff.confidence >= 0.99
+        assert diff.samples == {"backend": 900, "frontend": 30}
+    browser = activity["service"].frontend
+    assert browser["events"] == 300 and browser["sampled_events"] == 30
+
+
 def tail_traffic(stats: PairStats, calls: int, slow: int, extra_ms: float) -> str:
     key = "GET /api/report"
     fill(stats, "backend", "http", key, [20.0 + i % 5 for i in range(calls)])
@@ -184,6 +261,9 @@ def test_batched_counting_weighs_sampled_events_as_single_adds_do():
         assert stats.frontend.total.estimated == 4 + 1 + 2
         assert stats.frontend.endpoints["GET /api/x"].estimated == 5
         assert stats.frontend.api.estimated == 5
+        # The variance of an estimated count: the sum of the squared weights.
+        assert stats.frontend.total.estimated_variance == 16 + 1 + 4
+        assert stats.frontend.api.estimated_variance == 16 + 1
 
 
 def test_every_difference_says_what_it_rests_on():

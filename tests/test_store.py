@@ -322,6 +322,23 @@ def test_an_events_parent_span_and_sample_rate_come_back_as_sent(store):
     assert (back.parent_span_id, back.sample_rate) == ("00f067aa0ba902b7", 0.25)
 
 
+def test_sampled_calls_keep_their_weights_and_squared_weights_in_the_window(store, clock):
+    """What the comparator needs to weigh a sampled side and to know how unsure its estimate is:
+    each call at sample_rate 0.25 stands for 4 calls and adds 16 to the estimate's variance."""
+    s = store(window_s=60, bucket_s=10)
+    sampled = [half("frontend", f"{i:032x}", 30.0) for i in range(3)]
+    for e in sampled:
+        e.sample_rate = 0.25
+    s.add([*sampled, half("frontend", "f" * 32, 30.0)])
+    clock.advance(30)
+    s.add([half("frontend", "e" * 32, 30.0)])
+    for agg in (s.window_stats().frontend.api, s.window_stats().frontend.endpoints["GET /x"]):
+        assert (agg.count, agg.estimated, agg.estimated_variance) == (5, 14.0, 50.0)
+    clock.advance(45)  # the sampled calls leave the window
+    api = s.window_stats().frontend.api
+    assert (api.count, api.estimated, api.estimated_variance) == (1, 1.0, 1.0)
+
+
 # --- the trace join on real traces: many spans in one trace (policy.choose) -------------------
 
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from live_monitor.model.results import Comparison, Difference, EndpointRow, Figures, SideSummary
+from live_monitor.model.results import Basis, Comparison, Difference, EndpointRow, Figures, SideSummary
 from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
 from live_monitor.model.thresholds import Levels, Thresholds
 from live_monitor.vocabulary import (
@@ -26,6 +26,7 @@ from live_monitor.vocabulary import (
 __all__ = [
     "API_CALLS",
     "DEPENDENCY_COMPONENTS",
+    "ONE_SIDED",
     "OPERATIONS",
     "SEVERITIES",
     "Difference",
@@ -39,9 +40,12 @@ __all__ = [
 ]
 
 # What the service-wide figures compare: the browser's API calls with the server requests they
-# make when both sides have API calls (like for like), else every event of each side.
+# make when both sides have API calls (like for like), every event of each side when neither
+# has any, and nothing when only one side has some (a browser sampled down to no session in the
+# window, a logger that does not capture its calls): its requests are not the other's page noise.
 API_CALLS: Literal["API calls"] = "API calls"
 OPERATIONS: Literal["operations"] = "operations"
+ONE_SIDED: Literal["none: one side has no API calls"] = "none: one side has no API calls"
 # A backend's outgoing calls to other services: dependencies, never compared with browser calls.
 DEPENDENCY_COMPONENTS = frozenset({OUTGOING_COMPONENT})
 # A server request is a page or an asset (not an API call) when its path is "/", lies under one
@@ -85,10 +89,12 @@ def proportions_confidence(x1: int, n1: int, x2: int, n2: int) -> float:
     return _confidence(max(gap, 0.0) / se)
 
 
-def counts_confidence(a: float, minutes_a: float, b: float, minutes_b: float) -> float:
-    """How sure two event rates (Poisson counts over their minutes) differ: a z-test."""
-    ra, rb = a / minutes_a, b / minutes_b
-    var = a / minutes_a**2 + b / minutes_b**2
+def counts_confidence(a: Aggregate, minutes_a: float, b: Aggregate, minutes_b: float) -> float:
+    """How sure two event rates (estimated counts over their minutes) differ: a z-test whose
+    variance is the sum of the squared weights (Poisson when nothing is sampled), so a count
+    estimated from a 10% sample is as unsure as the events that came, not as those it stands for."""
+    ra, rb = a.estimated / minutes_a, b.estimated / minutes_b
+    var = a.estimated_variance / minutes_a**2 + b.estimated_variance / minutes_b**2
     return _confidence((ra - rb) / math.sqrt(var)) if var > 0 else 0.0
 
 
@@ -158,11 +164,12 @@ def _diff(
 
 @dataclass(frozen=True)
 class _Work:
-    """What the service-wide checks compare (``basis``) and the server's page and asset keys."""
+    """What the service-wide checks compare (``basis``; the figures of all events when it is
+    ``ONE_SIDED``, reported but never judged) and the server's page and asset keys."""
 
     backend: Aggregate
     frontend: Aggregate
-    basis: Literal["API calls", "operations"]
+    basis: Basis
     assets: frozenset[str]
 
 
@@ -184,12 +191,15 @@ def _api_calls(side: SideStats, assets: frozenset[str]) -> Aggregate:
 
 
 def _work(stats: PairStats) -> _Work:
-    """Like for like: API calls on both sides when both have some, else all events of each side."""
+    """Like for like: API calls on both sides when both have some, all events of each side when
+    neither has any; when only one side has some, the other's clicks and page loads are not its
+    requests, so nothing is compared (the figures of all events are still reported)."""
     assets = _assets(stats)
     be_calls = _api_calls(stats.backend, assets)
     if be_calls.count > 0 and stats.frontend.api.count > 0:
         return _Work(be_calls, stats.frontend.api, API_CALLS, assets)
-    return _Work(stats.backend.total, stats.frontend.total, OPERATIONS, assets)
+    basis = OPERATIONS if be_calls.count == 0 and stats.frontend.api.count == 0 else ONE_SIDED
+    return _Work(stats.backend.total, stats.frontend.total, basis, assets)
 
 
 def summarize(side: SideStats, assets: frozenset[str] = frozenset()) -> SideSummary:
@@ -239,8 +249,9 @@ def summaries(stats: PairStats) -> tuple[SideSummary, SideSummary]:
 
 
 def comparison(stats: PairStats) -> Comparison:
-    """Service-wide ratios over what the checks compare (``basis``): performance_ratio is the
-    backend's average over the frontend's, activity_ratio its events per minute over theirs."""
+    """Service-wide ratios over what the checks compare (``basis``; all events, never judged,
+    when it is ``ONE_SIDED``): performance_ratio is the backend's average over the frontend's,
+    activity_ratio its events per minute over theirs."""
     work = _work(stats)
     be, fe = work.backend, work.frontend
     be_avg, fe_avg = be.timed.mean, fe.timed.mean
@@ -376,7 +387,7 @@ def _service_differences(
     """Activity, performance and error rate of what ``work`` compares, and the coverage pattern."""
     be, fe = work.backend, work.frontend
     out = _coverage(stats, t)
-    if be.count < t.min_samples or fe.count < t.min_samples:
+    if work.basis == ONE_SIDED or be.count < t.min_samples or fe.count < t.min_samples:
         return out
     out += _activity(stats, t, work)
     out += _performance(stats, t, gaps, work)
@@ -386,14 +397,16 @@ def _service_differences(
 
 def _activity(stats: PairStats, t: Thresholds, work: _Work) -> list[Difference]:
     """The busier side, by events (or API calls) per minute, each sampled event counted as the
-    1/sample_rate events it stands for."""
+    1/sample_rate events it stands for; an estimate from a sample must also be ``t.confidence_level``
+    sure (exact counts keep their relative thresholds alone)."""
     be, fe = work.backend, work.frontend
     be_min, fe_min = stats.backend.minutes, stats.frontend.minutes
     be_n, fe_n = be.estimated, fe.estimated
     be_rate, fe_rate = be_n / be_min, fe_n / fe_min
     pct = _pct(be_rate, fe_rate)
     sev = level(pct, t.activity_pct)
-    if not sev:
+    sure = counts_confidence(be, be_min, fe, fe_min)
+    if not sev or _sampling_noise(be, fe, sure, t):
         return []
     busier = "Backend" if be_rate > fe_rate else "Frontend"
     noun = "events" if work.basis == OPERATIONS else "API calls"
@@ -415,9 +428,15 @@ def _activity(stats: PairStats, t: Thresholds, work: _Work) -> list[Difference]:
             f"{busier} is more active: backend {be_n:,.0f} {noun} ({be_rate:,.1f}/min), "
             f"frontend {fe_n:,.0f} ({fe_rate:,.1f}/min){sampled}.",
             (be.count, fe.count),
-            counts_confidence(be_n, be_min, fe_n, fe_min),
+            sure,
         )
     ]
+
+
+def _sampling_noise(be: Aggregate, fe: Aggregate, sure: float, t: Thresholds) -> bool:
+    """True when a side's count is an estimate from a sample and a gap this size could be the
+    sample's chance (the test is less than ``t.confidence_level`` sure)."""
+    return bool(be.extra or fe.extra) and sure < t.confidence_level
 
 
 def _performance(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _Work) -> list[Difference]:
@@ -558,11 +577,13 @@ def _endpoint_differences(
 
 
 def _endpoint_activity(key: str, be: Aggregate, fe: Aggregate, t: Thresholds) -> list[Difference]:
-    """One side counting more calls of an endpoint (sampled calls weighted as in ``_activity``)."""
+    """One side counting more calls of an endpoint (sampled calls weighted and tested as in
+    ``_activity``)."""
     be_n, fe_n = be.estimated, fe.estimated
     pct = _pct(be_n, fe_n)
     sev = level(pct, t.endpoint_activity_pct)
-    if not sev:
+    sure = counts_confidence(be, 1.0, fe, 1.0)
+    if not sev or _sampling_noise(be, fe, sure, t):
         return []
     more = "backend" if be_n > fe_n else "browser"
     return [
@@ -576,7 +597,7 @@ def _endpoint_activity(key: str, be: Aggregate, fe: Aggregate, t: Thresholds) ->
             f"{key}: the {more} counts more calls (backend {be_n:,.0f}, browser "
             f"{fe_n:,.0f}): retries, lost requests or calls from elsewhere.",
             (be.count, fe.count),
-            counts_confidence(be_n, 1.0, fe_n, 1.0),
+            sure,
         )
     ]
 

@@ -19,6 +19,7 @@ from live_monitor.vocabulary import DifferenceType, Scope, Service, Severity, Wo
 __all__ = [
     "ActivityPoint",
     "ApiCalls",
+    "Basis",
     "Comparison",
     "DataAnswer",
     "Difference",
@@ -99,14 +100,20 @@ class SideSummary(TypedDict):
     window_minutes: NotRequired[float]  # the report's: the time its files cover
 
 
+# What the service-wide differences compare: API calls when both sides have some (like for like),
+# every event ("operations") when neither has any, nothing when only one side has some.
+Basis = Literal["API calls", "operations", "none: one side has no API calls"]
+
+
 class Comparison(TypedDict):
-    """Service-wide ratios and gaps, backend against frontend (``comparison``)."""
+    """Service-wide ratios and gaps, backend against frontend (``comparison``); over all events,
+    reported but never judged, when ``basis`` says only one side has API calls."""
 
     performance_ratio: float | None
     avg_duration_diff_ms: float | None
     success_rate_diff: float | None
     activity_ratio: float | None
-    basis: Literal["API calls", "operations"]  # what the service-wide figures compare (like for like)
+    basis: Basis  # what the service-wide figures compare (like for like), or why nothing is
 
 
 class EndpointRow(TypedDict):

@@ -269,11 +269,20 @@ class Aggregate:
     last_ts: float | None = None
     # The events that sampled events stand for beyond themselves: sum of 1/sample_rate - 1.
     extra: float = 0.0
+    # The same for the squared weights: sum of 1/sample_rate**2 - 1 (see ``estimated_variance``).
+    extra_sq: float = 0.0
 
     @property
     def estimated(self) -> float:
         """How many events this aggregate stands for: each sampled one counts 1/sample_rate."""
         return self.count + self.extra
+
+    @property
+    def estimated_variance(self) -> float:
+        """The variance of ``estimated`` as a count: the sum of the squared weights, so that 20
+        events sampled at 0.1 are as unsure as 20 events, not as sure as 200 (``count`` when
+        nothing was sampled, as for a Poisson count)."""
+        return self.count + self.extra_sq
 
     def add(
         self, duration_ms: float | None, is_error: bool, ts: float, sample_rate: float | None = None
@@ -282,7 +291,9 @@ class Aggregate:
         event sampled at ``sample_rate`` stands for 1/sample_rate events in ``estimated``."""
         self.count += 1
         if sample_rate is not None:
-            self.extra += 1 / sample_rate - 1
+            weight = 1 / sample_rate
+            self.extra += weight - 1
+            self.extra_sq += weight * weight - 1
         if is_error:
             self.errors += 1
         if duration_ms is not None:
@@ -293,13 +304,20 @@ class Aggregate:
             self.last_ts = ts
 
     def add_many(
-        self, count: int, errors: int, timed: LatencySketch, first: float, last: float, extra: float = 0.0
+        self,
+        count: int,
+        errors: int,
+        timed: LatencySketch,
+        first: float,
+        last: float,
+        extra: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         """Count a batch at once: ``count`` events seen from ``first`` to ``last``, ``errors``
-        failed, the durations of the timed ones in ``timed``, ``extra`` the events its sampled
-        ones stand for beyond themselves."""
+        failed, the durations of the timed ones in ``timed``, ``extra`` what its sampled ones
+        add to ``extra`` and ``extra_sq`` (see ``_extra``)."""
         self.count += count
-        self.extra += extra
+        self.extra += extra[0]
+        self.extra_sq += extra[1]
         self.errors += errors
         self.timed.merge(timed)
         if self.first_ts is None or first < self.first_ts:
@@ -311,6 +329,7 @@ class Aggregate:
         """Fold another aggregate into this one."""
         self.count += other.count
         self.extra += other.extra
+        self.extra_sq += other.extra_sq
         self.errors += other.errors
         self.timed.merge(other.timed)
         for ts in (other.first_ts, other.last_ts):
@@ -323,6 +342,7 @@ class Aggregate:
         self.count -= other.count
         self.errors -= other.errors
         self.extra = max(0.0, self.extra - other.extra) if self.count > 0 else 0.0
+        self.extra_sq = max(0.0, self.extra_sq - other.extra_sq) if self.count > 0 else 0.0
         self.timed.subtract(other.timed)
 
     @property
@@ -429,7 +449,7 @@ class SideStats:
                 by_key[event.action] = [event]
             else:
                 group.append(event)
-        calls, call_errors, call_extra = LatencySketch(), 0, 0.0
+        calls, call_errors, call_extra = LatencySketch(), 0, (0.0, 0.0)
         # Sampled events are rare: one pass finds them, and only then does a group pay for weights.
         sampled = any([e.sample_rate is not None for e in events])
         endpoints = self.endpoints
@@ -441,11 +461,11 @@ class SideStats:
             timed = LatencySketch()
             timed.extend([e.duration_ms for e in group if e.duration_ms is not None])
             errors = len([e for e in group if e.status == "error"])
-            extra = _extra(group) if sampled else 0.0
+            extra = _extra(group) if sampled else (0.0, 0.0)
             agg.add_many(len(group), errors, timed, first, last, extra)
             calls.merge(timed)
             call_errors += errors
-            call_extra += extra
+            call_extra = (call_extra[0] + extra[0], call_extra[1] + extra[1])
         names = Counter([e.component for e in rest])
         if by_key:
             self.api.add_many(len(events) - len(rest), call_errors, calls, first, last, call_extra)
@@ -459,8 +479,10 @@ class SideStats:
         if rest:
             calls.extend([e.duration_ms for e in rest if e.duration_ms is not None])
         errors = call_errors + len([e for e in rest if e.status == "error"])
-        extra = call_extra + (_extra(rest) if sampled else 0.0)
-        self.total.add_many(len(events), errors, calls, first, last, extra)
+        more = _extra(rest) if sampled else (0.0, 0.0)
+        self.total.add_many(
+            len(events), errors, calls, first, last, (call_extra[0] + more[0], call_extra[1] + more[1])
+        )
 
     def merge(self, other: SideStats) -> None:
         """Fold another side's statistics (e.g. a time bucket) into this one.
@@ -559,9 +581,11 @@ class PairStats:
                     del self.trace_gaps[key]
 
 
-def _extra(events: list[Any]) -> float:
-    """The events a group's sampled events stand for beyond themselves (1/sample_rate - 1 each)."""
-    return sum([1 / e.sample_rate - 1 for e in events if e.sample_rate is not None])
+def _extra(events: list[Any]) -> tuple[float, float]:
+    """What a group's sampled events add to ``Aggregate.extra`` and ``extra_sq``: the events they
+    stand for beyond themselves (1/sample_rate - 1 each) and the same for the squared weights."""
+    weights = [1 / e.sample_rate for e in events if e.sample_rate is not None]
+    return sum([w - 1 for w in weights]), sum([w * w - 1 for w in weights])
 
 
 def _count_bounded(counter: Counter[str], name: str) -> None:

@@ -29,7 +29,7 @@ HELP = {
     "endpoint_tail_gap_ms": "Endpoint, median fine: browser minus server p95 gap in ms (half the p99 gap on 100+ calls).",
     "endpoint_activity_pct": "Endpoint: calls counted apart, % of the smaller count.",
     "pattern_share_pct": "Service: share of the browser's API calls to endpoints the backend never saw, %.",
-    "confidence_level": "How sure a test must be that an error-rate or average-duration gap is not chance.",
+    "confidence_level": "How sure a test must be that an error-rate, average-duration or sampled-count gap is not chance.",
 }
 
 

@@ -526,8 +526,8 @@ def _aggregate_ops(ops: list[Any], prefix: str, agg: Aggregate) -> None:
     ops += ["i", f"{prefix}|n", agg.count]
     if agg.errors:
         ops += ["i", f"{prefix}|err", agg.errors]
-    if agg.extra:  # sampled events: what they stand for beyond themselves
-        ops += ["f", f"{prefix}|x", repr(agg.extra)]
+    if agg.extra:  # sampled events: what they stand for beyond themselves, and their squares
+        ops += ["f", f"{prefix}|x", repr(agg.extra), "f", f"{prefix}|x2", repr(agg.extra_sq)]
     _sketch_ops(ops, prefix, agg.timed)
 
 
@@ -579,6 +579,8 @@ def _read_aggregate_field(agg: Aggregate, metric: str, value: float) -> None:
         agg.errors = int(value)
     elif metric == "x":
         agg.extra = value
+    elif metric == "x2":
+        agg.extra_sq = value
     else:
         _read_sketch_field(agg.timed, metric, value)
 
