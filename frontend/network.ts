@@ -16,7 +16,9 @@ import { errorName, g, isoNow, now, parseTraceparent, randomHex, safely } from "
 
 const BODY_TIMEOUT_MS = 30_000;
 const TRACEPARENT = "traceparent";
-// A call to another service, as the backend names its own outgoing calls (vocabulary.py).
+// The components of the app's own API calls and of calls to other services, as the monitor
+// names them (ENDPOINT_COMPONENTS and OUTGOING_COMPONENT in its vocabulary).
+const API_COMPONENT = "api";
 const OUTGOING_COMPONENT = "http-client";
 
 /** Reports the end of one call: HTTP status (0: none), Server-Timing, error name, opaque. */
@@ -59,7 +61,7 @@ export function captureNetwork(
     const timestamp = isoNow();
     // The app's own API is keyed like the server's requests; a third party's call with its host.
     const own = propagated || url.origin === g.location.origin;
-    const component = own ? "api" : OUTGOING_COMPONENT;
+    const component = own ? API_COMPONENT : OUTGOING_COMPONENT;
     const action = own
       ? endpointKey(method || "GET", url.pathname)
       : outgoingKey(method || "GET", url);
