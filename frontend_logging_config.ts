@@ -34,7 +34,7 @@ import {
   describeElement,
 } from "./frontend/capture";
 import { captureNetwork } from "./frontend/network";
-import { endpointKey, normalizeRoute, serverTimingAppMs } from "./frontend/routes";
+import { endpointKey, normalizeRoute, outgoingKey, serverTimingAppMs } from "./frontend/routes";
 import { createTransport, packBatches } from "./frontend/transport";
 import type {
   CaptureKind,
@@ -56,7 +56,14 @@ export type {
   RecordOptions,
   TraceTarget,
 } from "./frontend/types";
-export { describeElement, endpointKey, normalizeRoute, packBatches, serverTimingAppMs };
+export {
+  describeElement,
+  endpointKey,
+  normalizeRoute,
+  outgoingKey,
+  packBatches,
+  serverTimingAppMs,
+};
 
 const INGEST_PATH = "/api/live-execution/events";
 const MAX_DETAILS_BYTES = 8 * 1024;

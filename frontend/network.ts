@@ -1,13 +1,25 @@
 /**
- * API calls seen from the page: fetch and XMLHttpRequest become "api" events keyed like the
- * backend's requests, and calls to `tracePropagationTargets` carry a W3C `traceparent`.
+ * Calls seen from the page: fetch and XMLHttpRequest to the app's own API (same origin or a
+ * `tracePropagationTargets` match) become "api" events keyed like the backend's requests; other
+ * calls (analytics, maps, payment scripts) become dependencies, component "http-client", keyed
+ * with their host as the backend keys its outgoing calls. Calls to the targets carry a `traceparent`.
  */
-import { endpointKey, serverTimingAppMs, serverTimingTraceId, traceTargetMatches } from "./routes";
+import {
+  endpointKey,
+  outgoingKey,
+  serverTimingAppMs,
+  serverTimingTraceId,
+  traceTargetMatches,
+} from "./routes";
 import type { Emit, OnStop, TraceTarget } from "./types";
 import { errorName, g, isoNow, now, parseTraceparent, randomHex, safely } from "./util";
 
 const BODY_TIMEOUT_MS = 30_000;
 const TRACEPARENT = "traceparent";
+// The components of the app's own API calls and of calls to other services, as the monitor
+// names them (ENDPOINT_COMPONENTS and OUTGOING_COMPONENT in its vocabulary).
+const API_COMPONENT = "api";
+const OUTGOING_COMPONENT = "http-client";
 
 /** Reports the end of one call: HTTP status (0: none), Server-Timing, error name, opaque. */
 type EndCall = (status: number, timing?: string | null, error?: string, opaque?: boolean) => void;
@@ -47,7 +59,12 @@ export function captureNetwork(
     const sent = parsed || (propagated && !existing);
     const start = now();
     const timestamp = isoNow();
-    const action = endpointKey(method || "GET", url.pathname);
+    // The app's own API is keyed like the server's requests; a third party's call with its host.
+    const own = propagated || url.origin === g.location.origin;
+    const component = own ? API_COMPONENT : OUTGOING_COMPONENT;
+    const action = own
+      ? endpointKey(method || "GET", url.pathname)
+      : outgoingKey(method || "GET", url);
     return {
       header: propagated && !existing ? `00-${traceId}-${spanId}-${sampled ? "01" : "00"}` : null,
       end: (status, timing, error, opaque) => {
@@ -60,7 +77,7 @@ export function captureNetwork(
         };
         if (error) details.error = error;
         if (opaque) details.opaque = true;
-        emit("api", action, {
+        emit(component, action, {
           timestamp,
           duration_ms: now() - start,
           status: error || status >= 500 || (!status && !opaque) ? "error" : "success",

@@ -29,6 +29,21 @@ export function endpointKey(method: string, path: string): string {
   return method.toUpperCase() + " " + normalizeRoute(path);
 }
 
+/**
+ * The key of a call to another service, with the host it went to, like `outgoing_key` in
+ * backend_logging_config.py: "POST www.google-analytics.com/g/collect" (host lowercased, no
+ * credentials, the scheme's default port dropped). A URL without a valid host gives the path alone.
+ */
+export function outgoingKey(method: string, url: string | URL): string {
+  let host = "";
+  try {
+    host = new URL(url).host;
+  } catch {
+    // A relative URL or a malformed host (e.g. a port that is not a number): the path alone.
+  }
+  return method.toUpperCase() + " " + host + normalizeRoute(String(url));
+}
+
 /** Parses the `dur` of the `app` entry of a Server-Timing header, e.g. "app;dur=12.5". */
 export function serverTimingAppMs(header?: string | null): number | null {
   // The `dur` param of the first `app` entry that has one (entries are split at commas).

@@ -24,7 +24,11 @@ export type TraceTarget = string | RegExp;
 export interface LiveMonitorOptions {
   /** Monitor base URL, e.g. "http://localhost:5001". Default: where this script came from. */
   endpoint?: string;
-  /** Requests that get a `traceparent` header. Default: same-origin requests only. */
+  /**
+   * Requests that get a `traceparent` header. Default: same-origin requests only. These and
+   * same-origin requests are the app's API ("api" events); other calls (analytics, maps) are
+   * reported as dependencies: component "http-client", keyed with their host.
+   */
   tracePropagationTargets?: TraceTarget[];
   /** Share of page sessions (0..1) whose API calls are reported. Default 1. */
   sampleRate?: number;

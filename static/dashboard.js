@@ -546,7 +546,9 @@
     // and count as the app's frontend.
     const capture = Object.fromEntries(LOGGER_CAPTURES_OFF.map((kind) => [kind, false]));
     try {
-      logger.initLiveMonitor({ endpoint: config.api, capture });
+      // The monitor's API is this page's own API even on another origin (a dashboard opened
+      // from disk): listed as a trace target, its calls stay "api" calls, not dependencies.
+      logger.initLiveMonitor({ endpoint: config.api, capture, tracePropagationTargets: [config.api] });
     } catch (error) {
       console.warn("Live Execution Monitor: the browser logger did not start:", error && error.message);
     }

@@ -23,6 +23,9 @@ from tests.helpers import PARENT, ROOT, TRACE, FakeMonitor, Recorder
 pytestmark = pytest.mark.usefixtures("restore_logging_globals")
 
 ROUTE_KEYS = json.loads((ROOT / "tests" / "fixtures" / "route_keys.json").read_text())
+# Shared with the browser logger's test (tests/frontend/routes.test.mjs): a page's third-party
+# calls are keyed like the backend's outgoing calls.
+OUTGOING_KEYS = json.loads((ROOT / "tests" / "fixtures" / "outgoing_keys.json").read_text())["outgoing"]
 
 
 # -- route keys and import ------------------------------------------------------------------
@@ -55,23 +58,7 @@ def test_route_key_turns_a_servers_template_into_the_shared_key(template: str, k
     assert blc.route_key(template) == key
 
 
-@pytest.mark.parametrize(
-    ("method", "url", "key"),
-    [
-        (
-            "get",
-            "https://payments.example.com/v1/charges/ch_3Nabc123XYZ",
-            "GET payments.example.com/v1/charges/:id",
-        ),
-        ("POST", "HTTPS://Payments.Example.COM:443/v1/charges?x=1", "POST payments.example.com/v1/charges"),
-        ("GET", "http://inventory.internal:80/items/42", "GET inventory.internal/items/:id"),
-        ("GET", "https://inventory.internal:8443/items/42", "GET inventory.internal:8443/items/:id"),
-        ("GET", "http://user:secret@api.example.com/a", "GET api.example.com/a"),
-        ("GET", "http://[::1]:9000/a", "GET [::1]:9000/a"),
-        ("GET", "/relative/7", "GET /relative/:id"),
-        ("GET", "http://api.example.com:port/a", "GET /a"),
-    ],
-)
+@pytest.mark.parametrize(("method", "url", "key"), OUTGOING_KEYS)
 def test_outgoing_key_keeps_the_host_an_outgoing_call_went_to(method: str, url: str, key: str) -> None:
     assert blc.outgoing_key(method, url) == key
 

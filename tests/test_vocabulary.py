@@ -176,3 +176,17 @@ def test_the_clients_post_to_the_api_path_the_monitor_serves():
     assert re.search(r'^const INGEST_PATH = "([^"]+)";$', logger, re.M)[1] == vocabulary.EVENTS_PATH
     dashboard = (STATIC / "dashboard.js").read_text()
     assert re.search(r'const API_PATH = "([^"]+)";', dashboard)[1] == API
+
+
+def test_the_browser_logger_names_api_calls_and_dependencies_as_the_monitor_does():
+    """The logger's fetch/XHR events meet the server's requests only as ``api`` events, and its
+    third-party calls are dependencies only under the backend's outgoing-call component."""
+    network = (STATIC.parent / "frontend" / "network.ts").read_text()
+    assert (
+        re.search(r'^const API_COMPONENT = "([^"]+)";$', network, re.M)[1]
+        == vocabulary.ENDPOINT_COMPONENTS["frontend"]
+    )
+    assert (
+        re.search(r'^const OUTGOING_COMPONENT = "([^"]+)";$', network, re.M)[1]
+        == vocabulary.OUTGOING_COMPONENT
+    )

@@ -62,9 +62,8 @@ test("a traced fetch carries a traceparent and its event the same ids", async ()
   );
   assert.equal(otherReq.headers.get("traceparent"), null, "no traceparent outside the targets");
 
-  const events = await apiEvents(2);
-  const tracedEvent = events.find((e) => e.action === "POST /api/orders/:id");
-  const otherEvent = events.find((e) => e.action === "GET /api/users/:id");
+  const [tracedEvent] = await apiEvents(1);
+  const otherEvent = (await env.events()).find((e) => e.component === "http-client");
   assert.equal(tracedEvent.action, "POST /api/orders/:id");
   assert.equal(tracedEvent.status, "success");
   assert.equal(tracedEvent.trace_id, match[1]);
@@ -76,7 +75,7 @@ test("a traced fetch carries a traceparent and its event the same ids", async ()
   assert.equal(tracedEvent.sample_rate, undefined, "every session reports: no sample rate");
   assert.equal(tracedEvent.parent_span_id, undefined, "the call starts the trace");
   assert.equal(typeof tracedEvent.duration_ms, "number");
-  assert.equal(otherEvent.action, "GET /api/users/:id");
+  assert.equal(otherEvent.action, "GET other.test/api/users/:id", "another origin: a dependency");
   assert.equal(otherEvent.trace_id, undefined);
   assert.equal(otherEvent.details.backend_ms, null);
 });
@@ -99,6 +98,42 @@ test("by default only same-origin requests are traced; RegExp and path targets w
   assert.match(api.headers.get("traceparent"), TRACEPARENT);
   assert.equal(api.headers.get("x-keep"), "1", "the page's own headers survive");
   assert.equal(css.headers.get("traceparent"), null);
+});
+
+test("third-party calls are dependencies keyed with their host; same-origin calls stay api", async (t) => {
+  t.mock.method(Math, "random", () => 0.2); // a sampled session: rates and statuses as for api
+  start(
+    { sampleRate: 0.5, tracePropagationTargets: ["https://api.example.com"] },
+    { route: async (url) => new Response(null, { status: url.includes("/boom") ? 503 : 204 }) },
+  );
+  await fetch("https://www.google-analytics.com/g/collect?v=2&cid=1.2", { method: "POST" });
+  const xhr = new XMLHttpRequest();
+  xhr.open("GET", "https://Maps.Example.com:443/tiles/12/2048/1361.png");
+  xhr.send();
+  await fetch("https://sentry.example.com/boom");
+  await fetch("/api/orders/7");
+  await fetch("https://api.example.com/v1/users/42");
+  await waitFor(() => monitor.stats().queued === 5, { what: "5 queued events" });
+  await monitor.flush();
+  const events = await env.events();
+  events.forEach((e) => assertExecutionEvent(assert, e));
+  assert.deepEqual(events.map((e) => [e.component, e.action, e.status, e.sample_rate]).sort(), [
+    ["api", "GET /api/orders/:id", "success", 0.5],
+    ["api", "GET /v1/users/:id", "success", 0.5],
+    ["http-client", "GET maps.example.com/tiles/:id/:id/1361.png", "success", 0.5],
+    ["http-client", "GET sentry.example.com/boom", "error", 0.5],
+    ["http-client", "POST www.google-analytics.com/g/collect", "success", 0.5],
+  ]);
+  const analytics = events.find((e) => e.action.startsWith("POST www.google"));
+  assert.equal(analytics.details.http_status, 204);
+  assert.equal(analytics.details.url_origin, "https://www.google-analytics.com");
+  const traced = env.pageRequests.filter((r) => r.kind === "fetch" && r.headers.get("traceparent"));
+  assert.deepEqual(
+    traced.map((r) => r.url),
+    ["https://api.example.com/v1/users/42"],
+    "only the trace targets carry a traceparent",
+  );
+  assert.equal(env.pageRequests.find((r) => r.kind === "xhr").headers.traceparent, undefined);
 });
 
 test("a rejected fetch still rejects for the page; its event has http_status 0", async () => {

@@ -27,6 +27,12 @@ export function routeFixture() {
   return JSON.parse(readFileSync(path, "utf8"));
 }
 
+/** The shared table of outgoing-call keys ([method, url, key]), read by the Python side too. */
+export function outgoingFixture() {
+  const path = fileURLToPath(new URL("../fixtures/outgoing_keys.json", import.meta.url));
+  return JSON.parse(readFileSync(path, "utf8")).outgoing;
+}
+
 /** An Event whose `target` is a fake element, as a real click or submit would have. */
 export class TargetedEvent extends Event {
   constructor(type, target, init = {}) {
