@@ -29,9 +29,10 @@ WORKS: Final[tuple[Work, ...]] = get_args(Work)
 # Endpoint events: how the two sides meet. A server request and a browser API call of the same
 # endpoint share the key "METHOD /route".
 ENDPOINT_COMPONENTS: Final[Mapping[Service, str]] = {"backend": "http", "frontend": "api"}
-# A backend's own outgoing HTTP calls (to a payment provider, another service): the backend's
-# dependencies, keyed with their host ("GET payments.example.com/v1/charges/:id"), never
-# compared with the browser's calls.
+# Calls to other services: a backend's outgoing HTTP calls (to a payment provider), and a
+# browser's calls to third parties (analytics, maps: neither same-origin nor a trace target).
+# Each side's dependencies, keyed with their host ("GET payments.example.com/v1/charges/:id"),
+# never compared with the other side.
 OUTGOING_COMPONENT: Final = "http-client"
 
 # The REST API's paths.

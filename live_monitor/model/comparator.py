@@ -46,7 +46,7 @@ __all__ = [
 API_CALLS: Literal["API calls"] = "API calls"
 OPERATIONS: Literal["operations"] = "operations"
 ONE_SIDED: Literal["none: one side has no API calls"] = "none: one side has no API calls"
-# A backend's outgoing calls to other services: dependencies, never compared with browser calls.
+# Calls to other services (a backend's outgoing calls, a browser's third-party calls): dependencies, never compared.
 DEPENDENCY_COMPONENTS = frozenset({OUTGOING_COMPONENT})
 # A server request is a page or an asset (not an API call) when its path is "/", lies under one
 # of these first segments, or ends in one of these extensions -- unless the browser calls it too.
