@@ -55,8 +55,6 @@ ASSET_EXTENSIONS = frozenset(
     "html htm js mjs cjs css map ico png jpg jpeg gif svg webp avif bmp woff woff2 ttf otf eot "
     "txt xml webmanifest wasm mp3 mp4 webm pdf".split()
 )
-TAIL_MIN_SAMPLES = 20  # calls (or joined pairs) before a p95 means more than the largest few
-P99_MIN_SAMPLES = 100  # calls before the p99 is judged too
 
 
 def is_page_or_asset(key: str) -> bool:
@@ -644,28 +642,28 @@ class _Tail:
 
 def _tail(be: Aggregate, fe: Aggregate, pairs: LatencySketch | None, t: Thresholds) -> _Tail | None:
     """The gaps of requests joined by trace id when there are enough, else browser minus server
-    quantiles; None on fewer than ``TAIL_MIN_SAMPLES`` calls."""
+    quantiles; None on fewer than ``tail_min_samples`` calls."""
     low = t.endpoint_tail_gap_ms[0]
-    if pairs is not None and pairs.count >= TAIL_MIN_SAMPLES:
+    if pairs is not None and pairs.count >= t.tail_min_samples:
         p50, p95, p99 = pairs.quantiles((0.5, 0.95, 0.99))
         n = pairs.count
         return _Tail(
             p50 or 0.0,
             p95 or 0.0,
-            p99 if n >= P99_MIN_SAMPLES else None,
+            p99 if n >= t.p99_min_samples else None,
             pairs.count_above(low),
             n,
             f"{n:,} requests joined by trace id",
         )
     n = min(be.timed.count, fe.timed.count)
-    if n < TAIL_MIN_SAMPLES:
+    if n < t.tail_min_samples:
         return None
     b50, b95, b99 = (v or 0.0 for v in be.timed.quantiles((0.5, 0.95, 0.99)))
     f50, f95, f99 = (v or 0.0 for v in fe.timed.quantiles((0.5, 0.95, 0.99)))
     return _Tail(
         f50 - b50,
         f95 - b95,
-        f99 - b99 if n >= P99_MIN_SAMPLES else None,
+        f99 - b99 if n >= t.p99_min_samples else None,
         fe.timed.count_above(b95 + low),
         fe.timed.count,
         "quantiles per endpoint",

@@ -29,6 +29,8 @@ HELP = {
     "endpoint_tail_gap_ms": "Endpoint, median fine: browser minus server p95 gap in ms (half the p99 gap on 100+ calls).",
     "endpoint_activity_pct": "Endpoint: calls counted apart, % of the smaller count.",
     "pattern_share_pct": "Service: share of the browser's API calls to endpoints the backend never saw, %.",
+    "tail_min_samples": "Endpoint: calls (or joined requests) before its p95 is judged, more than its largest few.",
+    "p99_min_samples": "Endpoint: calls (or joined requests) before its p99 is judged too.",
     "confidence_level": "How sure a test must be that an error-rate, average-duration or sampled-count gap is not chance.",
 }
 
@@ -52,7 +54,8 @@ class Thresholds:
     is flagged on fewer than ``min_samples`` events on each side. An error-rate gap is
     flagged only when a two-proportion test says, at ``confidence_level``, it is not chance.
     A tail gap (``endpoint_tail_gap_ms``) is the browser-minus-server p95 of an endpoint whose
-    median is fine; its p99 (on 100+ calls) must reach twice these levels.
+    median is fine, judged from ``tail_min_samples`` calls; its p99 (from ``p99_min_samples``)
+    must reach twice these levels.
     """
 
     min_samples: int = 10
@@ -66,6 +69,8 @@ class Thresholds:
     endpoint_tail_gap_ms: Levels = (500.0, 1000.0, 2000.0)
     endpoint_activity_pct: Levels = (25.0, 50.0, 100.0)
     pattern_share_pct: Levels = (5.0, 15.0, 30.0)
+    tail_min_samples: int = 20
+    p99_min_samples: int = 100
     confidence_level: float = 0.95
 
     @classmethod
@@ -82,9 +87,9 @@ class Thresholds:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "min_samples":
+            if f.name in ("min_samples", "tail_min_samples", "p99_min_samples"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError("min_samples must be a whole number >= 1")
+                    raise ValueError(f"{f.name} must be a whole number >= 1")
             elif f.name == "confidence_level":
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.5 <= value < 1:
                     raise ValueError("confidence_level must be a number from 0.5 to below 1 (e.g. 0.95)")
