@@ -42,7 +42,8 @@ STREAM_PATH: Final = f"{API}/stream"
 STATUS_PATH: Final = f"{API}/status"
 OTLP_TRACES_PATH: Final = "/v1/traces"
 OTLP_LOGS_PATH: Final = "/v1/logs"
-HEALTH_PATH: Final = "/health"  # liveness
+HEALTH_PATH: Final = "/health"  # liveness: 200 while the process serves
+READY_PATH: Final = "/ready"  # readiness: 200 while the store answers, else 503
 METRICS_PATH: Final = "/metrics"  # Prometheus
 OPENAPI_PATH: Final = "/api/openapi.json"
 

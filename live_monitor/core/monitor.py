@@ -71,6 +71,8 @@ class LiveExecutionMonitor:
         self._tick = threading.Condition()
         self._tick_number = 0
         self.draining = False
+        self.self_events_dropped = 0  # own API calls not recorded because the store was down
+        self._dropped_lock = threading.Lock()
         self.journal: EventJournal | None = None
         if s["persist"]:
             self.journal = EventJournal(s["persist"], keep=s["max_events"])
@@ -198,15 +200,32 @@ class LiveExecutionMonitor:
         self._key_by_routes(batch)
         self.store.add(batch)
 
+    def record_own(self, event: ExecutionEvent) -> None:
+        """Record one of the monitor's own API calls, a side effect that must never change the
+        call's answer: while the store is down the event is dropped and counted instead."""
+        try:
+            self.record(event)
+        except StoreUnavailable:
+            with self._dropped_lock:
+                self.self_events_dropped += 1
+
+    def ready(self) -> None:
+        """Readiness: one round trip to the store; raises StoreUnavailable while it is down."""
+        self.store.monitoring_state()
+
     # --- periodic work -------------------------------------------------------------------
 
     def _on_tick(self, sample: dict[str, Any]) -> None:
-        counts = self.store.take_tick_counts()
-        self.activity.append({"timestamp": sample["timestamp"], **counts})
-        self.differences()
-        with self._tick:
-            self._tick_number += 1
-            self._tick.notify_all()
+        """After each sample: an activity point and the differences; open streams are woken
+        even when the store is down (they end with a retry hint then)."""
+        try:
+            counts = self.store.take_tick_counts()
+            self.activity.append({"timestamp": sample["timestamp"], **counts})
+            self.differences()
+        finally:
+            with self._tick:
+                self._tick_number += 1
+                self._tick.notify_all()
 
     def wait_for_tick(self, after: int, timeout: float) -> int:
         """Block until a tick newer than ``after`` (or timeout); returns the tick number."""
@@ -263,6 +282,7 @@ class LiveExecutionMonitor:
             "backend_events": counts["totals"]["backend"],
             "frontend_events": counts["totals"]["frontend"],
             "differences_found": len(self.differences()),
+            "self_events_dropped": self.self_events_dropped,
             **counts,
         }
 

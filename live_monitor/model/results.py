@@ -217,6 +217,7 @@ class StatusAnswer(TypedDict):
     evicted_by_service: dict[Service, int]
     restored: int
     self_events: int
+    self_events_dropped: int  # this process's own API calls not recorded: the store was down
     stored: dict[Service, int]
     totals: dict[Service, int]
     otlp: dict[Literal["traces", "logs"], OtlpSignalStatus]  # both transports together

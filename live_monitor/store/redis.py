@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -149,6 +150,7 @@ class RedisEventStore:
         self._cache: tuple[float, PairStats] | None = None
         self._last_totals: dict[str, int] | None = None
         self._lock = threading.Lock()
+        self._pending_rejects: Counter[str] = Counter()  # refusals not yet written: Redis was down
 
     def _stream(self, service: str) -> str:
         return f"{self._p}:events:{service}"
@@ -200,6 +202,7 @@ class RedisEventStore:
         ops = _stat_ops(batch) + _tally_ops(tallies)
         self._call(lambda: self._write(bucket, backend, frontend, sides, ops, now, own))
         self._cache = None
+        self._flush_rejects()
         return len(events)
 
     def _pair(self, traced: list[ExecutionEvent], now: float) -> list[tuple[str, float]]:
@@ -249,17 +252,29 @@ class RedisEventStore:
         self._ingest(keys=keys, args=args)
 
     def reject(self, reasons: Iterable[str]) -> None:
-        """Count refused events by reason (best effort while Redis is down)."""
-        reasons = list(reasons)
+        """Count refused events by reason. While Redis is down the refusals are kept here and
+        written with the next write or read that reaches it, so the counters still balance."""
+        with self._lock:
+            self._pending_rejects.update(reason[:200] for reason in reasons)
+        self._flush_rejects()
+
+    def _flush_rejects(self) -> None:
+        """Write the refusals kept here in one transaction; kept again when Redis is down."""
+        with self._lock:
+            pending, self._pending_rejects = self._pending_rejects, Counter()
+        if not pending:
+            return
+        total = pending.total()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hincrby(f"{self._p}:counters", "received", len(reasons))
-        pipe.hincrby(f"{self._p}:counters", "rejected", len(reasons))
-        for reason in reasons:
-            pipe.hincrby(f"{self._p}:rejected", reason[:200], 1)
+        pipe.hincrby(f"{self._p}:counters", "received", total)
+        pipe.hincrby(f"{self._p}:counters", "rejected", total)
+        for reason, count in pending.items():
+            pipe.hincrby(f"{self._p}:rejected", reason, count)
         try:
             pipe.execute()
         except redis.RedisError:
-            pass
+            with self._lock:
+                self._pending_rejects.update(pending)
 
     def restore(self, events: Iterable[ExecutionEvent]) -> int:
         """Not used with Redis: Redis keeps the events itself."""
@@ -335,6 +350,7 @@ class RedisEventStore:
 
     def counts(self) -> dict[str, Any]:
         """Ingest counters shared by every process, in EventStore.counts()'s shape."""
+        self._flush_rejects()  # refusals kept while Redis was down count from now on
 
         def read() -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)

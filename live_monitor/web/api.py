@@ -18,10 +18,12 @@ from flask.blueprints import BlueprintSetupState
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import public_view
 from live_monitor.install import DASHBOARD, ROOT
+from live_monitor.store import StoreUnavailable
 from live_monitor.vocabulary import (
     API,
     HEALTH_PATH,
     OPENAPI_PATH,
+    READY_PATH,
     SEVERITIES,
     STATUS_PATH,
     STREAM_PATH,
@@ -32,6 +34,7 @@ from live_monitor.web.errors import ApiError
 from live_monitor.web.openapi import FALSE_WORDS, TRUE_WORDS, openapi, query_bounds
 
 bp = Blueprint("monitor", __name__)
+STREAM_RETRY_MS = 2000  # how long a browser waits before it reconnects a stream that ended
 
 
 def _monitor() -> LiveExecutionMonitor:
@@ -63,7 +66,21 @@ def openapi_json() -> Response:
 
 @bp.get(HEALTH_PATH)
 def health() -> Response:
-    return jsonify(status="ok", monitoring=_monitor().monitoring)
+    """Liveness: 200 while the process serves, even while the store is down (then
+    ``monitoring`` is null: the shared state cannot be read), so nothing restarts a monitor
+    that recovers by itself."""
+    try:
+        monitoring: bool | None = _monitor().monitoring
+    except StoreUnavailable:
+        monitoring = None
+    return jsonify(status="ok", monitoring=monitoring)
+
+
+@bp.get(READY_PATH)
+def ready() -> Response:
+    """Readiness: 200 when the store answers; 503 with Retry-After while it is unreachable."""
+    _monitor().ready()
+    return jsonify(status="ready")
 
 
 @bp.post(f"{API}/start")
@@ -127,6 +144,7 @@ def config() -> Response:
 @bp.get(STREAM_PATH)
 def stream() -> Response:
     streams: threading.Semaphore = current_app.extensions["live_monitor.streams"]
+    _monitor().ready()  # a store that is down: 503 with Retry-After before the stream opens
     if not streams.acquire(blocking=False):
         raise ApiError(503, "too many live streams open; poll /data instead", {"Retry-After": "5"})
     response = Response(
@@ -162,9 +180,21 @@ def _bool_arg(name: str, default: bool) -> bool:
 
 
 def _sse(monitor: LiveExecutionMonitor) -> Iterator[str]:
-    """Server-Sent Events: new events and the current differences after every tick."""
+    """Server-Sent Events: new events and the current differences after every tick.
+
+    When the store becomes unreachable the stream ends cleanly with a retry hint: the browser's
+    EventSource reconnects after it and gets a 503 until the store is back.
+    """
+    try:
+        yield from _sse_events(monitor)
+    except StoreUnavailable:
+        yield f"retry: {STREAM_RETRY_MS}\n: the store is unreachable; reconnect later\n\n"
+
+
+def _sse_events(monitor: LiveExecutionMonitor) -> Iterator[str]:
+    """The stream's events until the server drains; raises StoreUnavailable."""
     seq, tick = monitor.store.seq, -1
-    yield "retry: 2000\n\n"
+    yield f"retry: {STREAM_RETRY_MS}\n\n"
     while not monitor.draining:
         wait = 15.0 if monitor.monitoring else monitor.settings["interval"]
         new_tick = monitor.wait_for_tick(tick, wait)

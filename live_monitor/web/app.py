@@ -8,6 +8,7 @@ web.metrics); POST /events is answered below Flask (web.ingest).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,7 @@ from live_monitor.web.errors import error_answer
 from live_monitor.web.ingest import IngestApp
 
 __all__ = ["create_app"]
+log = logging.getLogger("live_execution_monitor")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -98,14 +100,22 @@ def _guard() -> None:
 
 
 def _after(response: Response) -> Response:
-    """After every request: security headers, and the monitor's own API calls recorded."""
+    """After every request: security headers, and the monitor's own API calls recorded.
+
+    Recording is a side effect that never changes the answer: while the store is down the
+    call is dropped and counted (``self_events_dropped`` in /status); anything else goes to
+    the log, and the client still gets the answer the route gave.
+    """
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     if response.mimetype == "text/html":
         response.headers["Content-Security-Policy"] = CSP
     if current_app.config["LIVE_MONITOR_SETTINGS"]["self_monitor"] and _self_monitored(
         request.method, request.path
     ):
-        current_app.extensions["live_monitor"].record(_own_call(response.status_code))
+        try:
+            current_app.extensions["live_monitor"].record_own(_own_call(response.status_code))
+        except Exception:  # noqa: BLE001 - a side effect must not turn the answer into a 500
+            log.exception("recording %s %s as self-monitoring failed", request.method, request.path)
     return response
 
 

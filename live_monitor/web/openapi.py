@@ -29,6 +29,7 @@ from live_monitor.vocabulary import (
     HEALTH_PATH,
     METRICS_PATH,
     OPENAPI_PATH,
+    READY_PATH,
     SEVERITIES,
     STATUS_PATH,
     STREAM_PATH,
@@ -209,8 +210,15 @@ def _components(limits: _Limits) -> dict[str, Any]:
         "Health": {
             "type": "object",
             "required": ["status", "monitoring"],
-            "properties": {"status": {"const": "ok"}, "monitoring": {"type": "boolean"}},
+            "properties": {
+                "status": {"const": "ok"},
+                "monitoring": {
+                    "type": ["boolean", "null"],
+                    "description": "null while the store is unreachable",
+                },
+            },
         },
+        "Ready": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ready"}}},
         "Config": {
             "type": "object",
             "required": ["settings", "thresholds"],
@@ -313,7 +321,20 @@ def _document(limits: _Limits) -> dict[str, Any]:
         ingest["security"] = [{"bearer": []}, {"ingestKey": []}]
     switch = _json(_ref("Switch"), "the monitoring state")
     paths = {
-        HEALTH_PATH: {"get": _operation("Liveness", _json(_ref("Health"), "alive"), secured=False)},
+        HEALTH_PATH: {
+            "get": _operation(
+                "Liveness: 200 while the process serves, even while the store is down",
+                _json(_ref("Health"), "alive"),
+                secured=False,
+            )
+        },
+        READY_PATH: {
+            "get": _operation(
+                "Readiness: 200 when the store answers, 503 with Retry-After while it is unreachable",
+                _json(_ref("Ready"), "ready to serve"),
+                secured=False,
+            )
+        },
         OPENAPI_PATH: {
             "get": _operation("This document", _json({"type": "object"}, "OpenAPI 3.1"), secured=False)
         },
