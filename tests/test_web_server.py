@@ -249,9 +249,9 @@ def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]
 
 def test_requests_the_server_refuses_get_the_json_error_of_every_other_answer(start_monitor):
     with start_monitor("--no-self-monitor", "--max-body-bytes", "2000") as server:
-        start = b"POST /api/live-execution/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        start = b"POST /api/live-execution/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         cases = [
-            (start + b"Content-Length: 5000\r\n\r\n" + b" " * 5000, 413, "over the 2,000-byte limit"),
+            (start + b"Content-Length: 5000\r\n\r\n" + b" " * 5000, 413, "at most 2,000 bytes"),
             (
                 start + b"Transfer-Encoding: chunked\r\n\r\n1000\r\n" + b" " * 4096 + b"\r\n0\r\n\r\n",
                 413,

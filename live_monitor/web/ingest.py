@@ -94,13 +94,8 @@ class IngestApp:
             ("Content-Length", str(len(body))),
             ("X-Content-Type-Options", "nosniff"),
             *extra.items(),
+            *cors_headers(self.access, origin),
         ]
-        if origin and self.access.origin_allowed(origin):
-            headers += [
-                ("Access-Control-Allow-Origin", origin),
-                ("Access-Control-Expose-Headers", ", ".join(EXPOSED_HEADERS)),
-                ("Vary", "Origin"),
-            ]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [body]
 
@@ -134,6 +129,18 @@ class IngestApp:
         if mimetype not in JSON_TYPES:
             raise ApiError(415, "send the events as JSON with Content-Type: application/json")
         return read_wsgi_body(environ, self.limit)
+
+
+def cors_headers(access: Access, origin: str | None) -> list[tuple[str, str]]:
+    """The CORS headers of an answer to a request from ``origin``, as flask-cors gives Flask's
+    answers: none unless the origin is allowed (--cors-origins)."""
+    if not origin or not access.origin_allowed(origin):
+        return []
+    return [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Expose-Headers", ", ".join(EXPOSED_HEADERS)),
+        ("Vary", "Origin"),
+    ]
 
 
 def _header_reader(environ: Mapping[str, Any]) -> Header:

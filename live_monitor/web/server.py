@@ -7,6 +7,9 @@ port (``--otlp-grpc-port``); ``--workers N`` starts N such processes on the same
 On SIGTERM or Ctrl-C the server answers new requests with 503 and ``Retry-After``
 for a short grace period, lets the requests in flight finish and flushes their responses,
 then stops listening: a client sees a response or a 503, never a reset.
+
+A body over --max-body-bytes is read and thrown away before the 413 (``_Parser``), so a client
+still sending it reads the answer rather than a reset.
 """
 
 from __future__ import annotations
@@ -27,17 +30,130 @@ from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.store.journal import JournalError
+from live_monitor.vocabulary import OTLP_LOGS_PATH, OTLP_TRACES_PATH, is_own_path
+from live_monitor.web.access import Access
 from live_monitor.web.app import create_app
+from live_monitor.web.ingest import cors_headers
 from live_monitor.web.otlp_grpc import OtlpGrpcServer, port_taken
 
 GRACE_SECONDS = 1.0
 DRAIN_SECONDS = 10.0
 GIL_SWITCH_INTERVAL_S = 0.02
+# A body over --max-body-bytes is read and thrown away, up to this many bytes beyond the limit
+# and for this long (a lingering close, as nginx's lingering_time), so that its sender reads the
+# 413; past either the 413 is sent at once and the connection closed (the kernel resets it if
+# the client is still sending).
+DISCARD_BYTES = 64 * 1_048_576
+DISCARD_SECONDS = 30.0
+
+
+class _Sink:
+    """A body buffer that keeps nothing: the chunks of a body being thrown away go here."""
+
+    def append(self, data: bytes) -> None:
+        """Forget ``data``."""
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+
+class _Parser(HTTPRequestParser):
+    """waitress's request parser, except that a body over the limit is read and thrown away.
+
+    waitress refuses such a body as soon as it knows, answers 413 and closes the connection with
+    the rest of the body unread; the kernel then resets the connection, and a client still
+    sending (any client not using ``Expect: 100-continue``) never reads the answer. Here the
+    body is read to its end and discarded (within DISCARD_BYTES and DISCARD_SECONDS), then the
+    request goes to the app with its length and no bytes: every route refuses a length over
+    --max-body-bytes with its own 413 (JSON, protobuf for a protobuf OTLP export; CORS headers
+    for an allowed Origin), and the connection closes after that answer. A client expecting
+    ``100-continue`` gets the 413 at once, without the body.
+    """
+
+    expect_continue: bool  # waitress's, typed here
+    discarding = False
+    deadline = 0.0
+
+    def received(self, data: bytes) -> int:
+        """Feed ``data`` to the request; the bytes consumed (see HTTPRequestParser.received)."""
+        if self.discarding:
+            return self._discard(data)
+        consumed: int = super().received(data)
+        if isinstance(self.error, RequestEntityTooLarge):
+            self._refuse()
+        return consumed
+
+    def _refuse(self) -> None:
+        """The body is over the limit: hand the request over at once when the client waits for a
+        100 Continue (it gets the 413 instead) or the chunked body has just ended, else discard
+        the body first; keep waitress's 413 and close when its length is beyond reading."""
+        expecting = self.expect_continue
+        self.expect_continue = False  # waitress would send a 100 Continue for it
+        receiver = self._receiver()
+        if expecting or (self.chunked and receiver.completed):
+            self._hand_over()
+        elif self.chunked and receiver.error is None:
+            self._start_discarding()
+            receiver.buf.close()  # what the receiver held is freed, and it reads on
+            receiver.buf = _Sink()
+        elif not self.chunked and self.content_length <= self._longest_read():
+            self._start_discarding()
+
+    def _longest_read(self) -> int:
+        """The longest refused body read to its end: DISCARD_BYTES beyond --max-body-bytes."""
+        limit: int = self.adj.max_request_body_size - 1  # see WaitressServer
+        return limit + DISCARD_BYTES
+
+    def _start_discarding(self) -> None:
+        self.error, self.completed, self.discarding = None, False, True
+        self.deadline = time.monotonic() + DISCARD_SECONDS
+
+    def _discard(self, data: bytes) -> int:
+        """Read ``data`` of the refused body and throw it away; the bytes consumed."""
+        if self.chunked:
+            receiver = self._receiver()
+            consumed = receiver.received(data)
+            ended, broken = receiver.completed, receiver.error is not None
+        else:
+            consumed = min(len(data), self.content_length - self.body_bytes_received)
+            ended, broken = self.body_bytes_received + consumed == self.content_length, False
+        self.body_bytes_received += consumed
+        if ended:
+            self._hand_over()
+        elif broken or self.body_bytes_received > self._longest_read() or time.monotonic() > self.deadline:
+            return self._give_up(len(data))
+        return consumed
+
+    def _give_up(self, consumed: int) -> int:
+        """Stop reading: waitress's own 413 (``_JsonErrorTask``), then the connection closes;
+        the rest of ``data`` counts as consumed, so it is not read as a next request."""
+        limit = self.adj.max_request_body_size
+        self.error = RequestEntityTooLarge(f"exceeds max_body of {limit}")
+        self.discarding, self.completed = False, True
+        return consumed
+
+    def _hand_over(self) -> None:
+        """Complete the request without its body: its length (over the limit) tells the app
+        to answer 413, and the connection closes after the answer."""
+        if self.chunked:  # what was read of it: over the limit, as waitress counts
+            self.headers["CONTENT_LENGTH"] = str(self.body_bytes_received)
+        self.headers["CONNECTION"] = "close"
+        receiver = self._receiver()
+        if receiver is not None:
+            receiver.getbuf().close()
+        self.body_rcv = None  # the app reads an empty body
+        self.error, self.discarding, self.completed = None, False, True
+
+    def _receiver(self) -> Any:
+        """waitress's receiver of the body (fixed length or chunked), None without a body."""
+        return self.body_rcv
 
 
 class _JsonErrorTask(ErrorTask):
@@ -49,19 +165,30 @@ class _JsonErrorTask(ErrorTask):
         error = self.request.error
         message = f"{error.reason}: {error.body}"
         if error.code == 413:
-            limit = self.channel.server.adj.max_request_body_size
+            limit = self.channel.server.adj.max_request_body_size - 1  # see WaitressServer
             message = f"request body over the {limit:,}-byte limit (see --max-body-bytes)"
         body = json.dumps({"error": message}).encode() + b"\n"
         self.status = f"{error.code} {error.reason}"
         self.response_headers.extend(
             [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")]
         )
+        self.response_headers.extend(self._cors())
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
 
+    def _cors(self) -> list[tuple[str, str]]:
+        """The CORS headers the app would give this answer: on the routes where the app answers
+        CORS, for an allowed Origin."""
+        access: Access | None = getattr(self.channel.server, "access", None)
+        path = self.request.path or ""
+        if access is None or not (is_own_path(path) or path in (OTLP_TRACES_PATH, OTLP_LOGS_PATH)):
+            return []
+        return cors_headers(access, self.request.headers.get("ORIGIN"))
+
 
 class _Channel(HTTPChannel):
+    parser_class = _Parser
     error_task_class = _JsonErrorTask
 
 
@@ -83,13 +210,15 @@ class WaitressServer:
             **where,
             threads=threads,
             ident="live-execution-monitor",
-            max_request_body_size=max_body_bytes,
+            max_request_body_size=max_body_bytes + 1,  # waitress refuses a body of this size
             channel_timeout=30,
             connection_limit=200,
         )
+        access = getattr(app, "extensions", {}).get("live_monitor.access")  # the monitor's app
         for listener in [self._server, *self._server._map.values()]:  # one, or one per address
             if hasattr(listener, "channel_class"):
                 listener.channel_class = _Channel
+                listener.access = access
         self._stopping = threading.Event()
         self._signalled = False  # set by the signal handler, which must take no lock
         self.on_drain: Callable[[], None] | None = None
