@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 
 from live_monitor.model.events import (
     MAX_DETAILS_BYTES,
+    MAX_DETAILS_DEPTH,
     BatchError,
     ExecutionEvent,
     convert_event,
@@ -186,10 +188,34 @@ def test_deep_nesting_and_nan_are_refused_without_crashing():
         + b"}" * 10_000
         + b"}]"
     )
-    with pytest.raises(BatchError, match="recursion depth"):
-        decode_batch(deep)
+    result = decode_batch(deep)  # deeper than msgspec decodes: the event alone is refused
+    assert result.events == [] and result.errors == [
+        {"index": 0, "error": f"events[0].details: must nest at most {MAX_DETAILS_DEPTH} levels deep"}
+    ]
     with pytest.raises(BatchError):
         decode_batch(b'[{"service": "backend", "component": "a", "action": "b", "duration_ms": NaN}]')
+
+
+def test_details_nest_at_most_the_limit_whether_decoded_or_built_in_python():
+    base: dict[str, Any] = {"service": "backend", "component": "a", "action": "b"}
+    at_limit = {**base, "details": {"a": _levels(MAX_DETAILS_DEPTH - 1)}}
+    over = {**base, "details": {"a": _levels(MAX_DETAILS_DEPTH)}}
+    result = decode_batch(json.dumps([at_limit, over, at_limit]).encode())
+    assert result.accepted == 2
+    assert result.errors == [
+        {"index": 1, "error": f"events[1].details: must nest at most {MAX_DETAILS_DEPTH} levels deep"}
+    ]
+    assert ExecutionEvent(**at_limit).details == at_limit["details"]
+    with pytest.raises(ValueError, match="levels deep"):
+        ExecutionEvent(**over)
+
+
+def _levels(depth: int) -> object:
+    """A value of ``depth`` containers, lists and objects in turn, around 1."""
+    value: object = 1
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
 
 
 @pytest.mark.parametrize(
@@ -305,14 +331,23 @@ def test_the_recovered_path_keeps_per_event_errors_and_the_batch_limit():
         (b'[{"action": "\\ud83d", "duration_ms": NaN}]', "malformed JSON"),
         (b'[{"action": "\\ud83d"}, Infinity]', "malformed JSON"),
         (b'[{"action": "\\ud83d"}, {"a": "b"]', "malformed JSON"),
-        (b'[{"details": "\\udce9", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}]", "recursion depth"),
     ],
-    ids=["bad-hex-escape", "nan", "infinity", "unbalanced", "too-deep"],
+    ids=["bad-hex-escape", "nan", "infinity", "unbalanced"],
 )
 def test_a_body_still_broken_once_surrogates_are_replaced_is_refused_as_before(body, message):
     with pytest.raises(BatchError, match=message) as refused:
         decode_batch(body)
     assert "surrogate" not in str(refused.value) and "truncated" not in str(refused.value)  # the real fault
+
+
+def test_a_too_deep_event_beside_a_lone_surrogate_is_refused_alone_for_its_depth():
+    deep = b'{"details": "\\udce9", "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    kept = b'{"service": "backend", "component": "a", "action": "\\udce9"}'
+    result = decode_batch(b"[" + deep + b"," + kept + b"]")
+    assert [e.action for e in result.events] == ["\ufffd"]
+    assert result.errors == [
+        {"index": 0, "error": f"events[0].details: must nest at most {MAX_DETAILS_DEPTH} levels deep"}
+    ]
 
 
 # --- one time range for every form of timestamp --------------------------------------------------

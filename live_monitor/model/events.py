@@ -29,6 +29,10 @@ __all__ = [
 ]
 
 MAX_DETAILS_BYTES = 8 * 1024
+# How deep details may nest (the details object itself is level 1): far more than any client
+# needs, and far less than a recursive walk in Python or msgspec (about 1,000 frames) can take.
+MAX_DETAILS_DEPTH = 32
+TOO_DEEP = f"details: must nest at most {MAX_DETAILS_DEPTH} levels deep"
 MAX_BATCH_EVENTS = 1000
 FILTERED = "[Filtered]"
 
@@ -277,6 +281,7 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
             return BatchResult(events=events, errors=[])
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         pass
+    raw: list[msgspec.Raw] | _RawEnvelope | list[bytes | None]
     try:
         raw = raw_decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -286,8 +291,8 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
         if repaired is not body:
             return decode_batch(repaired, max_events)
         raise BatchError(f"malformed JSON: {exc}") from None
-    except RecursionError as exc:
-        raise BatchError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raw = _shallow_items(_replace_lone_surrogates(body))  # too deep for msgspec: no recursion
     except UnicodeDecodeError:
         raise BatchError("body is not valid UTF-8") from None
     items = raw if isinstance(raw, list) else raw.events
@@ -297,6 +302,9 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
             errors.append(
                 {"index": index, "error": f"events[{index}]: batch holds more than {max_events} events"}
             )
+            continue
+        if item is None:
+            errors.append({"index": index, "error": f"events[{index}].{TOO_DEEP}"})
             continue
         try:
             event = _event_decoder.decode(item)
@@ -309,6 +317,43 @@ def decode_batch(body: bytes, max_events: int = MAX_BATCH_EVENTS) -> BatchResult
         else:
             events.append(_settled(event))
     return BatchResult(events=events, errors=errors)
+
+
+# A JSON string (its escapes included) or a byte that opens, closes or separates a value.
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+def _shallow_items(body: bytes) -> list[bytes | None]:
+    """The events of a batch too deep for msgspec, each as its JSON text, None for one nesting
+    deeper than an event may: found by one loop over the body's structure, without recursion.
+
+    Raises BatchError when the batch's array is not closed. Only such hostile bodies come here.
+    """
+    envelope = body.lstrip()[:1] == b"{"
+    items: list[bytes | None] = []
+    depth, level, start, deepest, previous = 0, -1, 0, 0, b""
+    for match in _STRUCTURE.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            if (
+                level == -1
+                and token == b"["
+                and (depth == 1 and previous == b'"events"' if envelope else depth == 0)
+            ):
+                level, start, deepest = depth + 1, match.end(), depth + 1
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in (b"]", b"}") or (token == b"," and depth == level):
+            if depth == level:
+                item = body[start : match.start()]
+                if item.strip() or token == b",":
+                    items.append(None if deepest - level > MAX_DETAILS_DEPTH + 1 else item)
+                start, deepest = match.end(), level
+                if token != b",":
+                    return items
+            depth -= token != b","
+        previous = token
+    raise BatchError("malformed JSON: the batch's array is not closed")
 
 
 # An escaped backslash (kept, so the ``u`` after it is text), a valid surrogate pair (kept), a lone one.
@@ -361,9 +406,30 @@ def _batch_ok(events: list[ExecutionEvent]) -> bool:
         return False
     # Every event's details within the limit when all of them together are (empty ones add "{}").
     details = [e.details for e in events]
-    if len(_encoder.encode(details)) > MAX_DETAILS_BYTES:
+    encoded = _encoder.encode(details)
+    # Each event's details open one object; fewer other brackets than the limit (counted in C,
+    # those inside strings too) and no event can nest too deep.
+    if encoded.count(b"{") + encoded.count(b"[") - len(details) > MAX_DETAILS_DEPTH and any(
+        _too_deep(d) for d in details
+    ):
+        return False
+    if len(encoded) > MAX_DETAILS_BYTES:
         return all(len(_encoder.encode(d)) <= MAX_DETAILS_BYTES for d in details)
     return True
+
+
+def _too_deep(details: dict[str, Any]) -> bool:
+    """True when ``details`` nests more than MAX_DETAILS_DEPTH levels: a walk with a stack of its
+    own, as any depth may come in (events built in Python included)."""
+    stack: list[tuple[Any, int]] = [(details, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DETAILS_DEPTH:
+            return True
+        for child in value.values() if isinstance(value, dict) else value:
+            if isinstance(child, dict | list | tuple):
+                stack.append((child, depth + 1))
+    return False
 
 
 def event_problem(event: ExecutionEvent) -> str | None:
@@ -382,6 +448,8 @@ def event_problem(event: ExecutionEvent) -> str | None:
         return "parent_span_id: must be 16 lowercase hex characters"
     if event.sample_rate is not None and not MIN_SAMPLE_RATE <= event.sample_rate <= 1:  # NaN fails too
         return f"sample_rate: must be at least {MIN_SAMPLE_RATE} and at most 1"
+    if event.details and _too_deep(event.details):
+        return TOO_DEEP
     if event.details and len(_encoder.encode(event.details)) > MAX_DETAILS_BYTES:
         return f"details: must be at most {MAX_DETAILS_BYTES} bytes as JSON"
     return None

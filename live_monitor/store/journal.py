@@ -144,7 +144,7 @@ class EventJournal:
                     for row_id, body in cursor:
                         try:
                             event = _decoder.decode(body)
-                        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
                             skipped.append(str(exc))
                             continue
                         problem = event_problem(event)

@@ -381,7 +381,15 @@ def iter_json_array(
             element, end = decode(buf, pos)
             if not eof and (end == len(buf) or (buf[end] in ".eE" and element.__class__ in (int, float))):
                 raise ValueError("a number may go on in the next chunk")  # 12 of 12.5 or 12e3
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:  # too deep for the decoder: skipped as a bad record when it ends here
+            if (skip_to := _element_end(buf, pos)) is not None:
+                element, end = BadRecord("malformed JSON: nested too deeply"), skip_to
+            elif not eof and len(buf) - pos < MAX_ARRAY_ELEMENT:
+                more(max(ARRAY_CHUNK, len(buf) - pos))
+                continue
+            else:
+                raise error(f"array element #{count + 1}: malformed JSON: nested too deeply") from None
+        except ValueError as exc:
             # An error well before the end of what was read is one more data cannot mend
             # (an unterminated string reports where it starts, so it may still go on).
             if (
@@ -395,9 +403,10 @@ def iter_json_array(
                 continue
             if not eof:
                 raise error(f"array element #{count + 1} is over 4 MiB or malformed") from None
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else getattr(exc, "msg", exc)
             at = getattr(exc, "pos", pos)
-            raise error(f"array element #{count + 1}: malformed JSON: {reason}", at) from None
+            raise error(
+                f"array element #{count + 1}: malformed JSON: {getattr(exc, 'msg', exc)}", at
+            ) from None
         count += 1
         yield line, element
         comma = _COMMA.match(buf, end)
@@ -415,3 +424,24 @@ def iter_json_array(
     move(pos + 1)
     if peek():
         raise error("unexpected data after the end of the JSON array")
+
+
+# A whole JSON string, a quote that opens one not yet read, or a bracket.
+_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|["\[\]{}]')
+
+
+def _element_end(text: str, start: int) -> int | None:
+    """Where the array element at ``text[start]`` ends, found by one loop over its brackets (no
+    recursion, for an element too deep to decode); None when it goes on past ``text``."""
+    depth = 0
+    for match in _NESTING.finditer(text, start):
+        token = match.group()
+        if token == '"':
+            return None  # a string not closed in what was read
+        if token in ("[", "{"):
+            depth += 1
+        elif token in ("]", "}"):
+            depth -= 1
+            if depth <= 0:
+                return match.end()
+    return None

@@ -95,7 +95,9 @@ class Access:
 
 
 def hostname(host: str) -> str:
-    """The host name of a Host header, without its port."""
+    """The host name of a Host header, without its port, in lower case (host names are
+    case-insensitive, RFC 9110 section 4.2.3: ``LOCALHOST:5001`` is localhost)."""
+    host = host.lower()
     if host.startswith("["):
         return host.split("]", 1)[0] + "]"
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
