@@ -99,12 +99,12 @@ def outgoing_key(method: str, url: str) -> str:
     host = ""
     try:
         parts = urlsplit(url.strip())
-        name, port = parts.hostname or "", parts.port
+        name, port, scheme = parts.hostname or "", parts.port, parts.scheme  # urlsplit lowercases it
     except ValueError:  # an unclosed IPv6 "[" or a port that is not a number: the path alone
-        name, port, parts = "", None, None
+        name, port, scheme = "", None, ""
     if name:
         host = f"[{name}]" if ":" in name else name
-        if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower() if parts else ""):
+        if port is not None and port != _DEFAULT_PORTS.get(scheme):
             host += f":{port}"
     return f"{method.upper()} {host}{normalize_route(url)}"
 
@@ -928,16 +928,15 @@ def _end_call(ids: _Ids, method: str, url: str, wall: float, ms: float, code: in
     client = _outgoing_client or _default_client
     if client is None or getattr(client, "closed", False):
         return
-    with contextlib.suppress(Exception):  # instrumentation must never break the app's call
-        details: dict[str, Any] = {"http_status": code}
-        if error is not None:
-            details["error"] = type(error).__name__
-        status = "error" if error is not None or (code or 0) >= 500 else "success"
-        trace = {"trace_id": ids[0], "span_id": ids[1], "duration_ms": round(ms, 3)}
-        event = _event(wall, OUTGOING_COMPONENT, outgoing_key(method, url), status, details, **trace)
-        if ids[2]:
-            event["parent_span_id"] = ids[2]
-        client.record(event)
+    details: dict[str, Any] = {"http_status": code}
+    if error is not None:
+        details["error"] = type(error).__name__
+    status = "error" if error is not None or (code or 0) >= 500 else "success"
+    trace = {"trace_id": ids[0], "span_id": ids[1], "duration_ms": round(ms, 3)}
+    event = _event(wall, OUTGOING_COMPONENT, outgoing_key(method, url), status, details, **trace)
+    if ids[2]:
+        event["parent_span_id"] = ids[2]
+    client.record(event)
 
 
 def _recorded(call: Callable[[], Any], ids: _Ids, describe: Callable[[], tuple[str, str]]) -> Any:
@@ -959,7 +958,7 @@ def _recorded(call: Callable[[], Any], ids: _Ids, describe: Callable[[], tuple[s
     finally:
         _outgoing_off.reset(token)
         ms = (time.perf_counter() - started) * 1000.0
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # instrumentation must never break the app's call
             _end_call(ids, *describe(), wall, ms, code, error)
 
 
@@ -970,7 +969,6 @@ def _patch_urllib() -> Callable[[], None]:
 
     @functools.wraps(original)
     def open_(self: Any, fullurl: Any, *args: Any, **kwargs: Any) -> Any:
-        request = fullurl
         try:
             if _outgoing_off.get() or not isinstance(fullurl, (str, urllib.request.Request)):
                 return original(self, fullurl, *args, **kwargs)

@@ -27,7 +27,7 @@ from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
-from live_monitor.vocabulary import API, OWN_TRAFFIC_TAG, is_own_path
+from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
 ROUTE_SYNC_S = 5.0  # how often a process reads the route templates other processes learned
@@ -249,7 +249,11 @@ class LiveExecutionMonitor:
         ``window_stats`` counts them (copies: the store's events are never changed by a read)."""
         if not len(self.routes):
             return events
-        copies = [msgspec.structs.replace(e) if e.service == "frontend" else e for e in events]
+        calls = ENDPOINT_COMPONENTS["frontend"]  # what key_by_routes may change: the browser's calls
+        copies = [
+            msgspec.structs.replace(e) if e.component == calls and e.service == "frontend" else e
+            for e in events
+        ]
         key_by_routes(self.routes, copies)
         return copies
 

@@ -7,6 +7,7 @@ endpoint scope compares the same endpoint key seen from the browser and from the
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -57,6 +58,7 @@ ASSET_EXTENSIONS = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1024)  # asked for each server key, several times a poll
 def is_page_or_asset(key: str) -> bool:
     """True when an endpoint key ("METHOD /path") names a page or a static file, not an API call."""
     path = key.split(" ", 1)[-1].split("?", 1)[0]

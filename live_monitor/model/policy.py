@@ -221,15 +221,7 @@ class TraceJoin:
                     self._wait(mine, held, now)
                 else:
                     gaps.append(pair(event, self._take(trace, held, index)))
-            elif (  # choose() for one waiting half, inlined: the common case
-                held.service != mine.service
-                and now - held.at <= PENDING_TTL_S
-                and (
-                    mine.link == held.link
-                    if mine.link is not None and held.link is not None
-                    else held.endpoint == mine.endpoint or _only_two_meet(mine, held)
-                )
-            ):
+            elif choose(mine, [held], now) is not None:  # one waiting half: the common case
                 del waiting[trace]
                 self._count -= 1
                 gaps.append(pair(event, held))

@@ -147,6 +147,7 @@ class RedisEventStore:
         self._join = self.redis.register_script(policy.JOIN_SCRIPT)
         self._ingest = self.redis.register_script(_INGEST)
         self._stop = self.redis.register_script(_STOP)
+        self._share_routes = self.redis.register_script(_SHARE_ROUTES)
         self._cache: tuple[float, PairStats] | None = None
         self._last_totals: dict[str, int] | None = None
         self._lock = threading.Lock()
@@ -433,9 +434,8 @@ class RedisEventStore:
     def share_routes(self, keys: list[str]) -> list[str]:
         """Add route keys to the sets every process shares (at most ``MAX_TEMPLATES`` with
         parameters and as many without) and return all of them: one script call."""
-        script = self.redis.register_script(_SHARE_ROUTES)
         sets = [f"{self._p}:routes", f"{self._p}:routes:plain"]
-        found = self._call(lambda: script(keys=sets, args=[MAX_TEMPLATES, *keys]))
+        found = self._call(lambda: self._share_routes(keys=sets, args=[MAX_TEMPLATES, *keys]))
         return [key.decode() for key in found]
 
 

@@ -347,8 +347,7 @@ class SampleGenerator:
             self.endpoints.append(E(method, path.replace(":id", "{id}"), 90, 0.5, 6))
         self.endpoint_weights = list(itertools.accumulate(e.weight for e in self.endpoints))
         self.mismatch = "activity_mismatch" in self.by_name
-        shapes = ("nested_traces", "outgoing_calls", "static_files", "page_noise")
-        self.nested, self.outgoing, self.static, self.noise = (s in self.by_name for s in shapes)
+        self.nested, self.outgoing, self.static, self.noise = (s in self.by_name for s in REAL_TRAFFIC)
         self.sample_rate = sample_rate
         self.schedule = self._schedule() if "small_sample_errors" in self.by_name else []
         self.census = Census()

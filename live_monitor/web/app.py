@@ -21,7 +21,7 @@ from backend_logging_config import endpoint_key
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import defaults
 from live_monitor.model.events import ExecutionEvent
-from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_TRACES_PATH, STREAM_PATH, is_own_path
+from live_monitor.vocabulary import API, EVENTS_PATH, STREAM_PATH, is_own_path
 from live_monitor.web import api, metrics, otlp
 from live_monitor.web.access import EXPOSED_HEADERS, Access
 from live_monitor.web.encoding import JSONProvider
@@ -64,8 +64,9 @@ def create_app(
         app,
         resources={
             f"{API}/*": {"origins": access.origins},
-            OTLP_TRACES_PATH: {"origins": access.origins, "methods": ["POST"]},  # an exporter only posts
-            otlp.LOGS.path: {"origins": access.origins, "methods": ["POST"]},
+            **{
+                path: {"origins": access.origins, "methods": ["POST"]} for path in otlp.SIGNALS
+            },  # exporters only post
         },
         supports_credentials=False,
         allow_headers=CORS_HEADERS,

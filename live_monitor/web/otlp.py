@@ -187,7 +187,7 @@ class OtlpReceiver:
                 **self.counts(name),
                 "refused": {reason: n for (signal, reason), n in sorted(refused.items()) if signal == name},
             }
-            for name in ("traces", "logs")
+            for name in self._counts
         }
 
 
@@ -592,12 +592,12 @@ def _severity(record: Mapping[str, Any]) -> tuple[int, str | None]:
     return number, SEVERITY_NAMES[(number - 1) // 4] if number else None
 
 
-def _log_service(attrs: Mapping[str, Any], resource: Mapping[str, Any]) -> str:
+def _log_service(attrs: Mapping[str, Any], source: _Source) -> str:
     """A ``service`` attribute naming a side, else frontend for a browser, else backend."""
     service = attrs.get("service")
     if service in SERVICES:
         return str(service)
-    return "frontend" if _is_browser(resource) else "backend"
+    return "frontend" if source.browser else "backend"
 
 
 def _optional_id(record: Mapping[str, Any], camel: str, size: int) -> str | None:
@@ -633,7 +633,7 @@ def _log_details(record: Mapping[str, Any], attrs: Mapping[str, Any], level: str
     return details
 
 
-def _log_event(record: Any, resource: Mapping[str, Any]) -> ExecutionEvent | None:
+def _log_event(record: Any, source: _Source) -> ExecutionEvent | None:
     """The event of one log record, None to skip it; raises _Rejected when it is invalid.
 
     With ``component`` and ``action`` attributes it is an event as ``MonitorHandler`` makes
@@ -653,7 +653,7 @@ def _log_event(record: Any, resource: Mapping[str, Any]) -> ExecutionEvent | Non
         component, action = LOG_COMPONENT, level or "ERROR"
     status = attrs.get("status")
     fields: dict[str, Any] = {
-        "service": _log_service(attrs, resource),
+        "service": _log_service(attrs, source),
         "component": component,
         "action": action,
         "status": "error" if number >= SEVERITY_ERROR else status if status in STATUSES else "success",
@@ -669,24 +669,26 @@ def _log_event(record: Any, resource: Mapping[str, Any]) -> ExecutionEvent | Non
         if isinstance(duration, bool) or not isinstance(duration, int | float):
             raise _Rejected("duration_ms must be a number")
         fields["duration_ms"] = duration
-    if isinstance(resource.get("service.name"), str):
-        fields["details"].setdefault("service.name", resource["service.name"][:MAX_SPAN_NAME])
+    if source.service_name is not None:
+        fields["details"].setdefault("service.name", source.service_name[:MAX_SPAN_NAME])
     return _convert(fields)
 
 
-def _resource_logs(body: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], Any]]:
-    """(resource attributes, log record) for every record of an ExportLogsServiceRequest."""
+def _resource_logs(body: Mapping[str, Any]) -> Iterator[tuple[_Source, Any]]:
+    """(the resource as a source, log record) for every record of an ExportLogsServiceRequest;
+    the resource is read once, not once a record."""
     for i, resource_logs in enumerate(_list(body, "resourceLogs", "body")):
         where = f"resourceLogs[{i}]"
         if not isinstance(resource_logs, dict):
             raise OtlpError(400, f"{where} must be an object")
         resource = _get(resource_logs, "resource")
         attrs = _attributes(_get(resource, "attributes")) if isinstance(resource, dict) else {}
+        source = _Source.of(attrs)
         for j, scope_logs in enumerate(_list(resource_logs, "scopeLogs", where)):
             if not isinstance(scope_logs, dict):
                 raise OtlpError(400, f"{where}.scopeLogs[{j}] must be an object")
             for record in _list(scope_logs, "logRecords", f"{where}.scopeLogs[{j}]"):
-                yield attrs, record
+                yield source, record
 
 
 def logs_to_events(body: Any) -> SpanBatch:
@@ -763,7 +765,7 @@ def _messages(module: str) -> Any:
         return None
 
 
-def _decode(body: bytes, protobuf: bool, signal: Signal) -> Any:
+def decode(body: bytes, protobuf: bool, signal: Signal) -> Any:
     """The export request in the OTLP JSON shape, from JSON or protobuf bytes."""
     if not protobuf:
         try:
@@ -805,15 +807,21 @@ def rpc_status(code: int, message: str) -> bytes:
 # --- HTTP ---------------------------------------------------------------------------------
 
 
+def export_response(batch: SpanBatch, signal: Signal, module: Any) -> bytes:
+    """The Export…ServiceResponse in protobuf (HTTP and gRPC), with partial_success when items
+    were rejected."""
+    message = getattr(module, signal.response)()
+    if batch.rejected:
+        setattr(message.partial_success, signal.rejected_field, len(batch.rejected))
+        message.partial_success.error_message = batch.error_message(signal.noun)
+    return bytes(message.SerializeToString())
+
+
 def _answer(batch: SpanBatch, protobuf: bool, signal: Signal) -> Response:
     """The Export…ServiceResponse, with partialSuccess when items were rejected."""
     module = _messages(signal.module) if protobuf else None
     if module is not None:
-        message = getattr(module, signal.response)()
-        if batch.rejected:
-            setattr(message.partial_success, signal.rejected_field, len(batch.rejected))
-            message.partial_success.error_message = batch.error_message(signal.noun)
-        return Response(message.SerializeToString(), 200, mimetype="application/x-protobuf")
+        return Response(export_response(batch, signal, module), 200, mimetype="application/x-protobuf")
     answer: dict[str, Any] = {}
     if batch.rejected:
         answer["partialSuccess"] = {
@@ -870,7 +878,7 @@ def _export(signal: Signal) -> Response:
         if not protobuf and request.mimetype != "application/json":
             raise OtlpError(415, "send OTLP as application/x-protobuf or application/json (OTLP/HTTP)")
         body = read_request_body(current_app.config["MAX_CONTENT_LENGTH"])
-        batch = signal.convert(_decode(body, protobuf, signal))
+        batch = signal.convert(decode(body, protobuf, signal))
         if batch.events:
             monitor.accept(batch.events)
         if batch.rejected:

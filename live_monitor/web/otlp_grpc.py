@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any, NoReturn
 
 import grpc
 from flask import Flask
-from google.protobuf import json_format
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.store import StoreUnavailable
@@ -28,10 +27,11 @@ from live_monitor.web.errors import ApiError
 from live_monitor.web.otlp import (
     GRPC_CODES,
     SIGNALS,
-    OtlpError,
     OtlpReceiver,
     Signal,
     SpanBatch,
+    decode,
+    export_response,
     note_refusal,
 )
 
@@ -58,7 +58,7 @@ class OtlpGrpcServer:
         self._pool: futures.ThreadPoolExecutor | None = None
         self._stopped: Any = None  # the threading.Event grpcio's stop() returns
 
-    def start(self, signals: Sequence[Signal] = tuple(SIGNALS.values())) -> bool:
+    def start(self) -> bool:
         """Bind and serve; False (after one logged warning) when the port cannot be bound."""
         if not self.port:
             return False
@@ -68,7 +68,7 @@ class OtlpGrpcServer:
         )
         server = grpc.server(
             self._pool,
-            handlers=[_handler(signal, self._export) for signal in signals],
+            handlers=[_handler(signal, self._export) for signal in SIGNALS.values()],
             options=[
                 ("grpc.max_receive_message_length", settings["max_body_bytes"]),
                 ("grpc.so_reuseport", int(self.shared)),
@@ -125,11 +125,7 @@ class OtlpGrpcServer:
             monitor.store.reject(f"otlp: {reason}" for reason in batch.rejected)
         receiver: OtlpReceiver = self.app.extensions["live_monitor.otlp"]
         receiver.count(batch, signal.name)
-        answer = getattr(signal.messages(), signal.response)()
-        if batch.rejected:
-            setattr(answer.partial_success, signal.rejected_field, len(batch.rejected))
-            answer.partial_success.error_message = batch.error_message(signal.noun)
-        return bytes(answer.SerializeToString())
+        return export_response(batch, signal, signal.messages())
 
     def _abort(self, context: grpc.ServicerContext, signal: Signal, exc: ApiError) -> NoReturn:
         """Refuse the call with the gRPC code of the HTTP status, counted as HTTP refusals are."""
@@ -145,12 +141,7 @@ class OtlpGrpcServer:
             raise ApiError(503, "the monitor is shutting down")
         access.check_caller(lambda name: metadata.get(name.lower()), method="POST", ingest=True)
         access.check_load(self.app.config)
-        message = getattr(signal.messages(), signal.request)()
-        try:
-            message.ParseFromString(body)
-        except Exception:  # protobuf's DecodeError differs between its implementations
-            raise OtlpError(400, f"malformed protobuf: not an {signal.request}") from None
-        return signal.convert(json_format.MessageToDict(message))
+        return signal.convert(decode(body, True, signal))
 
 
 def _taken(host: str, port: int) -> bool:

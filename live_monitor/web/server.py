@@ -37,10 +37,11 @@ from waitress.utilities import RequestEntityTooLarge
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.store.journal import JournalError
-from live_monitor.vocabulary import OTLP_LOGS_PATH, OTLP_TRACES_PATH, is_own_path
+from live_monitor.vocabulary import is_own_path
 from live_monitor.web.access import Access
 from live_monitor.web.app import create_app
 from live_monitor.web.ingest import cors_headers
+from live_monitor.web.otlp import SIGNALS
 from live_monitor.web.otlp_grpc import OtlpGrpcServer, port_taken
 
 GRACE_SECONDS = 1.0
@@ -152,7 +153,8 @@ class _Parser(HTTPRequestParser):
         self.error, self.discarding, self.completed = None, False, True
 
     def _receiver(self) -> Any:
-        """waitress's receiver of the body (fixed length or chunked), None without a body."""
+        """waitress's receiver of the body (fixed length or chunked), None without a body; typed
+        ``Any`` here, as waitress's own attribute reads as None to mypy."""
         return self.body_rcv
 
 
@@ -182,7 +184,7 @@ class _JsonErrorTask(ErrorTask):
         CORS, for an allowed Origin."""
         access: Access | None = getattr(self.channel.server, "access", None)
         path = self.request.path or ""
-        if access is None or not (is_own_path(path) or path in (OTLP_TRACES_PATH, OTLP_LOGS_PATH)):
+        if access is None or not (is_own_path(path) or path in SIGNALS):
             return []
         return cors_headers(access, self.request.headers.get("ORIGIN"))
 
