@@ -245,6 +245,33 @@ SETTINGS: tuple[Setting, ...] = (
         high=1024,
     ),
     Setting(
+        "max_connections",
+        2048,
+        "LIVE_MONITOR_MAX_CONNECTIONS",
+        "Open connections per process; at the limit the one waiting longest for its request is "
+        "closed to let a new one in. Lowered, with a warning, to what the open-file limit allows.",
+        low=16,
+        high=65_536,
+    ),
+    Setting(
+        "header_timeout",
+        10.0,
+        "LIVE_MONITOR_HEADER_TIMEOUT",
+        "Seconds a client has to send a request's headers, from its first byte (from connecting, "
+        "for the first request); past it: 408 and the connection closes.",
+        low=0.5,
+        high=3600,
+    ),
+    Setting(
+        "body_timeout",
+        60.0,
+        "LIVE_MONITOR_BODY_TIMEOUT",
+        "Seconds a client has to send a request's body once its headers are in; past it: 408 "
+        "and the connection closes.",
+        low=0.5,
+        high=3600,
+    ),
+    Setting(
         "otlp_grpc_port",
         4317,
         "LIVE_MONITOR_OTLP_GRPC_PORT",

@@ -10,6 +10,12 @@ then stops listening: a client sees a response or a 503, never a reset.
 
 A body over --max-body-bytes is read and thrown away before the 413 (``_Parser``), so a client
 still sending it reads the answer rather than a reset.
+
+Slow clients cannot lock others out: the server loop polls (``select()`` fails past 1,024
+descriptors), the open-file limit is raised to fit --max-connections, a request's headers are due
+within --header-timeout and its body within --body-timeout (waitress's own timeout counts only
+inactivity, which one byte every few seconds resets), and at the connection limit the connection
+waiting longest for its request is closed to make room for a new one (``_Channel``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,11 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
+try:
+    import resource
+except ImportError:  # Windows: no open-file limit to raise
+    resource = None  # type: ignore[assignment]
+
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
@@ -36,6 +47,7 @@ from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge
 
 from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.core.settings import BY_NAME
 from live_monitor.store.journal import JournalError
 from live_monitor.vocabulary import is_own_path
 from live_monitor.web.access import Access
@@ -46,6 +58,7 @@ from live_monitor.web.otlp_grpc import OtlpGrpcServer, port_taken
 
 GRACE_SECONDS = 1.0
 DRAIN_SECONDS = 10.0
+log = logging.getLogger("live_execution_monitor")
 GIL_SWITCH_INTERVAL_S = 0.02
 # A body over --max-body-bytes is read and thrown away, up to this many bytes beyond the limit
 # and for this long (a lingering close, as nginx's lingering_time), so that its sender reads the
@@ -53,6 +66,14 @@ GIL_SWITCH_INTERVAL_S = 0.02
 # the client is still sending).
 DISCARD_BYTES = 64 * 1_048_576
 DISCARD_SECONDS = 30.0
+# How often the loop looks for requests past their deadline (--header-timeout, --body-timeout).
+DEADLINE_CHECK_SECONDS = 0.5
+# Descriptors a process needs beyond its connections: files, the journal, Redis, OTLP/gRPC, pipes.
+SPARE_DESCRIPTORS = 256
+# waitress's inactivity timeout: a connection idle between requests is closed after it.
+IDLE_SECONDS = 30
+# At --max-connections, a warning at most this often (with the connections closed so far).
+CROWDED_WARNING_SECONDS = 60.0
 
 
 class _Sink:
@@ -81,12 +102,15 @@ class _Parser(HTTPRequestParser):
     expect_continue: bool  # waitress's, typed here
     discarding = False
     deadline = 0.0
+    body_since = 0.0  # when the headers were in: the body is due within --body-timeout
 
     def received(self, data: bytes) -> int:
         """Feed ``data`` to the request; the bytes consumed (see HTTPRequestParser.received)."""
         if self.discarding:
             return self._discard(data)
         consumed: int = super().received(data)
+        if self.headers_finished and not self.body_since:
+            self.body_since = time.monotonic()
         if isinstance(self.error, RequestEntityTooLarge):
             self._refuse()
         return consumed
@@ -190,12 +214,74 @@ class _JsonErrorTask(ErrorTask):
 
 
 class _Channel(HTTPChannel):
+    """waitress's connection, with deadlines for a request's headers and body.
+
+    waitress closes a connection only after ``channel_timeout`` without a byte, so a client
+    sending one header line every few seconds could hold it for ever. Here a request's headers
+    are due within --header-timeout of its first byte (of the accept, for a connection's first
+    request: a client that sends nothing is cut too), and its body within --body-timeout of its
+    headers. Past either, a client that sent part of a request gets a 408 and the connection
+    closes; one that sent nothing is closed without a word.
+    """
+
     parser_class = _Parser
     error_task_class = _JsonErrorTask
+    answered = False  # a request was handed to the app since the current request's clock started
+
+    def __init__(self, server: Any, sock: socket.socket, addr: Any, adj: Any, map: Any = None) -> None:
+        super().__init__(server, sock, addr, adj, map)
+        self.reading_since = time.monotonic()  # the current request's start (the accept, at first)
+
+    def received(self, data: bytes) -> bool:
+        """Read ``data``: the first byte after an answered request starts the next one's clock."""
+        if data and self.request is None and self.answered:
+            self.reading_since, self.answered = time.monotonic(), False
+        return bool(super().received(data))
+
+    def service(self) -> None:
+        """Answer the next request (in a worker thread)."""
+        self.answered = True
+        super().service()
+
+    def waiting(self) -> bool:
+        """True while the connection waits for (the rest of) a request: nothing in the app's hands,
+        nothing to send, not closing."""
+        return not (self.requests or self.total_outbufs_len or self.will_close or self.close_when_flushed)
+
+    def idle(self) -> bool:
+        """True between requests of a kept-alive connection (waitress's inactivity timeout rules)."""
+        return self.request is None and self.answered
+
+    def overdue(self, now: float, header_seconds: float, body_seconds: float) -> bool:
+        """True when the request being read has let its deadline pass. A refused body being
+        thrown away has its own bound (DISCARD_SECONDS)."""
+        request: Any = self.request
+        if not self.waiting() or self.idle() or (request is not None and request.discarding):
+            return False
+        if request is None or not request.headers_finished:
+            return now - self.reading_since > header_seconds
+        return now - request.body_since > body_seconds
+
+    def time_out(self) -> None:
+        """Close the connection: after a 408 when part of a request came, at once when none did
+        (a browser's preconnected socket, a client that only holds a connection)."""
+        if self.request is None:
+            self.will_close = True
+            return
+        body = json.dumps({"error": "request not received in time (see --header-timeout, --body-timeout)"})
+        answer = (
+            "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body) + 1}\r\n\r\n{body}\n"
+        ).encode()
+        with self.outbuf_lock:  # no request is in the app's hands: this thread alone writes
+            self.outbufs[-1].append(answer)
+            self.total_outbufs_len += len(answer)
+        self.close_when_flushed = True
 
 
 class WaitressServer:
-    """A waitress server whose loop this class runs, so it can drain before closing."""
+    """A waitress server whose loop this class runs, so it can drain before closing, enforce the
+    read deadlines and make room at the connection limit."""
 
     def __init__(
         self,
@@ -205,6 +291,10 @@ class WaitressServer:
         threads: int,
         max_body_bytes: int,
         sock: socket.socket | None = None,
+        *,
+        max_connections: int = BY_NAME["max_connections"].default,
+        header_timeout: float = BY_NAME["header_timeout"].default,
+        body_timeout: float = BY_NAME["body_timeout"].default,
     ) -> None:
         where: dict[str, Any] = {"sockets": [sock]} if sock is not None else {"host": host, "port": port}
         self._server: Any = create_server(
@@ -213,14 +303,20 @@ class WaitressServer:
             threads=threads,
             ident="live-execution-monitor",
             max_request_body_size=max_body_bytes + 1,  # waitress refuses a body of this size
-            channel_timeout=30,
-            connection_limit=200,
+            channel_timeout=IDLE_SECONDS,
+            connection_limit=max_connections,
+            asyncore_use_poll=True,  # select() fails past 1,024 descriptors
         )
         access = getattr(app, "extensions", {}).get("live_monitor.access")  # the monitor's app
         for listener in [self._server, *self._server._map.values()]:  # one, or one per address
             if hasattr(listener, "channel_class"):
                 listener.channel_class = _Channel
                 listener.access = access
+        self.max_connections = max_connections
+        self.header_timeout, self.body_timeout = header_timeout, body_timeout
+        self._next_check = 0.0
+        self._made_room = 0  # connections closed at the limit
+        self._next_warning = 0.0
         self._stopping = threading.Event()
         self._signalled = False  # set by the signal handler, which must take no lock
         self.on_drain: Callable[[], None] | None = None
@@ -247,10 +343,48 @@ class WaitressServer:
         server = self._server
         adj = server.adj
         while not (self._signalled or self._stopping.is_set()):
+            self._make_room()
             wasyncore.loop(
                 timeout=adj.asyncore_loop_timeout, map=server._map, use_poll=adj.asyncore_use_poll, count=1
             )
+            self._enforce_deadlines()
         self._drain()
+
+    def _channels(self) -> list[_Channel]:
+        return [ch for ch in list(self._server._map.values()) if isinstance(ch, _Channel)]
+
+    def _enforce_deadlines(self) -> None:
+        """Cut every connection whose request is overdue (at most every DEADLINE_CHECK_SECONDS)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + DEADLINE_CHECK_SECONDS
+        for channel in self._channels():
+            if channel.overdue(now, self.header_timeout, self.body_timeout):
+                channel.time_out()
+
+    def _make_room(self) -> None:
+        """At the connection limit, where waitress would stop accepting (and a crowd of slow
+        clients would keep everyone else out), close the connection that has waited longest for
+        its request (between requests first) so that the next one is accepted. Connections whose
+        request the app holds are never closed: when all are such, waitress stops accepting."""
+        server = self._server
+        if len(server._map) < self.max_connections:  # waitress counts its listeners in the map too
+            return
+        waiting = [ch for ch in self._channels() if ch.waiting()]
+        if not waiting:
+            return
+        oldest = min(waiting, key=lambda ch: (not ch.idle(), ch.reading_since))
+        oldest.handle_close()
+        self._made_room += 1
+        if time.monotonic() >= self._next_warning:  # at most one line a minute under a flood
+            self._next_warning = time.monotonic() + CROWDED_WARNING_SECONDS
+            log.warning(
+                "at --max-connections %d: closing the connections waiting longest for a request "
+                "(%d so far)",
+                self.max_connections,
+                self._made_room,
+            )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Not stop(): Event.set takes a lock, and a second signal (Ctrl-C reaches every worker
@@ -434,7 +568,15 @@ def serve(
     sock = inherited_socket(host)
     try:
         server = WaitressServer(
-            app, host, settings["port"], settings["threads"], settings["max_body_bytes"], sock
+            app,
+            host,
+            settings["port"],
+            settings["threads"],
+            settings["max_body_bytes"],
+            sock,
+            max_connections=connections_that_fit(settings["max_connections"]),
+            header_timeout=settings["header_timeout"],
+            body_timeout=settings["body_timeout"],
         )
     except OSError as exc:
         monitor.close()
@@ -466,6 +608,37 @@ def serve(
         monitor.close()
     print("Live Execution Monitor stopped.", flush=True)
     return 0
+
+
+def connections_that_fit(wanted: int) -> int:
+    """Raise this process's open-file soft limit toward its hard limit until ``wanted``
+    connections fit (plus SPARE_DESCRIPTORS); the connections that fit: ``wanted``, or fewer
+    with one warning (past the open-file limit every accept would fail, and waitress would
+    retry it in a busy loop)."""
+    if resource is None:
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + SPARE_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass  # soft stays; the warning below says what that allows
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    fits = max(soft - SPARE_DESCRIPTORS, soft // 2)
+    log.warning(
+        "--max-connections %d needs %d open files, but the limit is %d (hard %d): serving at most "
+        "%d connections; raise it with `ulimit -n` or LimitNOFILE=",
+        wanted,
+        needed,
+        soft,
+        hard,
+        fits,
+    )
+    return fits
 
 
 def start_otlp_grpc(app: Any, settings: Mapping[str, Any]) -> OtlpGrpcServer:
