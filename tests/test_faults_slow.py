@@ -92,12 +92,11 @@ class SlowCrowd:
         selector = selectors.DefaultSelector()
         for sock in self.sockets:
             if sock not in self.closed:
-                selector.register(sock, selectors.EVENT_READ)
+                selector.register(sock, selectors.EVENT_READ, sock)
         deadline = time.monotonic() + timeout
         while len(self.closed) < until and time.monotonic() < deadline:
             for key, _ in selector.select(timeout=0.2):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                sock = key.data
                 try:
                     data = sock.recv(65536)
                 except BlockingIOError:

@@ -380,8 +380,7 @@ class WaitressServer:
         if time.monotonic() >= self._next_warning:  # at most one line a minute under a flood
             self._next_warning = time.monotonic() + CROWDED_WARNING_SECONDS
             log.warning(
-                "at --max-connections %d: closing the connections waiting longest for a request "
-                "(%d so far)",
+                "at --max-connections %d: closing the connections waiting longest for a request (%d so far)",
                 self.max_connections,
                 self._made_room,
             )
