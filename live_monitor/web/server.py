@@ -56,9 +56,10 @@ from live_monitor.web.ingest import cors_headers
 from live_monitor.web.otlp import SIGNALS
 from live_monitor.web.otlp_grpc import OtlpGrpcServer, port_taken
 
+log = logging.getLogger("live_execution_monitor")
+
 GRACE_SECONDS = 1.0
 DRAIN_SECONDS = 10.0
-log = logging.getLogger("live_execution_monitor")
 GIL_SWITCH_INTERVAL_S = 0.02
 # A body over --max-body-bytes is read and thrown away, up to this many bytes beyond the limit
 # and for this long (a lingering close, as nginx's lingering_time), so that its sender reads the
@@ -275,6 +276,7 @@ class _Channel(HTTPChannel):
         ).encode()
         with self.outbuf_lock:  # no request is in the app's hands: this thread alone writes
             self.outbufs[-1].append(answer)
+            self.current_outbuf_count += len(answer)
             self.total_outbufs_len += len(answer)
         self.close_when_flushed = True
 
