@@ -20,7 +20,7 @@ from tests.helpers import ROOT, IngestLoad, RouteWatch, run_monitor, served_ids,
 
 pytestmark = pytest.mark.timeout(180)
 
-TRIALS = 20
+TRIALS = 12
 ACKS_PER_TRIAL = 100  # events acknowledged before each kill: the clients are still posting then
 FLAGS = ("--no-self-monitor", "--max-events", "100000")
 
