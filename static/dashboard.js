@@ -1,7 +1,8 @@
 /*
  * Live Execution Monitor dashboard, part 3 of 3: polls the monitor's REST API and draws what
  * it says (metrics, differences, endpoints, event stream), with the charts drawn by
- * dashboard-charts.js and the text formatted by dashboard-format.js.
+ * dashboard-charts.js and the text formatted by dashboard-format.js. The monitor's live stream
+ * (Server-Sent Events) makes it poll at once when new events arrive.
  *
  * Works served by the monitor at "/" (API on the same origin) and opened from disk
  * (file:///…/live_execution_dashboard.html?api=http://localhost:5001). Query parameters:
@@ -41,6 +42,9 @@
   // The browser logger's captures the dashboard turns off: every CaptureKind of
   // frontend/types.ts but "api" (tests/test_dashboard_connection.py checks the two agree).
   const LOGGER_CAPTURES_OFF = ["clicks", "scrolls", "forms", "pageLoad", "webVitals", "errors"];
+  // Reopening a live stream the monitor refused: the wait doubles from the first to the last,
+  // and is never shorter than the monitor's Retry-After.
+  const STREAM_BACKOFF_MS = [1000, 30000];
 
   // --- configuration -----------------------------------------------------------------------
 
@@ -526,6 +530,93 @@
     setText("events-note", `${note}showing ${int.format(rows.length)} of the last ${int.format(state.eventLimit)}, newest first`);
   }
 
+  // --- live stream -------------------------------------------------------------------------
+
+  // EventSource reconnects by itself when a stream ends (after the monitor's `retry:` hint, as
+  // when the store goes down), but gives up for good on an answer that is not a stream, such
+  // as the 503 a monitor gives while its store is down or too many streams are open. Then the
+  // page reopens it itself, after a backoff that doubles and honours the monitor's Retry-After.
+  const stream = { timer: null, failures: 0 };
+
+  function streamUrl() {
+    return `${config.api}${API_PATH}/stream`;
+  }
+
+  function openStream() {
+    // EventSource cannot send a token: a monitor started with --token is polled alone.
+    if (config.token || typeof EventSource !== "function") return;
+    const source = new EventSource(streamUrl());
+    source.addEventListener("open", () => {
+      stream.failures = 0;
+      showStream("live");
+    });
+    source.addEventListener("events", (message) => {
+      if (hasAppEvents(message.data)) requestPoll();
+    });
+    source.addEventListener("error", () => {
+      if (source.readyState !== EventSource.CLOSED) {
+        showStream("reconnecting"); // the browser reconnects after the monitor's retry hint
+        return;
+      }
+      source.close();
+      reopenStreamLater();
+    });
+  }
+
+  /** Reopens the stream after the backoff, or after the monitor's Retry-After when longer. */
+  async function reopenStreamLater() {
+    stream.failures += 1;
+    const [first, last] = STREAM_BACKOFF_MS;
+    const backoff = Math.min(last, first * 2 ** (stream.failures - 1)) * (0.8 + Math.random() * 0.4);
+    const delay = Math.max(backoff, await retryAfterMs());
+    showStream("reconnecting", delay);
+    clearTimeout(stream.timer);
+    stream.timer = setTimeout(openStream, delay);
+  }
+
+  /** The wait the monitor asks for before the stream is opened again (0 when it names none):
+   * a HEAD request to the stream answers what a GET would, without opening one. */
+  async function retryAfterMs() {
+    const controller = new AbortController();
+    const timeout = setTimeout(() => controller.abort(), 5000);
+    try {
+      const answer = await fetch(streamUrl(), {
+        method: "HEAD", cache: "no-store", credentials: "omit", signal: controller.signal,
+      });
+      const seconds = Number(answer.headers.get("Retry-After"));
+      return answer.status === 503 && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
+    } catch {
+      return 0; // no answer: the backoff alone
+    } finally {
+      clearTimeout(timeout);
+    }
+  }
+
+  /** True when a stream message holds an event of the apps, not only the monitor's own. */
+  function hasAppEvents(data) {
+    try {
+      const events = JSON.parse(data);
+      return Array.isArray(events) && events.some((e) => e && !isOwn(e));
+    } catch {
+      return false;
+    }
+  }
+
+  /** The stream's pill: "live", or "reconnecting" (by the browser, or by the page in ``delayMs``). */
+  function showStream(mode, delayMs) {
+    const pill = $("stream-pill");
+    pill.hidden = false;
+    pill.dataset.state = mode;
+    pill.className = mode === "live" ? "pill pill-live" : "pill pill-reconnecting";
+    setText("stream-pill", mode === "live" ? "Live stream" : "Stream reconnecting…");
+    pill.title = mode === "live"
+      ? "New events update the page at once"
+      : delayMs
+        ? `The live stream is down; next attempt in ${int.format(Math.ceil(delayMs / 1000))} s. ` +
+          `The page still refreshes every ${upTo2.format(config.refreshMs / 1000)} s.`
+        : "The live stream ended; the browser is reconnecting.";
+  }
+
   // --- the browser logger: the dashboard is the monitor's first frontend -------------------
 
   async function startBrowserLogger() {
@@ -598,5 +689,6 @@
   wire();
   charts = makeCharts();
   poll();
+  openStream();
   startBrowserLogger();
 })();

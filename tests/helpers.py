@@ -872,3 +872,149 @@ def verdict_traffic() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     for path in ("/", "/static/app.js", "/favicon.ico"):
         backend += [verdict_call("backend", f"GET {path}", 3.0, i, None) for i in range(20)]
     return backend, frontend
+
+
+# -- load and watchers for the fault suite (test_faults_*.py) ----------------------------------
+
+FAULT_ID = "fault_id"  # the details key that carries each event's unique id
+
+
+class IngestLoad:
+    """``clients`` threads posting batches of ``batch`` backend events to ``base``'s ingest
+    route until stopped, each event with a unique id in ``details[FAULT_ID]``.
+
+    It keeps the ids an answer acknowledged (200 with every event accepted), how often each
+    status came, and what must never happen (``failures``): a 5xx other than 503, a 503
+    without Retry-After, another status, or no answer within ``timeout`` (a hang). A refused
+    or reset connection is counted apart (``unanswered``): expected while a monitor is killed.
+    """
+
+    def __init__(
+        self, base: str, *, clients: int = 4, batch: int = 10, tag: str = "c", timeout: float = 10.0
+    ) -> None:
+        self.url = f"{base}/api/live-execution/events"
+        self.batch = batch
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.acked: set[str] = set()
+        self.tried = 0
+        self.statuses: dict[int, int] = {}
+        self.failures: list[str] = []
+        self.unanswered = 0
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(f"{tag}{i}",), daemon=True) for i in range(clients)
+        ]
+
+    def __enter__(self) -> IngestLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop posting and wait for the answers in flight (each bounded by ``timeout``)."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+            if thread.is_alive():
+                self.failures.append(f"{thread.name} still waiting for an answer: a hang")
+
+    def wait_for_acks(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until ``count`` more events than now are acknowledged, or fail the test."""
+        target = len(self.acked) + count
+        assert wait_for(lambda: len(self.acked) >= target, timeout=timeout), self.figures()
+
+    def figures(self) -> str:
+        """tried, acknowledged, unanswered, failed, and the statuses seen."""
+        return (
+            f"tried {self.tried}, acknowledged {len(self.acked)}, unanswered requests {self.unanswered}, "
+            f"failed {len(self.failures)}, statuses {dict(sorted(self.statuses.items()))}"
+        )
+
+    def _run(self, name: str) -> None:
+        with requests.Session() as session:
+            for n in range(0, 1 << 62, self.batch):
+                if self._stop.is_set():
+                    return
+                self._post(session, [f"{name}-{i}" for i in range(n, n + self.batch)])
+
+    def _post(self, session: requests.Session, ids: list[str]) -> None:
+        body = [{**event("backend", "fault", "post", 1.0), "details": {FAULT_ID: i}} for i in ids]
+        with self.lock:
+            self.tried += len(ids)
+        try:
+            answer = session.post(self.url, json=body, timeout=self.timeout)
+        except requests.Timeout:
+            with self.lock:
+                self.failures.append(f"no answer within {self.timeout} s")
+            return
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):  # refused, reset, cut
+            with self.lock:
+                self.unanswered += 1
+            return
+        status = answer.status_code
+        with self.lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status == 200 and answer.json()["accepted"] == len(ids):
+                self.acked.update(ids)
+            elif status != 503:
+                self.failures.append(f"{status}: {answer.text[:200]}")
+            elif not answer.headers.get("Retry-After", "").isdigit():
+                self.failures.append(f"503 without Retry-After: {answer.text[:200]}")
+
+
+class RouteWatch:
+    """A thread calling GET ``paths`` of ``base`` in turn until stopped, each on a fresh
+    connection (spread over the workers), keeping the statuses each answered and what must
+    never happen: a status outside ``allowed[path]``, a 503 without Retry-After, no answer
+    within ``timeout``, a refused connection."""
+
+    def __init__(self, base: str, allowed: dict[str, set[int]], timeout: float = 10.0) -> None:
+        self.base = base
+        self.allowed = allowed
+        self.timeout = timeout
+        self.seen: dict[str, dict[int, int]] = {path: {} for path in allowed}  # status -> times
+        self.calls = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RouteWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(self.timeout * len(self.allowed) + 5)
+        if self._thread.is_alive():
+            self.failures.append("the watch is still waiting for an answer: a hang")
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for path, allowed in self.allowed.items():
+                self._call(path, allowed)
+
+    def _call(self, path: str, allowed: set[int]) -> None:
+        try:
+            with requests.Session() as session:
+                answer = session.get(f"{self.base}{path}", timeout=self.timeout)
+        except requests.RequestException as exc:
+            self.failures.append(f"GET {path}: {type(exc).__name__}")
+            return
+        self.calls += 1
+        self.seen[path][answer.status_code] = self.seen[path].get(answer.status_code, 0) + 1
+        if answer.status_code not in allowed:
+            self.failures.append(f"GET {path}: {answer.status_code} {answer.text[:200]}")
+        elif answer.status_code == 503 and not answer.headers.get("Retry-After", "").isdigit():
+            self.failures.append(f"GET {path}: 503 without Retry-After")
+
+
+def served_ids(base: str, limit: int = 100_000) -> set[str]:
+    """The ``FAULT_ID``s of the events a monitor serves on ``/data`` (its own traffic left out)."""
+    params: dict[str, str | int] = {"limit": limit, "include_self": "false", "history": 0}
+    answer = requests.get(f"{base}/api/live-execution/data", params=params, timeout=30)
+    answer.raise_for_status()
+    return {e["details"][FAULT_ID] for e in answer.json()["recent_events"] if FAULT_ID in e["details"]}

@@ -222,6 +222,7 @@ class StatusAnswer(TypedDict):
     totals: dict[Service, int]
     otlp: dict[Literal["traces", "logs"], OtlpSignalStatus]  # both transports together
     otlp_grpc: OtlpGrpcStatus
+    live_streams: int  # this process's open /stream connections
 
 
 class DifferencesAnswer(TypedDict):

@@ -7,15 +7,18 @@ read back into the store. SQLite ships with Python, so nothing new is installed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
 from live_monitor.model.events import ExecutionEvent, event_problem
+from live_monitor.store import StoreUnavailable
 from live_monitor.vocabulary import SERVICES
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
@@ -101,30 +104,62 @@ class EventJournal:
             self._db.close()
             raise JournalError(f"{self.path}: cannot write a journal there: {exc}") from None
         self._appended = 0
+        self._failing = False  # the last append could not be written
 
     def append(self, events: list[ExecutionEvent]) -> None:
-        """Commit ``events``; when this returns they are on disk."""
+        """Commit ``events``; when this returns they are on disk.
+
+        Raises StoreUnavailable when the journal cannot be written (a full disk, a file-size
+        limit, an I/O error): nothing of the batch is journaled then, so the monitor answers
+        503 with Retry-After and acknowledges nothing it could not keep.
+        """
         rows = [(e.service, _encoder.encode(e)) for e in events]
         with self._lock:
-            self._db.execute("BEGIN")
             try:
-                self._db.executemany("INSERT INTO events (service, body) VALUES (?, ?)", rows)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                self._commit(rows)
+            except sqlite3.Error as exc:
+                if not self._failing:  # once per outage, not once per refused batch
+                    log.warning(
+                        "%s: cannot write to the journal (%s); ingest answers 503 until it can",
+                        self.path,
+                        exc,
+                    )
+                self._failing = True
+                raise StoreUnavailable(f"the event journal (--persist) cannot be written: {exc}") from None
+            if self._failing:
+                log.warning("%s: the journal takes writes again", self.path)
+                self._failing = False
             self._appended += len(rows)
             if self._appended >= self.keep:
                 self._trim()
-                self._appended = 0
+
+    def _commit(self, rows: Sequence[tuple[str, bytes]]) -> None:
+        """Insert ``rows`` in one transaction, rolled back when it fails (SQLite has already
+        rolled back after some errors, such as a failed write: then there is nothing to undo)."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT INTO events (service, body) VALUES (?, ?)", rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            raise
 
     def _trim(self) -> None:
-        for service in SERVICES:
-            self._db.execute(
-                "DELETE FROM events WHERE service = ? AND id <= "
-                "(SELECT id FROM events WHERE service = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (service, service, self.keep),
-            )
+        """Delete all but the newest ``keep`` events of each side; when that fails (a full disk)
+        the batch is journaled all the same, and the next append tries again."""
+        try:
+            for service in SERVICES:
+                self._db.execute(
+                    "DELETE FROM events WHERE service = ? AND id <= "
+                    "(SELECT id FROM events WHERE service = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (service, service, self.keep),
+                )
+        except sqlite3.Error as exc:
+            log.warning("%s: cannot trim the journal (%s); trying again with the next batch", self.path, exc)
+            return
+        self._appended = 0
 
     def load(self) -> list[ExecutionEvent]:
         """The newest ``keep`` events of each side, oldest first.

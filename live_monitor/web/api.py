@@ -47,11 +47,34 @@ def _settings() -> Mapping[str, Any]:
     return settings
 
 
+class StreamSlots:
+    """The live streams one process holds open (each holds one of the server's threads), up to
+    ``limit``; ``open`` is in /status, so an operator sees them come and go."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """One more stream; False when ``limit`` are open."""
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        """A stream ended (or never started)."""
+        with self._lock:
+            self.open -= 1
+
+
 @bp.record_once
 def _open_streams(state: BlueprintSetupState) -> None:
     """Each open stream holds one of the server's threads: leave two for everything else."""
     threads = state.app.config["LIVE_MONITOR_SETTINGS"]["threads"]
-    state.app.extensions["live_monitor.streams"] = threading.Semaphore(max(1, threads - 2))
+    state.app.extensions["live_monitor.streams"] = StreamSlots(max(1, threads - 2))
 
 
 @bp.get("/")
@@ -102,6 +125,7 @@ def status() -> Response:
     if otlp is not None:  # OTLP items by signal and outcome, refused exports by reason
         answer["otlp"] = otlp.status()
     answer["otlp_grpc"] = _otlp_grpc()
+    answer["live_streams"] = current_app.extensions["live_monitor.streams"].open
     return jsonify(answer)
 
 
@@ -143,16 +167,16 @@ def config() -> Response:
 
 @bp.get(STREAM_PATH)
 def stream() -> Response:
-    streams: threading.Semaphore = current_app.extensions["live_monitor.streams"]
+    streams: StreamSlots = current_app.extensions["live_monitor.streams"]
     _monitor().ready()  # a store that is down: 503 with Retry-After before the stream opens
-    if not streams.acquire(blocking=False):
+    if not streams.take():
         raise ApiError(503, "too many live streams open; poll /data instead", {"Retry-After": "5"})
     response = Response(
         _sse(_monitor()),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-    response.call_on_close(streams.release)  # also when the stream never starts (HEAD)
+    response.call_on_close(streams.give_back)  # also when the stream never starts (HEAD)
     return response
 
 
