@@ -7,10 +7,13 @@
  * the backend's view of the same requests (same `METHOD /route` key, same W3C trace id).
  *
  * Built by `npm run build` to `static/live-monitor.js` (classic script, defines
- * `window.LiveMonitor`) and `static/live-monitor.mjs` (ES module):
+ * `window.LiveMonitor`), `static/live-monitor.mjs` (ES module) and the npm package
+ * `dist/live-monitor-browser` (ES module and types, no global). Pages load the classic script
+ * with the README's loader (frontend/loader.ts), a stand-in `LiveMonitor` that queues the
+ * page's calls until this bundle arrives and replays them (see `replay` below):
  *
  * ```html
- * <script src="http://localhost:5001/static/live-monitor.js"></script>
+ * <script>(the loader, from the README)</script>
  * <script>
  *   const monitor = LiveMonitor.initLiveMonitor({endpoint: "http://localhost:5001"});
  *   const cart = monitor.trackComponent("Cart");
@@ -24,7 +27,7 @@
  * This file is the entry point (options, the running monitor, the public API); the parts live
  * in frontend/: routes.ts (endpoint keys, trace targets), transport.ts (queue, batches,
  * retries), network.ts (fetch and XHR), capture.ts (clicks, scrolls, forms, errors, page load,
- * web vitals, component trackers), types.ts and util.ts.
+ * web vitals, component trackers), loader.ts (the stand-in), types.ts and util.ts.
  */
 import {
   captureInteractions,
@@ -33,6 +36,7 @@ import {
   createTracker,
   describeElement,
 } from "./frontend/capture";
+import type { LoaderStub, StubCall } from "./frontend/loader";
 import { captureNetwork } from "./frontend/network";
 import { endpointKey, normalizeRoute, outgoingKey, serverTimingAppMs } from "./frontend/routes";
 import { createTransport, packBatches } from "./frontend/transport";
@@ -44,7 +48,7 @@ import type {
   LiveMonitorHandle,
   LiveMonitorOptions,
 } from "./frontend/types";
-import { byteLength, g, isoNow, JSON_TYPE, ms, safely } from "./frontend/util";
+import { byteLength, g, isoNow, JSON_TYPE, ms, now, safely } from "./frontend/util";
 
 export type {
   CaptureKind,
@@ -220,12 +224,97 @@ export function initLiveMonitor(options?: LiveMonitorOptions): LiveMonitorHandle
   return (active ??= start(options ?? {}));
 }
 
-// The classic-script build's `LiveMonitor` global.
-(g as { LiveMonitor?: object }).LiveMonitor = {
-  initLiveMonitor,
-  normalizeRoute,
-  endpointKey,
-  describeElement,
-  serverTimingAppMs,
-  packBatches,
-};
+/**
+ * Replays the loader's queued calls on `handle` (frontend/loader.ts): each as if made when it
+ * was, its events stamped with that time and its trackers timed by it. `real` maps each
+ * stand-in (handle, trackers) to what now stands behind it.
+ */
+function replayer(handle: LiveMonitorHandle, stand: object | undefined) {
+  let at: number | null = null; // when the call being replayed was made (performance.now())
+  const clock = (): number => at ?? now();
+  const record = handle.record as Emit; // record is emit: it takes a timestamp too
+  const emit: Emit = (component, action, fields = {}) =>
+    record(
+      component,
+      action,
+      at === null ? fields : { ...fields, timestamp: isoNow(performance.timeOrigin + at) },
+    );
+  const real = new Map<object, object>(stand ? [[stand, handle]] : []);
+  const call = ([target, method, args, time, made]: StubCall): void => {
+    const to = real.get(target) as Record<string, (...a: unknown[]) => unknown> | undefined;
+    if (method === "trackComponent" && made)
+      real.set(made, createTracker(emit, String(args[0]), clock));
+    else if (method === "record") emit(...(args as Parameters<Emit>));
+    else if (method === "render" && to) {
+      const [started, failed, error] = args;
+      at = started as number;
+      to.render(() => {
+        at = time;
+        if (failed) throw error;
+      });
+    } else to?.[method]?.(...args);
+  };
+  const run = (queued: StubCall): void => {
+    at = queued[3];
+    try {
+      call(queued);
+    } catch {
+      // a render that failed in the page: its error event is out, the page had the throw
+    } finally {
+      at = null;
+    }
+  };
+  return { run, real };
+}
+
+/**
+ * Starts the logger the loader's stand-in was asked for, replays the calls queued there, then
+ * turns the stand-ins the page holds into the real ones and forwards what still reaches the
+ * queue (a render that settles later).
+ */
+function replay(stub: LoaderStub): void {
+  if (!stub.o) return;
+  let handle: LiveMonitorHandle;
+  try {
+    handle = initLiveMonitor(stub.o);
+  } catch (error) {
+    // The stand-in could not check the options; the page must not get the error now.
+    console.error(String(error));
+    stub.q.push = () => 0;
+    return;
+  }
+  const { run, real } = replayer(handle, stub.h);
+  stub.q.forEach(run);
+  stub.q.length = 0;
+  stub.q.push = (...calls) => (calls.forEach(run), 0);
+  const stats = handle.stats;
+  for (const [from, to] of real) Object.assign(from, to);
+  if (stub.h) {
+    // What the stand-in had to leave out is counted as dropped.
+    stub.h.stats = () => {
+      const counts = stats();
+      return { ...counts, dropped: counts.dropped + stub.d };
+    };
+  }
+}
+
+/** The classic-script build's `LiveMonitor` global, taking over from the loader's stand-in. */
+function installGlobal(): void {
+  const global = g as { LiveMonitor?: object };
+  const stub = global.LiveMonitor as LoaderStub | undefined;
+  global.LiveMonitor = {
+    initLiveMonitor,
+    normalizeRoute,
+    endpointKey,
+    describeElement,
+    serverTimingAppMs,
+    packBatches,
+  };
+  if (!stub || !Array.isArray(stub.q)) return;
+  safely(replay)(stub);
+  stub.initLiveMonitor = initLiveMonitor; // for a page that kept the stand-in itself
+}
+
+/** Set to false by the npm package's build: an app that imports the logger gets no global. */
+declare const LIVE_MONITOR_GLOBAL: boolean | undefined;
+if (typeof LIVE_MONITOR_GLOBAL === "undefined" || LIVE_MONITOR_GLOBAL) installGlobal();

@@ -217,21 +217,24 @@ export function captureWebVitals(emit: Emit): void {
     });
 }
 
-/** The lifecycle tracker behind `handle.trackComponent(name)` (see ComponentTracker). */
-export function createTracker(emit: Emit, name: string): ComponentTracker {
+/**
+ * The lifecycle tracker behind `handle.trackComponent(name)` (see ComponentTracker). `clock`
+ * is where its times come from: the loader's replay gives each queued call the time it was made.
+ */
+export function createTracker(emit: Emit, name: string, clock = now): ComponentTracker {
   let started: number | null = null;
   let mounted = false;
   // emit never throws, so neither do these.
   const timed =
     (action: string) =>
     (details: Record<string, unknown> = {}): void => {
-      const duration = started && now() - started;
+      const duration = started && clock() - started;
       started = null;
       if (action === "mount") mounted = true;
       emit(name, action, { duration_ms: duration, details });
     };
   return {
-    beginRender: () => void (started = now()),
+    beginRender: () => void (started = clock()),
     mount: timed("mount"),
     update: timed("update"),
     unmount: (details = {}) => {
@@ -240,12 +243,12 @@ export function createTracker(emit: Emit, name: string): ComponentTracker {
       emit(name, "unmount", { details });
     },
     render<T>(fn: () => T): T {
-      const start = now();
+      const start = clock();
       const action = mounted ? "update" : "mount";
       mounted = true;
       const done = (failed: boolean, error?: unknown) =>
         emit(name, action, {
-          duration_ms: now() - start,
+          duration_ms: clock() - start,
           status: failed ? "error" : "success",
           details: failed ? { error: errorName(error) } : {},
         });

@@ -270,7 +270,7 @@ def test_example_code_is_the_readme_code() -> None:
     assert "from backend_logging_config import configure_logging, init_app, track" in app_source
 
     html = readme_block("Instrument your frontend", "html")
-    init_call = re.search(r"<script>\n(.*?)</script>", html, re.S)
+    init_call = re.search(r"<script>\n(\s+const monitor = .*?)</script>", html, re.S)
     assert init_call, "the README's html block has no init <script>"
     snippet = init_call.group(1).replace(f'"{README_URL}"', "monitorUrl")
     expected = [line.strip() for line in snippet.splitlines()]
