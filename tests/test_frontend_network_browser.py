@@ -6,6 +6,7 @@ mid-body, a stream the page cancels, a reused XHR, ...). Its server records what
 (method, headers, body) and the page records what it saw (status, type, body text, errors, XHR
 events). Loaded once without the logger and once with it, the two must be the same, but for the
 ``traceparent`` the logger adds; and the logger's events say what happened to each call.
+The same page also takes a burst of 2,000 clicks: counted in a few events, none dropped.
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ class ShapeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 if self.path in files:
@@ -320,3 +322,32 @@ def test_the_logger_reports_each_call_once_as_it_ended(browser: Browser, site: S
     # the stream is reported when the page cancelled it, having read a little of it
     [stream] = [e for e in calls if e["action"] == "GET /api/shape/stream"]
     assert stream["details"]["backend_ms"] is None and stream["duration_ms"] >= 0
+
+
+BURST = """async () => {
+  window.monitor.stop();
+  const monitor = LiveMonitor.initLiveMonitor({endpoint: location.origin, flushIntervalMs: 60000,
+    capture: {pageLoad: false, webVitals: false}});
+  const button = Object.assign(document.createElement("button"), {id: "buy"});
+  document.body.append(button);
+  for (let i = 0; i < 2000; i++) button.click();
+  window.monitor = monitor;
+}"""
+
+
+def test_a_burst_of_2000_clicks_is_a_few_events_counting_them_all(
+    browser: Browser, site: ShapeServer
+) -> None:
+    site.events.clear()
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(site.url + "/#logger")
+    page.evaluate("() => window.ready")
+    page.evaluate(BURST)
+    page.wait_for_function("() => window.monitor.stats().queued >= 2")  # the burst's window ended
+    page.evaluate("() => window.monitor.flush()")
+    stats = page.evaluate("() => window.monitor.stats()")
+    context.close()
+    clicks = [e for e in site.events if e["component"] == "click"]
+    assert [(e["action"], e["details"]["count"]) for e in clicks] == [("button#buy", 1), ("button#buy", 1999)]
+    assert stats["dropped"] == 0 and stats["sent"] == 2
