@@ -313,7 +313,9 @@ function wrapXhr(track: Track, patch: Patch, stopped: () => boolean): void {
     if (!current) return;
     inFlight.delete(xhr);
     const { status } = xhr;
-    const timing = xhr.getResponseHeader("server-timing");
+    // Asked only when exposed: Chrome logs "Refused to get unsafe header" for a hidden one.
+    const exposed = /(^|\n)server-timing:/i.test(xhr.getAllResponseHeaders());
+    const timing = exposed ? xhr.getResponseHeader("server-timing") : null;
     const error = cutOff ? "AbortError" : status ? undefined : current.failure;
     current.end(status, timing, error);
   };

@@ -17,7 +17,7 @@ async function fetched(input, init) {
 }
 
 /** What the page sees of an XHR: the events it fires, in order, and its status and text. */
-function xhr(method, path, { body = null, setup = () => {}, timeout = 0 } = {}) {
+function xhr(method, path, { body = null, setup = () => {}, timeout = 0, absolute = false } = {}) {
   return new Promise((resolve) => {
     const request = new XMLHttpRequest();
     const fired = [];
@@ -27,7 +27,7 @@ function xhr(method, path, { body = null, setup = () => {}, timeout = 0 } = {}) 
     request.addEventListener("loadend", () =>
       resolve({ fired, status: request.status, text: request.responseText }),
     );
-    request.open(method, API + path);
+    request.open(method, absolute ? path : API + path);
     request.timeout = timeout;
     setup(request);
     request.send(body);
@@ -126,6 +126,7 @@ const SHAPES = {
       setup: (r) => r.setRequestHeader("Content-Type", "application/x-www-form-urlencoded"),
     }),
   "XHR 500": () => xhr("GET", "xhr-fail?status=500"),
+  "XHR to another origin": () => xhr("GET", other + "xhr-cors", { absolute: true }),
   "XHR reused": () =>
     new Promise((resolve) => {
       const request = new XMLHttpRequest();
