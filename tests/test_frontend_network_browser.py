@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, ConsoleMessage
 
 from tests.helpers import ROOT, launch_chromium, wait_for
 
@@ -246,7 +246,12 @@ def run_page(browser: Browser, site: ShapeServer, logger: bool) -> tuple[dict[st
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", on_console)
     page.goto(site.url + ("/#logger" if logger else "/"))
     page.evaluate("() => window.ready")
     seen = page.evaluate("() => runShapes()")
