@@ -51,7 +51,8 @@ GROUPS: dict[str, tuple[GroupFn, tuple[str, ...]]] = {
     "redis": (bench_scaleout.scaleout_rows, bench_scaleout.ROWS),
     "wsgi": (bench_wsgi.wsgi_rows, bench_wsgi.ROWS),
     "tools": (bench_tools.tools_rows, bench_tools.ROWS),
-    "bundle": (bench_browser.bundle_rows, ("bundle-vs-web-vitals", "bundle-vs-sentry")),
+    "bundle": (bench_browser.bundle_rows, ("bundle-vs-web-vitals", "bundle-vs-sentry", "bundle-vs-otel")),
+    "overhead": (bench_browser.overhead_rows, bench_browser.OVERHEAD_ROWS),
     "chart": (bench_browser.chart_rows, ("chart",)),
 }
 ROW_GROUP = {row: group for group, (_, rows) in GROUPS.items() for row in rows}

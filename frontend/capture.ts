@@ -42,6 +42,87 @@ export function describeElement(el: Element): string {
   );
 }
 
+// A burst: the same kind of event on the same element within this window is one event.
+const BURST_MS = 1000;
+// Elements tracked in one burst window; clicks on more are counted under OVERFLOW_ACTION.
+const MAX_BURST_KEYS = 50;
+const OVERFLOW_ACTION = "(other elements)";
+
+type Details = Record<string, unknown> | (() => Record<string, unknown>);
+interface Held {
+  action: string;
+  details: Details;
+  count: number;
+  timestamp: string;
+}
+
+/**
+ * Coalesces bursts of one kind of event (clicks, scrolls) per key (the element): the first
+ * occurrence is reported at once with `details.count` 1; the ones after it within BURST_MS are
+ * one event at the end of the window, carrying how many they were as `details.count` (and the
+ * latest details). A key stays in the burst while it keeps coming, so a sustained stream is one
+ * event a window. Nothing is dropped: the counts of a burst add up to its events.
+ */
+class Bursts {
+  private held = new Map<string, Held>();
+  private timing = false;
+
+  constructor(
+    private readonly kind: string,
+    private readonly emit: Emit,
+    private readonly later: Later,
+  ) {}
+
+  /** One occurrence of `action` on `key` (the element), with the details to report. */
+  add(key: string, action: string, details: Details): void {
+    let held = this.held.get(key);
+    if (!held && this.held.size >= MAX_BURST_KEYS) {
+      // Too many elements in one burst: the rest are counted together.
+      held = this.held.get(OVERFLOW_ACTION) ?? this.hold(OVERFLOW_ACTION, OVERFLOW_ACTION, {});
+      details = {};
+    }
+    if (held) {
+      if (!held.count++) held.timestamp = isoNow();
+      held.details = details;
+      return;
+    }
+    this.hold(key, action, details);
+    this.report(action, details, 1);
+  }
+
+  private hold(key: string, action: string, details: Details): Held {
+    const held = { action, details, count: 0, timestamp: "" };
+    this.held.set(key, held);
+    this.schedule();
+    return held;
+  }
+
+  private schedule(): void {
+    if (this.timing) return;
+    this.timing = true;
+    this.later(() => this.flush(), BURST_MS);
+  }
+
+  /** Reports what each key gathered since its last event; keys that got nothing leave. */
+  flush(): void {
+    this.timing = false;
+    for (const [key, held] of this.held) {
+      if (!held.count) {
+        this.held.delete(key);
+        continue;
+      }
+      this.report(held.action, held.details, held.count, held.timestamp);
+      held.count = 0;
+    }
+    if (this.held.size) this.schedule();
+  }
+
+  private report(action: string, details: Details, count: number, timestamp?: string): void {
+    const fields = typeof details === "function" ? details() : details;
+    this.emit(this.kind, action, { timestamp, details: { ...fields, count } });
+  }
+}
+
 /** Listens for clicks, submits, scrolls and errors, as far as `enabled` allows. */
 export function captureInteractions(
   emit: Emit,
@@ -50,9 +131,13 @@ export function captureInteractions(
   enabled: (kind: CaptureKind) => boolean,
 ): void {
   const doc = g.document;
-  let lastScroll = -Infinity;
-  let scrollPending = false;
   const recentErrors = new Map<string, number>();
+  const clicks = new Bursts("click", emit, later);
+  const scrolls = new Bursts("scroll", emit, later);
+  // A page going away gets the counts held so far, before the monitor sends what is queued.
+  const flush = (): void => (clicks.flush(), scrolls.flush());
+  listen(doc, "visibilitychange", () => doc.visibilityState === "hidden" && flush());
+  listen(g, "pagehide", flush);
 
   if (enabled("clicks")) {
     listen(
@@ -65,8 +150,12 @@ export function captureInteractions(
         if (!base?.closest) return;
         const el = base.closest(INTERACTIVE) ?? base;
         const selector = describeElement(el);
-        emit("click", selector, {
-          details: { tag: el.tagName.toLowerCase(), id: el.getAttribute("id") || null, selector },
+        // The selector is all a click event says of its element: clicks on two elements
+        // alike (two "button.add") make one burst.
+        clicks.add(selector, selector, {
+          tag: el.tagName.toLowerCase(),
+          id: el.getAttribute("id") || null,
+          selector,
         });
       },
       true,
@@ -94,21 +183,15 @@ export function captureInteractions(
     );
   }
 
-  // At most one scroll event a second; the last position of a burst is reported a second on.
-  const onScroll = (): void => {
-    const since = now() - lastScroll;
-    if (since >= 1000) {
-      lastScroll = now();
-      const height = Math.max(doc.documentElement.scrollHeight, doc.body?.scrollHeight ?? 0);
-      const seen = g.scrollY + g.innerHeight;
-      const depth = height > 0 ? Math.min(100, Math.round((seen / height) * 100)) : 100;
-      emit("scroll", "scroll", { details: { depth_pct: depth } });
-    } else if (!scrollPending) {
-      scrollPending = true;
-      later(() => ((scrollPending = false), onScroll()), 1000 - since);
-    }
+  // How far down the page the user has seen, read when the event is reported.
+  const depth = (): Record<string, unknown> => {
+    const height = Math.max(doc.documentElement.scrollHeight, doc.body?.scrollHeight ?? 0);
+    const seen = g.scrollY + g.innerHeight;
+    return { depth_pct: height > 0 ? Math.min(100, Math.round((seen / height) * 100)) : 100 };
   };
-  if (enabled("scrolls")) listen(g, "scroll", onScroll, { passive: true });
+  if (enabled("scrolls")) {
+    listen(g, "scroll", () => scrolls.add("scroll", "scroll", depth), { passive: true });
+  }
 
   if (!enabled("errors")) return;
   /** Reports one error, unless the same one was reported in the last second (a loop). */

@@ -95,7 +95,7 @@ def test_an_allowed_browser_origin_gets_cors_headers_and_others_are_refused(app)
     assert headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert headers["Vary"] == "Origin"
     # the browser logger reads Retry-After on 429 and 503; from another origin only if exposed
-    assert headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert headers["Access-Control-Expose-Headers"] == "Retry-After, Server-Timing"
     status, headers, answer = call(app, body, HTTP_ORIGIN="https://evil.example")
     assert status == "403 Forbidden" and "Access-Control-Allow-Origin" not in headers
     assert "not allowed" in json.loads(answer)["error"]

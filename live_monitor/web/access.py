@@ -22,9 +22,11 @@ LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 Header = Callable[[str], str | None]
 
 
-# Headers a cross-origin caller may read: a browser hides the others, and both the monitor's
-# own logger and the OpenTelemetry web exporter wait as long as Retry-After says on 429 and 503.
-EXPOSED_HEADERS = ("Retry-After",)
+# Headers a cross-origin caller may read: a browser hides the others. Both the monitor's own
+# logger and the OpenTelemetry web exporter wait as long as Retry-After says on 429 and 503;
+# Server-Timing is there for a page timing its calls to the monitor (a browser exposes it to
+# Resource Timing and fetch only when listed).
+EXPOSED_HEADERS = ("Retry-After", "Server-Timing")
 
 
 class Access:

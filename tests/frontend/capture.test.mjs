@@ -64,6 +64,7 @@ test("a click is reported by a short selector, never by text or values", async (
     tag: "button",
     id: "save",
     selector: "button#save.btn.primary",
+    count: 1,
   });
   const text = JSON.stringify(events);
   for (const secret of ["secret", "hunter2", "alice@example.com", "Pay"])
@@ -98,7 +99,7 @@ test("a form submit reports its id or name and field count, never the values", a
   for (const secret of ["4111", "987", "card", "cvc"]) assert.ok(!text.includes(secret), secret);
 });
 
-test("scrolls are throttled to one a second, and the last depth is reported", async () => {
+test("scrolls are one event a second, counting the scrolls, with the last depth", async () => {
   start();
   globalThis.scrollY = 1000;
   globalThis.dispatchEvent(new Event("scroll"));
@@ -108,11 +109,67 @@ test("scrolls are throttled to one a second, and the last depth is reported", as
   await waitFor(() => monitor.stats().queued === 2, { what: "trailing scroll event" });
   const events = await sentEvents();
   assert.deepEqual(
-    events.map((e) => [e.component, e.action, e.details.depth_pct]),
+    events.map((e) => [e.component, e.action, e.details.depth_pct, e.details.count]),
     [
-      ["scroll", "scroll", 50],
-      ["scroll", "scroll", 75],
+      ["scroll", "scroll", 50, 1],
+      ["scroll", "scroll", 75, 20],
     ],
+  );
+});
+
+/** The events of each `component` sent so far, once their counts add up to `total`. */
+async function counted(component, total) {
+  const of = async () => (await env.events()).filter((e) => e.component === component);
+  const sum = async () => (await of()).reduce((n, e) => n + e.details.count, 0);
+  await waitFor(async () => (await monitor.flush(), (await sum()) >= total), {
+    what: `${total} ${component}s counted`,
+  });
+  assert.equal(await sum(), total);
+  return of();
+}
+
+test("2,000 clicks in one task are a few events whose counts add up to 2,000", async () => {
+  start();
+  const button = element("button", { id: "buy" });
+  for (let i = 0; i < 2000; i++) env.document.dispatchEvent(new TargetedEvent("click", button));
+  const clicks = await counted("click", 2000);
+  assert.deepEqual(
+    clicks.map((e) => [e.action, e.details.count]),
+    [
+      ["button#buy", 1], // the first at once: a click that navigates away is not held back
+      ["button#buy", 1999],
+    ],
+  );
+  assert.equal(monitor.stats().dropped, 0);
+});
+
+test("a burst over many elements keeps one event per element, then counts the rest together", async () => {
+  start();
+  const buttons = Array.from({ length: 100 }, (_, i) => element("button", { id: `b${i}` }));
+  for (let i = 0; i < 2000; i++) {
+    env.document.dispatchEvent(new TargetedEvent("click", buttons[i % 100]));
+  }
+  const clicks = await counted("click", 2000);
+  assert.ok(clicks.length <= 101, `${clicks.length} events`);
+  const overflow = clicks.filter((e) => e.action === "(other elements)");
+  assert.equal(overflow.length, 1);
+  assert.equal(overflow[0].details.count, 50 * 20);
+  assert.equal(monitor.stats().dropped, 0);
+});
+
+test("clicks held in a burst are sent when the page is hidden, not lost", async () => {
+  start();
+  const link = element("a", { id: "next" });
+  for (let i = 0; i < 3; i++) env.document.dispatchEvent(new TargetedEvent("click", link));
+  env.document.visibilityState = "hidden";
+  env.document.dispatchEvent(new Event("visibilitychange"));
+  const sent = await waitFor(async () => {
+    const clicks = (await env.events()).filter((e) => e.component === "click");
+    return clicks.length === 2 && clicks;
+  });
+  assert.deepEqual(
+    sent.map((e) => e.details.count),
+    [1, 2],
   );
 });
 

@@ -188,8 +188,19 @@ export function installBrowser({ route, ingest, sameOriginMonitor = false } = {}
     const headers = new Headers(
       init.headers ?? (input instanceof Request ? input.headers : undefined),
     );
-    env.pageRequests.push({ kind: "fetch", url, method: init.method ?? "GET", headers });
-    return env.route(url, init);
+    const method = init.method ?? (input instanceof Request ? input.method : "GET");
+    env.pageRequests.push({ kind: "fetch", url, method, headers });
+    const start = performance.now();
+    const response = await env.route(url, init);
+    // As a browser does once the body has come: the fetch's Resource Timing entry.
+    const timing = {
+      startTime: start,
+      endTime: performance.now(),
+      finalConnectionTimingInfo: null,
+    };
+    const name = new URL(url, PAGE_ORIGIN).href;
+    performance.markResourceTiming(timing, name, "fetch", globalThis, "", {}, response.status, "");
+    return response;
   };
   const values = {
     window: globalThis,
