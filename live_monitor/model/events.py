@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import msgspec
 
 from live_monitor import vocabulary
-from live_monitor.model.scrub import _SECRET_VERDICTS, _has_card_digits, _is_secret, scrub_details
+from live_monitor.model.scrub import DEFAULT, Scrubber, scrub_details
 from live_monitor.vocabulary import Service, Status, is_own_traffic
 
 __all__ = [
@@ -71,12 +71,8 @@ SampleRate = Annotated[
     ),
 ]
 _HEX_BYTES = b"0123456789abcdef"
-_MAX_SHARED_LENGTH = 64
 _SERVICES = vocabulary.SERVICES
 _STATUSES = vocabulary.STATUSES
-_INTERNED: dict[str, str] = {}  # component and action names
-_SHARED_VALUES: dict[str, str] = {}  # short detail strings found clean (no secret key, no card)
-_MAX_INTERNED = 20_000
 # Every timestamp, however sent, must fall strictly between these (UTC): the reports and the
 # log tools read any time in years 1 to 9999 UTC, and nothing live predates 1970 or follows 3000.
 MAX_EPOCH = 32503680000  # 3000-01-01T00:00:00Z
@@ -459,41 +455,22 @@ def _is_hex(text: str) -> bool:
     return text.isascii() and not text.encode().translate(None, _HEX_BYTES)
 
 
-def prepare_events(events: list[ExecutionEvent]) -> None:
+def prepare_events(events: list[ExecutionEvent], scrubber: Scrubber = DEFAULT) -> None:
     """Make validated events fit to keep, in place: secrets scrubbed, repeated strings shared.
 
-    The monitor calls this on every batch before it journals or stores it (events built in
-    Python get it on construction). Sharing the few component, action and short detail
-    strings that repeat across thousands of events is most of a stored event's memory.
+    The monitor calls this on every batch before it journals or stores it, with the scrubber
+    of its ``--scrub-keys`` (events built in Python get the built-in rules on construction):
+    every source (``/events``, OTLP, the Python API) goes through here. Sharing the few
+    component, action and short detail strings that repeat across thousands of events is
+    most of a stored event's memory; the scrubber's caches hold the shared copies.
     """
-    names = _INTERNED
-    share_names = len(names) < _MAX_INTERNED
-    values = _SHARED_VALUES
-    verdicts = _SECRET_VERDICTS
+    names, clean_details = scrubber.names, scrubber.event_details
     for event in events:
-        if share_names:
-            event.component = names.setdefault(event.component, event.component)
-            event.action = names.setdefault(event.action, event.action)
-        details = event.details
-        if not details:
-            continue
-        for key, value in details.items():
-            secret = verdicts.get(key)
-            if secret is None:
-                secret = _is_secret(key)
-            kind = value.__class__
-            if secret or kind is dict or kind is list:
-                event.details = scrub_details(details)
-                break
-            if kind is str:
-                known = values.get(value)  # only strings found clean under a clean key are shared
-                if known is not None:
-                    details[key] = known
-                elif len(value) >= 13 and _has_card_digits(value):
-                    event.details = scrub_details(details)
-                    break
-                elif len(value) <= _MAX_SHARED_LENGTH and len(values) < _MAX_INTERNED:
-                    details[key] = values.setdefault(value, value)
+        component = names.get(event.component) or scrubber.component(event.component)
+        event.action = names.get(event.action) or scrubber.action(component, event.action)
+        event.component = component
+        if event.details:
+            event.details = clean_details(event.details)
 
 
 _FIELDS = {
