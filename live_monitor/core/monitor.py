@@ -21,9 +21,9 @@ from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.comparator import compare, comparison, endpoint_rows, summaries
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
-from live_monitor.model.scrub import Scrubber
 from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
 from live_monitor.model.routes import RouteTemplates, key_by_routes, learn_routes
+from live_monitor.model.scrub import Scrubber
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
@@ -79,7 +79,9 @@ class LiveExecutionMonitor:
         if s["persist"]:
             self.journal = EventJournal(s["persist"], keep=s["max_events"])
             restored = self.journal.load()
-            prepare_events(restored, self.scrubber)  # journaled scrubbed; this shares their repeated strings again
+            prepare_events(
+                restored, self.scrubber
+            )  # journaled scrubbed; this shares their repeated strings again
             self.store.restore(restored)
             learn_routes(self.routes, restored)  # the server's routes, as known before the restart
 
