@@ -7,7 +7,7 @@ secret becomes ``[Filtered]``:
 - a value under a secret key name (``password``, ``api_key``, ``Authorization``, ...; see
   ``secret_key``): names are compared lowercase with their separators dropped, so ``Api-Key``,
   ``api key`` and ``API_KEY`` are one name; ``--scrub-keys`` adds names;
-- card numbers: 13 to 19 digits that start as a card network's do (22-27, 3, 4, 5, 6) and pass
+- card numbers: 13 to 19 digits that start as a card network's do (2221-2720, 3, 4, 5, 6) and pass
   the Luhn check, written with or without a separator between digit groups (space, dash, dot,
   non-breaking or thin space), in text, as JSON numbers and as keys;
 - in text: the value of a ``key=value`` or ``key: value`` pair under a secret name (query
@@ -128,7 +128,9 @@ _CARD_SEPARATORS = "[ \t.\\-\u00a0\u2007\u2009\u202f\u2013]"
 _CARD_RUN = rf"(?<![\w.,+\-])[0-9](?:{_CARD_SEPARATORS}?[0-9]){{12,}}(?![\w])"
 _TEXT_RULES = (
     r"(?P<pem>-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)[\s\S]*?(?P<pem_end>-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
-    r"(?P<url>(?<![\w+.\-])[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/?#]+@",
+    # URL credentials, with or without a scheme (``redis://:pw@host``, ``user:pw@host``, a URL
+    # whose slashes a path normaliser merged): the user and password before the host
+    r"(?P<userinfo>(?<![^\s/=;,(\[<\"'])[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+)@(?=[A-Za-z0-9\[])",
     r"(?P<scheme>\b(?:[Bb]earer|BEARER)\s+)[A-Za-z0-9._~+/\-]{8,}=*",
     # Basic's value is base64: not a lowercase English word (``basic usage`` is kept)
     r"(?P<basic>\b(?:[Bb]asic|BASIC)\s+)(?=[A-Za-z0-9+/]*[A-Z0-9+/])[A-Za-z0-9+/]{8,}=*",
@@ -160,11 +162,13 @@ def _stems(extra: Iterable[str]) -> tuple[str, ...]:
 
 def is_card_number(digits: str) -> bool:
     """True when ``digits`` (digits only) could be a payment card's number: 13 to 19 digits,
-    a card network's first digits and a valid Luhn check digit."""
+    a card network's first digits (2221-2720, 3, 4, 5, 6: not 1, which epoch times in
+    milliseconds and more start with, nor 20, which compact dates start with) and a valid
+    Luhn check digit."""
     if not 13 <= len(digits) <= 19:
         return False
     first = digits[0]
-    if first not in "3456" and not (first == "2" and "2" <= digits[1] <= "7"):
+    if first not in "3456" and not (first == "2" and "2221" <= digits[:4] <= "2720"):
         return False
     total = 0
     for position, char in enumerate(reversed(digits)):
@@ -177,17 +181,18 @@ def is_card_number(digits: str) -> bool:
 
 def _cards(run: str) -> list[tuple[int, int]]:
     """The spans of card numbers inside one digit run: the whole run, else consecutive digit
-    groups of three or more digits (``4111 1111 1111 1111 12/27`` holds one card; ``1.5 2.5
-    3.5 ...``, numbers written with a separator, holds none)."""
+    groups of three or more digits, the last one maybe shorter (``4000 0000 0000 6``):
+    ``4111 1111 1111 1111 12/27`` holds one card; ``1.5 2.5 3.5 ...``, numbers written with a
+    separator, holds none."""
     if is_card_number(run.translate(_NO_SEPARATORS)):
         return [(0, len(run))]
     groups = [g.span() for g in _CARD_GROUP.finditer(run)]
     found: list[tuple[int, int]] = []
     i = 0
     while i < len(groups):
-        for j in range(len(groups), i + 1, -1):
+        for j in range(len(groups), i, -1):
             span = groups[i:j]
-            if all(end - start >= 3 for start, end in span):
+            if all(end - start >= 3 for start, end in span[:-1]):
                 digits = "".join(run[start:end] for start, end in span)
                 if is_card_number(digits):
                     found.append((span[0][0], span[-1][1]))
@@ -226,7 +231,8 @@ def _mask_cards(text: str) -> str:
 
 # --- the scrubber ----------------------------------------------------------------------------
 
-_CLEAN, _SECRET_NAME, _DIRTY_NAME = 0, 1, 2  # a key's verdict: keep, filter its value, scrub the key
+# A key's verdict, two bits: its value is filtered (a secret name), the key itself holds a secret.
+_CLEAN, _SECRET_NAME, _DIRTY_NAME = 0, 1, 2
 
 
 class Scrubber:
@@ -238,8 +244,9 @@ class Scrubber:
     """
 
     def __init__(self, extra_keys: Iterable[str] = ()) -> None:
-        self.extra_keys = tuple(sorted({n for key in extra_keys if (n := normalise_key(key))}))
-        self._stems = _stems(extra_keys)
+        names = list(extra_keys)
+        self.extra_keys = tuple(sorted({n for key in names if (n := normalise_key(key))}))
+        self._stems = _stems(names)
         self._verdicts: dict[str, int] = {}
         self.clean_strings: dict[str, str] = {}  # short strings found clean, shared by events
         self.names: dict[str, str] = {}  # components, and actions without a query, as kept
@@ -266,13 +273,12 @@ class Scrubber:
         return False
 
     def _verdict(self, key: str) -> int:
-        """Whether ``key`` is clean, a secret name, or itself holds a secret (cached)."""
+        """Whether ``key`` is a secret name and whether it holds a secret itself (cached)."""
         verdict = self._verdicts.get(key)
         if verdict is None:
-            if self.secret_key(key):
-                verdict = _SECRET_NAME
-            else:
-                verdict = _CLEAN if self.text(key) is key else _DIRTY_NAME
+            verdict = (_SECRET_NAME if self.secret_key(key) else _CLEAN) | (
+                _CLEAN if self.text(key) is key else _DIRTY_NAME
+            )
             if len(key) <= _MAX_CACHED_LENGTH and len(self._verdicts) < _MAX_CACHED:
                 self._verdicts[key] = verdict
         return verdict
@@ -332,8 +338,8 @@ class Scrubber:
         """False when no text rule but the card numbers' can find anything in ``value``: a few
         substring checks in C (one combined regular expression costs several times more in
         CPython's engine, which tries each alternative at each position)."""
-        if "=" in value or ":" in value:  # a key=value or key: value pair, URL credentials
-            if "@" in value and "://" in value:
+        if "=" in value or ":" in value:  # a key=value or key: value pair, user:password@
+            if "@" in value:
                 return True
             low = value.lower()
             for stem in self._stems:
@@ -360,8 +366,8 @@ class Scrubber:
                     end = match.end("sep")
             elif found["pem"] is not None:
                 kept = (match.end("pem"), match.start("pem_end"))
-            elif found["url"] is not None:
-                kept = (match.end("url"), end - 1)
+            elif found["userinfo"] is not None:
+                kept = match.span("userinfo")
             elif found["scheme"] is not None:
                 kept = (match.end("scheme"), end)
             elif found["basic"] is not None:
@@ -413,8 +419,8 @@ class Scrubber:
         changed: list[tuple[str, Any]] | None = None
         for index, (key, value) in enumerate(details.items()):
             verdict = self._verdict(key) if key.__class__ is str else _CLEAN
-            new_key = self.text(key) if verdict == _DIRTY_NAME else key
-            new = FILTERED if verdict == _SECRET_NAME else self.value(value, depth)
+            new_key = self.text(key) if verdict & _DIRTY_NAME else key
+            new = FILTERED if verdict & _SECRET_NAME else self.value(value, depth)
             if changed is None and (new is not value or new_key is not key):
                 changed = list(details.items())[:index]
             if changed is not None:
