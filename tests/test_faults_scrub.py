@@ -562,3 +562,42 @@ def test_scrub_keys_is_a_documented_setting_with_a_flag_and_a_variable(make_app)
     assert (
         config["scrub_keys"]["value"] == "Nick-Name, badge" and config["scrub_keys"]["flag"] == "--scrub-keys"
     )
+
+
+def test_a_report_of_raw_event_files_filters_secrets_as_the_monitor_does(tmp_path):
+    """The file tools read events the monitor never saw: they go through the same scrubbing."""
+    secret = f"hunter2{MARK}"
+    card = "4111 1111 1111 1111"
+    events = [
+        {
+            **BASE,
+            "timestamp": "2026-01-02T03:04:05Z",
+            "component": "http",
+            "action": f"POST /login?password={secret}",
+        },
+        {
+            **BASE,
+            "timestamp": "2026-01-02T03:04:06Z",
+            "component": f"worker Bearer {secret}",
+            "action": f"charge {card}",
+            "details": {"route": f"/pay/{card}", "api-key": secret},
+        },
+    ]
+    backend = tmp_path / "backend.jsonl"
+    backend.write_text("\n".join(json.dumps(e) for e in events), encoding="utf-8")
+    for fmt in ("markdown", "json", "html"):
+        out = tmp_path / f"report.{fmt}"
+        argv = [
+            "--backend-data",
+            str(backend),
+            "--frontend-data",
+            str(backend),
+            "--format",
+            fmt,
+            "-o",
+            str(out),
+        ]
+        assert execution_difference_report.main(argv) == 0
+        text = out.read_text(encoding="utf-8")
+        assert "POST /login" in text
+        assert secret not in text and card not in text and card.replace(" ", "") not in text

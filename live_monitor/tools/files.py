@@ -23,6 +23,7 @@ from typing import IO, Any
 import msgspec
 
 from live_monitor.model.events import MIN_SAMPLE_RATE
+from live_monitor.model.scrub import DEFAULT as SCRUBBER
 from live_monitor.vocabulary import SERVICES, STATUSES, Service
 
 __all__ = [
@@ -269,16 +270,17 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
     if status is not None and status not in STATUSES:
         raise ValueError(f"'status' must be 'success' or 'error', not {status!r}")
     level_error = status is None and str(record.get("level", "")).upper() in ERROR_LEVELS
+    component = SCRUBBER.component(component)  # secrets filtered as the monitor filters them
     return Event(
         ts,
         service,
         component,
-        action,
+        SCRUBBER.action(component, action),
         None if duration is None else float(duration),
         status == "error" or level_error,
         _id(record, "trace_id"),
         where,
-        details if isinstance(details := record.get("details"), dict) else None,
+        SCRUBBER.details(details) if isinstance(details := record.get("details"), dict) else None,
         _id(record, "span_id"),
         _id(record, "parent_span_id"),
         _sample_rate(record),
