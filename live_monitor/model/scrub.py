@@ -11,15 +11,16 @@ secret becomes ``[Filtered]``:
   the Luhn check, written with or without a separator between digit groups (space, dash, dot,
   non-breaking or thin space), in text, as JSON numbers and as keys;
 - in text: the value of a ``key=value`` or ``key: value`` pair under a secret name (query
-  parameters, form bodies, header dumps, JSON in a string), URL credentials
-  (``https://user:pw@host`` -> ``https://[Filtered]@host``), ``Bearer``/``Basic`` tokens, JWTs
-  and the body of PEM private key blocks;
+  parameters, form bodies, header dumps, JSON in a string), credentials before a host
+  (``https://user:pw@host`` -> ``https://[Filtered]@host``, with or without a scheme),
+  ``Bearer``/``Basic`` tokens, JWTs and the body of PEM private key blocks;
 - endpoint actions (``http``, ``api``, ``http-client``) lose their query string altogether:
   ``POST /login?password=x`` is kept as ``POST /login``.
 
-Scrubbing runs on every event at ingest, so clean data stays cheap: key verdicts and clean
-short strings are cached, and one combined regular expression tells in one scan whether a
-string could hold anything to filter at all.
+Scrubbing runs on every event at ingest (``events.prepare_events``) and on every record the
+file tools read, so clean data stays cheap: key verdicts and clean short strings are cached,
+and a few substring checks and a digit count tell whether a string could hold anything to
+filter at all before any regular expression runs.
 """
 
 from __future__ import annotations
