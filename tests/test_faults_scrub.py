@@ -33,6 +33,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 import execution_difference_report
 from live_execution_monitor import create_app
 from live_monitor.core.settings import check_settings, resolve
+from live_monitor.model.scrub import Scrubber
 from live_monitor.vocabulary import EVENTS_PATH, METRICS_PATH, STATUS_PATH, STREAM_PATH
 from live_monitor.web.otlp_grpc import OtlpGrpcServer
 from tests.helpers import API, SERVER, export, free_port, log_export, log_record, post, post_logs, span
@@ -601,3 +602,16 @@ def test_a_report_of_raw_event_files_filters_secrets_as_the_monitor_does(tmp_pat
         text = out.read_text(encoding="utf-8")
         assert "POST /login" in text
         assert secret not in text and card not in text and card.replace(" ", "") not in text
+
+
+def test_a_flood_of_distinct_strings_never_stops_the_sharing_of_repeated_ones():
+    """The caches are bounded and start over when full: 25,000 distinct keys and values (a
+    hostile client, random test data) leave repeated strings shared, one copy for all events."""
+    scrubber = Scrubber()
+    for i in range(25_000):
+        scrubber.event_details({f"key{i}": f"value{i}"})
+    first, second = {"route": "/api/orders/" + ":id"}, {"route": "/api/orders/:" + "id"}
+    assert first["route"] is not second["route"]
+    scrubber.event_details(first)
+    scrubber.event_details(second)
+    assert first["route"] is second["route"]

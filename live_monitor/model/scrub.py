@@ -28,14 +28,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from live_monitor.vocabulary import ENDPOINT_COMPONENTS, OUTGOING_COMPONENT
 
 __all__ = ["DEFAULT", "FILTERED", "Scrubber", "is_card_number", "normalise_key", "scrub_details"]
 
 FILTERED = "[Filtered]"
-_MAX_CACHED = 20_000  # entries per cache: a flood of distinct keys or strings only costs time
+_MAX_CACHED = 20_000  # entries per cache, which starts over when full (see _remember)
 _MAX_CACHED_LENGTH = 64  # longer keys and strings are checked every time, never kept
 # Deeper than an event may nest (events are refused past 32 levels): a structure this deep,
 # which no validated event holds, is filtered whole rather than walked.
@@ -232,6 +232,18 @@ def _mask_cards(text: str) -> str:
 
 # --- the scrubber ----------------------------------------------------------------------------
 
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[str, _V], key: str, value: _V) -> _V:
+    """Keep ``value`` under ``key`` and return it; a full cache starts over, so a flood of
+    distinct strings bounds the memory and never stops the sharing of those that repeat."""
+    if len(cache) >= _MAX_CACHED:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 # A key's verdict, two bits: its value is filtered (a secret name), the key itself holds a secret.
 _CLEAN, _SECRET_NAME, _DIRTY_NAME = 0, 1, 2
 
@@ -280,15 +292,15 @@ class Scrubber:
             verdict = (_SECRET_NAME if self.secret_key(key) else _CLEAN) | (
                 _CLEAN if self.text(key) is key else _DIRTY_NAME
             )
-            if len(key) <= _MAX_CACHED_LENGTH and len(self._verdicts) < _MAX_CACHED:
-                self._verdicts[key] = verdict
+            if len(key) <= _MAX_CACHED_LENGTH:
+                _remember(self._verdicts, key, verdict)
         return verdict
 
     def component(self, component: str) -> str:
         """An event's component as kept (scrubbed like text; cached, so repeats are shared)."""
         kept = self.names.get(component)
         if kept is None:
-            kept = self._remember(self.names, component, self.text(component))
+            kept = _remember(self.names, component, self.text(component))
         return kept
 
     def action(self, component: str, action: str) -> str:
@@ -302,19 +314,13 @@ class Scrubber:
         if kept is not None:
             return kept
         if "?" not in action and "#" not in action:
-            return self._remember(self.names, action, self.text(action))
+            return _remember(self.names, action, self.text(action))
         endpoint = component in _ENDPOINT_COMPONENTS
         cache = self._endpoints if endpoint else self._others
         kept = cache.get(action)
         if kept is None:
             cut = (action.split("?", 1)[0].split("#", 1)[0].rstrip() or FILTERED) if endpoint else action
-            kept = self._remember(cache, action, self.text(cut))
-        return kept
-
-    @staticmethod
-    def _remember(cache: dict[str, str], raw: str, kept: str) -> str:
-        if len(cache) < _MAX_CACHED:
-            cache[raw] = kept
+            kept = _remember(cache, action, self.text(cut))
         return kept
 
     # --- values -----------------------------------------------------------------------
@@ -331,8 +337,8 @@ class Scrubber:
             scrubbed = _mask_cards(scrubbed)
         if scrubbed != value:
             return scrubbed
-        if len(value) <= _MAX_CACHED_LENGTH and len(self.clean_strings) < _MAX_CACHED:
-            self.clean_strings[value] = value
+        if len(value) <= _MAX_CACHED_LENGTH:
+            _remember(self.clean_strings, value, value)
         return value
 
     def _suspect(self, value: str) -> bool:

@@ -23,7 +23,7 @@ from typing import IO, Any
 import msgspec
 
 from live_monitor.model.events import MIN_SAMPLE_RATE
-from live_monitor.model.scrub import DEFAULT as SCRUBBER
+from live_monitor.model.scrub import Scrubber
 from live_monitor.vocabulary import SERVICES, STATUSES, Service
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 _json_decode = msgspec.json.Decoder().decode
+SCRUBBER = Scrubber()  # the monitor's built-in rules, with caches of the tools' own
 
 
 def decode_json(data: bytes) -> Any:
