@@ -523,13 +523,23 @@ def test_the_secrets_the_issue_found_are_filtered(client, details, kept):
 
 def test_an_endpoint_action_loses_its_query_string_and_other_actions_their_secrets(client):
     events = [
+        {
+            **BASE,
+            "component": "POST /login?password=hunter2",
+            "action": "x",
+        },  # the same text, seen first elsewhere
         {**BASE, "component": "http", "action": "POST /login?password=hunter2"},
         {**BASE, "service": "frontend", "component": "api", "action": "GET /api/search?q=shoes#top"},
         {**BASE, "component": "jobs", "action": "sync https://bot:hunter2@git.example.com/repo.git"},
     ]
-    assert client.post(EVENTS_PATH, json=events).json["accepted"] == 3
-    actions = {e["action"] for e in client.get(f"{API}/data").json["recent_events"]}
-    assert actions == {"POST /login", "GET /api/search", "sync https://[Filtered]@git.example.com/repo.git"}
+    assert client.post(EVENTS_PATH, json=events).json["accepted"] == 4
+    kept = {(e["component"], e["action"]) for e in client.get(f"{API}/data").json["recent_events"]}
+    assert kept == {
+        ("POST /login?password=[Filtered]", "x"),
+        ("http", "POST /login"),
+        ("api", "GET /api/search"),
+        ("jobs", "sync https://[Filtered]@git.example.com/repo.git"),
+    }
 
 
 def test_an_otlp_span_name_and_log_attributes_are_scrubbed(client):

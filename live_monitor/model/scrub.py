@@ -25,7 +25,6 @@ filter at all before any regular expression runs.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -264,7 +263,7 @@ class Scrubber:
         self.clean_strings: dict[str, str] = {}  # short strings found clean, shared by events
         self.names: dict[str, str] = {}  # components, and actions without a query, as kept
         self._endpoints: dict[str, str] = {}  # endpoint actions with a query, as kept
-        self._others: dict[str, str] = {}  # other actions with ``?`` or ``#``, as kept
+        self._others: dict[str, str] = {}  # other names with ``?`` or ``#``, as kept
 
     @classmethod
     def from_setting(cls, text: str) -> Scrubber:
@@ -298,30 +297,32 @@ class Scrubber:
 
     def component(self, component: str) -> str:
         """An event's component as kept (scrubbed like text; cached, so repeats are shared)."""
-        kept = self.names.get(component)
-        if kept is None:
-            kept = _remember(self.names, component, self.text(component))
-        return kept
+        return self._plain(component)
 
     def action(self, component: str, action: str) -> str:
         """An event's action as kept: an endpoint's without its query string, any scrubbed as
         text; cached, so the few actions that repeat across events are shared.
 
-        ``names`` holds actions without ``?`` or ``#``, kept alike for every component, so
-        a caller may look an action up there first.
+        ``names`` holds components and actions without ``?`` or ``#``, kept alike whatever the
+        component, so a caller may look an action up there first.
         """
         kept = self.names.get(action)
         if kept is not None:
             return kept
-        if "?" not in action and "#" not in action:
-            return _remember(self.names, action, self.text(action))
-        endpoint = component in _ENDPOINT_COMPONENTS
-        cache = self._endpoints if endpoint else self._others
-        kept = cache.get(action)
+        if component not in _ENDPOINT_COMPONENTS or ("?" not in action and "#" not in action):
+            return self._plain(action)
+        kept = self._endpoints.get(action)
         if kept is None:
-            cut = (action.split("?", 1)[0].split("#", 1)[0].rstrip() or FILTERED) if endpoint else action
-            kept = _remember(cache, action, self.text(cut))
+            cut = action.split("?", 1)[0].split("#", 1)[0].rstrip() or FILTERED
+            kept = _remember(self._endpoints, action, self.text(cut))
         return kept
+
+    def _plain(self, name: str) -> str:
+        """``name`` scrubbed as text, from (or into) ``names``, or another cache when it holds a
+        ``?`` or ``#``, which an endpoint's action would lose."""
+        cache = self._others if "?" in name or "#" in name else self.names
+        kept = cache.get(name)
+        return _remember(cache, name, self.text(name)) if kept is None else kept
 
     # --- values -----------------------------------------------------------------------
 
@@ -394,10 +395,10 @@ class Scrubber:
     def number(self, value: int | float) -> int | float | str:
         """``[Filtered]`` for a number that is a card number (a JSON number such as
         ``4111111111111111``), else ``value``."""
-        if -1e12 < value < 1e12:
+        if -1e12 < value < 1e12 or not -1e19 < value < 1e19:  # card numbers have 13 to 19 digits
             return value
         if value.__class__ is float:
-            if not (math.isfinite(value) and value.is_integer() and abs(value) < 1e19):
+            if not value.is_integer():
                 return value
             value = int(value)
         return FILTERED if is_card_number(str(abs(int(value)))) else value
