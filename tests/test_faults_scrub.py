@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -618,10 +619,13 @@ def test_a_flood_of_distinct_strings_never_stops_the_sharing_of_repeated_ones():
     """The caches are bounded and start over when full: 25,000 distinct keys and values (a
     hostile client, random test data) leave repeated strings shared, one copy for all events."""
     scrubber = Scrubber()
-    for i in range(25_000):
-        scrubber.event_details({f"key{i}": f"value{i}"})
-    first, second = ({"route": "".join(["/api/orders/", ":id"])} for _ in range(2))  # two copies
-    assert first["route"] is not second["route"]
-    scrubber.event_details(first)
-    scrubber.event_details(second)
-    assert first["route"] is second["route"]
+    scrubber.prepare(
+        SimpleNamespace(component="c", action="a", details={f"key{i}": f"value{i}"}) for i in range(25_000)
+    )
+    events = [
+        SimpleNamespace(component="c", action="a", details={"route": "".join(["/api/", ":id"])})
+        for _ in range(2)
+    ]
+    assert events[0].details["route"] is not events[1].details["route"]  # two copies
+    scrubber.prepare(events)
+    assert events[0].details["route"] is events[1].details["route"]

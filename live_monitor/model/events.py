@@ -464,13 +464,7 @@ def prepare_events(events: list[ExecutionEvent], scrubber: Scrubber = DEFAULT) -
     component, action and short detail strings that repeat across thousands of events is
     most of a stored event's memory; the scrubber's caches hold the shared copies.
     """
-    names, clean_details = scrubber.names, scrubber.event_details
-    for event in events:
-        component = names.get(event.component) or scrubber.component(event.component)
-        event.action = names.get(event.action) or scrubber.action(component, event.action)
-        event.component = component
-        if event.details:
-            event.details = clean_details(event.details)
+    scrubber.prepare(events)
 
 
 _FIELDS = {

@@ -297,7 +297,8 @@ class Scrubber:
 
     def component(self, component: str) -> str:
         """An event's component as kept (scrubbed like text; cached, so repeats are shared)."""
-        return self._plain(component)
+        kept = self.names.get(component)
+        return self._plain(component) if kept is None else kept
 
     def action(self, component: str, action: str) -> str:
         """An event's action as kept: an endpoint's without its query string, any scrubbed as
@@ -435,33 +436,43 @@ class Scrubber:
                 changed.append((new_key, new))
         return details if changed is None else dict(changed)
 
-    def event_details(self, details: dict[str, Any]) -> dict[str, Any]:
-        """An event's details as kept: the same dict, its short clean strings swapped for
-        shared copies (most of a stored event's memory), or a scrubbed copy.
+    def prepare(self, events: Iterable[Any]) -> None:
+        """Scrub events in place (objects with ``component``, ``action`` and ``details``, a
+        dict or None), sharing the strings that repeat across them: most of a stored event's
+        memory.
 
-        The fast path of ingest: one cached verdict per key and one cached string per value
-        in the common case. Only details that hold a secret are walked a second time, by
-        ``details``, which copies them.
+        The fast path of ingest, in one loop: a cached name per component and action, one
+        cached verdict per details key and one cached string per value in the common case.
+        Only details that may hold a secret are walked again, by ``details``, which copies them.
         """
-        verdicts, shared = self._verdicts, self.clean_strings
-        for key, value in details.items():
-            verdict = verdicts.get(key)
-            if verdict is None:
-                verdict = self._verdict(key) if key.__class__ is str else _CLEAN
-            if verdict:
-                return self.details(details)
-            kind = value.__class__
-            if kind is str:
-                known = shared.get(value)
-                if known is not None:
-                    details[key] = known  # the same text, shared in place
-                elif self.text(value) is not value:
-                    return self.details(details)
-            elif (kind is int or kind is float) and -1e12 < value < 1e12:
+        names, verdicts, shared = self.names, self._verdicts, self.clean_strings
+        for event in events:
+            component = names.get(event.component) or self.component(event.component)
+            event.action = names.get(event.action) or self.action(component, event.action)
+            event.component = component
+            details = event.details
+            if not details:
                 continue
-            elif self.value(value) is not value:
-                return self.details(details)
-        return details
+            for key, value in details.items():
+                verdict = verdicts.get(key)
+                if verdict is None:
+                    verdict = self._verdict(key) if key.__class__ is str else _CLEAN
+                if verdict:
+                    break
+                kind = value.__class__
+                if kind is str:
+                    known = shared.get(value)
+                    if known is not None:
+                        details[key] = known  # the same text, shared in place
+                    elif self.text(value) is not value:
+                        break
+                elif (kind is int or kind is float) and -1e12 < value < 1e12:
+                    continue
+                elif self.value(value) is not value:
+                    break
+            else:
+                continue
+            event.details = self.details(details)
 
 
 _ANYWHERE_NAMES = tuple("".join(parts) for parts in _ANYWHERE)

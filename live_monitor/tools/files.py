@@ -271,21 +271,22 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
     if status is not None and status not in STATUSES:
         raise ValueError(f"'status' must be 'success' or 'error', not {status!r}")
     level_error = status is None and str(record.get("level", "")).upper() in ERROR_LEVELS
-    component = SCRUBBER.component(component)  # secrets filtered as the monitor filters them
-    return Event(
+    event = Event(
         ts,
         service,
         component,
-        SCRUBBER.action(component, action),
+        action,
         None if duration is None else float(duration),
         status == "error" or level_error,
         _id(record, "trace_id"),
         where,
-        SCRUBBER.details(details) if isinstance(details := record.get("details"), dict) else None,
+        details if isinstance(details := record.get("details"), dict) else None,
         _id(record, "span_id"),
         _id(record, "parent_span_id"),
         _sample_rate(record),
     )
+    SCRUBBER.prepare((event,))  # secrets filtered as the monitor filters them
+    return event
 
 
 def _id(record: dict[str, Any], name: str) -> str | None:
