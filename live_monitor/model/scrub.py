@@ -43,30 +43,29 @@ _ENDPOINT_COMPONENTS = frozenset({*ENDPOINT_COMPONENTS.values(), OUTGOING_COMPON
 
 # --- key names -------------------------------------------------------------------------------
 
-# Secret wherever they appear in a normalised name (lowercase, separators dropped): the word
-# parts say where a writer may put a separator (``api-key``, ``apiKey``), for the text check.
+# Secret wherever they appear in a normalised name (lowercase, separators dropped).
 _ANYWHERE = (
-    ("password",),
-    ("passwd",),
-    ("passphrase",),
-    ("secret",),
-    ("api", "key"),
-    ("private", "key"),
-    ("access", "key"),  # aws_access_key_id
-    ("authorization",),
-    ("authorisation",),
-    ("credential",),
-    ("cookie",),  # set-cookie
-    ("csrf",),
-    ("xsrf",),
-    ("bearer",),
-    ("jwt",),
-    ("credit", "card"),
-    ("card", "num"),
-    ("signature",),  # presigned URLs: X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token
-    ("session", "id"),
-    ("session", "key"),
-    ("sessid",),  # PHPSESSID
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "apikey",
+    "privatekey",
+    "accesskey",  # aws_access_key_id
+    "authorization",
+    "authorisation",
+    "credential",
+    "cookie",  # set-cookie
+    "csrf",
+    "xsrf",
+    "bearer",
+    "jwt",
+    "creditcard",
+    "cardnum",
+    "signature",  # presigned URLs: X-Amz-Signature, X-Amz-Credential, X-Amz-Security-Token
+    "sessionid",
+    "sessionkey",
+    "sessid",  # PHPSESSID
 )
 # Secret as a word of the name that ends it or is followed by one of _SUFFIXES (``session``,
 # ``session_id``, ``user_pin``), but not ``session_count``, ``token_count`` or ``card_type``.
@@ -108,16 +107,11 @@ _SUFFIXES = frozenset(
     }
 )
 _NAME_WORD = re.compile(r"[A-Z]+(?![a-z])[0-9]*|[A-Z]?[a-z]+[0-9]*|[0-9]+")
-_SEPARATORS = r"[-_.\[\] ]?"  # what may stand between a name's parts in text (``api_key=``)
 
 
 def normalise_key(name: str) -> str:
     """``name`` lowercase with everything but letters and digits dropped: ``Api-Key`` -> ``apikey``."""
     return "".join(_NAME_WORD.findall(name)).lower()
-
-
-def _name_pattern(parts: Iterable[str]) -> str:
-    return _SEPARATORS.join(re.escape(part) for part in parts)
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -152,10 +146,10 @@ _CARD_GROUP = re.compile("[0-9]+")
 
 
 def _stems(extra: Iterable[str]) -> tuple[str, ...]:
-    """Lowercase words one of which any secret key name written in text holds: the built-in
-    names' words (``key`` for ``api_key``, ``private_key``, ...) and the longest word of each
-    name given (``--scrub-keys``)."""
-    stems = {parts[0] for parts in _ANYWHERE if len(parts) == 1} | {"key"} | set(_WORDS)
+    """Lowercase words one of which any secret key name written in text holds, whatever its
+    separators: the built-in names' (``key`` for ``api_key``, ``private_key``, ...) and the
+    longest word of each name given (``--scrub-keys``); none holds another."""
+    stems = {*_WORDS, *_ANYWHERE, "key"}
     stems |= {max(_NAME_WORD.findall(name) or [name], key=len).lower() for name in extra}
     return tuple(sorted(stem for stem in stems if not any(s != stem and s in stem for s in stems)))
 
@@ -190,18 +184,25 @@ def _cards(run: str) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     i = 0
     while i < len(groups):
-        for j in range(len(groups), i, -1):
-            span = groups[i:j]
-            if all(end - start >= 3 for start, end in span[:-1]):
-                digits = "".join(run[start:end] for start, end in span)
-                if is_card_number(digits):
-                    found.append((span[0][0], span[-1][1]))
-                    i = j - 1
-                    break
-        i += 1
+        digits, last = "", None  # the digits of groups i..j, and the last j that makes a card
+        for j in range(i, min(len(groups), i + _MAX_CARD_GROUPS)):
+            start, end = groups[j]
+            digits += run[start:end]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and is_card_number(digits):
+                last = j
+            if end - start < 3:  # only the last group of a card may be that short
+                break
+        if last is None:
+            i += 1
+        else:
+            found.append((groups[i][0], groups[last][1]))
+            i = last + 1
     return found
 
 
+_MAX_CARD_GROUPS = 7  # 19 digits in groups of three or more, the last maybe shorter
 _NO_SEPARATORS = str.maketrans("", "", " \t.-\u00a0\u2007\u2009\u202f\u2013")
 
 
@@ -276,7 +277,7 @@ class Scrubber:
         """True when values under ``key`` are filtered: a built-in secret name, or one given."""
         words = [word.lower() for word in _NAME_WORD.findall(key)]
         name = "".join(words)
-        if any(term in name for term in _ANYWHERE_NAMES) or any(term in name for term in self.extra_keys):
+        if any(term in name for term in _ANYWHERE) or any(term in name for term in self.extra_keys):
             return True
         for i, word in enumerate(words):
             if word in _WORDS or word.endswith(_WORD_ENDINGS):
@@ -475,7 +476,6 @@ class Scrubber:
             event.details = self.details(details)
 
 
-_ANYWHERE_NAMES = tuple("".join(parts) for parts in _ANYWHERE)
 DEFAULT = Scrubber()  # the built-in rules: events built in Python are scrubbed with these
 
 
