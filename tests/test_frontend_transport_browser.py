@@ -213,7 +213,7 @@ def test_retry_after_is_honoured_in_seconds_and_as_a_date(browser: Browser, stub
         page.evaluate("() => { for (const n of [1, 2, 3]) monitor.record('shop', 'pay', {details: {n}}); }")
         page.evaluate("() => monitor.flush()")
         assert wait_for(lambda: len(stub.posts) == 3, timeout=10)
-        assert page.evaluate("() => monitor.stats()")["sent"] == 3
+        assert wait_for(lambda: page.evaluate("() => monitor.stats().sent") == 3, timeout=5)
     finally:
         origin.stop()
     (first, _, *_), (second, second_wall, *_), (third, third_wall, *_) = stub.posts
