@@ -121,7 +121,10 @@ export interface LiveMonitorHandle {
   trackComponent(name: string): ComponentTracker;
   /** A custom event, e.g. `record("checkout", "pay", {duration_ms: 120})`. */
   record(component: string, action: string, options?: RecordOptions): void;
-  /** Send what is queued now; resolves after each batch's first try (retries go on). */
+  /**
+   * Send what is queued now, one batch after another; resolves when all went, or when the
+   * monitor is away or asked to wait (the queue then goes at the next attempt).
+   */
   flush(): Promise<void>;
   /** Remove every listener, restore fetch/XHR, send what is queued one last time. */
   stop(): void;
