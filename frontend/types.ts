@@ -83,10 +83,13 @@ export interface LiveMonitorStats {
   retried: number;
   /** Refused by the monitor for good (a 4xx other than 408 and 429). */
   failed: number;
-  /** Kept in sessionStorage since the page was hidden, for its return or the next page. */
-  stored: number;
+  /**
+   * Kept in sessionStorage since the page was hidden, for its return or the next page.
+   * Absent (as `restored`) while only the loader's stub runs: it stores nothing.
+   */
+  stored?: number;
   /** Taken from the store the previous page of this origin left, at start. */
-  restored: number;
+  restored?: number;
 }
 
 /** Optional fields of a custom event recorded with `handle.record()`. */
