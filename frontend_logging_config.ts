@@ -85,7 +85,8 @@ function check(name: string, value: unknown, valid: unknown, must: string): asse
 
 /** One running logger: checks the options, then installs every capture until `stop()`. */
 function start(opts: LiveMonitorOptions): LiveMonitorHandle {
-  type NumberOption = "batchSize" | "maxQueue" | "retryBaseMs" | "flushIntervalMs";
+  type NumberOption =
+    "batchSize" | "maxQueue" | "retryBaseMs" | "flushIntervalMs" | "maxRetryDelayMs" | "maxAgeMs";
   const positive = (name: NumberOption, fallback: number): number => {
     const value = opts[name] ?? fallback;
     check(
@@ -111,9 +112,16 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
     typeof sampleRate === "number" &&
     (sampleRate === 0 || (sampleRate >= 0.0001 && sampleRate <= 1));
   check("sampleRate", sampleRate, rateOk, "0, or between 0.0001 and 1");
-  const maxRetries = opts.maxRetries ?? 3;
-  const retriesOk = Number.isInteger(maxRetries) && maxRetries >= 0;
+  const maxRetries = opts.maxRetries ?? Infinity;
+  const retriesOk = maxRetries === Infinity || (Number.isInteger(maxRetries) && maxRetries >= 0);
   check("maxRetries", maxRetries, retriesOk, "a whole number >= 0");
+  const storeBytes = opts.storeBytes ?? 1024 * 1024;
+  check(
+    "storeBytes",
+    storeBytes,
+    Number.isInteger(storeBytes) && storeBytes >= 0,
+    "a whole number >= 0",
+  );
   const targets = opts.tracePropagationTargets;
   check("tracePropagationTargets", targets, !targets || Array.isArray(targets), "an array");
   const flushIntervalMs = positive("flushIntervalMs", 2000);
@@ -125,17 +133,20 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
   if (opts.ingestKey) headers["X-Ingest-Key"] = opts.ingestKey;
   // A beacon cannot carry headers, and a cross-origin JSON beacon needs a CORS preflight.
   const beacon = base.origin === origin && !opts.ingestKey;
-  const transport = createTransport(
-    ingestUrl,
-    g.fetch,
+  const transport = createTransport({
+    url: ingestUrl,
+    send: g.fetch,
     headers,
     beacon,
-    Math.floor(positive("batchSize", 50)),
-    Math.floor(positive("maxQueue", 1000)),
+    batchSize: Math.floor(positive("batchSize", 50)),
+    maxQueue: Math.floor(positive("maxQueue", 1000)),
     maxRetries,
-    positive("retryBaseMs", 1000),
-  );
-  const { counters, queued, flush, flushNow } = transport;
+    retryBaseMs: positive("retryBaseMs", 1000),
+    maxRetryDelayMs: positive("maxRetryDelayMs", 60_000),
+    maxAgeMs: positive("maxAgeMs", 600_000),
+    storeBytes,
+  });
+  const { flush, flushNow } = transport;
   const undo: Array<() => void> = [];
   let stopped = false;
   let hidden = false;
@@ -174,7 +185,7 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
       // The page is going away: send at once (the flush interval may never come).
       if (hidden) later(flushNow, 0);
     } catch {
-      counters.dropped++;
+      transport.lost();
     }
   };
 
@@ -183,20 +194,27 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
   if (enabled("api"))
     captureNetwork(emit, onStop, () => stopped, ingestUrl, sampled, sampleRate, targets);
   captureInteractions(emit, listen, later, enabled);
+  // Hidden or going away: what fits goes with keepalive, the rest waits in the store; back
+  // (visible, or restored from the back/forward cache): the stored events are sent as usual.
+  const shown = (): void => {
+    hidden = false;
+    transport.resume();
+  };
   listen(doc, "visibilitychange", () => {
-    hidden = doc.visibilityState === "hidden";
-    if (hidden) flushNow();
+    if (doc.visibilityState !== "hidden") return shown();
+    hidden = true;
+    flushNow();
   });
   listen(g, "pagehide", () => {
     hidden = true;
     flushNow();
   });
-  listen(g, "pageshow", () => (hidden = false));
+  listen(g, "pageshow", shown);
   const load = enabled("pageLoad");
   const vitals = enabled("webVitals");
   if (vitals) captureWebVitals(emit);
   if (load || vitals) capturePageLoad(emit, listen, later, load);
-  const interval = setInterval(() => queued() && void flush(), flushIntervalMs);
+  const interval = setInterval(() => void flush(), flushIntervalMs);
 
   const handle: LiveMonitorHandle = {
     trackComponent: (name) => createTracker(emit, name),
@@ -210,7 +228,7 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
       for (const step of undo) safely(step)();
       if (active === handle) active = null;
     }),
-    stats: () => ({ queued: queued(), ...counters }),
+    stats: transport.stats,
   };
   return handle;
 }

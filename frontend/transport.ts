@@ -1,172 +1,462 @@
-/** Getting events to the monitor: a bounded queue, batches, retries, beacons on page hide. */
+/**
+ * Getting events to the monitor without getting in the page's way: a bounded queue sent in
+ * batches by plain fetch (one request at a time, its answer read), retries that back off while
+ * the monitor is away, and at page hide a keepalive send within half the page's allowance, the
+ * rest kept in sessionStorage for the page's return or the next page of the same origin.
+ */
 import type { ExecutionEvent, LiveMonitorStats } from "./types";
 import { byteLength, g, JSON_TYPE } from "./util";
 
-const MAX_BODY_BYTES = 64 * 1024;
-const MAX_RETRY_DELAY_MS = 60_000;
+/** The largest request body the logger builds (before compression). */
+export const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * What the logger may have in flight at page hide: half of the 64 KiB a browser allows the
+ * whole page in keepalive requests and beacons, so the page's own beacons keep the other half.
+ */
+export const UNLOAD_BUDGET_BYTES = 32 * 1024;
+/** A page still running this long after it was hidden takes its stored events back. */
+const RESUME_AFTER_HIDE_MS = 1000;
+const STORE_KEY = "live-monitor:unsent:";
+// `{"events":[` + `]}` is 13 bytes; each event counts its comma, one too many.
+const WRAPPER_BYTES = 12;
 
 export interface Batch {
   body: string;
   count: number;
 }
 
+/** An event waiting to be sent: its JSON, its size with a comma, and when it was queued. */
+interface Item {
+  text: string;
+  bytes: number;
+  at: number;
+}
+
+/** How the transport sends; the entry point checks the options and fills in defaults. */
+export interface TransportOptions {
+  /** The ingest URL. */
+  url: string;
+  /** The page's fetch as it was before the logger wrapped it. */
+  send: typeof fetch;
+  headers: Record<string, string>;
+  /** Whether navigator.sendBeacon may carry a batch (same origin, no ingest key). */
+  beacon: boolean;
+  batchSize: number;
+  maxQueue: number;
+  maxRetries: number;
+  retryBaseMs: number;
+  maxRetryDelayMs: number;
+  maxAgeMs: number;
+  storeBytes: number;
+}
+
 /** What the running monitor uses of its transport. */
 export interface Transport {
-  readonly counters: Omit<LiveMonitorStats, "queued">;
-  /** Events queued or in flight (awaiting their answer or a retry). */
-  queued(): number;
+  stats(): LiveMonitorStats;
+  /** Counts an event the logger could not even build (it never reached the queue). */
+  lost(): void;
   enqueue(event: ExecutionEvent): void;
-  /** Sends what is queued; resolves after each batch's first try (retries go on). */
+  /** Sends what is queued, one batch after another; resolves when that is done or must wait. */
   flush(): Promise<void>;
   /**
-   * Sends everything now (queued and awaiting retry) in a way that survives page unload. With
-   * `last` (the monitor stops), a failure after that is given up, not retried.
+   * The page is hidden or going away: sends what fits in the unload budget with keepalive and
+   * keeps the rest in the store. With `last` (the monitor stops), sends what is queued once,
+   * without retries, and keeps nothing.
    */
   flushNow(last?: boolean): void;
+  /** The page is visible again: takes the stored events back and sends as usual. */
+  resume(): void;
 }
+
+/** A request body: JSON, or its gzip. */
+type Payload = string | Uint8Array<ArrayBuffer>;
+
+const bodyOf = (items: Item[]): string => `{"events":[${items.map((i) => i.text).join(",")}]}`;
+
+/** How many items from the head make one body of at most `maxCount` events and `maxBytes`. */
+function fitting(items: Item[], maxCount: number, maxBytes: number): number {
+  let bytes = WRAPPER_BYTES;
+  let n = 0;
+  while (n < items.length && n < maxCount && bytes + items[n].bytes <= maxBytes) {
+    bytes += items[n++].bytes;
+  }
+  return n;
+}
+
+const toItem = (text: string, at: number): Item => ({ text, bytes: byteLength(text) + 1, at });
 
 /** Packs serialized events into request bodies of at most `batchSize` events and 64 KiB. */
 export function packBatches(events: string[], batchSize: number): Batch[] {
+  const items = events.map((text) => toItem(text, 0));
   const batches: Batch[] = [];
-  let parts: string[] = [];
-  // `{"events":[` + `]}` is 13 bytes; each event below counts one comma too many.
-  let bytes = 12;
-  // `${parts}` joins the serialized events with commas.
-  const cut = () =>
-    parts.length && batches.push({ body: `{"events":[${parts}]}`, count: parts.length });
-  for (const event of events) {
-    const size = byteLength(event) + 1;
-    if (parts.length >= batchSize || bytes + size > MAX_BODY_BYTES) {
-      cut();
-      parts = [];
-      bytes = 12;
-    }
-    bytes += size;
-    parts.push(event);
+  for (let start = 0; start < items.length;) {
+    const rest = items.slice(start);
+    const count = fitting(rest, batchSize, MAX_BODY_BYTES) || 1;
+    batches.push({ body: bodyOf(rest.slice(0, count)), count });
+    start += count;
   }
-  cut();
   return batches;
 }
 
+/** The wait a Retry-After header asks for (seconds or an HTTP date), in ms; 0 when none. */
+export function retryAfterMs(header: string | null | undefined, now = Date.now()): number {
+  const value = (header ?? "").trim();
+  if (!value) return 0;
+  if (/^\d+(\.\d+)?$/.test(value)) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? 0 : Math.max(0, date - now);
+}
+
+/** gzip of `text`, made with stream reads only (microtasks), so it ends within page hide. */
+async function gzip(text: string): Promise<Uint8Array<ArrayBuffer>> {
+  const stream = new CompressionStream("gzip");
+  const writer = stream.writable.getWriter();
+  void writer.write(new TextEncoder().encode(text)).catch(() => undefined);
+  void writer.close().catch(() => undefined);
+  const reader = stream.readable.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    size += value.length;
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** Where events wait across a page hide: this tab's sessionStorage, or memory without it. */
+interface Store {
+  load(): Item[];
+  /** Keeps `items` (oldest first) within the bound; returns how many did not fit. */
+  save(items: Item[]): number;
+}
+
+function createStore(key: string, maxBytes: number): Store {
+  let memory: Item[] = [];
+  const storage = (): Storage | undefined => {
+    try {
+      return maxBytes > 0 ? g.sessionStorage : undefined;
+    } catch {
+      return undefined; // sessionStorage refused (sandboxed frame, storage blocked)
+    }
+  };
+  return {
+    load() {
+      try {
+        const raw = storage()?.getItem(key);
+        if (raw) {
+          const rows = JSON.parse(raw) as unknown;
+          if (!Array.isArray(rows)) return [];
+          const valid = (row: unknown): row is [number, object] =>
+            Array.isArray(row) && typeof row[0] === "number" && typeof row[1] === "object";
+          return rows.filter(valid).map(([at, event]) => toItem(JSON.stringify(event), at));
+        }
+      } catch {
+        // unreadable: nothing stored
+      }
+      return memory;
+    },
+    save(items) {
+      const kept = fitting(items, Infinity, maxBytes);
+      memory = items.slice(0, kept);
+      try {
+        const store = storage();
+        if (store && memory.length) {
+          store.setItem(key, `[${memory.map((i) => `[${i.at},${i.text}]`).join(",")}]`);
+          memory = [];
+        } else store?.removeItem(key);
+      } catch {
+        // over the storage quota: kept in memory, lost if the page goes away
+      }
+      return items.length - kept;
+    },
+  };
+}
+
 /**
- * Bounded queue, batching, retries with backoff (and Retry-After), and beacon sends when the
- * page goes away (`beacon`: whether navigator.sendBeacon may carry them). `send` is the
- * page's fetch as it was before the logger wrapped it.
+ * The transport: a bounded queue, batches, retries with backoff and Retry-After, and the
+ * unload send with its store. See the README's "Delivery" for the policy.
  */
-export function createTransport(
-  url: string,
-  send: typeof fetch,
-  headers: Record<string, string>,
-  beacon: boolean,
-  batchSize: number,
-  maxQueue: number,
-  maxRetries: number,
-  retryBaseMs: number,
-): Transport {
-  const counters = { sent: 0, dropped: 0, retried: 0, failed: 0 };
-  const queue: string[] = [];
-  const retries = new Map<ReturnType<typeof setTimeout>, Batch>();
-  let pending = 0;
-  let chain = Promise.resolve();
-  let pausedUntil = 0;
+export function createTransport(options: TransportOptions): Transport {
+  const { url, send, headers, batchSize, maxQueue, maxRetries, retryBaseMs } = options;
+  const { maxRetryDelayMs, maxAgeMs } = options;
+  const counters = { sent: 0, dropped: 0, retried: 0, failed: 0, restored: 0 };
+  const store = createStore(STORE_KEY + url, options.storeBytes);
+  let stored = 0;
+  let queue: Item[] = [];
+  let inFlight: Item[] = [];
+  let posting = 0;
+  let abort: AbortController | undefined;
+  let keepaliveBytes = 0;
+  let keepaliveEvents = 0;
+  let failures = 0;
+  let attempts = 0;
+  let split = 0;
+  let resumeAt = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let draining: Promise<void> | undefined;
+  let unloading = false;
+  let parked = false;
   let closed = false;
 
-  const queued = () => queue.length + pending;
-  const take = (events: string[]): Batch[] => {
-    pending += events.length;
-    return packBatches(events, batchSize);
+  const queued = () => queue.length + posting + keepaliveEvents;
+  /** Makes `items` the store's content; what is beyond its bound is dropped and counted. */
+  const keep = (items: Item[]): void => {
+    const over = store.save(items);
+    counters.dropped += over;
+    stored = items.length - over;
   };
-  const settle = (batch: Batch, outcome: "sent" | "failed"): void => {
-    pending -= batch.count;
-    counters[outcome] += batch.count;
+  const later = (fn: () => void, delay: number): void => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      fn();
+    }, delay);
+  };
+  /** Drops (and counts) what is older than maxAgeMs: nobody wants it any more. */
+  const fresh = (items: Item[]): Item[] => {
+    const oldest = Date.now() - maxAgeMs;
+    const kept = items.filter((i) => i.at >= oldest);
+    counters.dropped += items.length - kept.length;
+    return kept;
   };
 
-  async function post(batch: Batch, attempt: number): Promise<void> {
-    let response: Response | undefined;
-    try {
-      response = await send.call(g, url, {
-        method: "POST",
-        headers,
-        body: batch.body,
-        keepalive: true,
-        credentials: "omit",
-      });
-    } catch {
-      // a network error: retried below like a 503
+  /** The wait is over (a timer may fire a little early by the clock): send, or take back. */
+  function wake(): void {
+    resumeAt = 0;
+    if (parked) resume();
+    else void flush();
+  }
+
+  /** The monitor is away or asked to wait: the next attempt after a backoff with full jitter. */
+  function backOff(retryAfter: string | null): void {
+    const cap = Math.min(maxRetryDelayMs, retryBaseMs * 2 ** Math.min(failures - 1, 30));
+    const delay = Math.max(Math.random() * cap, Math.min(retryAfterMs(retryAfter), maxAgeMs));
+    resumeAt = Date.now() + delay;
+    later(wake, delay);
+  }
+
+  /** Books a batch's answer (status 0: none); true when the next batch may go at once. */
+  function settle(batch: Item[], status: number, retryAfter: string | null): boolean {
+    if (status >= 200 && status < 300) {
+      counters.sent += batch.length;
+      failures = attempts = split = 0;
+      return true;
     }
-    try {
-      if (response?.ok) return settle(batch, "sent");
-      const status = response?.status;
-      // No answer (a network error), 429 and 5xx are worth another try; anything else is final.
-      if (
-        (status !== undefined && status !== 429 && status < 500) ||
-        attempt >= maxRetries ||
-        closed
-      ) {
-        return settle(batch, "failed");
-      }
-      // Retry-After: seconds or an HTTP date (never more than the longest retry delay).
-      const header = response?.headers.get("retry-after") as string;
-      const asked = Math.min(
-        MAX_RETRY_DELAY_MS,
-        Math.max(0, Number(header) * 1000 || Date.parse(header) - Date.now() || 0),
-      );
-      // The monitor asked everyone to wait: hold new batches back too, not only this one.
-      if (asked) pausedUntil = Math.max(pausedUntil, Date.now() + asked);
-      const backoff = retryBaseMs * 2 ** attempt * (0.5 + Math.random() / 2);
+    if (status === 413 && batch.length > 1) {
+      split = Math.ceil(batch.length / 2); // the monitor takes smaller bodies: halve and resend
+      queue.unshift(...batch);
+      return true;
+    }
+    if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+      counters.failed += batch.length; // refused for good: sending it again changes nothing
+      attempts = 0;
+      return true;
+    }
+    failures++;
+    if (closed || ++attempts > maxRetries) {
+      counters.dropped += batch.length;
+      attempts = 0;
+    } else {
       counters.retried++;
-      const timer = setTimeout(
-        () => {
-          retries.delete(timer);
-          void post(batch, attempt + 1);
-        },
-        Math.min(MAX_RETRY_DELAY_MS, Math.max(backoff, asked)),
-      );
-      retries.set(timer, batch);
+      queue.unshift(...batch);
+    }
+    if (!closed) backOff(retryAfter);
+    return false;
+  }
+
+  /** One plain POST (no keepalive); its answer is read so the connection is freed. */
+  async function post(batch: Item[], signal?: AbortSignal): Promise<[number, string | null]> {
+    posting += batch.length;
+    try {
+      const init = { method: "POST", headers, body: bodyOf(batch), credentials: "omit", signal };
+      const response = await send.call(g, url, init as RequestInit);
+      await response.arrayBuffer().catch(() => undefined);
+      return [response.status, response.headers.get("retry-after")];
     } catch {
-      settle(batch, "failed");
+      return [0, null]; // a network error (or the browser's CORS refusal): tried again later
+    } finally {
+      posting -= batch.length;
+    }
+  }
+
+  /** Sends the queue's head; one such request at a time, so an absent monitor gets one probe. */
+  async function attempt(): Promise<boolean> {
+    queue = fresh(queue);
+    const batch = queue.splice(0, fitting(queue, split || batchSize, MAX_BODY_BYTES) || 1);
+    if (!batch.length) return false;
+    inFlight = batch;
+    abort = typeof AbortController === "function" ? new AbortController() : undefined;
+    const [status, retryAfter] = await post(batch, abort?.signal);
+    if (inFlight !== batch) return false; // taken over by a page hide
+    inFlight = [];
+    return settle(batch, status, retryAfter);
+  }
+
+  async function drain(): Promise<void> {
+    while (queue.length && !parked && Date.now() >= resumeAt) {
+      if (!(await attempt()) || closed) return;
     }
   }
 
   const flush = (): Promise<void> =>
-    (chain = chain
-      .then(async () => {
-        while (queue.length && Date.now() >= pausedUntil) {
-          for (const batch of take(queue.splice(0, batchSize))) await post(batch, 0);
-        }
+    (draining ??= drain()
+      .catch(() => undefined)
+      .finally(() => (draining = undefined)));
+
+  /** One unload body from the store's head: its events, and the bytes to post. */
+  async function unloadBody(room: number, zip: boolean): Promise<[Item[], Payload, number]> {
+    const items = store.load();
+    let n = fitting(items, batchSize, zip ? MAX_BODY_BYTES : Math.min(room, MAX_BODY_BYTES));
+    while (n) {
+      const text = bodyOf(items.slice(0, n));
+      if (!zip) return [items.slice(0, n), text, byteLength(text)];
+      const packed = await gzip(text);
+      if (packed.length <= room) return [items.slice(0, n), packed, packed.length];
+      n = Math.min(n - 1, Math.floor((n * room) / packed.length));
+    }
+    return [[], "", 0];
+  }
+
+  /** Hands one unload body to the browser; false when it refused it. */
+  function handOver(batch: Item[], body: Payload, size: number, zip: boolean): boolean {
+    if (!zip && options.beacon) {
+      let taken = false;
+      try {
+        taken = navigator.sendBeacon(url, new Blob([body], { type: JSON_TYPE }));
+      } catch {
+        // no beacon: refused like a full allowance
+      }
+      if (taken) counters.sent += batch.length;
+      return taken;
+    }
+    keepaliveBytes += size;
+    keepaliveEvents += batch.length;
+    const init: RequestInit = {
+      method: "POST",
+      headers: zip ? { ...headers, "Content-Encoding": "gzip" } : headers,
+      body,
+      keepalive: true,
+      credentials: "omit",
+    };
+    let status = 0;
+    let retryAfter: string | null = null;
+    void send
+      .call(g, url, init)
+      .then(async (response) => {
+        status = response.status;
+        retryAfter = response.headers.get("retry-after");
+        await response.arrayBuffer().catch(() => undefined);
       })
-      .catch(() => undefined));
+      .catch(() => undefined)
+      .then(() => {
+        keepaliveBytes -= size;
+        keepaliveEvents -= batch.length;
+        // Still running: booked like any answer; a batch to send again waits in the store
+        // while the page is hidden, in the queue otherwise.
+        if (settle(batch, status, retryAfter) || !parked || closed) return;
+        const back = queue.splice(0, batch.length);
+        keep([...back, ...store.load()]);
+      });
+    return true;
+  }
+
+  /** Sends stored events within the unload budget, one body after another. */
+  async function sendStored(): Promise<void> {
+    if (unloading) return;
+    unloading = true;
+    const zip = typeof CompressionStream === "function";
+    try {
+      for (;;) {
+        const room = UNLOAD_BUDGET_BYTES - keepaliveBytes;
+        const [batch, body, size] = await unloadBody(room, zip);
+        const now = store.load();
+        // The store changed while the body was compressed: build it again.
+        if (batch.length && now[batch.length - 1]?.text !== batch[batch.length - 1].text) continue;
+        if (!batch.length || !parked) return;
+        keep(now.slice(batch.length));
+        if (!handOver(batch, body, size, zip)) return keep([...batch, ...store.load()]);
+      }
+    } finally {
+      unloading = false;
+    }
+  }
+
+  /** Takes the stored events back into the queue (the page runs on) and sends as usual. */
+  function resume(): void {
+    if (!parked || closed) return;
+    parked = false;
+    const back = store.load();
+    keep([]);
+    queue = [...back, ...queue];
+    if (Date.now() >= resumeAt) void flush();
+    else later(wake, resumeAt - Date.now());
+  }
+
+  /** Page hide: everything unsent into the store, then what fits sent with keepalive. */
+  function hide(): void {
+    parked = true;
+    let items = queue;
+    queue = [];
+    // A probe to an unreachable monitor would fail: its events are kept instead.
+    if (inFlight.length && failures) {
+      items = [...inFlight, ...items];
+      inFlight = [];
+      abort?.abort();
+    }
+    keep(fresh([...store.load(), ...items]));
+    // Sent at once while the monitor answers; kept for later while it does not.
+    if (!failures) void sendStored().catch(() => undefined);
+    later(resume, RESUME_AFTER_HIDE_MS);
+  }
+
+  /** The monitor stops: what is queued or stored goes once, without retries. */
+  function close(): void {
+    closed = true;
+    clearTimeout(timer);
+    const items = [...store.load(), ...queue];
+    keep([]);
+    queue = [];
+    while (items.length) {
+      const batch = items.splice(0, fitting(items, batchSize, MAX_BODY_BYTES) || 1);
+      const body = bodyOf(batch);
+      const size = byteLength(body);
+      // with keepalive while the budget lasts: stop() may be called as the page goes away
+      if (size > UNLOAD_BUDGET_BYTES - keepaliveBytes || !handOver(batch, body, size, false)) {
+        void post(batch).then(([status]) => settle(batch, status, null));
+      }
+    }
+  }
+
+  // What the previous page of this origin (same tab) could not send goes first.
+  const left = fresh(store.load());
+  if (left.length) {
+    store.save([]);
+    counters.restored = left.length;
+    queue = left;
+    setTimeout(() => void flush(), 0);
+  }
 
   return {
-    counters,
-    queued,
+    stats: () => ({ queued: queued(), stored, ...counters }),
+    lost: () => void counters.dropped++,
     flush,
     enqueue(event) {
       const text = JSON.stringify(event);
-      if (queued() >= maxQueue || byteLength(text) + 20 > MAX_BODY_BYTES) {
+      if (queued() >= maxQueue || byteLength(text) + 1 + WRAPPER_BYTES > MAX_BODY_BYTES) {
         counters.dropped++;
-      } else if (queue.push(text) >= batchSize) {
+      } else if (queue.push(toItem(text, Date.now())) >= batchSize && !parked) {
         void flush();
       }
     },
-    flushNow(last) {
-      if (last) closed = true;
-      const batches = take(queue.splice(0));
-      for (const [timer, batch] of retries) {
-        clearTimeout(timer);
-        batches.push(batch);
-      }
-      retries.clear();
-      for (const batch of batches) {
-        let sent;
-        try {
-          sent = beacon && navigator.sendBeacon(url, new Blob([batch.body], { type: JSON_TYPE }));
-        } catch {
-          // no beacon: a keepalive fetch below instead
-        }
-        if (sent) settle(batch, "sent");
-        else void post(batch, maxRetries);
-      }
-    },
+    flushNow: (last) => (last ? close() : hide()),
+    resume,
   };
 }

@@ -36,16 +36,31 @@ export interface LiveMonitorOptions {
   batchSize?: number;
   /** How often queued events are sent. Default 2000 ms. */
   flushIntervalMs?: number;
-  /** Events held at most (queued plus awaiting retry); newer ones are dropped. Default 1000. */
+  /**
+   * Events held at most (queued, or in a request awaiting its answer); newer ones are dropped
+   * (counted in `stats().dropped`). Default 1000.
+   */
   maxQueue?: number;
   /** Sent as `X-Ingest-Key` when the monitor runs with `--token` and `--ingest-key`. */
   ingestKey?: string;
   /** `service` field of every event. Default "frontend". */
   service?: string;
-  /** Retries of a failed batch (429, 5xx, network error) before it is dropped. Default 3. */
+  /**
+   * Retries of a batch (network error, 408, 429, 5xx) before it is dropped. Default: no limit;
+   * events are retried until they are older than `maxAgeMs`.
+   */
   maxRetries?: number;
-  /** First retry delay; doubles on each try, with jitter. Default 1000 ms. */
+  /** First retry delay: the cap doubles on each failure, the delay is random below it. Default 1000 ms. */
   retryBaseMs?: number;
+  /** Longest wait between two attempts while the monitor is unreachable. Default 60000 ms. */
+  maxRetryDelayMs?: number;
+  /** Events older than this (since they were recorded) are dropped, not sent. Default 600000 ms (10 min). */
+  maxAgeMs?: number;
+  /**
+   * Bytes of unsent events kept in this tab's sessionStorage when the page is hidden or left,
+   * sent by the next page of this origin. Default 1048576 (1 MiB); 0 keeps nothing.
+   */
+  storeBytes?: number;
   /** Turn single captures off, e.g. `{scrolls: false}`. All are on by default. */
   capture?: Partial<Record<CaptureKind, boolean>>;
 }
@@ -53,13 +68,28 @@ export interface LiveMonitorOptions {
 export type CaptureKind =
   "api" | "clicks" | "scrolls" | "forms" | "pageLoad" | "webVitals" | "errors";
 
-/** Transport counters: events waiting, accepted by the monitor, dropped, retries, given up. */
+/**
+ * Transport counters. Each event is counted once: `recorded + restored = queued + stored +
+ * sent + dropped + failed`, where recorded is every event the page made.
+ */
 export interface LiveMonitorStats {
+  /** Waiting to be sent, or in a request awaiting its answer. */
   queued: number;
+  /** Accepted by the monitor (or handed to `navigator.sendBeacon` as the page went away). */
   sent: number;
+  /** Never sent: queue full, older than `maxAgeMs`, over 64 KiB, store full, retries spent. */
   dropped: number;
+  /** Attempts that failed for a while (network error, 408, 429, 5xx) and are tried again. */
   retried: number;
+  /** Refused by the monitor for good (a 4xx other than 408 and 429). */
   failed: number;
+  /**
+   * Kept in sessionStorage since the page was hidden, for its return or the next page.
+   * Absent (as `restored`) while only the loader's stub runs: it stores nothing.
+   */
+  stored?: number;
+  /** Taken from the store the previous page of this origin left, at start. */
+  restored?: number;
 }
 
 /** Optional fields of a custom event recorded with `handle.record()`. */
@@ -94,7 +124,10 @@ export interface LiveMonitorHandle {
   trackComponent(name: string): ComponentTracker;
   /** A custom event, e.g. `record("checkout", "pay", {duration_ms: 120})`. */
   record(component: string, action: string, options?: RecordOptions): void;
-  /** Send what is queued now; resolves after each batch's first try (retries go on). */
+  /**
+   * Send what is queued now, one batch after another; resolves when all went, or when the
+   * monitor is away or asked to wait (the queue then goes at the next attempt).
+   */
   flush(): Promise<void>;
   /** Remove every listener, restore fetch/XHR, send what is queued one last time. */
   stop(): void;
