@@ -8,6 +8,7 @@ takes: two event files, one file of both sides, a saved JSON report, a /data exp
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import execution_difference_report as report
 import generate_sample_logs as gen
 from live_monitor.tools.baseline import BaselineComparison
 from live_monitor.vocabulary import API
+from tests.helpers import MonitorProcess
 
 SLOW, FAILING = "GET /api/search", "GET /api/products"  # the endpoints the regression hits
 Events = list[dict[str, Any]]
@@ -258,6 +260,31 @@ def test_a_baseline_of_figures_alone_still_judges_and_says_how(
     assert "holds 500 events of the" in comparison(capsys, regressed, [str(export)]).baseline["note"]
 
 
+def test_a_running_monitor_compared_with_a_saved_report(
+    runs: dict[str, Run],
+    capsys: pytest.CaptureFixture[str],
+    start_monitor: Callable[..., contextlib.AbstractContextManager[MonitorProcess]],
+    tmp_path: Path,
+) -> None:
+    """This run read from a live monitor (its figures), the baseline a report saved in CI."""
+    saved = _saved_report(runs["baseline"], tmp_path / "baseline.json", capsys)
+    with start_monitor("--no-self-monitor", "--max-events", "20000") as server:
+        backend, frontend = runs["regressed"].events()
+        events = backend + frontend
+        for start in range(0, len(events), 1000):
+            server.post_events(events[start : start + 1000])
+        capsys.readouterr()
+        code = report.main(
+            ["--url", server.url, "--baseline", str(saved), "--format", "json", "--fail-on", "high"]
+        )
+    out, err = capsys.readouterr()
+    assert code == report.EXIT_FAIL_ON, err
+    found = msgspec.convert(json.loads(out)["baseline"], BaselineComparison)
+    # The monitor's calls per minute are per minute of the replay that fed it: left out here.
+    assert {v for v in verdicts(found, *FLAGGED) if v[2] != "calls_per_minute"} == REGRESSIONS
+    assert "This run keeps figures, not distributions" in found.notes[0]
+
+
 # --- small runs by hand: too few samples, new and vanished endpoints, escaping ---------------
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -316,6 +343,10 @@ def test_too_few_samples_is_said_and_never_a_verdict(
     }
     code, _, _ = run_report(capsys, now, then.files, "--fail-on", "low")
     assert code == report.EXIT_OK  # nothing regressed surely; volume changes never fail
+    # --min-samples sets the bar for the baseline's changes as for the differences.
+    code, out, _ = run_report(capsys, now, then.files, "--min-samples", "250", "--format", "json")
+    steady = [c for c in json.loads(out)["baseline"]["changes"] if c["key"] == "GET /api/steady"]
+    assert code == 0 and {c["verdict"] for c in steady} == {"not enough samples"}
 
 
 def test_markdown_and_html_show_the_section_html_escaped(
@@ -345,6 +376,12 @@ def test_a_baseline_that_is_not_one_is_an_input_error(
     broken.write_text(json.dumps({"summary": {"endpoints": 3}, "differences": []}))
     code, _, err = run_report(capsys, now, [str(broken)])
     assert code == report.EXIT_INPUT and "broken.json: not a usable baseline: not a report" in err
+    saved = _saved_report(then, tmp_path / "saved.json", capsys)
+    document = json.loads(saved.read_text())
+    document["distributions"]["endpoints"]["GET /api/steady"]["backend"]["durations"]["count"] += 1
+    saved.write_text(json.dumps(document))
+    code, _, err = run_report(capsys, now, [str(saved)])
+    assert code == report.EXIT_INPUT and "buckets do not add up to its count" in err
     code, _, err = run_report(capsys, now, [str(tmp_path / "missing.json")])
     assert code == report.EXIT_INPUT and "missing.json: no such file" in err
     code, _, err = run_report(capsys, now, [*then.files, str(broken)])

@@ -57,14 +57,15 @@ ChangeSide = Literal["backend", "frontend", "both"]  # "both": the gap between t
 
 
 class SketchData(msgspec.Struct, frozen=True, kw_only=True):
-    """A ``LatencySketch`` as JSON: its log buckets ([index, count]) and exact count, sum, min, max."""
+    """A ``LatencySketch`` as JSON: its log buckets (index -> count; JSON keys are text) and its
+    exact count, sum, min and max."""
 
     count: int
     zeros: int
     sum: float
     min: float | None
     max: float | None
-    buckets: list[tuple[int, int]]
+    buckets: dict[str, int]
 
 
 class SideDistribution(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,18 +103,22 @@ def _sketch_data(sketch: LatencySketch) -> SketchData:
         sum=sketch.sum,
         min=None if empty else sketch.min,
         max=None if empty else sketch.max,
-        buckets=sorted(sketch.buckets.items()),
+        buckets={str(index): n for index, n in sorted(sketch.buckets.items())},
     )
 
 
 def _sketch(data: SketchData) -> LatencySketch:
     """The sketch a ``SketchData`` was made of; ValueError when its counts do not add up."""
-    if data.count < 0 or data.zeros < 0 or any(n <= 0 for _, n in data.buckets):
-        raise ValueError("a distribution holds a negative count")
-    if data.zeros + sum(n for _, n in data.buckets) != data.count:
+    try:
+        buckets = {int(index): n for index, n in data.buckets.items()}
+    except ValueError:
+        raise ValueError("a distribution's bucket is not a whole number") from None
+    if data.count < 0 or data.zeros < 0 or any(n <= 0 for n in buckets.values()):
+        raise ValueError("a distribution holds a count below 1")
+    if data.zeros + sum(buckets.values()) != data.count:
         raise ValueError("a distribution's buckets do not add up to its count")
     sketch = LatencySketch()
-    sketch.buckets.update(data.buckets)
+    sketch.buckets.update(buckets)
     sketch.count, sketch.zeros, sketch.sum = data.count, data.zeros, data.sum
     sketch.min = math.inf if data.min is None else data.min
     sketch.max = -math.inf if data.max is None else data.max
@@ -424,7 +429,7 @@ def _order(change: Change) -> tuple[int, int, str, str, str]:
 def _side_changes(key: str, side: Service, then: SideRun, now: SideRun, t: Thresholds) -> list[Change]:
     return [
         _latency_change(key, side, "p50_ms", then, now, t.min_samples, t),
-        _latency_change(key, side, "p95_ms", then, now, t.tail_min_samples, t),
+        _latency_change(key, side, "p95_ms", then, now, max(t.min_samples, t.tail_min_samples), t),
         _error_change(key, side, then, now, t),
         _volume_change(key, side, then, now, t),
     ]
