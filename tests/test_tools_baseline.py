@@ -89,7 +89,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     """A baseline run, the same traffic a month later (another seed), and that run regressed."""
     root = tmp_path_factory.mktemp("runs")
     baseline = generate(root / "baseline", 1, "2025-01-01T00:00:00")
-    unchanged = generate(root / "unchanged", 2, "2025-02-01T00:00:00")
+    unchanged = generate(root / "unchanged", 3, "2025-03-01T00:00:00")
     return {
         "baseline": baseline,
         "unchanged": unchanged,

@@ -7,7 +7,8 @@ server gap. Two runs are then compared like with like, the same key and side onl
 live comparator's honesty: nothing is called on fewer than ``min_samples`` calls, an error rate
 moves when a two-proportion test is sure of it, a p50 or p95 when the share of calls above the
 baseline's figure moved as surely (a quantile test: Mood's median test at p50), a volume when a
-test of the two counts is. Reading the files lives in report.py, rendering in render.py.
+test of the two counts is, each test's confidence adjusted for the many figures compared at
+once. Reading the files lives in report.py, rendering in render.py.
 """
 
 from __future__ import annotations
@@ -324,7 +325,8 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
 
     ``change`` is now minus then in the figure's unit (percentage points for ``error_rate``);
     ``change_pct`` is that change as a % of the baseline's figure. ``confidence`` is 1 minus the
-    p-value of ``test``, None where no test applies (figures without their distributions).
+    p-value of ``test`` adjusted for the number of figures tested together (Benjamini-Hochberg),
+    None where no test applies (a gap from medians per side).
     """
 
     key: str
@@ -383,6 +385,7 @@ def compare_runs(baseline: Run, current: Run, t: Thresholds) -> BaselineComparis
         changes += _side_changes(key, service, then, now, t)
     for key in sorted(baseline.gaps.keys() & current.gaps.keys()):
         changes.append(_gap_change(key, baseline.gaps[key], current.gaps[key], t))
+    changes = _adjusted(changes, t)
     changes.sort(key=_order)
     notes = []
     if not (baseline.distributions and current.distributions):
@@ -414,6 +417,35 @@ def compare_runs(baseline: Run, current: Run, t: Thresholds) -> BaselineComparis
         },
         notes=notes,
     )
+
+
+def _adjusted(changes: list[Change], t: Thresholds) -> list[Change]:
+    """The changes with each test's confidence adjusted for how many figures were tested at once
+    (Benjamini-Hochberg: a hundred figures at 95% each would call five changes by chance alone);
+    a change no longer sure enough is unchanged."""
+    tested = sorted((1 - c.confidence, i) for i, c in enumerate(changes) if c.confidence is not None)
+    adjusted: dict[int, float] = {}
+    smallest = 1.0
+    for rank in range(len(tested), 0, -1):  # q(i) = min over j >= i of m / j * p(j)
+        p, index = tested[rank - 1]
+        smallest = min(smallest, p * len(tested) / rank)
+        adjusted[index] = round(1 - smallest, 3)
+    out = []
+    for index, change in enumerate(changes):
+        if index not in adjusted:
+            out.append(change)
+        elif change.verdict in _FLAGGED and adjusted[index] < t.confidence_level:
+            out.append(
+                msgspec.structs.replace(
+                    change, confidence=adjusted[index], verdict="unchanged", severity=None
+                )
+            )
+        else:
+            out.append(msgspec.structs.replace(change, confidence=adjusted[index]))
+    return out
+
+
+_FLAGGED = ("regression", "improvement", "changed")
 
 
 def _order(change: Change) -> tuple[int, int, str, str, str]:

@@ -1,4 +1,5 @@
-"""Report building: the figures and differences of two event files, or of a running monitor.
+"""Report building: the figures and differences of two event files or of a running monitor, and the
+baseline a run is compared with.
 
 Files are streamed once into the same aggregates and comparator the live monitor uses, so
 both give the same figures, and memory stays flat for millions of events. Rendering lives in
