@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 import queue
 import random
 import threading
@@ -102,7 +103,7 @@ class Tracker:
             elif severity_rank(difference.severity) > severity_rank(episode.severity):
                 raised = msgspec.structs.replace(episode, severity=difference.severity, difference=difference)
                 self.history.update(self.book, raised)
-        for key in opened.keys() - current.keys():
+        for key in [key for key in opened if key not in current]:  # in the order they opened
             checks, since = self._below.get(key, (0, now))
             checks += 1
             if checks < self._resolve_checks or now - since < self._resolve_after_s:
@@ -150,6 +151,7 @@ class AlertLoop:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.checks = 0  # checks run, failed ones included
         self.check_errors = 0
         self.sender: WebhookSender | None = None
 
@@ -220,6 +222,7 @@ class AlertLoop:
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval):
+            self.checks += 1
             try:
                 self.check()
             except StoreUnavailable as exc:  # the next check tries again
@@ -237,8 +240,10 @@ class AlertLoop:
             open_now = 0
         counts = self.sender.status() if self.sender is not None else NO_WEBHOOK
         return {
+            "process_id": os.getpid(),
             "min_severity": self.min_severity,
             "open": open_now,
+            "checks": self.checks,
             "check_errors": self.check_errors,
             **counts,
         }

@@ -218,9 +218,11 @@ class OtlpGrpcStatus(TypedDict):
 class AlertsStatus(TypedDict):
     """This process's alert messages by outcome, summed over its webhooks (``--alert-webhook``)."""
 
+    process_id: int  # the process whose counters these are (with --workers, each has its own)
     webhooks: int  # URLs messages go to
     min_severity: Severity  # a difference at this severity or above opens an alert
     open: int  # alerts open now (every process's, from the store)
+    checks: int  # checks of the differences this process ran while monitoring
     sent: int  # messages a webhook took (answered 2xx)
     failed: int  # messages given up on: refused (4xx) or still failing after every retry
     dropped: int  # messages not queued: a webhook's queue was full
