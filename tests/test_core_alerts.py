@@ -292,3 +292,29 @@ def test_two_workers_on_redis_send_each_message_once(redis_server, receiver):
 
         assert wait_for(both_checked_again, timeout=15)
     assert sorted(kinds(receiver.posts)) == [("open", ENDPOINT), ("open", SERVICE)]
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_webhooks_are_repeatable_flags_or_one_variable_and_are_checked(capsys):
+    import live_execution_monitor as lem
+    from live_monitor.core.settings import resolve
+
+    args = lem.build_parser().parse_args(
+        ["--alert-webhook", "https://a.example/x", "--alert-webhook", "http://b:9/"]
+    )
+    assert resolve(args, {})["alert_webhook"] == ("https://a.example/x", "http://b:9/")
+    env = {
+        "LIVE_MONITOR_ALERT_WEBHOOK": "https://a.example/x, http://b:9/",
+        "LIVE_MONITOR_ALERT_MIN_SEVERITY": "low",
+    }
+    settings = resolve(lem.build_parser().parse_args([]), env)
+    assert settings["alert_webhook"] == ("https://a.example/x", "http://b:9/")
+    assert settings["alert_min_severity"] == "low"
+    assert lem.main(["--alert-webhook", "ftp://files.example/in"]) == 2
+    assert "--alert-webhook must be an http:// or https:// URL with a host, not 'ftp://files.example/in'" in (
+        capsys.readouterr().err
+    )
+    assert lem.main(["--alert-min-severity", "urgent"]) == 2
+    assert "--alert-min-severity must be low, medium or high, not 'urgent'" in capsys.readouterr().err

@@ -148,7 +148,8 @@ class AlertLoop:
             Tracker(history, book, floor, clock, resolve_checks, resolve_after_s)
             for book, floor in ((DIFFERENCES, SEVERITIES[0]), (ALERTS, min_severity))
         )
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the thread's start and stop
+        self._checking = threading.Lock()  # one check at a time: the trackers' counts are shared
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.checks = 0  # checks run, failed ones included
@@ -184,8 +185,10 @@ class AlertLoop:
         """One check: the history kept, and the alert messages it queued (raises StoreUnavailable)."""
         found = self._differences()
         history, alerts = self._trackers
-        history.check(found)
-        messages = [message(kind, episode, self._dashboard_url()) for kind, episode in alerts.check(found)]
+        with self._checking:
+            history.check(found)
+            changes = alerts.check(found)
+        messages = [message(kind, episode, self._dashboard_url()) for kind, episode in changes]
         if self._notify is not None:
             for one in messages:
                 self._notify(one)
