@@ -55,7 +55,7 @@ def test_an_anomaly_that_comes_and_goes_sends_one_open_and_one_resolved_message(
         assert post["opened_at"] == "2027-01-15T08:00:00.000Z" and post["resolved_at"] is None
         assert post["dashboard_url"] == link
         assert post["text"] == (
-            ":rotating_light: HIGH error_rate difference at GET /api/pay: GET /api/pay: the backend "
+            ":rotating_light: HIGH error_rate difference at GET /api/pay: the backend "
             "fails more often: backend 50.0% errors (20 of 40), frontend 0.0% (0 of 40). The UI may "
             f"be hiding server failures (retries or fallbacks). <{link}|Open the dashboard>"
         )
@@ -292,6 +292,8 @@ def test_two_workers_on_redis_send_each_message_once(redis_server, receiver):
 
         assert wait_for(both_checked_again, timeout=15)
     assert sorted(kinds(receiver.posts)) == [("open", ENDPOINT), ("open", SERVICE)]
+    links = {post["id"]: post["dashboard_url"] for post in receiver.posts}  # the address it served on
+    assert links == {ENDPOINT: f"{server.url}/#endpoint=GET%20/api/pay", SERVICE: f"{server.url}/"}
 
 
 # --- settings -----------------------------------------------------------------------------------

@@ -277,7 +277,7 @@ def _text(kind: Kind, episode: Episode, link: str) -> str:
     where = difference.key or "service-wide"
     if kind == "open":
         head = f":rotating_light: {episode.severity.upper()} {difference.type} difference at {where}: "
-        body = difference.message
+        body = difference.message.removeprefix(f"{difference.key}: ")  # the key is said already
     else:
         lasted = _duration((episode.resolved_at or episode.opened_at) - episode.opened_at)
         head = f":white_check_mark: Resolved: {difference.type} difference at {where} "
