@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
+from playwright.sync_api import expect
 
 from live_monitor.core.monitor import LiveExecutionMonitor
 from tests.helpers import ENDPOINT, SERVICE, event, failing_payments, run_monitor, wait_for
@@ -98,3 +100,24 @@ def test_every_process_on_redis_lists_one_history(redis_server, make_app, clock)
     checking.alerts.check()
     answer = other.get(HISTORY).get_json()
     assert sorted(e["id"] for e in answer["episodes"]) == [ENDPOINT, SERVICE] and answer["open"] == 2
+
+
+def test_the_dashboard_draws_the_history_as_a_timeline(tab):
+    with run_monitor("--no-self-monitor", "--autostart", "--interval", "0.05") as server:
+        page = tab.page
+        page.goto(f"{server.url}/?refresh=0.5")
+        expect(page.locator("#history-list")).to_contain_text("No difference has opened yet")
+        server.post_events(anomaly())
+        row = page.locator(f'#history-list li[data-id="{ENDPOINT}"]')
+        expect(row).to_have_attribute("data-state", "open")
+        expect(row.locator(".badge")).to_have_text("HIGH")
+        expect(row.locator("code.scope")).to_have_text("GET /api/pay")
+        expect(row).to_contain_text("Error rate difference")
+        expect(row).to_contain_text("open since")
+        expect(page.locator(f'#history-list li[data-id="{SERVICE}"]')).to_contain_text("whole service")
+        expect(page.locator("#history-note")).to_have_text("2 open · 2 in all")
+        bar = row.locator(".history-bar").bounding_box()
+        track = row.locator(".history-track").bounding_box()
+        assert bar is not None and track is not None
+        assert bar["x"] + bar["width"] == pytest.approx(track["x"] + track["width"], abs=2)  # open: up to now
+        tab.assert_clean()
