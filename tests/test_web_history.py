@@ -109,7 +109,7 @@ def test_the_dashboard_draws_the_history_as_a_timeline(tab):
         expect(page.locator("#history-list")).to_contain_text("No difference has opened yet")
         server.post_events(anomaly())
         row = page.locator(f'#history-list li[data-id="{ENDPOINT}"]')
-        expect(row).to_have_attribute("data-state", "open")
+        expect(row).to_have_attribute("data-state", "open", timeout=15_000)  # read every 5 s
         expect(row.locator(".badge")).to_have_text("HIGH")
         expect(row.locator("code.scope")).to_have_text("GET /api/pay")
         expect(row).to_contain_text("Error rate difference")
