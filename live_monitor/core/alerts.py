@@ -109,12 +109,12 @@ class Tracker:
             if checks < self._resolve_checks or now - since < self._resolve_after_s:
                 self._below[key] = (checks, since)
                 continue
-            del self._below[key]
+            self._below.pop(key, None)
             closed = self.history.close(self.book, key, since)  # resolved when it first went below
             if closed is not None:
                 changes.append(("resolved", closed))
         for key in self._below.keys() - opened.keys():  # resolved by another process meanwhile
-            del self._below[key]
+            self._below.pop(key, None)
         return changes
 
 
