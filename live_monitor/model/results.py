@@ -23,9 +23,12 @@ __all__ = [
     "Comparison",
     "DataAnswer",
     "Difference",
+    "AlertsStatus",
     "DifferencesAnswer",
     "EndpointRow",
+    "Episode",
     "Figures",
+    "HistoryAnswer",
     "SideSummary",
     "StatusAnswer",
     "SystemSample",
@@ -54,6 +57,21 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
     # two counts for activity), None where no test applies (patterns, endpoint medians and tails).
     samples: dict[Service, int] = msgspec.field(default_factory=dict)
     confidence: float | None = None
+
+
+class Episode(msgspec.Struct, frozen=True, kw_only=True):
+    """One difference from the check that first found it to the one that found it gone.
+
+    ``id`` names the difference across checks (its type, scope and endpoint key); ``severity``
+    is the highest it reached, ``difference`` the difference as found when it reached it.
+    Times are Unix seconds; ``resolved_at`` is None while it is open.
+    """
+
+    id: str
+    opened_at: float
+    resolved_at: float | None = None
+    severity: Severity
+    difference: Difference
 
 
 class ApiCalls(TypedDict):
@@ -197,6 +215,22 @@ class OtlpGrpcStatus(TypedDict):
     listening: bool
 
 
+class AlertsStatus(TypedDict):
+    """This process's alert messages by outcome, summed over its webhooks (``--alert-webhook``)."""
+
+    process_id: int  # the process whose counters these are (with --workers, each has its own)
+    webhooks: int  # URLs messages go to
+    min_severity: Severity  # a difference at this severity or above opens an alert
+    open: int  # alerts open now (every process's, from the store)
+    checks: int  # checks of the differences this process ran while monitoring
+    sent: int  # messages a webhook took (answered 2xx)
+    failed: int  # messages given up on: refused (4xx) or still failing after every retry
+    dropped: int  # messages not queued: a webhook's queue was full
+    retries: int  # posts tried again after a failure
+    queued: int  # messages waiting to be posted
+    check_errors: int  # checks that failed (the store unreachable, mostly)
+
+
 class StatusAnswer(TypedDict):
     """``GET /status``: the monitoring state, the sampler's health and the ingest counters."""
 
@@ -223,6 +257,7 @@ class StatusAnswer(TypedDict):
     otlp: dict[Literal["traces", "logs"], OtlpSignalStatus]  # both transports together
     otlp_grpc: OtlpGrpcStatus
     live_streams: int  # this process's open /stream connections
+    alerts: AlertsStatus
 
 
 class DifferencesAnswer(TypedDict):
@@ -231,3 +266,11 @@ class DifferencesAnswer(TypedDict):
     differences: list[Difference]
     count: int
     thresholds: ThresholdsJSON
+
+
+class HistoryAnswer(TypedDict):
+    """``GET /differences/history``: differences as they opened and resolved, the newest first."""
+
+    episodes: list[Episode]
+    count: int
+    open: int  # of ``episodes``, those still open

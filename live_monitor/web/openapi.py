@@ -22,7 +22,8 @@ from typing import Any
 import msgspec
 
 from live_monitor.model.events import IncomingEvent
-from live_monitor.model.results import DataAnswer, Difference, DifferencesAnswer, StatusAnswer
+from live_monitor.model.results import DataAnswer, Difference, DifferencesAnswer, HistoryAnswer, StatusAnswer
+from live_monitor.store import EPISODES_KEPT
 from live_monitor.vocabulary import (
     API,
     EVENTS_PATH,
@@ -36,10 +37,15 @@ from live_monitor.vocabulary import (
 )
 from live_monitor.web.ingest import MAX_ERRORS_SHOWN
 
-__all__ = ["FALSE_WORDS", "HISTORY_DEFAULT", "TRUE_WORDS", "openapi", "query_bounds"]
+__all__ = ["FALSE_WORDS", "HISTORY_DEFAULT", "HISTORY_LIMIT", "TRUE_WORDS", "openapi", "query_bounds"]
 
 REF = "#/components/schemas/{name}"
 HISTORY_DEFAULT = 300  # system and activity samples /data returns unless ?history= says
+HISTORY_LIMIT = (
+    100,
+    1,
+    EPISODES_KEPT,
+)  # difference episodes /differences/history returns: default, least, most
 OTLP_NOTE = (
     " OTLP/HTTP (POST /v1/traces and the other OTLP signals) is not described here: its bodies "
     "are OTLP protobuf or JSON, as the OpenTelemetry protocol specification describes them."
@@ -152,7 +158,8 @@ def _int_param(name: str, text: str, bounds: tuple[int, int, int]) -> dict[str, 
 def _components(limits: _Limits) -> dict[str, Any]:
     """The schemas: the generated ones (events, answers) and the ingest body and answers."""
     _, generated = msgspec.json.schema_components(
-        [IncomingEvent, Difference, DataAnswer, DifferencesAnswer, StatusAnswer], ref_template=REF
+        [IncomingEvent, Difference, DataAnswer, DifferencesAnswer, StatusAnswer, HistoryAnswer],
+        ref_template=REF,
     )
     # Through JSON, so the document equals the one served (default levels are lists, not tuples).
     components: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(generated))
@@ -362,6 +369,15 @@ def _document(limits: _Limits) -> dict[str, Any]:
                 _json(_ref("DifferencesAnswer"), "differences, most severe first"),
                 400,
                 parameters=[severity],
+                **api,
+            )
+        },
+        f"{API}/differences/history": {
+            "get": _operation(
+                "When each difference opened and resolved, and the highest severity it reached",
+                _json(_ref("HistoryAnswer"), "episodes, the newest opened first"),
+                400,
+                parameters=[_int_param("limit", "episodes to return", HISTORY_LIMIT)],
                 **api,
             )
         },
