@@ -1,0 +1,238 @@
+"""One endpoint drilled into: both sides' latency distributions, the gaps of its matched
+requests, the slowest of them as waterfalls, HTTP statuses, differences and calls over time.
+
+The distributions and figures come from the statistics window (the sketches the endpoint rows
+are made of), so they cost the same however many events are stored. The event-level figures
+(statuses, waterfalls, calls per minute) come from one pass over the newest ``SCAN_LIMIT``
+events of each side, a bounded read on both stores, with the browser's calls keyed by the
+server's routes and paired by trace id by the one join rule (``policy.choose``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, cast
+
+import msgspec
+
+from live_monitor.model import policy
+from live_monitor.model.results import (
+    Distribution,
+    EndpointDrill,
+    Figures,
+    GapDrill,
+    MinuteCalls,
+    Scanned,
+    SideDrill,
+    Waterfall,
+)
+from live_monitor.model.routes import key_by_routes
+from live_monitor.model.stats import Aggregate, LatencySketch
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES
+
+if TYPE_CHECKING:
+    from live_monitor.core.monitor import LiveExecutionMonitor
+    from live_monitor.model.events import ExecutionEvent
+
+__all__ = ["SCAN_LIMIT", "SLOWEST", "STEPS_PER_DECADE", "endpoint_drill"]
+
+SCAN_LIMIT = 2_000  # newest events of each side read for the event-level figures
+SLOWEST = 10  # matched requests shown as waterfalls
+MAX_MINUTES = 120  # calls-over-time points at most (the newest minutes)
+STEPS_PER_DECADE = 5  # log-scale bins per factor of ten: 1, 1.58, 2.51, 3.98, 6.31, 10 ms ...
+# LatencySketch's bucket i holds values in (gamma^(i-1), gamma^i], gamma from its default accuracy.
+_SKETCH_GAMMA = (1 + 0.01) / (1 - 0.01)
+
+
+def endpoint_drill(monitor: LiveExecutionMonitor, key: str) -> EndpointDrill | None:
+    """The drill-down of endpoint ``key`` (a server route key, ``GET /api/orders/:id``), or None
+    when neither the window nor the newest events know it."""
+    stats = monitor.window_stats()
+    scan = {side: _newest(monitor, side) for side in SERVICES}
+    mine = {side: [e for e in events if e.action == key] for side, events in scan.items()}
+    known = key in stats.backend.endpoints or key in stats.frontend.endpoints or key in stats.trace_gaps
+    if not known and not any(mine.values()):
+        return None
+    pairs = [(b, s) for b, s in _matched(scan["frontend"], scan["backend"]) if s.action == key]
+    sides = {side: stats.side(side).endpoints.get(key) for side in SERVICES}
+    edges, latencies = _shared_scale([agg.timed for agg in sides.values() if agg is not None])
+    latency = iter(latencies)
+    drilled = {
+        side: _side(agg, next(latency), mine[side], stats.side(side).minutes) if agg else None
+        for side, agg in sides.items()
+    }
+    gap_sketch = stats.trace_gaps.get(key) or LatencySketch()
+    gap_edges, [gaps] = _shared_scale([gap_sketch])
+    everything = scan["backend"] + scan["frontend"]
+    scanned: Scanned = {
+        "limit": SCAN_LIMIT,
+        "backend": len(scan["backend"]),
+        "frontend": len(scan["frontend"]),
+        "since": min((e.epoch for e in everything), default=None),
+        "matched": len(pairs),
+    }
+    slowest = sorted(pairs, key=lambda pair: -(pair[0].duration_ms or 0.0))[:SLOWEST]
+    gap_drill: GapDrill = {"edges_ms": gap_edges, "distribution": gaps}
+    return {
+        "key": key,
+        "window_seconds": monitor.store.window_s,
+        "edges_ms": edges,
+        "backend": drilled["backend"],
+        "frontend": drilled["frontend"],
+        "gaps": gap_drill,
+        "slowest": [waterfall(b, s) for b, s in slowest],
+        "differences": [d for d in monitor.differences(stats) if d.key == key],
+        "calls_per_minute": _per_minute(mine["backend"], mine["frontend"]),
+        "scanned": scanned,
+    }
+
+
+def _newest(monitor: LiveExecutionMonitor, side: str) -> list[ExecutionEvent]:
+    """One side's newest counted endpoint events (at most ``SCAN_LIMIT`` read), oldest first,
+    the browser's calls keyed by the server's routes as now known (copies: a read changes no
+    stored event)."""
+    component = ENDPOINT_COMPONENTS[side]  # type: ignore[index]
+    events = [
+        e
+        for e in policy.counted(monitor.store.recent(SCAN_LIMIT, service=side, include_self=False))
+        if e.component == component
+    ]
+    events.reverse()
+    if side == "frontend" and len(monitor.routes):
+        events = [msgspec.structs.replace(e) for e in events]
+        key_by_routes(monitor.routes, events)
+    return events
+
+
+def _matched(
+    browser: list[ExecutionEvent], server: list[ExecutionEvent]
+) -> list[tuple[ExecutionEvent, ExecutionEvent]]:
+    """(browser call, server request) pairs among the scanned events, by the store's join rule
+    (``policy.choose``), each trace's halves offered in time order."""
+    by_trace: dict[str, list[ExecutionEvent]] = defaultdict(list)
+    for event in policy.pairable(browser + server):
+        assert event.trace_id is not None
+        by_trace[event.trace_id].append(event)
+    pairs = []
+    for events in by_trace.values():
+        if len({e.service for e in events}) < 2:
+            continue
+        events.sort(key=lambda e: e.epoch)
+        waiting: list[tuple[policy.Half, ExecutionEvent]] = []
+        for event in events:
+            mine = policy.Half.of(event, event.epoch)
+            index = policy.choose(mine, [half for half, _ in waiting], event.epoch)
+            if index is None:
+                waiting.append((mine, event))
+                continue
+            _, other = waiting.pop(index)
+            pairs.append((event, other) if event.service == "frontend" else (other, event))
+    return pairs
+
+
+def waterfall(browser: ExecutionEvent, server: ExecutionEvent) -> Waterfall:
+    """One matched request on the browser's clock: the server's span, of the duration the
+    browser read in ``Server-Timing`` (else the server's own), centred in the browser's span."""
+    browser_ms = browser.duration_ms or 0.0
+    timing = (browser.details or {}).get("backend_ms")
+    measured = isinstance(timing, int | float) and not isinstance(timing, bool) and timing >= 0
+    server_ms = float(timing) if measured and timing is not None else (server.duration_ms or 0.0)
+    start = browser.epoch
+    lead_ms = max(browser_ms - server_ms, 0.0) / 2
+    server_start = start + lead_ms / 1000
+    server_end = server_start + min(server_ms, browser_ms) / 1000
+    status = (browser.details or {}).get("http_status")
+    return {
+        "trace_id": str(browser.trace_id),
+        "browser_action": browser.action,
+        "browser_start": round(start, 6),
+        "browser_end": round(start + browser_ms / 1000, 6),
+        "server_start": round(server_start, 6),
+        "server_end": round(server_end, 6),
+        "browser_ms": round(browser_ms, 3),
+        "server_ms": round(server_ms, 3),
+        "server_ms_from": "server_timing" if measured else "server_event",
+        "estimated": ["server_start", "server_end"],
+        "server_clock_offset_ms": round((server.epoch - server_start) * 1000, 3),
+        "http_status": status if isinstance(status, int) and not isinstance(status, bool) else None,
+        "status": browser.status,
+    }
+
+
+def _side(agg: Aggregate, latency: Distribution, events: list[ExecutionEvent], minutes: float) -> SideDrill:
+    """One side: the window's figures and distribution, the statuses of its scanned calls."""
+    statuses: Counter[str] = Counter()
+    for event in events:
+        code = (event.details or {}).get("http_status")
+        statuses[str(code) if isinstance(code, int) and not isinstance(code, bool) else "none"] += 1
+    return {
+        "figures": cast("Figures", agg.figures(minutes)),
+        "latency": latency,
+        "statuses": dict(statuses.most_common()),
+        "errors_scanned": len([e for e in events if e.status == "error"]),
+    }
+
+
+def _bin(index: int) -> int:
+    """The log-scale bin of a sketch bucket: bin k holds values in (10^((k-1)/S), 10^(k/S)]."""
+    value = 2 * _SKETCH_GAMMA**index / (1 + _SKETCH_GAMMA)  # the bucket's value, as the sketch reads it
+    return math.ceil(STEPS_PER_DECADE * math.log10(value) - 1e-9)
+
+
+def _shared_scale(sketches: list[LatencySketch]) -> tuple[list[float], list[Distribution]]:
+    """One log scale covering every sketch's values, and each sketch counted on it."""
+    binned = []
+    for sketch in sketches:
+        bins: Counter[int] = Counter()
+        for index, n in sketch.buckets.items():
+            bins[_bin(index)] += n
+        binned.append(bins)
+    used = [k for bins in binned for k in bins]
+    if not used:
+        return [], [_distribution(s, [], Counter(), 0) for s in sketches]
+    low, high = min(used), max(used)
+    edges = [_edge(k) for k in range(low - 1, high + 1)]
+    return edges, [
+        _distribution(s, list(range(low, high + 1)), b, low) for s, b in zip(sketches, binned, strict=True)
+    ]
+
+
+def _edge(k: int) -> float:
+    """The upper edge of bin ``k``, to four significant digits."""
+    value = 10 ** (k / STEPS_PER_DECADE)
+    return float(f"{value:.4g}")
+
+
+def _distribution(sketch: LatencySketch, ks: list[int], bins: Counter[int], low: int) -> Distribution:
+    p50, p95, p99 = sketch.quantiles((0.5, 0.95, 0.99))
+    return {
+        "count": sketch.count,
+        "zeros": sketch.zeros,
+        "counts": [bins.get(k, 0) for k in ks],
+        "p50_ms": _round(p50),
+        "p95_ms": _round(p95),
+        "p99_ms": _round(p99),
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _per_minute(backend: list[ExecutionEvent], frontend: list[ExecutionEvent]) -> list[MinuteCalls]:
+    """Calls per side per minute, every minute from the first call to the last (the newest
+    ``MAX_MINUTES`` at most), quiet minutes as zeros."""
+    counts: dict[str, Counter[int]] = {
+        "backend": Counter(int(e.epoch // 60) for e in backend),
+        "frontend": Counter(int(e.epoch // 60) for e in frontend),
+    }
+    minutes = [m for side in counts.values() for m in side]
+    if not minutes:
+        return []
+    last = max(minutes)
+    first = max(min(minutes), last - MAX_MINUTES + 1)
+    return [
+        {"minute": float(m * 60), "backend": counts["backend"][m], "frontend": counts["frontend"][m]}
+        for m in range(first, last + 1)
+    ]
