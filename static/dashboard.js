@@ -441,6 +441,7 @@
         pair(be.error_rate, fe.error_rate, fmtPct),
       ]);
       tr.dataset.key = String(r.key);
+      tr.tabIndex = 0; // opened by click or Enter (dashboard-endpoint.js)
       return tr;
     }));
   }
@@ -595,6 +596,7 @@
     setInterval(tickUptime, 1000);
   }
 
+  LiveDashboard.api = api; // for dashboard-endpoint.js: the same base URL, token and errors
   wire();
   charts = makeCharts();
   poll();

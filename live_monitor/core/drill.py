@@ -40,7 +40,7 @@ __all__ = ["SCAN_LIMIT", "SLOWEST", "STEPS_PER_DECADE", "endpoint_drill"]
 SCAN_LIMIT = 2_000  # newest events of each side read for the event-level figures
 SLOWEST = 10  # matched requests shown as waterfalls
 MAX_MINUTES = 120  # calls-over-time points at most (the newest minutes)
-STEPS_PER_DECADE = 5  # log-scale bins per factor of ten: 1, 1.58, 2.51, 3.98, 6.31, 10 ms ...
+STEPS_PER_DECADE = 10  # log-scale bins per factor of ten: 1, 1.26, 1.58, 2, 2.51 ... 10 ms
 # LatencySketch's bucket i holds values in (gamma^(i-1), gamma^i], gamma from its default accuracy.
 _SKETCH_GAMMA = (1 + 0.01) / (1 - 0.01)
 
