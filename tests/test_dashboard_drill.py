@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import expect
@@ -124,6 +125,14 @@ def test_the_address_opens_the_view_and_enter_on_a_focused_row_does_too(
     view = page.locator("#endpoint-view")
     expect(view).to_have_attribute("data-state", "error")
     expect(view.locator("#drill-note")).to_contain_text("Nothing is known of GET /nowhere yet")
+
+    hostile = "GET /<img src=x onerror=alert(1)>"
+    monitor_server.post_events([event("backend", "http", hostile, 5.0, http_status="<b>x</b>")])
+    page.goto(f"{monitor_server.url}/#endpoint={quote(hostile, safe='')}")
+    view = open_view(tab)
+    expect(view.locator("#drill-title code")).to_have_text(hostile)
+    expect(view.locator("#drill-statuses tbody")).to_contain_text("no status")
+    assert page.locator("img").count() == 0 and page.locator("b").count() == 0
     tab.assert_clean(allow=re.compile("404"))
 
 

@@ -14,8 +14,6 @@ import math
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, cast
 
-import msgspec
-
 from live_monitor.model import policy
 from live_monitor.model.results import (
     Distribution,
@@ -27,7 +25,6 @@ from live_monitor.model.results import (
     SideDrill,
     Waterfall,
 )
-from live_monitor.model.routes import key_by_routes
 from live_monitor.model.stats import Aggregate, LatencySketch
 from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES
 
@@ -37,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCAN_LIMIT", "SLOWEST", "STEPS_PER_DECADE", "endpoint_drill"]
 
-SCAN_LIMIT = 2_000  # newest events of each side read for the event-level figures
+SCAN_LIMIT = 500  # newest events of each side read for the event-level figures
 SLOWEST = 10  # matched requests shown as waterfalls
 MAX_MINUTES = 120  # calls-over-time points at most (the newest minutes)
 STEPS_PER_DECADE = 10  # log-scale bins per factor of ten: 1, 1.26, 1.58, 2, 2.51 ... 10 ms
@@ -49,27 +46,26 @@ def endpoint_drill(monitor: LiveExecutionMonitor, key: str) -> EndpointDrill | N
     """The drill-down of endpoint ``key`` (a server route key, ``GET /api/orders/:id``), or None
     when neither the window nor the newest events know it."""
     stats = monitor.window_stats()
-    scan = {side: _newest(monitor, side) for side in SERVICES}
-    mine = {side: [e for e in events if e.action == key] for side, events in scan.items()}
+    scan = _Scan(monitor, key)
     known = key in stats.backend.endpoints or key in stats.frontend.endpoints or key in stats.trace_gaps
-    if not known and not any(mine.values()):
+    if not known and not scan.server and not scan.browser:
         return None
-    pairs = [(b, s) for b, s in _matched(scan["frontend"], scan["backend"]) if s.action == key]
+    pairs = scan.pairs()
     sides = {side: stats.side(side).endpoints.get(key) for side in SERVICES}
     edges, latencies = _shared_scale([agg.timed for agg in sides.values() if agg is not None])
     latency = iter(latencies)
+    mine = {"backend": scan.server, "frontend": scan.browser}
     drilled = {
         side: _side(agg, next(latency), mine[side], stats.side(side).minutes) if agg else None
         for side, agg in sides.items()
     }
     gap_sketch = stats.trace_gaps.get(key) or LatencySketch()
     gap_edges, [gaps] = _shared_scale([gap_sketch])
-    everything = scan["backend"] + scan["frontend"]
     scanned: Scanned = {
         "limit": SCAN_LIMIT,
-        "backend": len(scan["backend"]),
-        "frontend": len(scan["frontend"]),
-        "since": min((e.epoch for e in everything), default=None),
+        "backend": scan.read["backend"],
+        "frontend": scan.read["frontend"],
+        "since": scan.since,
         "matched": len(pairs),
     }
     slowest = sorted(pairs, key=lambda pair: -(pair[0].duration_ms or 0.0))[:SLOWEST]
@@ -83,52 +79,71 @@ def endpoint_drill(monitor: LiveExecutionMonitor, key: str) -> EndpointDrill | N
         "gaps": gap_drill,
         "slowest": [waterfall(b, s) for b, s in slowest],
         "differences": [d for d in monitor.differences(stats) if d.key == key],
-        "calls_per_minute": _per_minute(mine["backend"], mine["frontend"]),
+        "calls_per_minute": _per_minute(scan.server, scan.browser),
         "scanned": scanned,
     }
 
 
-def _newest(monitor: LiveExecutionMonitor, side: str) -> list[ExecutionEvent]:
-    """One side's newest counted endpoint events (at most ``SCAN_LIMIT`` read), oldest first,
-    the browser's calls keyed by the server's routes as now known (copies: a read changes no
-    stored event)."""
-    component = ENDPOINT_COMPONENTS[side]  # type: ignore[index]
-    events = [
-        e
-        for e in policy.counted(monitor.store.recent(SCAN_LIMIT, service=side, include_self=False))
-        if e.component == component
-    ]
-    events.reverse()
-    if side == "frontend" and len(monitor.routes):
-        events = [msgspec.structs.replace(e) for e in events]
-        key_by_routes(monitor.routes, events)
-    return events
+class _Scan:
+    """The newest ``SCAN_LIMIT`` events of each side, read once, and what of them is ``key``'s:
+    the server's requests keyed so, the browser's calls keyed so by the server's routes as now
+    known (the stored events are left as they are), and the traces they share.
 
+    Each event costs a step of a comprehension; only the endpoint's own traces go further."""
 
-def _matched(
-    browser: list[ExecutionEvent], server: list[ExecutionEvent]
-) -> list[tuple[ExecutionEvent, ExecutionEvent]]:
-    """(browser call, server request) pairs among the scanned events, by the store's join rule
-    (``policy.choose``), each trace's halves offered in time order."""
-    by_trace: dict[str, list[ExecutionEvent]] = defaultdict(list)
-    for event in policy.pairable(browser + server):
-        assert event.trace_id is not None
-        by_trace[event.trace_id].append(event)
-    pairs = []
-    for events in by_trace.values():
-        if len({e.service for e in events}) < 2:
-            continue
-        events.sort(key=lambda e: e.epoch)
+    def __init__(self, monitor: LiveExecutionMonitor, key: str) -> None:
+        self.key = key
+        server, browser = (self._calls(monitor, side) for side in SERVICES)
+        self.read = {"backend": len(server), "frontend": len(browser)}
+        epochs = [e.epoch for e in (server[:1] + browser[:1])]  # each side's oldest read
+        self.since = min(epochs) if epochs else None
+        key_for = monitor.routes.key_for if len(monitor.routes) else None
+        self.keyed = {a: (key_for(a) or a) if key_for else a for a in {e.action for e in browser}}
+        self.server = [e for e in server if e.action == key]
+        keyed = self.keyed
+        self.browser = [e for e in browser if keyed[e.action] == key]
+        traces = {e.trace_id for e in self.server} | {e.trace_id for e in self.browser}
+        traces.discard(None)
+        # every half of those traces: a trace's other requests may be the ones its calls met
+        self.traced = [e for e in browser + server if e.trace_id in traces]
+
+    @staticmethod
+    def _calls(monitor: LiveExecutionMonitor, side: str) -> list[ExecutionEvent]:
+        """One side's newest counted endpoint events (at most ``SCAN_LIMIT`` read), oldest first."""
+        component = ENDPOINT_COMPONENTS[side]  # type: ignore[index]
+        newest = monitor.store.recent(SCAN_LIMIT, service=side, include_self=False)
+        events = [e for e in policy.counted(newest) if e.component == component]
+        events.reverse()
+        return events
+
+    def pairs(self) -> list[tuple[ExecutionEvent, ExecutionEvent]]:
+        """(browser call, server request) pairs of the endpoint among the events read, by the
+        store's join rule (``policy.choose``), each trace's halves offered in time order."""
+        by_trace: dict[str, list[ExecutionEvent]] = defaultdict(list)
+        for event in policy.pairable(self.traced):
+            assert event.trace_id is not None
+            by_trace[event.trace_id].append(event)
+        pairs = []
+        for events in by_trace.values():
+            if len({e.service for e in events}) == 2:
+                pairs += self._join(sorted(events, key=lambda e: e.epoch))
+        return [(b, s) for b, s in pairs if s.action == self.key]
+
+    def _join(self, events: list[ExecutionEvent]) -> list[tuple[ExecutionEvent, ExecutionEvent]]:
+        """The pairs one trace's halves make, offered in order."""
         waiting: list[tuple[policy.Half, ExecutionEvent]] = []
+        pairs = []
         for event in events:
             mine = policy.Half.of(event, event.epoch)
+            if event.service == "frontend":
+                mine = mine._replace(endpoint=self.keyed.get(event.action, event.action))
             index = policy.choose(mine, [half for half, _ in waiting], event.epoch)
             if index is None:
                 waiting.append((mine, event))
                 continue
             _, other = waiting.pop(index)
             pairs.append((event, other) if event.service == "frontend" else (other, event))
-    return pairs
+        return pairs
 
 
 def waterfall(browser: ExecutionEvent, server: ExecutionEvent) -> Waterfall:
@@ -145,7 +160,7 @@ def waterfall(browser: ExecutionEvent, server: ExecutionEvent) -> Waterfall:
     status = (browser.details or {}).get("http_status")
     return {
         "trace_id": str(browser.trace_id),
-        "browser_action": browser.action,
+        "browser_action": _own_key(browser),
         "browser_start": round(start, 6),
         "browser_end": round(start + browser_ms / 1000, 6),
         "server_start": round(server_start, 6),
@@ -158,6 +173,12 @@ def waterfall(browser: ExecutionEvent, server: ExecutionEvent) -> Waterfall:
         "http_status": status if isinstance(status, int) and not isinstance(status, bool) else None,
         "status": browser.status,
     }
+
+
+def _own_key(browser: ExecutionEvent) -> str:
+    """The browser's own key of a call (``GET /api/orders/42``), kept when it was re-keyed."""
+    own = (browser.details or {}).get("url_key")
+    return own if isinstance(own, str) else browser.action
 
 
 def _side(agg: Aggregate, latency: Distribution, events: list[ExecutionEvent], minutes: float) -> SideDrill:
