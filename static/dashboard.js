@@ -421,6 +421,8 @@
       body.replaceChildren(row([td]));
       return;
     }
+    // A row keeps the keyboard's focus across polls (dashboard-endpoint.js opens it on Enter).
+    const focused = body.contains(document.activeElement) ? document.activeElement.dataset.key : undefined;
     body.replaceChildren(...rows.slice(0, MAX_ENDPOINT_ROWS).map((r) => {
       const be = r.backend || {};
       const fe = r.frontend || {};
@@ -444,6 +446,7 @@
       tr.tabIndex = 0; // opened by click or Enter (dashboard-endpoint.js)
       return tr;
     }));
+    if (focused !== undefined) [...body.rows].find((tr) => tr.dataset.key === focused)?.focus({ preventScroll: true });
   }
 
   // --- event stream ------------------------------------------------------------------------

@@ -114,6 +114,9 @@ def test_the_address_opens_the_view_and_enter_on_a_focused_row_does_too(
     row = page.locator(ROW)
     assert row.get_attribute("tabindex") == "0"
     row.focus()
+    shown = page.locator("#last-update").inner_text()
+    expect(page.locator("#last-update")).not_to_have_text(shown)  # a poll redrew the table
+    expect(row).to_be_focused()  # the redrawn row kept the keyboard's place
     page.keyboard.press("Enter")
     view = open_view(tab)
     expect(view.locator("#drill-waterfalls .waterfall")).to_have_count(4)
@@ -164,3 +167,38 @@ def test_at_800_px_the_tables_keep_their_last_column_in_view(
     page.locator(ROW).click()
     open_view(tab)
     assert page.evaluate("document.documentElement.scrollWidth") <= 800
+
+
+def test_requests_of_a_real_app_traced_by_both_loggers_open_as_waterfalls(
+    tab: Tab, start_monitor: Any
+) -> None:
+    """The example shop: its Flask backend (init_app) and its page (the browser logger) send the
+    two halves of each API call with one trace; the drill-down draws them, the server's span from
+    the Server-Timing duration the browser read."""
+    key = "GET /api/products/:id"
+    page = tab.page
+    with (
+        start_monitor("--no-self-monitor") as monitor,
+        start_monitor("--monitor-url", monitor.url, script="examples/shop/app.py") as shop,
+    ):
+        page.goto(f"{shop.url}/")
+        expect(page.locator("body")).to_have_attribute("data-monitor", "on")
+        for button in range(2):
+            page.locator("button.view-product").nth(button).click()
+            expect(page.locator("#product-detail")).not_to_be_empty()
+        page.evaluate("() => window.shop.monitor.flush()")
+        page.goto(f"{monitor.url}/?refresh=0.5#endpoint={quote(key, safe='')}")
+        view = open_view(tab)
+        falls = view.locator("#drill-waterfalls .waterfall")
+        expect(falls).to_have_count(2)
+        shapes = {d["side"] for d in chart(tab, "drill-latency") if d["marker"] is None}
+        assert shapes == {"backend", "frontend"}
+        answer = monitor.get(f"/endpoints/{quote(key, safe='')}")
+        for fall, drawn in zip(answer["slowest"], falls.all(), strict=True):
+            assert fall["server_ms_from"] == "server_timing"
+            assert fall["browser_action"].startswith("GET /api/products/")
+            assert fall["browser_start"] <= fall["server_start"] <= fall["server_end"] <= fall["browser_end"]
+            assert drawn.get_attribute("data-trace") == fall["trace_id"]
+            expect(drawn).to_contain_text("(Server-Timing)")
+        tab.assert_clean()
+        page.goto("about:blank")  # no poll meets the monitor shutting down
