@@ -15,7 +15,7 @@
 
   const LiveDashboard = window.LiveDashboard || {};
   if (!LiveDashboard.format || !LiveDashboard.api) return; // dashboard.js says what did not load
-  const { $, el, row, isNum, int, one, fmtCount, fmtMs, fmtPct, TYPE_LABELS, pctLabel, evidenceText, DASH } =
+  const { $, el, row, isNum, one, fmtCount, fmtMs, fmtPct, TYPE_LABELS, pctLabel, evidenceText, DASH } =
     LiveDashboard.format;
 
   const COLORS = { backend: "#56B4E9", frontend: "#E69F00", gap: "#009E73" }; // Okabe-Ito
@@ -185,6 +185,14 @@
     gaps.appendChild(gapNote);
 
     const falls = panel("drill-waterfalls-panel", "Slowest matched requests", "browser's clock; server placed, estimated");
+    const fallKey = el("p", "drill-legend");
+    for (const [side, text] of [["frontend", "browser's wait"], ["backend", "server's work (striped: placed by estimate)"]]) {
+      const item = el("span", `drill-key drill-${side}`);
+      item.appendChild(el("span", `drill-swatch${side === "backend" ? " wf-estimated-swatch" : ""}`));
+      item.appendChild(document.createTextNode(text));
+      fallKey.appendChild(item);
+    }
+    falls.appendChild(fallKey);
     const fallList = el("div", "waterfalls");
     fallList.id = "drill-waterfalls";
     falls.appendChild(fallList);
@@ -280,7 +288,7 @@
       track.append(browser, server);
       const points = el("p", "wf-points muted");
       const mark = (point) => ((w.estimated || []).includes(point) ? "≈" : "");
-      points.textContent = `browser start 0 · server start ${mark("server_start")}${fmtMs(serverStart)} · ` +
+      points.textContent = `browser start 0 ms · server start ${mark("server_start")}${fmtMs(serverStart)} · ` +
         `server end ${mark("server_end")}${fmtMs(serverEnd)} · browser end ${fmtMs(w.browser_ms)}` +
         (estimated ? " (≈ estimated: the two clocks differ)" : "");
       item.append(head, track, points);
