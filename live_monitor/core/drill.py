@@ -211,11 +211,11 @@ def _shared_scale(sketches: list[LatencySketch]) -> tuple[list[float], list[Dist
         binned.append(bins)
     used = [k for bins in binned for k in bins]
     if not used:
-        return [], [_distribution(s, [], Counter(), 0) for s in sketches]
+        return [], [_distribution(s, [], Counter()) for s in sketches]
     low, high = min(used), max(used)
     edges = [_edge(k) for k in range(low - 1, high + 1)]
     return edges, [
-        _distribution(s, list(range(low, high + 1)), b, low) for s, b in zip(sketches, binned, strict=True)
+        _distribution(s, list(range(low, high + 1)), b) for s, b in zip(sketches, binned, strict=True)
     ]
 
 
@@ -225,7 +225,8 @@ def _edge(k: int) -> float:
     return float(f"{value:.4g}")
 
 
-def _distribution(sketch: LatencySketch, ks: list[int], bins: Counter[int], low: int) -> Distribution:
+def _distribution(sketch: LatencySketch, ks: list[int], bins: Counter[int]) -> Distribution:
+    """A sketch's counts in bins ``ks`` of the scale, and its percentiles."""
     p50, p95, p99 = sketch.quantiles((0.5, 0.95, 0.99))
     return {
         "count": sketch.count,
