@@ -425,6 +425,8 @@
       body.replaceChildren(row([td]));
       return;
     }
+    // A row keeps the keyboard's focus across polls (dashboard-endpoint.js opens it on Enter).
+    const focused = body.contains(document.activeElement) ? document.activeElement.dataset.key : undefined;
     body.replaceChildren(...rows.slice(0, MAX_ENDPOINT_ROWS).map((r) => {
       const be = r.backend || {};
       const fe = r.frontend || {};
@@ -445,8 +447,10 @@
         pair(be.error_rate, fe.error_rate, fmtPct),
       ]);
       tr.dataset.key = String(r.key);
+      tr.tabIndex = 0; // opened by click or Enter (dashboard-endpoint.js)
       return tr;
     }));
+    if (focused !== undefined) [...body.rows].find((tr) => tr.dataset.key === focused)?.focus({ preventScroll: true });
   }
 
   // --- event stream ------------------------------------------------------------------------
@@ -750,6 +754,7 @@
     setInterval(tickUptime, 1000);
   }
 
+  LiveDashboard.api = api; // for dashboard-endpoint.js: the same base URL, token and errors
   wire();
   charts = makeCharts();
   poll();

@@ -25,13 +25,16 @@ __all__ = [
     "Difference",
     "AlertsStatus",
     "DifferencesAnswer",
+    "EndpointDrill",
     "EndpointRow",
     "Episode",
     "Figures",
     "HistoryAnswer",
+    "MinuteCalls",
     "SideSummary",
     "StatusAnswer",
     "SystemSample",
+    "Waterfall",
 ]
 
 
@@ -274,3 +277,97 @@ class HistoryAnswer(TypedDict):
     episodes: list[Episode]
     count: int
     open: int  # of ``episodes``, those still open
+
+
+# --- one endpoint, drilled into (GET /endpoints/<key>) -----------------------------------------
+
+
+class Distribution(TypedDict):
+    """Values counted on a log scale (``edges_ms`` of the answer that holds it): ``counts[i]``
+    values above ``edges_ms[i]`` and at most ``edges_ms[i + 1]``, ``zeros`` values of 0."""
+
+    count: int
+    zeros: int
+    counts: list[int]
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class SideDrill(TypedDict):
+    """One side's view of an endpoint: the window's figures and latency distribution, and the
+    HTTP statuses of its calls among the events scanned (``"none"``: no status given)."""
+
+    figures: Figures
+    latency: Distribution
+    statuses: dict[str, int]
+    errors_scanned: int
+
+
+class GapDrill(TypedDict):
+    """Browser-minus-server milliseconds of the endpoint's requests matched by trace id, on their
+    own log scale (a gap below 0 counts as 0, as in the endpoint rows)."""
+
+    edges_ms: list[float]
+    distribution: Distribution
+
+
+class Waterfall(TypedDict):
+    """One matched request as a waterfall, in epoch seconds on the browser's clock.
+
+    The browser's start and end are measured. The server's start and end are placed inside the
+    browser's span (``estimated``): the two clocks differ, so the server's span is its duration
+    (the ``Server-Timing`` app figure the browser read when it has one, else the server event's
+    own) with the rest of the browser's wait split evenly before and after it.
+    ``server_clock_offset_ms`` is the server's own start minus that placement: how far its clock
+    seems off (network asymmetry included)."""
+
+    trace_id: str
+    browser_action: str
+    browser_start: float
+    browser_end: float
+    server_start: float
+    server_end: float
+    browser_ms: float
+    server_ms: float
+    server_ms_from: Literal["server_timing", "server_event"]
+    estimated: list[Literal["server_start", "server_end"]]
+    server_clock_offset_ms: float
+    http_status: int | None
+    status: Literal["success", "error"]
+
+
+class MinuteCalls(TypedDict):
+    """The endpoint's calls per side in one minute (``minute``: its start, epoch seconds)."""
+
+    minute: float
+    backend: int
+    frontend: int
+
+
+class Scanned(TypedDict):
+    """The newest events read for the event-level figures (statuses, waterfalls, calls over
+    time): at most ``limit`` of each side, whatever the store holds, so the cost stays flat."""
+
+    limit: int
+    backend: int
+    frontend: int
+    since: float | None
+    matched: int
+
+
+class EndpointDrill(TypedDict):
+    """``GET /endpoints/<key>``: one endpoint, both sides, side by side. The distributions and
+    figures cover the statistics window; statuses, waterfalls and calls over time the newest
+    events scanned (``scanned``)."""
+
+    key: str
+    window_seconds: float
+    edges_ms: list[float]  # the latency scale both sides share
+    backend: SideDrill | None
+    frontend: SideDrill | None
+    gaps: GapDrill
+    slowest: list[Waterfall]  # the slowest matched requests (by the browser's time) first
+    differences: list[Difference]
+    calls_per_minute: list[MinuteCalls]
+    scanned: Scanned
