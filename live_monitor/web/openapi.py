@@ -167,7 +167,15 @@ def _int_param(name: str, text: str, bounds: tuple[int, int, int]) -> dict[str, 
 def _components(limits: _Limits) -> dict[str, Any]:
     """The schemas: the generated ones (events, answers) and the ingest body and answers."""
     _, generated = msgspec.json.schema_components(
-        [IncomingEvent, Difference, DataAnswer, DifferencesAnswer, StatusAnswer, HistoryAnswer, EndpointDrill],
+        [
+            IncomingEvent,
+            Difference,
+            DataAnswer,
+            DifferencesAnswer,
+            StatusAnswer,
+            HistoryAnswer,
+            EndpointDrill,
+        ],
         ref_template=REF,
     )
     # Through JSON, so the document equals the one served (default levels are lists, not tuples).
