@@ -265,7 +265,7 @@ def test_own_traffic_is_decided_where_events_enter_whichever_way_they_enter(cloc
     )
     tagged = {e["action"]: e["details"].get("self_monitor", False) for e in monitor.data()["recent_events"]}
     assert tagged == {
-        "GET /api/live-execution/data?limit=5": True,
+        "GET /api/live-execution/data": True,  # an endpoint action keeps no query string
         "GET /api/live-executions": False,  # an app route that only starts like the monitor's
         "GET /api/live-execution/status": True,
     }

@@ -25,6 +25,7 @@ from live_monitor.model.comparator import compare, comparison, endpoint_rows, su
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
 from live_monitor.model.routes import RouteTemplates, key_by_routes, learn_routes
+from live_monitor.model.scrub import Scrubber
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
@@ -53,6 +54,7 @@ class LiveExecutionMonitor:
         self.settings = {**defaults(), **(settings or {})}
         s = self.settings
         self._clock = clock
+        self.scrubber = Scrubber.from_setting(s["scrub_keys"])  # the built-in rules and --scrub-keys
         self.store: Store = make_store(
             s["store"], max_events=s["max_events"], window_s=s["window"], clock=clock
         )
@@ -79,7 +81,9 @@ class LiveExecutionMonitor:
         if s["persist"]:
             self.journal = EventJournal(s["persist"], keep=s["max_events"])
             restored = self.journal.load()
-            prepare_events(restored)  # journaled scrubbed; this shares their repeated strings again
+            prepare_events(
+                restored, self.scrubber
+            )  # journaled scrubbed; this shares their repeated strings again
             self.store.restore(restored)
             learn_routes(self.routes, restored)  # the server's routes, as known before the restart
         self.url = s["public_url"] or f"http://{s['host']}:{s['port']}/"  # the dashboard, for alerts
@@ -159,7 +163,7 @@ class LiveExecutionMonitor:
         Browser calls to the monitor's own API (the dashboard polling) are tagged as the
         monitor's own traffic, like the backend side of them, so they are not compared.
         """
-        prepare_events(events)
+        prepare_events(events, self.scrubber)
         tag_own_traffic(events)
         self._key_by_routes(events)
         if self.journal is not None:
@@ -205,7 +209,7 @@ class LiveExecutionMonitor:
         """Store events built in Python (self-monitoring, integrations, ``backend_events``),
         scrubbed and tagged as ``accept`` does; they are not journaled."""
         batch = list(events)
-        prepare_events(batch)
+        prepare_events(batch, self.scrubber)
         tag_own_traffic(batch)
         self._key_by_routes(batch)
         self.store.add(batch)

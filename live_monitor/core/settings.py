@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from live_monitor.model.scrub import normalise_key
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import store_kind
 from live_monitor.store.journal import journal_problem
@@ -213,6 +214,14 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "LIVE_MONITOR_THRESHOLDS",
         "JSON file overriding the difference thresholds (see live_monitor/model/thresholds.py).",
+    ),
+    Setting(
+        "scrub_keys",
+        "",
+        "LIVE_MONITOR_SCRUB_KEYS",
+        "Comma-separated key names to filter besides the built-in ones (password, token, api_key, ...): "
+        "a details key, or the key of a key=value pair in text, whose name holds one of them, "
+        "compared lowercase without separators, gets its value replaced by [Filtered].",
     ),
     Setting(
         "persist",
@@ -447,6 +456,15 @@ def origins_problem(value: str) -> str | None:
     return None
 
 
+def scrub_keys_problem(value: str) -> str | None:
+    """Why a ``--scrub-keys`` value is unusable (a name without a letter or digit, which would
+    match nothing), else None."""
+    for name in value.split(","):
+        if name.strip() and not normalise_key(name):
+            return f"{name.strip()!r} has no letter or digit to match a key name by"
+    return None
+
+
 def _glob(origin: str) -> str:
     """``http://localhost:*`` (the README's notation) as an anchored pattern; others as given."""
     if origin.endswith(":*") and "://" in origin:
@@ -472,6 +490,9 @@ def check_settings(settings: Mapping[str, Any]) -> str | None:
     bad_origin = origins_problem(settings["cors_origins"])
     if bad_origin:
         return f"--cors-origins: {bad_origin}"
+    bad_name = scrub_keys_problem(settings["scrub_keys"])
+    if bad_name:
+        return f"--scrub-keys: {bad_name}"
     if settings["otlp_grpc_port"] and settings["otlp_grpc_port"] == settings["port"]:
         return "--otlp-grpc-port must differ from --port (gRPC and HTTP cannot share a port)"
     if settings["debug"] and not is_loopback(settings["host"]):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import msgspec
 
 from live_monitor import vocabulary
+from live_monitor.model.scrub import DEFAULT, Scrubber, scrub_details
 from live_monitor.vocabulary import Service, Status, is_own_traffic
 
 __all__ = [
@@ -34,7 +35,6 @@ MAX_DETAILS_BYTES = 8 * 1024
 MAX_DETAILS_DEPTH = 32
 TOO_DEEP = f"details: must nest at most {MAX_DETAILS_DEPTH} levels deep"
 MAX_BATCH_EVENTS = 1000
-FILTERED = "[Filtered]"
 
 Component = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Action = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -71,12 +71,8 @@ SampleRate = Annotated[
     ),
 ]
 _HEX_BYTES = b"0123456789abcdef"
-_MAX_SHARED_LENGTH = 64
 _SERVICES = vocabulary.SERVICES
 _STATUSES = vocabulary.STATUSES
-_INTERNED: dict[str, str] = {}  # component and action names
-_SHARED_VALUES: dict[str, str] = {}  # short detail strings found clean (no secret key, no card)
-_MAX_INTERNED = 20_000
 # Every timestamp, however sent, must fall strictly between these (UTC): the reports and the
 # log tools read any time in years 1 to 9999 UTC, and nothing live predates 1970 or follows 3000.
 MAX_EPOCH = 32503680000  # 3000-01-01T00:00:00Z
@@ -459,41 +455,16 @@ def _is_hex(text: str) -> bool:
     return text.isascii() and not text.encode().translate(None, _HEX_BYTES)
 
 
-def prepare_events(events: list[ExecutionEvent]) -> None:
+def prepare_events(events: list[ExecutionEvent], scrubber: Scrubber = DEFAULT) -> None:
     """Make validated events fit to keep, in place: secrets scrubbed, repeated strings shared.
 
-    The monitor calls this on every batch before it journals or stores it (events built in
-    Python get it on construction). Sharing the few component, action and short detail
-    strings that repeat across thousands of events is most of a stored event's memory.
+    The monitor calls this on every batch before it journals or stores it, with the scrubber
+    of its ``--scrub-keys`` (events built in Python get the built-in rules on construction):
+    every source (``/events``, OTLP, the Python API) goes through here. Sharing the few
+    component, action and short detail strings that repeat across thousands of events is
+    most of a stored event's memory; the scrubber's caches hold the shared copies.
     """
-    names = _INTERNED
-    share_names = len(names) < _MAX_INTERNED
-    values = _SHARED_VALUES
-    verdicts = _SECRET_VERDICTS
-    for event in events:
-        if share_names:
-            event.component = names.setdefault(event.component, event.component)
-            event.action = names.setdefault(event.action, event.action)
-        details = event.details
-        if not details:
-            continue
-        for key, value in details.items():
-            secret = verdicts.get(key)
-            if secret is None:
-                secret = _is_secret(key)
-            kind = value.__class__
-            if secret or kind is dict or kind is list:
-                event.details = scrub_details(details)
-                break
-            if kind is str:
-                known = values.get(value)  # only strings found clean under a clean key are shared
-                if known is not None:
-                    details[key] = known
-                elif len(value) >= 13 and _has_card_digits(value):
-                    event.details = scrub_details(details)
-                    break
-                elif len(value) <= _MAX_SHARED_LENGTH and len(values) < _MAX_INTERNED:
-                    details[key] = values.setdefault(value, value)
+    scrubber.prepare(events)
 
 
 _FIELDS = {
@@ -548,69 +519,6 @@ def _friendly(message: str, prefix: str) -> str:
         field_name, _, message = message.partition(": ")
         path = f"{path}.{field_name}"
     return f"{prefix}{path}: {message}"
-
-
-_SECRET_KEY = re.compile(
-    r"pass(word|wd)?|secret|token|authori[sz]ation|api[-_]?key|cookie|session|credential", re.I
-)
-_CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
-
-
-_SECRET_VERDICTS: dict[str, bool] = {}
-_DIGITS = b"0123456789"
-
-
-def _has_card_digits(text: str) -> bool:
-    """True when ``text`` may hold a card number: at least 13 digits (counted in C) and the pattern."""
-    raw = text.encode("utf-8", "surrogatepass")
-    return len(raw) - len(raw.translate(None, _DIGITS)) >= 13 and _CARD.search(text) is not None
-
-
-def _is_secret(key: str) -> bool:
-    verdict = _SECRET_VERDICTS.get(key)
-    if verdict is None:
-        verdict = bool(_SECRET_KEY.search(key))
-        if len(_SECRET_VERDICTS) < _MAX_INTERNED and len(key) <= 64:
-            _SECRET_VERDICTS[key] = verdict
-    return verdict
-
-
-def scrub_details(details: dict[str, Any]) -> dict[str, Any]:
-    """Replace secret-looking values in ``details`` with ``[Filtered]``.
-
-    Keys such as password, token, secret, authorization, api_key and cookie are filtered,
-    and so are card-like numbers (13 to 19 digits passing the Luhn check) in any string.
-    The same dict comes back when nothing needed filtering.
-    """
-    clean: dict[str, Any] | None = None
-    for key, value in details.items():
-        new = FILTERED if _is_secret(key) else _scrub_value(value)
-        if new is not value and clean is None:
-            clean = dict(details)
-        if clean is not None:
-            clean[key] = new
-    return details if clean is None else clean
-
-
-def _scrub_value(value: Any) -> Any:
-    kind = value.__class__
-    if kind is str:
-        if len(value) < 13 or not _has_card_digits(value):
-            return value
-        scrubbed = _CARD.sub(_mask_card, value)
-        return value if scrubbed == value else scrubbed
-    if kind is dict:
-        return scrub_details(value)
-    if kind is list:
-        items = [_scrub_value(v) for v in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-    return value
-
-
-def _mask_card(match: re.Match[str]) -> str:
-    digits = [int(c) for c in match.group() if c.isdigit()]
-    checksum = sum(digits[-1::-2]) + sum(sum(divmod(2 * d, 10)) for d in digits[-2::-2])
-    return FILTERED if checksum % 10 == 0 else match.group()
 
 
 def _to_datetime(value: Any) -> datetime:

@@ -23,6 +23,7 @@ from typing import IO, Any
 import msgspec
 
 from live_monitor.model.events import MIN_SAMPLE_RATE
+from live_monitor.model.scrub import Scrubber
 from live_monitor.vocabulary import SERVICES, STATUSES, Service
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 _json_decode = msgspec.json.Decoder().decode
+SCRUBBER = Scrubber()  # the monitor's built-in rules, with caches of the tools' own
 
 
 def decode_json(data: bytes) -> Any:
@@ -292,7 +294,7 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
     if status is not None and status not in STATUSES:
         raise ValueError(f"'status' must be 'success' or 'error', not {status!r}")
     level_error = status is None and str(record.get("level", "")).upper() in ERROR_LEVELS
-    return Event(
+    event = Event(
         ts,
         service,
         component,
@@ -306,6 +308,8 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
         _id(record, "parent_span_id"),
         _sample_rate(record),
     )
+    SCRUBBER.prepare((event,))  # secrets filtered as the monitor filters them
+    return event
 
 
 def _id(record: dict[str, Any], name: str) -> str | None:

@@ -20,6 +20,8 @@ decoded with ``opentelemetry-proto`` from requirements.txt), gzip-compressed or 
 items are answered with ``partialSuccess`` as the OTLP spec has it; a refused export gets a
 ``google.rpc.Status`` body, is counted by cause (``/status``, ``/metrics``) and logged once
 per cause. ``spans_to_events`` and ``logs_to_events`` are the converters any transport uses.
+Their events are scrubbed where every event is, when the monitor keeps them
+(``LiveExecutionMonitor.accept``): span names, attributes and log records included.
 """
 
 from __future__ import annotations
