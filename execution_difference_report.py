@@ -1,7 +1,8 @@
 """Execution difference report: where the backend and the frontend differ, as a document.
 
 Reads a running monitor (GET /data and /differences) or backend and frontend event files,
-and writes Markdown, JSON or one self-contained HTML page. The command line only: building
+and writes Markdown, JSON or one self-contained HTML page; with --baseline, also what changed
+since a saved run. The command line only: building
 the report lives in live_monitor/tools/report.py, rendering in live_monitor/tools/render.py.
 """
 
@@ -13,17 +14,20 @@ import sys
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from live_monitor.tools.baseline import BaselineComparison, failures
 from live_monitor.tools.files import InputError
 from live_monitor.tools.render import RENDERERS
 from live_monitor.tools.report import (
     DEFAULT_URL,
+    attach_baseline,
     build_stats,
     load_thresholds,
     report_from_files,
     report_from_monitor,
 )
-from live_monitor.vocabulary import SEVERITIES, Service
+from live_monitor.vocabulary import SEVERITIES, Service, Severity, severity_rank
 
 __all__ = ["InputError", "build_parser", "build_stats", "main", "report_from_files", "report_from_monitor"]
 
@@ -47,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
             "  0  ok\n"
             "  1  input error: missing file, malformed line, bad event, unreachable monitor\n"
             "  2  usage error\n"
-            "  3  --fail-on: a difference at or above that severity was found"
+            "  3  --fail-on: a difference at or above that severity was found (with --baseline:\n"
+            "     a regression since the baseline, or a difference new since it)\n\n"
+            "baseline: a report saved with --format json (from event files it keeps each\n"
+            "endpoint's distributions, so every latency change is tested), a saved /data export,\n"
+            "or event files: one file holding both sides' events, or a backend and a frontend file."
         ),
     )
     parser.add_argument("--format", choices=sorted(RENDERERS), default="markdown", help="default: markdown")
@@ -68,9 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--min-samples", type=int, metavar="N", help="events needed on each side to flag")
     parser.add_argument(
+        "--baseline",
+        nargs="+",
+        metavar="FILE",
+        help="compare with a saved run: a JSON report, a /data export, or event files "
+        "(FILE of both sides, or BACKEND FRONTEND); see below",
+    )
+    parser.add_argument(
         "--fail-on",
         choices=SEVERITIES,
-        help="exit 3 when a difference of this severity or higher is found (CI gate)",
+        help="exit 3 when a difference of this severity or higher is found; with --baseline, "
+        "a regression since the baseline or a difference new since it (CI gate)",
     )
     parser.add_argument("--progress", action="store_true", help="progress on stderr even if not a TTY")
     return parser
@@ -135,16 +151,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.baseline and len(args.baseline) > 2:
+        parser.print_usage(sys.stderr)
+        print("error: --baseline takes one file, or a backend and a frontend file", file=sys.stderr)
+        return EXIT_USAGE
     if args.min_samples is not None and args.min_samples < 1:
         print("error: --min-samples must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     tty = sys.stderr.isatty()
     try:
         if sources is None:
-            if args.thresholds or args.min_samples is not None:
+            if (args.thresholds or args.min_samples is not None) and not args.baseline:
                 print(
-                    "note: --thresholds and --min-samples apply to data files; the monitor "
-                    "reports with its own (start it with --thresholds/--min-samples)",
+                    "note: --thresholds and --min-samples apply to data files and --baseline; the "
+                    "monitor reports with its own (start it with --thresholds/--min-samples)",
                     file=sys.stderr,
                 )
             report = report_from_monitor(args.url or DEFAULT_URL, args.token, args.timeout)
@@ -154,14 +174,21 @@ def main(argv: list[str] | None = None) -> int:
             report = report_from_files(sources, thresholds, progress)
             if progress is not None and tty:
                 sys.stderr.write("\n")
+        comparison = None
+        if args.baseline:
+            thresholds = load_thresholds(args.thresholds, args.min_samples)
+            comparison = attach_baseline(report, [Path(p) for p in args.baseline], thresholds)
         text = RENDERERS[args.format](report)
         if args.output:
             try:
                 Path(args.output).write_text(text, encoding="utf-8")
             except OSError as exc:
                 raise InputError(f"{args.output}: cannot write: {exc.strerror or exc}") from None
+            since = ""
+            if comparison is not None:
+                since = f", {comparison.counts['regression']} regressions since the baseline"
             print(
-                f"wrote {args.format} report to {args.output} ({len(report['differences'])} differences)",
+                f"wrote {args.format} report to {args.output} ({len(report['differences'])} differences{since})",
                 file=sys.stderr,
             )
         else:
@@ -174,11 +201,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     if args.fail_on:
-        floor = SEVERITIES.index(args.fail_on)
-        hits = [d for d in report["differences"] if SEVERITIES.index(d["severity"]) >= floor]
+        return _gate(args.fail_on, report, comparison)
+    return EXIT_OK
+
+
+def _gate(floor: Severity, report: dict[str, Any], comparison: BaselineComparison | None) -> int:
+    """--fail-on: without a baseline, any difference at or above ``floor``; with one, what got
+    worse since it (regressions and new differences: improvements and standing differences never
+    fail). Each finding is named on stderr."""
+    if comparison is not None:
+        hits = failures(comparison, floor)
+        for line in hits:
+            print(f"  {line}", file=sys.stderr)
         if hits:
-            print(f"fail-on {args.fail_on}: {len(hits)} difference(s) at or above it", file=sys.stderr)
+            print(
+                f"fail-on {floor}: {len(hits)} regression(s) since the baseline at or above it",
+                file=sys.stderr,
+            )
             return EXIT_FAIL_ON
+        return EXIT_OK
+    rank = severity_rank(floor)
+    found = [d for d in report["differences"] if severity_rank(d["severity"]) >= rank]
+    if found:
+        print(f"fail-on {floor}: {len(found)} difference(s) at or above it", file=sys.stderr)
+        return EXIT_FAIL_ON
     return EXIT_OK
 
 

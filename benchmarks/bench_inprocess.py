@@ -17,9 +17,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 from benchmarks.common import (
     API,
+    ROUTES,
     Context,
     Row,
     Target,
@@ -315,7 +317,8 @@ def _fill(monitor: Any, events: int) -> None:
 
 
 def data_rows(ctx: Context, wanted: set[str]) -> list[Row]:
-    """GET /data and /differences server time at 100,000 stored events against 1,000."""
+    """GET /data, /differences and one endpoint's drill-down (/endpoints/<key>): server time at
+    100,000 stored events against 1,000."""
     from live_execution_monitor import create_app
 
     sizes = {"100k": 100_000, "1k": 1_000}
@@ -331,7 +334,12 @@ def data_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         raise RuntimeError(f"the monitor kept only {stored} events")
     calls = ctx.pick(3, 15)
     rows = []
-    for path, row_name in (("/data", "data-scaling"), ("/differences", "differences-scaling")):
+    drilled = "/endpoints/" + quote(ROUTES[0], safe="")  # one endpoint, drilled into
+    for path, row_name, shown in (
+        ("/data", "data-scaling", "/data"),
+        ("/differences", "differences-scaling", "/differences"),
+        (drilled, "endpoint-scaling", "/endpoints/<key>"),
+    ):
         if row_name not in wanted:
             continue
 
@@ -355,7 +363,7 @@ def data_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         rows.append(
             Row(
                 row_name,
-                f"GET {path} server time, 100,000 stored events (in-process, caches invalidated)",
+                f"GET {shown} server time, 100,000 stored events (in-process, caches invalidated)",
                 f"100k events {fmt_time(median(times['100k']))}",
                 f"1k events {fmt_time(median(times['1k']))}",
                 median_ratio(times["100k"], times["1k"]),

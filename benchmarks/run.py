@@ -43,7 +43,7 @@ GROUPS: dict[str, tuple[GroupFn, tuple[str, ...]]] = {
     "sketch": (bench_inprocess.sketch_rows, ("sketch",)),
     "handler": (bench_inprocess.handler_rows, ("handler",)),
     "middleware": (bench_inprocess.middleware_rows, ("middleware",)),
-    "data": (bench_inprocess.data_rows, ("data-scaling", "differences-scaling")),
+    "data": (bench_inprocess.data_rows, ("data-scaling", "differences-scaling", "endpoint-scaling")),
     "memory": (bench_system.memory_rows, ("memory", "rss")),
     "sampler": (bench_system.sampler_rows, ("sampler",)),
     "ingest": (bench_server.ingest_rows, bench_server.INGEST_ROWS),

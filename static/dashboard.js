@@ -425,6 +425,8 @@
       body.replaceChildren(row([td]));
       return;
     }
+    // A row keeps the keyboard's focus across polls (dashboard-endpoint.js opens it on Enter).
+    const focused = body.contains(document.activeElement) ? document.activeElement.dataset.key : undefined;
     body.replaceChildren(...rows.slice(0, MAX_ENDPOINT_ROWS).map((r) => {
       const be = r.backend || {};
       const fe = r.frontend || {};
@@ -445,8 +447,10 @@
         pair(be.error_rate, fe.error_rate, fmtPct),
       ]);
       tr.dataset.key = String(r.key);
+      tr.tabIndex = 0; // opened by click or Enter (dashboard-endpoint.js)
       return tr;
     }));
+    if (focused !== undefined) [...body.rows].find((tr) => tr.dataset.key === focused)?.focus({ preventScroll: true });
   }
 
   // --- event stream ------------------------------------------------------------------------
@@ -645,6 +649,70 @@
     }
   }
 
+  // --- the difference history: when each difference opened and resolved (a timeline) -------
+
+  const HISTORY_SPAN_S = 3600; // the timeline covers the last hour
+  const HISTORY_ROWS = 30;
+  let drawnHistory = "";
+
+  /** Reads GET /differences/history (at most every 5 s: episodes change slowly) and draws it. */
+  async function pollHistory() {
+    try {
+      const answer = await api("/differences/history?limit=100");
+      renderHistory(Array.isArray(answer && answer.episodes) ? answer.episodes : []);
+    } catch {
+      // The main poll tells why the monitor cannot be reached; the timeline keeps what it drew.
+    }
+    setTimeout(pollHistory, Math.max(config.refreshMs, 5000));
+  }
+
+  /** One row per episode, newest first: severity, difference, times, and a bar over the last hour. */
+  function renderHistory(episodes) {
+    const latest = Math.max(0, ...episodes.map((e) => Math.max(e.opened_at || 0, e.resolved_at || 0)));
+    const now = Math.max(Date.now() / 1000, latest); // the browser's clock may lag the monitor's
+    const start = now - HISTORY_SPAN_S;
+    const open = episodes.filter((e) => !isNum(e.resolved_at)).length;
+    setText("history-note", episodes.length ? `${int.format(open)} open · ${int.format(episodes.length)} in all` : "");
+    const drawing = JSON.stringify([episodes.slice(0, HISTORY_ROWS), Math.floor(now / 10)]);
+    if (drawing === drawnHistory) return;
+    drawnHistory = drawing;
+    const box = $("history-list");
+    if (!episodes.length) {
+      box.replaceChildren(el("li", "empty", "No difference has opened yet: each one is listed here from when it opens until it resolves."));
+      return;
+    }
+    box.replaceChildren(...episodes.slice(0, HISTORY_ROWS).map((e) => historyRow(e, start, now)));
+  }
+
+  function historyRow(episode, start, now) {
+    const d = episode.difference || {};
+    const severity = SEVERITIES.includes(episode.severity) ? episode.severity : "low";
+    const resolved = isNum(episode.resolved_at);
+    const item = el("li", `history-item sev-${severity}`);
+    item.dataset.id = String(episode.id);
+    item.dataset.state = resolved ? "resolved" : "open";
+    const head = el("div", "history-head");
+    head.appendChild(el("span", `badge sev-badge-${severity}`, severity.toUpperCase()));
+    head.appendChild(el("strong", "", TYPE_LABELS[d.type] || String(d.type)));
+    head.appendChild(d.key === null || d.key === undefined ? el("span", "scope", "whole service") : el("code", "scope", d.key));
+    const end = resolved ? episode.resolved_at : now;
+    const lasted = fmtElapsed(end - episode.opened_at);
+    head.appendChild(el("span", "muted history-times", resolved
+      ? `${timeOf(episode.opened_at)} → ${timeOf(episode.resolved_at)} (${lasted})`
+      : `open since ${timeOf(episode.opened_at)} (${lasted})`));
+    item.appendChild(head);
+    const track = el("div", "history-track");
+    const bar = el("div", `history-bar${resolved ? "" : " history-open"}`);
+    const right = Math.min(1, Math.max(0, (end - start) / HISTORY_SPAN_S));
+    const width = Math.max(0.005, right - Math.max(0, (episode.opened_at - start) / HISTORY_SPAN_S));
+    bar.style.left = `${((right - width) * 100).toFixed(2)}%`; // CSSOM, which the page's CSP allows
+    bar.style.width = `${(width * 100).toFixed(2)}%`;
+    bar.title = d.message || "";
+    track.appendChild(bar);
+    item.appendChild(track);
+    return item;
+  }
+
   // --- wiring ------------------------------------------------------------------------------
 
   function wire() {
@@ -686,9 +754,11 @@
     setInterval(tickUptime, 1000);
   }
 
+  LiveDashboard.api = api; // for dashboard-endpoint.js: the same base URL, token and errors
   wire();
   charts = makeCharts();
   poll();
   openStream();
   startBrowserLogger();
+  pollHistory();
 })();

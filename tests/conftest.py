@@ -17,6 +17,7 @@ from tests.helpers import (
     FakeClock,
     FakeMonitor,
     MonitorProcess,
+    Receiver,
     RedisServer,
     Tab,
     bare_python,
@@ -182,5 +183,13 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A real Redis server for this test, stopped afterwards."""
     server = RedisServer(tmp_path)
     server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on a free port recording what is posted to it, stopped afterwards."""
+    server = Receiver()
     yield server
     server.stop()

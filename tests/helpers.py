@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
 import pytest
@@ -1018,3 +1018,68 @@ def served_ids(base: str, limit: int = 100_000) -> set[str]:
     answer = requests.get(f"{base}/api/live-execution/data", params=params, timeout=30)
     answer.raise_for_status()
     return {e["details"][FAULT_ID] for e in answer.json()["recent_events"] if FAULT_ID in e["details"]}
+
+
+class Receiver:
+    """A webhook receiver: a tiny http.server on ``port`` (0: a free one) in a thread, recording
+    every JSON body posted to it; ``answers`` are the statuses of the next posts (then 200)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.posts: list[dict[str, Any]] = []
+        self.answers: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = receiver.answers.pop(0) if receiver.answers else 200
+                if status == 200:
+                    receiver.posts.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hooks/T000/B000/secret"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# What the alert tests inject, and the ids of the two differences it opens.
+SERVICE = "error_rate|service|"
+ENDPOINT = "error_rate|endpoint|GET /api/pay"
+
+
+def failing_payments(clock: FakeClock, n: int = 40) -> list[ExecutionEvent]:
+    """An anomaly: the server fails half its GET /api/pay requests, the browser sees none fail."""
+    events = []
+    for i in range(n):
+        status: Literal["success", "error"] = "error" if i % 2 else "success"
+        events.append(
+            ExecutionEvent(
+                timestamp=clock(),
+                service="backend",
+                component="http",
+                action="GET /api/pay",
+                duration_ms=20.0,
+                status=status,
+            )
+        )
+        events.append(
+            ExecutionEvent(
+                timestamp=clock(),
+                service="frontend",
+                component="api",
+                action="GET /api/pay",
+                duration_ms=25.0,
+            )
+        )
+    return events

@@ -170,6 +170,7 @@ def test_hostile_event_fields_are_shown_as_text(tab: Tab, monitor_server: Monito
         "static/dashboard-format.js",
         "static/dashboard-charts.js",
         "static/dashboard.js",
+        "static/dashboard-endpoint.js",
     ]
     tab.assert_clean()
 

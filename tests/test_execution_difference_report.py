@@ -145,7 +145,8 @@ def test_json_output_has_summary_and_readme_shaped_differences(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = as_json(capsys, *mixed_scenario(tmp_path))
-    assert set(data) == {"summary", "differences"}
+    # distributions: what a later --baseline tests against (tests/test_tools_baseline.py)
+    assert set(data) == {"summary", "differences", "distributions"}
     summary = data["summary"]
     for key in ("backend", "frontend", "comparison", "endpoints", "source", "generated_at"):
         assert key in summary

@@ -5,17 +5,20 @@ Each test runs once per store: the memory store, and a Redis store on a real red
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
+import msgspec
 import pytest
 
 from live_monitor.model import policy
 from live_monitor.model.comparator import summarize
 from live_monitor.model.events import ExecutionEvent
+from live_monitor.model.results import Difference, Episode
 from live_monitor.model.stats import MAX_SERIES_KEYS, OTHER
-from live_monitor.store import Store
+from live_monitor.store import EPISODES_KEPT, Store
 from live_monitor.store.memory import EventStore
 from tests.helpers import stored_event
 
@@ -495,3 +498,83 @@ def test_each_half_of_a_trace_waits_its_own_ten_minutes(store, clock):
     clock.advance(301)  # the first request waited 601 s, the second 301 s
     s.add([call("frontend", 110.0, span=B1), call("frontend", 220.0, span=B2)])
     assert matched(s) == {"GET /x": (1, 200.0, 200.0)}
+
+
+# --- difference episodes: the history and the alerts ---------------------------------------------
+
+
+def episode(episode_id: str, opened_at: float, severity: str = "high") -> Episode:
+    difference = Difference(
+        type="error_rate",
+        severity=severity,  # type: ignore[arg-type]
+        scope="endpoint",
+        key=episode_id,
+        backend={"error_rate": 0.5},
+        frontend={"error_rate": 0.0, "unmatched_endpoints": []},
+        difference_pct=50.0,
+        message=f"{episode_id} fails",
+    )
+    return Episode(id=episode_id, opened_at=opened_at, severity=difference.severity, difference=difference)
+
+
+def test_an_episode_opens_once_and_closes_once(store):
+    s = store()
+    first = episode("GET /a", 100.0, "medium")
+    assert s.open_episode("alerts", first) is True
+    assert s.open_episode("alerts", episode("GET /a", 105.0)) is False  # already open
+    assert s.open_episodes("alerts") == {"GET /a": first}
+    assert s.open_episodes("differences") == {}  # books are apart
+    raised = msgspec.structs.replace(first, severity="high")
+    assert s.update_episode("alerts", raised) is True
+    closed = s.close_episode("alerts", "GET /a", 160.5)
+    assert closed == msgspec.structs.replace(raised, resolved_at=160.5)
+    assert s.close_episode("alerts", "GET /a", 170.0) is None  # closed once
+    assert s.update_episode("alerts", first) is False  # a closed episode stays as it closed
+    assert s.open_episodes("alerts") == {}
+    assert s.open_episode("alerts", episode("GET /a", 200.0)) is True  # back: a new episode
+    assert [(e.opened_at, e.resolved_at, e.severity) for e in s.episodes("alerts", 10)] == [
+        (200.0, None, "high"),
+        (160.5 - 60.5, 160.5, "high"),
+    ]
+
+
+def test_episodes_come_newest_first_and_only_the_newest_resolved_are_kept(store, monkeypatch):
+    import live_monitor.store.memory
+    import live_monitor.store.redis
+
+    assert EPISODES_KEPT == 1000
+    for module in (live_monitor.store.memory, live_monitor.store.redis):
+        monkeypatch.setattr(module, "EPISODES_KEPT", 5)  # the rule, at a size quick to reach
+    s = store()
+    for n in range(8):
+        s.open_episode("differences", episode(f"GET /{n}", float(n)))
+        s.close_episode("differences", f"GET /{n}", n + 0.5)
+    s.open_episode("differences", episode("GET /open", 1.0))
+    kept = s.episodes("differences", 100)
+    assert [e.id for e in kept] == ["GET /7", "GET /6", "GET /5", "GET /4", "GET /3", "GET /open"]
+    assert [e.resolved_at for e in kept] == [7.5, 6.5, 5.5, 4.5, 3.5, None]
+    assert [e.id for e in s.episodes("differences", 1)] == ["GET /7"]
+
+
+def test_of_many_threads_opening_and_closing_one_episode_exactly_one_wins_each(store):
+    """What lets --workers send each alert once: the open and the close are atomic."""
+    stores = [store() for _ in range(8)]  # one client each, as processes would have
+    start = threading.Barrier(len(stores))
+    opened: list[bool] = []
+    closed: list[Episode | None] = []
+
+    def race(s: Store, n: int) -> None:
+        start.wait()
+        opened.append(s.open_episode("alerts", episode("GET /a", float(n))))
+        start.wait()
+        closed.append(s.close_episode("alerts", "GET /a", 100.0 + n))
+
+    threads = [threading.Thread(target=race, args=(s, n)) for n, s in enumerate(stores)]
+    if isinstance(stores[0], EventStore):  # in memory, one store is all the processes there are
+        threads = [threading.Thread(target=race, args=(stores[0], n)) for n in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert opened.count(True) == 1 and sum(c is not None for c in closed) == 1
+    assert len(stores[0].episodes("alerts", 10)) == 1

@@ -120,7 +120,12 @@ def test_the_run_above_has_every_check_schemathesis_has():
 def test_the_description_is_served_and_describes_every_route():
     served = app.test_client().get(OPENAPI_PATH).json
     assert served["openapi"].startswith("3.1")
-    routes = {rule.rule for rule in app.url_map.iter_rules() if is_own_path(rule.rule)}
+    # Flask's <path:key> is OpenAPI's {key}
+    routes = {
+        re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for rule in app.url_map.iter_rules()
+        if is_own_path(rule.rule)
+    }
     assert routes | {HEALTH_PATH, METRICS_PATH, OPENAPI_PATH} <= set(served["paths"])
     # OTLP bodies are protobuf or OTLP JSON, which the OpenTelemetry specification describes.
     assert not any(path.startswith("/v1/") for path in served["paths"])

@@ -17,6 +17,8 @@ from typing import Any, cast
 
 import msgspec
 
+from live_monitor.core.alerts import AlertLoop
+from live_monitor.core.history import History
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.comparator import compare, comparison, endpoint_rows, summaries
@@ -84,6 +86,9 @@ class LiveExecutionMonitor:
             )  # journaled scrubbed; this shares their repeated strings again
             self.store.restore(restored)
             learn_routes(self.routes, restored)  # the server's routes, as known before the restart
+        self.url = s["public_url"] or f"http://{s['host']}:{s['port']}/"  # the dashboard, for alerts
+        self.history = History(self.store, self.journal)  # restored from the journal with --persist
+        self.alerts = AlertLoop.from_settings(s, self.differences, self.history, clock, lambda: self.url)
 
     # --- control -------------------------------------------------------------------------
 
@@ -103,6 +108,7 @@ class LiveExecutionMonitor:
             if changed:
                 self.store.take_tick_counts()
             self.sampler.start()
+            self.alerts.start()
             return changed
 
     def stop(self) -> bool:
@@ -110,6 +116,7 @@ class LiveExecutionMonitor:
         with self._lock:
             changed = self.store.set_monitoring(False, self._clock())
             self.sampler.stop()
+            self.alerts.stop()
         with self._tick:
             self._tick.notify_all()
         return changed
@@ -133,8 +140,10 @@ class LiveExecutionMonitor:
         if started is not None and not self.sampler.running and not self.draining:
             self.store.take_tick_counts()  # as start() does: no spike of what came while stopped
             self.sampler.start()
+            self.alerts.start()
         elif started is None and self.sampler.running:
             self.sampler.stop()
+            self.alerts.stop()
         return started, elapsed
 
     # --- ingest --------------------------------------------------------------------------
@@ -176,6 +185,7 @@ class LiveExecutionMonitor:
             self.sampler.stop()
             log.warning("stopping: %s; the shared monitoring state was left as it was", exc)
         finally:
+            self.alerts.close()
             if self.journal is not None:
                 self.journal.close()
 
@@ -212,6 +222,11 @@ class LiveExecutionMonitor:
         except StoreUnavailable:
             with self._dropped_lock:
                 self.self_events_dropped += 1
+
+    def served_at(self, base: str) -> None:
+        """The server listens at ``base``: the dashboard's address for alerts, unless --public-url gave one."""
+        if not self.settings["public_url"]:
+            self.url = base.rstrip("/") + "/"
 
     def ready(self) -> None:
         """Readiness: one round trip to the store; raises StoreUnavailable while it is down."""
@@ -292,6 +307,7 @@ class LiveExecutionMonitor:
             "differences_found": len(self.differences()),
             "self_events_dropped": self.self_events_dropped,
             **counts,
+            "alerts": self.alerts.status(),
         }
 
     def data(self, limit: int | None = None, include_self: bool = True, history: int = 300) -> DataAnswer:

@@ -18,6 +18,7 @@ from live_monitor.model.scrub import normalise_key
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import store_kind
 from live_monitor.store.journal import journal_problem
+from live_monitor.vocabulary import SEVERITIES
 
 LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
 MAX_EVENTS_CAP = 1_000_000  # per side; see --max-events
@@ -67,7 +68,12 @@ class Setting:
         return f"must be {self.allowed}, not {_number(value)}"
 
     def parse(self, text: str) -> Any:
-        """Convert an environment variable's text to this setting's type, refusing it out of range."""
+        """Convert an environment variable's text to this setting's type, refusing it out of range.
+
+        A repeatable setting (a tuple) takes its values separated by spaces or commas.
+        """
+        if self.type is tuple:
+            return tuple(part for part in re.split(r"[\s,]+", text) if part)
         if self.type is bool:
             if text.strip().lower() in ("1", "true", "yes", "on"):
                 return True
@@ -289,6 +295,27 @@ SETTINGS: tuple[Setting, ...] = (
         low=0,
         high=65535,
     ),
+    Setting(
+        "alert_webhook",
+        (),
+        "LIVE_MONITOR_ALERT_WEBHOOK",
+        "URL to POST a JSON message to when a difference opens or resolves (repeat the flag for "
+        "more; the variable takes them separated by spaces or commas). Slack-compatible: it has a text field.",
+        secret=True,  # a Slack or Teams webhook URL is itself the credential
+    ),
+    Setting(
+        "alert_min_severity",
+        "high",
+        "LIVE_MONITOR_ALERT_MIN_SEVERITY",
+        "The severity at which a difference opens an alert: low, medium or high.",
+    ),
+    Setting(
+        "public_url",
+        "",
+        "LIVE_MONITOR_PUBLIC_URL",
+        "The dashboard's address as people reach it, for the links in alert messages "
+        "(default: the address the monitor serves on).",
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -311,6 +338,15 @@ def add_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None =
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=f"{s.help} [env {s.env}, default {s.default}]",
+            )
+        elif s.type is tuple:
+            parser.add_argument(
+                s.flag,
+                dest=s.name,
+                action="append",
+                default=None,
+                metavar="URL",
+                help=f"{s.help} [env {s.env}]",
             )
         else:
             parser.add_argument(
@@ -336,7 +372,7 @@ def resolve(
         if s.env in environ:
             settings[s.name] = s.parse(environ[s.env])
         if given.get(s.name) is not None:
-            settings[s.name] = given[s.name]
+            settings[s.name] = tuple(given[s.name]) if s.type is tuple else given[s.name]
     for key, value in given.items():
         if key not in BY_NAME and value is not None:
             settings[key] = value
@@ -380,7 +416,7 @@ def markdown_table() -> str:
     """The README's configuration table."""
     lines = ["| flag | environment variable | default | what it does |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = "" if s.default in ("", None) else f"`{s.default}`".replace("|", "\\|")
+        default = "" if s.default in ("", None, ()) else f"`{s.default}`".replace("|", "\\|")
         allowed = f" ({s.allowed[0].upper()}{s.allowed[1:]}.)" if s.allowed else ""
         lines.append(f"| `{s.flag}` | `{s.env}` | {default} | {s.help}{allowed} |")
     return "\n".join(lines)
@@ -477,9 +513,30 @@ def check_settings(settings: Mapping[str, Any]) -> str | None:
             Thresholds.from_file(settings["thresholds"])
         except (OSError, ValueError, TypeError) as exc:
             return f"--thresholds {settings['thresholds']}: {getattr(exc, 'strerror', None) or exc}"
+    alerting = alert_problem(settings)
+    if alerting:
+        return alerting
     if not is_loopback(settings["host"]) and not settings["token"]:
         return (
             f"binding {settings['host']} exposes the monitor beyond this machine: "
             "set --token (or LIVE_MONITOR_TOKEN) so control and read endpoints need it"
         )
     return None
+
+
+def alert_problem(settings: Mapping[str, Any]) -> str | None:
+    """Why the alert settings cannot work (a webhook that is not an http(s) URL, an unknown
+    severity), else None."""
+    if settings["alert_min_severity"] not in SEVERITIES:
+        return f"--alert-min-severity must be low, medium or high, not {settings['alert_min_severity']!r}"
+    if settings["public_url"] and not _http_url(settings["public_url"]):
+        return f"--public-url must be an http:// or https:// URL, not {settings['public_url']!r}"
+    for url in settings["alert_webhook"]:
+        if not _http_url(url):
+            return f"--alert-webhook must be an http:// or https:// URL with a host, not {url!r}"
+    return None
+
+
+def _http_url(url: str) -> bool:
+    """True for an http or https URL with a host and no spaces."""
+    return re.fullmatch(r"https?://[^/\s?#]+(?:[/?#]\S*)?", url, flags=re.IGNORECASE) is not None

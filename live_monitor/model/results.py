@@ -23,12 +23,18 @@ __all__ = [
     "Comparison",
     "DataAnswer",
     "Difference",
+    "AlertsStatus",
     "DifferencesAnswer",
+    "EndpointDrill",
     "EndpointRow",
+    "Episode",
     "Figures",
+    "HistoryAnswer",
+    "MinuteCalls",
     "SideSummary",
     "StatusAnswer",
     "SystemSample",
+    "Waterfall",
 ]
 
 
@@ -54,6 +60,21 @@ class Difference(msgspec.Struct, frozen=True, kw_only=True):
     # two counts for activity), None where no test applies (patterns, endpoint medians and tails).
     samples: dict[Service, int] = msgspec.field(default_factory=dict)
     confidence: float | None = None
+
+
+class Episode(msgspec.Struct, frozen=True, kw_only=True):
+    """One difference from the check that first found it to the one that found it gone.
+
+    ``id`` names the difference across checks (its type, scope and endpoint key); ``severity``
+    is the highest it reached, ``difference`` the difference as found when it reached it.
+    Times are Unix seconds; ``resolved_at`` is None while it is open.
+    """
+
+    id: str
+    opened_at: float
+    resolved_at: float | None = None
+    severity: Severity
+    difference: Difference
 
 
 class ApiCalls(TypedDict):
@@ -197,6 +218,22 @@ class OtlpGrpcStatus(TypedDict):
     listening: bool
 
 
+class AlertsStatus(TypedDict):
+    """This process's alert messages by outcome, summed over its webhooks (``--alert-webhook``)."""
+
+    process_id: int  # the process whose counters these are (with --workers, each has its own)
+    webhooks: int  # URLs messages go to
+    min_severity: Severity  # a difference at this severity or above opens an alert
+    open: int  # alerts open now (every process's, from the store)
+    checks: int  # checks of the differences this process ran while monitoring
+    sent: int  # messages a webhook took (answered 2xx)
+    failed: int  # messages given up on: refused (4xx) or still failing after every retry
+    dropped: int  # messages not queued: a webhook's queue was full
+    retries: int  # posts tried again after a failure
+    queued: int  # messages waiting to be posted
+    check_errors: int  # checks that failed (the store unreachable, mostly)
+
+
 class StatusAnswer(TypedDict):
     """``GET /status``: the monitoring state, the sampler's health and the ingest counters."""
 
@@ -223,6 +260,7 @@ class StatusAnswer(TypedDict):
     otlp: dict[Literal["traces", "logs"], OtlpSignalStatus]  # both transports together
     otlp_grpc: OtlpGrpcStatus
     live_streams: int  # this process's open /stream connections
+    alerts: AlertsStatus
 
 
 class DifferencesAnswer(TypedDict):
@@ -231,3 +269,105 @@ class DifferencesAnswer(TypedDict):
     differences: list[Difference]
     count: int
     thresholds: ThresholdsJSON
+
+
+class HistoryAnswer(TypedDict):
+    """``GET /differences/history``: differences as they opened and resolved, the newest first."""
+
+    episodes: list[Episode]
+    count: int
+    open: int  # of ``episodes``, those still open
+
+
+# --- one endpoint, drilled into (GET /endpoints/<key>) -----------------------------------------
+
+
+class Distribution(TypedDict):
+    """Values counted on a log scale (``edges_ms`` of the answer that holds it): ``counts[i]``
+    values above ``edges_ms[i]`` and at most ``edges_ms[i + 1]``, ``zeros`` values of 0."""
+
+    count: int
+    zeros: int
+    counts: list[int]
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class SideDrill(TypedDict):
+    """One side's view of an endpoint: the window's figures and latency distribution, and the
+    HTTP statuses of its calls among the events scanned (``"none"``: no status given)."""
+
+    figures: Figures
+    latency: Distribution
+    statuses: dict[str, int]
+    errors_scanned: int
+
+
+class GapDrill(TypedDict):
+    """Browser-minus-server milliseconds of the endpoint's requests matched by trace id, on their
+    own log scale (a gap below 0 counts as 0, as in the endpoint rows)."""
+
+    edges_ms: list[float]
+    distribution: Distribution
+
+
+class Waterfall(TypedDict):
+    """One matched request as a waterfall, in epoch seconds on the browser's clock.
+
+    The browser's start and end are measured. The server's start and end are placed inside the
+    browser's span (``estimated``): the two clocks differ, so the server's span is its duration
+    (the ``Server-Timing`` app figure the browser read when it has one, else the server event's
+    own) with the rest of the browser's wait split evenly before and after it.
+    ``server_clock_offset_ms`` is the server's own start minus that placement: how far its clock
+    seems off (network asymmetry included)."""
+
+    trace_id: str
+    browser_action: str
+    browser_start: float
+    browser_end: float
+    server_start: float
+    server_end: float
+    browser_ms: float
+    server_ms: float
+    server_ms_from: Literal["server_timing", "server_event"]
+    estimated: list[Literal["server_start", "server_end"]]
+    server_clock_offset_ms: float
+    http_status: int | None
+    status: Literal["success", "error"]
+
+
+class MinuteCalls(TypedDict):
+    """The endpoint's calls per side in one minute (``minute``: its start, epoch seconds)."""
+
+    minute: float
+    backend: int
+    frontend: int
+
+
+class Scanned(TypedDict):
+    """The newest events read for the event-level figures (statuses, waterfalls, calls over
+    time): at most ``limit`` of each side, whatever the store holds, so the cost stays flat."""
+
+    limit: int
+    backend: int
+    frontend: int
+    since: float | None
+    matched: int
+
+
+class EndpointDrill(TypedDict):
+    """``GET /endpoints/<key>``: one endpoint, both sides, side by side. The distributions and
+    figures cover the statistics window; statuses, waterfalls and calls over time the newest
+    events scanned (``scanned``)."""
+
+    key: str
+    window_seconds: float
+    edges_ms: list[float]  # the latency scale both sides share
+    backend: SideDrill | None
+    frontend: SideDrill | None
+    gaps: GapDrill
+    slowest: list[Waterfall]  # the slowest matched requests (by the browser's time) first
+    differences: list[Difference]
+    calls_per_minute: list[MinuteCalls]
+    scanned: Scanned

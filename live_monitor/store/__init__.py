@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from live_monitor.model.events import ExecutionEvent
+    from live_monitor.model.results import Episode
     from live_monitor.model.stats import PairStats, Tallies
 
-__all__ = ["Store", "StoreUnavailable", "make_store", "store_kind"]
+__all__ = ["EPISODES_KEPT", "Store", "StoreUnavailable", "make_store", "store_kind"]
 
 SHARED_STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+EPISODES_KEPT = 1000  # resolved episodes kept per book, the newest; open ones are all kept
 
 
 class StoreUnavailable(Exception):
@@ -91,6 +93,27 @@ class Store(Protocol):
     def share_routes(self, keys: list[str]) -> list[str]:
         """Add the server route keys this process learned (``GET /api/users/:name``) to those
         every process shares and return them all; in memory no other process shares: ``keys``."""
+
+    # Difference episodes, in books ("differences": the history; "alerts": the alerts sent).
+    # Opening and closing are atomic, so with many processes exactly one wins each transition.
+
+    def open_episode(self, book: str, episode: Episode) -> bool:
+        """Record ``episode`` as open unless one of its id already is; True when this call opened it."""
+
+    def update_episode(self, book: str, episode: Episode) -> bool:
+        """Replace the open episode of ``episode.id`` (a higher severity reached); False when none is open."""
+
+    def close_episode(self, book: str, episode_id: str, resolved_at: float) -> Episode | None:
+        """Close the open episode ``episode_id``; the closed episode when this call closed it, else None."""
+
+    def open_episodes(self, book: str) -> dict[str, Episode]:
+        """The open episodes by id."""
+
+    def episodes(self, book: str, limit: int) -> list[Episode]:
+        """At most ``limit`` episodes, open and resolved, the newest opened first."""
+
+    def restore_episodes(self, book: str, episodes: Iterable[Episode]) -> None:
+        """Put back episodes read from a journal (the in-memory store's; Redis keeps its own)."""
 
 
 def store_kind(url: str) -> str | None:

@@ -18,14 +18,17 @@ from pathlib import Path
 import msgspec
 
 from live_monitor.model.events import ExecutionEvent, event_problem
-from live_monitor.store import StoreUnavailable
+from live_monitor.model.results import Episode
+from live_monitor.store import EPISODES_KEPT, StoreUnavailable
 from live_monitor.vocabulary import SERVICES
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
+_episode = msgspec.json.Decoder(Episode)
 _encoder = msgspec.json.Encoder()
 _SQLITE_HEADER = b"SQLite format 3\x00"
 log = logging.getLogger("live_execution_monitor")
 _COLUMNS = {"id", "service", "body"}
+_TABLES = {"events", "episodes"}  # the events, and the difference history (episodes by book)
 
 
 class JournalError(ValueError):
@@ -68,7 +71,7 @@ def journal_problem(path: str | Path) -> str | None:
             db.close()
     except sqlite3.Error as exc:
         return f"cannot read it as SQLite: {exc}"
-    tables = sorted(name for (name,) in rows if name != "events" and not name.startswith("sqlite_"))
+    tables = sorted(name for (name,) in rows if name not in _TABLES and not name.startswith("sqlite_"))
     if tables:
         held = ("the table " if len(tables) == 1 else "the tables ") + ", ".join(tables)
         return f"not an event journal (it holds {held})"
@@ -100,6 +103,11 @@ class EventJournal:
                 "(id INTEGER PRIMARY KEY, service TEXT NOT NULL, body BLOB NOT NULL)"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS episodes (book TEXT NOT NULL, id TEXT NOT NULL, "
+                "opened_at REAL NOT NULL, resolved INTEGER NOT NULL, body BLOB NOT NULL, "
+                "PRIMARY KEY (book, id, opened_at))"
+            )
         except sqlite3.Error as exc:  # e.g. a read-only file or folder
             self._db.close()
             raise JournalError(f"{self.path}: cannot write a journal there: {exc}") from None
@@ -193,6 +201,37 @@ class EventJournal:
             log.warning("%s: skipped %d journaled event(s), e.g. %s", self.path, len(skipped), skipped[0])
         events.sort(key=lambda pair: pair[0])
         return [e for _, e in events]
+
+    def save_episode(self, book: str, episode: Episode) -> None:
+        """Commit an episode as it now is (opened, raised or resolved); the newest
+        ``EPISODES_KEPT`` resolved ones of the book are kept."""
+        row = (book, episode.id, episode.opened_at, episode.resolved_at is not None, _encoder.encode(episode))
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO episodes (book, id, opened_at, resolved, body) VALUES (?, ?, ?, ?, ?)",
+                row,
+            )
+            if episode.resolved_at is not None:
+                self._db.execute(
+                    "DELETE FROM episodes WHERE book = ? AND resolved AND rowid NOT IN (SELECT rowid "
+                    "FROM episodes WHERE book = ? AND resolved ORDER BY opened_at DESC LIMIT ?)",
+                    (book, book, EPISODES_KEPT),
+                )
+
+    def load_episodes(self) -> dict[str, list[Episode]]:
+        """The journaled episodes by book, oldest opened first; unreadable rows are skipped."""
+        books: dict[str, list[Episode]] = {}
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT book, body FROM episodes ORDER BY opened_at").fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"{self.path}: cannot read the journal: {exc}") from None
+        for book, body in rows:
+            try:
+                books.setdefault(book, []).append(_episode.decode(body))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                log.warning("%s: skipped a journaled difference episode: %s", self.path, exc)
+        return books
 
     def count(self) -> int:
         """Rows in the journal."""

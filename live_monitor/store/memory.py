@@ -12,9 +12,13 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import msgspec
+
 from live_monitor.model import policy
 from live_monitor.model.events import ExecutionEvent
+from live_monitor.model.results import Episode
 from live_monitor.model.stats import PairStats, Tallies
+from live_monitor.store import EPISODES_KEPT
 from live_monitor.vocabulary import SERVICES, is_own_traffic
 
 MAX_REASONS = 100
@@ -61,6 +65,7 @@ class EventStore:
         self._first_event_at: float | None = None
         self._started_at: float | None = None
         self._elapsed = 0.0
+        self._books: dict[str, _Book] = {}
 
     # --- writing -------------------------------------------------------------------------
 
@@ -276,6 +281,72 @@ class EventStore:
     def share_routes(self, keys: list[str]) -> list[str]:
         """One process: nothing to share, the monitor's registry holds what it learned."""
         return list(keys)
+
+    # --- difference episodes ---------------------------------------------------------------
+
+    def _book(self, name: str) -> _Book:
+        """The book ``name``, made on first use (lock held)."""
+        return self._books.setdefault(name, _Book())
+
+    def open_episode(self, book: str, episode: Episode) -> bool:
+        """Record ``episode`` as open unless one of its id already is; True when this call opened it."""
+        with self._lock:
+            opened = self._book(book).open
+            if episode.id in opened:
+                return False
+            opened[episode.id] = episode
+            return True
+
+    def update_episode(self, book: str, episode: Episode) -> bool:
+        """Replace the open episode of ``episode.id``; False when none is open."""
+        with self._lock:
+            opened = self._book(book).open
+            if episode.id not in opened:
+                return False
+            opened[episode.id] = episode
+            return True
+
+    def close_episode(self, book: str, episode_id: str, resolved_at: float) -> Episode | None:
+        """Close the open episode ``episode_id``; the closed episode, or None when none was open."""
+        with self._lock:
+            kept = self._book(book)
+            episode = kept.open.pop(episode_id, None)
+            if episode is None:
+                return None
+            closed = msgspec.structs.replace(episode, resolved_at=resolved_at)
+            kept.closed.append(closed)
+            return closed
+
+    def open_episodes(self, book: str) -> dict[str, Episode]:
+        """A copy of the open episodes by id."""
+        with self._lock:
+            return dict(self._book(book).open)
+
+    def episodes(self, book: str, limit: int) -> list[Episode]:
+        """At most ``limit`` episodes, open and resolved, the newest opened first."""
+        with self._lock:
+            kept = self._book(book)
+            found = [*kept.open.values(), *kept.closed]
+        found.sort(key=lambda e: e.opened_at, reverse=True)
+        return found[:limit]
+
+    def restore_episodes(self, book: str, episodes: Iterable[Episode]) -> None:
+        """Put back journaled episodes, oldest first: open ones open again, the others resolved."""
+        with self._lock:
+            kept = self._book(book)
+            for episode in episodes:
+                if episode.resolved_at is None:
+                    kept.open[episode.id] = episode
+                else:
+                    kept.closed.append(episode)
+
+
+class _Book:
+    """One book of episodes: the open ones by id and the newest resolved ones."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, Episode] = {}
+        self.closed: deque[Episode] = deque(maxlen=EPISODES_KEPT)
 
 
 def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Iterator[ExecutionEvent]:

@@ -22,6 +22,7 @@ import redis
 
 from live_monitor.model import policy
 from live_monitor.model.events import ExecutionEvent
+from live_monitor.model.results import Episode
 from live_monitor.model.routes import MAX_TEMPLATES
 from live_monitor.model.stats import (
     MAX_SERIES_KEYS,
@@ -32,10 +33,12 @@ from live_monitor.model.stats import (
     PairStats,
     Tallies,
 )
-from live_monitor.store import StoreUnavailable
+from live_monitor.store import EPISODES_KEPT, StoreUnavailable
 from live_monitor.vocabulary import SERVICES
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
+_episode = msgspec.json.Decoder(Episode)
+_closed = msgspec.json.Decoder(tuple[float, Episode])
 _encoder = msgspec.json.Encoder()
 
 # One batch in one script call (atomic, and one round trip): the events into their streams,
@@ -126,6 +129,25 @@ return 1
 """
 
 
+# Close an open episode once, however many processes ask at the same moment: take it out of the
+# open hash (KEYS[1]) and push [resolved_at, episode] onto the resolved list (KEYS[2]), trimmed.
+_CLOSE_EPISODE = """
+local episode = redis.call('HGET', KEYS[1], ARGV[1])
+if not episode then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[2], '[' .. ARGV[2] .. ',' .. episode .. ']')
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+return episode
+"""
+
+# Replace an open episode (a higher severity reached); one closed meanwhile stays closed.
+_UPDATE_EPISODE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
 class RedisEventStore:
     """The ``Store`` contract on Redis, with the in-memory ``EventStore``'s semantics."""
 
@@ -148,6 +170,8 @@ class RedisEventStore:
         self._ingest = self.redis.register_script(_INGEST)
         self._stop = self.redis.register_script(_STOP)
         self._share_routes = self.redis.register_script(_SHARE_ROUTES)
+        self._close_episode = self.redis.register_script(_CLOSE_EPISODE)
+        self._update_episode = self.redis.register_script(_UPDATE_EPISODE)
         self._cache: tuple[float, PairStats] | None = None
         self._last_totals: dict[str, int] | None = None
         self._lock = threading.Lock()
@@ -437,6 +461,60 @@ class RedisEventStore:
         sets = [f"{self._p}:routes", f"{self._p}:routes:plain"]
         found = self._call(lambda: self._share_routes(keys=sets, args=[MAX_TEMPLATES, *keys]))
         return [key.decode() for key in found]
+
+    # --- difference episodes ---------------------------------------------------------------
+
+    def _book(self, book: str) -> tuple[str, str]:
+        """The keys of a book: its open episodes' hash and its resolved episodes' list."""
+        return f"{self._p}:episodes:{book}:open", f"{self._p}:episodes:{book}:resolved"
+
+    def open_episode(self, book: str, episode: Episode) -> bool:
+        """HSETNX: of processes opening one id at once, exactly one gets True."""
+        opened, _ = self._book(book)
+        return bool(self._call(lambda: self.redis.hsetnx(opened, episode.id, _encoder.encode(episode))))
+
+    def update_episode(self, book: str, episode: Episode) -> bool:
+        """Replace the open episode of ``episode.id``; False when none is open (one script call)."""
+        opened, _ = self._book(book)
+        args: list[str | bytes] = [episode.id, _encoder.encode(episode)]
+        return bool(self._call(lambda: self._update_episode(keys=[opened], args=args)))
+
+    def close_episode(self, book: str, episode_id: str, resolved_at: float) -> Episode | None:
+        """Close it in one script call: of processes closing one id at once, one gets the episode."""
+        keys = list(self._book(book))
+        args: list[str | int] = [episode_id, repr(resolved_at), EPISODES_KEPT]
+        found = self._call(lambda: self._close_episode(keys=keys, args=args))
+        if not found:
+            return None
+        return msgspec.structs.replace(_episode.decode(found), resolved_at=resolved_at)
+
+    def open_episodes(self, book: str) -> dict[str, Episode]:
+        """The open episodes by id, as every process sees them."""
+        opened, _ = self._book(book)
+        found = self._call(lambda: self.redis.hgetall(opened))
+        return {key.decode(): _episode.decode(value) for key, value in found.items()}
+
+    def episodes(self, book: str, limit: int) -> list[Episode]:
+        """At most ``limit`` episodes, open and resolved, the newest opened first."""
+        opened, resolved = self._book(book)
+
+        def read() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hvals(opened)
+            pipe.lrange(resolved, 0, max(limit, 1) - 1)
+            return pipe.execute()
+
+        open_now, closed = self._call(read)
+        found = [_episode.decode(raw) for raw in open_now]
+        for raw in closed:
+            at, episode = _closed.decode(raw)
+            found.append(msgspec.structs.replace(episode, resolved_at=at))
+        found.sort(key=lambda e: e.opened_at, reverse=True)
+        return found[:limit]
+
+    def restore_episodes(self, book: str, episodes: Iterable[Episode]) -> None:
+        """Not used with Redis: Redis keeps the episodes itself."""
+        raise StoreUnavailable("--persist is for the in-memory store; Redis keeps the episodes itself")
 
 
 def _decode(entries: list[Any]) -> list[ExecutionEvent]:

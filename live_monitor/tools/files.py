@@ -35,6 +35,7 @@ __all__ = [
     "iter_json_array",
     "iter_records",
     "parse_time",
+    "read_document",
     "time_arg",
     "to_event",
 ]
@@ -160,6 +161,28 @@ def iter_event_file(path: str | Path) -> Iterator[Any]:
         if isinstance(record, BadRecord):
             raise InputError(f"{where}: {record.reason}")
         yield record
+
+
+def read_document(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object a file holds as a whole (a saved report or a /data export, pretty-printed
+    or on one line), or None for anything else: an event stream, which ``iter_records`` reads.
+
+    Decided by the same rules as ``iter_records`` (the first character that is not blank, at
+    most ``MAX_DOCUMENT`` bytes), so a file is never a document here and a stream there.
+    """
+    name = str(path)
+    try:
+        with open(name, "rb") as fh:
+            if _first_char(fh) != b"{" or os.fstat(fh.fileno()).st_size > MAX_DOCUMENT:
+                return None
+            data = fh.read()
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    try:
+        document = decode_json(data)
+    except ValueError:
+        return None  # JSON Lines (or a malformed file, which the stream reader names by line)
+    return document if isinstance(document, dict) else None
 
 
 def _iter_raw(name: str, on_read: Callable[[int], None]) -> Iterator[tuple[str, Any]]:

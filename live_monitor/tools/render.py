@@ -213,7 +213,8 @@ def _md_code(text: Any) -> str:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: summary, comparison, endpoints, differences, recommendations."""
+    """The report as Markdown: summary, comparison, endpoints, differences, recommendations, and
+    what changed since the baseline when there is one."""
     summary, diffs = report["summary"], report["differences"]
     out = [
         "# Execution Difference Report",
@@ -276,7 +277,173 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"**Recommendation:** {_md(recommendation(diff))}",
                 "",
             ]
+    if report.get("baseline"):
+        out += _baseline_markdown(report["baseline"])
     return "\n".join(out).rstrip() + "\n"
+
+
+# --- the baseline section -----------------------------------------------------------------
+
+FIGURE_NAMES = {
+    "p50_ms": "p50",
+    "p95_ms": "p95",
+    "gap_p50_ms": "gap p50",
+    "error_rate": "error rate",
+    "calls_per_minute": "calls/min",
+}
+BASELINE_HEADERS = [
+    "Endpoint",
+    "Side",
+    "Figure",
+    "Baseline",
+    "Now",
+    "Change",
+    "Verdict",
+    "Sure",
+    "Samples then / now",
+]
+_SHOWN_VERDICTS = ("regression", "improvement", "changed")
+
+
+def _figure(metric: str, value: Any) -> str:
+    if metric == "error_rate":
+        return _rate(value)
+    return _num(value, 2) if metric == "calls_per_minute" else _ms(value)
+
+
+def _change_text(change: dict[str, Any]) -> str:
+    delta, pct, metric = change.get("change"), change.get("change_pct"), change["metric"]
+    if delta is None:
+        return "n/a"
+    if metric == "error_rate":
+        return f"{delta:+.1f} points"
+    unit = "/min" if metric == "calls_per_minute" else " ms"
+    return f"{delta:+,.1f}{unit}" + ("" if pct is None else f" ({pct:+.0f}%)")
+
+
+def _sure(confidence: Any) -> str:
+    return "not tested" if confidence is None else f"{int(confidence * 1000) / 10:g}%"
+
+
+def _baseline_cells(change: dict[str, Any]) -> list[str]:
+    """A change's cells after its endpoint key, as plain text (each renderer escapes them)."""
+    metric, verdict = change["metric"], str(change["verdict"])
+    samples = change.get("samples") or {}
+    return [
+        str(change["side"]),
+        FIGURE_NAMES.get(metric, metric),
+        _figure(metric, change.get("baseline")),
+        _figure(metric, change.get("current")),
+        _change_text(change),
+        f"{change['severity']} {verdict}" if change.get("severity") else verdict,
+        _sure(change.get("confidence")),
+        f"{_num(samples.get('baseline'), 0)} / {_num(samples.get('current'), 0)}",
+    ]
+
+
+def _baseline_intro(section: dict[str, Any]) -> tuple[str, list[str]]:
+    """The sentence saying what was compared with what, and the tally; then the notes."""
+    src = section.get("baseline") or {}
+    files = ", ".join(str(f) for f in src.get("files") or [])
+    made = f", made {src['generated_at']}" if src.get("generated_at") else ""
+    counts = section.get("counts") or {}
+    tally = ", ".join(
+        f"{counts.get(v, 0)} {label}"
+        for v, label in (
+            ("regression", "regressions"),
+            ("improvement", "improvements"),
+            ("changed", "volume changes"),
+            ("not enough samples", "with not enough samples"),
+            ("unchanged", "unchanged"),
+        )
+    )
+    text = f"Compared with the {src.get('kind', 'baseline')} {files}{made}, per endpoint and side: {tally}."
+    notes = [str(n) for n in [src.get("note"), *(section.get("notes") or [])] if n]
+    return text, notes
+
+
+def _presence_text(item: dict[str, Any]) -> str:
+    rate = item.get("calls_per_minute")
+    return f"{item['side']}: {_num(item.get('calls'), 0)} calls" + (
+        "" if rate is None else f", {_num(rate, 2)}/min"
+    )
+
+
+def _baseline_markdown(section: dict[str, Any]) -> list[str]:
+    """The Markdown of the report's ``baseline`` section."""
+    changes = section.get("changes") or []
+    text, notes = _baseline_intro(section)
+    out = ["", "## Since the Baseline", "", _md(text), "", *(f"> Note: {_md(n)}\n" for n in notes)]
+    shown = [c for c in changes if c["verdict"] in _SHOWN_VERDICTS]
+    if shown:
+        out += ["| " + " | ".join(BASELINE_HEADERS) + " |", "|---" * len(BASELINE_HEADERS) + "|"]
+        out += ["| " + " | ".join([_md_code(c["key"]), *map(_md, _baseline_cells(c))]) + " |" for c in shown]
+    else:
+        out.append(
+            "No regression, improvement or volume change: nothing moved beyond its level surely enough."
+        )
+    few = [c for c in changes if c["verdict"] == "not enough samples"]
+    if few:
+        out += ["", f"### Not enough samples ({len(few)})", ""]
+        out += [f"- {_md(c['message'])}" for c in few[:TABLE_ROWS]]
+        if len(few) > TABLE_ROWS:
+            out.append(f"- {len(few) - TABLE_ROWS} more in --format json")
+    for title, name in (("New endpoints", "new_endpoints"), ("Vanished endpoints", "vanished_endpoints")):
+        items = section.get(name) or []
+        if items:
+            out += ["", f"### {title} ({len(items)})", ""]
+            out += [f"- {_md_code(i['key'])} {_md(_presence_text(i))}" for i in items[:TABLE_ROWS]]
+    new = section.get("new_differences") or []
+    if new:
+        out += ["", f"### Differences between the sides new since the baseline ({len(new)})", ""]
+        out += [f"- **{_md(d['severity'])}** {_md(d['type'])}: {_md(d['message'])}" for d in new]
+    return out
+
+
+def _baseline_html(section: dict[str, Any]) -> list[str]:
+    """The HTML of the report's ``baseline`` section: every text escaped."""
+    e = html.escape
+    changes = section.get("changes") or []
+    text, notes = _baseline_intro(section)
+    parts = ["<h2>Since the Baseline</h2>", f"<p>{e(text)}</p>"]
+    parts += [f'<p class="muted">Note: {e(n)}</p>' for n in notes]
+    shown = [c for c in changes if c["verdict"] in _SHOWN_VERDICTS]
+    if shown:
+        rows = []
+        for c in shown:
+            cells = [f"<code>{e(c['key'])}</code>", *map(e, _baseline_cells(c))]
+            if c.get("severity"):
+                sev = e(str(c["severity"]))
+                cells[6] = f'<span class="badge {sev}">{sev}</span> {e(str(c["verdict"]))}'
+            rows.append(cells)
+        parts.append(_table(BASELINE_HEADERS, rows))
+    else:
+        parts.append(
+            '<p class="muted">No regression, improvement or volume change: nothing moved beyond its '
+            "level surely enough.</p>"
+        )
+    few = [c for c in changes if c["verdict"] == "not enough samples"]
+    if few:
+        parts.append(f"<h3>Not enough samples ({len(few)})</h3>")
+        parts.append("<ul>" + "".join(f"<li>{e(c['message'])}</li>" for c in few[:TABLE_ROWS]) + "</ul>")
+    for title, name in (("New endpoints", "new_endpoints"), ("Vanished endpoints", "vanished_endpoints")):
+        items = section.get(name) or []
+        if items:
+            parts.append(f"<h3>{title} ({len(items)})</h3>")
+            lis = "".join(
+                f"<li><code>{e(i['key'])}</code> {e(_presence_text(i))}</li>" for i in items[:TABLE_ROWS]
+            )
+            parts.append(f"<ul>{lis}</ul>")
+    new = section.get("new_differences") or []
+    if new:
+        parts.append(f"<h3>Differences between the sides new since the baseline ({len(new)})</h3>")
+        lis = "".join(
+            f'<li><span class="badge {e(str(d["severity"]))}">{e(str(d["severity"]))}</span> '
+            f"{e(str(d['type']))}: {e(str(d['message']))}</li>"
+            for d in new
+        )
+        parts.append(f"<ul>{lis}</ul>")
+    return parts
 
 
 def render_json(report: dict[str, Any]) -> str:
@@ -402,6 +569,8 @@ def render_html(report: dict[str, Any]) -> str:
                 f"<pre>{e(chr(10).join(_seed_lines(diff)))}</pre><p>{e(diff['message'])}</p>"
                 f'<p class="rec"><strong>Recommendation:</strong> {e(recommendation(diff))}</p></div>'
             )
+    if report.get("baseline"):
+        parts += _baseline_html(report["baseline"])
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

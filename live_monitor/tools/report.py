@@ -1,4 +1,5 @@
-"""Report building: the figures and differences of two event files, or of a running monitor.
+"""Report building: the figures and differences of two event files or of a running monitor, and the
+baseline a run is compared with.
 
 Files are streamed once into the same aggregates and comparator the live monitor uses, so
 both give the same figures, and memory stays flat for millions of events. Rendering lives in
@@ -14,7 +15,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
@@ -32,10 +33,28 @@ from live_monitor.model.comparator import (
 from live_monitor.model.routes import RouteTemplates, learn_routes
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
-from live_monitor.tools.files import BadRecord, Event, InputError, decode_json, iter_records, to_event
-from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, Service
+from live_monitor.tools.baseline import BaselineComparison, Run, compare_runs, distributions, run_of_report
+from live_monitor.tools.files import (
+    BadRecord,
+    Event,
+    InputError,
+    decode_json,
+    iter_records,
+    read_document,
+    to_event,
+)
+from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, SERVICES, Service
 
-__all__ = ["InputError", "build_stats", "load_thresholds", "report_from_files", "report_from_monitor"]
+__all__ = [
+    "InputError",
+    "attach_baseline",
+    "build_stats",
+    "compare_with_baseline",
+    "load_baseline",
+    "load_thresholds",
+    "report_from_files",
+    "report_from_monitor",
+]
 
 DEFAULT_URL = "http://localhost:5001"
 PROGRESS_EVERY = 100_000
@@ -44,9 +63,10 @@ PROGRESS_EVERY = 100_000
 # --- reading event files ----------------------------------------------------------------
 
 
-def _read(path: Path, side: Service) -> Iterator[Event]:
-    """Yield one side's events of a file: not the other side's (a shared /data export), not
-    log lines without event fields, not the monitor's own traffic."""
+def _read(path: Path, side: Service | None) -> Iterator[Event]:
+    """Yield one side's events of a file (both sides' when ``side`` is None, each record naming
+    its own): not the other side's (a shared /data export), not log lines without event fields,
+    not the monitor's own traffic."""
     skipped = {"other": 0, "own": 0}
     kept = 0
     for where, record in iter_records(path):
@@ -58,8 +78,9 @@ def _read(path: Path, side: Service) -> Iterator[Event]:
             raise InputError(f"{where}: {exc}") from None
         if event is None:
             continue
-        if event.service != side or not policy.counted([event]):
-            skipped["other" if event.service != side else "own"] += 1  # a shared /data export
+        other = side is not None and event.service != side
+        if other or not policy.counted([event]):
+            skipped["other" if other else "own"] += 1  # a shared /data export
             continue
         kept += 1
         yield event
@@ -72,11 +93,11 @@ def _read(path: Path, side: Service) -> Iterator[Event]:
         else:
             why = []
         reason = f" ({', '.join(why)})" if why else ""
-        print(f"warning: {path} holds no {side} events{reason}", file=sys.stderr)
+        print(f"warning: {path} holds no {side or 'backend or frontend'} events{reason}", file=sys.stderr)
 
 
 def build_stats(
-    sources: list[tuple[Path, Service]],
+    sources: Sequence[tuple[Path, Service | None]],
     progress: Callable[[dict[str, int]], None] | None = None,
 ) -> PairStats:
     """Stream the files once into the monitor's aggregates, joining requests by trace id.
@@ -111,20 +132,20 @@ def build_stats(
 
 
 def report_from_files(
-    sources: list[tuple[Path, Service]],
+    sources: Sequence[tuple[Path, Service | None]],
     thresholds: Thresholds,
     progress: Callable[[dict[str, int]], None] | None = None,
 ) -> dict[str, Any]:
-    """The report (``{"summary", "differences"}``) of event files."""
-    for path, _ in sources:
-        if not path.is_file():
-            raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    """The report (``{"summary", "differences", "distributions"}``) of event files (a side of None:
+    a file holding both sides' events, each naming its service); ``distributions`` is what a later
+    ``--baseline`` tests its changes against (see live_monitor/tools/baseline.py)."""
+    _check_files([path for path, _ in sources])
     pair = build_stats(sources, progress)
     backend, frontend = summaries(pair)
     backend["window_minutes"] = round(pair.backend.minutes, 2)
     frontend["window_minutes"] = round(pair.frontend.minutes, 2)
     summary = {
-        "source": {"kind": "files", "files": [{"path": str(p), "side": s} for p, s in sources]},
+        "source": {"kind": "files", "files": [{"path": str(p), "side": s or "both"} for p, s in sources]},
         **{"generated_at": _now_iso(), "backend": backend, "frontend": frontend},
         **{
             "comparison": comparison(pair),
@@ -132,7 +153,100 @@ def report_from_files(
             "thresholds": thresholds.as_dict(),
         },
     }
-    return {"summary": summary, "differences": msgspec.to_builtins(compare(pair, thresholds))}
+    return {
+        "summary": summary,
+        "differences": msgspec.to_builtins(compare(pair, thresholds)),
+        "distributions": msgspec.to_builtins(distributions(pair)),
+    }
+
+
+# --- a baseline: the run this one is compared with --------------------------------------
+
+
+def load_baseline(paths: list[Path], thresholds: Thresholds) -> Run:
+    """The run to compare with (``--baseline``): a report saved with ``--format json``, a saved
+    /data export, or event files (one file of both sides' events, or a backend and a frontend
+    file). A /data export is read as its events when it holds all of its window's events, else
+    as its figures."""
+    _check_files(paths)
+    if len(paths) == 2:
+        report = report_from_files([(paths[0], "backend"), (paths[1], "frontend")], thresholds)
+        return _baseline_run(report, thresholds, "event files", paths)
+    path = paths[0]
+    document = read_document(path)
+    if document is not None and "summary" in document and "differences" in document:
+        return _baseline_run(document, thresholds, "saved report", paths)
+    if document is not None and isinstance(document.get("recent_events"), list):
+        return _baseline_of_export(path, document, thresholds)
+    return _baseline_run(report_from_files([(path, None)], thresholds), thresholds, "event file", paths)
+
+
+def _baseline_of_export(path: Path, document: dict[str, Any], thresholds: Thresholds) -> Run:
+    """A /data export: its events when it holds every event of its window (they carry the
+    distributions), else its endpoint figures, saying why."""
+    window = {s: _window_events(document.get(s)) for s in SERVICES}
+    if len(document["recent_events"]) >= sum(window.values()):
+        report = report_from_files([(path, None)], thresholds)
+        kept = {s: report["summary"][s]["total_events"] for s in SERVICES}
+        if all(kept[s] >= window[s] for s in SERVICES):
+            return _baseline_run(report, thresholds, "/data export", [path])
+    held = len(document["recent_events"])
+    note = (
+        f"the export holds {held:,} events of the {sum(window.values()):,} in its window "
+        "(save it with a larger ?limit= for the distributions): its figures are compared"
+    )
+    return _baseline_run(document, thresholds, "/data export", [path], note)
+
+
+def _window_events(side: Any) -> int:
+    if not isinstance(side, dict):
+        return 0
+    found = side.get("window_events", side.get("total_events"))
+    return found if isinstance(found, int) and not isinstance(found, bool) and found > 0 else 0
+
+
+def _baseline_run(
+    report: dict[str, Any], thresholds: Thresholds, kind: str, paths: list[Path], note: str | None = None
+) -> Run:
+    """The run of a baseline report, its source said: the files, what they are, when it was made."""
+    try:
+        run = run_of_report(report, thresholds)
+    except ValueError as exc:
+        raise InputError(f"{paths[0]}: not a usable baseline: {exc}") from None
+    summary = report.get("summary", report)
+    source: dict[str, Any] = {
+        "kind": kind,
+        "files": [str(p) for p in paths],
+        "generated_at": summary.get("generated_at") if isinstance(summary, dict) else None,
+    }
+    if note:
+        source["note"] = note
+    return dataclasses.replace(run, source=source)
+
+
+def attach_baseline(report: dict[str, Any], paths: list[Path], thresholds: Thresholds) -> BaselineComparison:
+    """Compare the run ``report`` describes with the baseline in ``paths``, and add the comparison
+    to the report as its ``baseline`` section (JSON builtins, as the renderers read it)."""
+    comparison = compare_with_baseline(report, load_baseline(paths, thresholds), thresholds)
+    report["baseline"] = msgspec.to_builtins(comparison)
+    return comparison
+
+
+def compare_with_baseline(
+    report: dict[str, Any], baseline: Run, thresholds: Thresholds
+) -> BaselineComparison:
+    """What changed from ``baseline`` to the run ``report`` describes, per endpoint and side."""
+    try:
+        current = run_of_report(report, thresholds)
+    except ValueError as exc:
+        raise InputError(f"this run's report: {exc}") from None
+    return compare_runs(baseline, current, thresholds)
+
+
+def _check_files(paths: list[Path]) -> None:
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
 
 
 # --- reading a live monitor -------------------------------------------------------------

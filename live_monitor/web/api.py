@@ -31,7 +31,7 @@ from live_monitor.vocabulary import (
 )
 from live_monitor.web.encoding import dumps
 from live_monitor.web.errors import ApiError
-from live_monitor.web.openapi import FALSE_WORDS, TRUE_WORDS, openapi, query_bounds
+from live_monitor.web.openapi import FALSE_WORDS, HISTORY_LIMIT, TRUE_WORDS, openapi, query_bounds
 
 bp = Blueprint("monitor", __name__)
 STREAM_RETRY_MS = 2000  # how long a browser waits before it reconnects a stream that ended
@@ -158,6 +158,15 @@ def differences() -> Response:
             raise ApiError(400, f"min_severity must be {', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}")
         found = [d for d in found if severity_rank(d.severity) >= severity_rank(floor)]
     return jsonify(differences=found, count=len(found), thresholds=monitor.thresholds.as_dict())
+
+
+@bp.get(f"{API}/differences/history")
+def differences_history() -> Response:
+    """When each difference opened and resolved (the highest severity it reached), newest first."""
+    limit = _int_arg("limit", *HISTORY_LIMIT)
+    episodes = _monitor().history.recent(limit)
+    still_open = sum(1 for e in episodes if e.resolved_at is None)
+    return jsonify(episodes=episodes, count=len(episodes), open=still_open)
 
 
 @bp.get(f"{API}/config")

@@ -22,7 +22,7 @@ from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import defaults
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.vocabulary import API, EVENTS_PATH, STREAM_PATH, is_own_path
-from live_monitor.web import api, metrics, otlp
+from live_monitor.web import api, endpoints, metrics, otlp
 from live_monitor.web.access import EXPOSED_HEADERS, Access
 from live_monitor.web.encoding import JSONProvider
 from live_monitor.web.errors import error_answer
@@ -58,7 +58,7 @@ def create_app(
     app.register_error_handler(Exception, _json_error)
     app.before_request(_guard)
     app.after_request(_after)
-    for blueprint in (api.bp, otlp.bp, metrics.bp):
+    for blueprint in (api.bp, otlp.bp, metrics.bp, endpoints.bp):
         app.register_blueprint(blueprint)
     CORS(
         app,

@@ -108,6 +108,7 @@ class MonitorCollector(Collector):
         yield from self._window(tallies)
         yield from self._system()
         yield from self._differences()
+        yield from self._alerts()
         yield from self._otlp()
 
     def _state(self) -> Iterator[Metric]:
@@ -271,6 +272,29 @@ class MonitorCollector(Collector):
                 n = sum(1 for d in found if d.type == kind and d.severity == severity)
                 family.add_metric([kind, severity], n)
         yield family
+
+    def _alerts(self) -> Iterator[Metric]:
+        """This process's alert messages by outcome, its retries and its queue (--alert-webhook)."""
+        status = self._monitor.alerts.status()
+        family = CounterMetricFamily(
+            f"{PREFIX}_alerts",
+            "Alert messages by outcome, summed over the webhooks: sent (a webhook took it), failed "
+            "(refused, or failing after every retry), dropped (a webhook's queue was full).",
+            labels=["outcome"],
+        )
+        for outcome in ("sent", "failed", "dropped"):
+            family.add_metric([outcome], status[outcome])
+        yield family
+        yield CounterMetricFamily(
+            f"{PREFIX}_alert_retries", "Webhook posts tried again after a failure.", value=status["retries"]
+        )
+        yield _gauge("alerts_queued", "Alert messages waiting to be posted.", [], status["queued"])
+        yield _gauge(
+            "alerts_open",
+            "Alerts open now (differences at --alert-min-severity or above).",
+            [],
+            status["open"],
+        )
 
     def _otlp(self) -> Iterator[Metric]:
         receiver = self._spans()

@@ -22,7 +22,15 @@ from typing import Any
 import msgspec
 
 from live_monitor.model.events import IncomingEvent
-from live_monitor.model.results import DataAnswer, Difference, DifferencesAnswer, StatusAnswer
+from live_monitor.model.results import (
+    DataAnswer,
+    Difference,
+    DifferencesAnswer,
+    EndpointDrill,
+    HistoryAnswer,
+    StatusAnswer,
+)
+from live_monitor.store import EPISODES_KEPT
 from live_monitor.vocabulary import (
     API,
     EVENTS_PATH,
@@ -34,12 +42,18 @@ from live_monitor.vocabulary import (
     STATUS_PATH,
     STREAM_PATH,
 )
+from live_monitor.web.endpoints import ENDPOINTS_PATH
 from live_monitor.web.ingest import MAX_ERRORS_SHOWN
 
-__all__ = ["FALSE_WORDS", "HISTORY_DEFAULT", "TRUE_WORDS", "openapi", "query_bounds"]
+__all__ = ["FALSE_WORDS", "HISTORY_DEFAULT", "HISTORY_LIMIT", "TRUE_WORDS", "openapi", "query_bounds"]
 
 REF = "#/components/schemas/{name}"
 HISTORY_DEFAULT = 300  # system and activity samples /data returns unless ?history= says
+HISTORY_LIMIT = (
+    100,
+    1,
+    EPISODES_KEPT,
+)  # difference episodes /differences/history returns: default, least, most
 OTLP_NOTE = (
     " OTLP/HTTP (POST /v1/traces and the other OTLP signals) is not described here: its bodies "
     "are OTLP protobuf or JSON, as the OpenTelemetry protocol specification describes them."
@@ -110,6 +124,7 @@ RETRY_AFTER = {"description": "seconds to wait", "schema": {"type": "integer", "
 REASONS = {
     400: "bad data",
     401: "missing or wrong credentials",
+    404: "no such endpoint key in the window or the newest events",
     403: "a foreign Host on a loopback monitor, or a browser origin not allowed (see --cors-origins)",
     413: "body too large",
     415: "not JSON, or a Content-Encoding other than gzip or deflate",
@@ -152,7 +167,16 @@ def _int_param(name: str, text: str, bounds: tuple[int, int, int]) -> dict[str, 
 def _components(limits: _Limits) -> dict[str, Any]:
     """The schemas: the generated ones (events, answers) and the ingest body and answers."""
     _, generated = msgspec.json.schema_components(
-        [IncomingEvent, Difference, DataAnswer, DifferencesAnswer, StatusAnswer], ref_template=REF
+        [
+            IncomingEvent,
+            Difference,
+            DataAnswer,
+            DifferencesAnswer,
+            StatusAnswer,
+            HistoryAnswer,
+            EndpointDrill,
+        ],
+        ref_template=REF,
     )
     # Through JSON, so the document equals the one served (default levels are lists, not tuples).
     components: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(generated))
@@ -362,6 +386,34 @@ def _document(limits: _Limits) -> dict[str, Any]:
                 _json(_ref("DifferencesAnswer"), "differences, most severe first"),
                 400,
                 parameters=[severity],
+                **api,
+            )
+        },
+        f"{API}/differences/history": {
+            "get": _operation(
+                "When each difference opened and resolved, and the highest severity it reached",
+                _json(_ref("HistoryAnswer"), "episodes, the newest opened first"),
+                400,
+                parameters=[_int_param("limit", "episodes to return", HISTORY_LIMIT)],
+                **api,
+            )
+        },
+        f"{ENDPOINTS_PATH}/{{key}}": {
+            "get": _operation(
+                "One endpoint drilled into: both sides' latency distributions, the matched requests' "
+                "gaps and slowest waterfalls, HTTP statuses, differences and calls per minute",
+                _json(_ref("EndpointDrill"), "the endpoint, side by side"),
+                404,
+                parameters=[
+                    {
+                        "name": "key",
+                        "in": "path",
+                        "required": True,
+                        "description": "the endpoint key as the endpoint rows show it, URL-encoded "
+                        "(GET%20%2Fapi%2Forders%2F%3Aid)",
+                        "schema": {"type": "string", "minLength": 1},
+                    }
+                ],
                 **api,
             )
         },

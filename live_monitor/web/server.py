@@ -592,6 +592,7 @@ def serve(
 
     server.on_drain = drain
     base = f"http://{'[' + host + ']' if ':' in host else host}:{server.port}"
+    monitor.served_at(base)  # the dashboard's address in alert messages
     if sock is None:
         print(f"Live Execution Monitor serving on {base}", flush=True)
     if ready:

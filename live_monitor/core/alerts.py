@@ -1,0 +1,426 @@
+"""Alerts that reach people: webhook messages when a difference opens and when it resolves.
+
+``AlertLoop`` checks the monitor's differences every interval. Each check keeps the difference
+history (``core.history``: every difference, at any severity) and the alerts (those at
+``--alert-min-severity`` or above). A difference that reaches the floor opens an alert: ONE
+"open" message to every ``--alert-webhook``; none while it persists; ONE "resolved" once it
+has stayed below the floor for ``RESOLVE_CHECKS`` checks in a row and ``RESOLVE_AFTER_S``
+seconds (hysteresis: a difference that flaps around its threshold sends nothing new).
+
+With many processes on Redis each one checks, and the store's atomic transitions decide: the
+process whose open (or close) wins sends the message, the others send nothing.
+
+``WebhookSender`` posts the messages: a bounded queue per webhook, a timeout per POST, retries
+with exponential backoff and jitter, all in its own threads, so neither ingest nor the API ever
+waits for a webhook. What happened to each message is counted (``/status``, ``/metrics``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import queue
+import random
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Literal
+
+import msgspec
+
+from live_monitor.core.history import ALERTS, DIFFERENCES, History
+from live_monitor.model.results import Difference, Episode
+from live_monitor.store import StoreUnavailable
+from live_monitor.vocabulary import SEVERITIES, severity_rank
+
+__all__ = ["AlertLoop", "Tracker", "WebhookSender", "difference_id", "message"]
+
+log = logging.getLogger("live_execution_monitor")
+
+RESOLVE_CHECKS: Final = 3  # checks in a row below the floor before an episode resolves ...
+RESOLVE_AFTER_S: Final = 60.0  # ... spanning at least this long
+QUEUE_SIZE: Final = 100  # messages waiting per webhook; more are dropped and counted
+POST_TIMEOUT_S: Final = 5.0
+ATTEMPTS: Final = 8  # posts of one message before it is given up: ~1 minute of backoff
+BACKOFF_S: Final = 0.5  # the first retry's delay, doubled at each retry ...
+BACKOFF_MAX_S: Final = 30.0  # ... up to this
+RETRIED_STATUSES: Final = frozenset({408, 425, 429})  # and every 5xx: the receiver may recover
+
+NO_WEBHOOK: Final = {"webhooks": 0, "sent": 0, "failed": 0, "dropped": 0, "retries": 0, "queued": 0}
+
+Kind = Literal["open", "resolved"]
+Transition = tuple[Kind, Episode]
+
+
+def difference_id(difference: Difference) -> str:
+    """What names a difference from one check to the next: its type, scope and endpoint key."""
+    return f"{difference.type}|{difference.scope}|{difference.key or ''}"
+
+
+class Tracker:
+    """Opens and resolves one book's episodes from successive checks' differences.
+
+    Which episodes are open is read from the store at every check (another process may have
+    opened or resolved one); only the hysteresis count is this process's own.
+    """
+
+    def __init__(
+        self,
+        history: History,
+        book: str,
+        floor: str,
+        clock: Callable[[], float],
+        resolve_checks: int = RESOLVE_CHECKS,
+        resolve_after_s: float = RESOLVE_AFTER_S,
+    ) -> None:
+        self.history = history
+        self.book = book
+        self.floor = severity_rank(floor)
+        self._clock = clock
+        self._resolve_checks = resolve_checks
+        self._resolve_after_s = resolve_after_s
+        self._below: dict[str, tuple[int, float]] = {}  # open id -> (checks below in a row, since)
+
+    def check(self, found: Sequence[Difference]) -> list[Transition]:
+        """One check: the episodes this call opened and resolved (raises StoreUnavailable)."""
+        now = self._clock()
+        current = {difference_id(d): d for d in found if severity_rank(d.severity) >= self.floor}
+        opened = self.history.open_now(self.book)
+        changes: list[Transition] = []
+        for key, difference in current.items():
+            self._below.pop(key, None)
+            episode = opened.get(key)
+            if episode is None:
+                episode = Episode(id=key, opened_at=now, severity=difference.severity, difference=difference)
+                if self.history.open(self.book, episode):
+                    changes.append(("open", episode))
+            elif severity_rank(difference.severity) > severity_rank(episode.severity):
+                raised = msgspec.structs.replace(episode, severity=difference.severity, difference=difference)
+                self.history.update(self.book, raised)
+        for key in [key for key in opened if key not in current]:  # in the order they opened
+            checks, since = self._below.get(key, (0, now))
+            checks += 1
+            if checks < self._resolve_checks or now - since < self._resolve_after_s:
+                self._below[key] = (checks, since)
+                continue
+            self._below.pop(key, None)
+            closed = self.history.close(self.book, key, since)  # resolved when it first went below
+            if closed is not None:
+                changes.append(("resolved", closed))
+        for key in self._below.keys() - opened.keys():  # resolved by another process meanwhile
+            self._below.pop(key, None)
+        return changes
+
+
+class AlertLoop:
+    """Every ``interval``: check the differences, keep the history, queue the alert messages.
+
+    ``differences``, ``clock`` and ``notify`` are injectable, so tests drive ``check()`` by
+    hand and assert the exact messages without sleeping.
+    """
+
+    def __init__(
+        self,
+        differences: Callable[[], Sequence[Difference]],
+        history: History,
+        *,
+        min_severity: str = "high",
+        notify: Callable[[dict[str, Any]], None] | None = None,
+        dashboard_url: Callable[[], str] = lambda: "",
+        clock: Callable[[], float] = time.time,
+        interval: float = 1.0,
+        resolve_checks: int = RESOLVE_CHECKS,
+        resolve_after_s: float = RESOLVE_AFTER_S,
+    ) -> None:
+        self._differences = differences
+        self.history = history
+        self.min_severity = min_severity
+        self._notify = notify
+        self._dashboard_url = dashboard_url
+        self.interval = interval
+        self._trackers = tuple(
+            Tracker(history, book, floor, clock, resolve_checks, resolve_after_s)
+            for book, floor in ((DIFFERENCES, SEVERITIES[0]), (ALERTS, min_severity))
+        )
+        self._lock = threading.Lock()  # the thread's start and stop
+        self._checking = threading.Lock()  # one check at a time: the trackers' counts are shared
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.checks = 0  # checks run, failed ones included
+        self.check_errors = 0
+        self.sender: WebhookSender | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Mapping[str, Any],
+        differences: Callable[[], Sequence[Difference]],
+        history: History,
+        clock: Callable[[], float],
+        dashboard_url: Callable[[], str],
+    ) -> AlertLoop:
+        """A monitor's loop: its interval and alert settings, and a sender for ``--alert-webhook``
+        (none without one: the history is kept all the same)."""
+        webhooks = tuple(settings["alert_webhook"])
+        sender = WebhookSender(webhooks) if webhooks else None
+        loop = cls(
+            differences,
+            history,
+            min_severity=settings["alert_min_severity"],
+            notify=sender.submit if sender else None,
+            dashboard_url=dashboard_url,
+            clock=clock,
+            interval=settings["interval"],
+        )
+        loop.sender = sender
+        return loop
+
+    def check(self) -> list[dict[str, Any]]:
+        """One check: the history kept, and the alert messages it queued (raises StoreUnavailable)."""
+        found = self._differences()
+        history, alerts = self._trackers
+        with self._checking:
+            history.check(found)
+            changes = alerts.check(found)
+        messages = [message(kind, episode, self._dashboard_url()) for kind, episode in changes]
+        if self._notify is not None:
+            for one in messages:
+                self._notify(one)
+        return messages
+
+    @property
+    def running(self) -> bool:
+        """True while the loop's thread runs."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start checking every interval (nothing when already running)."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(self._stop,), name="alerts", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop checking; open episodes stay open (the next start goes on from them)."""
+        with self._lock:
+            self._stop.set()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Stop checking and stop the sender (messages still queued are not sent)."""
+        self.stop()
+        if self.sender is not None:
+            self.sender.close()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            self.checks += 1
+            try:
+                self.check()
+            except StoreUnavailable as exc:  # the next check tries again
+                self.check_errors += 1
+                log.debug("alert check skipped: %s", exc)
+            except Exception:  # noqa: BLE001 - the loop must outlive a bad check
+                self.check_errors += 1
+                log.exception("alert check failed")
+
+    def status(self) -> dict[str, Any]:
+        """For /status: this process's message counters and the alerts open now."""
+        try:
+            open_now = len(self.history.open_now(ALERTS))
+        except StoreUnavailable:
+            open_now = 0
+        counts = self.sender.status() if self.sender is not None else NO_WEBHOOK
+        return {
+            "process_id": os.getpid(),
+            "min_severity": self.min_severity,
+            "open": open_now,
+            "checks": self.checks,
+            "check_errors": self.check_errors,
+            **counts,
+        }
+
+
+def message(kind: Kind, episode: Episode, dashboard_url: str) -> dict[str, Any]:
+    """The JSON posted to a webhook: the difference's fields, the episode's times and highest
+    severity, a link to the dashboard and a Slack-compatible ``text``."""
+    difference = episode.difference
+    link = dashboard_url
+    if link and difference.key:  # the endpoint's own view in the dashboard
+        link += "#endpoint=" + urllib.parse.quote(difference.key, safe="/:")
+    return {
+        **msgspec.to_builtins(difference),
+        "alert": kind,
+        "id": episode.id,
+        "severity": episode.severity,
+        "opened_at": _iso(episode.opened_at),
+        "resolved_at": _iso(episode.resolved_at),
+        "dashboard_url": link,
+        "text": _text(kind, episode, link),
+    }
+
+
+def _text(kind: Kind, episode: Episode, link: str) -> str:
+    """One line for Slack (mrkdwn: ``&<>`` escaped, ``<url|label>`` for the link)."""
+    difference = episode.difference
+    where = difference.key or "service-wide"
+    if kind == "open":
+        head = f":rotating_light: {episode.severity.upper()} {difference.type} difference at {where}: "
+        body = difference.message.removeprefix(f"{difference.key}: ")  # the key is said already
+    else:
+        lasted = _duration((episode.resolved_at or episode.opened_at) - episode.opened_at)
+        head = f":white_check_mark: Resolved: {difference.type} difference at {where} "
+        body = f"(it reached {episode.severity} and lasted {lasted})."
+    text = _escape(head + body)
+    return f"{text} <{link}|Open the dashboard>" if link else text
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+class WebhookSender:
+    """Posts messages to webhooks, each webhook with its own bounded queue and thread, in order,
+    retrying with exponential backoff and jitter; counts what became of every message."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        timeout: float = POST_TIMEOUT_S,
+        attempts: int = ATTEMPTS,
+        backoff_s: float = BACKOFF_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        queue_size: int = QUEUE_SIZE,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.urls = tuple(urls)
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self._jitter = jitter
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._queues: list[queue.Queue[bytes]] = [queue.Queue(maxsize=queue_size) for _ in self.urls]
+        self._threads = [
+            threading.Thread(target=self._deliver, args=(url, q), name="webhook", daemon=True)
+            for url, q in zip(self.urls, self._queues, strict=True)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` for every webhook; never waits (a full queue drops it, counted)."""
+        body = json.dumps(message).encode()
+        for waiting in self._queues:
+            try:
+                waiting.put_nowait(body)
+            except queue.Full:
+                self._count("dropped")
+                log.warning("an alert message was dropped: a webhook's queue is full")
+
+    def status(self) -> dict[str, int]:
+        """Messages by outcome (sent, failed, dropped), retries and messages queued now."""
+        with self._lock:
+            counts = dict(self._counts)
+        return {
+            "webhooks": len(self.urls),
+            **{name: counts.get(name, 0) for name in ("sent", "failed", "dropped", "retries")},
+            "queued": sum(q.qsize() for q in self._queues),
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the threads: a post in flight ends within its timeout, queued messages stay unsent."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def _deliver(self, url: str, waiting: queue.Queue[bytes]) -> None:
+        """The thread of one webhook: post its messages one by one, in order."""
+        while not self._stop.is_set():
+            try:
+                body = waiting.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._count(self._post_until_done(url, body))
+
+    def _post_until_done(self, url: str, body: bytes) -> str:
+        """Post ``body`` until the webhook takes it or ``attempts`` posts failed: the outcome."""
+        for attempt in range(self.attempts):
+            if attempt:
+                self._count("retries")
+                if self._stop.wait(self._delay(attempt)):
+                    return "failed"  # closing
+            retry = self._post(url, body)
+            if retry is None:
+                return "sent"
+            if not retry:
+                return "failed"
+        log.warning("an alert message was given up after %d posts to %s", self.attempts, _host(url))
+        return "failed"
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter: half the delay fixed, half random, so webhooks that
+        failed together do not retry together."""
+        delay = min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1))
+        return delay / 2 + self._jitter() * delay / 2
+
+    def _post(self, url: str, body: bytes) -> bool | None:
+        """One POST: None when taken (2xx), True when worth retrying, False when refused for good."""
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "live-execution-monitor"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                answer.read(65_536)
+            return None
+        except urllib.error.HTTPError as exc:
+            retry = exc.code >= 500 or exc.code in RETRIED_STATUSES
+            log.warning("webhook %s answered %d%s", _host(url), exc.code, "" if retry else "; not retried")
+            return retry
+        except (
+            OSError,
+            ValueError,
+            http.client.HTTPException,
+        ) as exc:  # refused, unreachable, timed out, garbled
+            log.info("webhook %s failed: %s", _host(url), exc)
+            return True
+
+
+def _host(url: str) -> str:
+    """The host of a webhook URL: its path may hold a secret (Slack's do), so logs show only this."""
+    return urllib.parse.urlsplit(url).netloc or "?"

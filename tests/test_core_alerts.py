@@ -1,0 +1,322 @@
+"""Alerts that reach people: one "open" and one "resolved" webhook message per difference, posted
+to a real HTTP receiver, through retries, and sent once by a --workers monitor on real Redis.
+
+The checks are driven by hand (``AlertLoop.check``) on a fake clock, so each test asserts the
+exact messages without sleeping; only the delivery threads and the real processes are waited for.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from live_monitor.core.alerts import AlertLoop, WebhookSender, message
+from live_monitor.core.history import ALERTS, DIFFERENCES, History
+from live_monitor.core.monitor import LiveExecutionMonitor
+from live_monitor.model.results import Difference, Episode
+from live_monitor.store.memory import EventStore
+from tests.helpers import (
+    ENDPOINT,
+    SERVICE,
+    Receiver,
+    event,
+    failing_payments,
+    run_monitor,
+    wait_for,
+    wait_for_workers,
+)
+
+
+def kinds(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(m["alert"], m["id"]) for m in messages]
+
+
+def test_an_anomaly_that_comes_and_goes_sends_one_open_and_one_resolved_message(receiver, clock):
+    settings = {
+        "window": 60,
+        "self_monitor": False,
+        "alert_webhook": (receiver.url,),
+        "public_url": "http://monitor.example:5001/",
+    }
+    monitor = LiveExecutionMonitor(settings, clock=clock)
+    try:
+        monitor.record(*failing_payments(clock))
+        assert kinds(monitor.alerts.check()) == [("open", SERVICE), ("open", ENDPOINT)]
+        assert wait_for(lambda: len(receiver.posts) == 2)
+        post = receiver.posts[1]
+        link = "http://monitor.example:5001/#endpoint=GET%20/api/pay"
+        assert post["alert"] == "open" and post["type"] == "error_rate" and post["key"] == "GET /api/pay"
+        assert post["severity"] == "high" and post["backend"]["error_rate"] == 0.5
+        assert post["frontend"]["error_rate"] == 0.0 and post["samples"] == {"backend": 40, "frontend": 40}
+        assert post["opened_at"] == "2027-01-15T08:00:00.000Z" and post["resolved_at"] is None
+        assert post["dashboard_url"] == link
+        assert post["text"] == (
+            ":rotating_light: HIGH error_rate difference at GET /api/pay: the backend "
+            "fails more often: backend 50.0% errors (20 of 40), frontend 0.0% (0 of 40). The UI may "
+            f"be hiding server failures (retries or fallbacks). <{link}|Open the dashboard>"
+        )
+        for _ in range(5):  # it persists: nothing new
+            clock.advance(10)
+            assert monitor.alerts.check() == []
+        clock.advance(70)  # the events leave the 60 s window: the differences are gone ...
+        assert monitor.differences() == []
+        assert monitor.alerts.check() == []  # ... but one check below is not enough,
+        clock.advance(30)
+        assert monitor.alerts.check() == []  # nor two in 30 s;
+        clock.advance(30)
+        resolved = monitor.alerts.check()  # three over 60 s are
+        assert kinds(resolved) == [("resolved", SERVICE), ("resolved", ENDPOINT)]
+        assert resolved[1]["resolved_at"] == "2027-01-15T08:02:00.000Z"  # the first check it was gone
+        assert resolved[1]["text"] == (
+            ":white_check_mark: Resolved: error_rate difference at GET /api/pay (it reached high "
+            f"and lasted 2 min 0 s). <{link}|Open the dashboard>"
+        )
+        for _ in range(3):
+            clock.advance(30)
+            assert monitor.alerts.check() == []
+        assert wait_for(lambda: len(receiver.posts) == 4)
+        assert kinds(receiver.posts) == [
+            ("open", SERVICE),
+            ("open", ENDPOINT),
+            ("resolved", SERVICE),
+            ("resolved", ENDPOINT),
+        ]
+        assert wait_for(lambda: monitor.alerts.status()["sent"] == 4)
+    finally:
+        monitor.close()
+
+
+def difference(severity: str, key: str = "GET /api/pay") -> Difference:
+    return Difference(
+        type="performance",
+        severity=severity,  # type: ignore[arg-type]
+        scope="endpoint",
+        key=key,
+        backend={"p50_ms": 20.0},
+        frontend={"p50_ms": 900.0},
+        difference_pct=4400.0,
+        message=f"{key}: the browser waits <900 ms> & more",
+    )
+
+
+@pytest.fixture
+def found() -> list[Difference]:
+    """What the injected data source answers: tests change it between checks."""
+    return []
+
+
+@pytest.fixture
+def loop(found, clock) -> AlertLoop:
+    """An alert loop on an in-memory store, checking ``found`` on the fake clock."""
+    return AlertLoop(lambda: found, History(EventStore(clock=clock)), clock=clock, min_severity="medium")
+
+
+def test_a_flapping_difference_opens_once_and_resolves_only_after_staying_away(loop, found, clock):
+    found.append(difference("high"))
+    assert [m["alert"] for m in loop.check()] == ["open"]
+    for _ in range(5):  # away for two checks over 80 s, then back: never away long enough
+        found.clear()
+        for _ in range(2):
+            clock.advance(40)
+            assert loop.check() == []
+        found.append(difference("high"))
+        assert loop.check() == []
+    found.clear()
+    for _ in range(4):  # away for four quick checks: not yet a minute
+        clock.advance(10)
+        assert loop.check() == []
+    clock.advance(30)
+    assert [m["alert"] for m in loop.check()] == ["resolved"]
+    found.append(difference("high"))
+    assert [m["alert"] for m in loop.check()] == ["open"]  # back after it resolved: a new alert
+
+
+def test_a_rise_sends_nothing_new_and_a_fall_below_the_floor_resolves_the_alert(loop, found, clock):
+    found.append(difference("medium"))
+    assert [(m["alert"], m["severity"]) for m in loop.check()] == [("open", "medium")]
+    found[0] = difference("high")
+    assert loop.check() == []  # still the same alert, now at high
+    found[0] = difference("low")  # below the floor (medium), yet still a difference
+    for _ in range(3):
+        clock.advance(30)
+        answered = loop.check()
+    assert [(m["alert"], m["severity"]) for m in answered] == [("resolved", "high")]
+    (alert,) = loop.history.recent(10, ALERTS)
+    assert alert.severity == "high" and alert.resolved_at is not None
+    (episode,) = loop.history.recent(10, DIFFERENCES)  # the history: open at any severity
+    assert episode.severity == "high" and episode.resolved_at is None
+    assert episode.difference.severity == "high"  # as it was when it reached its highest
+
+
+def test_the_text_escapes_what_slack_would_read_as_markup():
+    episode = Episode(id="x", opened_at=0.0, severity="high", difference=difference("high", "GET /a&b"))
+    text = message("open", episode, "http://m:5001/")["text"]
+    assert "GET /a&amp;b: the browser waits &lt;900 ms&gt; &amp; more" in text
+    assert text.endswith("<http://m:5001/#endpoint=GET%20/a%26b|Open the dashboard>")
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+def fast_sender(url: str, **options: Any) -> WebhookSender:
+    return WebhookSender([url], **{"backoff_s": 0.02, "backoff_max_s": 0.1, "timeout": 2.0, **options})
+
+
+def test_a_message_reaches_a_webhook_that_was_down_once_it_is_back():
+    down = Receiver()
+    port, url = down.port, down.url
+    down.stop()
+    sender = fast_sender(url, attempts=1000)
+    try:
+        sender.submit({"text": "hello"})
+        assert wait_for(lambda: sender.status()["retries"] >= 3)  # refused, retried
+        assert sender.status()["sent"] == 0
+        back = Receiver(port)
+        try:
+            assert wait_for(lambda: back.posts == [{"text": "hello"}])
+            assert wait_for(lambda: sender.status()["sent"] == 1)
+            assert sender.status()["failed"] == sender.status()["dropped"] == 0
+        finally:
+            back.stop()
+    finally:
+        sender.close()
+
+
+def test_server_errors_are_retried_in_order_and_a_refusal_is_not(receiver):
+    sender = fast_sender(receiver.url)
+    try:
+        receiver.answers = [503, 500, 429]
+        sender.submit({"n": 1})
+        sender.submit({"n": 2})
+        assert wait_for(lambda: receiver.posts == [{"n": 1}, {"n": 2}])
+        assert wait_for(lambda: sender.status()["sent"] == 2)
+        assert sender.status()["retries"] == 3
+        receiver.answers = [404]
+        sender.submit({"n": 3})
+        assert wait_for(lambda: sender.status()["failed"] == 1)
+        assert sender.status()["retries"] == 3 and receiver.posts == [{"n": 1}, {"n": 2}]
+    finally:
+        sender.close()
+
+
+def test_a_message_is_given_up_after_its_attempts_and_a_full_queue_drops_without_waiting():
+    down = Receiver()
+    url = down.url
+    down.stop()
+    sender = fast_sender(url, attempts=3)
+    try:
+        sender.submit({"n": 1})
+        assert wait_for(lambda: sender.status()["failed"] == 1)
+        assert sender.status()["retries"] == 2
+    finally:
+        sender.close()
+    slow = WebhookSender([url], backoff_s=60.0, queue_size=1)  # the first message waits a minute
+    try:
+        slow.submit({"n": 1})
+        assert wait_for(lambda: slow.status()["retries"] == 1)  # taken from the queue, waiting
+        slow.submit({"n": 2})  # queued
+        slow.submit({"n": 3})  # the queue is full: dropped, and submit did not wait
+        assert slow.status() == {
+            "webhooks": 1,
+            "sent": 0,
+            "failed": 0,
+            "dropped": 1,
+            "retries": 1,
+            "queued": 1,
+        }
+    finally:
+        slow.close()  # wakes the backoff at once
+
+
+def test_status_and_metrics_count_what_became_of_the_messages(make_app, receiver, clock):
+    monitor = LiveExecutionMonitor({"self_monitor": False, "alert_webhook": (receiver.url,)}, clock=clock)
+    app = make_app(monitor=monitor)
+    try:
+        receiver.answers = [400]  # the first message is refused for good
+        monitor.record(*failing_payments(clock))
+        assert len(monitor.alerts.check()) == 2
+        assert wait_for(lambda: monitor.alerts.status()["sent"] == 1)
+        client = app.test_client()
+        alerts = client.get("/api/live-execution/status").get_json()["alerts"]
+        assert alerts["webhooks"] == 1 and alerts["min_severity"] == "high" and alerts["open"] == 2
+        assert (alerts["sent"], alerts["failed"], alerts["dropped"], alerts["queued"]) == (1, 1, 0, 0)
+        text = client.get("/metrics").get_data(as_text=True)
+        samples = {
+            (s.name, s.labels.get("outcome")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name.startswith("live_monitor_alert")
+        }
+        assert samples[("live_monitor_alerts_total", "sent")] == 1
+        assert samples[("live_monitor_alerts_total", "failed")] == 1
+        assert samples[("live_monitor_alerts_total", "dropped")] == 0
+        assert samples[("live_monitor_alerts_open", None)] == 2
+        assert "secret" not in json.dumps(client.get("/api/live-execution/config").get_json())
+    finally:
+        monitor.close()
+
+
+# --- many processes -----------------------------------------------------------------------------
+
+
+def checks_by_worker(server: Any) -> dict[int, int]:
+    """One /status answer: {the answering worker's pid: its checks so far}."""
+    alerts = requests.get(f"{server.api}/status", timeout=10).json()["alerts"]
+    return {alerts["process_id"]: alerts["checks"]}
+
+
+def test_two_workers_on_redis_send_each_message_once(redis_server, receiver):
+    flags = ["--no-self-monitor", "--store", redis_server.url, "--workers", "2", "--interval", "0.05"]
+    flags += ["--autostart", "--alert-webhook", receiver.url]
+    with run_monitor(*flags) as server:
+        pids = wait_for_workers(server, 2)
+        batch = []
+        for i in range(40):
+            batch.append(event("backend", "http", "GET /api/pay", 20.0, "error" if i % 2 else "success"))
+            batch.append(event("frontend", "api", "GET /api/pay", 25.0))
+        server.post_events(batch)
+        assert wait_for(lambda: len(receiver.posts) >= 2, timeout=15)
+        # Every worker has checked (and found the alerts open) at least twice since.
+        after: dict[int, int] = {}
+        latest: dict[int, int] = {}
+
+        def both_checked_again() -> bool:
+            for pid, checks in checks_by_worker(server).items():
+                after.setdefault(pid, checks)
+                latest[pid] = checks
+            return set(latest) == set(pids) and all(latest[p] >= after[p] + 2 for p in pids)
+
+        assert wait_for(both_checked_again, timeout=15)
+    assert sorted(kinds(receiver.posts)) == [("open", ENDPOINT), ("open", SERVICE)]
+    links = {post["id"]: post["dashboard_url"] for post in receiver.posts}  # the address it served on
+    assert links == {ENDPOINT: f"{server.url}/#endpoint=GET%20/api/pay", SERVICE: f"{server.url}/"}
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_webhooks_are_repeatable_flags_or_one_variable_and_are_checked(capsys):
+    import live_execution_monitor as lem
+    from live_monitor.core.settings import resolve
+
+    args = lem.build_parser().parse_args(
+        ["--alert-webhook", "https://a.example/x", "--alert-webhook", "http://b:9/"]
+    )
+    assert resolve(args, {})["alert_webhook"] == ("https://a.example/x", "http://b:9/")
+    env = {
+        "LIVE_MONITOR_ALERT_WEBHOOK": "https://a.example/x, http://b:9/",
+        "LIVE_MONITOR_ALERT_MIN_SEVERITY": "low",
+    }
+    settings = resolve(lem.build_parser().parse_args([]), env)
+    assert settings["alert_webhook"] == ("https://a.example/x", "http://b:9/")
+    assert settings["alert_min_severity"] == "low"
+    assert lem.main(["--alert-webhook", "ftp://files.example/in"]) == 2
+    assert "--alert-webhook must be an http:// or https:// URL with a host, not 'ftp://files.example/in'" in (
+        capsys.readouterr().err
+    )
+    assert lem.main(["--alert-min-severity", "urgent"]) == 2
+    assert "--alert-min-severity must be low, medium or high, not 'urgent'" in capsys.readouterr().err
