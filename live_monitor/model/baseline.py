@@ -8,19 +8,29 @@ live comparator's honesty: nothing is called on fewer than ``min_samples`` calls
 moves when a two-proportion test is sure of it, a p50 or p95 when the share of calls above the
 baseline's figure moved as surely (a quantile test: Mood's median test at p50), a volume when a
 test of the two counts is, each test's confidence adjusted for the many figures compared at
-once. Reading the files lives in report.py, rendering in render.py.
+once. Pure: the report tool (live_monitor/tools/report.py reads the files, render.py renders)
+and the live monitor's pinned baseline (core/monitor.py) both compare with it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from live_monitor.model.comparator import counts_confidence, level, proportions_confidence
-from live_monitor.model.results import Difference
+from live_monitor.model.results import (
+    VERDICTS,
+    BaselineComparison,
+    Change,
+    ChangeSide,
+    Difference,
+    Metric,
+    Presence,
+    Verdict,
+)
 from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
 from live_monitor.model.thresholds import Levels, Thresholds
 from live_monitor.vocabulary import SERVICES, Service, Severity, severity_rank
@@ -45,13 +55,6 @@ __all__ = [
 LATENCY_CHANGE_PCT: Levels = (20.0, 50.0, 100.0)
 LATENCY_CHANGE_MS: Levels = (10.0, 50.0, 100.0)
 DISTRIBUTIONS_VERSION = 1
-
-Metric = Literal["p50_ms", "p95_ms", "gap_p50_ms", "error_rate", "calls_per_minute"]
-# regression / improvement: worse / better, surely and by at least a low level; changed: a volume
-# that moved (traffic is neither better nor worse); unchanged: within the levels, or not sure.
-Verdict = Literal["regression", "improvement", "changed", "unchanged", "not enough samples"]
-VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "changed", "not enough samples", "unchanged")
-ChangeSide = Literal["backend", "frontend", "both"]  # "both": the gap between the two sides
 
 
 # --- distributions: what a saved report keeps so that a later run can be tested against it ---
@@ -318,55 +321,6 @@ def _int(value: Any) -> int:
 
 
 # --- the comparison -------------------------------------------------------------------------
-
-
-class Change(msgspec.Struct, frozen=True, kw_only=True):
-    """One figure of one endpoint and side, in the baseline and now, and the verdict on it.
-
-    ``change`` is now minus then in the figure's unit (percentage points for ``error_rate``);
-    ``change_pct`` is that change as a % of the baseline's figure. ``confidence`` is 1 minus the
-    p-value of ``test`` adjusted for the number of figures tested together (Benjamini-Hochberg),
-    None where no test applies (a gap from medians per side).
-    """
-
-    key: str
-    side: ChangeSide
-    metric: Metric
-    verdict: Verdict
-    severity: Severity | None
-    baseline: float | None
-    current: float | None
-    change: float | None
-    change_pct: float | None
-    samples: dict[Literal["baseline", "current"], int]
-    confidence: float | None
-    test: str
-    message: str
-
-
-class Presence(msgspec.Struct, frozen=True, kw_only=True):
-    """An endpoint side one run saw and the other did not: new since the baseline, or vanished."""
-
-    key: str
-    side: Service
-    calls: int
-    calls_per_minute: float | None
-
-
-class BaselineComparison(msgspec.Struct, frozen=True, kw_only=True):
-    """The report's ``baseline`` section: every change judged, most severe regression first,
-    the endpoints new or vanished, and the differences between the sides that are new (or worse)
-    since the baseline."""
-
-    baseline: dict[str, Any]
-    distributions: bool  # both runs carry distributions, so every latency change was tested
-    changes: list[Change]
-    new_endpoints: list[Presence]
-    vanished_endpoints: list[Presence]
-    new_differences: list[Difference]
-    counts: dict[Verdict, int]
-    levels: dict[str, Any]
-    notes: list[str]
 
 
 def compare_runs(baseline: Run, current: Run, t: Thresholds) -> BaselineComparison:
