@@ -28,6 +28,9 @@ from live_monitor.model.results import (
     ChangeSide,
     Difference,
     Metric,
+    PinnedEndpoint,
+    PinnedSide,
+    PinnedSummary,
     Presence,
     Verdict,
 )
@@ -41,12 +44,16 @@ __all__ = [
     "BaselineComparison",
     "Change",
     "Distributions",
+    "PinnedBaseline",
     "Presence",
     "Run",
     "compare_runs",
     "distributions",
     "failures",
+    "pin_window",
+    "pinned_summary",
     "run_of_report",
+    "since_baseline",
 ]
 
 # Where a p50 or p95 change becomes a low, medium or high one: both the relative change (% of
@@ -676,3 +683,72 @@ def _signed(value: float) -> str:
 
 def _signed_pct(before: float, after: float) -> str:
     return "new from 0" if before == 0 else f"{(after - before) / abs(before) * 100:+.0f}%"
+
+
+# --- the live monitor's pinned baseline -----------------------------------------------------
+
+
+class PinnedBaseline(msgspec.Struct, frozen=True, kw_only=True):
+    """A window of the live monitor pinned as its baseline (``POST /baseline``): its
+    distributions per endpoint and side, so a later window is tested against it as a saved
+    report is, and the differences between the sides it had. Kept in the store."""
+
+    pinned_at: float  # Unix seconds
+    window_seconds: float
+    distributions: Distributions
+    differences: list[Difference]
+
+
+def pin_window(pair: PairStats, differences: list[Difference], now: float, window_s: float) -> PinnedBaseline:
+    """The window ``pair`` pinned at ``now`` (``differences``: those it has between the sides)."""
+    return PinnedBaseline(
+        pinned_at=now, window_seconds=window_s, distributions=distributions(pair), differences=differences
+    )
+
+
+def since_baseline(
+    pinned: PinnedBaseline, pair: PairStats, differences: list[Difference], t: Thresholds
+) -> BaselineComparison:
+    """What changed from the pinned window to the window ``pair`` (``differences``: its own), with
+    every latency change tested on both distributions."""
+    then = _run_of_pinned(pinned, t)
+    now = _run_of_distributions(distributions(pair), t, differences, {"kind": "the monitor's window"})
+    return compare_runs(then, now, t)
+
+
+def pinned_summary(pinned: PinnedBaseline, t: Thresholds) -> PinnedSummary:
+    """The pinned window's figures per endpoint key and side, as ``GET /baseline`` shows them."""
+    run = _run_of_pinned(pinned, t)
+
+    def side(key: str, service: Service) -> PinnedSide | None:
+        found = run.endpoints.get((key, service))
+        if found is None:
+            return None
+        return PinnedSide(
+            calls=found.count,
+            errors=found.errors,
+            p50_ms=_rnd(found.p50),
+            p95_ms=_rnd(found.p95),
+            calls_per_minute=_rnd(found.per_minute),
+        )
+
+    gaps = run.gaps
+    return PinnedSummary(
+        pinned_at=pinned.pinned_at,
+        window_seconds=pinned.window_seconds,
+        endpoints=[
+            PinnedEndpoint(
+                key=key,
+                backend=side(key, "backend"),
+                frontend=side(key, "frontend"),
+                gap_p50_ms=_rnd(gaps[key].ms) if key in gaps else None,
+            )
+            for key in sorted(pinned.distributions.endpoints)
+        ],
+        differences=pinned.differences,
+    )
+
+
+def _run_of_pinned(pinned: PinnedBaseline, t: Thresholds) -> Run:
+    source = {"kind": "pinned window", "pinned_at": pinned.pinned_at, "window_seconds": pinned.window_seconds}
+    return _run_of_distributions(pinned.distributions, t, pinned.differences, source)

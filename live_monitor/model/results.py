@@ -26,6 +26,7 @@ __all__ = [
     "Verdict",
     "ActivityPoint",
     "ApiCalls",
+    "BaselineAnswer",
     "Basis",
     "Comparison",
     "DataAnswer",
@@ -38,6 +39,9 @@ __all__ = [
     "Figures",
     "HistoryAnswer",
     "MinuteCalls",
+    "PinnedEndpoint",
+    "PinnedSide",
+    "PinnedSummary",
     "SideSummary",
     "StatusAnswer",
     "SystemSample",
@@ -437,3 +441,41 @@ class BaselineComparison(msgspec.Struct, frozen=True, kw_only=True):
     counts: dict[Verdict, int]
     levels: dict[str, Any]
     notes: list[str]
+
+
+class PinnedSide(TypedDict):
+    """One endpoint seen from one side in the pinned window."""
+
+    calls: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    calls_per_minute: float | None
+
+
+class PinnedEndpoint(TypedDict):
+    """One endpoint key in the pinned window: each side that saw it, and its gap (browser minus
+    server at p50, from requests joined by trace id when there are enough)."""
+
+    key: str
+    backend: PinnedSide | None
+    frontend: PinnedSide | None
+    gap_p50_ms: float | None
+
+
+class PinnedSummary(TypedDict):
+    """What the pinned baseline holds, as figures (its distributions stay in the store)."""
+
+    pinned_at: float  # Unix seconds
+    window_seconds: float
+    endpoints: list[PinnedEndpoint]
+    differences: list[Difference]  # the differences between the sides when it was pinned
+
+
+class BaselineAnswer(TypedDict):
+    """``/baseline``: the pinned baseline and what changed since, per endpoint key and side;
+    both None while none is pinned."""
+
+    pinned: bool
+    baseline: PinnedSummary | None
+    since_baseline: BaselineComparison | None
