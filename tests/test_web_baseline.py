@@ -4,6 +4,7 @@ is kept across a restart with --persist and shared by the processes on Redis."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,16 @@ def test_monitors_on_one_redis_share_the_pin(redis_server):
         assert baseline_of(other)["baseline"] == pinned
         requests.delete(f"{other.api}/baseline", timeout=10).raise_for_status()
         assert baseline_of(one)["pinned"] is False
+
+
+def test_a_journaled_pin_that_cannot_be_read_leaves_the_monitor_unpinned(tmp_path: Path, make_app, caplog):
+    """A damaged row (or one of another version) is skipped with a warning: the monitor starts,
+    unpinned, rather than failing to start or comparing with a half-read baseline."""
+    path = tmp_path / "events.db"
+    LiveExecutionMonitor({"persist": str(path)}).close()  # a journal with its tables
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO baseline (id, body) VALUES (1, ?)", (b'{"pinned_at": "yesterday"}',))
+    client = make_app({"persist": str(path)}).test_client()
+    assert client.get(BASELINE_PATH).get_json()["pinned"] is False
+    assert "skipped the journaled baseline" in caplog.text
+    assert client.post(BASELINE_PATH).get_json()["pinned"] is True  # and a new pin replaces it
