@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from live_monitor.tools.baseline import BaselineComparison, failures
+from live_monitor.model.baseline import BaselineComparison, failures
 from live_monitor.tools.files import InputError
 from live_monitor.tools.render import RENDERERS
 from live_monitor.tools.report import (

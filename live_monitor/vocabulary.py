@@ -40,6 +40,7 @@ API: Final = "/api/live-execution"
 EVENTS_PATH: Final = f"{API}/events"
 STREAM_PATH: Final = f"{API}/stream"
 STATUS_PATH: Final = f"{API}/status"
+BASELINE_PATH: Final = f"{API}/baseline"  # the pinned baseline: POST pins, GET compares, DELETE unpins
 OTLP_TRACES_PATH: Final = "/v1/traces"
 OTLP_LOGS_PATH: Final = "/v1/logs"
 HEALTH_PATH: Final = "/health"  # liveness: 200 while the process serves

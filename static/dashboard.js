@@ -448,6 +448,7 @@
       ]);
       tr.dataset.key = String(r.key);
       tr.tabIndex = 0; // opened by click or Enter (dashboard-endpoint.js)
+      markSinceBaseline(tr, r.key);
       return tr;
     }));
     if (focused !== undefined) [...body.rows].find((tr) => tr.dataset.key === focused)?.focus({ preventScroll: true });
@@ -713,11 +714,109 @@
     return item;
   }
 
+  // --- the pinned baseline: a button pins the window; its changes sit beside the endpoint figures ---
+
+  // Which changes (side, metric) of GET /baseline go beside which endpoint table column.
+  const SINCE_COLUMNS = [
+    [2, [["backend", "calls_per_minute"], ["frontend", "calls_per_minute"]]],
+    [4, [["backend", "p50_ms"], ["backend", "p95_ms"]]],
+    [5, [["frontend", "p50_ms"], ["frontend", "p95_ms"]]],
+    [6, [["both", "gap_p50_ms"]]],
+    [8, [["backend", "error_rate"], ["frontend", "error_rate"]]],
+  ];
+  const SINCE_ARROWS = { regression: " ▲", improvement: " ▼" };
+  const baseline = { answer: null, changes: new Map(), fresh: new Set(), drawn: "" };
+
+  /** Reads GET /baseline every refresh: another dashboard (or process) may pin or unpin. */
+  async function pollBaseline() {
+    try {
+      showBaseline(await api("/baseline"));
+    } catch {
+      // The main poll tells why the monitor cannot be reached; the figures keep what they showed.
+    }
+    setTimeout(pollBaseline, Math.max(config.refreshMs, 2000));
+  }
+
+  /** The button pins the window as it is now, or unpins the baseline pinned. */
+  async function toggleBaseline() {
+    const button = $("baseline-btn");
+    button.disabled = true;
+    try {
+      const pinned = baseline.answer && baseline.answer.pinned;
+      showBaseline(await api("/baseline", { method: pinned ? "DELETE" : "POST" }));
+      $("banner-error").hidden = true;
+    } catch (error) {
+      showFailure(error, "baseline");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  /** Keeps an answer of /baseline: the button, the note, and the endpoint figures when it changed. */
+  function showBaseline(answer) {
+    const since = answer && answer.pinned ? answer.since_baseline : null;
+    baseline.answer = answer;
+    baseline.changes = new Map((since ? since.changes : []).map((c) => [`${c.key}\n${c.side}\n${c.metric}`, c]));
+    baseline.fresh = new Set((since ? since.new_endpoints : []).map((p) => p.key));
+    const button = $("baseline-btn");
+    const pinned = Boolean(since);
+    button.textContent = pinned ? "Unpin baseline" : "Pin baseline";
+    button.setAttribute("aria-pressed", String(pinned));
+    button.classList.toggle("btn-active", pinned);
+    const counts = since ? since.counts : {};
+    setText("baseline-note", pinned
+      ? `Since the baseline pinned at ${timeOf(answer.baseline.pinned_at)}: ${int.format(counts.regression || 0)} regression(s), ${int.format(counts.improvement || 0)} improvement(s). Hover a ▲ or ▼ for its confidence.`
+      : "");
+    const drawing = JSON.stringify(answer);
+    if (drawing !== baseline.drawn && state.data) renderEndpoints(state.data.endpoints || []);
+    baseline.drawn = drawing;
+  }
+
+  /** The hook of the endpoint table: the row of `key` gets each of its changes since the baseline
+   * beside the figure it is about (e.g. "+42 ms ▲"), its verdict, severity and confidence in its tooltip. */
+  function markSinceBaseline(tr, key) {
+    if (!baseline.answer || !baseline.answer.pinned) return;
+    if (baseline.fresh.has(key)) tr.cells[0].appendChild(el("span", "badge since-new", "new since baseline"));
+    for (const [column, figures] of SINCE_COLUMNS) {
+      const found = figures.map(([side, metric]) => baseline.changes.get(`${key}\n${side}\n${metric}`));
+      if (!found.some(Boolean)) continue;
+      const line = el("div", "since");
+      found.forEach((change, i) => {
+        if (i) line.appendChild(document.createTextNode(" / "));
+        line.appendChild(change ? sinceFigure(change) : el("span", "since-fig", DASH));
+      });
+      tr.cells[column].appendChild(line);
+    }
+  }
+
+  function sinceFigure(c) {
+    const span = el("span", `since-fig since-${c.verdict.replace(/ /g, "-")}${c.severity ? ` sev-${c.severity}` : ""}`);
+    span.dataset.side = c.side;
+    span.dataset.metric = c.metric;
+    span.dataset.verdict = c.verdict;
+    const arrow = c.verdict === "changed" ? (c.change > 0 ? " ▲" : " ▼") : SINCE_ARROWS[c.verdict] || "";
+    span.textContent = c.verdict === "not enough samples" ? "n/a" : sinceText(c) + arrow;
+    // rounded to 3 places, so 1 means above 99.9%: never certain
+    const sure = !isNum(c.confidence) ? "confidence: not tested"
+      : `confidence ${c.confidence >= 0.999 ? "above 99.9%" : fmtPct(c.confidence)}`;
+    const judged = c.severity ? `${c.severity} ${c.verdict}` : c.verdict;
+    span.title = `Since baseline: ${c.message}\n${judged}; ${sure} (${c.test})`;
+    return span;
+  }
+
+  /** A change as its figure reads: ms for latency and gap, points for errors, % for calls per minute. */
+  function sinceText(c) {
+    if (c.metric === "error_rate") return isNum(c.change) ? `${signedOne.format(c.change)} pts` : DASH;
+    if (c.metric === "calls_per_minute") return isNum(c.change_pct) ? `${LiveDashboard.format.signedInt.format(c.change_pct)}%` : DASH;
+    return fmtMsSigned(c.change);
+  }
+
   // --- wiring ------------------------------------------------------------------------------
 
   function wire() {
     $("start-btn").addEventListener("click", () => control("start"));
     $("stop-btn").addEventListener("click", () => control("stop"));
+    $("baseline-btn").addEventListener("click", toggleBaseline);
     for (const id of ["filter-service", "filter-status", "filter-component"]) {
       $(id).addEventListener("change", () => state.data && renderEvents());
     }
@@ -761,4 +860,5 @@
   openStream();
   startBrowserLogger();
   pollHistory();
+  pollBaseline();
 })();

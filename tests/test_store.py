@@ -578,3 +578,39 @@ def test_of_many_threads_opening_and_closing_one_episode_exactly_one_wins_each(s
         thread.join()
     assert opened.count(True) == 1 and sum(c is not None for c in closed) == 1
     assert len(stores[0].episodes("alerts", 10)) == 1
+
+
+# --- the pinned baseline -------------------------------------------------------------------------
+
+
+def test_a_pinned_baseline_is_kept_whole_replaced_and_unpinned(store):
+    """One pin per monitor: what is pinned comes back as it was (its distributions too), a new
+    pin replaces it, and unpinning says whether there was one."""
+    from live_monitor.model.baseline import pin_window
+
+    s = store()
+    assert s.baseline() is None and s.clear_baseline() is False
+    s.add([stored_event(duration=d) for d in (5.0, 50.0, 500.0)])
+    first = pin_window(s.window_stats(), [episode("GET /x", 1.0).difference], 1_800_000_000.0, s.window_s)
+    s.set_baseline(first)
+    assert s.baseline() == first
+    sketch = first.distributions.endpoints["GET /x"].backend
+    assert sketch is not None and sketch.count == 3 and sketch.durations.max == 500.0
+    second = pin_window(s.window_stats(), [], 1_800_000_060.0, s.window_s)
+    s.set_baseline(second)
+    assert s.baseline() == second
+    assert s.clear_baseline() is True
+    assert s.baseline() is None and s.clear_baseline() is False
+
+
+def test_every_redis_store_sees_the_baseline_one_pinned(redis_server, clock):
+    """What --workers and several monitors on one Redis share: one pin, whoever pinned it."""
+    from live_monitor.model.baseline import pin_window
+    from live_monitor.store.redis import RedisEventStore
+
+    one, other = (RedisEventStore(redis_server.url, clock=clock) for _ in range(2))
+    one.add([stored_event(duration=20.0)])
+    pinned = pin_window(one.window_stats(), [], 1_800_000_000.0, one.window_s)
+    one.set_baseline(pinned)
+    assert other.baseline() == pinned
+    assert other.clear_baseline() is True and one.baseline() is None

@@ -22,7 +22,7 @@ from flask import Flask
 
 import execution_difference_report as report
 import generate_sample_logs as gen
-from live_monitor.tools.baseline import BaselineComparison
+from live_monitor.model.baseline import BaselineComparison
 from live_monitor.vocabulary import API
 from tests.helpers import MonitorProcess
 

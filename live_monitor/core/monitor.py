@@ -21,9 +21,17 @@ from live_monitor.core.alerts import AlertLoop
 from live_monitor.core.history import History
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
+from live_monitor.model.baseline import PinnedBaseline, pin_window, pinned_summary, since_baseline
 from live_monitor.model.comparator import compare, comparison, endpoint_rows, summaries
 from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
-from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
+from live_monitor.model.results import (
+    ActivityPoint,
+    BaselineAnswer,
+    BaselineComparison,
+    DataAnswer,
+    Difference,
+    SystemSample,
+)
 from live_monitor.model.routes import RouteTemplates, key_by_routes, learn_routes
 from live_monitor.model.scrub import Scrubber
 from live_monitor.model.stats import PairStats
@@ -72,6 +80,7 @@ class LiveExecutionMonitor:
         self._routes_synced = -math.inf  # when the shared store's templates were last read
         self._lock = threading.Lock()
         self._differences: tuple[tuple[int, int], list[Difference]] | None = None
+        self._since: tuple[tuple[int, int, float], BaselineComparison] | None = None
         self._tick = threading.Condition()
         self._tick_number = 0
         self.draining = False
@@ -86,6 +95,9 @@ class LiveExecutionMonitor:
             )  # journaled scrubbed; this shares their repeated strings again
             self.store.restore(restored)
             learn_routes(self.routes, restored)  # the server's routes, as known before the restart
+            pinned = self.journal.load_baseline()
+            if pinned is not None:
+                self.store.set_baseline(pinned)  # the baseline pinned before the restart
         self.url = s["public_url"] or f"http://{s['host']}:{s['port']}/"  # the dashboard, for alerts
         self.history = History(self.store, self.journal)  # restored from the journal with --persist
         self.alerts = AlertLoop.from_settings(s, self.differences, self.history, clock, lambda: self.url)
@@ -289,6 +301,45 @@ class LiveExecutionMonitor:
         found = compare(stats or self.window_stats(), self.thresholds)
         self._differences = (key, found)
         return found
+
+    # --- the pinned baseline -------------------------------------------------------------
+
+    def pin_baseline(self) -> BaselineAnswer:
+        """Pin the window as it is now as the baseline (journaled with --persist; shared by every
+        process on Redis); the answer compares the window with it, so nothing has changed yet."""
+        stats = self.window_stats()
+        pinned = pin_window(stats, self.differences(stats), self._clock(), self.store.window_s)
+        if self.journal is not None:
+            self.journal.save_baseline(pinned)
+        self.store.set_baseline(pinned)
+        return self._baseline_answer(pinned, stats)
+
+    def unpin_baseline(self) -> bool:
+        """Unpin the baseline; False when none was pinned."""
+        if self.journal is not None:
+            self.journal.save_baseline(None)
+        return self.store.clear_baseline()
+
+    def baseline(self) -> BaselineAnswer:
+        """The pinned baseline's figures and what changed since, per endpoint key and side."""
+        pinned = self.store.baseline()
+        if pinned is None:
+            return {"pinned": False, "baseline": None, "since_baseline": None}
+        return self._baseline_answer(pinned, self.window_stats())
+
+    def _baseline_answer(self, pinned: PinnedBaseline, stats: PairStats) -> BaselineAnswer:
+        """The answer of /baseline; the comparison is recomputed only when the differences would
+        be (a counted event, a time bucket) or another baseline was pinned."""
+        key = (self.store.counted, int(self._clock() // self.store.bucket_s), pinned.pinned_at)
+        cached = self._since
+        if cached is None or cached[0] != key:
+            cached = (key, since_baseline(pinned, stats, self.differences(stats), self.thresholds))
+            self._since = cached
+        return {
+            "pinned": True,
+            "baseline": pinned_summary(pinned, self.thresholds),
+            "since_baseline": cached[1],
+        }
 
     def status(self) -> dict[str, Any]:
         """Monitoring state, uptime, counts and ingest counters."""

@@ -17,8 +17,16 @@ from live_monitor.model.thresholds import Thresholds
 from live_monitor.vocabulary import DifferenceType, Scope, Service, Severity, Work
 
 __all__ = [
+    "VERDICTS",
+    "BaselineComparison",
+    "Change",
+    "ChangeSide",
+    "Metric",
+    "Presence",
+    "Verdict",
     "ActivityPoint",
     "ApiCalls",
+    "BaselineAnswer",
     "Basis",
     "Comparison",
     "DataAnswer",
@@ -31,6 +39,9 @@ __all__ = [
     "Figures",
     "HistoryAnswer",
     "MinuteCalls",
+    "PinnedEndpoint",
+    "PinnedSide",
+    "PinnedSummary",
     "SideSummary",
     "StatusAnswer",
     "SystemSample",
@@ -371,3 +382,100 @@ class EndpointDrill(TypedDict):
     differences: list[Difference]
     calls_per_minute: list[MinuteCalls]
     scanned: Scanned
+
+
+# --- what changed since a baseline (model/baseline.py compares; the report and the live monitor answer) ---
+
+Metric = Literal["p50_ms", "p95_ms", "gap_p50_ms", "error_rate", "calls_per_minute"]
+# regression / improvement: worse / better, surely and by at least a low level; changed: a volume
+# that moved (traffic is neither better nor worse); unchanged: within the levels, or not sure.
+Verdict = Literal["regression", "improvement", "changed", "unchanged", "not enough samples"]
+VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "changed", "not enough samples", "unchanged")
+ChangeSide = Literal["backend", "frontend", "both"]  # "both": the gap between the two sides
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True):
+    """One figure of one endpoint and side, in the baseline and now, and the verdict on it.
+
+    ``change`` is now minus then in the figure's unit (percentage points for ``error_rate``);
+    ``change_pct`` is that change as a % of the baseline's figure. ``confidence`` is 1 minus the
+    p-value of ``test`` adjusted for the number of figures tested together (Benjamini-Hochberg),
+    None where no test applies (a gap from medians per side).
+    """
+
+    key: str
+    side: ChangeSide
+    metric: Metric
+    verdict: Verdict
+    severity: Severity | None
+    baseline: float | None
+    current: float | None
+    change: float | None
+    change_pct: float | None
+    samples: dict[Literal["baseline", "current"], int]
+    confidence: float | None
+    test: str
+    message: str
+
+
+class Presence(msgspec.Struct, frozen=True, kw_only=True):
+    """An endpoint side one run saw and the other did not: new since the baseline, or vanished."""
+
+    key: str
+    side: Service
+    calls: int
+    calls_per_minute: float | None
+
+
+class BaselineComparison(msgspec.Struct, frozen=True, kw_only=True):
+    """The report's ``baseline`` section: every change judged, most severe regression first,
+    the endpoints new or vanished, and the differences between the sides that are new (or worse)
+    since the baseline."""
+
+    baseline: dict[str, Any]
+    distributions: bool  # both runs carry distributions, so every latency change was tested
+    changes: list[Change]
+    new_endpoints: list[Presence]
+    vanished_endpoints: list[Presence]
+    new_differences: list[Difference]
+    counts: dict[Verdict, int]
+    levels: dict[str, Any]
+    notes: list[str]
+
+
+class PinnedSide(TypedDict):
+    """One endpoint seen from one side in the pinned window."""
+
+    calls: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    calls_per_minute: float | None
+
+
+class PinnedEndpoint(TypedDict):
+    """One endpoint key in the pinned window: each side that saw it, and its gap (browser minus
+    server at p50, from requests joined by trace id when there are enough)."""
+
+    key: str
+    backend: PinnedSide | None
+    frontend: PinnedSide | None
+    gap_p50_ms: float | None
+
+
+class PinnedSummary(TypedDict):
+    """What the pinned baseline holds, as figures (its distributions stay in the store)."""
+
+    pinned_at: float  # Unix seconds
+    window_seconds: float
+    endpoints: list[PinnedEndpoint]
+    differences: list[Difference]  # the differences between the sides when it was pinned
+
+
+class BaselineAnswer(TypedDict):
+    """``/baseline``: the pinned baseline and what changed since, per endpoint key and side;
+    both None while none is pinned."""
+
+    pinned: bool
+    baseline: PinnedSummary | None
+    since_baseline: BaselineComparison | None

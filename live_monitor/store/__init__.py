@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from live_monitor.model.baseline import PinnedBaseline
     from live_monitor.model.events import ExecutionEvent
     from live_monitor.model.results import Episode
     from live_monitor.model.stats import PairStats, Tallies
@@ -114,6 +115,17 @@ class Store(Protocol):
 
     def restore_episodes(self, book: str, episodes: Iterable[Episode]) -> None:
         """Put back episodes read from a journal (the in-memory store's; Redis keeps its own)."""
+
+    # The pinned baseline: one for the monitor, so with Redis every process compares with it.
+
+    def baseline(self) -> PinnedBaseline | None:
+        """The pinned baseline, or None when none is."""
+
+    def set_baseline(self, baseline: PinnedBaseline) -> None:
+        """Pin ``baseline`` in place of any pinned before."""
+
+    def clear_baseline(self) -> bool:
+        """Unpin the baseline; False when none was pinned."""
 
 
 def store_kind(url: str) -> str | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgspec
 
+from live_monitor.model.baseline import PinnedBaseline
 from live_monitor.model.events import ExecutionEvent, event_problem
 from live_monitor.model.results import Episode
 from live_monitor.store import EPISODES_KEPT, StoreUnavailable
@@ -24,11 +25,12 @@ from live_monitor.vocabulary import SERVICES
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
 _episode = msgspec.json.Decoder(Episode)
+_baseline = msgspec.json.Decoder(PinnedBaseline)
 _encoder = msgspec.json.Encoder()
 _SQLITE_HEADER = b"SQLite format 3\x00"
 log = logging.getLogger("live_execution_monitor")
 _COLUMNS = {"id", "service", "body"}
-_TABLES = {"events", "episodes"}  # the events, and the difference history (episodes by book)
+_TABLES = {"events", "episodes", "baseline"}  # events, the difference history (episodes by book), the pin
 
 
 class JournalError(ValueError):
@@ -107,6 +109,9 @@ class EventJournal:
                 "CREATE TABLE IF NOT EXISTS episodes (book TEXT NOT NULL, id TEXT NOT NULL, "
                 "opened_at REAL NOT NULL, resolved INTEGER NOT NULL, body BLOB NOT NULL, "
                 "PRIMARY KEY (book, id, opened_at))"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS baseline (id INTEGER PRIMARY KEY CHECK (id = 1), body BLOB NOT NULL)"
             )
         except sqlite3.Error as exc:  # e.g. a read-only file or folder
             self._db.close()
@@ -232,6 +237,34 @@ class EventJournal:
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 log.warning("%s: skipped a journaled difference episode: %s", self.path, exc)
         return books
+
+    def save_baseline(self, baseline: PinnedBaseline | None) -> None:
+        """Commit the pinned baseline (one row), or its removal (None); StoreUnavailable when the
+        journal cannot be written, so the pin is refused with 503 rather than lost at a restart."""
+        with self._lock:
+            try:
+                if baseline is None:
+                    self._db.execute("DELETE FROM baseline")
+                else:
+                    body = _encoder.encode(baseline)
+                    self._db.execute("INSERT OR REPLACE INTO baseline (id, body) VALUES (1, ?)", (body,))
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"the event journal (--persist) cannot be written: {exc}") from None
+
+    def load_baseline(self) -> PinnedBaseline | None:
+        """The journaled pinned baseline, or None; an unreadable one is skipped with a warning."""
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT body FROM baseline").fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"{self.path}: cannot read the journal: {exc}") from None
+        if row is None:
+            return None
+        try:
+            return _baseline.decode(row[0])
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            log.warning("%s: skipped the journaled baseline: %s", self.path, exc)
+            return None
 
     def count(self) -> int:
         """Rows in the journal."""

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from live_monitor.model import policy
+from live_monitor.model.baseline import PinnedBaseline
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.results import Episode
 from live_monitor.model.stats import PairStats, Tallies
@@ -66,6 +67,7 @@ class EventStore:
         self._started_at: float | None = None
         self._elapsed = 0.0
         self._books: dict[str, _Book] = {}
+        self._baseline: PinnedBaseline | None = None
 
     # --- writing -------------------------------------------------------------------------
 
@@ -339,6 +341,24 @@ class EventStore:
                     kept.open[episode.id] = episode
                 else:
                     kept.closed.append(episode)
+
+    # --- the pinned baseline ---------------------------------------------------------------
+
+    def baseline(self) -> PinnedBaseline | None:
+        """The pinned baseline, or None (it is never changed, only replaced: no copy needed)."""
+        with self._lock:
+            return self._baseline
+
+    def set_baseline(self, baseline: PinnedBaseline) -> None:
+        """Pin ``baseline`` in place of any pinned before."""
+        with self._lock:
+            self._baseline = baseline
+
+    def clear_baseline(self) -> bool:
+        """Unpin the baseline; False when none was pinned."""
+        with self._lock:
+            had, self._baseline = self._baseline is not None, None
+            return had
 
 
 class _Book:

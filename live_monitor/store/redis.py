@@ -10,6 +10,7 @@ Retry-After, and redis-py reconnects on the next call.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -21,6 +22,7 @@ import msgspec
 import redis
 
 from live_monitor.model import policy
+from live_monitor.model.baseline import PinnedBaseline
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.results import Episode
 from live_monitor.model.routes import MAX_TEMPLATES
@@ -39,7 +41,9 @@ from live_monitor.vocabulary import SERVICES
 _decoder = msgspec.json.Decoder(ExecutionEvent)
 _episode = msgspec.json.Decoder(Episode)
 _closed = msgspec.json.Decoder(tuple[float, Episode])
+_baseline = msgspec.json.Decoder(PinnedBaseline)
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger("live_execution_monitor")
 
 # One batch in one script call (atomic, and one round trip): the events into their streams,
 # the statistics into the bucket hash as (op, field, value) triples -- "i" adds an integer,
@@ -515,6 +519,28 @@ class RedisEventStore:
     def restore_episodes(self, book: str, episodes: Iterable[Episode]) -> None:
         """Not used with Redis: Redis keeps the episodes itself."""
         raise StoreUnavailable("--persist is for the in-memory store; Redis keeps the episodes itself")
+
+    # --- the pinned baseline: one key, so every process compares with the same one ---------
+
+    def baseline(self) -> PinnedBaseline | None:
+        """The pinned baseline, as every process sees it; one that cannot be read (written by
+        another version) counts as none, with a warning."""
+        found = self._call(lambda: self.redis.get(f"{self._p}:baseline"))
+        if found is None:
+            return None
+        try:
+            return _baseline.decode(found)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            log.warning("the pinned baseline in Redis cannot be read (%s); pin one again", exc)
+            return None
+
+    def set_baseline(self, baseline: PinnedBaseline) -> None:
+        """Pin ``baseline`` for every process, in place of any pinned before."""
+        self._call(lambda: self.redis.set(f"{self._p}:baseline", _encoder.encode(baseline)))
+
+    def clear_baseline(self) -> bool:
+        """Unpin the baseline for every process; False when none was pinned."""
+        return bool(self._call(lambda: self.redis.delete(f"{self._p}:baseline")))
 
 
 def _decode(entries: list[Any]) -> list[ExecutionEvent]:

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from live_monitor.model import policy
+from live_monitor.model.baseline import BaselineComparison, Run, compare_runs, distributions, run_of_report
 from live_monitor.model.comparator import (
     compare,
     comparison,
@@ -33,7 +34,6 @@ from live_monitor.model.comparator import (
 from live_monitor.model.routes import RouteTemplates, learn_routes
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
-from live_monitor.tools.baseline import BaselineComparison, Run, compare_runs, distributions, run_of_report
 from live_monitor.tools.files import (
     BadRecord,
     Event,
@@ -138,7 +138,7 @@ def report_from_files(
 ) -> dict[str, Any]:
     """The report (``{"summary", "differences", "distributions"}``) of event files (a side of None:
     a file holding both sides' events, each naming its service); ``distributions`` is what a later
-    ``--baseline`` tests its changes against (see live_monitor/tools/baseline.py)."""
+    ``--baseline`` tests its changes against (see live_monitor/model/baseline.py)."""
     _check_files([path for path, _ in sources])
     pair = build_stats(sources, progress)
     backend, frontend = summaries(pair)

@@ -21,6 +21,7 @@ from live_monitor.install import DASHBOARD, ROOT
 from live_monitor.store import StoreUnavailable
 from live_monitor.vocabulary import (
     API,
+    BASELINE_PATH,
     HEALTH_PATH,
     OPENAPI_PATH,
     READY_PATH,
@@ -167,6 +168,25 @@ def differences_history() -> Response:
     episodes = _monitor().history.recent(limit)
     still_open = sum(1 for e in episodes if e.resolved_at is None)
     return jsonify(episodes=episodes, count=len(episodes), open=still_open)
+
+
+@bp.post(BASELINE_PATH)
+def pin_baseline() -> Response:
+    """Pin the window as it is now as the baseline the endpoint figures are compared with."""
+    return jsonify(_monitor().pin_baseline())
+
+
+@bp.get(BASELINE_PATH)
+def baseline() -> Response:
+    """The pinned baseline and what changed since, per endpoint key and side."""
+    return jsonify(_monitor().baseline())
+
+
+@bp.delete(BASELINE_PATH)
+def unpin_baseline() -> Response:
+    """Unpin the baseline (a 200 also when none was pinned: the outcome is the same)."""
+    _monitor().unpin_baseline()
+    return jsonify(_monitor().baseline())
 
 
 @bp.get(f"{API}/config")

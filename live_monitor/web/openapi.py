@@ -23,6 +23,7 @@ import msgspec
 
 from live_monitor.model.events import IncomingEvent
 from live_monitor.model.results import (
+    BaselineAnswer,
     DataAnswer,
     Difference,
     DifferencesAnswer,
@@ -33,6 +34,7 @@ from live_monitor.model.results import (
 from live_monitor.store import EPISODES_KEPT
 from live_monitor.vocabulary import (
     API,
+    BASELINE_PATH,
     EVENTS_PATH,
     HEALTH_PATH,
     METRICS_PATH,
@@ -175,6 +177,7 @@ def _components(limits: _Limits) -> dict[str, Any]:
             StatusAnswer,
             HistoryAnswer,
             EndpointDrill,
+            BaselineAnswer,
         ],
         ref_template=REF,
     )
@@ -344,6 +347,7 @@ def _document(limits: _Limits) -> dict[str, Any]:
     if limits.ingest_key:
         ingest["security"] = [{"bearer": []}, {"ingestKey": []}]
     switch = _json(_ref("Switch"), "the monitoring state")
+    baseline = _json(_ref("BaselineAnswer"), "the pinned baseline (none after DELETE) and the changes since")
     paths = {
         HEALTH_PATH: {
             "get": _operation(
@@ -416,6 +420,20 @@ def _document(limits: _Limits) -> dict[str, Any]:
                 ],
                 **api,
             )
+        },
+        BASELINE_PATH: {
+            "post": _operation(
+                "Pin the window as it is now as the baseline (kept with --persist, shared on Redis)",
+                baseline,
+                **api,
+            ),
+            "get": _operation(
+                "The pinned baseline's figures per endpoint and side, and what changed since: each "
+                "change's verdict, severity and confidence",
+                baseline,
+                **api,
+            ),
+            "delete": _operation("Unpin the baseline", baseline, **api),
         },
         EVENTS_PATH: {"post": ingest},
         STREAM_PATH: {

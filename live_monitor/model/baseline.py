@@ -8,19 +8,32 @@ live comparator's honesty: nothing is called on fewer than ``min_samples`` calls
 moves when a two-proportion test is sure of it, a p50 or p95 when the share of calls above the
 baseline's figure moved as surely (a quantile test: Mood's median test at p50), a volume when a
 test of the two counts is, each test's confidence adjusted for the many figures compared at
-once. Reading the files lives in report.py, rendering in render.py.
+once. Pure: the report tool (live_monitor/tools/report.py reads the files, render.py renders)
+and the live monitor's pinned baseline (core/monitor.py) both compare with it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from live_monitor.model.comparator import counts_confidence, level, proportions_confidence
-from live_monitor.model.results import Difference
+from live_monitor.model.results import (
+    VERDICTS,
+    BaselineComparison,
+    Change,
+    ChangeSide,
+    Difference,
+    Metric,
+    PinnedEndpoint,
+    PinnedSide,
+    PinnedSummary,
+    Presence,
+    Verdict,
+)
 from live_monitor.model.stats import OTHER, Aggregate, LatencySketch, PairStats, SideStats
 from live_monitor.model.thresholds import Levels, Thresholds
 from live_monitor.vocabulary import SERVICES, Service, Severity, severity_rank
@@ -31,12 +44,16 @@ __all__ = [
     "BaselineComparison",
     "Change",
     "Distributions",
+    "PinnedBaseline",
     "Presence",
     "Run",
     "compare_runs",
     "distributions",
     "failures",
+    "pin_window",
+    "pinned_summary",
     "run_of_report",
+    "since_baseline",
 ]
 
 # Where a p50 or p95 change becomes a low, medium or high one: both the relative change (% of
@@ -45,13 +62,6 @@ __all__ = [
 LATENCY_CHANGE_PCT: Levels = (20.0, 50.0, 100.0)
 LATENCY_CHANGE_MS: Levels = (10.0, 50.0, 100.0)
 DISTRIBUTIONS_VERSION = 1
-
-Metric = Literal["p50_ms", "p95_ms", "gap_p50_ms", "error_rate", "calls_per_minute"]
-# regression / improvement: worse / better, surely and by at least a low level; changed: a volume
-# that moved (traffic is neither better nor worse); unchanged: within the levels, or not sure.
-Verdict = Literal["regression", "improvement", "changed", "unchanged", "not enough samples"]
-VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "changed", "not enough samples", "unchanged")
-ChangeSide = Literal["backend", "frontend", "both"]  # "both": the gap between the two sides
 
 
 # --- distributions: what a saved report keeps so that a later run can be tested against it ---
@@ -318,55 +328,6 @@ def _int(value: Any) -> int:
 
 
 # --- the comparison -------------------------------------------------------------------------
-
-
-class Change(msgspec.Struct, frozen=True, kw_only=True):
-    """One figure of one endpoint and side, in the baseline and now, and the verdict on it.
-
-    ``change`` is now minus then in the figure's unit (percentage points for ``error_rate``);
-    ``change_pct`` is that change as a % of the baseline's figure. ``confidence`` is 1 minus the
-    p-value of ``test`` adjusted for the number of figures tested together (Benjamini-Hochberg),
-    None where no test applies (a gap from medians per side).
-    """
-
-    key: str
-    side: ChangeSide
-    metric: Metric
-    verdict: Verdict
-    severity: Severity | None
-    baseline: float | None
-    current: float | None
-    change: float | None
-    change_pct: float | None
-    samples: dict[Literal["baseline", "current"], int]
-    confidence: float | None
-    test: str
-    message: str
-
-
-class Presence(msgspec.Struct, frozen=True, kw_only=True):
-    """An endpoint side one run saw and the other did not: new since the baseline, or vanished."""
-
-    key: str
-    side: Service
-    calls: int
-    calls_per_minute: float | None
-
-
-class BaselineComparison(msgspec.Struct, frozen=True, kw_only=True):
-    """The report's ``baseline`` section: every change judged, most severe regression first,
-    the endpoints new or vanished, and the differences between the sides that are new (or worse)
-    since the baseline."""
-
-    baseline: dict[str, Any]
-    distributions: bool  # both runs carry distributions, so every latency change was tested
-    changes: list[Change]
-    new_endpoints: list[Presence]
-    vanished_endpoints: list[Presence]
-    new_differences: list[Difference]
-    counts: dict[Verdict, int]
-    levels: dict[str, Any]
-    notes: list[str]
 
 
 def compare_runs(baseline: Run, current: Run, t: Thresholds) -> BaselineComparison:
@@ -722,3 +683,72 @@ def _signed(value: float) -> str:
 
 def _signed_pct(before: float, after: float) -> str:
     return "new from 0" if before == 0 else f"{(after - before) / abs(before) * 100:+.0f}%"
+
+
+# --- the live monitor's pinned baseline -----------------------------------------------------
+
+
+class PinnedBaseline(msgspec.Struct, frozen=True, kw_only=True):
+    """A window of the live monitor pinned as its baseline (``POST /baseline``): its
+    distributions per endpoint and side, so a later window is tested against it as a saved
+    report is, and the differences between the sides it had. Kept in the store."""
+
+    pinned_at: float  # Unix seconds
+    window_seconds: float
+    distributions: Distributions
+    differences: list[Difference]
+
+
+def pin_window(pair: PairStats, differences: list[Difference], now: float, window_s: float) -> PinnedBaseline:
+    """The window ``pair`` pinned at ``now`` (``differences``: those it has between the sides)."""
+    return PinnedBaseline(
+        pinned_at=now, window_seconds=window_s, distributions=distributions(pair), differences=differences
+    )
+
+
+def since_baseline(
+    pinned: PinnedBaseline, pair: PairStats, differences: list[Difference], t: Thresholds
+) -> BaselineComparison:
+    """What changed from the pinned window to the window ``pair`` (``differences``: its own), with
+    every latency change tested on both distributions."""
+    then = _run_of_pinned(pinned, t)
+    now = _run_of_distributions(distributions(pair), t, differences, {"kind": "the monitor's window"})
+    return compare_runs(then, now, t)
+
+
+def pinned_summary(pinned: PinnedBaseline, t: Thresholds) -> PinnedSummary:
+    """The pinned window's figures per endpoint key and side, as ``GET /baseline`` shows them."""
+    run = _run_of_pinned(pinned, t)
+
+    def side(key: str, service: Service) -> PinnedSide | None:
+        found = run.endpoints.get((key, service))
+        if found is None:
+            return None
+        return PinnedSide(
+            calls=found.count,
+            errors=found.errors,
+            p50_ms=_rnd(found.p50),
+            p95_ms=_rnd(found.p95),
+            calls_per_minute=_rnd(found.per_minute),
+        )
+
+    gaps = run.gaps
+    return PinnedSummary(
+        pinned_at=pinned.pinned_at,
+        window_seconds=pinned.window_seconds,
+        endpoints=[
+            PinnedEndpoint(
+                key=key,
+                backend=side(key, "backend"),
+                frontend=side(key, "frontend"),
+                gap_p50_ms=_rnd(gaps[key].ms) if key in gaps else None,
+            )
+            for key in sorted(pinned.distributions.endpoints)
+        ],
+        differences=pinned.differences,
+    )
+
+
+def _run_of_pinned(pinned: PinnedBaseline, t: Thresholds) -> Run:
+    source = {"kind": "pinned window", "pinned_at": pinned.pinned_at, "window_seconds": pinned.window_seconds}
+    return _run_of_distributions(pinned.distributions, t, pinned.differences, source)
