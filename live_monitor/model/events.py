@@ -70,6 +70,25 @@ SampleRate = Annotated[
         description="the share of such events this client sends: each stands for 1/rate of them",
     ),
 ]
+# Which build and which deployment sent an event (Sentry's release and environment): free text,
+# as bounded as a component, so views can be filtered and a baseline be "the previous release".
+MAX_RELEASE, MAX_ENVIRONMENT = 200, 64  # Sentry's limits
+Release = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_RELEASE,
+        description="the build that sent the event (a version or a commit), e.g. 1.4.2",
+    ),
+]
+Environment = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_ENVIRONMENT,
+        description="the deployment that sent the event, e.g. production or staging",
+    ),
+]
 _HEX_BYTES = b"0123456789abcdef"
 _SERVICES = vocabulary.SERVICES
 _STATUSES = vocabulary.STATUSES
@@ -127,6 +146,8 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
     span_id: SpanId | None = None
     parent_span_id: SpanId | None = None  # the span this request was made in (its caller's)
     sample_rate: SampleRate | None = None  # None: every such event is sent
+    release: Release | None = None  # None: not said (older clients)
+    environment: Environment | None = None
 
     def _check_built(self) -> None:
         self.timestamp = _to_datetime(self.timestamp)
@@ -137,6 +158,10 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
             raise ValueError("service must be backend or frontend, status success or error")
         if not (0 < len(self.component) <= 128 and 0 < len(self.action) <= 256):
             raise ValueError("component: 1 to 128 characters, action: 1 to 256")
+        for name, limit in (("release", MAX_RELEASE), ("environment", MAX_ENVIRONMENT)):
+            value = getattr(self, name)
+            if value is not None and not (value.__class__ is str and 0 < len(value) <= limit):
+                raise ValueError(f"{name}: must be text of 1 to {limit} characters")
         problem = event_problem(self)
         if problem:
             raise ValueError(problem)
@@ -479,6 +504,8 @@ _FIELDS = {
     "span_id",
     "parent_span_id",
     "sample_rate",
+    "release",
+    "environment",
 }
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _RULES = [
@@ -496,6 +523,7 @@ _RULES = [
     (re.compile(r"Invalid enum value '(.*)'"), r"invalid value '\1'"),
     (re.compile(r"Invalid RFC3339 encoded datetime"), "must be ISO 8601 or epoch seconds"),
     (re.compile(r"Expected `float \| null`, got `(\w+)`"), r"must be a number or null, got \1"),
+    (re.compile(r"Expected `str \| null`, got `(\w+)`"), r"must be text or null, got \1"),
     (re.compile(r"Expected `(\w+)`, got `(\w+)`"), r"must be \1, got \2"),
     (re.compile(r"Object missing required field `(\w+)`"), r"\1: required"),
 ]
