@@ -29,9 +29,9 @@ from live_monitor.model.stats import Aggregate, LatencySketch
 from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES
 
 if TYPE_CHECKING:
-    from live_monitor.core.filtered import EventFilter, FilteredView
+    from live_monitor.core.filtered import FilteredView
     from live_monitor.core.monitor import LiveExecutionMonitor
-    from live_monitor.model.events import ExecutionEvent
+    from live_monitor.model.events import EventFilter, ExecutionEvent
 
 __all__ = ["SCAN_LIMIT", "SLOWEST", "STEPS_PER_DECADE", "endpoint_drill"]
 

@@ -12,12 +12,12 @@ and says so (``covers_window`` false).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from live_monitor.model import policy
+from live_monitor.model.events import EventFilter
 from live_monitor.model.results import FilterNote
 from live_monitor.model.routes import RouteTemplates, key_by_routes
 from live_monitor.model.stats import PairStats
@@ -27,24 +27,7 @@ if TYPE_CHECKING:
     from live_monitor.model.events import ExecutionEvent
     from live_monitor.store import Store
 
-__all__ = ["EventFilter", "FilteredView"]
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    """Which events a view counts: those of ``release`` and of ``environment`` (None: any)."""
-
-    release: str | None = None
-    environment: str | None = None
-
-    def __bool__(self) -> bool:
-        return self.release is not None or self.environment is not None
-
-    def matches(self, event: ExecutionEvent) -> bool:
-        """True when ``event`` is of the release and the environment asked for."""
-        return (self.release is None or event.release == self.release) and (
-            self.environment is None or event.environment == self.environment
-        )
+__all__ = ["FilteredView"]
 
 
 class FilteredView:

@@ -18,12 +18,12 @@ from typing import Any, cast
 import msgspec
 
 from live_monitor.core.alerts import AlertLoop
-from live_monitor.core.filtered import EventFilter, FilteredView
+from live_monitor.core.filtered import FilteredView
 from live_monitor.core.history import History
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.comparator import compare, comparison, endpoint_rows, summaries
-from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
+from live_monitor.model.events import BatchResult, EventFilter, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.results import ActivityPoint, DataAnswer, Difference, SystemSample
 from live_monitor.model.routes import RouteTemplates, key_by_routes, learn_routes
 from live_monitor.model.scrub import Scrubber

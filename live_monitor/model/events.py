@@ -7,6 +7,7 @@ every rejection names its index, field and rule (``events[3].duration_ms: must b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ __all__ = [
     "IncomingEvent",
     "scrub_details",
     "prepare_events",
+    "EventFilter",
 ]
 
 MAX_DETAILS_BYTES = 8 * 1024
@@ -235,6 +237,28 @@ class IncomingEvent(ExecutionEvent):
     """An event as a client may send it: epoch seconds or a naive ISO time allowed."""
 
     timestamp: IncomingTimestamp = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFilter:
+    """Which events a view counts: those of ``release`` and of ``environment`` (None: any). The
+    live views and the report's files filter alike (anything with the two attributes)."""
+
+    release: str | None = None
+    environment: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.release is not None or self.environment is not None
+
+    def matches(self, event: Any) -> bool:
+        """True when ``event`` is of the release and the environment asked for."""
+        return (self.release is None or event.release == self.release) and (
+            self.environment is None or event.environment == self.environment
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        """The values asked for (those given), e.g. for a report's summary."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 def _settled(event: ExecutionEvent) -> ExecutionEvent:

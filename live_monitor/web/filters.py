@@ -7,8 +7,7 @@ from typing import Any
 
 from flask import request
 
-from live_monitor.core.filtered import EventFilter
-from live_monitor.model.events import MAX_ENVIRONMENT, MAX_RELEASE
+from live_monitor.model.events import MAX_ENVIRONMENT, MAX_RELEASE, EventFilter
 from live_monitor.web.errors import ApiError
 
 __all__ = ["FILTER_PARAMS", "event_filter"]
