@@ -117,8 +117,8 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
   const targets = opts.tracePropagationTargets;
   check("tracePropagationTargets", targets, !targets || Array.isArray(targets), "an array");
   const labels: Pick<ExecutionEvent, "release" | "environment"> = {};
-  for (const [name, max] of [["release", 200], ["environment", 64]] as const) {
-    const value = opts[name];
+  for (const name of ["release", "environment"] as const) {
+    const [value, max] = [opts[name], name === "release" ? 200 : 64];
     const ok = value === undefined || (typeof value === "string" && !!value && value.length <= max);
     check(name, value, ok, `text of 1 to ${max} characters`);
     if (value !== undefined) labels[name] = value;

@@ -33,11 +33,16 @@ __all__ = ["FilteredView"]
 class FilteredView:
     """The window's figures of the events ``where`` matches, from one read of the stored events.
 
-    ``stats`` is what ``Store.window_stats`` would give if only those events had come; ``events``
-    holds each side's matching stored events (oldest first, own traffic too) for the event lists.
+    ``stats`` is what ``Store.window_stats`` would give if only those events had come: the window
+    read by the events' own timestamps (the store keeps no arrival time an event), rates over the
+    unfiltered window's ``minutes``, so a release sending half the calls shows half the rate.
+    ``events`` holds each side's matching stored events (oldest first, own traffic too) for the
+    event lists.
     """
 
-    def __init__(self, store: Store, routes: RouteTemplates, where: EventFilter, now: float) -> None:
+    def __init__(
+        self, store: Store, routes: RouteTemplates, where: EventFilter, now: float, minutes: float
+    ) -> None:
         self.where = where
         since = now - store.window_s
         stored = {side: store.events(side) for side in SERVICES}
@@ -52,8 +57,6 @@ class FilteredView:
         }
         window = [e for side in SERVICES for e in self.events[side] if e.epoch >= since]
         self.stats = _count(policy.counted(window), routes)
-        oldest = min((e.epoch for e in window), default=None)
-        minutes = policy.window_minutes(now, oldest, store.window_s, store.bucket_s)
         self.stats.backend.minutes = self.stats.frontend.minutes = minutes
 
     def newest(

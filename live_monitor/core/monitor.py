@@ -280,8 +280,8 @@ class LiveExecutionMonitor:
     def view(self, where: EventFilter) -> FilteredView:
         """The window's figures of the events of one release and/or environment, computed from
         the stored events (``core.filtered``: the running statistics hold all events together)."""
-        self._sync_routes([])
-        return FilteredView(self.store, self.routes, where, self._clock())
+        minutes = self.window_stats().backend.minutes  # rates per minute of the same window
+        return FilteredView(self.store, self.routes, where, self._clock(), minutes)
 
     def filtered_differences(self, view: FilteredView) -> list[Difference]:
         """The differences of a filtered view (never cached: each view is read once)."""
