@@ -405,6 +405,7 @@ def _document(limits: _Limits) -> dict[str, Any]:
                 "One endpoint drilled into: both sides' latency distributions, the matched requests' "
                 "gaps and slowest waterfalls, HTTP statuses, differences and calls per minute",
                 _json(_ref("EndpointDrill"), "the endpoint, side by side"),
+                400,
                 404,
                 parameters=[
                     {
