@@ -6,7 +6,10 @@ them: /data, /differences and the drill-down on both stores, and the report's --
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,10 @@ from urllib.parse import quote
 import pytest
 import requests
 from flask import Flask
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,8 +31,8 @@ from opentelemetry.trace import SpanKind
 import backend_logging_config as blc
 import execution_difference_report as report
 from live_monitor.model.events import ExecutionEvent, decode_batch
-from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_TRACES_PATH
-from tests.helpers import wait_for
+from live_monitor.vocabulary import API, EVENTS_PATH, OTLP_LOGS_PATH, OTLP_TRACES_PATH
+from tests.helpers import ROOT, wait_for
 
 KEY = "GET /api/orders/:id"
 T0 = datetime.now(UTC) - timedelta(minutes=5)
@@ -204,6 +210,28 @@ def test_an_otel_resources_service_version_and_deployment_environment_become_the
     assert [e["release"] for e in staging["recent_events"]] == ["2.0.1"]
 
 
+@pytest.mark.filterwarnings("ignore:.*LoggingHandler.*:DeprecationWarning")
+def test_an_otel_log_records_resource_gives_its_release_too(client):
+    records = InMemoryLogRecordExporter()
+    resource = Resource.create({"service.version": "2.0.1", "deployment.environment": "staging"})
+    provider = LoggerProvider(resource=resource)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(records))
+    logger = logging.getLogger("tests.release.otel")
+    logger.propagate = False
+    handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+    logger.addHandler(handler)
+    try:
+        logger.warning("paid", extra={"component": "checkout", "action": "pay"})
+    finally:
+        logger.removeHandler(handler)
+        provider.shutdown()
+    body = encode_logs(records.get_finished_logs()).SerializeToString()
+    answer = client.post(OTLP_LOGS_PATH, data=body, headers={"Content-Type": "application/x-protobuf"})
+    assert answer.status_code == 200
+    [event] = client.get(f"{API}/data?release=2.0.1&environment=staging").json["recent_events"]
+    assert (event["component"], event["action"]) == ("checkout", "pay")
+
+
 @pytest.mark.usefixtures("restore_logging_globals")
 def test_backend_logging_config_stamps_its_release_on_every_event_it_sends(monitor_server, monkeypatch):
     monkeypatch.setenv("LIVE_MONITOR_ENVIRONMENT", "canary")  # taken when no argument names one
@@ -272,3 +300,12 @@ def test_the_report_asks_a_monitor_for_one_releases_figures(monitor_server, tmp_
     [row_] = [r for r in found["summary"]["endpoints"] if r["key"] == KEY]
     assert row_["backend"]["count"] == 60 and row_["backend"]["p50_ms"] > 150
     assert requests.get(f"{monitor_server.api}/data?release=", timeout=5).status_code == 400
+
+
+def test_the_readmes_release_commands_are_the_reports_own():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = re.findall(r"^python execution_difference_report\.py (.*--(?:baseline-)?release .+)$", text, re.M)
+    assert len(lines) == 2
+    for line in lines:
+        args = report.build_parser().parse_args(shlex.split(line))
+        assert args.release == "1.5.0"
