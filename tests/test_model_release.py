@@ -149,6 +149,16 @@ def test_a_filter_that_matches_every_event_gives_the_unfiltered_figures(make_app
     assert filtered["differences"] == plain["differences"]
 
 
+def test_a_filtered_view_says_when_the_store_no_longer_holds_its_whole_window(make_app):
+    client = make_app({"max_events": 100}).test_client()
+    assert client.post(EVENTS_PATH, json=two_releases(n=40)).json["accepted"] == 160
+    note = client.get(f"{API}/data?release=1.1").json["filter"]
+    assert (note["matched_backend"], note["covers_window"]) == (40, True)  # 80 of 100 kept: all
+    assert client.post(EVENTS_PATH, json=two_releases(n=20, seed=8)).json["accepted"] == 80
+    note = client.get(f"{API}/data?release=1.1").json["filter"]
+    assert (note["scanned"], note["covers_window"]) == (200, False)  # 20 a side were evicted
+
+
 def test_differences_and_the_drill_down_filtered_by_release(store_client):
     def gap_differences(query: str) -> list[dict[str, Any]]:
         found = store_client.get(f"{API}/differences{query}").json["differences"]

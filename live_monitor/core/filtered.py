@@ -47,10 +47,11 @@ class FilteredView:
         since = now - store.window_s
         stored = {side: store.events(side) for side in SERVICES}
         self.scanned = sum(len(events) for events in stored.values())
-        # complete when no side is full, or a full side still holds the window's oldest events
+        # complete when no side has evicted an event, or what it keeps reaches back past the window
+        evicted = store.counts()["evicted_by_service"]
         self.covers_window = all(
-            len(events) < store.max_events or (events and events[0].epoch <= since)
-            for events in stored.values()
+            not evicted.get(side) or bool(events and events[0].epoch <= since)
+            for side, events in stored.items()
         )
         self.events: dict[str, list[ExecutionEvent]] = {
             side: [e for e in events if where.matches(e)] for side, events in stored.items()

@@ -160,10 +160,8 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
             raise ValueError("service must be backend or frontend, status success or error")
         if not (0 < len(self.component) <= 128 and 0 < len(self.action) <= 256):
             raise ValueError("component: 1 to 128 characters, action: 1 to 256")
-        for name, limit in (("release", MAX_RELEASE), ("environment", MAX_ENVIRONMENT)):
-            value = getattr(self, name)
-            if value is not None and not (value.__class__ is str and 0 < len(value) <= limit):
-                raise ValueError(f"{name}: must be text of 1 to {limit} characters")
+        if self.release is not None or self.environment is not None:  # usually neither: no loop
+            _check_labels(self)
         problem = event_problem(self)
         if problem:
             raise ValueError(problem)
@@ -195,6 +193,14 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
     def to_dict(self) -> dict[str, Any]:
         """Return the event as JSON-ready builtins."""
         return msgspec.to_builtins(self)
+
+
+def _check_labels(event: ExecutionEvent) -> None:
+    """Raise ValueError unless the event's release and environment are text the schema allows."""
+    for name, limit in (("release", MAX_RELEASE), ("environment", MAX_ENVIRONMENT)):
+        value = getattr(event, name)
+        if value is not None and not (value.__class__ is str and 0 < len(value) <= limit):
+            raise ValueError(f"{name}: must be text of 1 to {limit} characters")
 
 
 def _iso_pattern() -> str:
