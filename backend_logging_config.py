@@ -213,6 +213,18 @@ def _refused(code: int, retry_after: str | None, answer: bytes) -> _Answer:
     return code, wait, answer, f"HTTP {code} from monitor: {detail}"
 
 
+def _labels(release: str | None, environment: str | None) -> dict[str, str]:
+    """The release and environment given (None: not given), checked as the monitor checks them."""
+    labels = {}
+    for name, value, limit in (("release", release, 200), ("environment", environment, 64)):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not 0 < len(value) <= limit:
+            raise ValueError(f"{name} must be text of 1 to {limit} characters, got {value!r}")
+        labels[name] = value
+    return labels
+
+
 class MonitorClient:
     """Ships events to the monitor from a daemon thread, never blocking the app: ``record`` only
     appends to a queue bounded by ``max_queue`` (waiting plus in flight). Batches are retried on
@@ -269,13 +281,8 @@ class MonitorClient:
         """Stamp ``release`` (the build, e.g. "1.4.2") and ``environment`` (e.g. "production") on
         every event this client sends from now on; None leaves one as it is. An event that names
         its own keeps it. ValueError unless text of 1 to 200 (release) or 64 characters."""
-        for name, value, limit in (("release", release, 200), ("environment", environment, 64)):
-            if value is None:
-                continue
-            if not isinstance(value, str) or not 0 < len(value) <= limit:
-                raise ValueError(f"{name} must be text of 1 to {limit} characters, got {value!r}")
-            self._labels[name] = value
-        self._labels_json = _ENCODER.encode(self._labels)[1:-1]
+        labels = {**self._labels, **_labels(release, environment)}
+        self._labels, self._labels_json = labels, _ENCODER.encode(labels)[1:-1]
 
     @property
     def labels(self) -> dict[str, str]:
@@ -672,6 +679,7 @@ def configure_logging(
     ``LIVE_MONITOR_RELEASE``, ``_ENVIRONMENT``) go on every event sent to the monitor
     (``MonitorClient.label``). Returns the root/``logger_name`` logger."""
     global _logging_client
+    _labels(release, environment)  # a bad one fails here, with or without a monitor
     level_no = _parse_level(os.environ.get("LIVE_MONITOR_LOG_LEVEL") or level)
     log_file = os.environ.get("LIVE_MONITOR_LOG_FILE") or log_file
     env_format = os.environ.get("LIVE_MONITOR_LOG_FORMAT", "").strip().lower()

@@ -267,6 +267,8 @@ def test_backend_logging_config_stamps_its_release_on_every_event_it_sends(monit
     assert [e["component"] for e in monitor_server.get("/data?release=own")["recent_events"]] == ["db"]
     with pytest.raises(ValueError, match="release must be text of 1 to 200 characters"):
         blc.init_app(app, monitor_server.url, release="")
+    with pytest.raises(ValueError, match="environment must be text of 1 to 64 characters"):
+        blc.configure_logging(environment="e" * 65)  # checked with or without a monitor
 
 
 # -- the report --------------------------------------------------------------------------------
