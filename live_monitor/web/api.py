@@ -153,13 +153,13 @@ def data() -> Response:
 @bp.get(f"{API}/differences")
 def differences() -> Response:
     monitor = _monitor()
-    where = event_filter()
-    view = monitor.view(where) if where else None
-    found = monitor.filtered_differences(view) if view else monitor.differences()
     floor = request.args.get("min_severity")
+    if floor is not None and floor not in SEVERITIES:
+        raise ApiError(400, f"min_severity must be {', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}")
+    where = event_filter()
+    view = monitor.view(where) if where else None  # after the checks: a bad query costs no view
+    found = monitor.filtered_differences(view) if view else monitor.differences()
     if floor is not None:
-        if floor not in SEVERITIES:
-            raise ApiError(400, f"min_severity must be {', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}")
         found = [d for d in found if severity_rank(d.severity) >= severity_rank(floor)]
     answer = {"differences": found, "count": len(found), "thresholds": monitor.thresholds.as_dict()}
     if view:
