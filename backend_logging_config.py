@@ -213,6 +213,18 @@ def _refused(code: int, retry_after: str | None, answer: bytes) -> _Answer:
     return code, wait, answer, f"HTTP {code} from monitor: {detail}"
 
 
+def _labels(release: str | None, environment: str | None) -> dict[str, str]:
+    """The release and environment given (None: not given), checked as the monitor checks them."""
+    labels = {}
+    for name, value, limit in (("release", release, 200), ("environment", environment, 64)):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not 0 < len(value) <= limit:
+            raise ValueError(f"{name} must be text of 1 to {limit} characters, got {value!r}")
+        labels[name] = value
+    return labels
+
+
 class MonitorClient:
     """Ships events to the monitor from a daemon thread, never blocking the app: ``record`` only
     appends to a queue bounded by ``max_queue`` (waiting plus in flight). Batches are retried on
@@ -232,8 +244,10 @@ class MonitorClient:
         backoff_max: float = 30.0,
         shutdown_timeout: float = 2.0,
         token: str | None = None,
+        release: str | None = None,
+        environment: str | None = None,
     ) -> None:
-        for name, value in list(locals().items())[2:-1]:  # the numeric options, in order
+        for name, value in list(locals().items())[2:-3]:  # the numeric options, in order
             least = 1 if name in ("batch_size", "max_queue") else 0
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least:
                 raise ValueError(f"MonitorClient {name} must be a number >= {least}, got {value!r}")
@@ -243,6 +257,12 @@ class MonitorClient:
         self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
         self.shutdown_timeout = float(shutdown_timeout)
         self.token = token or os.environ.get("LIVE_MONITOR_TOKEN") or None
+        self._labels: dict[str, str] = {}  # release and environment, stamped on every event sent
+        self._labels_json = ""  # the same as JSON members, for events already written as JSON
+        self.label(
+            release or os.environ.get("LIVE_MONITOR_RELEASE") or None,
+            environment or os.environ.get("LIVE_MONITOR_ENVIRONMENT") or None,
+        )
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         loopback = host in ("localhost", "::1") or host.startswith("127.")
@@ -256,6 +276,18 @@ class MonitorClient:
         self._last_warning = float("-inf")
         self._init_state()
         _clients.add(self)
+
+    def label(self, release: str | None = None, environment: str | None = None) -> None:
+        """Stamp ``release`` (the build, e.g. "1.4.2") and ``environment`` (e.g. "production") on
+        every event this client sends from now on; None leaves one as it is. An event that names
+        its own keeps it. ValueError unless text of 1 to 200 (release) or 64 characters."""
+        labels = {**self._labels, **_labels(release, environment)}
+        self._labels, self._labels_json = labels, _ENCODER.encode(labels)[1:-1]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The release and environment stamped on every event (those that were set)."""
+        return dict(self._labels)
 
     def _init_state(self) -> None:
         """Fresh lock, queue and thread (also in a forked child: the parent sends its queue)."""
@@ -393,7 +425,11 @@ class MonitorClient:
                 if isinstance(event, dict):
                     if isinstance(event.get("timestamp"), float):  # epoch, as taken on the app's thread
                         event["timestamp"] = _iso(event["timestamp"])
+                    if self._labels:
+                        event = {**self._labels, **event}
                     event = _ENCODER.encode(event)
+                elif self._labels_json:  # a request's event, written as JSON: one object
+                    event = f"{event[:-1]},{self._labels_json}}}"
             except Exception as exc:  # noqa: BLE001 - one event must not sink the whole batch
                 self._drop(1, "unserializable", f"cannot write event as JSON: {type(exc).__name__}: {exc}")
                 continue
@@ -634,11 +670,16 @@ def configure_logging(
     logger_name: str | None = None,
     max_bytes: int = 10 * 1024 * 1024,
     backup_count: int = 5,
+    release: str | None = None,
+    environment: str | None = None,
 ) -> logging.Logger:
     """Configure logging (``dictConfig``): stderr, optional rotating file, optional monitor;
     a second call replaces the handlers. Env ``LIVE_MONITOR_LOG_LEVEL``, ``_LOG_FILE`` and
-    ``_LOG_FORMAT`` (json|text) override the arguments. Returns the root/``logger_name`` logger."""
+    ``_LOG_FORMAT`` (json|text) override the arguments. ``release`` and ``environment`` (else env
+    ``LIVE_MONITOR_RELEASE``, ``_ENVIRONMENT``) go on every event sent to the monitor
+    (``MonitorClient.label``). Returns the root/``logger_name`` logger."""
     global _logging_client
+    _labels(release, environment)  # a bad one fails here, with or without a monitor
     level_no = _parse_level(os.environ.get("LIVE_MONITOR_LOG_LEVEL") or level)
     log_file = os.environ.get("LIVE_MONITOR_LOG_FILE") or log_file
     env_format = os.environ.get("LIVE_MONITOR_LOG_FORMAT", "").strip().lower()
@@ -659,6 +700,8 @@ def configure_logging(
         }
     old = _logging_client
     _logging_client = _client_for(monitor_url, old) if monitor_url else None
+    if _logging_client:
+        _logging_client.label(release, environment)
     if _logging_client:
         handlers["live_monitor"] = {"()": functools.partial(MonitorHandler, _logging_client)}
     target = {"level": level_no, "handlers": list(handlers)}
@@ -754,6 +797,8 @@ def init_app(
     client: MonitorClient | None = None,
     *,
     record_outgoing: bool = False,
+    release: str | None = None,
+    environment: str | None = None,
 ) -> MonitorClient:
     """Instrument a Flask app: one backend ``http`` event per request, traced and timed, keyed by
     the Flask rule that served it. Reads ``traceparent``, answers ``Server-Timing`` (exposed to
@@ -761,8 +806,11 @@ def init_app(
     app's own HTTP calls too (``record_outgoing_calls``). Returns the client (the default one if it
     posts to the same URL), kept in ``app.extensions``; a second call only swaps the client. It
     wraps ``app.wsgi_app``: a WSGI layer costs the app's thread a fraction of what Flask's hooks
-    and proxies do."""
+    and proxies do. ``release`` and ``environment`` go on every event the client sends
+    (``MonitorClient.label``; env ``LIVE_MONITOR_RELEASE``, ``_ENVIRONMENT`` when not given)."""
     client = _client_for(monitor_url, _default_client) if client is None else client
+    if isinstance(client, MonitorClient):
+        client.label(release, environment)
     instrumented = "live_monitor" in app.extensions
     app.extensions["live_monitor"] = client  # the middleware reads it here, so a new call swaps it
     if _default_client is None or _default_client.closed:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from live_monitor.model.baseline import BaselineComparison, failures
+from live_monitor.model.events import MAX_ENVIRONMENT, MAX_RELEASE, EventFilter
 from live_monitor.tools.files import InputError
 from live_monitor.tools.render import RENDERERS
 from live_monitor.tools.report import (
@@ -55,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
             "     a regression since the baseline, or a difference new since it)\n\n"
             "baseline: a report saved with --format json (from event files it keeps each\n"
             "endpoint's distributions, so every latency change is tested), a saved /data export,\n"
-            "or event files: one file holding both sides' events, or a backend and a frontend file."
+            "or event files: one file holding both sides' events, or a backend and a frontend file.\n\n"
+            "releases: --release and --environment keep the events that carry that release and\n"
+            "environment (the monitor is asked for those figures with ?release= and ?environment=);\n"
+            "--baseline-release R compares with the events of release R: of the --baseline files,\n"
+            "else of the same data files (the previous release as the baseline)."
         ),
     )
     parser.add_argument("--format", choices=sorted(RENDERERS), default="markdown", help="default: markdown")
@@ -88,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 3 when a difference of this severity or higher is found; with --baseline, "
         "a regression since the baseline or a difference new since it (CI gate)",
     )
+    parser.add_argument(
+        "--release", type=_label(MAX_RELEASE), help="only the events of this release (an event's `release`)"
+    )
+    parser.add_argument(
+        "--environment",
+        type=_label(MAX_ENVIRONMENT),
+        help="only the events of this environment (an event's `environment`), in the run and the baseline",
+    )
+    parser.add_argument(
+        "--baseline-release",
+        metavar="RELEASE",
+        type=_label(MAX_RELEASE),
+        help="compare with the events of this release: of the --baseline files, else of the data files",
+    )
     parser.add_argument("--progress", action="store_true", help="progress on stderr even if not a TTY")
     return parser
 
@@ -102,6 +121,17 @@ def _monitor_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL with a host, not {text!r}")
     return text.strip()
+
+
+def _label(limit: int) -> Callable[[str], str]:
+    """A --release or --environment value: text of 1 to ``limit`` characters, as events hold them."""
+
+    def check(text: str) -> str:
+        if not 0 < len(text) <= limit:
+            raise argparse.ArgumentTypeError(f"must be 1 to {limit} characters")
+        return text
+
+    return check
 
 
 def _seconds(text: str) -> float:
@@ -155,10 +185,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("error: --baseline takes one file, or a backend and a frontend file", file=sys.stderr)
         return EXIT_USAGE
+    if args.baseline_release and not (args.baseline or sources):
+        parser.print_usage(sys.stderr)
+        print(
+            "error: --baseline-release reads events: give --baseline files or --backend-data/--frontend-data",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.min_samples is not None and args.min_samples < 1:
         print("error: --min-samples must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     tty = sys.stderr.isatty()
+    where = EventFilter(args.release, args.environment) or None
     try:
         if sources is None:
             if (args.thresholds or args.min_samples is not None) and not args.baseline:
@@ -167,17 +205,19 @@ def main(argv: list[str] | None = None) -> int:
                     "monitor reports with its own (start it with --thresholds/--min-samples)",
                     file=sys.stderr,
                 )
-            report = report_from_monitor(args.url or DEFAULT_URL, args.token, args.timeout)
+            report = report_from_monitor(args.url or DEFAULT_URL, args.token, args.timeout, where)
         else:
             thresholds = load_thresholds(args.thresholds, args.min_samples)
             progress = _progress_printer(tty) if (tty or args.progress) else None
-            report = report_from_files(sources, thresholds, progress)
+            report = report_from_files(sources, thresholds, progress, where)
             if progress is not None and tty:
                 sys.stderr.write("\n")
         comparison = None
-        if args.baseline:
+        if args.baseline or args.baseline_release:
             thresholds = load_thresholds(args.thresholds, args.min_samples)
-            comparison = attach_baseline(report, [Path(p) for p in args.baseline], thresholds)
+            paths = [Path(p) for p in args.baseline] if args.baseline else [p for p, _ in sources or []]
+            before = EventFilter(args.baseline_release, args.environment) if args.baseline_release else None
+            comparison = attach_baseline(report, paths, thresholds, before)
         text = RENDERERS[args.format](report)
         if args.output:
             try:

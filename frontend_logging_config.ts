@@ -124,6 +124,13 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
   );
   const targets = opts.tracePropagationTargets;
   check("tracePropagationTargets", targets, !targets || Array.isArray(targets), "an array");
+  const labels: Pick<ExecutionEvent, "release" | "environment"> = {};
+  for (const name of ["release", "environment"] as const) {
+    const [value, max] = [opts[name], name === "release" ? 200 : 64];
+    const ok = value === undefined || (typeof value === "string" && !!value && value.length <= max);
+    check(name, value, ok, `text of 1 to ${max} characters`);
+    if (value !== undefined) labels[name] = value;
+  }
   const flushIntervalMs = positive("flushIntervalMs", 2000);
   // Accept the ingest URL or the API base too, not only the monitor's base URL.
   const ingestUrl = base.href.replace(/(\/api\/live-execution(\/events)?)?\/*$/, "") + INGEST_PATH;
@@ -181,6 +188,7 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
         if (fields.parent_span_id) event.parent_span_id = fields.parent_span_id;
       }
       if (fields.sample_rate) event.sample_rate = fields.sample_rate;
+      Object.assign(event, labels);
       transport.enqueue(event);
       // The page is going away: send at once (the flush interval may never come).
       if (hidden) later(flushNow, 0);

@@ -15,6 +15,9 @@ export interface ExecutionEvent {
   parent_span_id?: string;
   /** The share (0..1] of such events this client sends; each stands for 1/sample_rate. */
   sample_rate?: number;
+  /** The build and the deployment that sent it (the `release` and `environment` options). */
+  release?: string;
+  environment?: string;
 }
 
 /** A URL prefix or exact origin (a leading "/" means a same-origin path prefix), or a RegExp. */
@@ -63,6 +66,10 @@ export interface LiveMonitorOptions {
   storeBytes?: number;
   /** Turn single captures off, e.g. `{scrolls: false}`. All are on by default. */
   capture?: Partial<Record<CaptureKind, boolean>>;
+  /** On every event: the build (e.g. "1.4.2", 1 to 200 characters), to filter or compare by. */
+  release?: string;
+  /** On every event: the deployment (e.g. "production", 1 to 64 characters). */
+  environment?: string;
 }
 
 export type CaptureKind =

@@ -29,8 +29,9 @@ from live_monitor.model.stats import Aggregate, LatencySketch
 from live_monitor.vocabulary import ENDPOINT_COMPONENTS, SERVICES
 
 if TYPE_CHECKING:
+    from live_monitor.core.filtered import FilteredView
     from live_monitor.core.monitor import LiveExecutionMonitor
-    from live_monitor.model.events import ExecutionEvent
+    from live_monitor.model.events import EventFilter, ExecutionEvent
 
 __all__ = ["SCAN_LIMIT", "SLOWEST", "STEPS_PER_DECADE", "endpoint_drill"]
 
@@ -42,11 +43,15 @@ STEPS_PER_DECADE = 10  # log-scale bins per factor of ten: 1, 1.26, 1.58, 2, 2.5
 _SKETCH_GAMMA = (1 + 0.01) / (1 - 0.01)
 
 
-def endpoint_drill(monitor: LiveExecutionMonitor, key: str) -> EndpointDrill | None:
+def endpoint_drill(
+    monitor: LiveExecutionMonitor, key: str, where: EventFilter | None = None
+) -> EndpointDrill | None:
     """The drill-down of endpoint ``key`` (a server route key, ``GET /api/orders/:id``), or None
-    when neither the window nor the newest events know it."""
-    stats = monitor.window_stats()
-    scan = _Scan(monitor, key)
+    when neither the window nor the newest events know it. With ``where``, of the events of one
+    release and/or environment only (``core.filtered``: from the stored events)."""
+    view = monitor.view(where) if where else None
+    stats = view.stats if view else monitor.window_stats()
+    scan = _Scan(monitor, key, view)
     known = key in stats.backend.endpoints or key in stats.frontend.endpoints or key in stats.trace_gaps
     if not known and not scan.server and not scan.browser:
         return None
@@ -70,7 +75,8 @@ def endpoint_drill(monitor: LiveExecutionMonitor, key: str) -> EndpointDrill | N
     }
     slowest = sorted(pairs, key=lambda pair: -(pair[0].duration_ms or 0.0))[:SLOWEST]
     gap_drill: GapDrill = {"edges_ms": gap_edges, "distribution": gaps}
-    return {
+    found = monitor.filtered_differences(view) if view else monitor.differences(stats)
+    answer: EndpointDrill = {
         "key": key,
         "window_seconds": monitor.store.window_s,
         "edges_ms": edges,
@@ -78,10 +84,13 @@ def endpoint_drill(monitor: LiveExecutionMonitor, key: str) -> EndpointDrill | N
         "frontend": drilled["frontend"],
         "gaps": gap_drill,
         "slowest": [waterfall(b, s) for b, s in slowest],
-        "differences": [d for d in monitor.differences(stats) if d.key == key],
+        "differences": [d for d in found if d.key == key],
         "calls_per_minute": _per_minute(scan.server, scan.browser),
         "scanned": scanned,
     }
+    if view:
+        answer["filter"] = view.note()
+    return answer
 
 
 class _Scan:
@@ -91,9 +100,9 @@ class _Scan:
 
     Each event costs a step of a comprehension; only the endpoint's own traces go further."""
 
-    def __init__(self, monitor: LiveExecutionMonitor, key: str) -> None:
+    def __init__(self, monitor: LiveExecutionMonitor, key: str, view: FilteredView | None = None) -> None:
         self.key = key
-        server, browser = (self._calls(monitor, side) for side in SERVICES)
+        server, browser = (self._calls(monitor, side, view) for side in SERVICES)
         self.read = {"backend": len(server), "frontend": len(browser)}
         epochs = [e.epoch for e in (server[:1] + browser[:1])]  # each side's oldest read
         self.since = min(epochs) if epochs else None
@@ -108,10 +117,14 @@ class _Scan:
         self.traced = [e for e in browser + server if e.trace_id in traces]
 
     @staticmethod
-    def _calls(monitor: LiveExecutionMonitor, side: str) -> list[ExecutionEvent]:
-        """One side's newest counted endpoint events (at most ``SCAN_LIMIT`` read), oldest first."""
+    def _calls(monitor: LiveExecutionMonitor, side: str, view: FilteredView | None) -> list[ExecutionEvent]:
+        """One side's newest counted endpoint events (at most ``SCAN_LIMIT`` read; of a filtered
+        view, its newest matching ones), oldest first."""
         component = ENDPOINT_COMPONENTS[side]  # type: ignore[index]
-        newest = monitor.store.recent(SCAN_LIMIT, service=side, include_self=False)
+        if view is not None:
+            newest = view.newest(SCAN_LIMIT, service=side, include_self=False)
+        else:
+            newest = monitor.store.recent(SCAN_LIMIT, service=side, include_self=False)
         events = [e for e in policy.counted(newest) if e.component == component]
         events.reverse()
         return events

@@ -18,12 +18,13 @@ from typing import Any, cast
 import msgspec
 
 from live_monitor.core.alerts import AlertLoop
+from live_monitor.core.filtered import FilteredView
 from live_monitor.core.history import History
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.baseline import PinnedBaseline, pin_window, pinned_summary, since_baseline
 from live_monitor.model.comparator import compare, comparison, endpoint_rows, summaries
-from live_monitor.model.events import BatchResult, ExecutionEvent, decode_batch, prepare_events
+from live_monitor.model.events import BatchResult, EventFilter, ExecutionEvent, decode_batch, prepare_events
 from live_monitor.model.results import (
     ActivityPoint,
     BaselineAnswer,
@@ -288,6 +289,16 @@ class LiveExecutionMonitor:
         key_by_routes(self.routes, copies)
         return copies
 
+    def view(self, where: EventFilter) -> FilteredView:
+        """The window's figures of the events of one release and/or environment, computed from
+        the stored events (``core.filtered``: the running statistics hold all events together)."""
+        minutes = self.window_stats().backend.minutes  # rates per minute of the same window
+        return FilteredView(self.store, self.routes, where, self._clock(), minutes)
+
+    def filtered_differences(self, view: FilteredView) -> list[Difference]:
+        """The differences of a filtered view (never cached: each view is read once)."""
+        return compare(view.stats, self.thresholds)
+
     def differences(self, stats: PairStats | None = None) -> list[Difference]:
         """The differences now detected, recomputed only when a counted event arrived or a time
         bucket entered the window (and the oldest left it): never for a poll or own traffic.
@@ -361,20 +372,35 @@ class LiveExecutionMonitor:
             "alerts": self.alerts.status(),
         }
 
-    def data(self, limit: int | None = None, include_self: bool = True, history: int = 300) -> DataAnswer:
-        """Everything the dashboard draws: summaries, comparison, endpoints, system, events."""
+    def data(
+        self,
+        limit: int | None = None,
+        include_self: bool = True,
+        history: int = 300,
+        where: EventFilter | None = None,
+    ) -> DataAnswer:
+        """Everything the dashboard draws: summaries, comparison, endpoints, system, events;
+        with ``where``, the figures and events of one release and/or environment only (the
+        system and activity samples are the process's, whatever sent the events)."""
         started, elapsed = self._follow_shared_state()
-        stats = self.window_stats()
+        view = self.view(where) if where else None
+        stats = view.stats if view else self.window_stats()
         limit = self.settings["recent_limit"] if limit is None else limit
         backend, frontend = summaries(stats)
-        totals = self.store.counts()["totals"]
+        if view:
+            totals = {side: view.matched(side) for side in ("backend", "frontend")}
+            differences = self.filtered_differences(view)
+            recent = view.newest(limit, include_self=include_self)
+        else:
+            totals = self.store.counts()["totals"]
+            differences = self.differences(stats)
+            recent = self.store.recent(limit, include_self=include_self)
         backend["total_events"], frontend["total_events"] = totals["backend"], totals["frontend"]
         backend["window_events"], frontend["window_events"] = (
             stats.backend.total.count,
             stats.frontend.total.count,
         )
-        differences = self.differences(stats)
-        return {
+        answer: DataAnswer = {
             "monitoring": started is not None,
             "uptime_seconds": round(self._uptime(started, elapsed), 1),
             "window_seconds": self.store.window_s,
@@ -391,10 +417,11 @@ class LiveExecutionMonitor:
             "activity_history": cast(
                 "list[ActivityPoint]", list(self.activity)[-history:] if history > 0 else []
             ),
-            "recent_events": [
-                e.to_dict() for e in self._keyed(self.store.recent(limit, include_self=include_self))
-            ],
+            "recent_events": [e.to_dict() for e in self._keyed(recent)],
         }
+        if view:
+            answer["filter"] = view.note()
+        return answer
 
 
 def tag_own_traffic(events: list[ExecutionEvent]) -> None:

@@ -7,6 +7,7 @@ every rejection names its index, field and rule (``events[3].duration_ms: must b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ __all__ = [
     "IncomingEvent",
     "scrub_details",
     "prepare_events",
+    "EventFilter",
 ]
 
 MAX_DETAILS_BYTES = 8 * 1024
@@ -68,6 +70,25 @@ SampleRate = Annotated[
         ge=MIN_SAMPLE_RATE,
         le=1,
         description="the share of such events this client sends: each stands for 1/rate of them",
+    ),
+]
+# Which build and which deployment sent an event (Sentry's release and environment): free text,
+# as bounded as a component, so views can be filtered and a baseline be "the previous release".
+MAX_RELEASE, MAX_ENVIRONMENT = 200, 64  # Sentry's limits
+Release = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_RELEASE,
+        description="the build that sent the event (a version or a commit), e.g. 1.4.2",
+    ),
+]
+Environment = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_ENVIRONMENT,
+        description="the deployment that sent the event, e.g. production or staging",
     ),
 ]
 _HEX_BYTES = b"0123456789abcdef"
@@ -127,6 +148,8 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
     span_id: SpanId | None = None
     parent_span_id: SpanId | None = None  # the span this request was made in (its caller's)
     sample_rate: SampleRate | None = None  # None: every such event is sent
+    release: Release | None = None  # None: not said (older clients)
+    environment: Environment | None = None
 
     def _check_built(self) -> None:
         self.timestamp = _to_datetime(self.timestamp)
@@ -137,6 +160,8 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
             raise ValueError("service must be backend or frontend, status success or error")
         if not (0 < len(self.component) <= 128 and 0 < len(self.action) <= 256):
             raise ValueError("component: 1 to 128 characters, action: 1 to 256")
+        if self.release is not None or self.environment is not None:  # usually neither: no loop
+            _check_labels(self)
         problem = event_problem(self)
         if problem:
             raise ValueError(problem)
@@ -168,6 +193,14 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
     def to_dict(self) -> dict[str, Any]:
         """Return the event as JSON-ready builtins."""
         return msgspec.to_builtins(self)
+
+
+def _check_labels(event: ExecutionEvent) -> None:
+    """Raise ValueError unless the event's release and environment are text the schema allows."""
+    for name, limit in (("release", MAX_RELEASE), ("environment", MAX_ENVIRONMENT)):
+        value = getattr(event, name)
+        if value is not None and not (value.__class__ is str and 0 < len(value) <= limit):
+            raise ValueError(f"{name}: must be text of 1 to {limit} characters")
 
 
 def _iso_pattern() -> str:
@@ -210,6 +243,28 @@ class IncomingEvent(ExecutionEvent):
     """An event as a client may send it: epoch seconds or a naive ISO time allowed."""
 
     timestamp: IncomingTimestamp = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFilter:
+    """Which events a view counts: those of ``release`` and of ``environment`` (None: any). The
+    live views and the report's files filter alike (anything with the two attributes)."""
+
+    release: str | None = None
+    environment: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.release is not None or self.environment is not None
+
+    def matches(self, event: Any) -> bool:
+        """True when ``event`` is of the release and the environment asked for."""
+        return (self.release is None or event.release == self.release) and (
+            self.environment is None or event.environment == self.environment
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        """The values asked for (those given), e.g. for a report's summary."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 def _settled(event: ExecutionEvent) -> ExecutionEvent:
@@ -479,6 +534,8 @@ _FIELDS = {
     "span_id",
     "parent_span_id",
     "sample_rate",
+    "release",
+    "environment",
 }
 _PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _RULES = [
@@ -496,6 +553,7 @@ _RULES = [
     (re.compile(r"Invalid enum value '(.*)'"), r"invalid value '\1'"),
     (re.compile(r"Invalid RFC3339 encoded datetime"), "must be ISO 8601 or epoch seconds"),
     (re.compile(r"Expected `float \| null`, got `(\w+)`"), r"must be a number or null, got \1"),
+    (re.compile(r"Expected `str \| null`, got `(\w+)`"), r"must be text or null, got \1"),
     (re.compile(r"Expected `(\w+)`, got `(\w+)`"), r"must be \1, got \2"),
     (re.compile(r"Object missing required field `(\w+)`"), r"\1: required"),
 ]

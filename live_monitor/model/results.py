@@ -36,6 +36,7 @@ __all__ = [
     "EndpointDrill",
     "EndpointRow",
     "Episode",
+    "FilterNote",
     "Figures",
     "HistoryAnswer",
     "MinuteCalls",
@@ -193,6 +194,19 @@ else:  # ... which the schema describes by the types they come from
     EventJSON = ExecutionEvent
 
 
+class FilterNote(TypedDict):
+    """What a view filtered by ``?release=``/``?environment=`` was computed from: the stored
+    events (``scanned``, both sides), not the running window statistics, which hold all events
+    together. ``covers_window`` is false when the store had evicted events of the window."""
+
+    release: str | None
+    environment: str | None
+    scanned: int
+    matched_backend: int
+    matched_frontend: int
+    covers_window: bool
+
+
 class DataAnswer(TypedDict):
     """``GET /data``: everything the dashboard draws, in one answer a poll."""
 
@@ -211,6 +225,7 @@ class DataAnswer(TypedDict):
     system_history: list[SystemSample]
     activity_history: list[ActivityPoint]
     recent_events: list[EventJSON]
+    filter: NotRequired[FilterNote]  # only in a view filtered by release or environment
 
 
 class OtlpSignalStatus(TypedDict):
@@ -280,6 +295,7 @@ class DifferencesAnswer(TypedDict):
     differences: list[Difference]
     count: int
     thresholds: ThresholdsJSON
+    filter: NotRequired[FilterNote]  # only in a view filtered by release or environment
 
 
 class HistoryAnswer(TypedDict):
@@ -382,6 +398,7 @@ class EndpointDrill(TypedDict):
     differences: list[Difference]
     calls_per_minute: list[MinuteCalls]
     scanned: Scanned
+    filter: NotRequired[FilterNote]  # only in a view filtered by release or environment
 
 
 # --- what changed since a baseline (model/baseline.py compares; the report and the live monitor answer) ---

@@ -132,6 +132,8 @@ class Event:
     span_id: str | None = None
     parent_span_id: str | None = None  # the span it was made in: a server request's caller
     sample_rate: float | None = None  # the share of such events the client sent (None: all)
+    release: str | None = None  # the build that sent it (None: not said)
+    environment: str | None = None  # the deployment that sent it
 
 
 def iter_records(path: str | Path, on_read: Callable[[int], None] | None = None) -> Iterator[tuple[str, Any]]:
@@ -307,6 +309,8 @@ def to_event(record: Any, where: str, side: Service | None = None) -> Event | No
         _id(record, "span_id"),
         _id(record, "parent_span_id"),
         _sample_rate(record),
+        _id(record, "release"),
+        _id(record, "environment"),
     )
     SCRUBBER.prepare((event,))  # secrets filtered as the monitor filters them
     return event

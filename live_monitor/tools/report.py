@@ -31,6 +31,7 @@ from live_monitor.model.comparator import (
     endpoint_rows,
     summaries,
 )
+from live_monitor.model.events import EventFilter
 from live_monitor.model.routes import RouteTemplates, learn_routes
 from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
@@ -63,11 +64,11 @@ PROGRESS_EVERY = 100_000
 # --- reading event files ----------------------------------------------------------------
 
 
-def _read(path: Path, side: Service | None) -> Iterator[Event]:
+def _read(path: Path, side: Service | None, only: EventFilter | None = None) -> Iterator[Event]:
     """Yield one side's events of a file (both sides' when ``side`` is None, each record naming
     its own): not the other side's (a shared /data export), not log lines without event fields,
-    not the monitor's own traffic."""
-    skipped = {"other": 0, "own": 0}
+    not the monitor's own traffic, and with ``only`` just those of its release and environment."""
+    skipped = {"other": 0, "own": 0, "filtered": 0}
     kept = 0
     for where, record in iter_records(path):
         if isinstance(record, BadRecord):
@@ -77,6 +78,9 @@ def _read(path: Path, side: Service | None) -> Iterator[Event]:
         except ValueError as exc:
             raise InputError(f"{where}: {exc}") from None
         if event is None:
+            continue
+        if only and not only.matches(event):
+            skipped["filtered"] += 1
             continue
         other = side is not None and event.service != side
         if other or not policy.counted([event]):
@@ -92,6 +96,9 @@ def _read(path: Path, side: Service | None) -> Iterator[Event]:
             why = [f"{skipped['other']:,} events of the other side skipped: are the files swapped?"]
         else:
             why = []
+        if skipped["filtered"] and only:
+            asked = ", ".join(f"{k} {v!r}" for k, v in only.as_dict().items())
+            why.append(f"{skipped['filtered']:,} events not of {asked}")
         reason = f" ({', '.join(why)})" if why else ""
         print(f"warning: {path} holds no {side or 'backend or frontend'} events{reason}", file=sys.stderr)
 
@@ -99,20 +106,22 @@ def _read(path: Path, side: Service | None) -> Iterator[Event]:
 def build_stats(
     sources: Sequence[tuple[Path, Service | None]],
     progress: Callable[[dict[str, int]], None] | None = None,
+    where: EventFilter | None = None,
 ) -> PairStats:
     """Stream the files once into the monitor's aggregates, joining requests by trace id.
 
     Files are merged by timestamp so a request's two halves meet soon after each other; they
     pair by the live monitor's rule (``policy``: parent span, then endpoint key, then the
     trace's only two halves), time read from the events, and the halves waiting are bounded,
-    so memory stays flat whatever the file sizes.
+    so memory stays flat whatever the file sizes. ``where``: only the events of one release
+    and/or environment.
     """
     pair = PairStats()
     join = policy.TraceJoin()
     routes = RouteTemplates()  # the server's route templates, as the live monitor learns them
     browser_calls = ENDPOINT_COMPONENTS["frontend"]
     seen = {"backend": 0, "frontend": 0}
-    merged = heapq.merge(*(_read(path, side) for path, side in sources), key=attrgetter("ts"))
+    merged = heapq.merge(*(_read(path, side, where) for path, side in sources), key=attrgetter("ts"))
     for e in merged:
         if e.details and "route" in e.details:
             learn_routes(routes, [e])
@@ -135,17 +144,25 @@ def report_from_files(
     sources: Sequence[tuple[Path, Service | None]],
     thresholds: Thresholds,
     progress: Callable[[dict[str, int]], None] | None = None,
+    where: EventFilter | None = None,
 ) -> dict[str, Any]:
     """The report (``{"summary", "differences", "distributions"}``) of event files (a side of None:
     a file holding both sides' events, each naming its service); ``distributions`` is what a later
-    ``--baseline`` tests its changes against (see live_monitor/model/baseline.py)."""
+    ``--baseline`` tests its changes against (see live_monitor/model/baseline.py). ``where``: the
+    events of one release and/or environment only (the summary's ``source.filter`` says which)."""
     _check_files([path for path, _ in sources])
-    pair = build_stats(sources, progress)
+    pair = build_stats(sources, progress, where)
     backend, frontend = summaries(pair)
     backend["window_minutes"] = round(pair.backend.minutes, 2)
     frontend["window_minutes"] = round(pair.frontend.minutes, 2)
+    source: dict[str, Any] = {
+        "kind": "files",
+        "files": [{"path": str(p), "side": s or "both"} for p, s in sources],
+    }
+    if where:
+        source["filter"] = where.as_dict()
     summary = {
-        "source": {"kind": "files", "files": [{"path": str(p), "side": s or "both"} for p, s in sources]},
+        "source": source,
         **{"generated_at": _now_iso(), "backend": backend, "frontend": frontend},
         **{
             "comparison": comparison(pair),
@@ -163,22 +180,31 @@ def report_from_files(
 # --- a baseline: the run this one is compared with --------------------------------------
 
 
-def load_baseline(paths: list[Path], thresholds: Thresholds) -> Run:
+def load_baseline(paths: list[Path], thresholds: Thresholds, where: EventFilter | None = None) -> Run:
     """The run to compare with (``--baseline``): a report saved with ``--format json``, a saved
     /data export, or event files (one file of both sides' events, or a backend and a frontend
     file). A /data export is read as its events when it holds all of its window's events, else
-    as its figures."""
+    as its figures. ``where`` (``--baseline-release``): the events of that release only, so the
+    files need to hold events; a saved report's figures cannot be split."""
     _check_files(paths)
     if len(paths) == 2:
-        report = report_from_files([(paths[0], "backend"), (paths[1], "frontend")], thresholds)
+        report = report_from_files([(paths[0], "backend"), (paths[1], "frontend")], thresholds, where=where)
         return _baseline_run(report, thresholds, "event files", paths)
     path = paths[0]
     document = read_document(path)
     if document is not None and "summary" in document and "differences" in document:
+        if where:
+            raise InputError(
+                f"{path}: a saved report holds figures, not events: it cannot be filtered by release"
+            )
         return _baseline_run(document, thresholds, "saved report", paths)
     if document is not None and isinstance(document.get("recent_events"), list):
+        if where:  # the export's events of that release: its figures hold every release together
+            report = report_from_files([(path, None)], thresholds, where=where)
+            return _baseline_run(report, thresholds, "/data export", [path])
         return _baseline_of_export(path, document, thresholds)
-    return _baseline_run(report_from_files([(path, None)], thresholds), thresholds, "event file", paths)
+    report = report_from_files([(path, None)], thresholds, where=where)
+    return _baseline_run(report, thresholds, "event file", paths)
 
 
 def _baseline_of_export(path: Path, document: dict[str, Any], thresholds: Thresholds) -> Run:
@@ -224,10 +250,16 @@ def _baseline_run(
     return dataclasses.replace(run, source=source)
 
 
-def attach_baseline(report: dict[str, Any], paths: list[Path], thresholds: Thresholds) -> BaselineComparison:
-    """Compare the run ``report`` describes with the baseline in ``paths``, and add the comparison
-    to the report as its ``baseline`` section (JSON builtins, as the renderers read it)."""
-    comparison = compare_with_baseline(report, load_baseline(paths, thresholds), thresholds)
+def attach_baseline(
+    report: dict[str, Any], paths: list[Path], thresholds: Thresholds, where: EventFilter | None = None
+) -> BaselineComparison:
+    """Compare the run ``report`` describes with the baseline in ``paths`` (its events of ``where``
+    only, when given), and add the comparison to the report as its ``baseline`` section (JSON
+    builtins, as the renderers read it)."""
+    baseline = load_baseline(paths, thresholds, where)
+    if where:
+        baseline = dataclasses.replace(baseline, source={**baseline.source, "filter": where.as_dict()})
+    comparison = compare_with_baseline(report, baseline, thresholds)
     report["baseline"] = msgspec.to_builtins(comparison)
     return comparison
 
@@ -275,19 +307,25 @@ def _get_json(url: str, token: str, timeout: float) -> Any:
         raise InputError(f"{url} did not answer JSON: is --url a Live Execution Monitor?") from None
 
 
-def report_from_monitor(url: str, token: str = "", timeout: float = 10.0) -> dict[str, Any]:
+def report_from_monitor(
+    url: str, token: str = "", timeout: float = 10.0, where: EventFilter | None = None
+) -> dict[str, Any]:
     """The report of a running monitor, from its /data (and /differences, from a monitor whose
-    /data does not carry them yet)."""
+    /data does not carry them yet); ``where``: of one release and/or environment (the monitor
+    computes those figures from its stored events)."""
     base = url.rstrip("/")
     if base.endswith(API):
         base = base[: -len(API)]
-    data = _get_json(f"{base}{API}/data?limit=0&history=0", token, timeout)
+    query = f"&{urllib.parse.urlencode(where.as_dict())}" if where else ""
+    data = _get_json(f"{base}{API}/data?limit=0&history=0{query}", token, timeout)
     found = data
     if not isinstance(data, dict) or "differences" not in data:
-        found = _get_json(f"{base}{API}/differences", token, timeout)
+        found = _get_json(f"{base}{API}/differences?{query[1:]}", token, timeout)
     if not isinstance(data, dict) or not isinstance(found, dict) or "differences" not in found:
         raise InputError(f"{base}{API} answered an unexpected shape: is it a Live Execution Monitor?")
     source = {"kind": "monitor", "url": base, **{k: data.get(k) for k in ("monitoring", "window_seconds")}}
+    if where:
+        source["filter"] = data.get("filter") or where.as_dict()
     summary = {
         "source": source,
         "generated_at": data.get("generated_at") or _now_iso(),

@@ -32,6 +32,7 @@ from live_monitor.vocabulary import (
 )
 from live_monitor.web.encoding import dumps
 from live_monitor.web.errors import ApiError
+from live_monitor.web.filters import event_filter
 from live_monitor.web.openapi import FALSE_WORDS, HISTORY_LIMIT, TRUE_WORDS, openapi, query_bounds
 
 bp = Blueprint("monitor", __name__)
@@ -146,19 +147,25 @@ def data() -> Response:
     limit = _int_arg("limit", *bounds["limit"])
     history = _int_arg("history", *bounds["history"])
     include_self = _bool_arg("include_self", True)
-    return jsonify(_monitor().data(limit=limit, include_self=include_self, history=history))
+    where = event_filter()
+    return jsonify(_monitor().data(limit=limit, include_self=include_self, history=history, where=where))
 
 
 @bp.get(f"{API}/differences")
 def differences() -> Response:
     monitor = _monitor()
-    found = monitor.differences()
     floor = request.args.get("min_severity")
+    if floor is not None and floor not in SEVERITIES:
+        raise ApiError(400, f"min_severity must be {', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}")
+    where = event_filter()
+    view = monitor.view(where) if where else None  # after the checks: a bad query costs no view
+    found = monitor.filtered_differences(view) if view else monitor.differences()
     if floor is not None:
-        if floor not in SEVERITIES:
-            raise ApiError(400, f"min_severity must be {', '.join(SEVERITIES[:-1])} or {SEVERITIES[-1]}")
         found = [d for d in found if severity_rank(d.severity) >= severity_rank(floor)]
-    return jsonify(differences=found, count=len(found), thresholds=monitor.thresholds.as_dict())
+    answer = {"differences": found, "count": len(found), "thresholds": monitor.thresholds.as_dict()}
+    if view:
+        answer["filter"] = view.note()
+    return jsonify(answer)
 
 
 @bp.get(f"{API}/differences/history")

@@ -45,6 +45,7 @@ from live_monitor.vocabulary import (
     STREAM_PATH,
 )
 from live_monitor.web.endpoints import ENDPOINTS_PATH
+from live_monitor.web.filters import FILTER_PARAMS
 from live_monitor.web.ingest import MAX_ERRORS_SHOWN
 
 __all__ = ["FALSE_WORDS", "HISTORY_DEFAULT", "HISTORY_LIMIT", "TRUE_WORDS", "openapi", "query_bounds"]
@@ -318,6 +319,7 @@ def _document(limits: _Limits) -> dict[str, Any]:
             "description": "include the monitor's own API calls: true or false (also 1, yes; 0, no; any case)",
             "schema": {"type": "string", "pattern": _any_case(TRUE_WORDS + FALSE_WORDS), "default": "true"},
         },
+        *FILTER_PARAMS,
     ]
     severity = {
         "name": "min_severity",
@@ -389,7 +391,7 @@ def _document(limits: _Limits) -> dict[str, Any]:
                 "The differences now detected",
                 _json(_ref("DifferencesAnswer"), "differences, most severe first"),
                 400,
-                parameters=[severity],
+                parameters=[severity, *FILTER_PARAMS],
                 **api,
             )
         },
@@ -407,6 +409,7 @@ def _document(limits: _Limits) -> dict[str, Any]:
                 "One endpoint drilled into: both sides' latency distributions, the matched requests' "
                 "gaps and slowest waterfalls, HTTP statuses, differences and calls per minute",
                 _json(_ref("EndpointDrill"), "the endpoint, side by side"),
+                400,
                 404,
                 parameters=[
                     {
@@ -416,7 +419,8 @@ def _document(limits: _Limits) -> dict[str, Any]:
                         "description": "the endpoint key as the endpoint rows show it, URL-encoded "
                         "(GET%20%2Fapi%2Forders%2F%3Aid)",
                         "schema": {"type": "string", "minLength": 1},
-                    }
+                    },
+                    *FILTER_PARAMS,
                 ],
                 **api,
             )

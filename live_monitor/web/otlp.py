@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import functools
 import importlib
 import logging
@@ -48,7 +49,14 @@ from flask.blueprints import BlueprintSetupState
 
 from backend_logging_config import normalize_route, outgoing_key, route_key
 from live_monitor.core.monitor import LiveExecutionMonitor
-from live_monitor.model.events import MAX_EPOCH, MIN_SAMPLE_RATE, ExecutionEvent, convert_event
+from live_monitor.model.events import (
+    MAX_ENVIRONMENT,
+    MAX_EPOCH,
+    MAX_RELEASE,
+    MIN_SAMPLE_RATE,
+    ExecutionEvent,
+    convert_event,
+)
 from live_monitor.store import StoreUnavailable
 from live_monitor.vocabulary import OTLP_LOGS_PATH, OTLP_TRACES_PATH, OUTGOING_COMPONENT, SERVICES, STATUSES
 from live_monitor.web.access import Access
@@ -389,18 +397,35 @@ class _Source:
 
     service_name: str | None = None
     browser: bool = False
+    release: str | None = None  # the resource's service.version
+    environment: str | None = None  # its deployment.environment.name (or the older deployment.environment)
 
     @classmethod
     def of(cls, resource: Mapping[str, Any]) -> _Source:
         service = resource.get("service.name")
-        return cls(service if isinstance(service, str) else None, _is_browser(resource))
+        environment = resource.get("deployment.environment.name", resource.get("deployment.environment"))
+        return cls(
+            service if isinstance(service, str) else None,
+            _is_browser(resource),
+            _label(resource.get("service.version"), MAX_RELEASE),
+            _label(environment, MAX_ENVIRONMENT),
+        )
 
     def with_scope(self, scope: Any) -> _Source:
         """This source, a browser too when the spans' instrumentation scope runs only in one:
         the web SDK set up with a resource of its own (``resourceFromAttributes``) says no
         ``webjs``, but its fetch and XMLHttpRequest spans still name their instrumentation."""
         name = _get(scope, "name") if isinstance(scope, dict) else None
-        return _Source(self.service_name, True) if name in BROWSER_SCOPES else self
+        return dataclasses.replace(self, browser=True) if name in BROWSER_SCOPES else self
+
+
+def _label(value: Any, limit: int) -> str | None:
+    """A resource's release or environment as an event holds it: text, cut to ``limit``
+    characters (a long version names the build no less), None when absent, empty or not text."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value[:limit] or None
 
 
 def _is_browser(resource: Mapping[str, Any]) -> bool:
@@ -467,6 +492,8 @@ def _span_event(span: Any, source: _Source) -> ExecutionEvent | None:
             "span_id": span_id,
             "parent_span_id": parent_span_id,
             "sample_rate": sample_rate,
+            "release": source.release,
+            "environment": source.environment,
         }
     )
 
@@ -662,6 +689,8 @@ def _log_event(record: Any, source: _Source) -> ExecutionEvent | None:
         "details": _log_details(record, attrs, level),
         "trace_id": trace_id,
         "span_id": span_id,
+        "release": source.release,
+        "environment": source.environment,
     }
     seconds = _log_time(record)
     if seconds is not None:
