@@ -234,11 +234,9 @@ def dashboard(camera: Camera, url: str) -> dict[str, dict[str, Any]]:
     """The dashboard's top (figures, differences, comparison) and its charts and endpoints."""
     page = camera.page
     page.goto(f"{url}/?refresh=300")  # one poll: nothing redraws while the picture is taken
-    page.wait_for_function("document.querySelectorAll('#endpoint-table tr[data-key]').length >= 7")
-    page.wait_for_function(
-        "(n) => (Chart.getChart(document.getElementById('chart-activity'))?.data.labels.length || 0) >= n",
-        arg=WAVES,
-    )
+    drawn = """(waves) => document.querySelectorAll('#endpoint-table tr[data-key]').length >= 7
+        && (window.Chart?.getChart(document.getElementById('chart-activity'))?.data.labels.length || 0) >= waves"""
+    until(lambda: page.evaluate(drawn, WAVES), "the dashboard's endpoints and activity chart")
     page.wait_for_selector("#history-list .history-item")
     settle(page)
     top = {
