@@ -4,7 +4,7 @@ PYTHON ?= python3
 NPM ?= npm
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: help install assets system-packages bench-packages bench-test bench test test-python test-frontend lint run clean
+.PHONY: help install assets system-packages bench-packages bench-test bench test test-python test-frontend lint run screenshots clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-test: install assets bench-packages ## The benchmark's own tests (its help
 
 bench: bench-test ## Benchmark the monitor side by side with the alternatives (writes benchmarks/RESULTS.md)
 	$(PYTHON) benchmarks/run.py
+
+screenshots: install assets system-packages ## Render the README's screenshots (docs/images/) from sample data in Chromium
+	CHROMIUM=$(CHROMIUM) $(PYTHON) scripts/screenshots.py
 
 clean: ## Remove build output
 	rm -rf node_modules static/live-monitor.js static/live-monitor.js.map static/live-monitor.mjs static/live-monitor.mjs.map static/vendor test-artifacts build dist *.egg-info
