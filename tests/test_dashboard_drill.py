@@ -105,7 +105,10 @@ def gapped(gaps: list[float]) -> list[dict[str, Any]]:
         trace, span = f"{i:032x}", f"{i:016x}"
         browser = event("frontend", "api", f"GET /api/orders/{i}", 40.0 + gap, backend_ms=40.0)
         server = event("backend", "http", KEY, 40.0, route="/api/orders/:id")
-        events += [{**browser, "trace_id": trace, "span_id": span}, {**server, "trace_id": trace, "parent_span_id": span}]
+        events += [
+            {**browser, "trace_id": trace, "span_id": span},
+            {**server, "trace_id": trace, "parent_span_id": span},
+        ]
     return events
 
 

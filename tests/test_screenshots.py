@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT
+from tests.helpers import BACKEND_RGB, FRONTEND_RGB, ROOT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,7 +26,7 @@ KEY = "GET /api/orders/:id"  # the drilled endpoint: its browser waits ~1 s long
 SIZE = (1280, 800)
 MAX_BYTES = 300 * 1024
 SHOTS = ["dashboard.png", "dashboard-endpoints.png", "drill-down.png", "report.png", "report-baseline.png"]
-SIDE_RGB = {"backend": (86, 180, 233), "frontend": (230, 159, 0)}  # the drill-down's Okabe-Ito pair
+SIDE_RGB = {"backend": BACKEND_RGB, "frontend": FRONTEND_RGB}  # the one palette's sides
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 
 
