@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from live_monitor.tools.render import SIDE_COLORS
-from tests.helpers import MonitorProcess, Tab, event
+from tests.helpers import FRONTEND_RGB, MonitorProcess, Tab, event
 from tests.test_web_endpoints import KEY, matched
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,7 +87,7 @@ def test_clicking_an_endpoint_shows_both_distributions_gaps_and_waterfalls(
     # 35 ms of the browser's 120 before the server's 50 ms, as many after
     width = browser["right"] - browser["left"]
     assert (server["left"] - browser["left"]) / width == pytest.approx(35 / 120, abs=0.02)
-    assert browser["color"] == "rgb(230, 159, 0)"  # the browser's orange, as in the charts
+    assert browser["color"] == f"rgb{FRONTEND_RGB}"  # the browser's orange, as in the charts
 
     statuses = view.locator("#drill-statuses tbody tr")
     expect(statuses.filter(has_text="200")).to_have_text(re.compile(r"200\s*18\s*18"))
