@@ -93,7 +93,7 @@ def test_each_side_colour_is_written_once_per_language(side: str) -> None:
     colour = render.SIDE_COLORS[side].lower()
     red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     spelled = re.compile(rf"{colour}\b|rgba?\(\s*{red},\s*{green},\s*{blue}\b", re.IGNORECASE)
-    assert len(spelled.findall(CSS)) == 1, "dashboard.css: use var(--{side})"
+    assert len(spelled.findall(CSS)) == 1, f"dashboard.css: use var(--{side})"
     scripts = "".join(path.read_text(encoding="utf-8") for path in sorted(STATIC.glob("dashboard*.js")))
     assert len(spelled.findall(scripts)) == 1, "the dashboard's scripts: use LiveDashboard.charts.COLORS"
     source = (ROOT / "live_monitor" / "tools" / "render.py").read_text(encoding="utf-8")
