@@ -16,17 +16,22 @@
     LiveDashboard.format;
 
   const MAX_POINTS = 300; // per chart series, so memory stays flat over hours
+  // The page's palette in JavaScript, as dashboard.css's :root has it in CSS (a test checks the
+  // two and the HTML report's agree). The sides are the Okabe-Ito colour-blind-safe pair, server
+  // sky blue and browser orange, the gap between them bluish green; the error red and the other
+  // series keep clear of those three, so nothing else on the page looks like a side.
   const COLORS = {
-    backend: "#818cf8",
-    frontend: "#2dd4bf",
-    error: "#f87171",
+    backend: "#56b4e9",
+    frontend: "#e69f00",
+    gap: "#009e73",
+    error: "#ff5370",
     empty: "rgba(148, 163, 184, 0.18)",
-    cpu: "#fbbf24",
+    cpu: "#fde047",
     memory: "#c084fc",
-    diskRead: "#60a5fa",
+    diskRead: "#a78bfa",
     diskWrite: "#f472b6",
     netSent: "#34d399",
-    netRecv: "#fb923c",
+    netRecv: "#fde047",
   };
 
   // Monotone smoothing: a curve through few samples never swings past them (a plain tension

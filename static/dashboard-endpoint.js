@@ -7,24 +7,25 @@
  *
  * Classic script loaded after dashboard.js: it reads window.LiveDashboard.format and
  * LiveDashboard.api (the page's API call: same base URL, token and errors). Text from the API
- * reaches the page through textContent only. The two sides keep one colour-blind-safe pair
- * (Okabe-Ito sky blue and orange) in every part of the view.
+ * reaches the page through textContent only. The two sides keep the page's one colour-blind-safe
+ * pair (LiveDashboard.charts.COLORS: Okabe-Ito sky blue and orange) in every part of the view.
  */
 (() => {
   "use strict";
 
   const LiveDashboard = window.LiveDashboard || {};
-  if (!LiveDashboard.format || !LiveDashboard.api) return; // dashboard.js says what did not load
+  if (!LiveDashboard.format || !LiveDashboard.api || !LiveDashboard.charts) return; // dashboard.js says what did not load
   const { $, el, row, isNum, one, fmtCount, fmtMs, fmtPct, TYPE_LABELS, pctLabel, evidenceText, DASH } =
     LiveDashboard.format;
 
-  const COLORS = { backend: "#56B4E9", frontend: "#E69F00", gap: "#009E73" }; // Okabe-Ito
+  const { COLORS } = LiveDashboard.charts;
   const SIDES = [
     ["backend", "Server"],
     ["frontend", "Browser"],
   ];
   const MARKS = { p50: [], p95: [6, 4], p99: [2, 3] }; // line dash of each percentile's marker
   const REFRESH_MS = 5000;
+  const TICK_GAP_PX = 72; // least room between two x labels ("1,259 ms" is about 50 px wide)
   const HASH = /^#endpoint=(.+)$/;
 
   const state = { key: null, seq: 0, timer: null, charts: {}, from: null };
@@ -347,19 +348,51 @@
     state.charts = {};
   }
 
-  /** A distribution as a stepped outline on the log axis: one step per bin, in % of its count. */
+  /**
+   * A distribution as an outline of flat steps on the log axis, in % of its count: each bin's two
+   * corners at its own share, from edges[i] to edges[i + 1] (`from`/`to` on both, for the
+   * tooltip), joined by straight lines. Explicit corners, not Chart.js's `stepped`, whose "after"
+   * gives each bin the next one's height.
+   */
   function steps(edges, dist) {
     if (!dist || !dist.count || !edges.length) return [];
-    const shares = dist.counts.map((n) => (n / dist.count) * 100);
-    const points = [{ x: edges[0], y: 0 }];
-    shares.forEach((y, i) => points.push({ x: edges[i], y }));
-    points.push({ x: edges[edges.length - 1], y: shares[shares.length - 1] }, { x: edges[edges.length - 1], y: 0 });
+    const first = edges[0];
+    const last = edges[edges.length - 1];
+    const points = [{ x: first, y: 0 }];
+    dist.counts.forEach((n, i) => {
+      const bin = { y: (n / dist.count) * 100, from: edges[i], to: edges[i + 1] };
+      points.push({ x: bin.from, ...bin }, { x: bin.to, ...bin });
+    });
+    points.push({ x: last, y: 0 });
     return points;
+  }
+
+  /**
+   * The x axis's ticks between `min` and `max` on `px` pixels of log scale: round values (1, 2,
+   * 5 × 10^k) first, the bin edges too when fewer than three round values fall inside (a narrow
+   * range, such as gaps of 760 to 1,260 ms), none closer than TICK_GAP_PX to another, so no two
+   * labels overlap. Chart.js's own log ticks always add `min` and `max` beside round ones.
+   */
+  function logTicks(min, max, px, edges) {
+    const span = Math.log(max / min) || 1;
+    const at = (v) => (Math.log(v / min) / span) * px;
+    const round = [];
+    for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e += 1) {
+      for (const m of [1, 2, 5]) round.push(m * 10 ** e);
+    }
+    const inside = (v) => v >= min && v <= max;
+    const wanted = round.filter(inside);
+    const candidates = wanted.length >= 3 ? wanted : [...wanted, ...edges.filter(inside)];
+    const chosen = [];
+    for (const v of candidates) {
+      if (chosen.every((c) => Math.abs(at(c) - at(v)) >= TICK_GAP_PX && fmtMs(c) !== fmtMs(v))) chosen.push(v);
+    }
+    return chosen.sort((a, b) => a - b);
   }
 
   function distributionSet(label, color, points, dist, side) {
     return {
-      label, side, counts: dist ? dist.counts : [], data: points, stepped: "after", fill: "origin",
+      label, side, counts: dist ? dist.counts : [], data: points, fill: "origin", tension: 0,
       borderColor: color, backgroundColor: `${color}33`, borderWidth: 2, pointRadius: 0,
     };
   }
@@ -379,10 +412,16 @@
       animation: false, maintainAspectRatio: false, parsing: false,
       plugins: {
         legend: { display: false },
-        tooltip: { filter: (item) => !item.dataset.marker, callbacks: { label: (c) => `${c.dataset.label}: ${one.format(c.parsed.y)}% of calls up to ${fmtMs(c.parsed.x)}` } },
+        tooltip: { filter: (item) => !item.dataset.marker && item.raw.to !== undefined, callbacks: { label: (c) => `${c.dataset.label}: ${one.format(c.parsed.y)}% of calls from ${fmtMs(c.raw.from)} to ${fmtMs(c.raw.to)}` } },
       },
       scales: {
-        x: { type: "logarithmic", min: edges[0], max: edges[edges.length - 1], ticks: { callback: (v) => fmtMs(v), maxTicksLimit: 8 } },
+        x: {
+          type: "logarithmic", min: edges[0], max: edges[edges.length - 1],
+          ticks: { callback: (v) => fmtMs(v), autoSkip: false, maxRotation: 0 },
+          afterBuildTicks: (scale) => {
+            scale.ticks = logTicks(edges[0], edges[edges.length - 1], scale.width, edges).map((value) => ({ value }));
+          },
+        },
         y: { beginAtZero: true, ticks: { callback: (v) => `${v}%` } },
       },
     };

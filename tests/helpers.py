@@ -31,6 +31,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from live_monitor.model.events import ExecutionEvent
+from live_monitor.tools.render import SIDE_COLORS
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -233,8 +234,16 @@ def launch_chromium(*required: str) -> Iterator[Browser]:
 
 # -- the dashboard in a real browser (test_dashboard*.py) -----------------------------------
 
-BACKEND_RGB = (129, 140, 248)  # dashboard-charts.js COLORS.backend
-FRONTEND_RGB = (45, 212, 191)  # dashboard-charts.js COLORS.frontend
+
+def rgb(hex_colour: str) -> tuple[int, int, int]:
+    """``#rrggbb`` as (red, green, blue)."""
+    red, green, blue = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return red, green, blue
+
+
+# the sides' colours, from the one palette (tests/test_palette.py: the dashboard's CSS and JS agree)
+BACKEND_RGB = rgb(SIDE_COLORS["backend"])
+FRONTEND_RGB = rgb(SIDE_COLORS["frontend"])
 
 
 def stored_event(

@@ -13,13 +13,13 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers import MonitorProcess, Tab, event
+from live_monitor.tools.render import SIDE_COLORS
+from tests.helpers import FRONTEND_RGB, MonitorProcess, Tab, event
 from tests.test_web_endpoints import KEY, matched
 
 pytestmark = pytest.mark.timeout(120)
 expect.set_options(timeout=15_000)
 
-SIDE_COLORS = {"backend": "#56B4E9", "frontend": "#E69F00"}  # Okabe-Ito sky blue and orange
 ROW = f'#endpoint-table tr[data-key="{KEY}"]'
 
 
@@ -56,7 +56,7 @@ def test_clicking_an_endpoint_shows_both_distributions_gaps_and_waterfalls(
     shapes = {d["side"]: d for d in latency if d["marker"] is None}
     assert set(shapes) == {"backend", "frontend"}
     for side, dataset in shapes.items():
-        assert sum(dataset["counts"]) == 20 and dataset["color"] == SIDE_COLORS[side]
+        assert sum(dataset["counts"]) == 20 and dataset["color"] == SIDE_COLORS[side].lower()
         assert max(p["y"] for p in dataset["data"]) > 0
         marks = {d["marker"]: d["value"] for d in latency if d["side"] == side and d["marker"]}
         figures = answer[side]["latency"]
@@ -87,7 +87,7 @@ def test_clicking_an_endpoint_shows_both_distributions_gaps_and_waterfalls(
     # 35 ms of the browser's 120 before the server's 50 ms, as many after
     width = browser["right"] - browser["left"]
     assert (server["left"] - browser["left"]) / width == pytest.approx(35 / 120, abs=0.02)
-    assert browser["color"] == "rgb(230, 159, 0)"  # the browser's orange, as in the charts
+    assert browser["color"] == f"rgb{FRONTEND_RGB}"  # the browser's orange, as in the charts
 
     statuses = view.locator("#drill-statuses tbody tr")
     expect(statuses.filter(has_text="200")).to_have_text(re.compile(r"200\s*18\s*18"))
@@ -95,6 +95,73 @@ def test_clicking_an_endpoint_shows_both_distributions_gaps_and_waterfalls(
     expect(view.locator("#drill-percentiles tr[data-side=frontend]")).to_contain_text("2 (10.0%)")
     calls = chart(tab, "drill-calls")
     assert {d["side"]: sum(d["data"]) for d in calls} == {"backend": 20, "frontend": 20}
+    tab.assert_clean()
+
+
+def gapped(gaps: list[float]) -> list[dict[str, Any]]:
+    """Matched requests whose browser waits ``gap`` ms longer than the server's 40 ms, each."""
+    events = []
+    for i, gap in enumerate(gaps, start=1):
+        trace, span = f"{i:032x}", f"{i:016x}"
+        browser = event("frontend", "api", f"GET /api/orders/{i}", 40.0 + gap, backend_ms=40.0)
+        server = event("backend", "http", KEY, 40.0, route="/api/orders/:id")
+        events += [
+            {**browser, "trace_id": trace, "span_id": span},
+            {**server, "trace_id": trace, "parent_span_id": span},
+        ]
+    return events
+
+
+DRAWN_GAPS = """([id, edges]) => {
+    // Each bin's height as painted: the first pixel of the outline's colour from the top, at the
+    // bin's middle on the log axis (the percentile markers hidden first), read back in %.
+    const chart = Chart.getChart(document.getElementById(id));
+    chart.data.datasets.forEach((d, i) => chart.setDatasetVisibility(i, !d.marker));
+    chart.update("none");
+    const [x, y] = [chart.scales.x, chart.scales.y];
+    const ratio = chart.currentDevicePixelRatio;
+    const line = chart.data.datasets.find((d) => !d.marker);
+    const rgb = [1, 3, 5].map((i) => parseInt(line.borderColor.slice(i, i + 2), 16));
+    const heights = edges.slice(1).map((to, i) => {
+        const px = Math.round(x.getPixelForValue(Math.sqrt(edges[i] * to)) * ratio);
+        const column = chart.ctx.getImageData(px, 0, 1, chart.canvas.height).data;
+        for (let row = Math.round(y.top * ratio); row < chart.canvas.height; row++) {
+            const c = column.subarray(row * 4, row * 4 + 3);
+            if (c.every((v, k) => Math.abs(v - rgb[k]) < 40)) return y.getValueForPixel(row / ratio + 1);
+        }
+        return null;
+    });
+    const font = Chart.helpers.toFont(x.options.ticks.font);
+    chart.ctx.font = font.string;
+    const ticks = x.ticks.map((t) => ({value: t.value, label: t.label, at: x.getPixelForValue(t.value),
+        width: chart.ctx.measureText(t.label).width}));
+    return {heights, ticks};
+}"""
+
+
+def test_a_narrow_spread_of_gaps_draws_its_real_shape_with_readable_ticks(
+    tab: Tab, monitor_server: MonitorProcess
+) -> None:
+    """Gaps of 760 to 1,260 ms span three bins of the scale: each is drawn at its own share (it
+    was drawn at the next bin's, one flat block), and the axis labels neither repeat nor overlap
+    (Chart.js added "794 ms" beside "800 ms")."""
+    gaps = [770.0] * 3 + [800.0 + 10 * i for i in range(18)] + [1050.0, 1150.0, 1250.0]
+    monitor_server.post_events(gapped(gaps))
+    answer = monitor_server.get("/endpoints/GET%20%2Fapi%2Forders%2F%3Aid")["gaps"]
+    page = tab.page
+    page.goto(f"{monitor_server.url}/?refresh=0.5#endpoint=GET%20/api/orders/:id")
+    open_view(tab)
+    edges, counts = answer["edges_ms"], answer["distribution"]["counts"]
+    drawn = page.evaluate(DRAWN_GAPS, ["drill-gaps", edges])
+    shares = [100 * n / len(gaps) for n in counts]
+    assert len(set(counts)) > 1  # a real spread: not every bin alike
+    assert drawn["heights"] == pytest.approx(shares, abs=2.5), (drawn["heights"], shares)
+    ticks = drawn["ticks"]
+    labels = [t["label"] for t in ticks]
+    assert len(ticks) >= 3 and len(set(labels)) == len(labels), labels
+    assert all(a["value"] < b["value"] for a, b in zip(ticks, ticks[1:], strict=False)), labels
+    for a, b in zip(ticks, ticks[1:], strict=False):  # label boxes are centred on their ticks
+        assert b["at"] - a["at"] > (a["width"] + b["width"]) / 2 + 4, (a, b)
     tab.assert_clean()
 
 

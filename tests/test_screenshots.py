@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT
+from tests.helpers import BACKEND_RGB, FRONTEND_RGB, ROOT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,7 +26,8 @@ KEY = "GET /api/orders/:id"  # the drilled endpoint: its browser waits ~1 s long
 SIZE = (1280, 800)
 MAX_BYTES = 300 * 1024
 SHOTS = ["dashboard.png", "dashboard-endpoints.png", "drill-down.png", "report.png", "report-baseline.png"]
-SIDE_RGB = {"backend": (86, 180, 233), "frontend": (230, 159, 0)}  # the drill-down's Okabe-Ito pair
+SIDE_RGB = {"backend": BACKEND_RGB, "frontend": FRONTEND_RGB}  # the one palette's sides
+FORMER_SIDE_RGB = [(129, 140, 248), (45, 212, 191), (15, 118, 110), (124, 58, 237)]  # the check can fail
 IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
 
 
@@ -100,7 +101,19 @@ def test_the_drill_down_shot_shows_both_distributions_the_gaps_and_waterfalls(
     counts = colours(out / "drill-down.png")
     painted = {side: near(counts, rgb) for side, rgb in SIDE_RGB.items()}
     assert min(painted.values()) > 2000, painted  # bars, outlines and waterfalls of both sides
-    assert near(colours(out / "report.png"), SIDE_RGB["frontend"]) < 100  # the check can fail
+
+
+def test_every_picture_paints_the_sides_in_the_one_palette(shots: tuple[Path, dict[str, Any]]) -> None:
+    """The overview's charts and the report's bars show each side in the same colour as the
+    drill-down; the colours the sides had before (indigo/teal, teal/purple) are nowhere."""
+    out = shots[0]
+    for name, least in (("dashboard-endpoints.png", 2000), ("report.png", 2000)):
+        counts = colours(out / name)
+        painted = {side: near(counts, rgb) for side, rgb in SIDE_RGB.items()}
+        assert min(painted.values()) > least, (name, painted)
+    for name in SHOTS:
+        counts = colours(out / name)
+        assert not [rgb for rgb in FORMER_SIDE_RGB if near(counts, rgb) > 100], name
 
 
 def test_the_report_shots_show_the_endpoints_and_only_the_injected_regressions(

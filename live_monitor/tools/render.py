@@ -451,25 +451,37 @@ def render_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
 
 
-BACKEND_COLOR, FRONTEND_COLOR = "#0f766e", "#7c3aed"
-CSS = """
+# The sides' one palette in Python, as static/dashboard.css's :root has it in CSS and
+# dashboard-charts.js's COLORS in JavaScript (tests/test_palette.py checks the three agree): the
+# Okabe-Ito colour-blind-safe server sky blue, browser orange and gap bluish green. They fill the
+# bars; on this page's white they are too light for text (about 2.3:1), so the sides' words and
+# the bars' outlines take the darker SIDE_TEXT_COLORS (4.5:1 and more).
+SIDE_COLORS = {"backend": "#56b4e9", "frontend": "#e69f00", "gap": "#009e73"}
+SIDE_TEXT_COLORS = {"backend": "#0072b2", "frontend": "#8a5a00", "gap": "#00795a"}
+# Severities keep clear of the sides' hues, so no side reads as a severity: red, dark yellow, slate.
+SEVERITY_COLORS = {"high": "#b91c1c", "medium": "#a16207", "low": "#475569"}
+CSS = (
+    """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
 color:#1f2937;padding:0 1rem}h1{margin-bottom:.2rem}h2{margin-top:2rem;border-bottom:1px solid #e5e7eb}
 table{border-collapse:collapse;margin:.5rem 0;font-size:13px}th,td{padding:.3rem .6rem;border:1px solid #e5e7eb;
 text-align:right}th:first-child,td:first-child{text-align:left}code{font-size:12px;word-break:break-all}
 .muted{color:#6b7280}.diff{border-left:4px solid;padding:.4rem .9rem;margin:.7rem 0;background:#f9fafb}
-.high{border-color:#b91c1c}.medium{border-color:#b45309}.low{border-color:#2563eb}
 .badge{font-weight:600;text-transform:uppercase;font-size:11px;padding:.1rem .4rem;border-radius:3px;color:#fff}
-.badge.high{background:#b91c1c}.badge.medium{background:#b45309}.badge.low{background:#2563eb}
 pre{background:#111827;color:#f9fafb;padding:.5rem .8rem;border-radius:4px}.rec{margin:.3rem 0}
 svg{display:block;margin:.5rem 0}svg text{font:12px system-ui,sans-serif;fill:#374151}
 """
+    + "".join(
+        f".{name}{{border-color:{c}}}.badge.{name}{{background:{c}}}" for name, c in SEVERITY_COLORS.items()
+    )
+    + "".join(f"svg text.side-{side}{{fill:{c};font-weight:600}}" for side, c in SIDE_TEXT_COLORS.items())
+    + "\n"
+)
 
 
-def _svg_bars(
-    title: str, rows: list[tuple[str, list[float | None]]], series: list[tuple[str, str]], unit: str
-) -> str:
-    """A grouped horizontal bar chart as inline SVG: one group of bars per row label."""
+def _svg_bars(title: str, rows: list[tuple[str, list[float | None]]], series: list[str], unit: str) -> str:
+    """A grouped horizontal bar chart as inline SVG: one group of bars per row label, one bar
+    per side in ``series`` (in that side's colours)."""
     label_w, bars_w, bar_h, gap, top = 280, 520, 11, 9, 34
     values = [v for _, vals in rows for v in vals if v is not None]
     vmax = max(values, default=0.0) or 1.0
@@ -480,22 +492,22 @@ def _svg_bars(
         f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{e(title)}">',
         f'<text x="0" y="14" font-weight="600">{e(title)}</text>',
     ]
-    for i, (name, color) in enumerate(series):
+    for i, name in enumerate(series):
         x = label_w + i * 110
-        parts.append(f'<rect x="{x}" y="20" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{x + 14}" y="29">{e(name)}</text>')
+        parts.append(f'<rect x="{x}" y="20" width="10" height="10" {_paint(name)}/>')
+        parts.append(f'<text x="{x + 14}" y="29" class="side-{name}">{e(name)}</text>')
     for r, (label, vals) in enumerate(rows):
         y = top + r * group_h
         short = label if len(label) <= 40 else label[:37] + "..."
         parts.append(
             f'<text x="0" y="{y + bar_h * len(series) / 2 + 4:.0f}"><title>{e(label)}</title>{e(short)}</text>'
         )
-        for i, ((name, color), value) in enumerate(zip(series, vals, strict=True)):
+        for i, (name, value) in enumerate(zip(series, vals, strict=True)):
             by = y + i * bar_h
             w = 0.0 if value is None else max(value / vmax * bars_w, 1.0)
             shown = "n/a" if value is None else f"{_num(value)}{unit}"
             parts.append(
-                f'<rect x="{label_w}" y="{by}" width="{w:.1f}" height="{bar_h - 2}" fill="{color}">'
+                f'<rect x="{label_w}" y="{by}" width="{w:.1f}" height="{bar_h - 2}" {_paint(name)}>'
                 f"<title>{e(label)} {e(name)}: {e(shown)}</title></rect>"
             )
             parts.append(
@@ -505,14 +517,20 @@ def _svg_bars(
     return "".join(parts)
 
 
+def _paint(side: str) -> str:
+    """A side's bar or swatch: its palette colour, outlined in its darker text colour so the
+    shape stands out from the white page (3:1) as well as the colour tells the side."""
+    return f'fill="{SIDE_COLORS[side]}" stroke="{SIDE_TEXT_COLORS[side]}" stroke-width="1"'
+
+
 def _charts(rows: list[dict[str, Any]]) -> str:
     top = rows[:15]
-    sides = [("frontend", FRONTEND_COLOR), ("backend", BACKEND_COLOR)]
+    sides = ["frontend", "backend"]
     charts = []
     for q in ("p50", "p95"):
-        data = [(r["key"], [(r.get(s) or {}).get(f"{q}_ms") for s, _ in sides]) for r in top]
+        data = [(r["key"], [(r.get(s) or {}).get(f"{q}_ms") for s in sides]) for r in top]
         charts.append(_svg_bars(f"{q} duration per endpoint (ms)", data, sides, "ms"))
-    rates = [(r["key"], [(r.get(s) or {}).get("error_rate") for s, _ in sides]) for r in top]
+    rates = [(r["key"], [(r.get(s) or {}).get("error_rate") for s in sides]) for r in top]
     errors = [(key, [None if v is None else v * 100 for v in vals]) for key, vals in rates]
     charts.append(_svg_bars("Error rate per endpoint (%)", errors, sides, "%"))
     return "\n".join(charts)
