@@ -5,11 +5,12 @@ a /data export, a running monitor): per endpoint key and side its calls, errors 
 (with the whole distribution when the source keeps one), and per endpoint the browser-minus-
 server gap. Two runs are then compared like with like, the same key and side only, with the
 live comparator's honesty: nothing is called on fewer than ``min_samples`` calls, an error rate
-moves when a two-proportion test is sure of it, a p50 or p95 when the share of calls above the
-baseline's figure moved as surely (a quantile test: Mood's median test at p50), a volume when a
-test of the two counts is, each test's confidence adjusted for the many figures compared at
-once. Pure: the report tool (live_monitor/tools/report.py reads the files, render.py renders)
-and the live monitor's pinned baseline (core/monitor.py) both compare with it.
+moves when a two-proportion test is sure of it, a p50 or p95 when Mood's quantile test is (the
+share of calls above the baseline's, this run's or the pooled figure), a volume when a test of
+the two counts is, each test's confidence adjusted for the many figures compared at once; a
+change at its high level that is not sure is ``not enough samples``, never ``unchanged``. Pure:
+the report tool (live_monitor/tools/report.py reads the files, render.py renders) and the live
+monitor's pinned baseline (core/monitor.py) both compare with it.
 """
 
 from __future__ import annotations
@@ -383,8 +384,10 @@ def compare_runs(baseline: Run, current: Run, t: Thresholds) -> BaselineComparis
 
 def _adjusted(changes: list[Change], t: Thresholds) -> list[Change]:
     """The changes with each test's confidence adjusted for how many figures were tested at once
-    (Benjamini-Hochberg: a hundred figures at 95% each would call five changes by chance alone);
-    a change no longer sure enough is unchanged."""
+    (Benjamini-Hochberg: a hundred figures at 95% each would call five changes by chance alone),
+    then judged: a change no longer sure enough is ``unchanged``, within what chance moves; but
+    one at its high level (a p95 sixteen times higher on a few dozen calls) is ``not enough
+    samples``, never ``unchanged``: these samples can neither confirm nor rule it out."""
     tested = sorted((1 - c.confidence, i) for i, c in enumerate(changes) if c.confidence is not None)
     adjusted: dict[int, float] = {}
     smallest = 1.0
@@ -394,26 +397,36 @@ def _adjusted(changes: list[Change], t: Thresholds) -> list[Change]:
         adjusted[index] = round(1 - smallest, 3)
     out = []
     for index, change in enumerate(changes):
-        if index not in adjusted:
+        sure = adjusted.get(index)
+        if sure is None:
             out.append(change)
-        elif change.verdict in _FLAGGED and adjusted[index] < t.confidence_level:
+        elif change.verdict not in _FLAGGED or sure >= t.confidence_level:
+            out.append(msgspec.structs.replace(change, confidence=sure))
+        elif change.severity == "high":
+            message = (
+                f"{change.message}; not sure with these samples: {change.confidence:.1%} confident "
+                f"alone, {sure:.1%} for one of {len(tested)} figures tested, {t.confidence_level:.0%} needed"
+            )
             out.append(
                 msgspec.structs.replace(
-                    change, confidence=adjusted[index], verdict="unchanged", severity=None
+                    change, confidence=sure, verdict="not enough samples", severity=None, message=message
                 )
             )
         else:
-            out.append(msgspec.structs.replace(change, confidence=adjusted[index]))
+            out.append(msgspec.structs.replace(change, confidence=sure, verdict="unchanged", severity=None))
     return out
 
 
 _FLAGGED = ("regression", "improvement", "changed")
 
 
-def _order(change: Change) -> tuple[int, int, str, str, str]:
+def _order(change: Change) -> tuple[int, int, bool, str, str, str]:
+    """Worst news first: by verdict and severity, then (among ``not enough samples``) the changes
+    that moved but are unsure before the figures with too few calls to test."""
     return (
         VERDICTS.index(change.verdict),
         -severity_rank(change.severity),
+        change.confidence is None,
         change.key,
         change.side,
         change.metric,
@@ -422,8 +435,8 @@ def _order(change: Change) -> tuple[int, int, str, str, str]:
 
 def _side_changes(key: str, side: Service, then: SideRun, now: SideRun, t: Thresholds) -> list[Change]:
     return [
-        _latency_change(key, side, "p50_ms", then, now, t.min_samples, t),
-        _latency_change(key, side, "p95_ms", then, now, max(t.min_samples, t.tail_min_samples), t),
+        _latency_change(key, side, "p50_ms", then, now, t.min_samples),
+        _latency_change(key, side, "p95_ms", then, now, max(t.min_samples, t.tail_min_samples)),
         _error_change(key, side, then, now, t),
         _volume_change(key, side, then, now, t),
     ]
@@ -433,7 +446,7 @@ _QUANTILE = {"p50_ms": 0.5, "p95_ms": 0.95}
 
 
 def _latency_change(
-    key: str, side: Service, metric: Metric, then: SideRun, now: SideRun, need: int, t: Thresholds
+    key: str, side: Service, metric: Metric, then: SideRun, now: SideRun, need: int
 ) -> Change:
     """A p50 or p95 that moved: by ``LATENCY_CHANGE_PCT`` and ``LATENCY_CHANGE_MS``, and, with
     both distributions, surely: the share of each run's calls above the two runs' pooled p50 or
@@ -446,7 +459,7 @@ def _latency_change(
     apart = _apart(before, after)
     severity = _lower(level(abs(delta), LATENCY_CHANGE_MS), level(apart, LATENCY_CHANGE_PCT))
     confidence, test = _quantile_test(then, now, _QUANTILE[metric])
-    verdict = _verdict(severity, confidence, delta, t)
+    verdict = _verdict(severity, delta)
     name = f"{side} {metric[:3]}"
     message = (
         f"{key}: {name} {_ms(before)} -> {_ms(after)} ({_signed(delta)} ms, {_signed_pct(before, after)})"
@@ -485,11 +498,11 @@ def _quantile_test(then: SideRun, now: SideRun, q: float) -> tuple[float | None,
     return round(max(0.0, 1 - len(tables) * doubt), 3), test
 
 
-def _pooled_quantile(a: LatencySketch, b: LatencySketch, q: float) -> float | None:
-    """The q-quantile of two sketches' values taken together."""
+def _pooled_quantile(a: LatencySketch, b: LatencySketch, q: float) -> float:
+    """The q-quantile of two sketches' values taken together (0 for two empty ones)."""
     pooled = a.copy()
     pooled.merge(b)
-    return pooled.quantile(q)
+    return pooled.quantile(q) or 0.0
 
 
 def _lognormal_tables(then: SideRun, now: SideRun, q: float) -> list[tuple[int, int]] | None:
@@ -539,7 +552,7 @@ def _error_change(key: str, side: Service, then: SideRun, now: SideRun, t: Thres
     points = (after - before) * 100
     severity = level(abs(points), t.endpoint_error_points)
     confidence = proportions_confidence(then.errors, then.count, now.errors, now.count)
-    verdict = _verdict(severity, confidence, points, t)
+    verdict = _verdict(severity, points)
     message = (
         f"{key}: {side} errors {before:.1%} ({then.errors:,} of {then.count:,}) -> {after:.1%} "
         f"({now.errors:,} of {now.count:,}), {points:+.1f} points"
@@ -561,12 +574,11 @@ def _volume_change(key: str, side: Service, then: SideRun, now: SideRun, t: Thre
     a, b = _counted(then), _counted(now)
     confidence = counts_confidence(a, then.minutes, b, now.minutes)
     severity = level(_apart(before, after), t.endpoint_activity_pct)
-    sure = severity is not None and confidence >= t.confidence_level
-    verdict: Verdict = "changed" if sure else "unchanged"
+    verdict: Verdict = "unchanged" if severity is None else "changed"
     message = f"{key}: {side} calls {before:,.2f}/min -> {after:,.2f}/min ({_signed_pct(before, after)})"
     test = "two counts (Poisson)"
     return _change(
-        key, side, "calls_per_minute", verdict, severity if sure else None,
+        key, side, "calls_per_minute", verdict, severity,
         before, after, after - before, samples, confidence, test, message,
     )  # fmt: skip
 
@@ -587,7 +599,7 @@ def _gap_change(key: str, then: GapRun, now: GapRun, t: Thresholds) -> Change:
             now.sketch.count,
         )
         test = "share of joined requests above the two runs' pooled median gap (two proportions: Mood's test)"
-    verdict = _verdict(severity, confidence, delta, t)
+    verdict = _verdict(severity, delta)
     message = f"{key}: gap p50 (browser minus server) {_ms(then.ms)} -> {_ms(now.ms)} ({_signed(delta)} ms)"
     return _change(
         key,
@@ -605,9 +617,10 @@ def _gap_change(key: str, then: GapRun, now: GapRun, t: Thresholds) -> Change:
     )
 
 
-def _verdict(severity: Severity | None, confidence: float | None, delta: float, t: Thresholds) -> Verdict:
-    """Worse or better when the change reaches a level and, where tested, is sure enough."""
-    if severity is None or (confidence is not None and confidence < t.confidence_level):
+def _verdict(severity: Severity | None, delta: float) -> Verdict:
+    """Worse or better when the change reaches a level; ``_adjusted`` then keeps the verdict
+    only where its test, adjusted, is sure enough."""
+    if severity is None:
         return "unchanged"
     return "regression" if delta > 0 else "improvement"
 
