@@ -285,6 +285,66 @@ def test_a_running_monitor_compared_with_a_saved_report(
     assert "This run keeps figures, not distributions" in found.notes[0]
 
 
+# --- a tail that moved far: the README screenshots' runs --------------------------------------
+
+TAIL = "GET /api/products/:id"  # generate_sample_logs.py's tail_latency: one browser call in ten
+# waits ~1.5 s more, medians unchanged
+
+
+def release_pair(root: Path, events: int) -> tuple[Run, Run]:
+    """The runs scripts/screenshots.py renders its report of: the same seeded real traffic (the
+    pages' API calls and their server requests) twice, the second with a latency gap, hidden
+    errors and the tail slowdown injected."""
+    shapes = ["--inject", "nested_traces", "--inject", "outgoing_calls", "--inject", "page_noise"]
+    injected = ["--inject", "latency_gap", "--inject", "hidden_errors", "--inject", "tail_latency"]
+    pair = []
+    for name, extra in (("v1", []), ("v2", injected)):
+        argv = ["--events", str(events), "--seed", "7", "--duration-s", "600", "--out-dir", str(root / name)]
+        assert gen.main([*argv, "--start", "2025-01-01T00:00:00", *shapes, *extra]) == 0
+        pair.append(Run(root / name))
+    return pair[0], pair[1]
+
+
+def test_a_tail_that_moved_far_is_a_regression_and_back_an_improvement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """~170 calls a run, 17 of them now 1.5 s slower: the p95 went from ~100 ms to ~1.5 s, and
+    while the share of calls above the baseline's p95 barely moves (5% -> 14%), no baseline call
+    lies above the pooled p95: sure, whichever run is the baseline."""
+    v1, v2 = release_pair(tmp_path, 8000)
+    for then, now, verdict in ((v1, v2, "regression"), (v2, v1, "improvement")):
+        by = {(c.key, c.side, c.metric): c for c in comparison(capsys, now, then.files).changes}
+        p95 = by[TAIL, "frontend", "p95_ms"]
+        assert min(p95.samples.values()) > 150 and p95.confidence is not None
+        assert (p95.verdict, p95.severity) == (verdict, "high") and p95.confidence >= 0.99, p95
+        assert by[TAIL, "frontend", "p50_ms"].verdict == "unchanged"  # the median did not move
+        assert by[TAIL, "backend", "p95_ms"].verdict == "unchanged"  # nor the server
+
+
+def test_a_tail_too_few_calls_can_confirm_is_not_enough_samples_never_unchanged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Half the traffic: ~90 calls a run, 9 of them slower. Alone, the p95's test is 98.8% sure;
+    as one of ~80 figures tested together, not sure enough. A p95 sixteen times higher is then
+    no verdict, and certainly not "unchanged": the samples cannot say, and the message says how
+    sure they are. A move at a lower level that is not sure stays unchanged."""
+    v1, v2 = release_pair(tmp_path, 4000)
+    found = comparison(capsys, v2, v1.files)
+    by = {(c.key, c.side, c.metric): c for c in found.changes}
+    p95 = by[TAIL, "frontend", "p95_ms"]
+    assert p95.current is not None and p95.baseline is not None and p95.current > 10 * p95.baseline
+    assert (p95.verdict, p95.severity) == ("not enough samples", None) and p95.confidence is not None
+    tested = [c for c in found.changes if c.confidence is not None]
+    assert p95.confidence < 0.95 and f"{p95.confidence:.1%} for one of {len(tested)} figures" in p95.message
+    assert "98.8% confident alone" in p95.message
+    assert [c for c in tested if c.verdict == "not enough samples"] == [p95]
+    few = [i for i, c in enumerate(found.changes) if c.verdict == "not enough samples"]
+    assert few[0] == found.changes.index(p95)  # listed before the figures with too few calls
+    assert ("GET /api/orders/:id", "frontend", "p95_ms", "regression", "high") in verdicts(
+        found, "regression"
+    )
+
+
 # --- small runs by hand: too few samples, new and vanished endpoints, escaping ---------------
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.vocabulary import BASELINE_PATH, EVENTS_PATH
 from tests.helpers import FakeClock, event, run_monitor
+from tests.test_tools_baseline import TAIL, release_pair
 
 ORDERS, USERS = "GET /api/orders", "GET /api/users/:id"
 TICKS, PER_TICK = 30, 2  # a window of 60 s: 30 ticks of 2 s, 2 calls per side and endpoint each
@@ -92,6 +93,34 @@ def test_a_regression_after_pinning_is_flagged_and_an_unchanged_window_is_not(mo
     unpinned = client.delete(BASELINE_PATH).get_json()
     assert unpinned == {"pinned": False, "baseline": None, "since_baseline": None}
     assert client.get(BASELINE_PATH).get_json()["pinned"] is False
+
+
+def test_a_pinned_window_judges_a_tail_that_moved_far_as_the_report_does(monitor_client, clock, tmp_path):
+    """The README screenshots' runs replayed: the first pinned, the second a window later. The
+    live pin compares with the report's model, so the browser's p95 of the endpoint whose tail
+    moved far is the same sure regression, and its medians stay unchanged."""
+    client = monitor_client
+    v1, v2 = release_pair(tmp_path, 8000)
+    replay(client, v1.events())
+    assert client.post(BASELINE_PATH).get_json()["pinned"] is True
+    clock.advance(120)  # the pinned window has gone by
+    replay(client, v2.events())
+    changes = client.get(BASELINE_PATH).get_json()["since_baseline"]["changes"]
+    by = {(c["key"], c["side"], c["metric"]): c for c in changes}
+    p95 = by[TAIL, "frontend", "p95_ms"]
+    assert (p95["verdict"], p95["severity"]) == ("regression", "high") and p95["confidence"] >= 0.99, p95
+    assert p95["current"] > 10 * p95["baseline"] and min(p95["samples"].values()) > 150
+    assert (
+        by[TAIL, "frontend", "p50_ms"]["verdict"] == by[TAIL, "backend", "p95_ms"]["verdict"] == "unchanged"
+    )
+
+
+def replay(client: FlaskClient, sides: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    """Post a run's events of both sides, every one accepted."""
+    events = [*sides[0], *sides[1]]
+    for start in range(0, len(events), 1000):
+        answer = client.post(EVENTS_PATH, json=events[start : start + 1000])
+        assert answer.status_code == 200 and answer.get_json()["rejected"] == 0
 
 
 def test_pinning_follows_the_access_rules_of_the_other_post_routes(make_app):

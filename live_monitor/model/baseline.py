@@ -5,17 +5,19 @@ a /data export, a running monitor): per endpoint key and side its calls, errors 
 (with the whole distribution when the source keeps one), and per endpoint the browser-minus-
 server gap. Two runs are then compared like with like, the same key and side only, with the
 live comparator's honesty: nothing is called on fewer than ``min_samples`` calls, an error rate
-moves when a two-proportion test is sure of it, a p50 or p95 when the share of calls above the
-baseline's figure moved as surely (a quantile test: Mood's median test at p50), a volume when a
-test of the two counts is, each test's confidence adjusted for the many figures compared at
-once. Pure: the report tool (live_monitor/tools/report.py reads the files, render.py renders)
-and the live monitor's pinned baseline (core/monitor.py) both compare with it.
+moves when a two-proportion test is sure of it, a p50 or p95 when Mood's quantile test is (the
+share of calls above the baseline's, this run's or the pooled figure), a volume when a test of
+the two counts is, each test's confidence adjusted for the many figures compared at once; a
+change at its high level that is not sure is ``not enough samples``, never ``unchanged``. Pure:
+the report tool (live_monitor/tools/report.py reads the files, render.py renders) and the live
+monitor's pinned baseline (core/monitor.py) both compare with it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import msgspec
@@ -382,8 +384,10 @@ def compare_runs(baseline: Run, current: Run, t: Thresholds) -> BaselineComparis
 
 def _adjusted(changes: list[Change], t: Thresholds) -> list[Change]:
     """The changes with each test's confidence adjusted for how many figures were tested at once
-    (Benjamini-Hochberg: a hundred figures at 95% each would call five changes by chance alone);
-    a change no longer sure enough is unchanged."""
+    (Benjamini-Hochberg: a hundred figures at 95% each would call five changes by chance alone),
+    then judged: a change no longer sure enough is ``unchanged``, within what chance moves; but
+    one at its high level (a p95 sixteen times higher on a few dozen calls) is ``not enough
+    samples``, never ``unchanged``: these samples can neither confirm nor rule it out."""
     tested = sorted((1 - c.confidence, i) for i, c in enumerate(changes) if c.confidence is not None)
     adjusted: dict[int, float] = {}
     smallest = 1.0
@@ -393,26 +397,36 @@ def _adjusted(changes: list[Change], t: Thresholds) -> list[Change]:
         adjusted[index] = round(1 - smallest, 3)
     out = []
     for index, change in enumerate(changes):
-        if index not in adjusted:
+        sure = adjusted.get(index)
+        if sure is None:
             out.append(change)
-        elif change.verdict in _FLAGGED and adjusted[index] < t.confidence_level:
+        elif change.verdict not in _FLAGGED or sure >= t.confidence_level:
+            out.append(msgspec.structs.replace(change, confidence=sure))
+        elif change.severity == "high":
+            message = (
+                f"{change.message}; not sure with these samples: {change.confidence:.1%} confident "
+                f"alone, {sure:.1%} for one of {len(tested)} figures tested, {t.confidence_level:.0%} needed"
+            )
             out.append(
                 msgspec.structs.replace(
-                    change, confidence=adjusted[index], verdict="unchanged", severity=None
+                    change, confidence=sure, verdict="not enough samples", severity=None, message=message
                 )
             )
         else:
-            out.append(msgspec.structs.replace(change, confidence=adjusted[index]))
+            out.append(msgspec.structs.replace(change, confidence=sure, verdict="unchanged", severity=None))
     return out
 
 
 _FLAGGED = ("regression", "improvement", "changed")
 
 
-def _order(change: Change) -> tuple[int, int, str, str, str]:
+def _order(change: Change) -> tuple[int, int, bool, str, str, str]:
+    """Worst news first: by verdict and severity, then (among ``not enough samples``) the changes
+    that moved but are unsure before the figures with too few calls to test."""
     return (
         VERDICTS.index(change.verdict),
         -severity_rank(change.severity),
+        change.confidence is None,
         change.key,
         change.side,
         change.metric,
@@ -421,8 +435,8 @@ def _order(change: Change) -> tuple[int, int, str, str, str]:
 
 def _side_changes(key: str, side: Service, then: SideRun, now: SideRun, t: Thresholds) -> list[Change]:
     return [
-        _latency_change(key, side, "p50_ms", then, now, t.min_samples, t),
-        _latency_change(key, side, "p95_ms", then, now, max(t.min_samples, t.tail_min_samples), t),
+        _latency_change(key, side, "p50_ms", then, now, t.min_samples),
+        _latency_change(key, side, "p95_ms", then, now, max(t.min_samples, t.tail_min_samples)),
         _error_change(key, side, then, now, t),
         _volume_change(key, side, then, now, t),
     ]
@@ -432,11 +446,11 @@ _QUANTILE = {"p50_ms": 0.5, "p95_ms": 0.95}
 
 
 def _latency_change(
-    key: str, side: Service, metric: Metric, then: SideRun, now: SideRun, need: int, t: Thresholds
+    key: str, side: Service, metric: Metric, then: SideRun, now: SideRun, need: int
 ) -> Change:
     """A p50 or p95 that moved: by ``LATENCY_CHANGE_PCT`` and ``LATENCY_CHANGE_MS``, and, with
-    both distributions, surely: the share of calls above the baseline's figure (half at p50,
-    5% at p95) is compared by a two-proportion test."""
+    both distributions, surely: the share of each run's calls above the two runs' pooled p50 or
+    p95 is compared by a two-proportion test (``_quantile_test``)."""
     samples = (then.timed, now.timed)
     before, after = (then.p50, now.p50) if metric == "p50_ms" else (then.p95, now.p95)
     if min(samples) < need or before is None or after is None:
@@ -444,8 +458,8 @@ def _latency_change(
     delta = after - before
     apart = _apart(before, after)
     severity = _lower(level(abs(delta), LATENCY_CHANGE_MS), level(apart, LATENCY_CHANGE_PCT))
-    confidence, test = _quantile_test(then, now, before, metric)
-    verdict = _verdict(severity, confidence, delta, t)
+    confidence, test = _quantile_test(then, now, _QUANTILE[metric])
+    verdict = _verdict(severity, delta)
     name = f"{side} {metric[:3]}"
     message = (
         f"{key}: {name} {_ms(before)} -> {_ms(after)} ({_signed(delta)} ms, {_signed_pct(before, after)})"
@@ -455,35 +469,77 @@ def _latency_change(
     )
 
 
-def _quantile_test(then: SideRun, now: SideRun, edge: float, metric: Metric) -> tuple[float | None, str]:
-    """How sure a p50 or p95 moved: the share of each run's calls above the baseline's figure
-    (half, or 5%, in the baseline), compared by a two-proportion test. Counted in the two
-    distributions when both runs keep one; else estimated from each run's p50 and p95 as a
-    log-normal (latencies nearly are), and said so."""
-    name = metric[:3]
+def _quantile_test(then: SideRun, now: SideRun, q: float) -> tuple[float | None, str]:
+    """How sure a p50 or p95 moved. If both runs share their q-quantile, they have the same share
+    of calls above it (half, or 5%): Mood's test compares the two shares at an estimate of it
+    by a two-proportion test. Which estimate finds a change depends on its shape: a run slower
+    throughout shows at the baseline's figure (or at this run's, when it got faster), while a
+    tail that moved far (one call in ten 1.5 s slower) barely moves the share above either's p95
+    and shows at the pooled one, above which nearly no baseline call lies. So all three are
+    tried and the surest kept, its doubt tripled (Bonferroni) for the three tries. Counted in
+    the two distributions when both runs keep one; else estimated from each run's p50 and p95
+    as a log-normal (latencies nearly are), and said so."""
+    name = f"p{round(q * 100)}"
     if then.sketch is not None and now.sketch is not None:
-        above = then.sketch.count_above(edge), now.sketch.count_above(edge)
-        test = f"share of calls above the baseline's {name} (two proportions)"
+        a, b = then.sketch, now.sketch
+        edges = [a.quantile(q), b.quantile(q), _pooled_quantile(a, b, q)]
+        tables = [(a.count_above(edge), b.count_above(edge)) for edge in edges if edge is not None]
+        test = f"share of calls above the baseline's, this run's and the pooled {name} (Mood's test, two proportions)"
     else:
-        shares = _lognormal_share_above(then, edge), _lognormal_share_above(now, edge)
-        if shares[0] is None or shares[1] is None:
+        found = _lognormal_tables(then, now, q)
+        if found is None:
             return None, "none: figures without their distributions"
-        above = round(shares[0] * then.timed), round(shares[1] * now.timed)
-        test = f"share of calls above the baseline's {name}, estimated from p50 and p95 (log-normal)"
-    return proportions_confidence(above[0], then.timed, above[1], now.timed), test
+        tables = found
+        test = (
+            f"share of calls above the baseline's, this run's and the pooled {name} (Mood's test), "
+            "estimated from p50 and p95 (log-normal)"
+        )
+    doubt = min(1 - proportions_confidence(x, then.timed, y, now.timed) for x, y in tables)
+    return round(max(0.0, 1 - len(tables) * doubt), 3), test
 
 
-def _lognormal_share_above(run: SideRun, edge: float) -> float | None:
-    """The share of a run's calls above ``edge`` if its durations are log-normal with its p50 and
-    p95; None when those cannot fit one (missing, zero, or no spread)."""
-    if run.p50 is None or run.p95 is None or run.p50 <= 0 or run.p95 <= run.p50 or edge <= 0:
+def _pooled_quantile(a: LatencySketch, b: LatencySketch, q: float) -> float:
+    """The q-quantile of two sketches' values taken together (0 for two empty ones)."""
+    pooled = a.copy()
+    pooled.merge(b)
+    return pooled.quantile(q) or 0.0
+
+
+def _lognormal_tables(then: SideRun, now: SideRun, q: float) -> list[tuple[int, int]] | None:
+    """Each run's calls above the baseline's, this run's and the pooled q-quantile, their
+    durations taken as log-normals with their p50 and p95; None when either cannot fit one.
+    The pooled quantile lies between the two runs' own: found by bisection, on a log scale."""
+    fits = _lognormal(then), _lognormal(now)
+    if fits[0] is None or fits[1] is None:
         return None
-    sigma = math.log(run.p95 / run.p50) / _Z95
-    z = (math.log(edge) - math.log(run.p50)) / sigma
-    return 0.5 * math.erfc(z / math.sqrt(2))
+    mu, sigma = zip(fits[0], fits[1], strict=True)
+    weights = then.timed / (then.timed + now.timed), now.timed / (then.timed + now.timed)
+    own = [m + NormalDist().inv_cdf(q) * s for m, s in zip(mu, sigma, strict=True)]
+    low, high = min(own), max(own)
+    for _ in range(60):
+        middle = (low + high) / 2
+        pooled = sum(w * _above(middle, m, s) for w, m, s in zip(weights, mu, sigma, strict=True))
+        low, high = (middle, high) if pooled > 1 - q else (low, middle)
+    return [
+        (round(_above(edge, mu[0], sigma[0]) * then.timed), round(_above(edge, mu[1], sigma[1]) * now.timed))
+        for edge in (*own, (low + high) / 2)
+    ]
 
 
-_Z95 = 1.6448536269514722  # the standard normal's 95th percentile
+def _lognormal(run: SideRun) -> tuple[float, float] | None:
+    """The log-normal (mu, sigma of the log durations) with a run's p50 and p95; None when those
+    cannot fit one (missing, zero, or no spread)."""
+    if run.p50 is None or run.p95 is None or run.p50 <= 0 or run.p95 <= run.p50:
+        return None
+    return math.log(run.p50), math.log(run.p95 / run.p50) / _Z95
+
+
+def _above(log_edge: float, mu: float, sigma: float) -> float:
+    """The share of a log-normal's values above ``exp(log_edge)``."""
+    return 0.5 * math.erfc((log_edge - mu) / sigma / math.sqrt(2))
+
+
+_Z95 = NormalDist().inv_cdf(0.95)  # 1.645: the standard normal's 95th percentile
 
 
 def _error_change(key: str, side: Service, then: SideRun, now: SideRun, t: Thresholds) -> Change:
@@ -496,7 +552,7 @@ def _error_change(key: str, side: Service, then: SideRun, now: SideRun, t: Thres
     points = (after - before) * 100
     severity = level(abs(points), t.endpoint_error_points)
     confidence = proportions_confidence(then.errors, then.count, now.errors, now.count)
-    verdict = _verdict(severity, confidence, points, t)
+    verdict = _verdict(severity, points)
     message = (
         f"{key}: {side} errors {before:.1%} ({then.errors:,} of {then.count:,}) -> {after:.1%} "
         f"({now.errors:,} of {now.count:,}), {points:+.1f} points"
@@ -518,32 +574,32 @@ def _volume_change(key: str, side: Service, then: SideRun, now: SideRun, t: Thre
     a, b = _counted(then), _counted(now)
     confidence = counts_confidence(a, then.minutes, b, now.minutes)
     severity = level(_apart(before, after), t.endpoint_activity_pct)
-    sure = severity is not None and confidence >= t.confidence_level
-    verdict: Verdict = "changed" if sure else "unchanged"
+    verdict: Verdict = "unchanged" if severity is None else "changed"
     message = f"{key}: {side} calls {before:,.2f}/min -> {after:,.2f}/min ({_signed_pct(before, after)})"
     test = "two counts (Poisson)"
     return _change(
-        key, side, "calls_per_minute", verdict, severity if sure else None,
+        key, side, "calls_per_minute", verdict, severity,
         before, after, after - before, samples, confidence, test, message,
     )  # fmt: skip
 
 
 def _gap_change(key: str, then: GapRun, now: GapRun, t: Thresholds) -> Change:
     """The browser-minus-server median gap that moved by ``endpoint_gap_ms``; with requests
-    joined by trace id in both runs, surely by the share of gaps above the baseline's median."""
+    joined by trace id in both runs, surely by Mood's median test on their gaps."""
     samples = (then.count, now.count)
     delta = now.ms - then.ms
     severity = level(abs(delta), t.endpoint_gap_ms)
     confidence, test = None, "none: medians per side, no joined requests"
     if then.sketch is not None and now.sketch is not None:
+        edge = _pooled_quantile(then.sketch, now.sketch, 0.5)
         confidence = proportions_confidence(
-            then.sketch.count_above(then.ms),
+            then.sketch.count_above(edge),
             then.sketch.count,
-            now.sketch.count_above(then.ms),
+            now.sketch.count_above(edge),
             now.sketch.count,
         )
-        test = "share of joined requests above the baseline's median gap (two proportions)"
-    verdict = _verdict(severity, confidence, delta, t)
+        test = "share of joined requests above the two runs' pooled median gap (two proportions: Mood's test)"
+    verdict = _verdict(severity, delta)
     message = f"{key}: gap p50 (browser minus server) {_ms(then.ms)} -> {_ms(now.ms)} ({_signed(delta)} ms)"
     return _change(
         key,
@@ -561,9 +617,10 @@ def _gap_change(key: str, then: GapRun, now: GapRun, t: Thresholds) -> Change:
     )
 
 
-def _verdict(severity: Severity | None, confidence: float | None, delta: float, t: Thresholds) -> Verdict:
-    """Worse or better when the change reaches a level and, where tested, is sure enough."""
-    if severity is None or (confidence is not None and confidence < t.confidence_level):
+def _verdict(severity: Severity | None, delta: float) -> Verdict:
+    """Worse or better when the change reaches a level; ``_adjusted`` then keeps the verdict
+    only where its test, adjusted, is sure enough."""
+    if severity is None:
         return "unchanged"
     return "regression" if delta > 0 else "improvement"
 
