@@ -7,6 +7,8 @@ reload; the views the monitor does not filter say so."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote
 
@@ -131,4 +133,23 @@ def test_choosing_a_release_filters_every_view_and_the_address_keeps_it(
     expect(release).to_have_value(SLOW)
     expect(note).to_contain_text(f"release {SLOW}: 30 backend / 30 frontend events matched")
     expect(alert).to_have_count(1)
+    page.get_by_label("Environment", exact=True).select_option("production")  # both: the events of both
+    expect(note).to_contain_text(f"release {SLOW}, environment production: 30 backend / 30 frontend events")
+    assert page.evaluate("location.hash") == f"#release={quote(SLOW, safe='')}&environment=production"
     tab.assert_clean()
+
+
+def test_a_filtered_view_of_a_window_the_store_no_longer_holds_says_so(
+    tab: Tab, start_monitor: Callable[..., AbstractContextManager[MonitorProcess]]
+) -> None:
+    with start_monitor("--no-self-monitor", "--max-events", "100") as monitor:
+        monitor.post_events(orders(FAST, 60.0, 60) + orders(SLOW, 900.0, 60))  # 120 a side: 20 evicted
+        page = tab.page
+        page.goto(f"{monitor.url}/?refresh=0.5#release={quote(SLOW, safe='')}")
+        note = page.locator("#filter-note")
+        expect(note).to_contain_text(
+            f"release {SLOW}: 60 backend / 60 frontend events matched (of 200 stored)"
+        )
+        expect(note).to_contain_text("window partly evicted")
+        expect(note).to_have_attribute("data-covers", "false")
+        tab.assert_clean()
