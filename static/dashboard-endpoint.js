@@ -26,26 +26,19 @@
   const MARKS = { p50: [], p95: [6, 4], p99: [2, 3] }; // line dash of each percentile's marker
   const REFRESH_MS = 5000;
   const TICK_GAP_PX = 72; // least room between two x labels ("1,259 ms" is about 50 px wide)
-  const HASH = /^#endpoint=(.+)$/;
 
   const state = { key: null, seq: 0, timer: null, charts: {}, from: null };
 
   // --- opening and closing -------------------------------------------------------------------
 
-  /** The endpoint key the address names (#endpoint=…), or null. */
+  /** The endpoint key the address names (#endpoint=…, beside the filter's #release=…), or null. */
   function hashKey() {
-    const match = HASH.exec(location.hash);
-    if (!match) return null;
-    try {
-      return decodeURIComponent(match[1]);
-    } catch {
-      return null;
-    }
+    return LiveDashboard.address.get("endpoint"); // dashboard-filter.js reads the hash's parameters
   }
 
   /** Opens `key`'s view through the address, so Back closes it and the link can be shared. */
   function choose(key) {
-    const hash = `#endpoint=${encodeURIComponent(key)}`;
+    const hash = LiveDashboard.address.hashWith({ endpoint: key });
     if (location.hash === hash) show(key);
     else location.hash = hash;
   }
@@ -86,7 +79,8 @@
   /** Closes the view, clears the address and gives the focus back to the row it came from. */
   function close() {
     const from = state.from;
-    history.replaceState(null, "", location.pathname + location.search);
+    const rest = LiveDashboard.address.hashWith({ endpoint: null }); // the filter stays
+    history.replaceState(null, "", location.pathname + location.search + rest);
     hide();
     if (from && from.isConnected) from.focus();
     else {
@@ -101,7 +95,8 @@
     const seq = ++state.seq;
     let answer;
     try {
-      answer = await LiveDashboard.api(`/endpoints/${encodeURIComponent(key)}`);
+      const filtered = LiveDashboard.filter.suffix(); // ?release=, ?environment= (dashboard-filter.js)
+      answer = await LiveDashboard.api(`/endpoints/${encodeURIComponent(key)}${filtered}`);
     } catch (error) {
       if (seq !== state.seq) return;
       const text = error && error.status === 404
@@ -502,6 +497,7 @@
       if (ev.key === "Escape") close();
     });
     window.addEventListener("hashchange", follow);
+    window.addEventListener("live-dashboard-filter", () => state.key !== null && load(state.key));
     follow();
   }
 

@@ -9,8 +9,9 @@
  * ?api=URL (monitor base), ?refresh=SECONDS (default 2), ?events=N (stream length, default 50),
  * ?token=TOKEN (for a monitor started with --token; removed from the address bar at once).
  *
- * Classic scripts, because ES modules do not load from file://: the three parts share the one
- * window.LiveDashboard object, and the page loads them in order (format, charts, this file).
+ * Classic scripts, because ES modules do not load from file://: the parts share the one
+ * window.LiveDashboard object, and the page loads them in order (format, charts, the release
+ * filter, this file, the endpoint drill-down).
  *
  * Every value that comes from the API reaches the page through textContent or a chart's
  * data array, never through HTML parsing, so an event named "<img onerror=…>" is just text.
@@ -19,10 +20,10 @@
   "use strict";
 
   const LiveDashboard = window.LiveDashboard || {};
-  if (!LiveDashboard.format || !LiveDashboard.charts) {
+  if (!LiveDashboard.format || !LiveDashboard.charts || !LiveDashboard.filter) {
     const banner = document.getElementById("banner-config");
-    banner.textContent = "The dashboard is incomplete: static/dashboard-format.js and " +
-      "static/dashboard-charts.js must load before static/dashboard.js.";
+    banner.textContent = "The dashboard is incomplete: static/dashboard-format.js, " +
+      "static/dashboard-charts.js and static/dashboard-filter.js must load before static/dashboard.js.";
     banner.hidden = false;
     return;
   }
@@ -32,6 +33,7 @@
     TYPE_LABELS, WORK_LABELS, verdict, figuresText, evidenceText, pctLabel, detailsText,
   } = LiveDashboard.format;
   const { MAX_POINTS, makeCharts, updateCharts } = LiveDashboard.charts;
+  const filter = LiveDashboard.filter; // dashboard-filter.js: ?release= and ?environment=
 
   const API_PATH = "/api/live-execution";
   const MAX_ALERTS = 25;
@@ -168,13 +170,16 @@
     state.inFlight = true;
     try {
       const limit = Math.min(1000, Math.max(state.eventLimit * 4, 200));
-      const query = new URLSearchParams({
+      const query = filter.addTo(new URLSearchParams({
         limit: String(limit),
         history: String(MAX_POINTS),
         include_self: String(!state.hideSelf),
-      });
+      }));
+      const asked = filter.snapshot();
       const data = await api(`/data?${query}`);
       showReachable();
+      if (!filter.current(asked)) return; // the filter changed on the way: the next poll asks again
+      filter.showNote(data.filter || null);
       render(data);
     } catch (error) {
       showFailure(error, "poll");
@@ -764,7 +769,10 @@
     button.setAttribute("aria-pressed", String(pinned));
     button.classList.toggle("btn-active", pinned);
     const counts = since ? since.counts : {};
-    setText("baseline-note", pinned
+    setText("baseline-note", pinned && filter.active()
+      ? `A baseline is pinned (at ${timeOf(answer.baseline.pinned_at)}): its changes compare every event, not one ` +
+        "release or environment, so they are hidden while the filter is on."
+      : pinned
       ? `Since the baseline pinned at ${timeOf(answer.baseline.pinned_at)}: ${int.format(counts.regression || 0)} regression(s), ${int.format(counts.improvement || 0)} improvement(s). Hover a ▲ or ▼ for its confidence.`
       : "");
     const drawing = JSON.stringify(answer);
@@ -775,7 +783,8 @@
   /** The hook of the endpoint table: the row of `key` gets each of its changes since the baseline
    * beside the figure it is about (e.g. "+42 ms ▲"), its verdict, severity and confidence in its tooltip. */
   function markSinceBaseline(tr, key) {
-    if (!baseline.answer || !baseline.answer.pinned) return;
+    // the baseline's changes are of all events: beside one release's figures they would mislead
+    if (!baseline.answer || !baseline.answer.pinned || filter.active()) return;
     if (baseline.fresh.has(key)) tr.cells[0].appendChild(el("span", "badge since-new", "new since baseline"));
     for (const [column, figures] of SINCE_COLUMNS) {
       const found = figures.map(([side, metric]) => baseline.changes.get(`${key}\n${side}\n${metric}`));
@@ -813,10 +822,21 @@
 
   // --- wiring ------------------------------------------------------------------------------
 
+  /** Another release or environment chosen: every filterable view is asked again at once, and
+   * the baseline's note says whether its changes are shown. */
+  function filterChanged() {
+    if (baseline.answer) {
+      baseline.drawn = "";
+      showBaseline(baseline.answer);
+    }
+    requestPoll();
+  }
+
   function wire() {
     $("start-btn").addEventListener("click", () => control("start"));
     $("stop-btn").addEventListener("click", () => control("stop"));
     $("baseline-btn").addEventListener("click", toggleBaseline);
+    filter.wire({ api, onChange: filterChanged });
     for (const id of ["filter-service", "filter-status", "filter-component"]) {
       $(id).addEventListener("change", () => state.data && renderEvents());
     }

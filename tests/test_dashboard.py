@@ -169,6 +169,7 @@ def test_hostile_event_fields_are_shown_as_text(tab: Tab, monitor_server: Monito
         "static/live-monitor.js",
         "static/dashboard-format.js",
         "static/dashboard-charts.js",
+        "static/dashboard-filter.js",
         "static/dashboard.js",
         "static/dashboard-endpoint.js",
     ]

@@ -39,6 +39,8 @@ __all__ = [
     "FilterNote",
     "Figures",
     "HistoryAnswer",
+    "LabelSeen",
+    "LabelsAnswer",
     "MinuteCalls",
     "PinnedEndpoint",
     "PinnedSide",
@@ -296,6 +298,23 @@ class DifferencesAnswer(TypedDict):
     count: int
     thresholds: ThresholdsJSON
     filter: NotRequired[FilterNote]  # only in a view filtered by release or environment
+
+
+class LabelSeen(TypedDict):
+    """One release or environment the stored events carry."""
+
+    value: str
+    events: int  # stored events that carry it (both sides, the monitor's own traffic left out)
+    last_seen: float  # the newest of them, epoch seconds
+
+
+class LabelsAnswer(TypedDict):
+    """``GET /labels``: the releases and environments of the stored events, the most recently
+    seen first: the values ``?release=`` and ``?environment=`` can filter by."""
+
+    releases: list[LabelSeen]
+    environments: list[LabelSeen]
+    scanned: int  # stored events read (both sides)
 
 
 class HistoryAnswer(TypedDict):

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 from flask.blueprints import BlueprintSetupState
 
+from live_monitor.core.labels import seen_labels
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import public_view
 from live_monitor.install import DASHBOARD, ROOT
@@ -175,6 +176,12 @@ def differences_history() -> Response:
     episodes = _monitor().history.recent(limit)
     still_open = sum(1 for e in episodes if e.resolved_at is None)
     return jsonify(episodes=episodes, count=len(episodes), open=still_open)
+
+
+@bp.get(f"{API}/labels")
+def labels() -> Response:
+    """The releases and environments the stored events carry: what the views can be filtered by."""
+    return jsonify(seen_labels(_monitor().store))
 
 
 @bp.post(BASELINE_PATH)

@@ -29,6 +29,7 @@ from live_monitor.model.results import (
     DifferencesAnswer,
     EndpointDrill,
     HistoryAnswer,
+    LabelsAnswer,
     StatusAnswer,
 )
 from live_monitor.store import EPISODES_KEPT
@@ -177,6 +178,7 @@ def _components(limits: _Limits) -> dict[str, Any]:
             DifferencesAnswer,
             StatusAnswer,
             HistoryAnswer,
+            LabelsAnswer,
             EndpointDrill,
             BaselineAnswer,
         ],
@@ -401,6 +403,14 @@ def _document(limits: _Limits) -> dict[str, Any]:
                 _json(_ref("HistoryAnswer"), "episodes, the newest opened first"),
                 400,
                 parameters=[_int_param("limit", "episodes to return", HISTORY_LIMIT)],
+                **api,
+            )
+        },
+        f"{API}/labels": {
+            "get": _operation(
+                "The releases and environments the stored events carry, the most recently seen "
+                "first: the values ?release= and ?environment= filter by",
+                _json(_ref("LabelsAnswer"), "releases and environments"),
                 **api,
             )
         },
