@@ -101,6 +101,10 @@ class _Parser(HTTPRequestParser):
     """
 
     expect_continue: bool  # waitress's, typed here
+    # A request refused before its request line was read (a malformed one) has no path of its
+    # own; without one, answering it (and waitress's logging of it) would raise, leaving the
+    # client unanswered and the connection held for good.
+    path = ""
     discarding = False
     deadline = 0.0
     body_since = 0.0  # when the headers were in: the body is due within --body-timeout
@@ -205,13 +209,18 @@ class _JsonErrorTask(ErrorTask):
         self.write(body)
 
     def _cors(self) -> list[tuple[str, str]]:
-        """The CORS headers the app would give this answer: on the routes where the app answers
-        CORS, for an allowed Origin."""
-        access: Access | None = getattr(self.channel.server, "access", None)
-        path = self.request.path or ""
-        if access is None or not (is_own_path(path) or path in SIGNALS):
-            return []
-        return cors_headers(access, self.request.headers.get("ORIGIN"))
+        """The CORS headers the app would give this answer."""
+        return _cors_for(self.channel.server, self.request)
+
+
+def _cors_for(server: Any, request: Any) -> list[tuple[str, str]]:
+    """The CORS headers the app would give an answer to ``request`` that waitress or the
+    channel writes itself: on the routes where the app answers CORS, for an allowed Origin."""
+    access: Access | None = getattr(server, "access", None)
+    path = request.path or ""
+    if access is None or not (is_own_path(path) or path in SIGNALS):
+        return []
+    return cors_headers(access, request.headers.get("ORIGIN"))
 
 
 class _Channel(HTTPChannel):
@@ -270,9 +279,10 @@ class _Channel(HTTPChannel):
             self.will_close = True
             return
         body = json.dumps({"error": "request not received in time (see --header-timeout, --body-timeout)"})
+        cors = "".join(f"{name}: {value}\r\n" for name, value in _cors_for(self.server, self.request))
         answer = (
             "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"X-Content-Type-Options: nosniff\r\nContent-Length: {len(body) + 1}\r\n\r\n{body}\n"
+            f"X-Content-Type-Options: nosniff\r\n{cors}Content-Length: {len(body) + 1}\r\n\r\n{body}\n"
         ).encode()
         with self.outbuf_lock:  # no request is in the app's hands: this thread alone writes
             self.outbufs[-1].append(answer)
