@@ -11,6 +11,7 @@ longest for its request so that a new one gets in.
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import selectors
 import socket
@@ -38,6 +39,7 @@ CROWD = 1100  # slow connections held at once: past select()'s 1,024 descriptors
 HEADER_TIMEOUT = 5.0  # --header-timeout for these tests (the default is 10 s)
 DRIP_SECONDS = 0.5  # a dripping client sends one header line this often
 SILENT_SHARE = 4  # one connection in this many sends nothing at all
+PAGE_ORIGIN = "http://localhost:3000"  # a page's origin the default --cors-origins allows
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -270,7 +272,7 @@ def test_a_body_dripped_past_the_body_deadline_is_cut_and_an_idle_kept_alive_cli
     with run_monitor("--no-self-monitor", "--header-timeout", "1", "--body-timeout", "1") as server:
         head = (
             f"POST /api/live-execution/events HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n["
+            f"Origin: {PAGE_ORIGIN}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n["
         ).encode()
         with (
             socket.create_connection(("127.0.0.1", server.port), timeout=20) as kept,
@@ -301,5 +303,45 @@ def test_a_body_dripped_past_the_body_deadline_is_cut_and_an_idle_kept_alive_cli
             again = read_answer(kept)
         print(f"\nbody dripped {drips} bytes, cut after {lived:.1f} s; idle kept-alive client answered")
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
+    # a browser page reads the 408 (not a network error): it carries the CORS headers
+    assert f"Access-Control-Allow-Origin: {PAGE_ORIGIN}\r\n".encode() in answer, answer
     assert lived >= 1.0
     assert again.startswith(b"HTTP/1.1 200 ")
+
+
+MALFORMED = {
+    "request line": b"GARBAGE\r\nHost: localhost\r\n\r\n",
+    "header without a colon": b"GET /health HTTP/1.1\r\nHost: localhost\r\nNoColonHere\r\n\r\n",
+    "space before a colon": b"GET /health HTTP/1.1\r\nHost : localhost\r\n\r\n",
+    "Content-Length": b"POST /api/live-execution/events HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n",
+}
+
+
+def test_malformed_requests_are_answered_400_and_never_hold_a_connection():
+    """A request waitress refuses before it has a path used to get no answer and keep its
+    connection for good, past every deadline: enough of them refused every client. Each now
+    gets a JSON 400 at once, and 60 of them against a limit of 16 connections leave /health up."""
+    with run_monitor("--no-self-monitor", "--max-connections", "16") as server:
+        for name, raw in MALFORMED.items():
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(raw)
+                answer = read_answer(sock)
+            assert re.match(rb"HTTP/1\.[01] 400 ", answer), (name, answer)
+            assert b'{"error": ' in answer, (name, answer)
+        for _ in range(15):
+            socks = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(4)]
+            for sock in socks:
+                sock.sendall(MALFORMED["request line"])
+                sock.close()
+        assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+        assert wait_for(lambda: not kept_sockets(server), timeout=10), kept_sockets(server)
+
+
+def kept_sockets(server: MonitorProcess) -> list[str]:
+    """The states of the sockets the monitor still holds on its port, the closed ones its
+    clients left (CLOSE_WAIT) included; its listening socket aside."""
+    return [
+        conn.status
+        for conn in psutil.Process(server.proc.pid).net_connections("tcp")
+        if conn.laddr.port == server.port and conn.status not in (psutil.CONN_LISTEN, psutil.CONN_TIME_WAIT)
+    ]
