@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +19,8 @@ from live_monitor.core.alerts import AlertLoop, WebhookSender, message
 from live_monitor.core.history import ALERTS, DIFFERENCES, History
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.results import Difference, Episode
+from live_monitor.store import StoreUnavailable
+from live_monitor.store.journal import EventJournal
 from live_monitor.store.memory import EventStore
 from tests.helpers import (
     ENDPOINT,
@@ -160,6 +163,101 @@ def test_the_text_escapes_what_slack_would_read_as_markup():
 
 
 # --- delivery ---------------------------------------------------------------------------------
+
+
+class BlippingStore(EventStore):
+    """The in-memory store, whose ``method`` on ``book`` raises StoreUnavailable once, at its
+    second call: a Redis connection that drops between two transitions of one check."""
+
+    def __init__(self, method: str, book: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.method, self.book, self.calls = method, book, 0
+
+    def _blip(self, method: str, book: str) -> None:
+        if (method, book) == (self.method, self.book):
+            self.calls += 1
+            if self.calls == 2:
+                raise StoreUnavailable("the shared store (Redis) is unreachable: Connection reset")
+
+    def open_episode(self, book: str, episode: Episode) -> bool:
+        self._blip("open_episode", book)
+        return super().open_episode(book, episode)
+
+    def close_episode(self, book: str, episode_id: str, resolved_at: float) -> Episode | None:
+        self._blip("close_episode", book)
+        return super().close_episode(book, episode_id, resolved_at)
+
+
+def checked(loop: AlertLoop, times: int, clock: Any, step: float = 30.0) -> list[list[tuple[str, str]]]:
+    """The messages of ``times`` checks, ``step`` seconds apart."""
+    answers = []
+    for _ in range(times):
+        clock.advance(step)
+        answers.append([(m["alert"], m["key"]) for m in loop.check()])
+    return answers
+
+
+TWO_KEYS = ("GET /a", "GET /b")
+
+
+@pytest.mark.parametrize(
+    ("method", "book", "opens"),
+    [
+        ("open_episode", ALERTS, [["GET /a"], ["GET /b"], []]),  # the second open: in the next check
+        ("open_episode", DIFFERENCES, [["GET /a", "GET /b"], [], []]),  # the history's: alerts go on
+        ("close_episode", ALERTS, None),
+    ],
+)
+def test_a_store_outage_midway_through_a_check_loses_no_message_and_repeats_none(
+    method, book, opens, found, clock, caplog
+):
+    sent: list[dict[str, Any]] = []
+    store = BlippingStore(method, book, clock=clock)
+    loop = AlertLoop(lambda: found, History(store), clock=clock, notify=sent.append)
+    found.extend(difference("high", key) for key in TWO_KEYS)
+    answers = checked(loop, 3, clock)
+    if opens is not None:
+        assert answers == [[("open", key) for key in keys] for keys in opens]
+    found.clear()  # gone: resolved after three checks over 60 s
+    resolves = checked(loop, 6, clock)
+    if opens is None:  # the second close failed: it is made by the next check
+        assert resolves == [[], [], [("resolved", "GET /a")], [("resolved", "GET /b")], [], []]
+    else:
+        assert resolves == [[], [], [("resolved", "GET /a"), ("resolved", "GET /b")], [], [], []]
+    assert [m["alert"] for m in sent] == ["open", "open", "resolved", "resolved"]  # each once
+    assert [m["resolved_at"] for m in sent[2:]] == [sent[2]["resolved_at"]] * 2  # when they went away
+    assert loop.history.open_now(DIFFERENCES) == {} and loop.history.open_now(ALERTS) == {}
+    assert (loop.checks, loop.check_errors) == (9, 1)
+    assert caplog.text.count("alert check failed") == 1
+    assert "Connection reset" in caplog.text and "alert checks work again" in caplog.text
+
+
+def test_a_full_disk_loses_no_alert_and_the_history_is_journaled_once_there_is_room(
+    found, clock, caplog, tmp_path
+):
+    """A real SQLite "database or disk is full": the alerts go on, and the episodes the journal
+    could not take are written once it can, so a restart still knows them."""
+    sent: list[dict[str, Any]] = []
+    journal = EventJournal(tmp_path / "j.db")
+    history = History(EventStore(clock=clock), journal)
+    loop = AlertLoop(lambda: found, history, clock=clock, notify=sent.append)
+    pages = journal._db.execute("PRAGMA page_count").fetchone()[0]
+    journal._db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full: no page more
+    found.extend(
+        msgspec.structs.replace(difference("high", key), message="x" * 5000)  # needs pages of its own
+        for key in TWO_KEYS
+    )
+    assert checked(loop, 3, clock) == [[("open", "GET /a"), ("open", "GET /b")], [], []]
+    assert loop.check_errors == 3 and caplog.text.count("alert check failed") == 1
+    assert "database or disk is full" in caplog.text
+    assert EventJournal(tmp_path / "j.db").load_episodes() == {}  # nothing could be journaled
+    journal._db.execute("PRAGMA max_page_count = 1000000")  # room again
+    assert checked(loop, 3, clock) == [[], [], []]
+    assert loop.check_errors == 3 and "alert checks work again" in caplog.text
+    assert [(m["alert"], m["key"]) for m in sent] == [("open", "GET /a"), ("open", "GET /b")]
+    restored = History(EventStore(clock=clock), EventJournal(tmp_path / "j.db"))  # a restart
+    assert sorted(restored.open_now(ALERTS)) == sorted(loop.history.open_now(ALERTS))
+    assert len(restored.open_now(DIFFERENCES)) == 2
 
 
 def fast_sender(url: str, **options: Any) -> WebhookSender:

@@ -8,7 +8,10 @@ has stayed below the floor for ``RESOLVE_CHECKS`` checks in a row and ``RESOLVE_
 seconds (hysteresis: a difference that flaps around its threshold sends nothing new).
 
 With many processes on Redis each one checks, and the store's atomic transitions decide: the
-process whose open (or close) wins sends the message, the others send nothing.
+process whose open (or close) wins sends the message, the others send nothing. A message is
+queued as soon as its transition is won, so a store outage (or a full disk under ``--persist``)
+midway through a check loses none: what was done stays done, the failure is counted in
+``check_errors`` and logged once per outage, and the next check goes on from there.
 
 ``WebhookSender`` posts the messages: a bounded queue per webhook, a timeout per POST, retries
 with exponential backoff and jitter, all in its own threads, so neither ingest nor the API ever
@@ -55,7 +58,6 @@ RETRIED_STATUSES: Final = frozenset({408, 425, 429})  # and every 5xx: the recei
 NO_WEBHOOK: Final = {"webhooks": 0, "sent": 0, "failed": 0, "dropped": 0, "retries": 0, "queued": 0}
 
 Kind = Literal["open", "resolved"]
-Transition = tuple[Kind, Episode]
 
 
 def difference_id(difference: Difference) -> str:
@@ -87,35 +89,34 @@ class Tracker:
         self._resolve_after_s = resolve_after_s
         self._below: dict[str, tuple[int, float]] = {}  # open id -> (checks below in a row, since)
 
-    def check(self, found: Sequence[Difference]) -> list[Transition]:
-        """One check: the episodes this call opened and resolved (raises StoreUnavailable)."""
+    def check(self, found: Sequence[Difference], emit: Callable[[Kind, Episode], None]) -> None:
+        """One check: ``emit`` each episode this call opens or resolves, right after the store's
+        transition is won, so a StoreUnavailable midway (raised) loses none of what was done."""
         now = self._clock()
         current = {difference_id(d): d for d in found if severity_rank(d.severity) >= self.floor}
         opened = self.history.open_now(self.book)
-        changes: list[Transition] = []
         for key, difference in current.items():
             self._below.pop(key, None)
             episode = opened.get(key)
             if episode is None:
                 episode = Episode(id=key, opened_at=now, severity=difference.severity, difference=difference)
                 if self.history.open(self.book, episode):
-                    changes.append(("open", episode))
+                    emit("open", episode)
             elif severity_rank(difference.severity) > severity_rank(episode.severity):
                 raised = msgspec.structs.replace(episode, severity=difference.severity, difference=difference)
                 self.history.update(self.book, raised)
+        for key in self._below.keys() - opened.keys():  # resolved by another process meanwhile
+            self._below.pop(key, None)
         for key in [key for key in opened if key not in current]:  # in the order they opened
             checks, since = self._below.get(key, (0, now))
             checks += 1
             if checks < self._resolve_checks or now - since < self._resolve_after_s:
                 self._below[key] = (checks, since)
                 continue
-            self._below.pop(key, None)
             closed = self.history.close(self.book, key, since)  # resolved when it first went below
+            self._below.pop(key, None)  # only now: a close that raised is tried again next check
             if closed is not None:
-                changes.append(("resolved", closed))
-        for key in self._below.keys() - opened.keys():  # resolved by another process meanwhile
-            self._below.pop(key, None)
-        return changes
+                emit("resolved", closed)
 
 
 class AlertLoop:
@@ -154,6 +155,7 @@ class AlertLoop:
         self._thread: threading.Thread | None = None
         self.checks = 0  # checks run, failed ones included
         self.check_errors = 0
+        self._failing = False  # the last check failed: log again only once checks work
         self.sender: WebhookSender | None = None
 
     @classmethod
@@ -182,17 +184,53 @@ class AlertLoop:
         return loop
 
     def check(self) -> list[dict[str, Any]]:
-        """One check: the history kept, and the alert messages it queued (raises StoreUnavailable)."""
-        found = self._differences()
-        history, alerts = self._trackers
-        with self._checking:
-            history.check(found)
-            changes = alerts.check(found)
-        messages = [message(kind, episode, self._dashboard_url()) for kind, episode in changes]
-        if self._notify is not None:
-            for one in messages:
+        """One check: the history kept, and the alert messages it queued, each queued as soon as
+        its transition is won. A store outage (or an unwritable journal) fails the check without
+        raising: what was done before it stays done and sent, the next check goes on from there,
+        and the failure is counted in ``check_errors`` and logged once per outage."""
+        messages: list[dict[str, Any]] = []
+
+        def emit(kind: Kind, episode: Episode) -> None:
+            one = message(kind, episode, self._dashboard_url())
+            messages.append(one)
+            if self._notify is not None:
                 self._notify(one)
+
+        with self._checking:
+            self.checks += 1
+            self._failed(self._check_all(emit))
         return messages
+
+    def _check_all(self, emit: Callable[[Kind, Episode], None]) -> StoreUnavailable | None:
+        """Run both trackers, the history's and the alerts', neither stopped by the other
+        failing, then journal what a failed journal write left behind; the first failure."""
+        try:
+            found = self._differences()
+        except StoreUnavailable as exc:
+            return exc
+        failures: list[StoreUnavailable] = []
+        for tracker in self._trackers:
+            try:
+                tracker.check(found, emit if tracker.book == ALERTS else _silent)
+            except StoreUnavailable as exc:
+                failures.append(exc)
+        try:
+            self.history.flush()
+        except StoreUnavailable as exc:
+            failures.append(exc)
+        return failures[0] if failures else None
+
+    def _failed(self, failure: BaseException | None) -> None:
+        """Count a failed check; log when checks start failing and when they work again."""
+        if failure is None:
+            if self._failing:
+                log.warning("alert checks work again")
+            self._failing = False
+            return
+        self.check_errors += 1
+        if not self._failing:
+            log.warning("alert check failed (%s); counted in check_errors, tried again every check", failure)
+        self._failing = True
 
     @property
     def running(self) -> bool:
@@ -225,15 +263,13 @@ class AlertLoop:
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.wait(self.interval):
-            self.checks += 1
             try:
-                self.check()
-            except StoreUnavailable as exc:  # the next check tries again
-                self.check_errors += 1
-                log.debug("alert check skipped: %s", exc)
+                self.check()  # a store outage is counted and logged by the check itself
             except Exception:  # noqa: BLE001 - the loop must outlive a bad check
+                failing, self._failing = self._failing, True
                 self.check_errors += 1
-                log.exception("alert check failed")
+                if not failing:  # a traceback once, not one per check
+                    log.exception("alert check failed")
 
     def status(self) -> dict[str, Any]:
         """For /status: this process's message counters and the alerts open now."""
@@ -250,6 +286,10 @@ class AlertLoop:
             "check_errors": self.check_errors,
             **counts,
         }
+
+
+def _silent(kind: Kind, episode: Episode) -> None:
+    """The history's transitions send no message."""
 
 
 def message(kind: Kind, episode: Episode, dashboard_url: str) -> dict[str, Any]:

@@ -5,6 +5,9 @@ Episodes live in books: ``differences`` (every difference, at any severity: what
 above: what the webhooks were told). The store opens and closes an episode atomically, so with
 many processes on Redis exactly one wins each transition and sends its message; with
 ``--persist`` every transition is journaled too, and comes back after a restart.
+
+A transition the store made stands even when the journal cannot be written (a full disk): its
+message still goes out, and the episode is journaled by a later write or ``flush`` once it can.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from __future__ import annotations
 from typing import Final
 
 from live_monitor.model.results import Episode
-from live_monitor.store import Store
+from live_monitor.store import EPISODES_KEPT, Store, StoreUnavailable
 from live_monitor.store.journal import EventJournal
 
 DIFFERENCES: Final = "differences"
 ALERTS: Final = "alerts"
 BOOKS: Final = (DIFFERENCES, ALERTS)
+UNJOURNALED_KEPT: Final = 2 * EPISODES_KEPT  # episodes waiting for the journal; the oldest go first
 
 
 class History:
@@ -26,6 +30,7 @@ class History:
     def __init__(self, store: Store, journal: EventJournal | None = None) -> None:
         self.store = store
         self.journal = journal
+        self._unjournaled: dict[tuple[str, str, float], Episode] = {}  # (book, id, opened_at): newest
         if journal is not None:
             for book, episodes in journal.load_episodes().items():
                 store.restore_episodes(book, episodes)
@@ -57,6 +62,25 @@ class History:
         """At most ``limit`` episodes, the newest opened first."""
         return self.store.episodes(book, limit)
 
+    def flush(self) -> None:
+        """Journal the episodes a failed journal write left behind; StoreUnavailable while the
+        journal still cannot be written (they wait for the next try)."""
+        while self.journal is not None and self._unjournaled:
+            key, episode = next(iter(self._unjournaled.items()))
+            self.journal.save_episode(key[0], episode)
+            del self._unjournaled[key]
+
     def _journal(self, book: str, episode: Episode) -> None:
-        if self.journal is not None:
-            self.journal.save_episode(book, episode)
+        """Journal a transition the store made; never raises: when the journal cannot be
+        written the episode waits for ``flush`` (the caller's message must not be lost)."""
+        if self.journal is None:
+            return
+        key = (book, episode.id, episode.opened_at)
+        self._unjournaled.pop(key, None)  # its newest state goes last
+        self._unjournaled[key] = episode
+        while len(self._unjournaled) > UNJOURNALED_KEPT:
+            del self._unjournaled[next(iter(self._unjournaled))]
+        try:
+            self.flush()
+        except StoreUnavailable:
+            pass  # the alert loop's next flush fails too, and counts and logs it

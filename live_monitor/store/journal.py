@@ -209,19 +209,23 @@ class EventJournal:
 
     def save_episode(self, book: str, episode: Episode) -> None:
         """Commit an episode as it now is (opened, raised or resolved); the newest
-        ``EPISODES_KEPT`` resolved ones of the book are kept."""
+        ``EPISODES_KEPT`` resolved ones of the book are kept. StoreUnavailable when the journal
+        cannot be written (a full disk): saving it again later is harmless."""
         row = (book, episode.id, episode.opened_at, episode.resolved_at is not None, _encoder.encode(episode))
         with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO episodes (book, id, opened_at, resolved, body) VALUES (?, ?, ?, ?, ?)",
-                row,
-            )
-            if episode.resolved_at is not None:
+            try:
                 self._db.execute(
-                    "DELETE FROM episodes WHERE book = ? AND resolved AND rowid NOT IN (SELECT rowid "
-                    "FROM episodes WHERE book = ? AND resolved ORDER BY opened_at DESC LIMIT ?)",
-                    (book, book, EPISODES_KEPT),
+                    "INSERT OR REPLACE INTO episodes (book, id, opened_at, resolved, body) VALUES (?, ?, ?, ?, ?)",
+                    row,
                 )
+                if episode.resolved_at is not None:
+                    self._db.execute(
+                        "DELETE FROM episodes WHERE book = ? AND resolved AND rowid NOT IN (SELECT rowid "
+                        "FROM episodes WHERE book = ? AND resolved ORDER BY opened_at DESC LIMIT ?)",
+                        (book, book, EPISODES_KEPT),
+                    )
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"the event journal (--persist) cannot be written: {exc}") from None
 
     def load_episodes(self) -> dict[str, list[Episode]]:
         """The journaled episodes by book, oldest opened first; unreadable rows are skipped."""
