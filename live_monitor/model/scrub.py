@@ -1,8 +1,8 @@
 """Secret scrubbing: what the monitor filters out of every event before it keeps it.
 
 The rules follow the idea of Sentry Relay's default PII rules. Every field that can carry text
-is scrubbed (``details`` keys and values at any depth, ``action``, ``component``), and each
-secret becomes ``[Filtered]``:
+is scrubbed (``details`` keys and values at any depth, ``action``, ``component``, ``release``,
+``environment``), and each secret becomes ``[Filtered]``:
 
 - a value under a secret key name (``password``, ``api_key``, ``Authorization``, ...; see
   ``secret_key``): names are compared lowercase with their separators dropped, so ``Api-Key``,
@@ -10,9 +10,11 @@ secret becomes ``[Filtered]``:
 - card numbers: 13 to 19 digits that start as a card network's do (2221-2720, 3, 4, 5, 6) and pass
   the Luhn check, written with or without a separator between digit groups (space, dash, dot,
   non-breaking or thin space), in text, as JSON numbers and as keys;
-- in text: the value of a ``key=value`` or ``key: value`` pair under a secret name (query
-  parameters, form bodies, header dumps, JSON in a string), credentials before a host
-  (``https://user:pw@host`` -> ``https://[Filtered]@host``, with or without a scheme),
+- in text: the value of a ``key=value`` or ``key: value`` pair under a secret name, also one
+  written with spaces (``api key: x``): a query or form value up to ``&``, a quoted one inside
+  its quotes, a header dump's (``Authorization: Digest ...``, ``Cookie: a=1; b=2``) to the end
+  of its line; credentials before a host (``https://user:pw@host`` ->
+  ``https://[Filtered]@host``, with or without a scheme; ``https://TOKEN@host``),
   ``Bearer``/``Basic`` tokens, JWTs and the body of PEM private key blocks;
 - endpoint actions (``http``, ``api``, ``http-client``) lose their query string altogether:
   ``POST /login?password=x`` is kept as ``POST /login``.
