@@ -2,7 +2,8 @@
 at any depth, action, component, OTLP span names, attributes and log records; over /events,
 OTLP/HTTP and OTLP/gRPC), reach none of the monitor's outputs: ``/data``, the live stream,
 ``/metrics``, ``/status``, the ``--persist`` journal (read from the SQLite file) and a report
-of an exported ``/data``. Ordinary data (numbers, durations, timestamps, UUIDs, trace ids,
+of an exported ``/data``; release and environment too (also as OTLP resource attributes).
+Ordinary data (numbers, durations, timestamps, UUIDs, trace ids,
 route keys) is kept as sent."""
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import json
 import sqlite3
 import string
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +39,7 @@ from live_monitor.core.settings import check_settings, resolve
 from live_monitor.model.scrub import Scrubber
 from live_monitor.vocabulary import EVENTS_PATH, METRICS_PATH, STATUS_PATH, STREAM_PATH
 from live_monitor.web.otlp_grpc import OtlpGrpcServer
-from tests.helpers import API, SERVER, export, free_port, log_export, log_record, post, post_logs, span
+from tests.helpers import API, SERVER, attr, export, free_port, log_export, log_record, post, post_logs, span
 
 EXTRA_KEYS = "nick-name, Badge"  # --scrub-keys: names a deployment adds
 SECRET_NAMES = [
@@ -236,6 +238,7 @@ class Placement:
     event: dict[str, Any] | None = None  # for /events
     span: dict[str, Any] | None = None  # for OTLP traces
     record: dict[str, Any] | None = None  # for OTLP logs
+    resource: dict[str, str] | None = None  # the span's OTLP resource attributes besides service.name
 
 
 BASE = {"service": "backend", "duration_ms": 5.0}
@@ -253,6 +256,10 @@ POSITIONS = [
     "log attribute",
     "log body",
     "log action",
+    "release",
+    "environment",
+    "resource service.version",
+    "resource deployment.environment.name",
 ]
 
 
@@ -277,6 +284,12 @@ def placements(draw: st.DrawFn) -> Placement:
         event["action"] = f"pay {text}"
     elif where == "component":
         event["component"] = f"worker {text}"[:128]
+    elif where in ("release", "environment"):  # an environment holds 64 characters at most
+        event["release" if len(text) > 64 else where] = text
+    elif where.startswith("resource"):
+        name = where.split()[1] if len(text) <= 64 else "service.version"
+        named = span(SERVER, dict(GET, **{"url.path": "/api/orders/7"}), name="GET /api/orders/:id")
+        return Placement(where, needles, span=named, resource={name: text})
     elif where.startswith("span"):
         attrs = dict(GET, **{"url.path": "/api/orders/7"})
         name = "GET /api/orders/:id"
@@ -401,24 +414,31 @@ def fresh_monitor() -> Iterator[tuple[Flask, OtlpGrpcServer, Path]]:
 def send(client: FlaskClient, grpc_port: int, placed: list[Placement], transport: str) -> int:
     """Send every placement by its way in (/events, OTLP over HTTP or gRPC); returns the events sent."""
     events = [p.event for p in placed if p.event is not None]
-    spans = [p.span for p in placed if p.span is not None]
+    spans = [p.span for p in placed if p.span is not None and p.resource is None]
+    exports = [export(*spans)] if spans else []
+    for place in placed:
+        if place.span is not None and place.resource is not None:  # a resource of its own
+            exports.append(export(place.span))
+            exports[-1]["resourceSpans"][0]["resource"]["attributes"] += [
+                attr(name, value) for name, value in place.resource.items()
+            ]
     records = [p.record for p in placed if p.record is not None]
     if events:
         assert client.post(EVENTS_PATH, json=events).json["accepted"] == len(events)
     if transport == "http":
-        if spans:
-            assert post(client, export(*spans)).status_code == 200
+        for body in exports:
+            assert post(client, body).status_code == 200
         if records:
             assert post_logs(client, log_export(*records)).status_code == 200
     else:
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            if spans:
-                request = to_proto(export(*spans), trace_service_pb2.ExportTraceServiceRequest())
+            for body in exports:
+                request = to_proto(body, trace_service_pb2.ExportTraceServiceRequest())
                 trace_service_pb2_grpc.TraceServiceStub(channel).Export(request, timeout=10)
             if records:
                 request = to_proto(log_export(*records), logs_service_pb2.ExportLogsServiceRequest())
                 logs_service_pb2_grpc.LogsServiceStub(channel).Export(request, timeout=10)
-    return len(events) + len(spans) + len(records)
+    return len(events) + sum(p.span is not None for p in placed) + len(records)
 
 
 @SECRETS
@@ -513,6 +533,57 @@ ISSUE_EXAMPLES = [  # issue 18: what got through before
     ({"header": "Authorization: Bearer abcdefgh12345678"}, {"header": "Authorization: [Filtered]"}),
     ({"url": "https://user:pw@host/?token=abc"}, {"url": "https://[Filtered]@host/?token=[Filtered]"}),
 ]
+REVIEW_EXAMPLES = [  # issue 19's review: what got through after issue 18
+    ("Authorization: token ghp_16C7e42F292c6912E7710c838347Ae178B4a", "Authorization: [Filtered]"),
+    (
+        'Authorization: Digest username="bob", response="6629fae49393a05397450978507c4ef1"',
+        "Authorization: [Filtered]",
+    ),
+    ("Authorization: Negotiate YIIGhgYGKwYBBQUCoIIGejCCBnag", "Authorization: [Filtered]"),
+    (
+        "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, "
+        "SignedHeaders=host, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7",
+        "Authorization: [Filtered]",
+    ),
+    (
+        "Cookie: theme=dark; remember_user_tkn=SECRET1; _gh_sess=SECRET2\nAccept: */*",
+        "Cookie: [Filtered]\nAccept: */*",
+    ),
+    ("Set-Cookie: sid=SECRET1; Path=/; HttpOnly", "Set-Cookie: [Filtered]"),
+    (
+        "clone https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r",
+        "clone https://[Filtered]@github.com/o/r",
+    ),
+    ("api key: k-12345678", "api key: [Filtered]"),
+    ("login user=bob password=hunter2 ip=10.0.0.1", "login user=bob password=[Filtered] ip=10.0.0.1"),
+    ("GET /x?access_token=abc&page=2", "GET /x?access_token=[Filtered]&page=2"),
+    # kept: a mail address, an ssh remote's user, a key that names no secret
+    (
+        "mail bob@example.com at 12:30, git@github.com:o/r",
+        "mail bob@example.com at 12:30, git@github.com:o/r",
+    ),
+    ("sorted by key: name", "sorted by key: name"),
+]
+
+
+@pytest.mark.parametrize(("text", "kept"), REVIEW_EXAMPLES)
+def test_header_dumps_tokens_as_users_and_spaced_key_names_are_filtered(client, text, kept):
+    event = {**BASE, "component": "orders", "action": "place", "details": {"note": text}}
+    assert client.post(EVENTS_PATH, json=[event]).json["accepted"] == 1
+    assert client.get(f"{API}/data").json["recent_events"][-1]["details"] == {"note": kept}
+
+
+def test_release_and_environment_are_scrubbed_from_events_and_otlp_resources(client):
+    event = {**BASE, "component": "orders", "action": "place", "release": "4111111111111111"}
+    event["environment"] = "prod token=hunter2hunter2"
+    assert client.post(EVENTS_PATH, json=[event]).json["accepted"] == 1
+    body = export(span(SERVER, dict(GET, **{"url.path": "/api/orders/7"}), name="GET /api/orders/:id"))
+    body["resourceSpans"][0]["resource"]["attributes"].append(
+        attr("service.version", "postgres://admin:hunter2@db/x")
+    )
+    assert post(client, body).status_code == 200
+    kept = {(e["release"], e["environment"]) for e in client.get(f"{API}/data").json["recent_events"]}
+    assert kept == {("[Filtered]", "prod token=[Filtered]"), ("postgres://[Filtered]@db/x", None)}
 
 
 @pytest.mark.parametrize(("details", "kept"), ISSUE_EXAMPLES)
@@ -620,12 +691,65 @@ def test_a_flood_of_distinct_strings_never_stops_the_sharing_of_repeated_ones():
     hostile client, random test data) leave repeated strings shared, one copy for all events."""
     scrubber = Scrubber()
     scrubber.prepare(
-        SimpleNamespace(component="c", action="a", details={f"key{i}": f"value{i}"}) for i in range(25_000)
+        SimpleNamespace(
+            component="c", action="a", details={f"key{i}": f"value{i}"}, release=None, environment=None
+        )
+        for i in range(25_000)
     )
     events = [
-        SimpleNamespace(component="c", action="a", details={"route": "".join(["/api/", ":id"])})
+        SimpleNamespace(
+            component="c",
+            action="a",
+            details={"route": "".join(["/api/", ":id"])},
+            release="1.0",
+            environment=None,
+        )
         for _ in range(2)
     ]
     assert events[0].details["route"] is not events[1].details["route"]  # two copies
     scrubber.prepare(events)
     assert events[0].details["route"] is events[1].details["route"]
+
+
+# --- no string costs more than a few passes over it -----------------------------------------
+
+# Shapes that repeat what one rule starts with, each built to ``size`` characters: a rule that
+# backs off or starts again inside what it scanned costs the square of the size on one of them.
+ADVERSARIAL: dict[str, Callable[[int], str]] = {
+    "userinfo": lambda n: "@" + "=a:" * (n // 3),
+    "userinfo, other separators": lambda n: "@" + ";a:b,c:" * (n // 7),
+    "key=": lambda n: "token " + "a=" * (n // 2),
+    "key: ": lambda n: "token " + "a: " * (n // 3),
+    "quoted values": lambda n: "token " + 'a:"' * (n // 3),
+    "secret keys": lambda n: "token=" * (n // 6),
+    "header names": lambda n: "Authorization: " * (n // 15),
+    "spaced names": lambda n: "api key x " * (n // 10),
+    "Bearer": lambda n: "Bearer " * (n // 7),
+    "Basic": lambda n: "Basic +" * (n // 7),
+    "JWT": lambda n: "eyJaa." * (n // 6),
+    "PEM without its end": lambda n: "-----BEGIN PRIVATE KEY-----" * (n // 27),
+    "PEM ends": lambda n: "-----BEGIN PRIVATE KEY-----" + "-----END A " * (n // 11),
+    "digits": lambda n: "1" * n + "a",
+    "digit groups": lambda n: "1 " * (n // 2),
+    "at signs": lambda n: "a:b@" * (n // 4),
+}
+
+
+def scrub_time(text: str) -> float:
+    """The least of five timings of scrubbing ``text`` with a fresh scrubber (no cache helps)."""
+    best = float("inf")
+    for _ in range(5):
+        scrubber = Scrubber()
+        start = time.perf_counter()
+        scrubber.text(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("shape", list(ADVERSARIAL))
+def test_scrubbing_time_grows_linearly_with_the_text(shape):
+    """Doubling an adversarial text (8 to 16 KiB, as much as a details value holds and twice
+    that) about doubles the work: a quadratic rule would quadruple it (the review found one
+    8 KiB value taking 0.2 s, a batch of them 25 s of a worker's time)."""
+    small, large = (ADVERSARIAL[shape](size) for size in (8192, 16384))
+    assert scrub_time(large) / scrub_time(small) < 3

@@ -1,8 +1,8 @@
 """Secret scrubbing: what the monitor filters out of every event before it keeps it.
 
 The rules follow the idea of Sentry Relay's default PII rules. Every field that can carry text
-is scrubbed (``details`` keys and values at any depth, ``action``, ``component``), and each
-secret becomes ``[Filtered]``:
+is scrubbed (``details`` keys and values at any depth, ``action``, ``component``, ``release``,
+``environment``), and each secret becomes ``[Filtered]``:
 
 - a value under a secret key name (``password``, ``api_key``, ``Authorization``, ...; see
   ``secret_key``): names are compared lowercase with their separators dropped, so ``Api-Key``,
@@ -10,9 +10,11 @@ secret becomes ``[Filtered]``:
 - card numbers: 13 to 19 digits that start as a card network's do (2221-2720, 3, 4, 5, 6) and pass
   the Luhn check, written with or without a separator between digit groups (space, dash, dot,
   non-breaking or thin space), in text, as JSON numbers and as keys;
-- in text: the value of a ``key=value`` or ``key: value`` pair under a secret name (query
-  parameters, form bodies, header dumps, JSON in a string), credentials before a host
-  (``https://user:pw@host`` -> ``https://[Filtered]@host``, with or without a scheme),
+- in text: the value of a ``key=value`` or ``key: value`` pair under a secret name, also one
+  written with spaces (``api key: x``): a query or form value up to ``&``, a quoted one inside
+  its quotes, a header dump's (``Authorization: Digest ...``, ``Cookie: a=1; b=2``) to the end
+  of its line; credentials before a host (``https://user:pw@host`` ->
+  ``https://[Filtered]@host``, with or without a scheme; ``https://TOKEN@host``),
   ``Bearer``/``Basic`` tokens, JWTs and the body of PEM private key blocks;
 - endpoint actions (``http``, ``api``, ``http-client``) lose their query string altogether:
   ``POST /login?password=x`` is kept as ``POST /login``.
@@ -120,21 +122,39 @@ _CARD_SEPARATORS = "[ \t.\\-\u00a0\u2007\u2009\u202f\u2013]"
 # A run of at least 13 digits with single separators; not the tail of a word, a decimal, a
 # negative number or a phone number (``+44 ...``). Which groups form the card: see _cards.
 _CARD_RUN = rf"(?<![\w.,+\-])[0-9](?:{_CARD_SEPARATORS}?[0-9]){{12,}}(?![\w])"
+# Each rule is linear: it starts only where a token starts (a lookbehind), scans that token at
+# most once (possessive quantifiers: no backing off) and is never tried again inside it, so no
+# string costs more than a few passes over it however it repeats a rule's first characters.
 _TEXT_RULES = (
-    r"(?P<pem>-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)[\s\S]*?(?P<pem_end>-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+    r"(?P<pem>-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----)[\s\S]*?(?P<pem_end>-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|\Z)",
     # URL credentials, with or without a scheme (``redis://:pw@host``, ``user:pw@host``, a URL
-    # whose slashes a path normaliser merged): the user and password before the host
-    r"(?P<userinfo>(?<![^\s/=;,(\[<\"'])[^\s/?#@:\"'<>]*:[^\s/?#@\"'<>]+)@(?=[A-Za-z0-9\[])",
-    r"(?P<scheme>\b(?:[Bb]earer|BEARER)\s+)[A-Za-z0-9._~+/\-]{8,}=*",
+    # whose slashes a path normaliser merged): a token that ends before a host's ``@``, matched
+    # once from its first character; which part of it is the user and password: _userinfo
+    r"(?P<userinfo>(?<![^\s/?#@\"'<>])[^\s/?#@\"'<>]++)@(?=[A-Za-z0-9\[])",
+    r"(?P<scheme>\b(?:[Bb]earer|BEARER)\s++)[A-Za-z0-9._~+/\-]{8,}+=*+",
     # Basic's value is base64: not a lowercase English word (``basic usage`` is kept)
-    r"(?P<basic>\b(?:[Bb]asic|BASIC)\s+)(?=[A-Za-z0-9+/]*[A-Z0-9+/])[A-Za-z0-9+/]{8,}=*",
-    r"(?P<jwt>(?<![\w-])eyJ[A-Za-z0-9_\-]{2,}\.[A-Za-z0-9_\-]{2,}(?:\.[A-Za-z0-9_\-]*)*)",
-    # key, then separator; the value is only looked at (a lookahead), so the scan goes on
-    # inside it when the key is not a secret one
-    r"(?P<key>(?<![\w.\[\]\-])[A-Za-z_][\w.\[\]\-]{0,63})(?P<sep>[\"']?[ \t]*[:=][ \t]*)"
-    r"(?=(?P<value>\"[^\"\n]*\"|'[^'\n]*'|(?i:(?:bearer|basic)[ \t]+)?[^\s&#;,\"'<>]+))",
+    r"(?P<basic>\b(?:[Bb]asic|BASIC)\s++)(?=[a-z]*+[A-Z0-9+/])[A-Za-z0-9+/]{8,}+=*+",
+    r"(?P<jwt>(?<![\w-])eyJ[A-Za-z0-9_\-]{2,}+\.[A-Za-z0-9_\-]{2,}+(?:\.[A-Za-z0-9_\-]*+)*+)",
+    # key, then separator; the value is read only after a secret key (_value), so the scan goes
+    # on inside it when the key is not a secret one
+    r"(?P<key>(?<![\w.\[\]\-])[A-Za-z_][\w.\[\]\-]{0,63}+)(?P<sep>[\"']?[ \t]*+[:=][ \t]*+)",
 )
 _TEXT = re.compile("|".join(_TEXT_RULES))
+# Where the user and password of a userinfo token may start: the token's start unless a ``?``,
+# ``#``, ``@`` or ``>`` comes before it (``?next=user:pw@host``), else just after one of these.
+_USERINFO_OPENERS = re.compile(r"[=;,(\[]")
+_URL_SCHEMES = ("http://", "https://")  # a lone user before their host is a token (ghp_...@github.com)
+# A secret key's value: quoted, else (``_value``) to the end of the line after a header name
+# (``Authorization: token ghp_...``, ``Cookie: a=1; b=2``), else up to ``&``, ``;``, a space...
+_QUOTED = re.compile(r"\"[^\"\n]*+\"|'[^'\n]*+'")
+_LINE = re.compile(r"[^\r\n]*+")
+_PAIR = re.compile(
+    r"(?i:(?:bearer|basic|digest|negotiate|ntlm|token|aws4-hmac-sha256)[ \t]++)?[^\s&#;,\"'<>]++"
+)
+# A word before a key that is no secret name alone (``api key: x``, ``private key=x``), looked
+# for in the characters before the key only.
+_WORD = re.compile(r"[A-Za-z][\w.\-]{0,31}")
+_WORDS_BACK = 100
 # a UUID is skipped whole: its digit groups must not be read as a card number
 _CARDS = re.compile(
     rf"(?<![\w-])[0-9A-Fa-f]{{8}}(?:-[0-9A-Fa-f]{{4}}){{3}}-[0-9A-Fa-f]{{12}}(?![\w-])|(?P<card>{_CARD_RUN})"
@@ -230,6 +250,38 @@ def _mask_cards(text: str) -> str:
     return "".join(out)
 
 
+def _userinfo(text: str, start: int, at: int) -> tuple[int, int] | None:
+    """The span of the credentials in the token ``text[start:at]`` that ends before a host's
+    ``@``: from the token's start (or just after its first ``=``, ``;``, ``,``, ``(`` or ``[``
+    when a ``?``, ``#``, ``@`` or ``>`` comes before it) when a ``:`` and a password follow; the
+    whole token after ``http(s)://`` (``https://ghp_TOKEN@github.com``); else None."""
+    if start and text[start - 1] in "?#@>":
+        opener = _USERINFO_OPENERS.search(text, start, at)
+        if opener is None:
+            return None
+        start = opener.end()
+    colon = text.find(":", start, at)
+    if 0 <= colon < at - 1:
+        return (start, at)
+    if text.endswith(_URL_SCHEMES, max(0, start - 8), start):
+        return (start, at)
+    return None
+
+
+def _value(text: str, key: re.Match[str]) -> tuple[int, int]:
+    """The span of the value after a secret key: inside its quotes; else to the end of the line
+    after a header name (``Name: value``) or any cookie; else one query or form value."""
+    start = key.end("sep")
+    quoted = _QUOTED.match(text, start)
+    if quoted is not None:
+        return (start + 1, quoted.end() - 1)
+    sep = key.group("sep")
+    to_line = (":" in sep and sep[0] not in "\"'") or "cookie" in key.group("key").lower()
+    value = (_LINE if to_line or text.startswith(('"', "'"), start) else _PAIR).match(text, start)
+    assert value is not None  # both match the empty string
+    return (start, len(value.group().rstrip()) + start)
+
+
 # --- the scrubber ----------------------------------------------------------------------------
 
 _V = TypeVar("_V")
@@ -265,6 +317,7 @@ class Scrubber:
         self.names: dict[str, str] = {}  # components, and actions without a query, as kept
         self._endpoints: dict[str, str] = {}  # endpoint actions with a query, as kept
         self._others: dict[str, str] = {}  # other names with ``?`` or ``#``, as kept
+        self._text_keys: dict[str, bool] = {}  # whether a key in text (64 characters at most) is secret
 
     @classmethod
     def from_setting(cls, text: str) -> Scrubber:
@@ -326,6 +379,14 @@ class Scrubber:
         kept = cache.get(name)
         return _remember(cache, name, self.text(name)) if kept is None else kept
 
+    def _label(self, label: str | None) -> str | None:
+        """An event's release or environment as kept: scrubbed like text (shared, as names are)
+        and never longer than sent, so the event still fits the limits it was checked against."""
+        if label is None:
+            return None
+        kept = self.names.get(label) or self._plain(label)
+        return kept if len(kept) <= len(label) else kept[: len(label)]
+
     # --- values -----------------------------------------------------------------------
 
     def text(self, value: str) -> str:
@@ -368,16 +429,16 @@ class Scrubber:
             kept: tuple[int, int] | None = None  # the span of a secret, replaced by FILTERED
             end = match.end()
             if found["key"] is not None:
-                if self.secret_key(found["key"]):
-                    start, end = match.span("value")
-                    quoted = text[start] in "\"'"
-                    kept = (start + quoted, end - quoted)
-                else:
-                    end = match.end("sep")
+                end = match.end("sep")
+                if self._secret_name(text, match):
+                    kept = _value(text, match)
+                    end = max(end, kept[1])
             elif found["pem"] is not None:
                 kept = (match.end("pem"), match.start("pem_end"))
             elif found["userinfo"] is not None:
-                kept = match.span("userinfo")
+                kept = _userinfo(text, match.start(), match.end("userinfo"))
+                if kept is None:
+                    end = match.start() + 1  # other rules may find something inside the token
             elif found["scheme"] is not None:
                 kept = (match.end("scheme"), end)
             elif found["basic"] is not None:
@@ -393,6 +454,25 @@ class Scrubber:
             return text
         out.append(text[done:])
         return "".join(out)
+
+    def _secret_name(self, text: str, match: re.Match[str]) -> bool:
+        """True when the key ``match`` found names a secret, alone or with the (up to three)
+        words before it, separated by spaces: ``api key: x`` is ``api key``'s value."""
+        key = match.group("key")
+        secret = self._text_keys.get(key)
+        if secret is None:
+            secret = _remember(self._text_keys, key, self.secret_key(key))
+        start = match.start()
+        if secret or start == 0 or text[start - 1] not in " \t":
+            return secret
+        names: list[str] = []
+        for word in reversed(text[max(0, start - _WORDS_BACK) : start].split()[-3:]):
+            if _WORD.fullmatch(word) is None:
+                break
+            names.insert(0, word)
+            if self.secret_key(" ".join([*names, key])):
+                return True
+        return False
 
     def number(self, value: int | float) -> int | float | str:
         """``[Filtered]`` for a number that is a card number (a JSON number such as
@@ -438,8 +518,8 @@ class Scrubber:
         return details if changed is None else dict(changed)
 
     def prepare(self, events: Iterable[Any]) -> None:
-        """Scrub events in place (objects with ``component``, ``action`` and ``details``, a
-        dict or None), sharing the strings that repeat across them: most of a stored event's
+        """Scrub events in place (objects with ``component``, ``action``, ``release`` and
+        ``environment`` (text or None) and ``details``, a dict or None), sharing the strings that repeat across them: most of a stored event's
         memory.
 
         The fast path of ingest, in one loop: a cached name per component and action, one
@@ -451,6 +531,8 @@ class Scrubber:
             component = names.get(event.component) or self.component(event.component)
             event.action = names.get(event.action) or self.action(component, event.action)
             event.component = component
+            if event.release is not None or event.environment is not None:
+                event.release, event.environment = self._label(event.release), self._label(event.environment)
             details = event.details
             if not details:
                 continue
