@@ -39,7 +39,19 @@ from live_monitor.core.settings import check_settings, resolve
 from live_monitor.model.scrub import Scrubber
 from live_monitor.vocabulary import EVENTS_PATH, METRICS_PATH, STATUS_PATH, STREAM_PATH
 from live_monitor.web.otlp_grpc import OtlpGrpcServer
-from tests.helpers import API, SERVER, attr, export, free_port, log_export, log_record, post, post_logs, span
+from tests.helpers import (
+    API,
+    SERVER,
+    attr,
+    event,
+    export,
+    free_port,
+    log_export,
+    log_record,
+    post,
+    post_logs,
+    span,
+)
 
 EXTRA_KEYS = "nick-name, Badge"  # --scrub-keys: names a deployment adds
 SECRET_NAMES = [
@@ -753,3 +765,21 @@ def test_scrubbing_time_grows_linearly_with_the_text(shape):
     8 KiB value taking 0.2 s, a batch of them 25 s of a worker's time)."""
     small, large = (ADVERSARIAL[shape](size) for size in (8192, 16384))
     assert scrub_time(large) / scrub_time(small) < 3
+
+
+def test_a_name_that_scrubbing_would_lengthen_still_comes_back_after_a_restart(make_app, tmp_path):
+    """``a:b@h`` grows into ``[Filtered]@h``: a component or action at its length limit, so
+    scrubbed, would be refused when the --persist journal is read back, an acknowledged event
+    lost. A scrubbed name is cut to the length it was sent with."""
+    journal = tmp_path / "journal.db"
+    component, action = ("a:b@h " * 50)[:128], ("a:b@h " * 50)[:256]
+    sent = {**event("backend", component, action, 1.0), "details": {"id": "long-names"}}
+    first = make_app({"self_monitor": False, "persist": str(journal)})
+    assert first.test_client().post(EVENTS_PATH, json=[sent]).json["accepted"] == 1
+    first.extensions["live_monitor"].close()
+    again = make_app({"self_monitor": False, "persist": str(journal)}).test_client()
+    [back] = [
+        e for e in again.get(f"{API}/data").json["recent_events"] if e["details"].get("id") == "long-names"
+    ]
+    assert "a:b@" not in back["component"] + back["action"]
+    assert (len(back["component"]), len(back["action"])) == (128, 256)

@@ -287,6 +287,13 @@ def _value(text: str, key: re.Match[str]) -> tuple[int, int]:
 _V = TypeVar("_V")
 
 
+def _no_longer(scrubbed: str, sent: str) -> str:
+    """``scrubbed`` cut to the length ``sent`` had (``a:b@h`` grows into ``[Filtered]@h``), so a
+    scrubbed name still fits the limits the event was checked against, and a journaled event is
+    not refused when it is read back."""
+    return scrubbed if len(scrubbed) <= len(sent) else scrubbed[: len(sent)]
+
+
 def _remember(cache: dict[str, _V], key: str, value: _V) -> _V:
     """Keep ``value`` under ``key`` and return it; a full cache starts over, so a flood of
     distinct strings bounds the memory and never stops the sharing of those that repeat."""
@@ -369,7 +376,7 @@ class Scrubber:
         kept = self._endpoints.get(action)
         if kept is None:
             cut = action.split("?", 1)[0].split("#", 1)[0].rstrip() or FILTERED
-            kept = _remember(self._endpoints, action, self.text(cut))
+            kept = _remember(self._endpoints, action, _no_longer(self.text(cut), action))
         return kept
 
     def _plain(self, name: str) -> str:
@@ -377,7 +384,7 @@ class Scrubber:
         ``?`` or ``#``, which an endpoint's action would lose."""
         cache = self._others if "?" in name or "#" in name else self.names
         kept = cache.get(name)
-        return _remember(cache, name, self.text(name)) if kept is None else kept
+        return _remember(cache, name, _no_longer(self.text(name), name)) if kept is None else kept
 
     def _label(self, label: str | None) -> str | None:
         """An event's release or environment as kept: scrubbed like text (shared, as names are)
