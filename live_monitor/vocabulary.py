@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal, get_args
 
 Service = Literal["backend", "frontend"]
+MAX_COMPONENT: Final = 128  # characters of an event's component
+MAX_ACTION: Final = 256  # characters of an event's action
 Status = Literal["success", "error"]
 Severity = Literal["low", "medium", "high"]
 DifferenceType = Literal["activity", "performance", "error_rate", "pattern"]

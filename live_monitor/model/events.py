@@ -17,7 +17,7 @@ import msgspec
 
 from live_monitor import vocabulary
 from live_monitor.model.scrub import DEFAULT, Scrubber, scrub_details
-from live_monitor.vocabulary import Service, Status, is_own_traffic
+from live_monitor.vocabulary import MAX_ACTION, MAX_COMPONENT, Service, Status, is_own_traffic
 
 __all__ = [
     "ExecutionEvent",
@@ -38,8 +38,8 @@ MAX_DETAILS_DEPTH = 32
 TOO_DEEP = f"details: must nest at most {MAX_DETAILS_DEPTH} levels deep"
 MAX_BATCH_EVENTS = 1000
 
-Component = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Action = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Component = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_COMPONENT)]
+Action = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ACTION)]
 Duration = Annotated[float, msgspec.Meta(ge=0, le=1e10)]
 # Lengths are checked by msgspec in C; the hex digits in __post_init__ (cheaper than a regex),
 # so the pattern is for the schema alone.
@@ -158,8 +158,8 @@ class ExecutionEvent(msgspec.Struct, kw_only=True, gc=False, metaclass=_Validate
         # msgspec checks these when decoding; an event built in Python gets the same rules here.
         if self.service not in _SERVICES or self.status not in _STATUSES:
             raise ValueError("service must be backend or frontend, status success or error")
-        if not (0 < len(self.component) <= 128 and 0 < len(self.action) <= 256):
-            raise ValueError("component: 1 to 128 characters, action: 1 to 256")
+        if not (0 < len(self.component) <= MAX_COMPONENT and 0 < len(self.action) <= MAX_ACTION):
+            raise ValueError(f"component: 1 to {MAX_COMPONENT} characters, action: 1 to {MAX_ACTION}")
         if self.release is not None or self.environment is not None:  # usually neither: no loop
             _check_labels(self)
         problem = event_problem(self)

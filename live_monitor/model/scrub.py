@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from live_monitor.vocabulary import ENDPOINT_COMPONENTS, OUTGOING_COMPONENT
+from live_monitor.vocabulary import ENDPOINT_COMPONENTS, MAX_ACTION, MAX_COMPONENT, OUTGOING_COMPONENT
 
 __all__ = ["DEFAULT", "FILTERED", "Scrubber", "is_card_number", "normalise_key", "scrub_details"]
 
@@ -287,11 +287,11 @@ def _value(text: str, key: re.Match[str]) -> tuple[int, int]:
 _V = TypeVar("_V")
 
 
-def _no_longer(scrubbed: str, sent: str) -> str:
-    """``scrubbed`` cut to the length ``sent`` had (``a:b@h`` grows into ``[Filtered]@h``), so a
+def _no_longer(scrubbed: str, limit: int) -> str:
+    """``scrubbed`` cut to the field's ``limit`` (``a:b@h`` grows into ``[Filtered]@h``), so a
     scrubbed name still fits the limits the event was checked against, and a journaled event is
     not refused when it is read back."""
-    return scrubbed if len(scrubbed) <= len(sent) else scrubbed[: len(sent)]
+    return scrubbed if len(scrubbed) <= limit else scrubbed[:limit]
 
 
 def _remember(cache: dict[str, _V], key: str, value: _V) -> _V:
@@ -359,7 +359,7 @@ class Scrubber:
     def component(self, component: str) -> str:
         """An event's component as kept (scrubbed like text; cached, so repeats are shared)."""
         kept = self.names.get(component)
-        return self._plain(component) if kept is None else kept
+        return self._plain(component, MAX_COMPONENT) if kept is None else kept
 
     def action(self, component: str, action: str) -> str:
         """An event's action as kept: an endpoint's without its query string, any scrubbed as
@@ -372,26 +372,26 @@ class Scrubber:
         if kept is not None:
             return kept
         if component not in _ENDPOINT_COMPONENTS or ("?" not in action and "#" not in action):
-            return self._plain(action)
+            return self._plain(action, MAX_ACTION)
         kept = self._endpoints.get(action)
         if kept is None:
             cut = action.split("?", 1)[0].split("#", 1)[0].rstrip() or FILTERED
-            kept = _remember(self._endpoints, action, _no_longer(self.text(cut), action))
+            kept = _remember(self._endpoints, action, _no_longer(self.text(cut), MAX_ACTION))
         return kept
 
-    def _plain(self, name: str) -> str:
+    def _plain(self, name: str, limit: int) -> str:
         """``name`` scrubbed as text, from (or into) ``names``, or another cache when it holds a
         ``?`` or ``#``, which an endpoint's action would lose."""
         cache = self._others if "?" in name or "#" in name else self.names
         kept = cache.get(name)
-        return _remember(cache, name, _no_longer(self.text(name), name)) if kept is None else kept
+        return _remember(cache, name, _no_longer(self.text(name), limit)) if kept is None else kept
 
     def _label(self, label: str | None) -> str | None:
         """An event's release or environment as kept: scrubbed like text (shared, as names are)
         and never longer than sent, so the event still fits the limits it was checked against."""
         if label is None:
             return None
-        kept = self.names.get(label) or self._plain(label)
+        kept = self.names.get(label) or self._plain(label, len(label))
         return kept if len(kept) <= len(label) else kept[: len(label)]
 
     # --- values -----------------------------------------------------------------------
