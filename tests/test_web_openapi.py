@@ -26,8 +26,8 @@ from live_monitor.vocabulary import (
     STREAM_PATH,
     is_own_path,
 )
-from live_monitor.web.openapi import openapi
-from tests.helpers import event
+from live_monitor.web.openapi import DASHBOARD_LIMIT, openapi
+from tests.helpers import ROOT, event
 
 TOKEN, INGEST_KEY = "fuzz-token", "browser-key"
 # A monitor asking for credentials, so the document declares them and ignored_auth has work.
@@ -144,8 +144,12 @@ def test_the_limits_the_settings_set_are_stated_and_hold_at_their_bounds(make_ap
     client = small.test_client()
     served = client.get(OPENAPI_PATH).json
     params = {p["name"]: p["schema"] for p in served["paths"][f"{API}/data"]["get"]["parameters"]}
-    assert (params["history"]["maximum"], params["limit"]["maximum"]) == (120, 100)
-    for name, top in (("history", 120), ("limit", 100)):
+    # limit: both sides' events, but never less than the dashboard asks for
+    assert (params["history"]["maximum"], params["limit"]["maximum"]) == (120, DASHBOARD_LIMIT)
+    large = make_app({"max_events": 600}).test_client().get(OPENAPI_PATH).json
+    (limit,) = [p for p in large["paths"][f"{API}/data"]["get"]["parameters"] if p["name"] == "limit"]
+    assert limit["schema"]["maximum"] == 1200
+    for name, top in (("history", 120), ("limit", DASHBOARD_LIMIT)):
         assert client.get(f"{API}/data?{name}={top}").status_code == 200
         assert client.get(f"{API}/data?{name}={top + 1}").status_code == 400
     assert client.get(f"{API}/data?limit=+5").status_code == 400  # digits only, as "integer" says
@@ -159,6 +163,13 @@ def test_the_limits_the_settings_set_are_stated_and_hold_at_their_bounds(make_ap
     ingest = served["paths"][EVENTS_PATH]["post"]
     assert "at most 2,048 bytes" in ingest["responses"]["413"]["description"]
     assert "security" not in ingest and "securitySchemes" not in served["components"]  # no token
+
+
+def test_the_dashboard_never_asks_data_for_more_events_than_any_monitor_serves():
+    """The dashboard's largest /data limit is the least greatest limit the API states."""
+    script = (ROOT / "static" / "dashboard.js").read_text()
+    [asked] = re.findall(r"const limit = Math\.min\((\d+), Math\.max\(state\.eventLimit", script)
+    assert int(asked) == DASHBOARD_LIMIT
 
 
 # Timestamps the schema and the server both take, and both refuse (ISO forms msgspec reads,

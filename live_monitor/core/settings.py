@@ -197,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
         "recent_limit",
         200,
         "LIVE_MONITOR_RECENT_LIMIT",
-        "Events /data returns by default (?limit= overrides, up to max-events).",
+        "Events /data returns by default (?limit= overrides, up to twice max-events and at least 1,000).",
         low=0,
         high=MAX_EVENTS_CAP,
     ),

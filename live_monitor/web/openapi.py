@@ -74,10 +74,16 @@ def _any_case(words: tuple[str, ...]) -> str:
     return f"^(?:{'|'.join(spelled)})$"
 
 
+DASHBOARD_LIMIT = 1000  # the most recent events the dashboard asks /data for (static/dashboard.js)
+
+
 def query_bounds(settings: Mapping[str, Any]) -> dict[str, tuple[int, int, int]]:
-    """The default, least and greatest value of each whole-number query parameter of /data."""
+    """The default, least and greatest value of each whole-number query parameter of /data.
+
+    ``limit`` goes up to both sides' events, and never below DASHBOARD_LIMIT, the most the
+    dashboard asks for: with a small --max-events its every poll would otherwise be a 400."""
     return {
-        "limit": (settings["recent_limit"], 0, settings["max_events"] * 2),
+        "limit": (settings["recent_limit"], 0, max(settings["max_events"] * 2, DASHBOARD_LIMIT)),
         "history": (min(HISTORY_DEFAULT, settings["history"]), 0, settings["history"]),
     }
 
