@@ -230,6 +230,11 @@ export function createTransport(options: TransportOptions): Transport {
 
   /** The wait is over (a timer may fire a little early by the clock): send, or take back. */
   function wake(): void {
+    const left = resumeAt - Date.now();
+    if (left > 0) {
+      later(wake, left); // a timer may fire a millisecond early by the wall clock a date is on
+      return;
+    }
     resumeAt = 0;
     if (parked) resume();
     else void flush();
