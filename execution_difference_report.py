@@ -214,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stderr.write("\n")
         comparison = None
         if args.baseline or args.baseline_release:
-            thresholds = load_thresholds(args.thresholds, args.min_samples)
+            if sources is None:  # the data files' branch above has them already
+                thresholds = load_thresholds(args.thresholds, args.min_samples)
             paths = [Path(p) for p in args.baseline] if args.baseline else [p for p, _ in sources or []]
             before = EventFilter(args.baseline_release, args.environment) if args.baseline_release else None
             comparison = attach_baseline(report, paths, thresholds, before)

@@ -243,7 +243,6 @@ class _OverheadSite:
 
         site = self
         self.clicks = 0
-        self.events = 0
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -261,7 +260,6 @@ class _OverheadSite:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.endswith("/events"):
                     events = json.loads(body)["events"]
-                    site.events += len(events)
                     site.clicks += sum(
                         e["details"].get("count", 1) for e in events if e["component"] == "click"
                     )

@@ -105,6 +105,14 @@ def start_monitor() -> Callable[..., contextlib.AbstractContextManager[MonitorPr
 
 
 @pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the module, for pages that load the built browser logger; fails (never
+    skips) when Chromium or the bundle is missing. A module may override it with its own needs."""
+    with launch_chromium("static/live-monitor.js") as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
 def dashboard_browser() -> Iterator[Browser]:
     """One Chromium for the module; fails (never skips) when it or Chart.js is missing."""
     with launch_chromium("static/vendor/chart.umd.js") as chromium:

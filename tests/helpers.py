@@ -1092,3 +1092,8 @@ def failing_payments(clock: FakeClock, n: int = 40) -> list[ExecutionEvent]:
             )
         )
     return events
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON Lines file, one per line."""
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser
 from waitress import create_server
 
 import backend_logging_config as blc
-from tests.helpers import MonitorProcess, PageServer, launch_chromium, wait_for
+from tests.helpers import MonitorProcess, PageServer, wait_for
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("restore_logging_globals")]
 
@@ -61,12 +61,6 @@ def served(start_monitor: Callable[..., AbstractContextManager[MonitorProcess]])
             blc.stop_recording_outgoing_calls()
             client.close(timeout=2)
             provider.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with launch_chromium("static/live-monitor.js") as launched:
-        yield launched
 
 
 def test_one_trace_runs_from_the_page_through_the_server_to_the_provider(

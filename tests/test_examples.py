@@ -23,7 +23,6 @@ from playwright.sync_api import Browser, Page, expect
 
 import backend_logging_config as blc
 from examples.shop.app import create_app, main
-from tests.helpers import launch_chromium
 
 pytestmark = pytest.mark.timeout(180)
 expect.set_options(timeout=15_000)
@@ -76,13 +75,6 @@ def side(data: dict[str, Any], service: str, component: str | None = None) -> li
         for e in reversed(data["recent_events"])
         if e["service"] == service and (component is None or e["component"] == component)
     ]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, one per module; missing Chromium or bundle fails the test."""
-    with launch_chromium("static/live-monitor.js") as launched:
-        yield launched
 
 
 @pytest.fixture

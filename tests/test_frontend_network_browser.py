@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage
 
-from tests.helpers import ROOT, launch_chromium, wait_for
+from tests.helpers import ROOT, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -225,12 +225,6 @@ def site() -> Iterator[ShapeServer]:
     server = ShapeServer()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium("static/live-monitor.js") as launched:
-        yield launched
 
 
 def distinct(received: list[dict[str, Any]]) -> list[str]:

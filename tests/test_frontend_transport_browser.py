@@ -22,7 +22,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, Request
 
-from tests.helpers import ROOT, PageServer, launch_chromium, run_monitor, wait_for
+from tests.helpers import ROOT, PageServer, run_monitor, wait_for
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -116,12 +116,6 @@ def site(pages: dict[str, bytes]) -> PageServer:
     bundle = (ROOT / "static" / "live-monitor.js").read_bytes()
     files = {path: ("text/html", html) for path, html in pages.items()}
     return PageServer({**files, "/live-monitor.js": ("text/javascript", bundle)})
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium("static/live-monitor.js") as launched:
-        yield launched
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import execution_difference_report as report
 import generate_sample_logs as gen
 from backend_logging_config import endpoint_key
 from live_monitor.tools.samples import ASSETS, OUTGOING, OUTGOING_COMPONENT, PAGES
-from tests.helpers import wait_for
+from tests.helpers import read_jsonl, wait_for
 
 START = "2025-01-01T00:00:00"
 RANK = {"low": 1, "medium": 2, "high": 3}
@@ -36,8 +36,8 @@ class Run:
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.backend = _load(out / "backend_events.jsonl")
-        self.frontend = _load(out / "frontend_events.jsonl")
+        self.backend = read_jsonl(out / "backend_events.jsonl")
+        self.frontend = read_jsonl(out / "frontend_events.jsonl")
         self.truth: list[dict[str, Any]] = json.loads((out / "ground_truth.json").read_text())
 
     def of(self, side: str, component: str, action: str | None = None) -> Events:
@@ -53,10 +53,6 @@ class Run:
         files += ["--frontend-data", str(self.out / "frontend_events.jsonl")]
         assert report.main([*files, "--format", "json"]) == 0
         return json.loads(capsys.readouterr().out)
-
-
-def _load(path: Path) -> Events:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def generate(out: Path, *args: str, events: int = 20000, seed: int = 11) -> Run:
@@ -141,7 +137,7 @@ def test_outgoing_calls_are_the_backends_keyed_with_their_host(real: Run) -> Non
     lines = {t["key"]: t for t in real.lines("outgoing_calls")}
     assert {k: t["calls"] for k, t in lines.items() if k} == dict(keys)
     assert lines[None]["scope"] == "service" and not any(t["flagged"] for t in lines.values())
-    log = _load(real.out / "backend.log")
+    log = read_jsonl(real.out / "backend.log")
     assert sum(
         line["component"] == OUTGOING_COMPONENT and "https://" in line["message"] for line in log
     ) == len(calls)

@@ -24,7 +24,7 @@ import execution_difference_report as report
 import generate_sample_logs as gen
 from live_monitor.model.baseline import BaselineComparison
 from live_monitor.vocabulary import API
-from tests.helpers import MonitorProcess
+from tests.helpers import MonitorProcess, read_jsonl
 
 SLOW, FAILING = "GET /api/search", "GET /api/products"  # the endpoints the regression hits
 Events = list[dict[str, Any]]
@@ -43,11 +43,7 @@ class Run:
         return [str(self.backend), str(self.frontend)]
 
     def events(self) -> tuple[Events, Events]:
-        return _load(self.backend), _load(self.frontend)
-
-
-def _load(path: Path) -> Events:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+        return read_jsonl(self.backend), read_jsonl(self.frontend)
 
 
 def _write(path: Path, events: Events) -> None:

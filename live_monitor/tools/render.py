@@ -135,7 +135,7 @@ def evidence(diff: dict[str, Any]) -> str:
     samples = diff.get("samples") or {}
     counts = ", ".join(f"{_num(samples.get(s), 0)} {s}" for s in ("backend", "frontend"))
     sure = diff.get("confidence")
-    how = "not tested" if sure is None else f"{int(sure * 1000) / 10:g}% sure it is not chance"
+    how = _sure(sure) if sure is None else f"{_sure(sure)} sure it is not chance"
     return f"Samples: {counts}; {how}"
 
 
