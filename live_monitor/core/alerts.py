@@ -232,12 +232,6 @@ class AlertLoop:
             log.warning("alert check failed (%s); counted in check_errors, tried again every check", failure)
         self._failing = True
 
-    @property
-    def running(self) -> bool:
-        """True while the loop's thread runs."""
-        with self._lock:
-            return self._thread is not None and self._thread.is_alive()
-
     def start(self) -> None:
         """Start checking every interval (nothing when already running)."""
         with self._lock:

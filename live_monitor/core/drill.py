@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, cast
 
 from live_monitor.model import policy
+from live_monitor.model.comparator import round_ms
 from live_monitor.model.results import (
     Distribution,
     EndpointDrill,
@@ -245,14 +246,10 @@ def _distribution(sketch: LatencySketch, ks: list[int], bins: Counter[int]) -> D
         "count": sketch.count,
         "zeros": sketch.zeros,
         "counts": [bins.get(k, 0) for k in ks],
-        "p50_ms": _round(p50),
-        "p95_ms": _round(p95),
-        "p99_ms": _round(p99),
+        "p50_ms": round_ms(p50),
+        "p95_ms": round_ms(p95),
+        "p99_ms": round_ms(p99),
     }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
 
 
 def _per_minute(backend: list[ExecutionEvent], frontend: list[ExecutionEvent]) -> list[MinuteCalls]:

@@ -20,7 +20,6 @@ from live_monitor.store.journal import EventJournal
 
 DIFFERENCES: Final = "differences"
 ALERTS: Final = "alerts"
-BOOKS: Final = (DIFFERENCES, ALERTS)
 UNJOURNALED_KEPT: Final = 2 * EPISODES_KEPT  # episodes waiting for the journal; the oldest go first
 
 

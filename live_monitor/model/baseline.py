@@ -22,7 +22,13 @@ from typing import Any
 
 import msgspec
 
-from live_monitor.model.comparator import counts_confidence, level, proportions_confidence
+from live_monitor.model.comparator import (
+    counts_confidence,
+    level,
+    lower_severity,
+    pct_apart,
+    proportions_confidence,
+)
 from live_monitor.model.results import (
     VERDICTS,
     BaselineComparison,
@@ -456,8 +462,8 @@ def _latency_change(
     if min(samples) < need or before is None or after is None:
         return _too_few(key, side, metric, before, after, samples, need)
     delta = after - before
-    apart = _apart(before, after)
-    severity = _lower(level(abs(delta), LATENCY_CHANGE_MS), level(apart, LATENCY_CHANGE_PCT))
+    apart = pct_apart(before, after)
+    severity = lower_severity(level(abs(delta), LATENCY_CHANGE_MS), level(apart, LATENCY_CHANGE_PCT))
     confidence, test = _quantile_test(then, now, _QUANTILE[metric])
     verdict = _verdict(severity, delta)
     name = f"{side} {metric[:3]}"
@@ -573,7 +579,7 @@ def _volume_change(key: str, side: Service, then: SideRun, now: SideRun, t: Thre
         return _too_few(key, side, "calls_per_minute", before, after, samples, t.min_samples)
     a, b = _counted(then), _counted(now)
     confidence = counts_confidence(a, then.minutes, b, now.minutes)
-    severity = level(_apart(before, after), t.endpoint_activity_pct)
+    severity = level(pct_apart(before, after), t.endpoint_activity_pct)
     verdict: Verdict = "unchanged" if severity is None else "changed"
     message = f"{key}: {side} calls {before:,.2f}/min -> {after:,.2f}/min ({_signed_pct(before, after)})"
     test = "two counts (Poisson)"
@@ -686,18 +692,6 @@ def _counted(run: SideRun) -> Aggregate:
     return Aggregate(
         count=run.count, extra=run.estimated - run.count, extra_sq=run.estimated_variance - run.count
     )
-
-
-def _apart(a: float, b: float) -> float | None:
-    """How far apart two figures are, as a % of the smaller (inf from zero, None for two zeros)."""
-    low = min(a, b)
-    if low <= 0:
-        return None if max(a, b) <= 0 else math.inf
-    return abs(a - b) / low * 100
-
-
-def _lower(*severities: Severity | None) -> Severity | None:
-    return min(severities, key=severity_rank)
 
 
 def _new_differences(before: list[Difference], after: list[Difference]) -> list[Difference]:

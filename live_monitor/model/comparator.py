@@ -121,11 +121,12 @@ def level(value: float | None, levels: Levels) -> Severity | None:
     return found
 
 
-def _lower(*severities: Severity | None) -> Severity | None:
+def lower_severity(*severities: Severity | None) -> Severity | None:
+    """The lesser of the severities (None, not reached, is the least)."""
     return min(severities, key=severity_rank)
 
 
-def _pct(a: float | None, b: float | None) -> float | None:
+def pct_apart(a: float | None, b: float | None) -> float | None:
     """Relative gap between two positive figures, against the smaller one, in percent."""
     if a is None or b is None:
         return None
@@ -235,8 +236,8 @@ def summarize(side: SideStats, assets: frozenset[str] = frozenset()) -> SideSumm
         "components": dict(side.components.most_common(20)),
         "api_calls": {
             "count": calls.count,
-            "avg_duration_ms": _round(api.mean),
-            "p95_duration_ms": _round(api.quantile(0.95)),
+            "avg_duration_ms": round_ms(api.mean),
+            "p95_duration_ms": round_ms(api.quantile(0.95)),
         },
         "work": work,
         "estimated_events": round(total.estimated, 1),
@@ -290,8 +291,8 @@ def endpoint_rows(stats: PairStats) -> list[EndpointRow]:
             "gap_p50_ms": _gap(fe_fig, be_fig, "p50_ms"),
             "gap_p95_ms": _gap(fe_fig, be_fig, "p95_ms"),
             "matched_requests": pairs.count if pairs else 0,
-            "matched_gap_p50_ms": _round(pairs.quantile(0.5)) if pairs else None,
-            "matched_gap_p95_ms": _round(pairs.quantile(0.95)) if pairs else None,
+            "matched_gap_p50_ms": round_ms(pairs.quantile(0.5)) if pairs else None,
+            "matched_gap_p95_ms": round_ms(pairs.quantile(0.95)) if pairs else None,
             "seen_by": "both" if be and fe else ("backend" if be else "frontend"),
             "work": "pages_and_assets" if key in assets else "api_calls",
         }
@@ -307,7 +308,8 @@ def _gap(fe: Figures | None, be: Figures | None, name: Literal["p50_ms", "p95_ms
     return None if f is None or b is None else round(f - b, 2)
 
 
-def _round(value: float | None) -> float | None:
+def round_ms(value: float | None) -> float | None:
+    """A figure in ms to two decimals, as the answers give them."""
     return None if value is None else round(value, 2)
 
 
@@ -403,7 +405,7 @@ def _activity(stats: PairStats, t: Thresholds, work: _Work) -> list[Difference]:
     be_min, fe_min = stats.backend.minutes, stats.frontend.minutes
     be_n, fe_n = be.estimated, fe.estimated
     be_rate, fe_rate = be_n / be_min, fe_n / fe_min
-    pct = _pct(be_rate, fe_rate)
+    pct = pct_apart(be_rate, fe_rate)
     sev = level(pct, t.activity_pct)
     sure = counts_confidence(be, be_min, fe, fe_min)
     if not sev or _sampling_noise(be, fe, sure, t):
@@ -450,15 +452,15 @@ def _performance(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _
     # average before both thresholds apply, as the endpoint rule lets it pass per endpoint.
     allowance = _network_allowance(stats, gaps, t) if basis == API_CALLS and fe_avg > be_avg else 0.0
     fe_net = max(be_avg, fe_avg - allowance) if allowance else fe_avg
-    pct = _pct(be_avg, fe_net)
-    sev = _lower(level(pct, t.performance_pct), level(abs(be_avg - fe_net), t.performance_ms))
+    pct = pct_apart(be_avg, fe_net)
+    sev = lower_severity(level(pct, t.performance_pct), level(abs(be_avg - fe_net), t.performance_ms))
     sure = means_confidence(bt, ft, allowance)
     if not sev or pct is None or (sure is not None and sure < t.confidence_level):
         return []  # a mean moved by a few outliers is not a difference yet
     slower = "Backend" if be_avg > fe_avg else "Frontend"
     frontend = {
         "avg_ms": round(fe_avg, 2),
-        "p95_ms": _round(ft.quantile(0.95)),
+        "p95_ms": round_ms(ft.quantile(0.95)),
         "count": ft.count,
         "basis": basis,
     }
@@ -473,7 +475,7 @@ def _performance(stats: PairStats, t: Thresholds, gaps: dict[str, _Gap], work: _
             None,
             {
                 "avg_ms": round(be_avg, 2),
-                "p95_ms": _round(bt.quantile(0.95)),
+                "p95_ms": round_ms(bt.quantile(0.95)),
                 "count": bt.count,
                 "basis": basis,
             },
@@ -580,7 +582,7 @@ def _endpoint_activity(key: str, be: Aggregate, fe: Aggregate, t: Thresholds) ->
     """One side counting more calls of an endpoint (sampled calls weighted and tested as in
     ``_activity``)."""
     be_n, fe_n = be.estimated, fe.estimated
-    pct = _pct(be_n, fe_n)
+    pct = pct_apart(be_n, fe_n)
     sev = level(pct, t.endpoint_activity_pct)
     sure = counts_confidence(be, 1.0, fe, 1.0)
     if not sev or _sampling_noise(be, fe, sure, t):
@@ -606,7 +608,7 @@ def _endpoint_latency(key: str, be: Aggregate, fe: Aggregate, found: _Gap, t: Th
     """A gap needs both ``endpoint_gap_ms`` and ``endpoint_gap_pct`` (of the server's median)."""
     gap, basis, be_p50, fe_p50 = found.ms, found.basis, found.be_p50, found.fe_p50
     pct = gap / be_p50 * 100 if be_p50 > 0 else (float("inf") if gap > 0 else None)
-    sev = _lower(level(gap, t.endpoint_gap_ms), level(pct, t.endpoint_gap_pct))
+    sev = lower_severity(level(gap, t.endpoint_gap_ms), level(pct, t.endpoint_gap_pct))
     if not sev:
         return []
     return [
@@ -614,12 +616,16 @@ def _endpoint_latency(key: str, be: Aggregate, fe: Aggregate, found: _Gap, t: Th
             "performance",
             sev,
             key,
-            {"p50_ms": _round(be_p50), "p95_ms": _round(be.timed.quantile(0.95)), "count": be.timed.count},
             {
-                "p50_ms": _round(fe_p50),
-                "p95_ms": _round(fe.timed.quantile(0.95)),
+                "p50_ms": round_ms(be_p50),
+                "p95_ms": round_ms(be.timed.quantile(0.95)),
+                "count": be.timed.count,
+            },
+            {
+                "p50_ms": round_ms(fe_p50),
+                "p95_ms": round_ms(fe.timed.quantile(0.95)),
                 "count": fe.timed.count,
-                "gap_p50_ms": _round(gap),
+                "gap_p50_ms": round_ms(gap),
             },
             pct,
             f"{key}: the browser waits {fe_p50:,.0f} ms at the median while the backend spends "
@@ -684,7 +690,7 @@ def _endpoint_tail(
 
     def judged(gap: float) -> Severity | None:
         pct = gap / be_p95 * 100 if be_p95 > 0 else (float("inf") if gap > 0 else None)
-        return _lower(level(gap, t.endpoint_tail_gap_ms), level(pct, t.endpoint_gap_pct))
+        return lower_severity(level(gap, t.endpoint_tail_gap_ms), level(pct, t.endpoint_gap_pct))
 
     sev = max(judged(tail.p95), judged(tail.p99 / 2) if tail.p99 is not None else None, key=severity_rank)
     if not sev:
@@ -695,13 +701,13 @@ def _endpoint_tail(
             "performance",
             sev,
             key,
-            {"p50_ms": _round(be.timed.quantile(0.5)), "p95_ms": _round(be_p95), "count": be.timed.count},
+            {"p50_ms": round_ms(be.timed.quantile(0.5)), "p95_ms": round_ms(be_p95), "count": be.timed.count},
             {
-                "p50_ms": _round(fe.timed.quantile(0.5)),
-                "p95_ms": _round(fe.timed.quantile(0.95)),
+                "p50_ms": round_ms(fe.timed.quantile(0.5)),
+                "p95_ms": round_ms(fe.timed.quantile(0.95)),
                 "count": fe.timed.count,
-                "gap_p50_ms": _round(tail.p50),
-                "gap_p95_ms": _round(tail.p95),
+                "gap_p50_ms": round_ms(tail.p50),
+                "gap_p95_ms": round_ms(tail.p95),
                 "slow_calls": tail.slow,
             },
             tail.p95 / be_p95 * 100 if be_p95 > 0 else None,
@@ -725,7 +731,7 @@ def _one_sided(
                 sev,
                 key,
                 {"count": 0},
-                {"count": fe.count, "error_rate": _round(fe.error_rate)},
+                {"count": fe.count, "error_rate": round_ms(fe.error_rate)},
                 None,
                 f"{key}: the browser called it {fe.count:,} times and the backend never saw it "
                 "(wrong URL, a proxy, a cache or calls that never leave the browser).",

@@ -185,6 +185,11 @@ def window_minutes(now: float, first_event_at: float | None, window_s: float, bu
     return max(min(window_s, now - first), bucket_s) / 60
 
 
+def _held(halves: list[Half]) -> Half | list[Half]:
+    """A trace's entry while it waits: its one half, or the list of several."""
+    return halves[0] if len(halves) == 1 else halves
+
+
 class TraceJoin:
     """The halves waiting in one process (the memory store's, the report's), by trace id.
 
@@ -234,7 +239,7 @@ class TraceJoin:
     def _take(self, trace: str, halves: list[Half], index: int) -> Half:
         """Take the half at ``index`` out of a trace's several waiting halves."""
         rest = halves[:index] + halves[index + 1 :]
-        self._waiting[trace] = rest[0] if len(rest) == 1 else rest
+        self._waiting[trace] = _held(rest)
         self._count -= 1
         return halves[index]
 
@@ -268,7 +273,7 @@ class TraceJoin:
             self._count -= len(held) - len(live)
             del waiting[trace]
             if live:
-                waiting[trace] = live[0] if len(live) == 1 else live
+                waiting[trace] = _held(live)
 
     def _drop_oldest(self) -> None:
         """Drop the half at the front of the line (past ``PENDING_MAX``)."""
@@ -277,7 +282,7 @@ class TraceJoin:
         self._count -= 1
         if isinstance(held, list):
             rest = held[1:]
-            self._waiting[trace] = rest[0] if len(rest) == 1 else rest
+            self._waiting[trace] = _held(rest)
 
 
 # The same rule for Redis, atomic whichever process receives each half. A trace's waiting
