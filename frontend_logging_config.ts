@@ -157,6 +157,7 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
   const undo: Array<() => void> = [];
   let stopped = false;
   let hidden = false;
+  let hiding = false; // a flushNow is scheduled for the events recorded while hidden
 
   const later = (fn: () => void, delay: number): void =>
     void setTimeout(() => stopped || safely(fn)(), delay);
@@ -191,7 +192,10 @@ function start(opts: LiveMonitorOptions): LiveMonitorHandle {
       Object.assign(event, labels);
       transport.enqueue(event);
       // The page is going away: send at once (the flush interval may never come).
-      if (hidden) later(flushNow, 0);
+      if (hidden && !hiding) {
+        hiding = true;
+        later(() => ((hiding = false), flushNow()), 0);
+      }
     } catch {
       transport.lost();
     }

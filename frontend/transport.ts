@@ -83,17 +83,19 @@ function fitting(items: Item[], maxCount: number, maxBytes: number): number {
   return n;
 }
 
+/** Takes one body's worth (at least one event) off the head of `items`. */
+const takeBatch = (items: Item[], maxCount: number): Item[] =>
+  items.splice(0, fitting(items, maxCount, MAX_BODY_BYTES) || 1);
+
 const toItem = (text: string, at: number): Item => ({ text, bytes: byteLength(text) + 1, at });
 
 /** Packs serialized events into request bodies of at most `batchSize` events and 64 KiB. */
 export function packBatches(events: string[], batchSize: number): Batch[] {
   const items = events.map((text) => toItem(text, 0));
   const batches: Batch[] = [];
-  for (let start = 0; start < items.length;) {
-    const rest = items.slice(start);
-    const count = fitting(rest, batchSize, MAX_BODY_BYTES) || 1;
-    batches.push({ body: bodyOf(rest.slice(0, count)), count });
-    start += count;
+  while (items.length) {
+    const batch = takeBatch(items, batchSize);
+    batches.push({ body: bodyOf(batch), count: batch.length });
   }
   return batches;
 }
@@ -295,7 +297,7 @@ export function createTransport(options: TransportOptions): Transport {
   /** Sends the queue's head; one such request at a time, so an absent monitor gets one probe. */
   async function attempt(): Promise<boolean> {
     queue = fresh(queue);
-    const batch = queue.splice(0, fitting(queue, split || batchSize, MAX_BODY_BYTES) || 1);
+    const batch = takeBatch(queue, split || batchSize);
     if (!batch.length) return false;
     inFlight = batch;
     abort = typeof AbortController === "function" ? new AbortController() : undefined;
@@ -386,8 +388,8 @@ export function createTransport(options: TransportOptions): Transport {
         // The store changed while the body was compressed: build it again.
         if (batch.length && now[batch.length - 1]?.text !== batch[batch.length - 1].text) continue;
         if (!batch.length || !parked) return;
+        if (!handOver(batch, body, size, zip)) return; // refused: the store keeps it
         keep(now.slice(batch.length));
-        if (!handOver(batch, body, size, zip)) return keep([...batch, ...store.load()]);
       }
     } finally {
       unloading = false;
@@ -430,7 +432,7 @@ export function createTransport(options: TransportOptions): Transport {
     keep([]);
     queue = [];
     while (items.length) {
-      const batch = items.splice(0, fitting(items, batchSize, MAX_BODY_BYTES) || 1);
+      const batch = takeBatch(items, batchSize);
       const body = bodyOf(batch);
       const size = byteLength(body);
       // with keepalive while the budget lasts: stop() may be called as the page goes away

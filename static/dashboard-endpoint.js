@@ -323,17 +323,7 @@
       box.replaceChildren(el("p", "empty", "No difference detected on this endpoint."));
       return;
     }
-    box.replaceChildren(...differences.map((diff) => {
-      const severity = ["low", "medium", "high"].includes(diff.severity) ? diff.severity : "low";
-      const card = el("article", `alert sev-${severity}`);
-      card.dataset.type = String(diff.type);
-      const head = el("header", "alert-head");
-      head.appendChild(el("span", `badge sev-badge-${severity}`, severity.toUpperCase()));
-      head.appendChild(el("strong", "alert-type", TYPE_LABELS[diff.type] || String(diff.type)));
-      if (isNum(diff.difference_pct)) head.appendChild(el("span", "pct", pctLabel(diff.type, diff.difference_pct)));
-      card.append(head, el("p", "alert-message", diff.message), el("p", "alert-evidence", evidenceText(diff)));
-      return card;
-    }));
+    box.replaceChildren(...differences.map((diff) => LiveDashboard.alertCard(diff, false)));
   }
 
   // --- charts ------------------------------------------------------------------------------
@@ -502,5 +492,4 @@
   }
 
   wire();
-  LiveDashboard.endpoint = Object.freeze({ COLORS, choose, close });
 })();

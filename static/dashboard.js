@@ -392,29 +392,35 @@
       box.replaceChildren(empty);
       return;
     }
-    const nodes = shown.slice(0, MAX_ALERTS).map((d) => {
-      const severity = SEVERITIES.includes(d.severity) ? d.severity : "low";
-      const card = el("article", `alert sev-${severity}`);
-      card.dataset.severity = severity;
-      card.dataset.type = String(d.type);
-      const head = el("header", "alert-head");
-      head.appendChild(el("span", `badge sev-badge-${severity}`, severity.toUpperCase()));
-      head.appendChild(el("strong", "alert-type", TYPE_LABELS[d.type] || String(d.type)));
-      head.appendChild(d.key === null || d.key === undefined ? el("span", "scope", "whole service") : el("code", "scope", d.key));
-      if (isNum(d.difference_pct)) head.appendChild(el("span", "pct", pctLabel(d.type, d.difference_pct)));
-      card.appendChild(head);
-      card.appendChild(el("p", "alert-message", d.message));
-      const figures = el("dl", "alert-figures");
-      figures.appendChild(el("dt", "side-backend", "Backend"));
-      figures.appendChild(el("dd", "", figuresText(d.backend)));
-      figures.appendChild(el("dt", "side-frontend", "Frontend"));
-      figures.appendChild(el("dd", "", figuresText(d.frontend)));
-      card.appendChild(figures);
-      card.appendChild(el("p", "alert-evidence", evidenceText(d)));
-      return card;
-    });
+    const nodes = shown.slice(0, MAX_ALERTS).map((d) => alertCard(d));
     if (shown.length > MAX_ALERTS) nodes.push(el("p", "muted", `and ${int.format(shown.length - MAX_ALERTS)} more (GET /api/live-execution/differences)`));
     box.replaceChildren(...nodes);
+  }
+
+  /** A difference as a card; `whole`: with its scope and both sides' figures (the drill-down,
+   * one endpoint's view, leaves them out). Used by dashboard-endpoint.js too. */
+  function alertCard(d, whole = true) {
+      const severity = SEVERITIES.includes(d.severity) ? d.severity : "low";
+    const card = el("article", `alert sev-${severity}`);
+    card.dataset.severity = severity;
+    card.dataset.type = String(d.type);
+    const head = el("header", "alert-head");
+    head.appendChild(el("span", `badge sev-badge-${severity}`, severity.toUpperCase()));
+    head.appendChild(el("strong", "alert-type", TYPE_LABELS[d.type] || String(d.type)));
+    if (whole) head.appendChild(d.key === null || d.key === undefined ? el("span", "scope", "whole service") : el("code", "scope", d.key));
+    if (isNum(d.difference_pct)) head.appendChild(el("span", "pct", pctLabel(d.type, d.difference_pct)));
+    card.appendChild(head);
+    card.appendChild(el("p", "alert-message", d.message));
+    if (whole) {
+    const figures = el("dl", "alert-figures");
+    figures.appendChild(el("dt", "side-backend", "Backend"));
+    figures.appendChild(el("dd", "", figuresText(d.backend)));
+    figures.appendChild(el("dt", "side-frontend", "Frontend"));
+    figures.appendChild(el("dd", "", figuresText(d.frontend)));
+    card.appendChild(figures);
+    }
+    card.appendChild(el("p", "alert-evidence", evidenceText(d)));
+    return card;
   }
 
   function pair(a, b, format) {
@@ -873,6 +879,7 @@
     setInterval(tickUptime, 1000);
   }
 
+  LiveDashboard.alertCard = alertCard; // for dashboard-endpoint.js
   LiveDashboard.api = api; // for dashboard-endpoint.js: the same base URL, token and errors
   wire();
   charts = makeCharts();
