@@ -103,3 +103,15 @@ def hostname(host: str) -> str:
     if host.startswith("["):
         return host.split("]", 1)[0] + "]"
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def cors_headers(access: Access, origin: str | None) -> list[tuple[str, str]]:
+    """The CORS headers of an answer to a request from ``origin``, as flask-cors gives Flask's
+    answers: none unless the origin is allowed (--cors-origins)."""
+    if not origin or not access.origin_allowed(origin):
+        return []
+    return [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Expose-Headers", ", ".join(EXPOSED_HEADERS)),
+        ("Vary", "Origin"),
+    ]

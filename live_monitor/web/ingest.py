@@ -20,7 +20,7 @@ from typing import Any
 from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.model.events import BatchError
 from live_monitor.vocabulary import EVENTS_PATH
-from live_monitor.web.access import EXPOSED_HEADERS, Access, Header
+from live_monitor.web.access import Access, Header, cors_headers
 from live_monitor.web.bodies import read_wsgi_body
 from live_monitor.web.encoding import dumps
 from live_monitor.web.errors import ApiError, error_answer
@@ -129,18 +129,6 @@ class IngestApp:
         if mimetype not in JSON_TYPES:
             raise ApiError(415, "send the events as JSON with Content-Type: application/json")
         return read_wsgi_body(environ, self.limit)
-
-
-def cors_headers(access: Access, origin: str | None) -> list[tuple[str, str]]:
-    """The CORS headers of an answer to a request from ``origin``, as flask-cors gives Flask's
-    answers: none unless the origin is allowed (--cors-origins)."""
-    if not origin or not access.origin_allowed(origin):
-        return []
-    return [
-        ("Access-Control-Allow-Origin", origin),
-        ("Access-Control-Expose-Headers", ", ".join(EXPOSED_HEADERS)),
-        ("Vary", "Origin"),
-    ]
 
 
 def _header_reader(environ: Mapping[str, Any]) -> Header:

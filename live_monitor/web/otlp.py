@@ -304,6 +304,9 @@ def _kind(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+_URL_ATTRS = ("url.path", "http.target", "url.full", "http.url")  # a span's URL or path, preferred first
+
+
 def _url_value(attrs: Mapping[str, Any], *names: str) -> str | None:
     """The first of ``names`` that is a non-empty string attribute."""
     for name in names:
@@ -315,7 +318,7 @@ def _url_value(attrs: Mapping[str, Any], *names: str) -> str | None:
 
 def _path(attrs: Mapping[str, Any]) -> str | None:
     """The span's URL path as sent (query and fragment cut), from its path or its full URL."""
-    value = _url_value(attrs, "url.path", "http.target", "url.full", "http.url")
+    value = _url_value(attrs, *_URL_ATTRS)
     if value is None:
         return None
     if "://" in value:
@@ -326,7 +329,7 @@ def _path(attrs: Mapping[str, Any]) -> str | None:
     return value.split("?", 1)[0].split("#", 1)[0] or "/"
 
 
-def _route(attrs: Mapping[str, Any]) -> str | None:
+def _route(attrs: Mapping[str, Any], template: str | None) -> str | None:
     """The route of a server or browser span: its ``http.route`` template made a key
     (``/api/users/<name>`` -> ``/api/users/:name``), else its normalised URL path.
 
@@ -334,10 +337,9 @@ def _route(attrs: Mapping[str, Any]) -> str | None:
     ``/bob`` are one key. The browser's calls only know the path; the monitor re-keys them
     with the templates the server reported (``live_monitor.model.routes``).
     """
-    template = _url_value(attrs, "http.route")
     if template is not None:
         return route_key(template)
-    value = _url_value(attrs, "url.path", "http.target", "url.full", "http.url")
+    value = _url_value(attrs, *_URL_ATTRS)
     return None if value is None else normalize_route(value)  # an absolute URL gives its path
 
 
@@ -444,13 +446,14 @@ def _span_event(span: Any, source: _Source) -> ExecutionEvent | None:
     if side is None:
         return None
     attrs = _attributes(_get(span, "attributes"))
+    template = _url_value(attrs, "http.route")
     method = _method(attrs)
     if method is None:
         return None
     if side[1] == OUTGOING_COMPONENT:
         action = _outgoing_action(attrs, method)
     else:
-        route = _route(attrs)
+        route = _route(attrs, template)
         action = None if route is None else f"{method} {route}"
     if action is None:
         return None
@@ -473,7 +476,6 @@ def _span_event(span: Any, source: _Source) -> ExecutionEvent | None:
         details["otel_span_name"] = name[:MAX_SPAN_NAME]
     if source.service_name:
         details["service.name"] = source.service_name[:MAX_SPAN_NAME]
-    template = _url_value(attrs, "http.route")
     if template is not None:
         details["route"] = template[:MAX_SPAN_NAME]
     path = _path(attrs)

@@ -50,9 +50,8 @@ from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.settings import BY_NAME
 from live_monitor.store.journal import JournalError
 from live_monitor.vocabulary import is_own_path
-from live_monitor.web.access import Access
+from live_monitor.web.access import Access, cors_headers
 from live_monitor.web.app import create_app
-from live_monitor.web.ingest import cors_headers
 from live_monitor.web.otlp import SIGNALS
 from live_monitor.web.otlp_grpc import OtlpGrpcServer, port_taken
 
@@ -101,6 +100,7 @@ class _Parser(HTTPRequestParser):
     """
 
     expect_continue: bool  # waitress's, typed here
+    body_rcv: Any  # waitress's receiver of the body (fixed length or chunked), None without a body
     # A request refused before its request line was read (a malformed one) has no path of its
     # own; without one, answering it (and waitress's logging of it) would raise, leaving the
     # client unanswered and the connection held for good.
@@ -126,7 +126,7 @@ class _Parser(HTTPRequestParser):
         the body first; keep waitress's 413 and close when its length is beyond reading."""
         expecting = self.expect_continue
         self.expect_continue = False  # waitress would send a 100 Continue for it
-        receiver = self._receiver()
+        receiver = self.body_rcv
         if expecting or (self.chunked and receiver.completed):
             self._hand_over()
         elif self.chunked and receiver.error is None:
@@ -148,7 +148,7 @@ class _Parser(HTTPRequestParser):
     def _discard(self, data: bytes) -> int:
         """Read ``data`` of the refused body and throw it away; the bytes consumed."""
         if self.chunked:
-            receiver = self._receiver()
+            receiver = self.body_rcv
             consumed = receiver.received(data)
             ended, broken = receiver.completed, receiver.error is not None
         else:
@@ -175,16 +175,11 @@ class _Parser(HTTPRequestParser):
         if self.chunked:  # what was read of it: over the limit, as waitress counts
             self.headers["CONTENT_LENGTH"] = str(self.body_bytes_received)
         self.headers["CONNECTION"] = "close"
-        receiver = self._receiver()
+        receiver = self.body_rcv
         if receiver is not None:
             receiver.getbuf().close()
         self.body_rcv = None  # the app reads an empty body
         self.error, self.discarding, self.completed = None, False, True
-
-    def _receiver(self) -> Any:
-        """waitress's receiver of the body (fixed length or chunked), None without a body; typed
-        ``Any`` here, as waitress's own attribute reads as None to mypy."""
-        return self.body_rcv
 
 
 class _JsonErrorTask(ErrorTask):
@@ -203,14 +198,10 @@ class _JsonErrorTask(ErrorTask):
         self.response_headers.extend(
             [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")]
         )
-        self.response_headers.extend(self._cors())
+        self.response_headers.extend(_cors_for(self.channel.server, self.request))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
-
-    def _cors(self) -> list[tuple[str, str]]:
-        """The CORS headers the app would give this answer."""
-        return _cors_for(self.channel.server, self.request)
 
 
 def _cors_for(server: Any, request: Any) -> list[tuple[str, str]]:
@@ -284,10 +275,7 @@ class _Channel(HTTPChannel):
             "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"X-Content-Type-Options: nosniff\r\n{cors}Content-Length: {len(body) + 1}\r\n\r\n{body}\n"
         ).encode()
-        with self.outbuf_lock:  # no request is in the app's hands: this thread alone writes
-            self.outbufs[-1].append(answer)
-            self.current_outbuf_count += len(answer)
-            self.total_outbufs_len += len(answer)
+        self.write_soon(answer)  # nothing is buffered (waiting()): it neither waits nor flushes
         self.close_when_flushed = True
 
 
