@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import jsonschema_rs
 import psutil
 import pytest
 import requests
@@ -32,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.tools.render import SIDE_COLORS
+from live_monitor.vocabulary import OPENAPI_PATH
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -1097,3 +1099,24 @@ def failing_payments(clock: FakeClock, n: int = 40) -> list[ExecutionEvent]:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The records of a JSON Lines file, one per line."""
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def schema_validator(client: Any, name: str, closed: bool = False) -> Any:
+    """A validator of the component ``name`` of the OpenAPI document the app serves; ``closed``:
+    every object with properties takes no other field, so an answer's undescribed field fails."""
+    components = client.get(OPENAPI_PATH).json["components"]
+    if closed:
+        close_schema(components)
+    return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", "components": components})
+
+
+def close_schema(schema: Any) -> None:
+    """Forbid other fields, in place, in every object schema of ``schema`` that lists properties."""
+    if isinstance(schema, dict):
+        if "properties" in schema:
+            schema.setdefault("additionalProperties", False)
+        for value in schema.values():
+            close_schema(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            close_schema(value)

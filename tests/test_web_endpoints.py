@@ -7,12 +7,11 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-import jsonschema_rs
 import pytest
 
 from live_monitor.core import drill
-from live_monitor.vocabulary import API, EVENTS_PATH, OPENAPI_PATH
-from tests.helpers import event
+from live_monitor.vocabulary import API, EVENTS_PATH
+from tests.helpers import event, schema_validator
 
 KEY = "GET /api/orders/:id"
 ENCODED = quote(KEY, safe="")  # GET%20%2Fapi%2Forders%2F%3Aid
@@ -143,11 +142,7 @@ def test_the_scan_reads_a_bounded_number_of_events_whatever_the_store_holds(
 
 def test_the_answer_fits_its_schema_with_nothing_undescribed(client: Any) -> None:
     post(client, matched(5) + [event("backend", "http", "GET /api/bare", None)])
-    components = client.get(OPENAPI_PATH).json["components"]
-    _close(components)
-    validator = jsonschema_rs.validator_for(
-        {"$ref": "#/components/schemas/EndpointDrill", "components": components}
-    )
+    validator = schema_validator(client, "EndpointDrill", closed=True)
     answer = drilled(client)
     validator.validate(answer)
     bare = drilled(client, quote("GET /api/bare", safe=""))  # one side, untimed: empty scales
@@ -156,29 +151,3 @@ def test_the_answer_fits_its_schema_with_nothing_undescribed(client: Any) -> Non
     broken = json.loads(json.dumps(answer))
     del broken["slowest"][0]["server_start"]
     assert not validator.is_valid(broken)
-
-
-def _close(schema: Any) -> None:
-    """Forbid other fields in every object schema that lists properties, in place."""
-    if isinstance(schema, dict):
-        if "properties" in schema:
-            schema.setdefault("additionalProperties", False)
-        for value in schema.values():
-            _close(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _close(value)
-
-
-def test_a_server_slower_than_its_browser_call_is_placed_across_the_whole_call(client: Any) -> None:
-    """Clocks and timers disagree at times (the server counts work the browser's timer missed):
-    the server's span never leaves the browser's, whose times are the measured ones."""
-    trace = f"{7:032x}"
-    browser = event("frontend", "api", "GET /api/orders/7", 20.0, http_status=200, backend_ms=35.0)
-    server = event("backend", "http", KEY, 35.0, http_status=200, route="/api/orders/:id")
-    post(client, [{**server, "trace_id": trace, "parent_span_id": "7" * 16}])
-    post(client, [{**browser, "trace_id": trace, "span_id": "7" * 16}])
-    [late] = drilled(client)["slowest"]
-    assert late["trace_id"] == trace and late["server_ms"] == 35.0 and late["browser_ms"] == 20.0
-    assert (late["server_start"], late["server_end"]) == (late["browser_start"], late["browser_end"])
-    assert late["browser_action"] == "GET /api/orders/7"  # the browser's own key, kept

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 
-import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -27,7 +26,7 @@ from live_monitor.vocabulary import (
     is_own_path,
 )
 from live_monitor.web.openapi import DASHBOARD_LIMIT, openapi
-from tests.helpers import ROOT, event
+from tests.helpers import ROOT, event, schema_validator
 
 TOKEN, INGEST_KEY = "fuzz-token", "browser-key"
 # A monitor asking for credentials, so the document declares them and ignored_auth has work.
@@ -207,7 +206,7 @@ ONLY_THE_SERVER_TAKES = ["1970-01-01T12:00:00Z", "2999-12-31T00:00:00+01:00"]
 
 def test_the_schema_and_the_server_agree_on_every_form_and_bound_of_a_timestamp(make_app):
     client = make_app().test_client()
-    validator = _validator(client, "ExecutionEvent")
+    validator = schema_validator(client, "ExecutionEvent")
 
     def verdicts(stamp) -> tuple[bool, bool]:
         sent = {**event("backend", "db", "q", 1.0), "timestamp": stamp}
@@ -242,27 +241,6 @@ def busy_client():
     busy.extensions["live_monitor"].stop()
 
 
-def _validator(client, name: str, closed: bool = False):
-    """A validator of the component ``name`` of the document the app serves; ``closed``: every
-    object with properties takes no other field, so an answer's undescribed field fails."""
-    components = client.get(OPENAPI_PATH).json["components"]
-    if closed:
-        _close(components)
-    return jsonschema_rs.validator_for({"$ref": f"#/components/schemas/{name}", "components": components})
-
-
-def _close(schema) -> None:
-    """Forbid other fields, in place, in every object schema of ``schema`` that lists properties."""
-    if isinstance(schema, dict):
-        if "properties" in schema:
-            schema.setdefault("additionalProperties", False)
-        for value in schema.values():
-            _close(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _close(value)
-
-
 def _answer(client, path: str) -> dict:
     response = client.get(f"{API}/{path}")
     assert response.status_code == 200
@@ -270,13 +248,13 @@ def _answer(client, path: str) -> dict:
 
 
 def test_a_data_answer_fits_the_data_schema_and_a_missing_field_does_not(busy_client):
-    validator = _validator(busy_client, "DataAnswer")
+    validator = schema_validator(busy_client, "DataAnswer")
     data = _answer(busy_client, "data")
     assert {d["type"] for d in data["differences"]} >= {"performance", "error_rate", "pattern"}
     assert {r["seen_by"] for r in data["endpoints"]} == {"both", "frontend"}
     assert data["system"] and data["system_history"] and data["activity_history"] and data["recent_events"]
     validator.validate(data)
-    _validator(busy_client, "DataAnswer", closed=True).validate(data)  # no field left undescribed
+    schema_validator(busy_client, "DataAnswer", closed=True).validate(data)  # no field left undescribed
     for broken in (
         _without(data, "backend", "total_events"),
         _without(data, "comparison", "performance_ratio"),
@@ -290,7 +268,7 @@ def test_a_data_answer_fits_the_data_schema_and_a_missing_field_does_not(busy_cl
 
 
 def test_a_differences_answer_fits_its_schema_and_a_type_outside_the_vocabulary_does_not(busy_client):
-    validator = _validator(busy_client, "DifferencesAnswer")
+    validator = schema_validator(busy_client, "DifferencesAnswer")
     answer = _answer(busy_client, "differences")
     assert answer["count"] == len(answer["differences"]) >= 3
     validator.validate(answer)
@@ -313,7 +291,7 @@ def _without(answer: dict, *path) -> dict:
 
 
 def test_a_status_answer_fits_its_schema_and_a_counter_as_text_does_not(busy_client):
-    validator = _validator(busy_client, "StatusAnswer", closed=True)  # every field described
+    validator = schema_validator(busy_client, "StatusAnswer", closed=True)  # every field described
     status = _answer(busy_client, "status")
     assert status["accepted"] > 0
     validator.validate(status)
