@@ -151,3 +151,17 @@ def test_the_answer_fits_its_schema_with_nothing_undescribed(client: Any) -> Non
     broken = json.loads(json.dumps(answer))
     del broken["slowest"][0]["server_start"]
     assert not validator.is_valid(broken)
+
+
+def test_a_server_slower_than_its_browser_call_is_placed_across_the_whole_call(client: Any) -> None:
+    """Clocks and timers disagree at times (the server counts work the browser's timer missed):
+    the server's span never leaves the browser's, whose times are the measured ones."""
+    trace = f"{7:032x}"
+    browser = event("frontend", "api", "GET /api/orders/7", 20.0, http_status=200, backend_ms=35.0)
+    server = event("backend", "http", KEY, 35.0, http_status=200, route="/api/orders/:id")
+    post(client, [{**server, "trace_id": trace, "parent_span_id": "7" * 16}])
+    post(client, [{**browser, "trace_id": trace, "span_id": "7" * 16}])
+    [late] = drilled(client)["slowest"]
+    assert late["trace_id"] == trace and late["server_ms"] == 35.0 and late["browser_ms"] == 20.0
+    assert (late["server_start"], late["server_end"]) == (late["browser_start"], late["browser_end"])
+    assert late["browser_action"] == "GET /api/orders/7"  # the browser's own key, kept
