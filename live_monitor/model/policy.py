@@ -148,6 +148,22 @@ def choose(mine: Half, waiting: list[Half], now: float) -> int | None:
     return None
 
 
+def _meets_one(event: Traced, other: Half) -> bool:
+    """``choose`` for a trace whose only waiting half is ``other``, live and of the other side:
+    whether the arriving ``event`` meets it (the tied half; else, one of them untied, the same
+    key, or the same method when the server's half names no parent)."""
+    if event.service == "frontend":
+        link, server_link = event.span_id, other.link
+    else:
+        link = server_link = event.parent_span_id
+    if link is not None and other.link is not None:
+        return link == other.link  # rule 1 (both tied: to each other, or elsewhere)
+    endpoint = event.action
+    if other.endpoint == endpoint:  # rule 2
+        return True
+    return server_link is None and _method(other.endpoint) == _method(endpoint)  # rule 3
+
+
 def _only_two_meet(mine: Half, other: Half) -> bool:
     """Rule 3: a trace's only two halves meet when they are calls of one method and the server's
     half names no parent: one that does was made in another span (a downstream service's
@@ -209,29 +225,45 @@ class TraceJoin:
         return self._count
 
     def offer(self, events: list[E], now: float) -> list[tuple[str, float]]:
-        """Offer ``pairable`` events that arrived at ``now``, in order; (server's key, gap) per pair."""
+        """Offer ``pairable`` events that arrived at ``now``, in order; (server's key, gap) per pair.
+
+        The common cases are decided inline, without ``choose``'s lists: no half of the trace
+        waits (this one waits), or one does (``_meets_one``, the same three rules for a single
+        half); a trace with several waiting halves goes through ``choose``.
+        """
         waiting = self._waiting
         self._expire(now - PENDING_TTL_S)
-        gaps = []
+        gaps: list[tuple[str, float]] = []
+        get = waiting.get
         for event in events:
-            mine = Half.of(event, now)
-            trace = mine.trace_id
-            held = waiting.get(trace)
-            if held is None:
-                waiting[trace] = mine
+            trace = event.trace_id
+            assert trace is not None  # pairable events have one
+            held = get(trace)
+            service = event.service
+            if held is None:  # the trace's first half: it waits (Half.of, inlined)
+                link = event.span_id if service == "frontend" else event.parent_span_id
+                waiting[trace] = tuple.__new__(
+                    Half, (service, now, event.duration_ms, event.action, trace, link)
+                )
                 self._count += 1
-            elif isinstance(held, list):
+                if self._count > PENDING_MAX:
+                    self._drop_oldest()
+                continue
+            if type(held) is Half:  # one waiting half: met, or this one waits beside it
+                if held.service != service and now - held.at <= PENDING_TTL_S and _meets_one(event, held):
+                    del waiting[trace]
+                    self._count -= 1
+                    gaps.append(pair(event, held))
+                    continue
+                self._wait(Half.of(event, now), [held], now)
+            else:
+                assert isinstance(held, list)
+                mine = Half.of(event, now)
                 index = choose(mine, held, now)
                 if index is None:
                     self._wait(mine, held, now)
                 else:
                     gaps.append(pair(event, self._take(trace, held, index)))
-            elif choose(mine, [held], now) is not None:  # one waiting half: the common case
-                del waiting[trace]
-                self._count -= 1
-                gaps.append(pair(event, held))
-            else:
-                self._wait(mine, [held], now)
             if self._count > PENDING_MAX:
                 self._drop_oldest()
         return gaps
