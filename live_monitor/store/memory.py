@@ -18,7 +18,7 @@ from live_monitor.model import policy
 from live_monitor.model.baseline import PinnedBaseline
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.results import Episode
-from live_monitor.model.stats import PairStats, Tallies
+from live_monitor.model.stats import PairStats, Tallies, group_events, group_gaps
 from live_monitor.store import EPISODES_KEPT
 from live_monitor.vocabulary import SERVICES, is_own_traffic
 
@@ -133,8 +133,9 @@ class EventStore:
             self._since_tick[service] += len(mine)
         joined = policy.pairable(counted)
         if joined and (gaps := self._joiner.offer(joined, now)):
-            bucket.add_gaps(gaps)
-            self._tallies.add_gaps(gaps)
+            grouped = group_gaps(gaps)  # once, for the window and the tallies
+            bucket.add_gap_groups(grouped)
+            self._tallies.add_gap_groups(grouped)
         if not self._pending:
             self._pending_since = now
         self._pending.extend(counted)
@@ -151,8 +152,9 @@ class EventStore:
         bucket = self._current[1]
         first, last = self._pending_since, self._pending_until
         for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
-            bucket.side(service).add_events(mine, first, last)
-            self._tallies.add_events(service, mine)
+            groups = group_events(service, mine)  # once, for the window and the tallies
+            bucket.side(service).add_groups(groups, first, last)
+            self._tallies.add_groups(service, groups)
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events (a malformed body counts as one) by the rule that refused them."""
