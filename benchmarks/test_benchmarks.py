@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bench_scaleout, bench_system, bench_tools, run
+from benchmarks import bench_scaleout, bench_system, bench_tools, run, stages
 from benchmarks.chart import results_svg
 from benchmarks.common import Context, Row, Target, batch_bodies
 from benchmarks.load import run_load
@@ -226,6 +226,17 @@ def test_batch_bodies_are_distinct_batches_whose_server_requests_name_their_brow
     tied = [e for e in events if e["service"] == "backend" and e.get("parent_span_id") in calls]
     assert len(tied) == len(calls) > 20
     assert all(calls[e["parent_span_id"]]["trace_id"] == e["trace_id"] for e in tied)
+
+
+def test_ingest_stages_time_every_stage_of_the_monitor_and_the_bare_handler() -> None:
+    """The ingest-vs-bare note splits a batch's time into the monitor's stages: each is found
+    (its wrapper called) and they add up to the whole; no figure is judged."""
+    bodies = batch_bodies(100, 2)
+    got = stages.ingest_stages(bodies, 30)
+    assert set(got) == {name for name, _ in stages.STAGES} | {"total"}
+    assert all(got[name] > 0 for name, _ in stages.STAGES if name != "wsgi")
+    assert sum(got[name] for name, _ in stages.STAGES) == pytest.approx(got["total"])
+    assert stages.bare_work(bodies, 5) > 0
 
 
 # --- the results chart (benchmarks/chart.py, results.svg beside RESULTS.md) ------------------
