@@ -8,7 +8,7 @@ aggregates from files, so the live view and the report agree figure for figure.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ MAX_SERIES_KEYS = 100
 # Upper bounds (ms) of the cumulative histograms' buckets, and of the window's ``le`` figures.
 DURATION_BOUNDS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 _MAX_PENDING = 4096  # values a sketch buffers before it buckets them anyway (bounded memory)
+_FEW = 8  # values a Histogram bisects one by one: fewer steps than a bisection per bound
 
 
 T = TypeVar("T")
@@ -665,11 +666,16 @@ class Histogram:
         """Count values (ms); a value equal to a bound is in that bound's bucket (``le``).
 
         The values are sorted once and each bound found by bisection: a dozen steps in C
-        rather than one Python step per value."""
+        rather than one Python step per value; a few values are placed one by one, in fewer."""
         if not values:
             return
         ordered = sorted(values)
         buckets, below = self.buckets, 0
+        if len(ordered) <= _FEW:  # a few values (a key's calls or gaps in one batch): one bisection each
+            for value in ordered:
+                buckets[bisect_left(DURATION_BOUNDS_MS, value)] += 1
+            self.sum += sum(ordered)
+            return
         for index, bound in enumerate(DURATION_BOUNDS_MS):
             upto = bisect_right(ordered, bound)
             buckets[index] += upto - below
