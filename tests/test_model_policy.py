@@ -82,3 +82,21 @@ def test_a_trace_whose_one_half_expired_begins_waiting_anew_behind_the_others() 
     server = stored_event(trace=TRACES[0])  # the browser call, at the back, still waits
     assert join.offer([server], policy.PENDING_TTL_S + 3) == [("GET /x", 0.0)]
     assert join.offer([stored_event(service="frontend", component="api", trace=TRACES[1])], 700.0) == []
+
+
+@pytest.mark.parametrize("server_first", [True, False], ids=["server-first", "browser-first"])
+def test_a_tied_pair_keeps_one_copy_of_the_trace_id_and_of_the_span_id_that_ties_it(
+    server_first: bool,
+) -> None:
+    """Stored events are most of the monitor's memory: the second half takes the first's strings."""
+    server = stored_event(trace="".join(["ab"] * 16))
+    server.parent_span_id = "".join(["c1"] * 8)
+    browser = stored_event(service="frontend", component="api", trace="".join(["ab"] * 16))
+    browser.span_id = "".join(["c1"] * 8)
+    assert browser.span_id is not server.parent_span_id
+    join = policy.TraceJoin()
+    first, second = (server, browser) if server_first else (browser, server)
+    assert join.offer([first], 1.0) == []
+    assert len(join.offer([second], 2.0)) == 1
+    assert browser.trace_id is server.trace_id
+    assert browser.span_id is server.parent_span_id

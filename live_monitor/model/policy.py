@@ -57,13 +57,11 @@ class Traced(Protocol):
     def duration_ms(self) -> float | None: ...
     @property
     def details(self) -> Mapping[str, Any] | None: ...
-    @property
-    def span_id(self) -> str | None: ...
-    @property
-    def parent_span_id(self) -> str | None: ...
 
     action: str  # a browser call arriving second is given its server request's key
     trace_id: str | None  # a pair's second half is given the first half's string
+    span_id: str | None  # and, tied, the string of the span id that ties them
+    parent_span_id: str | None
 
 
 E = TypeVar("E", bound=Traced)
@@ -182,13 +180,19 @@ def pair(event: Traced, other: Half) -> tuple[str, float]:
     browser-minus-server milliseconds).
 
     A browser event takes the server's key (it is not counted yet), and the event is given the
-    waiting half's trace-id string, so the two stored events share one copy of it.
+    waiting half's trace-id string, so the two stored events share one copy of it; a tied pair
+    shares the span id that ties it too (the call's ``span_id``, the request's ``parent_span_id``).
     """
     event.trace_id = other.trace_id
     ms = event.duration_ms
     assert ms is not None  # pairable events are timed
+    link = other.link
     if event.service == "backend":
+        if link is not None and event.parent_span_id == link:
+            event.parent_span_id = link
         return event.action, other.duration_ms - ms
+    if link is not None and event.span_id == link:
+        event.span_id = link
     if event.action != other.endpoint:
         event.action = other.endpoint
     return other.endpoint, ms - other.duration_ms
