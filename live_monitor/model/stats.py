@@ -120,10 +120,15 @@ class LatencySketch:
             self._zeros += len(values) - len(positive)
             values = positive
         g, log, ceil = self._gamma_log, math.log, math.ceil
+        counts = Counter([ceil(log(v) / g) for v in values])
         buckets = self._buckets
+        if not buckets:  # a fresh sketch (a batch's group): the counts are its buckets, copied in C
+            self._buckets = dict(counts)
+            self._sorted = None
+            return
         before = len(buckets)
         get = buckets.get
-        for index, n in Counter([ceil(log(v) / g) for v in values]).items():
+        for index, n in counts.items():
             buckets[index] = get(index, 0) + n
         if len(buckets) != before:
             self._sorted = None
