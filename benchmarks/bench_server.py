@@ -218,8 +218,8 @@ def _budget_note(ctx: Context, results: dict[str, Rounds], batches: list[bytes])
         f"and the socket cost about {floor:.0f} us. 0.8x leaves the monitor's own work {budget(0.8):.0f} us "
         f"(0.9x: {budget(0.9):.0f} us); in-process it takes {work:.0f} us per batch ({parts} us), so 0.8x "
         f"needs it {work / budget(0.8):.1f}x smaller (0.9x: {work / budget(0.9):.1f}x). Under load the server "
-        f"spends {cpu_us['monitor'] - floor - work:,.0f} us per request more than those stages and that floor "
-        "(8 threads handing the GIL and the store's lock around, the bigger body's reads). Every stage is Python "
+        f"spends {cpu_us['monitor'] - floor - work:,.0f} us per request beyond those stages and that floor (the "
+        "stages ran on one thread with warm caches). Every stage is Python "
         "at a few hundred ns per event: what it would take is one compiled pass (decode, validation, "
         "scrubbing and the figures in C, e.g. a msgspec-based extension), not a faster Python stage"
     )
