@@ -61,7 +61,9 @@ class EventStore:
         self._seq = 0
         self._counted = 0
         self._log: deque[ExecutionEvent] = deque(maxlen=STREAM_LOG)  # for /stream: the last is number _seq
-        self._pending: list[ExecutionEvent] = []  # kept, not yet counted in the current bucket
+        # Kept, not yet counted in the current bucket: per side, as add() already split them.
+        self._pending: tuple[list[ExecutionEvent], list[ExecutionEvent]] = ([], [])
+        self._pending_count = 0
         self._pending_since = self._pending_until = 0.0
         self._first_event_at: float | None = None
         self._started_at: float | None = None
@@ -136,22 +138,24 @@ class EventStore:
             grouped = group_gaps(gaps)  # once, for the window and the tallies
             bucket.add_gap_groups(grouped)
             self._tallies.add_gap_groups(grouped)
-        if not self._pending:
+        if not self._pending_count:
             self._pending_since = now
-        self._pending.extend(counted)
+        for queued, mine in zip(self._pending, sides, strict=True):
+            queued.extend(mine)
+        self._pending_count += len(counted)
         self._pending_until = now
-        if len(self._pending) >= SETTLE_EVERY:
+        if self._pending_count >= SETTLE_EVERY:
             self._settle()
 
     def _settle(self) -> None:
         """Count the queued events into the current bucket and the tallies."""
         pending = self._pending
-        if not pending or self._current is None:
+        if not self._pending_count or self._current is None:
             return
-        self._pending = []
+        self._pending, self._pending_count = ([], []), 0
         bucket = self._current[1]
         first, last = self._pending_since, self._pending_until
-        for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
+        for service, mine in zip(SERVICES, pending, strict=True):
             groups = group_events(service, mine)  # once, for the window and the tallies
             bucket.side(service).add_groups(groups, first, last)
             self._tallies.add_groups(service, groups)
