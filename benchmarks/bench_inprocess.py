@@ -91,7 +91,7 @@ def decode_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             f"decode_batch {fmt_time(median(times['decode_batch']))}",
             f"json.loads {fmt_time(median(times['json.loads']))}",
             ratio,
-            Target("<=", 0.5),
+            Target("<=", 0.55),
         )
     ]
 

@@ -21,7 +21,7 @@ from benchmarks.common import (
     Row,
     Server,
     Target,
-    batch_body,
+    batch_bodies,
     fmt_rate,
     helper_argv,
     measure_load,
@@ -32,10 +32,12 @@ from benchmarks.common import (
     sink_monitor,
     start_server,
 )
-from benchmarks.load import pick_client
+from benchmarks.load import Bodies, pick_client
+from benchmarks.stages import STAGES, bare_work, ingest_stages
 
 INGEST_ROWS = ("ingest-vs-bare", "ingest-vs-naive", "ingest-vs-single", "ingest-sampler")
 CONNECTIONS = 8
+BODIES = 16  # distinct batches each load run rotates among (their trace ids renewed per request)
 
 
 @dataclass
@@ -45,7 +47,8 @@ class Variant:
     server: Server
     path: str
     method: str = "GET"
-    body: bytes | None = None
+    body: Bodies = None  # one body, or several sent in turn
+    fresh_traces: bool = False  # renew the bodies' trace ids on every request
 
 
 @dataclass
@@ -73,7 +76,9 @@ def _rounds(
 
     def run(v: Variant, s: float) -> Measured:
         procs = [psutil.Process(v.server.proc.pid)]
-        return measure_load(procs, v.server.url + v.path, client, s, CONNECTIONS, v.method, v.body)
+        return measure_load(
+            procs, v.server.url + v.path, client, s, CONNECTIONS, v.method, v.body, v.fresh_traces
+        )
 
     for name, variant in variants.items():
         ctx.log(f"{label}: warming up {name}")
@@ -112,8 +117,11 @@ def ingest_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     )
     seconds = ctx.pick(1.0, 3.0)
     rounds = ctx.pick(2, 5)
-    batch = batch_body(100)
-    single = batch_body(1, seed=2)
+    # Every variant rotates among the same distinct batches and renews their trace ids on each
+    # request, as real traffic does: one body posted over and over piles up unpaired halves of
+    # the same traces, and the join scans lists that real traffic never builds.
+    batches = batch_bodies(100, BODIES)
+    singles = batch_bodies(1, BODIES * 4, seed=2)
     needs = {
         "monitor": True,
         "bare": "ingest-vs-bare" in wanted,
@@ -130,14 +138,14 @@ def ingest_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     for name, needed in needs.items():
         if needed:
             servers[name] = ctx.shared(f"ingest-{name}", functools.partial(start_server, name, argv[name]))
-            _check_answer(servers[name], batch, 100)
+            _check_answer(servers[name], batches[0], 100)
     if "sampler" in servers:
         servers["sampler"].post(API + "/start")
         if servers["sampler"].get(STATUS).get("monitoring") is not True:
             raise RuntimeError("the monitor did not start sampling")
-    variants = {name: Variant(server, EVENTS, "POST", batch) for name, server in servers.items()}
+    variants = {name: Variant(server, EVENTS, "POST", batches, True) for name, server in servers.items()}
     if "ingest-vs-single" in wanted:
-        variants["single"] = Variant(servers["monitor"], EVENTS, "POST", single)
+        variants["single"] = Variant(servers["monitor"], EVENTS, "POST", singles, True)
     results = _rounds(ctx, "ingest", variants, rounds, seconds)
     rejected = servers["monitor"].get(STATUS).get("rejected")
     if rejected:
@@ -153,10 +161,12 @@ def ingest_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         cpu = median(results[name].per_cpu) * per(name)
         return f"{label} {fmt_rate(rate(name))} events ({cpu:,.0f} per server CPU s)"
 
+    # Issue 21 judges ingest per server CPU second (robust to the shared machine's other load);
+    # ingest-vs-single has no target there: it is kept for its note, the cost per event.
     specs = [
-        ("ingest-vs-bare", "bare", "bare WSGI json.loads+deque on waitress", Target(">=", 0.9)),
-        ("ingest-vs-naive", "naive", "naive Flask get_json() on waitress", Target(">=", 1.3)),
-        ("ingest-vs-single", "single", "the monitor, one event per request", Target(">=", 50)),
+        ("ingest-vs-bare", "bare", "bare WSGI json.loads+deque on waitress", Target(">=", 0.8)),
+        ("ingest-vs-naive", "naive", "naive Flask get_json() on waitress", Target(">=", 1.2)),
+        ("ingest-vs-single", "single", "the monitor, one event per request", None),
         ("ingest-sampler", "sampler", "", Target(">=", 0.98)),
     ]
     rows = []
@@ -170,17 +180,49 @@ def ingest_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             figure = describe("sampler", "sampling")
             baseline = describe("monitor", "not sampling")
             what = "ingest events/s with the sampler running (real CLI, 100-event batches)"
-        else:
-            scale = per("monitor") / per(other)
-            ratio, cpu_ratio = ratio * scale, cpu_ratio * scale
-            figure = describe("monitor", "monitor")
-            baseline = describe(other, label)
-            what = "ingest events/s, 100-event batches, real CLI on waitress"
-        note = f"per server CPU second the ratio is {cpu_ratio:.3g}x"
+            note = f"per server CPU second the ratio is {cpu_ratio:.3g}x"
+            rows.append(Row(row_name, what, figure, baseline, ratio, target, note=note))
+            continue
+        scale = per("monitor") / per(other)
+        figure = describe("monitor", "monitor")
+        baseline = describe(other, label)
+        what = "ingest events per server CPU second, 100-event batches, real CLI on waitress"
+        note = f"by wall clock (events/s) the ratio is {ratio * scale:.3g}x"
         if row_name == "ingest-vs-single":
             note += "; " + _per_event_note(results)
-        rows.append(Row(row_name, what, figure, baseline, ratio, target, note=note))
+        if row_name == "ingest-vs-bare":
+            note += "; " + _budget_note(ctx, results, batches)
+        rows.append(Row(row_name, what, figure, baseline, cpu_ratio * scale, target, note=note))
     return rows
+
+
+def _budget_note(ctx: Context, results: dict[str, Rounds], batches: list[bytes]) -> str:
+    """Why the monitor is where it is against the bare handler: the servers' CPU per request
+    from this run's load, the budget 0.8x leaves the monitor's own work once waitress is paid,
+    and that work's stages measured in-process in the same run."""
+    n = ctx.pick(300, 2000)
+    ctx.log(f"ingest: timing the monitor's stages in-process ({n} batches)")
+    stages = ingest_stages(batches, n)
+    bare_own = bare_work(batches, n)
+    cpu_us = {name: 1e6 / median(results[name].per_cpu) for name in ("monitor", "bare")}
+    floor = cpu_us["bare"] - bare_own  # waitress, the socket and the WSGI call, per request
+    work = stages["total"]
+
+    def budget(ratio: float) -> float:
+        return cpu_us["bare"] / ratio - floor
+
+    parts = ", ".join(f"{label} {stages[name]:.0f}" for name, label in STAGES)
+    return (
+        f"server CPU per 100-event request: monitor {cpu_us['monitor']:,.0f} us, bare {cpu_us['bare']:,.0f} us, "
+        f"of which the bare handler's own json.loads+deque is {bare_own:.0f} us (in-process), so waitress "
+        f"and the socket cost about {floor:.0f} us. 0.8x leaves the monitor's own work {budget(0.8):.0f} us "
+        f"(0.9x: {budget(0.9):.0f} us); in-process it takes {work:.0f} us per batch ({parts} us), so 0.8x "
+        f"needs it {work / budget(0.8):.1f}x smaller (0.9x: {work / budget(0.9):.1f}x). Under load the server "
+        f"spends {cpu_us['monitor'] - floor - work:,.0f} us per request beyond those stages and that floor (the "
+        "stages ran on one thread with warm caches). Every stage is Python "
+        "at a few hundred ns per event: what it would take is one compiled pass (decode, validation, "
+        "scrubbing and the figures in C, e.g. a msgspec-based extension), not a faster Python stage"
+    )
 
 
 def _per_event_note(results: dict[str, Rounds]) -> str:

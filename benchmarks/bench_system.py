@@ -131,6 +131,7 @@ def memory_rows(ctx: Context, wanted: set[str]) -> list[Row]:
                 used["store_bytes"] / n,
                 Target("<=", 500, " B"),
                 unit=" B",
+                note=_memory_note(used, n),
             )
         )
     if rss:
@@ -150,6 +151,21 @@ def memory_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             )
         )
     return rows
+
+
+def _memory_note(used: dict[str, Any], n: int) -> str:
+    """Where a stored event's bytes go (strings of names and repeated texts are shared, so they
+    are nearly free), and the rest the monitor holds besides the events."""
+    parts: dict[str, int] = used["parts"]
+    rest = used["store_bytes"] - sum(parts.values())
+    listed = ", ".join(f"{name} {size / n:,.0f}" for name, size in parts.items())
+    details = parts["details dict"] / n
+    return (
+        f"per stored event: {listed} B; the rest (the join's waiting halves, caches, figures) "
+        f"{rest / n:,.0f} B. The details dict alone is {details:,.0f} B for its two or three keys: "
+        "a more compact form (e.g. the details kept as their encoded JSON) would be what it takes, "
+        "should this row miss"
+    )
 
 
 # --- the probes, run in a fresh process -------------------------------------------------------
@@ -295,7 +311,31 @@ def _probe_memory(n: int) -> dict[str, Any]:
     stored = sum(monitor.store.counts()["stored"].values())
     if stored != n:
         raise RuntimeError(f"stored {stored} events of {n}")
-    return {"events_bytes": events_bytes, "store_bytes": store_bytes}
+    events = [e for side in ("backend", "frontend") for e in monitor.store.events(side)]
+    return {"events_bytes": events_bytes, "store_bytes": store_bytes, "parts": _event_parts(events)}
+
+
+def _event_parts(events: list[Any]) -> dict[str, int]:
+    """Bytes the stored events hold, by part (``sys.getsizeof``, each shared object counted
+    once): where a stored event's memory goes, for the memory row's note."""
+    seen: set[int] = set()
+    parts = dict.fromkeys(("struct", "timestamp", "details dict", "details values", "duration", "ids"), 0)
+
+    def size(part: str, value: Any) -> None:
+        if value is not None and id(value) not in seen:
+            seen.add(id(value))
+            parts[part] += sys.getsizeof(value)
+
+    for event in events:
+        size("struct", event)
+        size("timestamp", event.timestamp)
+        size("duration", event.duration_ms)
+        for value in (event.trace_id, event.span_id, event.parent_span_id):
+            size("ids", value)
+        size("details dict", event.details)
+        for value in event.details.values():
+            size("details values", value)
+    return parts
 
 
 def _probe_rss(n: int) -> dict[str, Any]:

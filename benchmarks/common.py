@@ -172,8 +172,10 @@ COMPONENTS = ["Cart", "Checkout", "ProductList", "SearchBox", "OrderHistory"]
 
 def make_events(n: int, seed: int = 1, start: datetime | None = None) -> list[dict[str, Any]]:
     """``n`` realistic ExecutionEvents as JSON-ready dicts: backend requests, most of them with
-    the browser's view of the same call (same route and trace id, a longer duration), clicks
-    without a duration, 3% errors, details with the HTTP status and route."""
+    the browser's view of the same call (same route and trace id, a longer duration, and the
+    server request's ``parent_span_id`` is the call's ``span_id``, as OpenTelemetry ties them),
+    clicks without a duration, 3% errors, details with the HTTP status and route. Half of the
+    requests without a browser call name an upstream caller's span as their parent."""
     rng = random.Random(seed)
     start = start or datetime.now(UTC)
     out: list[dict[str, Any]] = []
@@ -203,6 +205,9 @@ def make_events(n: int, seed: int = 1, start: datetime | None = None) -> list[di
         failed = rng.random() < 0.03
         trace = f"{rng.getrandbits(128):032x}"
         server_ms = round(rng.lognormvariate(3.2, 0.8), 3)
+        call_span = f"{rng.getrandbits(64):016x}"
+        browser = rng.random() < 0.8 and len(out) + 1 < n
+        upstream = f"{rng.getrandbits(64):016x}" if rng.random() < 0.5 else None
         backend = {
             "timestamp": stamp(),
             "service": "backend",
@@ -214,25 +219,36 @@ def make_events(n: int, seed: int = 1, start: datetime | None = None) -> list[di
             "trace_id": trace,
             "span_id": f"{rng.getrandbits(64):016x}",
         }
+        parent = call_span if browser else upstream
+        if parent is not None:
+            backend["parent_span_id"] = parent
         out.append(backend)
-        if rng.random() < 0.8 and len(out) < n:
+        if browser:
             path = route.split(" ", 1)[1].replace(":id", str(rng.randint(1, 99999)))
-            out.append(
-                {
-                    **backend,
-                    "service": "frontend",
-                    "component": "api",
-                    "duration_ms": round(server_ms + rng.lognormvariate(2.5, 0.6), 3),
-                    "details": {"http_status": 500 if failed else 200, "url": path},
-                    "span_id": f"{rng.getrandbits(64):016x}",
-                }
-            )
+            call = {
+                **backend,
+                "service": "frontend",
+                "component": "api",
+                "duration_ms": round(server_ms + rng.lognormvariate(2.5, 0.6), 3),
+                "details": {"http_status": 500 if failed else 200, "url": path},
+                "span_id": call_span,
+            }
+            call.pop("parent_span_id", None)
+            out.append(call)
     return out
 
 
 def batch_body(n: int = 100, seed: int = 1) -> bytes:
     """One ingest body: a JSON array of ``n`` realistic events."""
     return json.dumps(make_events(n, seed)).encode()
+
+
+def batch_bodies(n_events: int, count: int, seed: int = 0) -> list[bytes]:
+    """``count`` ingest bodies of ``n_events`` realistic events each, with distinct trace and
+    span ids (and routes, timings): what a load run rotates among, so the server does not see
+    one batch over and over. ``load.run_load(..., fresh_traces=True)`` renews the trace ids on
+    every request too, since rotating alone still repeats them once per cycle."""
+    return [batch_body(n_events, seed=(seed << 20) + k) for k in range(count)]
 
 
 # --- server processes ------------------------------------------------------------------------
@@ -345,13 +361,15 @@ def measure_load(
     seconds: float,
     connections: int,
     method: str = "GET",
-    body: bytes | None = None,
+    body: bytes | Sequence[bytes] | None = None,
+    fresh_traces: bool = False,
 ) -> Measured:
-    """``run_load`` against a server whose processes are ``procs``, and the CPU they spent."""
+    """``run_load`` against a server whose processes are ``procs``, and the CPU they spent;
+    ``body`` is one body or several sent in turn, see ``load.run_load``."""
     from benchmarks.load import run_load
 
     before = sum(cpu_seconds(p) for p in procs)
-    load = run_load(url, client, seconds, connections, method, body)
+    load = run_load(url, client, seconds, connections, method, body, fresh_traces=fresh_traces)
     return Measured(load, sum(cpu_seconds(p) for p in procs) - before)
 
 

@@ -154,13 +154,24 @@ def otel_provider() -> Any:
 
 
 def serve(app: WsgiApp, port: int) -> int:
-    """Serve exactly as live_execution_monitor.serve does: live_monitor.web.server.WaitressServer with
-    the monitor's default threads and body limit."""
-    from live_monitor.web.server import WaitressServer
+    """Serve exactly as live_execution_monitor.serve does: live_monitor.web.server.WaitressServer
+    with the monitor's default threads, body limit, connection cap (``connections_that_fit``, so
+    the open-file limit is raised alike), read deadlines and GIL switch interval."""
+    from live_monitor.web.server import GIL_SWITCH_INTERVAL_S, WaitressServer, connections_that_fit
 
     settings = defaults()
-    server = WaitressServer(app, "127.0.0.1", port, settings["threads"], settings["max_body_bytes"])
+    server = WaitressServer(
+        app,
+        "127.0.0.1",
+        port,
+        settings["threads"],
+        settings["max_body_bytes"],
+        max_connections=connections_that_fit(settings["max_connections"]),
+        header_timeout=settings["header_timeout"],
+        body_timeout=settings["body_timeout"],
+    )
     print(f"serving on http://127.0.0.1:{server.port}", flush=True)
+    sys.setswitchinterval(max(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
     server.serve_forever()
     return 0
 

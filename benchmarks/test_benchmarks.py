@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import bench_scaleout, bench_system, bench_tools, run
+from benchmarks import bench_scaleout, bench_system, bench_tools, run, stages
 from benchmarks.chart import results_svg
-from benchmarks.common import Context, Row, Target
+from benchmarks.common import Context, Row, Target, batch_bodies
+from benchmarks.load import run_load
 
 MIB = 1024 * 1024
 
@@ -29,7 +30,7 @@ def test_quick_decode_row_prints_a_ratio_and_writes_nothing_with_no_write(
     code = run.main(["--quick", "--only", "decode", "--no-write", "--output", str(output)])
     out = capsys.readouterr().out
     line = next((x for x in out.splitlines() if x.startswith("decode ")), "")
-    match = re.search(r"\s(\d+(?:\.\d+)?)x\s+<= 0\.5x\s+(PASS|FAIL)\s", line)
+    match = re.search(r"\s(\d+(?:\.\d+)?)x\s+<= 0\.55x\s+(PASS|FAIL)\s", line)
     assert match, f"no ratio line for decode in:\n{out}"
     assert code == (0 if match.group(2) == "PASS" else 1)
     assert not output.exists()
@@ -40,7 +41,7 @@ def test_results_file_is_written_with_the_machine_and_the_row(tmp_path: Path) ->
     run.main(["--quick", "--only", "decode", "--output", str(output)])
     text = output.read_text(encoding="utf-8")
     assert "| cpu |" in text and "| python |" in text
-    assert re.search(r"\| decode \|.*\| <= 0.5x \| \*\*(PASS|FAIL)\*\* \|", text)
+    assert re.search(r"\| decode \|.*\| <= 0.55x \| \*\*(PASS|FAIL)\*\* \|", text)
 
 
 def test_unknown_row_is_a_clear_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,6 +158,85 @@ def test_wrk_counting_script_counts_200_and_other_answers() -> None:
     # Requests still in flight when wrk stops were answered but never counted.
     assert served - bench_scaleout.CONNECTIONS <= got.other <= served
     assert got.ok + got.other <= got.sent
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Keeps every POST body it is sent, and answers 200."""
+
+    bodies: list[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _traces(body: bytes) -> list[str | None]:
+    return [event.get("trace_id") for event in json.loads(body)]
+
+
+@pytest.mark.parametrize("client", ["python", "wrk"])
+def test_load_rotates_its_bodies_and_never_repeats_a_trace_id(client: str) -> None:
+    bodies = batch_bodies(20, 3)
+    _Recorder.bodies = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/live-execution/events"
+        got = run_load(url, client, 1.0, 2, "POST", bodies, max_requests=60, fresh_traces=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    sent = _Recorder.bodies
+    assert got.ok >= 6 and len(sent) >= got.ok
+    seen: list[str] = []
+    for body in sent:
+        traces = _traces(body)
+        # Each request is one of the batches, in turn, with its trace ids renewed alike: the
+        # halves of one trace still share an id, and every other byte is the batch's.
+        original = next(b for b in bodies if len(b) == len(body) and _same_but_ids(b, body))
+        old = _traces(original)
+        assert [t is None for t in traces] == [t is None for t in old]
+        pairs = {(t, o) for t, o in zip(traces, old, strict=True) if t is not None}
+        assert len({t for t, _ in pairs}) == len({o for _, o in pairs}) == len(pairs)
+        seen += sorted({t for t in traces if t is not None})
+    assert len(seen) == len(set(seen)), "a trace id came back"
+    assert {bodies.index(next(b for b in bodies if _same_but_ids(b, x))) for x in sent[:6]} == {0, 1, 2}
+
+
+def _same_but_ids(a: bytes, b: bytes) -> bool:
+    """Whether two bodies differ only in the trace ids' first 16 hex digits."""
+    mask = re.compile(rb'("trace_id": ")[0-9a-f]{16}')
+    return mask.sub(rb"\1", a) == mask.sub(rb"\1", b)
+
+
+def test_batch_bodies_are_distinct_batches_whose_server_requests_name_their_browser_call() -> None:
+    bodies = batch_bodies(100, 4, seed=3)
+    traces = [{t for t in _traces(body) if t} for body in bodies]
+    assert all(len(t) > 30 for t in traces)
+    assert not set.intersection(*traces[:2]) and not set.intersection(*traces[2:])
+    events = json.loads(bodies[0])
+    assert len(events) == 100
+    calls = {e["span_id"]: e for e in events if e["service"] == "frontend" and e.get("trace_id")}
+    tied = [e for e in events if e["service"] == "backend" and e.get("parent_span_id") in calls]
+    assert len(tied) == len(calls) > 20
+    assert all(calls[e["parent_span_id"]]["trace_id"] == e["trace_id"] for e in tied)
+
+
+def test_ingest_stages_time_every_stage_of_the_monitor_and_the_bare_handler() -> None:
+    """The ingest-vs-bare note splits a batch's time into the monitor's stages: each is found
+    (its wrapper called) and they add up to the whole; no figure is judged."""
+    bodies = batch_bodies(100, 2)
+    got = stages.ingest_stages(bodies, 30)
+    assert set(got) == {name for name, _ in stages.STAGES} | {"total"}
+    assert all(got[name] > 0 for name, _ in stages.STAGES if name != "wsgi")
+    assert sum(got[name] for name, _ in stages.STAGES) == pytest.approx(got["total"])
+    assert stages.bare_work(bodies, 5) > 0
 
 
 # --- the results chart (benchmarks/chart.py, results.svg beside RESULTS.md) ------------------

@@ -405,3 +405,17 @@ def test_a_parent_span_and_a_sample_rate_are_optional_and_checked():
         "events[3].sample_rate: must be at most 1",
         "events[4].parent_span_id: must be 16 lowercase hex characters",
     ]
+
+
+@pytest.mark.parametrize("field", ["trace_id", "span_id", "parent_span_id"])
+def test_an_id_of_the_right_length_but_not_hex_is_refused_in_a_batch_otherwise_valid(field):
+    """The ids' hex digits are checked for the whole batch at once: each id, the parent span's too."""
+    base = {"service": "backend", "component": "http", "action": "GET /x"}
+    ids = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"}
+    ids["parent_span_id"] = "53995c3f42cd8ad8"
+    bad = {**ids, field: "Z" * len(ids[field])}
+    result = decode_batch(json.dumps([{**base, **ids}, {**base, **bad}]).encode())
+    assert [e.span_id for e in result.events] == [ids["span_id"]]
+    assert [error["error"] for error in result.errors] == [
+        f"events[1].{field}: must be {len(ids[field])} lowercase hex characters"
+    ]

@@ -4,7 +4,16 @@ import random
 
 import pytest
 
-from live_monitor.model.stats import MAX_KEYS, OTHER, Aggregate, LatencySketch, PairStats, SideStats
+from live_monitor.model.stats import (
+    DURATION_BOUNDS_MS,
+    MAX_KEYS,
+    OTHER,
+    Aggregate,
+    Histogram,
+    LatencySketch,
+    PairStats,
+    SideStats,
+)
 
 
 def exact_quantile(values: list[float], q: float) -> float:
@@ -165,3 +174,20 @@ def test_an_average_reads_the_same_whatever_order_its_values_were_summed_in():
     merged.merge(rest)
     assert in_one.timed.sum != merged.timed.sum  # the float sums do differ
     assert in_one.figures()["avg_ms"] == merged.figures()["avg_ms"] == 14.22
+
+
+@pytest.mark.parametrize("size", [1, 3, 8, 9, 40])
+def test_a_histogram_counts_a_value_on_a_bound_in_that_bound_whatever_the_batch_size(size):
+    """A few values are placed one by one, more through the sorted batch: the same buckets
+    (a value equal to a bound is in that bound's, ``le``) and the same sum either way."""
+    rng = random.Random(size)
+    pool = [*DURATION_BOUNDS_MS, 0.0, 4.999, 5.001, 10_000.5, 1e6]
+    values = [rng.choice(pool) if rng.random() < 0.5 else rng.uniform(0, 12_000) for _ in range(size)]
+    histogram = Histogram()
+    histogram.extend(values)
+    histogram.extend(values[:2])
+    expected = [0] * (len(DURATION_BOUNDS_MS) + 1)
+    for value in values + values[:2]:
+        expected[next((i for i, b in enumerate(DURATION_BOUNDS_MS) if value <= b), -1)] += 1
+    assert histogram.buckets == expected
+    assert histogram.sum == sum(sorted(values)) + sum(sorted(values[:2]))

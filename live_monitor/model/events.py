@@ -448,7 +448,11 @@ def _batch_ok(events: list[ExecutionEvent]) -> bool:
 
     A few passes in C over the whole batch cost less than one Python call per event.
     """
-    ids = "".join([e.trace_id or "" for e in events]) + "".join([e.span_id or "" for e in events])
+    ids = (
+        "".join([e.trace_id or "" for e in events])
+        + "".join([e.span_id or "" for e in events])
+        + "".join([e.parent_span_id or "" for e in events])
+    )
     if not _is_hex(ids):
         return False
     times = cast("list[datetime]", [e.timestamp for e in events])  # decoded: all aware datetimes

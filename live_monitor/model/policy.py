@@ -57,13 +57,11 @@ class Traced(Protocol):
     def duration_ms(self) -> float | None: ...
     @property
     def details(self) -> Mapping[str, Any] | None: ...
-    @property
-    def span_id(self) -> str | None: ...
-    @property
-    def parent_span_id(self) -> str | None: ...
 
     action: str  # a browser call arriving second is given its server request's key
     trace_id: str | None  # a pair's second half is given the first half's string
+    span_id: str | None  # and, tied, the string of the span id that ties them
+    parent_span_id: str | None
 
 
 E = TypeVar("E", bound=Traced)
@@ -148,6 +146,22 @@ def choose(mine: Half, waiting: list[Half], now: float) -> int | None:
     return None
 
 
+def _meets_one(event: Traced, other: Half) -> bool:
+    """``choose`` for a trace whose only waiting half is ``other``, live and of the other side:
+    whether the arriving ``event`` meets it (the tied half; else, one of them untied, the same
+    key, or the same method when the server's half names no parent)."""
+    if event.service == "frontend":
+        link, server_link = event.span_id, other.link
+    else:
+        link = server_link = event.parent_span_id
+    if link is not None and other.link is not None:
+        return link == other.link  # rule 1 (both tied: to each other, or elsewhere)
+    endpoint = event.action
+    if other.endpoint == endpoint:  # rule 2
+        return True
+    return server_link is None and _method(other.endpoint) == _method(endpoint)  # rule 3
+
+
 def _only_two_meet(mine: Half, other: Half) -> bool:
     """Rule 3: a trace's only two halves meet when they are calls of one method and the server's
     half names no parent: one that does was made in another span (a downstream service's
@@ -166,13 +180,19 @@ def pair(event: Traced, other: Half) -> tuple[str, float]:
     browser-minus-server milliseconds).
 
     A browser event takes the server's key (it is not counted yet), and the event is given the
-    waiting half's trace-id string, so the two stored events share one copy of it.
+    waiting half's trace-id string, so the two stored events share one copy of it; a tied pair
+    shares the span id that ties it too (the call's ``span_id``, the request's ``parent_span_id``).
     """
     event.trace_id = other.trace_id
     ms = event.duration_ms
     assert ms is not None  # pairable events are timed
+    link = other.link
     if event.service == "backend":
+        if link is not None and event.parent_span_id == link:
+            event.parent_span_id = link
         return event.action, other.duration_ms - ms
+    if link is not None and event.span_id == link:
+        event.span_id = link
     if event.action != other.endpoint:
         event.action = other.endpoint
     return other.endpoint, ms - other.duration_ms
@@ -209,29 +229,45 @@ class TraceJoin:
         return self._count
 
     def offer(self, events: list[E], now: float) -> list[tuple[str, float]]:
-        """Offer ``pairable`` events that arrived at ``now``, in order; (server's key, gap) per pair."""
+        """Offer ``pairable`` events that arrived at ``now``, in order; (server's key, gap) per pair.
+
+        The common cases are decided inline, without ``choose``'s lists: no half of the trace
+        waits (this one waits), or one does (``_meets_one``, the same three rules for a single
+        half); a trace with several waiting halves goes through ``choose``.
+        """
         waiting = self._waiting
         self._expire(now - PENDING_TTL_S)
-        gaps = []
+        gaps: list[tuple[str, float]] = []
+        get = waiting.get
         for event in events:
-            mine = Half.of(event, now)
-            trace = mine.trace_id
-            held = waiting.get(trace)
-            if held is None:
-                waiting[trace] = mine
+            trace = event.trace_id
+            assert trace is not None  # pairable events have one
+            held = get(trace)
+            service = event.service
+            if held is None:  # the trace's first half: it waits (Half.of, inlined)
+                link = event.span_id if service == "frontend" else event.parent_span_id
+                waiting[trace] = tuple.__new__(
+                    Half, (service, now, event.duration_ms, event.action, trace, link)
+                )
                 self._count += 1
-            elif isinstance(held, list):
+                if self._count > PENDING_MAX:
+                    self._drop_oldest()
+                continue
+            if type(held) is Half:  # one waiting half: met, or this one waits beside it
+                if held.service != service and now - held.at <= PENDING_TTL_S and _meets_one(event, held):
+                    del waiting[trace]
+                    self._count -= 1
+                    gaps.append(pair(event, held))
+                    continue
+                self._wait(Half.of(event, now), [held], now)
+            else:
+                assert isinstance(held, list)
+                mine = Half.of(event, now)
                 index = choose(mine, held, now)
                 if index is None:
                     self._wait(mine, held, now)
                 else:
                     gaps.append(pair(event, self._take(trace, held, index)))
-            elif choose(mine, [held], now) is not None:  # one waiting half: the common case
-                del waiting[trace]
-                self._count -= 1
-                gaps.append(pair(event, held))
-            else:
-                self._wait(mine, [held], now)
             if self._count > PENDING_MAX:
                 self._drop_oldest()
         return gaps

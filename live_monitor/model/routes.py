@@ -88,6 +88,9 @@ class RouteTemplates:
         self._kept = {True: 0, False: 0}  # routes kept, without parameters (True) and with
         self._roots: dict[str, _Node] = {}
         self._answers: dict[str, str | None] = {}  # key_for's answers: a call's key repeats
+        # (action, route template) pairs already learned or refused: a batch repeats them, and
+        # an answer never changes (a kept key stays, a spent budget stays spent).
+        self.seen: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -167,10 +170,15 @@ def learn_routes(routes: RouteTemplates, events: Iterable[Routed]) -> list[str]:
         and event.details.get(OWN_TRAFFIC_TAG) is not True
     }
     learned = []
-    for action, template in sources:
+    seen = routes.seen
+    for pair in sources - seen if seen else sources:
+        action, template = pair
         method, template_key = action.partition(" ")[0], _route_key(template)
         if routes.learn(method, template_key):
             learned.append(f"{method.upper()} {template_key}")
+        if len(seen) >= MAX_ANSWERS:
+            seen.clear()
+        seen.add(pair)
     return learned
 
 
@@ -179,10 +187,15 @@ def key_by_routes(routes: RouteTemplates, events: Iterable[ExecutionEvent]) -> N
     becomes ``GET /api/users/:name``, the browser's own key kept in ``details.url_key``."""
     if not len(routes):
         return
-    browser = ENDPOINT_COMPONENTS["frontend"]
+    browser, tag, key_for = ENDPOINT_COMPONENTS["frontend"], OWN_TRAFFIC_TAG, routes.key_for
     for event in events:
-        if event.component == browser and event.service == "frontend" and not event.is_self:
-            key = routes.key_for(event.action)
+        details = event.details  # not event.is_self, inlined: a call per event
+        if (
+            event.component == browser
+            and event.service == "frontend"
+            and (not details or details.get(tag) is not True)
+        ):
+            key = key_for(event.action)
             if key is not None:
                 event.details = {**event.details, "url_key": event.action}
                 event.action = key

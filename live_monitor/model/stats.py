@@ -8,7 +8,7 @@ aggregates from files, so the live view and the report agree figure for figure.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ MAX_SERIES_KEYS = 100
 # Upper bounds (ms) of the cumulative histograms' buckets, and of the window's ``le`` figures.
 DURATION_BOUNDS_MS: tuple[float, ...] = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 _MAX_PENDING = 4096  # values a sketch buffers before it buckets them anyway (bounded memory)
+_FEW = 8  # values a Histogram bisects one by one: fewer steps than a bisection per bound
 
 
 T = TypeVar("T")
@@ -119,10 +120,15 @@ class LatencySketch:
             self._zeros += len(values) - len(positive)
             values = positive
         g, log, ceil = self._gamma_log, math.log, math.ceil
+        counts = Counter([ceil(log(v) / g) for v in values])
         buckets = self._buckets
+        if not buckets:  # a fresh sketch (a batch's group): the counts are its buckets, copied in C
+            self._buckets = dict(counts)
+            self._sorted = None
+            return
         before = len(buckets)
         get = buckets.get
-        for index, n in Counter([ceil(log(v) / g) for v in values]).items():
+        for index, n in counts.items():
             buckets[index] = get(index, 0) + n
         if len(buckets) != before:
             self._sorted = None
@@ -433,43 +439,37 @@ class SideStats:
         The figures are those of ``add`` called for each event, at a few passes in C per
         endpoint rather than a dozen Python calls per event.
         """
-        if not events:
+        self.add_groups(group_events(self.service, events), first, last)
+
+    def add_groups(self, groups: EventGroups, first: float, last: float) -> None:
+        """``add_events`` for a batch already grouped (``group_events``), which ``Tallies`` counts too."""
+        if not groups.events:
             return
         # Each duration is bucketed once, in its endpoint's sketch; the API-call and total
         # sketches merge those (one step per populated bucket, not per event).
         api = ENDPOINT_COMPONENTS.get(self.service)
-        by_key: dict[str, list[Any]] = {}
-        rest = []
-        for event in events:
-            if event.component != api:
-                rest.append(event)
-                continue
-            group = by_key.get(event.action)
-            if group is None:
-                by_key[event.action] = [event]
-            else:
-                group.append(event)
+        rest = groups.rest
         calls, call_errors, call_extra = LatencySketch(), 0, (0.0, 0.0)
-        # Sampled events are rare: one pass finds them, and only then does a group pay for weights.
-        sampled = any([e.sample_rate is not None for e in events])
+        sampled = groups.sampled
         endpoints = self.endpoints
-        for action, group in by_key.items():
+        for action, group in groups.calls.items():
             key = action if action in endpoints or len(endpoints) < MAX_KEYS else OTHER
             agg = endpoints.get(key)
             if agg is None:
                 agg = endpoints[key] = Aggregate()
             timed = LatencySketch()
-            timed.extend([e.duration_ms for e in group if e.duration_ms is not None])
-            errors = len([e for e in group if e.status == "error"])
+            timed.extend(groups.durations[action])
+            errors = groups.errors[action]
             extra = _extra(group) if sampled else (0.0, 0.0)
             agg.add_many(len(group), errors, timed, first, last, extra)
             calls.merge(timed)
             call_errors += errors
             call_extra = (call_extra[0] + extra[0], call_extra[1] + extra[1])
+        n_events, n_calls = len(groups.events), len(groups.events) - len(rest)
         names = Counter([e.component for e in rest])
-        if by_key:
-            self.api.add_many(len(events) - len(rest), call_errors, calls, first, last, call_extra)
-            names[api] += len(events) - len(rest)
+        if groups.calls:
+            self.api.add_many(n_calls, call_errors, calls, first, last, call_extra)
+            names[api] += n_calls
         components = self.components
         for name, n in names.items():
             if name in components or len(components) < MAX_KEYS:
@@ -477,11 +477,11 @@ class SideStats:
             else:
                 components[OTHER] += n
         if rest:
-            calls.extend([e.duration_ms for e in rest if e.duration_ms is not None])
-        errors = call_errors + len([e for e in rest if e.status == "error"])
+            calls.extend(groups.rest_durations)
+        errors = call_errors + groups.rest_errors
         more = _extra(rest) if sampled else (0.0, 0.0)
         self.total.add_many(
-            len(events), errors, calls, first, last, (call_extra[0] + more[0], call_extra[1] + more[1])
+            n_events, errors, calls, first, last, (call_extra[0] + more[0], call_extra[1] + more[1])
         )
 
     def merge(self, other: SideStats) -> None:
@@ -543,14 +543,11 @@ class PairStats:
 
     def add_gaps(self, gaps: list[tuple[str, float]]) -> None:
         """``add_gap`` for each (endpoint, gap ms), a sketch update per endpoint."""
-        by_key: dict[str, list[float]] = {}
-        for key, gap in gaps:
-            values = by_key.get(key)
-            if values is None:
-                by_key[key] = [gap if gap > 0.0 else 0.0]
-            else:
-                values.append(gap if gap > 0.0 else 0.0)
-        for key, values in by_key.items():
+        self.add_gap_groups(group_gaps(gaps))
+
+    def add_gap_groups(self, groups: dict[str, list[float]]) -> None:
+        """``add_gaps`` for gaps already grouped (``group_gaps``), which ``Tallies`` counts too."""
+        for key, values in groups.items():
             sketch = self.trace_gaps.get(key)
             if sketch is None:
                 if len(self.trace_gaps) >= MAX_KEYS:
@@ -579,6 +576,59 @@ class PairStats:
                 mine.subtract(sketch)
                 if not mine.count:
                     del self.trace_gaps[key]
+
+
+class EventGroups:
+    """One side's batch of counted events grouped once, for every aggregate that counts it
+    (``SideStats.add_groups``, ``Tallies.add_groups``): its endpoint calls by key with their
+    timed durations and errors, and the other events (``rest``) with theirs."""
+
+    __slots__ = ("events", "calls", "durations", "errors", "rest", "rest_durations", "rest_errors", "sampled")
+
+    def __init__(self, service: str, events: list[Any]) -> None:
+        api = ENDPOINT_COMPONENTS.get(service)  # type: ignore[call-overload]
+        calls: dict[str, list[Any]] = {}
+        rest: list[Any] = []
+        get = calls.get
+        for event in events:
+            if event.component != api:
+                rest.append(event)
+                continue
+            group = get(event.action)
+            if group is None:
+                calls[event.action] = [event]
+            else:
+                group.append(event)
+        self.events = events
+        self.calls = calls
+        self.durations = {
+            k: [e.duration_ms for e in g if e.duration_ms is not None] for k, g in calls.items()
+        }
+        self.errors = {k: len([e for e in g if e.status == "error"]) for k, g in calls.items()}
+        self.rest = rest
+        self.rest_durations = [e.duration_ms for e in rest if e.duration_ms is not None]
+        self.rest_errors = len([e for e in rest if e.status == "error"])
+        # Sampled events are rare: one pass finds them, and only then does a group pay for weights.
+        self.sampled = any([e.sample_rate is not None for e in events])
+
+
+def group_events(service: str, events: list[Any]) -> EventGroups:
+    """``events`` (``ExecutionEvent``, all of ``service``) grouped once for the aggregates."""
+    return EventGroups(service, events)
+
+
+def group_gaps(gaps: list[tuple[str, float]]) -> dict[str, list[float]]:
+    """(endpoint, browser-minus-server ms) pairs grouped by endpoint, a negative gap as 0 (as
+    every figure counts it), in order: for ``PairStats.add_gap_groups`` and ``Tallies.add_gap_groups``."""
+    by_key: dict[str, list[float]] = {}
+    get = by_key.get
+    for key, gap in gaps:
+        values = get(key)
+        if values is None:
+            by_key[key] = [gap if gap > 0.0 else 0.0]
+        else:
+            values.append(gap if gap > 0.0 else 0.0)
+    return by_key
 
 
 def _extra(events: list[Any]) -> tuple[float, float]:
@@ -621,11 +671,16 @@ class Histogram:
         """Count values (ms); a value equal to a bound is in that bound's bucket (``le``).
 
         The values are sorted once and each bound found by bisection: a dozen steps in C
-        rather than one Python step per value."""
+        rather than one Python step per value; a few values are placed one by one, in fewer."""
         if not values:
             return
         ordered = sorted(values)
         buckets, below = self.buckets, 0
+        if len(ordered) <= _FEW:  # a few values (a key's calls or gaps in one batch): one bisection each
+            for value in ordered:
+                buckets[bisect_left(DURATION_BOUNDS_MS, value)] += 1
+            self.sum += sum(ordered)
+            return
         for index, bound in enumerate(DURATION_BOUNDS_MS):
             upto = bisect_right(ordered, bound)
             buckets[index] += upto - below
@@ -660,30 +715,31 @@ class Tallies:
     def add_events(self, service: str, events: list[Any]) -> None:
         """Count counted events (``ExecutionEvent``) of one side; an untimed endpoint call takes
         its key's place too (its histogram stays empty)."""
-        if not events:
+        if events:
+            self.add_groups(service, group_events(service, events))
+
+    def add_groups(self, service: str, groups: EventGroups) -> None:
+        """``add_events`` for one side's batch already grouped (``group_events``)."""
+        if not groups.events:
             return
-        errors = [e.status for e in events].count("error")
+        errors = groups.rest_errors + sum(groups.errors.values())
         self.events[(service, "error")] += errors
-        self.events[(service, "success")] += len(events) - errors
-        api = ENDPOINT_COMPONENTS.get(service)  # type: ignore[call-overload]
-        by_key: dict[str, list[float]] = {}
-        for event in [e for e in events if e.component == api]:
-            calls = by_key.get(event.action)
-            if calls is None:
-                calls = by_key[event.action] = []
-            if event.duration_ms is not None:
-                calls.append(event.duration_ms)
-        self.durations[service].extend([e.duration_ms for e in events if e.duration_ms is not None])
-        for key, values in by_key.items():
-            self._histogram(self.endpoints[service], key).extend(values)
+        self.events[(service, "success")] += len(groups.events) - errors
+        every = list(groups.rest_durations)
+        endpoints = self.endpoints[service]
+        for key, values in groups.durations.items():
+            every += values
+            self._histogram(endpoints, key).extend(values)
+        self.durations[service].extend(every)
 
     def add_gaps(self, gaps: list[tuple[str, float]]) -> None:
         """Count (endpoint, browser-minus-server ms) pairs; a negative gap counts as 0, as in
         the window's figures."""
-        by_key: dict[str, list[float]] = {}
-        for key, gap in gaps:
-            by_key.setdefault(key, []).append(gap if gap > 0.0 else 0.0)
-        for key, values in by_key.items():
+        self.add_gap_groups(group_gaps(gaps))
+
+    def add_gap_groups(self, groups: dict[str, list[float]]) -> None:
+        """``add_gaps`` for gaps already grouped (``group_gaps``)."""
+        for key, values in groups.items():
             self._histogram(self.gaps, key).extend(values)
 
     def _histogram(self, table: dict[str, Histogram], key: str) -> Histogram:

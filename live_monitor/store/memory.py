@@ -18,7 +18,7 @@ from live_monitor.model import policy
 from live_monitor.model.baseline import PinnedBaseline
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.results import Episode
-from live_monitor.model.stats import PairStats, Tallies
+from live_monitor.model.stats import PairStats, Tallies, group_events, group_gaps
 from live_monitor.store import EPISODES_KEPT
 from live_monitor.vocabulary import SERVICES, is_own_traffic
 
@@ -61,7 +61,9 @@ class EventStore:
         self._seq = 0
         self._counted = 0
         self._log: deque[ExecutionEvent] = deque(maxlen=STREAM_LOG)  # for /stream: the last is number _seq
-        self._pending: list[ExecutionEvent] = []  # kept, not yet counted in the current bucket
+        # Kept, not yet counted in the current bucket: per side, as add() already split them.
+        self._pending: tuple[list[ExecutionEvent], list[ExecutionEvent]] = ([], [])
+        self._pending_count = 0
         self._pending_since = self._pending_until = 0.0
         self._first_event_at: float | None = None
         self._started_at: float | None = None
@@ -133,26 +135,30 @@ class EventStore:
             self._since_tick[service] += len(mine)
         joined = policy.pairable(counted)
         if joined and (gaps := self._joiner.offer(joined, now)):
-            bucket.add_gaps(gaps)
-            self._tallies.add_gaps(gaps)
-        if not self._pending:
+            grouped = group_gaps(gaps)  # once, for the window and the tallies
+            bucket.add_gap_groups(grouped)
+            self._tallies.add_gap_groups(grouped)
+        if not self._pending_count:
             self._pending_since = now
-        self._pending.extend(counted)
+        for queued, mine in zip(self._pending, sides, strict=True):
+            queued.extend(mine)
+        self._pending_count += len(counted)
         self._pending_until = now
-        if len(self._pending) >= SETTLE_EVERY:
+        if self._pending_count >= SETTLE_EVERY:
             self._settle()
 
     def _settle(self) -> None:
         """Count the queued events into the current bucket and the tallies."""
         pending = self._pending
-        if not pending or self._current is None:
+        if not self._pending_count or self._current is None:
             return
-        self._pending = []
+        self._pending, self._pending_count = ([], []), 0
         bucket = self._current[1]
         first, last = self._pending_since, self._pending_until
-        for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
-            bucket.side(service).add_events(mine, first, last)
-            self._tallies.add_events(service, mine)
+        for service, mine in zip(SERVICES, pending, strict=True):
+            groups = group_events(service, mine)  # once, for the window and the tallies
+            bucket.side(service).add_groups(groups, first, last)
+            self._tallies.add_groups(service, groups)
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events (a malformed body counts as one) by the rule that refused them."""

@@ -27,6 +27,9 @@ from live_monitor.web.errors import ApiError, error_answer
 
 MAX_ERRORS_SHOWN = 20
 JSON_TYPES = ("application/json", "text/plain")
+STATUS_LINES = {
+    status.value: f"{status.value} {status.phrase}" for status in HTTPStatus
+}  # no enum call per answer
 
 StartResponse = Callable[..., Any]
 
@@ -96,7 +99,7 @@ class IngestApp:
             *extra.items(),
             *cors_headers(self.access, origin),
         ]
-        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        start_response(STATUS_LINES[status], headers)
         return [body]
 
     def _ingest(self, environ: dict[str, Any], origin: str | None) -> tuple[int, dict[str, Any]]:
