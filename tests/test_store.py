@@ -201,6 +201,23 @@ def test_a_stream_behind_by_more_than_its_limit_gets_the_newest_in_order(store):
     assert s.since(seq, limit=3) == (seq, [])
 
 
+def test_each_side_keeps_its_newest_events_whatever_the_batch_sizes(store):
+    """--max-events per side, exactly: batches larger and smaller than it, sides mixed."""
+    s = store(max_events=5)
+    s.add([stored_event(action=f"GET /a{i}") for i in range(7)])
+    for i in range(4):
+        s.add([stored_event(action=f"GET /b{i}"), stored_event(service="frontend", component="api")])
+    s.add([stored_event(action="GET /c")])
+    assert [e.action for e in s.events("backend")] == ["GET /b0", "GET /b1", "GET /b2", "GET /b3", "GET /c"]
+    assert len(s.events("frontend")) == 4
+    counts = s.counts()
+    assert counts["stored"] == {"backend": 5, "frontend": 4}
+    assert counts["evicted_by_service"] == {"backend": 7, "frontend": 0}
+    assert [e.action for e in s.recent(3, service="backend")] == ["GET /c", "GET /b3", "GET /b2"]
+    seq, fresh = s.since(s.seq - 3)
+    assert [e.action for e in fresh] == ["GET /b3", "GET /x", "GET /c"]
+
+
 def test_events_count_in_the_bucket_they_arrived_in(store, clock):
     s = store(window_s=60, bucket_s=10)
     s.add([stored_event(duration=100.0) for _ in range(5)])  # queued, not yet counted
