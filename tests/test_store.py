@@ -218,6 +218,24 @@ def test_each_side_keeps_its_newest_events_whatever_the_batch_sizes(store):
     assert [e.action for e in fresh] == ["GET /b3", "GET /x", "GET /c"]
 
 
+def test_a_batch_of_hundreds_of_endpoints_keeps_each_ones_fastest_and_slowest(store):
+    """One batch may name more endpoints than a script call can take values at once (Redis):
+    400 per side, each with a fastest and a slowest call, 1,600 values in all."""
+    s = store(max_events=10)
+    calls = [stored_event(action=f"GET /e{i}", duration=float(i + 1)) for i in range(400)]
+    calls += [half("frontend", "", float(i + 1), action=f"GET /e{i}") for i in range(400)]
+    for e in calls:
+        e.trace_id = None
+    s.add(calls)
+    s.add([stored_event(action="GET /e7", duration=0.5), stored_event(action="GET /e399", duration=9e3)])
+    stats = s.window_stats()
+    backend, frontend = stats.backend.endpoints, stats.frontend.endpoints
+    assert len(backend) == len(frontend) == 400
+    assert (backend["GET /e7"].timed.min, backend["GET /e7"].timed.max) == (0.5, 8.0)
+    assert (backend["GET /e399"].timed.min, backend["GET /e399"].timed.max) == (400.0, 9e3)
+    assert (frontend["GET /e399"].timed.min, frontend["GET /e399"].timed.max) == (400.0, 400.0)
+
+
 def test_events_count_in_the_bucket_they_arrived_in(store, clock):
     s = store(window_s=60, bucket_s=10)
     s.add([stored_event(duration=100.0) for _ in range(5)])  # queued, not yet counted

@@ -86,7 +86,7 @@ end
 append(KEYS[1], 'b', nb, ARGV[9])
 append(KEYS[2], 'f', nf, ARGV[10])
 local ops = cjson.decode(ARGV[11])
-local tallied = ''
+local tallied, kept_fields, kept_ops, kept_values = '', {}, {}, {}
 for i = 1, #ops, 3 do
   local op, field, value = ops[i], ops[i + 1], ops[i + 2]
   if op == 'i' then
@@ -108,13 +108,21 @@ for i = 1, #ops, 3 do
       end
     end
     tallied = (field == 'g' and 'g|' or ('e|' .. field .. '|')) .. key .. '|'
-  else
-    local cur = redis.call('HGET', KEYS[3], field)
-    local v = tonumber(value)
-    if not cur or (op == 'min' and v < tonumber(cur)) or (op == 'max' and v > tonumber(cur)) then
-      redis.call('HSET', KEYS[3], field, value)
+  else  -- min or max: all read in one HMGET and written in one HSET below
+    local at = #kept_fields + 1
+    kept_fields[at], kept_ops[at], kept_values[at] = field, op, value
+  end
+end
+for first = 1, #kept_fields, 1000 do  -- unpack() takes a few thousand values at most
+  local last = math.min(first + 999, #kept_fields)
+  local current, changed = redis.call('HMGET', KEYS[3], unpack(kept_fields, first, last)), {}
+  for j = first, last do
+    local cur, v = tonumber(current[j - first + 1]), tonumber(kept_values[j])
+    if not cur or (kept_ops[j] == 'min' and v < cur) or (kept_ops[j] == 'max' and v > cur) then
+      changed[#changed + 1], changed[#changed + 2] = kept_fields[j], kept_values[j]
     end
   end
+  if #changed > 0 then redis.call('HSET', KEYS[3], unpack(changed)) end
 end
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 if nb + nf > 0 then
