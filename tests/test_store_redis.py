@@ -107,6 +107,24 @@ def test_a_store_started_on_an_earlier_versions_events_carries_on(redis_server, 
     old.close()
 
 
+def test_a_stream_deleted_by_hand_starts_again_with_the_next_batch(redis_server, clock):
+    shared = RedisEventStore(redis_server.url, max_events=50, clock=clock)
+    shared.add(sample_events(20))
+    shared.redis.delete("{lem}:log:backend")
+    shared.add(sample_events(3))
+    assert shared.counts()["stored"] == {"backend": 3, "frontend": 46}
+    assert len(shared.events("backend")) == 3
+
+
+def test_counters_deleted_by_hand_start_again_and_ingest_goes_on(redis_server, clock):
+    shared = RedisEventStore(redis_server.url, max_events=50, clock=clock)
+    shared.add(sample_events(20))
+    shared.redis.delete("{lem}:counters")
+    assert shared.add(sample_events(3)) == 9
+    assert shared.counts()["accepted"] == 9 and shared.seq == 9
+    assert len(shared.events("backend")) == 23
+
+
 def test_an_unreachable_redis_is_a_503_not_a_500():
     app = create_app({"store": "redis://127.0.0.1:1/0", "self_monitor": False})
     client = app.test_client()

@@ -72,9 +72,19 @@ local arrival = tonumber(redis.call('HGET', KEYS[4], 'accepted') or '0')
 local function append(stream, letter, count, events)
   if count == 0 then return end
   local first = sides == '' and 1 or string.find(sides, letter, 1, true)
-  redis.call('XADD', stream, (arrival + first) .. '-' .. count, 'e', events, 'n', arrival, 's', sides)
-  local field = letter == 'b' and 'held_backend' or 'held_frontend'
-  local held = redis.call('HINCRBY', KEYS[4], field, count)
+  local id = (arrival + first) .. '-' .. count
+  if type(redis.pcall('XADD', stream, id, 'e', events, 'n', arrival, 's', sides)) == 'table' then
+    -- the counters were deleted, not the stream: the entry goes after the stream's last one
+    local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1]
+    id = (tonumber(string.match(last, '^(%d+)')) + 1) .. '-' .. count
+    redis.call('XADD', stream, id, 'e', events, 'n', arrival, 's', sides)
+  end
+  local field, held = letter == 'b' and 'held_backend' or 'held_frontend', count
+  if redis.call('XLEN', stream) == 1 then  -- a new stream (or one deleted by hand) holds this alone
+    redis.call('HSET', KEYS[4], field, count)
+  else
+    held = redis.call('HINCRBY', KEYS[4], field, count)
+  end
   while held > max do  -- the oldest entries leave while the others still hold --max-events
     local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1]
     local size = tonumber(string.match(oldest, '-(%d+)$'))
