@@ -218,6 +218,16 @@ def test_each_side_keeps_its_newest_events_whatever_the_batch_sizes(store):
     assert [e.action for e in fresh] == ["GET /b3", "GET /x", "GET /c"]
 
 
+def test_the_lists_reach_back_across_many_small_batches(store):
+    s = store(max_events=40)
+    for i in range(50):
+        s.add([stored_event(action=f"GET /s{i}")])
+    assert [e.action for e in s.events("backend")] == [f"GET /s{i}" for i in range(10, 50)]
+    assert len(s.recent(30)) == 30 and len(s.recent(100)) == 40
+    seq, fresh = s.since(s.seq - 25)
+    assert [e.action for e in fresh] == [f"GET /s{i}" for i in range(25, 50)]
+
+
 def test_a_batch_of_hundreds_of_endpoints_keeps_each_ones_fastest_and_slowest(store):
     """One batch may name more endpoints than a script call can take values at once (Redis):
     400 per side, each with a fastest and a slowest call, 1,600 values in all."""

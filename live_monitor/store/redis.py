@@ -95,6 +95,11 @@ local function append(stream, letter, count, events)
 end
 append(KEYS[1], 'b', nb, ARGV[9])
 append(KEYS[2], 'f', nf, ARGV[10])
+-- The statistics hashes hold hundreds of fields, each op adding to one: a field value longer than
+-- hash-max-listpack-value makes Redis keep them as hash tables (one lookup per op), never as
+-- listpacks (a scan of every field per op, below hash-max-listpack-entries: 512 in Redis 7).
+redis.call('HSETNX', KEYS[3], TABLE, TABLE_VALUE)
+redis.call('HSETNX', KEYS[5], TABLE, TABLE_VALUE)
 local ops = cjson.decode(ARGV[11])
 local tallied, kept_fields, kept_ops, kept_values = '', {}, {}, {}
 for i = 1, #ops, 3 do
@@ -146,6 +151,7 @@ if nb + nf > 0 then
 end
 return nb + nf
 """.replace("MAX_KEYS", str(MAX_SERIES_KEYS)).replace("OTHER", repr(OTHER))
+_INGEST = _INGEST.replace("TABLE_VALUE", repr("=" * 80)).replace("TABLE", repr("~"))
 
 
 # The trace join, ``policy.JOIN_SCRIPT`` unchanged, called with a handful of arguments in place
@@ -429,19 +435,21 @@ class RedisEventStore:
 
     def _newest(self, side: str, want: int, after: int = 0) -> list[tuple[int, ExecutionEvent]]:
         """(arrival number, event) of one side's newest ``want`` events numbered above
-        ``after``, newest first: entries are read newest first, a few at a time, until enough."""
+        ``after``, newest first. Entries are read newest first, and decoded only while more are
+        wanted; each page asks for as many entries as the last one's sizes (the second part of
+        an entry's id) say are still needed."""
         stream, end, count = self._stream(side), "+", 2
         out: list[tuple[int, ExecutionEvent]] = []
-        while len(out) < want:
+        while want > 0:
             entries = self._call(partial(self.redis.xrevrange, stream, end, "-", count=count))
             for entry_id, fields in entries:
-                numbered = _unpack(fields, side[0])
-                out += [ne for ne in reversed(numbered) if ne[0] > after]
-                if int(entry_id.split(b"-")[0]) <= after:
-                    return out[:want]  # the entries before it are older still
+                out += [ne for ne in reversed(_unpack(fields, side[0])) if ne[0] > after]
+                if len(out) >= want or int(entry_id.partition(b"-")[0]) <= after:
+                    return out[:want]  # enough, or the entries before it are older still
             if len(entries) < count:
                 break
-            end, count = f"({entries[-1][0].decode()}", count * 4
+            size = sum(int(entry_id.rpartition(b"-")[2]) for entry_id, _ in entries) / len(entries)
+            end, count = f"({entries[-1][0].decode()}", math.ceil((want - len(out)) / max(size, 1)) + 1
         return out[:want]
 
     def counts(self) -> dict[str, Any]:
@@ -683,6 +691,7 @@ def _read_tallies(fields: dict[bytes, bytes]) -> Tallies:
     """Rebuild the tallies from their hash fields (see ``_tally_ops``)."""
     tallies = Tallies()
     side = {s[0]: s for s in SERVICES}
+    fields.pop(b"~", None)  # the field that keeps the hash a hash table (_INGEST)
     for raw_field, raw_value in fields.items():
         kind, _, rest = raw_field.decode().partition("|")
         value = raw_value.decode()
@@ -728,6 +737,7 @@ def _sketch_ops(ops: list[Any], prefix: str, sketch: LatencySketch) -> None:
 def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
     """Rebuild a bucket's PairStats from its hash fields."""
     stats = PairStats()
+    fields.pop(b"~", None)  # the field that keeps the hash a hash table (_INGEST)
     for raw_field, raw_value in fields.items():
         field = raw_field.decode()
         value = float(raw_value)
