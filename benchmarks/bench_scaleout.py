@@ -288,7 +288,7 @@ def scaleout_rows(ctx: Context, wanted: set[str]) -> list[Row]:
                 run(configs[name], seconds, record=True)
         rows = _rows(wanted, configs, client, load_cpu, redis_cpu, busy)
         if "redis-server-cpu" in wanted:
-            costs = [_redis_cost(ctx, configs["redis-1"].server, store, redis_proc, n) for n in COST_SIZES]
+            costs = [_redis_cost(ctx, configs["redis-1"].server, store, n) for n in COST_SIZES]
             rows.append(_cost_row(costs))
         return rows
 
@@ -306,26 +306,32 @@ class Cost:
         return self.cpu_s / self.size * 1e6
 
 
-def _redis_cost(ctx: Context, server: Server, store: Any, redis_proc: psutil.Process, size: int) -> Cost:
-    """redis-server's CPU (its process's, from psutil) and commands (INFO commandstats) per
-    ``size``-event batch, posted one at a time to one monitor process, each body with fresh
-    trace ids (one seed each), as real traffic has."""
+def _redis_cost(ctx: Context, server: Server, store: Any, size: int) -> Cost:
+    """redis-server's CPU (INFO cpu: getrusage, finer than psutil's clock ticks) and commands
+    (INFO commandstats) per ``size``-event batch, posted one at a time to one monitor process,
+    each body with fresh trace ids (one seed each), as real traffic has."""
     batches = ctx.pick(1, 3) * max(20, 6000 // size)
     bodies = [batch_body(size, seed) for seed in range(1, batches + 11)]
     store.flushall()
     for body in bodies[:10]:  # the monitor's first batches load its scripts
         server.post(EVENTS, body)
     store.config_resetstat()
-    cpu0 = cpu_seconds(redis_proc)
+    cpu0 = _redis_cpu(store)
     for body in bodies[10:]:
         server.post(EVENTS, body)
-    cpu = (cpu_seconds(redis_proc) - cpu0) / batches
+    cpu = (_redis_cpu(store) - cpu0) / batches
     stats = store.info("commandstats")
     calls = sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_info", "cmdstat_config|resetstat"))
     ctx.log(
         f"redis: {size}-event batches: redis-server {cpu * 1e6:,.0f} us CPU, {calls / batches:,.0f} commands each"
     )
     return Cost(size, cpu, calls / batches)
+
+
+def _redis_cpu(store: Any) -> float:
+    """CPU seconds redis-server has used (user + system), as it reports them."""
+    info = store.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def _cost_row(costs: list[Cost]) -> Row:
