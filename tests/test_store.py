@@ -201,6 +201,51 @@ def test_a_stream_behind_by_more_than_its_limit_gets_the_newest_in_order(store):
     assert s.since(seq, limit=3) == (seq, [])
 
 
+def test_each_side_keeps_its_newest_events_whatever_the_batch_sizes(store):
+    """--max-events per side, exactly: batches larger and smaller than it, sides mixed."""
+    s = store(max_events=5)
+    s.add([stored_event(action=f"GET /a{i}") for i in range(7)])
+    for i in range(4):
+        s.add([stored_event(action=f"GET /b{i}"), stored_event(service="frontend", component="api")])
+    s.add([stored_event(action="GET /c")])
+    assert [e.action for e in s.events("backend")] == ["GET /b0", "GET /b1", "GET /b2", "GET /b3", "GET /c"]
+    assert len(s.events("frontend")) == 4
+    counts = s.counts()
+    assert counts["stored"] == {"backend": 5, "frontend": 4}
+    assert counts["evicted_by_service"] == {"backend": 7, "frontend": 0}
+    assert [e.action for e in s.recent(3, service="backend")] == ["GET /c", "GET /b3", "GET /b2"]
+    seq, fresh = s.since(s.seq - 3)
+    assert [e.action for e in fresh] == ["GET /b3", "GET /x", "GET /c"]
+
+
+def test_the_lists_reach_back_across_many_small_batches(store):
+    s = store(max_events=40)
+    for i in range(50):
+        s.add([stored_event(action=f"GET /s{i}")])
+    assert [e.action for e in s.events("backend")] == [f"GET /s{i}" for i in range(10, 50)]
+    assert len(s.recent(30)) == 30 and len(s.recent(100)) == 40
+    seq, fresh = s.since(s.seq - 25)
+    assert [e.action for e in fresh] == [f"GET /s{i}" for i in range(25, 50)]
+
+
+def test_a_batch_of_hundreds_of_endpoints_keeps_each_ones_fastest_and_slowest(store):
+    """One batch may name more endpoints than a script call can take values at once (Redis):
+    400 per side, each with a fastest and a slowest call, 1,600 values in all."""
+    s = store(max_events=10)
+    calls = [stored_event(action=f"GET /e{i}", duration=float(i + 1)) for i in range(400)]
+    calls += [half("frontend", "", float(i + 1), action=f"GET /e{i}") for i in range(400)]
+    for e in calls:
+        e.trace_id = None
+    s.add(calls)
+    s.add([stored_event(action="GET /e7", duration=0.5), stored_event(action="GET /e399", duration=9e3)])
+    stats = s.window_stats()
+    backend, frontend = stats.backend.endpoints, stats.frontend.endpoints
+    assert len(backend) == len(frontend) == 400
+    assert (backend["GET /e7"].timed.min, backend["GET /e7"].timed.max) == (0.5, 8.0)
+    assert (backend["GET /e399"].timed.min, backend["GET /e399"].timed.max) == (400.0, 9e3)
+    assert (frontend["GET /e399"].timed.min, frontend["GET /e399"].timed.max) == (400.0, 400.0)
+
+
 def test_events_count_in_the_bucket_they_arrived_in(store, clock):
     s = store(window_s=60, bucket_s=10)
     s.add([stored_event(duration=100.0) for _ in range(5)])  # queued, not yet counted

@@ -1,6 +1,6 @@
 """The Redis store (``--store redis://host:port/db``): many monitor processes, one view.
 
-Events go to two Redis Streams (one per side, trimmed to ``--max-events``); the running
+Events go to two Redis Streams (one per side, one entry per batch, trimmed to ``--max-events``); the running
 aggregates go to one hash per time bucket that expires with the window, and the ingest
 counters to a hash. Every process reads the same keys, so all of them answer /data and
 /differences with the same figures. An event is acknowledged only after Redis has it
@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -39,38 +40,70 @@ from live_monitor.store import EPISODES_KEPT, StoreUnavailable
 from live_monitor.vocabulary import SERVICES
 
 _decoder = msgspec.json.Decoder(ExecutionEvent)
+_batch = msgspec.json.Decoder(list[ExecutionEvent])
+_raw_batch = msgspec.json.Decoder(list[msgspec.Raw])
+_matches = msgspec.json.Decoder(list[str | bool])
 _episode = msgspec.json.Decoder(Episode)
 _closed = msgspec.json.Decoder(tuple[float, Episode])
 _baseline = msgspec.json.Decoder(PinnedBaseline)
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("live_execution_monitor")
 
-# One batch in one script call (atomic, and one round trip): the events into their streams,
-# the statistics into the bucket hash as (op, field, value) triples -- "i" adds an integer,
-# "f" a float, "min"/"max" keep the smaller/larger value exact as the in-memory sketch does --
-# and the counters. The tallies (counted since the store began, never expired) go to their own
-# hash: "ti"/"tf" add an integer/float to a field; "k" names the endpoint key (side letter, or
-# "g" for gaps) that the "ki"/"kf" ops after it add to, or OTHER once MAX_KEYS keys are kept,
-# the same cap for every process. KEYS: backend stream, frontend stream, bucket hash, counters
-# hash, tallies hash, and the sets of the backend's, frontend's and gaps' kept endpoint keys.
+# One batch in one script call (atomic, and one round trip). ARGV: --max-events, the bucket's
+# expiry, now, the batch's backend and frontend event counts, how many of each are the
+# monitor's own, the batch's side letters in arrival order ('' when it holds one side), each
+# side's events as one JSON array, and the statistics as one JSON array of (op, field, value)
+# triples. Each side's events become ONE stream entry (none for a side without events): its id
+# is ``<arrival number of its first event>-<its event count>``, and it holds the events
+# (``e``), the arrival number before the batch (``n``) and the side letters (``s``), from which
+# a reader numbers every event. The counters hash keeps how many events each stream holds
+# (``held_<side>``); the oldest entries leave while the rest still hold --max-events.
+# Statistics ops: "i" adds an integer to the bucket hash, "f" a float, "min"/"max" keep the
+# smaller/larger value exact as the in-memory sketch does. The tallies (counted since the
+# store began, never expired) go to their own hash: "ti"/"tf" add an integer/float to a field;
+# "k" names the endpoint key (side letter, or "g" for gaps) that the "ki"/"kf" ops after it add
+# to, or OTHER once MAX_KEYS keys are kept, the same cap for every process. KEYS: backend
+# stream, frontend stream, bucket hash, counters hash, tallies hash, and the sets of the
+# backend's, frontend's and gaps' kept endpoint keys.
 _INGEST = """
-local tallied = ''
-local nb, nf = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max, nb, nf = tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local sides = ARGV[8]
 local arrival = tonumber(redis.call('HGET', KEYS[4], 'accepted') or '0')
-local ib, jf = 9, 9 + nb
-for pos = 1, nb + nf do
-  if string.sub(sides, pos, pos) == 'b' then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[ib], 'n', arrival + pos)
-    ib = ib + 1
+local function append(stream, letter, count, events)
+  if count == 0 then return end
+  local first = sides == '' and 1 or string.find(sides, letter, 1, true)
+  local id = (arrival + first) .. '-' .. count
+  if type(redis.pcall('XADD', stream, id, 'e', events, 'n', arrival, 's', sides)) == 'table' then
+    -- the counters were deleted, not the stream: the entry goes after the stream's last one
+    local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1][1]
+    id = (tonumber(string.match(last, '^(%d+)')) + 1) .. '-' .. count
+    redis.call('XADD', stream, id, 'e', events, 'n', arrival, 's', sides)
+  end
+  local field, held = letter == 'b' and 'held_backend' or 'held_frontend', count
+  if redis.call('XLEN', stream) == 1 then  -- a new stream (or one deleted by hand) holds this alone
+    redis.call('HSET', KEYS[4], field, count)
   else
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[jf], 'n', arrival + pos)
-    jf = jf + 1
+    held = redis.call('HINCRBY', KEYS[4], field, count)
+  end
+  while held > max do  -- the oldest entries leave while the others still hold --max-events
+    local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1][1]
+    local size = tonumber(string.match(oldest, '-(%d+)$'))
+    if held - size < max then break end
+    redis.call('XDEL', stream, oldest)
+    held = redis.call('HINCRBY', KEYS[4], field, -size)
   end
 end
-local i = 9 + nb + nf
-while i <= #ARGV do
-  local op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+append(KEYS[1], 'b', nb, ARGV[9])
+append(KEYS[2], 'f', nf, ARGV[10])
+-- The statistics hashes hold hundreds of fields, each op adding to one: a field value longer than
+-- hash-max-listpack-value makes Redis keep them as hash tables (one lookup per op), never as
+-- listpacks (a scan of every field per op, below hash-max-listpack-entries: 512 in Redis 7).
+redis.call('HSETNX', KEYS[3], TABLE, TABLE_VALUE)
+redis.call('HSETNX', KEYS[5], TABLE, TABLE_VALUE)
+local ops = cjson.decode(ARGV[11])
+local tallied, kept_fields, kept_ops, kept_values = '', {}, {}, {}
+for i = 1, #ops, 3 do
+  local op, field, value = ops[i], ops[i + 1], ops[i + 2]
   if op == 'i' then
     redis.call('HINCRBY', KEYS[3], field, value)
   elseif op == 'f' then
@@ -90,14 +123,21 @@ while i <= #ARGV do
       end
     end
     tallied = (field == 'g' and 'g|' or ('e|' .. field .. '|')) .. key .. '|'
-  else
-    local cur = redis.call('HGET', KEYS[3], field)
-    local v = tonumber(value)
-    if not cur or (op == 'min' and v < tonumber(cur)) or (op == 'max' and v > tonumber(cur)) then
-      redis.call('HSET', KEYS[3], field, value)
+  else  -- min or max: all read in one HMGET and written in one HSET below
+    local at = #kept_fields + 1
+    kept_fields[at], kept_ops[at], kept_values[at] = field, op, value
+  end
+end
+for first = 1, #kept_fields, 1000 do  -- unpack() takes a few thousand values at most
+  local last = math.min(first + 999, #kept_fields)
+  local current, changed = redis.call('HMGET', KEYS[3], unpack(kept_fields, first, last)), {}
+  for j = first, last do
+    local cur, v = tonumber(current[j - first + 1]), tonumber(kept_values[j])
+    if not cur or (kept_ops[j] == 'min' and v < cur) or (kept_ops[j] == 'max' and v > cur) then
+      changed[#changed + 1], changed[#changed + 2] = kept_fields[j], kept_values[j]
     end
   end
-  i = i + 3
+  if #changed > 0 then redis.call('HSET', KEYS[3], unpack(changed)) end
 end
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 if nb + nf > 0 then
@@ -111,6 +151,30 @@ if nb + nf > 0 then
 end
 return nb + nf
 """.replace("MAX_KEYS", str(MAX_SERIES_KEYS)).replace("OTHER", repr(OTHER))
+_INGEST = _INGEST.replace("TABLE_VALUE", repr("=" * 80)).replace("TABLE", repr("~"))
+
+
+# The trace join, ``policy.JOIN_SCRIPT`` unchanged, called with a handful of arguments in place
+# of two per half, and answering with one string in place of one reply per half (redis-py's
+# encoding and parsing of those cost more client CPU than the join's work in Redis). ARGV: the
+# trace keys' prefix, the halves as one JSON array of [trace id, Half.encode()], then
+# JOIN_SCRIPT's own now, PENDING_TTL_S, PENDING_MAX and TRACE_MAX; KEYS: its sorted set and
+# arrival counter. Returns JSON: per half, the waiting half it met, or false.
+_JOIN = (
+    "local function join(KEYS, ARGV)\n"
+    + policy.JOIN_SCRIPT
+    + """
+end
+local keys, args = {}, {}
+for i, half in ipairs(cjson.decode(ARGV[2])) do
+  keys[i], args[i] = ARGV[1] .. half[1], half[2]
+end
+if #keys == 0 then return '[]' end
+keys[#keys + 1], keys[#keys + 2] = KEYS[1], KEYS[2]
+for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
+return cjson.encode(join(keys, args))
+"""
+)
 
 
 # Add route template keys to the shared set while it holds fewer than ARGV[1]; return the set.
@@ -170,7 +234,7 @@ class RedisEventStore:
         self.bucket_s = bucket_s or max(window_s / 60, 1.0)
         self._clock = clock
         self._p = prefix
-        self._join = self.redis.register_script(policy.JOIN_SCRIPT)
+        self._join = self.redis.register_script(_JOIN)
         self._ingest = self.redis.register_script(_INGEST)
         self._stop = self.redis.register_script(_STOP)
         self._share_routes = self.redis.register_script(_SHARE_ROUTES)
@@ -182,7 +246,9 @@ class RedisEventStore:
         self._pending_rejects: Counter[str] = Counter()  # refusals not yet written: Redis was down
 
     def _stream(self, service: str) -> str:
-        return f"{self._p}:events:{service}"
+        """One side's stream of batch entries (``:log:``: the one-event-per-entry ``:events:``
+        streams of earlier versions are left alone, never read)."""
+        return f"{self._p}:log:{service}"
 
     def _bucket_key(self, start: float) -> str:
         return f"{self._p}:agg:{int(start)}"
@@ -216,18 +282,14 @@ class RedisEventStore:
         for service, mine, kept in parts:
             batch.side(service).add_events(kept, now, now)
             tallies.add_events(service, kept)
-            encoded.append([_encoder.encode(e) for e in mine])
+            encoded.append(mine)
             own.append(len(mine) - len(kept))
         if gaps:
             batch.add_gaps(gaps)
             tallies.add_gaps(gaps)
         bucket = self._bucket_key(start)
         backend, frontend = encoded
-        sides = (
-            "".join([e.service[0] for e in events])
-            if backend and frontend
-            else "bf"[not backend] * len(events)
-        )
+        sides = "".join([e.service[0] for e in events]) if backend and frontend else ""
         ops = _stat_ops(batch) + _tally_ops(tallies)
         self._call(lambda: self._write(bucket, backend, frontend, sides, ops, now, own))
         self._cache = None
@@ -236,37 +298,38 @@ class RedisEventStore:
 
     def _pair(self, traced: list[ExecutionEvent], now: float) -> list[tuple[str, float]]:
         """Pair trace halves by ``policy.JOIN_SCRIPT``; (server's key, gap) per pair made."""
-        keys = [f"{self._p}:halves:{e.trace_id}" for e in traced]
-        keys += [f"{self._p}:waiting", f"{self._p}:arrivals"]
-        halves = [policy.Half.of(e, now).encode() for e in traced]
+        keys = [f"{self._p}:waiting", f"{self._p}:arrivals"]
+        halves = _encoder.encode([(e.trace_id, policy.Half.of(e, now).encode()) for e in traced])
         limits = [policy.PENDING_TTL_S, policy.PENDING_MAX, policy.TRACE_MAX]
-        args: list[str | float] = [*halves, repr(now), *limits]
+        args: list[str | float | bytes] = [f"{self._p}:halves:", halves, repr(now), *limits]
         try:
-            matches = self._join(keys=keys, args=args)
+            matches = _matches.decode(self._join(keys=keys, args=args))
         except redis.RedisError:
             return []  # the store is down: the write that follows answers for the whole batch
         return [
-            policy.pair(event, policy.Half.decode(other.decode(), event.trace_id or ""))
+            policy.pair(event, policy.Half.decode(other, event.trace_id or ""))
             for event, other in zip(traced, matches, strict=True)
-            if other
+            if isinstance(other, str)
         ]
 
     def _write(
         self,
         bucket: str,
-        backend: list[bytes],
-        frontend: list[bytes],
+        backend: list[ExecutionEvent],
+        frontend: list[ExecutionEvent],
         sides: str,
         ops: list[Any],
         now: float,
         own: list[int],
     ) -> None:
-        """One ``_INGEST`` call; ``sides`` says, letter by letter, whose the batch's events were,
-        so that each is numbered by its place in the batch (the arrival order ``since`` keeps)."""
+        """One ``_INGEST`` call of a dozen arguments, each side's events and the statistics
+        packed as JSON (argument by argument, redis-py's encoding was 40% of the batch's CPU);
+        ``sides`` says, letter by letter, whose a mixed batch's events were, so that each is
+        numbered by its place in the batch (the arrival order ``since`` keeps)."""
         keys = [self._stream("backend"), self._stream("frontend"), bucket, f"{self._p}:counters"]
         keys += [f"{self._p}:tally", *(f"{self._p}:tally:keys:{kind}" for kind in "bfg")]
         expire = int(self.window_s + 2 * self.bucket_s)
-        args = [
+        args: list[str | int | bytes] = [
             self.max_events,
             expire,
             repr(now),
@@ -274,9 +337,9 @@ class RedisEventStore:
             len(frontend),
             *own,
             sides,
-            *backend,
-            *frontend,
-            *ops,
+            _encoder.encode(backend),
+            _encoder.encode(frontend),
+            _encoder.encode(ops),
         ]
         self._ingest(keys=keys, args=args)
 
@@ -359,23 +422,35 @@ class RedisEventStore:
         """The newest events first across both sides (or one), from the streams."""
         sides = [service] if service else list(SERVICES)
         fetch = limit * 3 if not include_self else limit
-
-        def read() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for side in sides:
-                pipe.xrevrange(self._stream(side), count=max(fetch, 1))
-            return pipe.execute()
-
         merged = []
-        for entries in self._call(read):
-            merged += [e for e in _decode(entries) if include_self or not e.is_self]
+        for side in sides:
+            newest = self._newest(side, min(fetch, self.max_events))
+            merged += [e for _, e in newest if include_self or not e.is_self]
         merged.sort(key=lambda e: e.epoch, reverse=True)
         return merged[:limit] if limit else []
 
     def events(self, service: str) -> list[ExecutionEvent]:
         """One side's retained events in the order they arrived, as the in-memory store keeps them."""
-        entries = self._call(lambda: self.redis.xrevrange(self._stream(service), count=self.max_events))
-        return list(reversed(_decode(entries)))
+        return [event for _, event in reversed(self._newest(service, self.max_events))]
+
+    def _newest(self, side: str, want: int, after: int = 0) -> list[tuple[int, ExecutionEvent]]:
+        """(arrival number, event) of one side's newest ``want`` events numbered above
+        ``after``, newest first. Entries are read newest first, and decoded only while more are
+        wanted; each page asks for as many entries as the last one's sizes (the second part of
+        an entry's id) say are still needed."""
+        stream, end, count = self._stream(side), "+", 2
+        out: list[tuple[int, ExecutionEvent]] = []
+        while want > 0:
+            entries = self._call(partial(self.redis.xrevrange, stream, end, "-", count=count))
+            for entry_id, fields in entries:
+                out += [ne for ne in reversed(_unpack(fields, side[0])) if ne[0] > after]
+                if len(out) >= want or int(entry_id.partition(b"-")[0]) <= after:
+                    return out[:want]  # enough, or the entries before it are older still
+            if len(entries) < count:
+                break
+            size = sum(int(entry_id.rpartition(b"-")[2]) for entry_id, _ in entries) / len(entries)
+            end, count = f"({entries[-1][0].decode()}", math.ceil((want - len(out)) / max(size, 1)) + 1
+        return out[:want]
 
     def counts(self) -> dict[str, Any]:
         """Ingest counters shared by every process, in EventStore.counts()'s shape."""
@@ -385,13 +460,11 @@ class RedisEventStore:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hgetall(f"{self._p}:counters")
             pipe.hgetall(f"{self._p}:rejected")
-            for side in SERVICES:
-                pipe.xlen(self._stream(side))
             return pipe.execute()
 
-        raw, rejected, *lengths = self._call(read)
+        raw, rejected = self._call(read)
         c = {k.decode(): v.decode() for k, v in raw.items()}
-        stored = dict(zip(SERVICES, lengths, strict=True))
+        stored = {s: min(int(c.get(f"held_{s}", 0)), self.max_events) for s in SERVICES}
         accepted = {s: int(c.get(f"accepted_{s}", 0)) for s in SERVICES}
         own = {s: int(c.get(f"self_{s}", 0)) for s in SERVICES}
         totals = {s: accepted[s] - own[s] for s in SERVICES}
@@ -443,20 +516,13 @@ class RedisEventStore:
         return int(accepted or 0) - sum(int(n or 0) for n in own)
 
     def since(self, seq: int, limit: int = 500) -> tuple[int, list[ExecutionEvent]]:
-        """Events accepted after ``seq`` (at most ``limit``, oldest first) and the new seq."""
+        """Events accepted after ``seq`` (at most ``limit``, the newest, oldest first) and the new seq."""
         current = self.seq
         take = min(current - seq, limit)
         if take <= 0:
             return current, []
-
-        def read() -> list[Any]:
-            pipe = self.redis.pipeline(transaction=False)
-            for side in SERVICES:
-                pipe.xrevrange(self._stream(side), count=take)
-            return pipe.execute()
-
-        numbered = [ne for entries in self._call(read) for ne in _numbered(entries)]
-        numbered = sorted((ne for ne in numbered if seq < ne[0] <= current), key=lambda ne: ne[0])
+        numbered = [ne for side in SERVICES for ne in self._newest(side, take, seq) if ne[0] <= current]
+        numbered.sort(key=lambda ne: ne[0])
         return current, [event for _, event in numbered[-take:]]
 
     def share_routes(self, keys: list[str]) -> list[str]:
@@ -543,26 +609,31 @@ class RedisEventStore:
         return bool(self._call(lambda: self.redis.delete(f"{self._p}:baseline")))
 
 
-def _decode(entries: list[Any]) -> list[ExecutionEvent]:
-    """The events of stream entries; an entry that does not decode is skipped."""
-    events = []
-    for _, fields in entries:
+def _unpack(fields: dict[bytes, bytes], letter: str) -> list[tuple[int, ExecutionEvent]]:
+    """(arrival number, event) of one side's batch entry, oldest first: the events of a batch
+    of one side are numbered on from ``n``, those of a mixed one by their letters' places in
+    ``s``. An event that does not decode is skipped; an entry that does not is, whole."""
+    try:
+        base, sides, raw = int(fields[b"n"]), fields.get(b"s", b"").decode(), fields[b"e"]
         try:
-            events.append(_decoder.decode(fields[b"e"]))
-        except (msgspec.ValidationError, msgspec.DecodeError, KeyError):
-            continue
-    return events
+            events: list[ExecutionEvent | None] = list(_batch.decode(raw))
+        except msgspec.ValidationError:
+            events = [_one(item) for item in _raw_batch.decode(raw)]
+    except (msgspec.ValidationError, msgspec.DecodeError, KeyError, ValueError, UnicodeDecodeError):
+        return []
+    if sides:
+        numbers = [base + pos for pos, side in enumerate(sides, 1) if side == letter]
+    else:
+        numbers = list(range(base + 1, base + 1 + len(events)))
+    return [(n, e) for n, e in zip(numbers, events, strict=False) if e is not None]
 
 
-def _numbered(entries: list[Any]) -> list[tuple[int, ExecutionEvent]]:
-    """(arrival number, event) of stream entries; an entry that does not decode is skipped."""
-    out = []
-    for _, fields in entries:
-        try:
-            out.append((int(fields[b"n"]), _decoder.decode(fields[b"e"])))
-        except (msgspec.ValidationError, msgspec.DecodeError, KeyError, ValueError):
-            continue
-    return out
+def _one(raw: msgspec.Raw) -> ExecutionEvent | None:
+    """One event of an entry, or None when it does not decode (written by another version)."""
+    try:
+        return _decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
 
 
 def _bucket_starts(first: float, now: float, width: float) -> list[float]:
@@ -620,6 +691,7 @@ def _read_tallies(fields: dict[bytes, bytes]) -> Tallies:
     """Rebuild the tallies from their hash fields (see ``_tally_ops``)."""
     tallies = Tallies()
     side = {s[0]: s for s in SERVICES}
+    fields.pop(b"~", None)  # the field that keeps the hash a hash table (_INGEST)
     for raw_field, raw_value in fields.items():
         kind, _, rest = raw_field.decode().partition("|")
         value = raw_value.decode()
@@ -665,6 +737,7 @@ def _sketch_ops(ops: list[Any], prefix: str, sketch: LatencySketch) -> None:
 def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
     """Rebuild a bucket's PairStats from its hash fields."""
     stats = PairStats()
+    fields.pop(b"~", None)  # the field that keeps the hash a hash table (_INGEST)
     for raw_field, raw_value in fields.items():
         field = raw_field.decode()
         value = float(raw_value)
