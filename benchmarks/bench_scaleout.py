@@ -35,6 +35,7 @@ from benchmarks.common import (
     Row,
     Server,
     Target,
+    batch_bodies,
     batch_body,
     cpu_seconds,
     fmt_rate,
@@ -54,12 +55,13 @@ COST_SIZES = (10, 100, 500)  # events per batch for redis-server's CPU per batch
 CONNECTIONS = 8
 BATCH = 100
 WORKERS = (1, 2, 4)
+BODIES = 16  # distinct batches posted in turn, as the ingest rows do
 
 COUNTING_SCRIPT = """
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) sent = 0; ok = 0; other = 0 end
-function request() sent = sent + 1; return wrk.format() end
+function request() sent = sent + 1; return rotate() end
 function response(status, headers, body)
   if status == 200 then ok = ok + 1 else other = other + 1 end
 end
@@ -102,13 +104,14 @@ class Tally:
     problems: list[str] = field(default_factory=list)
 
 
-def run_counted(url: str, client: str, seconds: float, body: bytes) -> Counted:
-    """POST ``body`` for ``seconds`` on CONNECTIONS keep-alive connections, counting answers."""
+def run_counted(url: str, client: str, seconds: float, bodies: list[bytes]) -> Counted:
+    """POST ``bodies`` in turn for ``seconds`` on CONNECTIONS keep-alive connections, trace ids
+    renewed per request as real traffic's are, counting answers."""
     if client != "wrk":
-        got = run_load(url, client, seconds, CONNECTIONS, "POST", body)
+        got = run_load(url, client, seconds, CONNECTIONS, "POST", bodies, fresh_traces=True)
         # The Python client finishes every request it starts: sent = good + failed.
         return Counted(got.ok + got.errors, got.ok, got.errors, 0, got.seconds)
-    d = run_wrk(url, seconds, CONNECTIONS, COUNTING_SCRIPT, "POST", body)
+    d = run_wrk(url, seconds, CONNECTIONS, COUNTING_SCRIPT, "POST", bodies, fresh_traces=True)
     return Counted(d["sent"], d["ok"], d["other"], d["socket_errors"], d["duration_us"] / 1e6)
 
 
@@ -219,7 +222,7 @@ def scaleout_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     client = pick_client(ctx.client)
     seconds = ctx.pick(1.0, 3.0)
     rounds = ctx.pick(2, 5)
-    batch = batch_body(BATCH)
+    batches = batch_bodies(BATCH, BODIES)
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(temp_dir("bench-redis-"))
         url, redis_proc = stack.enter_context(redis_server(tmp))
@@ -245,7 +248,7 @@ def scaleout_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             before = _settled_accepted(cfg.server, 0)
             cpu0 = [cpu_seconds(p) for p in cfg.procs]
             rcpu0, lcpu0, busy0 = cpu_seconds(redis_proc), _children_cpu(), _busy()
-            got = run_counted(cfg.server.url + EVENTS, client, secs, batch)
+            got = run_counted(cfg.server.url + EVENTS, client, secs, batches)
             cpu1 = [cpu_seconds(p) for p in cfg.procs]
             rcpu1, lcpu1, busy1 = cpu_seconds(redis_proc), _children_cpu(), _busy()
             accepted = _settled_accepted(cfg.server, before + got.ok * BATCH) - before
