@@ -368,3 +368,14 @@ def test_a_figure_far_short_of_its_target_stays_out_of_the_row_labels() -> None:
         left_edge = x - _width("".join(figure.itertext()), 12) if anchor == "end" else x
         assert left_edge >= AREA_LEFT or anchor == "start", label
         assert left_edge > LABEL_RIGHT, label
+
+
+def test_scrub_row_shapes_are_built_to_the_sizes_it_compares() -> None:
+    """The scrub-linear row compares 16 KiB against 8 KiB: a shape that came out shorter, or did
+    not double, would hide a quadratic rule behind texts too small to show it."""
+    from benchmarks.bench_scrub import ADVERSARIAL, SIZES
+
+    for name, shape in ADVERSARIAL.items():
+        small, large = (len(shape(size)) for size in SIZES)
+        assert SIZES[0] - 30 <= small <= SIZES[0] + 30, name
+        assert 1.95 <= large / small <= 2.05, name
