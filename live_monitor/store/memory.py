@@ -6,6 +6,7 @@ snapshot and no caller can mutate shared state behind its back.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter, deque
@@ -86,23 +87,52 @@ class EventStore:
     def restore(self, events: Iterable[ExecutionEvent]) -> int:
         """Put back events read from a journal, oldest first, each in the bucket of its own time.
 
-        They count in the figures (those still inside the window) and the totals, and in
-        the ``restored`` counter rather than ``accepted``.
+        They count in the figures (those still inside the window) and the totals, and in the
+        ``restored`` counter rather than ``accepted``; not in the activity chart, as they are not
+        new. A time before the current bucket counts in it, one to come counts as now. A long
+        journal may come back in several calls, oldest first, before anything else is added or
+        the window read (the monitor sees to that): each bucket is closed by the next events'.
+        The events of one bucket are kept and counted as one batch arriving at the newest of
+        their times, so a million events come back in seconds rather than a dozen Python
+        steps each; those of buckets already out of the window are tallied but never counted
+        in a bucket, which would only be taken out of the window's figures again.
         """
-        now = self._clock()
-        restored = 0
+        events = events if isinstance(events, list) else list(events)
+        now, width = self._clock(), self.bucket_s
+        gone = now - self.window_s - width  # a bucket that starts by then is out of the window
+        group: list[ExecutionEvent] = []
+
+        def flush(start: float, newest: float) -> None:
+            if not group:
+                return
+            if start > gone or self._current is not None:
+                self._add_locked(group, newest, self._bucket(newest))
+                return
+            self._add_locked(group, newest, PairStats())  # no bucket: _settle leaves the queue
+            pending, self._pending = self._pending, []
+            for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
+                self._tallies.add_events(service, mine)
+
         with self._lock:
+            ticks = self._since_tick.copy()
+            start = self._current[0] if self._current is not None else -math.inf
+            end, newest = start + width, start
             for event in events:
                 at = min(event.epoch, now)
-                if self._current is not None and at < self._current[0]:
-                    at = self._current[0]
+                if at >= end:
+                    flush(start, newest)
+                    group = []
+                    start = at - at % width
+                    end, newest = start + width, at
+                elif at > newest:
+                    newest = at
                 if self._first_event_at is None:
-                    self._first_event_at = at
-                self._add_locked([event], at, self._bucket(at))
-                restored += 1
-            self._counters["restored"] += restored
-            self._bucket(now)
-        return restored
+                    self._first_event_at = max(at, start)
+                group.append(event)
+            flush(start, newest)
+            self._counters["restored"] += len(events)
+            self._since_tick = ticks
+        return len(events)
 
     def _add_locked(self, events: list[ExecutionEvent], now: float, bucket: PairStats) -> None:
         """Keep a batch and queue it for the current bucket's figures (lock held).
