@@ -20,7 +20,7 @@ from live_monitor.core.monitor import LiveExecutionMonitor
 from live_monitor.core.restore import JournalRestore
 from live_monitor.model.events import ExecutionEvent
 from live_monitor.store.journal import CHUNK_ROWS, EventJournal
-from live_monitor.vocabulary import API, SERVICES
+from live_monitor.vocabulary import API, SERVICES, Service
 from tests.helpers import FakeClock, FakeReader, reading
 
 NOW = 1_800_000_000.0
@@ -56,7 +56,7 @@ def journaled(path: Path) -> None:
     events = []
     total = sum(JOURNALED.values())
     for n in range(total):
-        service = "backend" if n % 5 < 3 else "frontend"
+        service: Service = "backend" if n % 5 < 3 else "frontend"
         trace = f"{n // 2 * 7919:032x}"
         events.append(
             ExecutionEvent(
