@@ -11,7 +11,8 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import msgspec
 
@@ -100,36 +101,39 @@ class EventStore:
         events = events if isinstance(events, list) else list(events)
         now, width = self._clock(), self.bucket_s
         gone = now - self.window_s - width  # a bucket that starts by then is out of the window
-        group: list[ExecutionEvent] = []
 
-        def flush(start: float, newest: float) -> None:
+        def flush(group: list[ExecutionEvent], start: float, newest: datetime) -> None:
             if not group:
                 return
+            at = newest.timestamp()
             if start > gone or self._current is not None:
-                self._add_locked(group, newest, self._bucket(newest))
+                self._add_locked(group, at, self._bucket(at))
                 return
-            self._add_locked(group, newest, PairStats())  # no bucket: _settle leaves the queue
+            self._add_locked(group, at, PairStats())  # no bucket: _settle leaves the queue
             pending, self._pending = self._pending, []
             for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
                 self._tallies.add_events(service, mine)
 
+        # Times compared as the aware datetimes events keep: a conversion per bucket, not per event.
+        stamps = cast("list[datetime]", [e.timestamp for e in events])
         with self._lock:
             ticks = self._since_tick.copy()
-            start = self._current[0] if self._current is not None else -math.inf
-            end, newest = start + width, start
-            for event in events:
-                at = min(event.epoch, now)
+            floor = start = self._current[0] if self._current is not None else -math.inf
+            latest, end, newest = _moment(now), _moment(start + width), _moment(start)
+            first = 0
+            for i, at in enumerate(stamps):
+                if at > latest:
+                    at = latest
                 if at >= end:
-                    flush(start, newest)
-                    group = []
-                    start = at - at % width
-                    end, newest = start + width, at
+                    flush(events[first:i], start, newest)
+                    first, epoch = i, at.timestamp()
+                    start = epoch - epoch % width
+                    end, newest = _moment(start + width), at
                 elif at > newest:
                     newest = at
-                if self._first_event_at is None:
-                    self._first_event_at = max(at, start)
-                group.append(event)
-            flush(start, newest)
+            flush(events[first:], start, newest)
+            if self._first_event_at is None and events:
+                self._first_event_at = max(min(events[0].epoch, now), floor)
             self._counters["restored"] += len(events)
             self._since_tick = ticks
         return len(events)
@@ -397,6 +401,11 @@ class _Book:
     def __init__(self) -> None:
         self.open: dict[str, Episode] = {}
         self.closed: deque[Episode] = deque(maxlen=EPISODES_KEPT)
+
+
+def _moment(epoch: float) -> datetime:
+    """``epoch`` as an aware datetime; the earliest one for minus infinity (no bucket yet)."""
+    return datetime.fromtimestamp(epoch, UTC) if epoch > -math.inf else datetime.min.replace(tzinfo=UTC)
 
 
 def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Iterator[ExecutionEvent]:
