@@ -68,7 +68,9 @@ class JournalRestore:
     # --- running ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Restore in a thread of its own; ``wait`` or ``done`` tell when it has ended."""
+        """Restore in a thread of its own (once); ``wait`` or ``done`` tell when it has ended."""
+        if self._thread is not None or self.done:
+            return
         self._thread = threading.Thread(target=self._run_logged, name="journal-restore", daemon=True)
         self._thread.start()
 
