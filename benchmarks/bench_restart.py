@@ -14,6 +14,7 @@ serving, in a fresh process (the synchronous path, which the monitor took before
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -136,7 +137,7 @@ def restart(journal: Path, timeout: float = 120.0) -> Restart:
         ready = wait_until(lambda: _answers(url + "/ready"), deadline, "/ready", POLL_S["/ready"])
         return Restart(served - spawned, ready - spawned, cpu_seconds(monitor) - serving_cpu)
     finally:
-        stop_process(proc, 2)  # SIGINT: it drains and closes the journal
+        stop_process(proc, signal.SIGINT)  # it drains and closes the journal
 
 
 def synchronous(journal: Path, timeout: float = 300.0) -> float:
