@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from live_monitor.model.events import ExecutionEvent
@@ -100,14 +100,16 @@ class JournalRestore:
         """Read the journal's snapshot back, chunk by chunk, oldest first."""
         self._began = self._clock()
         snapshot = self._journal.snapshot()
+        self.total = snapshot.total
+        chunks = _read_ahead(snapshot.chunks(), READ_AHEAD, self._stop)
         try:
-            self.total = snapshot.total
-            for chunk in _read_ahead(snapshot.chunks(), READ_AHEAD, self._stop):
+            for chunk in chunks:
                 self.before_chunk()
                 if self._stop.is_set():
                     return
                 self._store_chunk(snapshot, chunk)
         finally:
+            chunks.close()  # the reading thread has ended: its connection may close
             snapshot.close()
         if self.skipped:
             path, reason = self._journal.path, self._skip_reason
@@ -194,7 +196,7 @@ class JournalRestore:
         return None
 
 
-def _read_ahead(chunks: Iterator[Chunk], depth: int, stop: threading.Event) -> Iterator[Chunk]:
+def _read_ahead(chunks: Iterator[Chunk], depth: int, stop: threading.Event) -> Generator[Chunk, None, None]:
     """``chunks``, produced by a thread of their own up to ``depth`` ahead of the consumer; an
     error of the producer is raised here, in its place. The producer has ended when this does."""
     ahead: queue.Queue[Chunk | BaseException | None] = queue.Queue(depth)
