@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
 from benchmarks import (  # noqa: E402
     bench_browser,
     bench_inprocess,
+    bench_restart,
     bench_scaleout,
     bench_scrub,
     bench_server,
@@ -53,6 +54,7 @@ GROUPS: dict[str, tuple[GroupFn, tuple[str, ...]]] = {
     "redis": (bench_scaleout.scaleout_rows, bench_scaleout.ROWS),
     "wsgi": (bench_wsgi.wsgi_rows, bench_wsgi.ROWS),
     "tools": (bench_tools.tools_rows, bench_tools.ROWS),
+    "restart": (bench_restart.restart_rows, bench_restart.ROWS),
     "bundle": (bench_browser.bundle_rows, ("bundle-vs-web-vitals", "bundle-vs-sentry", "bundle-vs-otel")),
     "overhead": (bench_browser.overhead_rows, bench_browser.OVERHEAD_ROWS),
     "chart": (bench_browser.chart_rows, ("chart",)),

@@ -9,13 +9,14 @@ import os
 import re
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from benchmarks import bench_scaleout, bench_system, bench_tools, run, stages
+from benchmarks import bench_restart, bench_scaleout, bench_system, bench_tools, run, stages
 from benchmarks.chart import results_svg
 from benchmarks.common import Context, Row, Target, batch_bodies
 from benchmarks.load import run_load
@@ -56,6 +57,36 @@ def test_list_names_the_scale_out_server_choice_and_tools_rows(capsys: pytest.Ca
     assert "redis: redis-scaleout, redis-lossless" in out
     assert "wsgi: wsgi-vs-gunicorn-sync, wsgi-vs-gunicorn-gthread, wsgi-vs-werkzeug" in out
     assert "tools: tools-report, tools-analysis" in out
+
+
+def test_restart_rows_judge_seconds_against_their_targets_and_say_what_a_miss_would_take() -> None:
+    runs = {
+        "serve": [0.5, 0.6, 0.7],
+        "ready": [4.0, 6.0, 6.5],
+        "empty": [0.4] * 3,
+        "sync": [5.0] * 3,
+        "cpu": [5.2] * 3,
+    }
+    serve, ready = bench_restart.rows_of(runs, 1_000_000, set(bench_restart.ROWS))
+    assert (serve.name, serve.ratio, serve.verdict) == ("restart-serve", 0.6, "PASS")
+    assert (ready.name, ready.ratio, ready.verdict) == ("restart-ready", 6.0, "FAIL")
+    assert "+0.20 s against an empty journal" in serve.note
+    assert "5.20 CPU-s (5.20 µs per event" in ready.note and "within 4.40 µs per event" in ready.note
+    assert "busy" not in ready.note  # 5.4 s of wall time for 5.2 CPU-s: the restore had its core
+    busy = bench_restart.rows_of({**runs, "cpu": [2.0] * 3}, 1_000_000, {"restart-ready"})[0]
+    assert "5.40 s of wall time held 2.00 CPU-s: the machine was busy" in busy.note
+
+
+def test_restart_journal_is_written_by_the_monitors_own_code_and_reads_back(tmp_path: Path) -> None:
+    from live_monitor.store.journal import EventJournal
+
+    assert bench_restart.build_journal(tmp_path / "j.db", 3000, batch=500, chunk=1000) == 3000
+    events = EventJournal(tmp_path / "j.db", keep=10_000).load()
+    assert len(events) == 3000 and {e.service for e in events} == {"backend", "frontend"}
+    times = [e.epoch for e in events]
+    medians = [sorted(times[i : i + 1000])[500] for i in range(0, 3000, 1000)]
+    assert medians == sorted(medians)  # chunk after chunk, oldest first, as ingest would have journaled
+    assert time.time() - 60 < max(times) <= time.time()  # the newest end about now: some in the window
 
 
 def test_cold_memory_probe_reports_the_cost_of_a_page_after_each_idle(

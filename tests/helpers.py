@@ -113,12 +113,15 @@ def run_monitor(
     cwd: Path = ROOT,
     replace_env: bool = False,
     port: int = 0,
+    restored: bool = True,
 ) -> Iterator[MonitorProcess]:
     """Start ``script`` (or a whole ``command``) on a free port, wait until it answers, stop it.
 
     ``env`` adds to this process's environment, or replaces it with ``replace_env``; ``port``
     restarts a monitor on the port a stopped one had. OTLP/gRPC is off unless ``env`` or
-    ``args`` turn it on: its default port (4317) is one for the whole machine.
+    ``args`` turn it on: its default port (4317) is one for the whole machine. With
+    ``--persist`` the monitor serves at once and reads its journal back meanwhile: unless
+    ``restored`` is False, this waits for ``/ready`` too, so the test sees every event.
     """
     command = command or [sys.executable, "-u", str(ROOT / script), "--port", str(port), *args]
     environ = dict(env or {}) if replace_env else {**os.environ, **(env or {})}
@@ -145,6 +148,8 @@ def run_monitor(
         if not found.wait(30) or not url:
             raise AssertionError("monitor did not start:\n" + "".join(output))
         wait_for_http(url[0] + "/health")
+        if restored and "--persist" in command:
+            wait_for_http(url[0] + "/ready", timeout=60)
         yield MonitorProcess(proc, url[0], output)
     finally:
         stop_process(proc, signal.SIGTERM)

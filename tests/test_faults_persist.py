@@ -1,6 +1,6 @@
 """The ``--persist`` journal under faults, with real monitor processes: ``kill -9`` under load
 (acknowledged events compared by id with what a monitor restarted on the same journal serves),
-and a journal that cannot grow (a file-size limit, as a full disk: writes fail with EFBIG).
+also while a restarted monitor still reads its journal back, and a journal that cannot grow (a file-size limit, as a full disk: writes fail with EFBIG).
 
 Each test prints its figures; each fails on any acknowledged event missing afterwards, any
 answer but 200 or 503 (with Retry-After), or an answer that does not come (every request has a
@@ -12,11 +12,15 @@ from __future__ import annotations
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
+from live_monitor.model.events import ExecutionEvent
+from live_monitor.store.journal import EventJournal
 from live_monitor.vocabulary import API, HEALTH_PATH
-from tests.helpers import ROOT, IngestLoad, RouteWatch, run_monitor, served_ids, wait_for
+from tests.helpers import FAULT_ID, ROOT, IngestLoad, RouteWatch, run_monitor, served_ids, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -68,6 +72,56 @@ def test_kill_9_under_load_loses_no_acknowledged_event(tmp_path: Path) -> None:
         f"acknowledged (answers the kill cut) {len(served - acked)}"
     )
     assert unanswered > 0  # the kills did land under load
+
+
+# The monitor, its journal's restore held for good after the first chunk: killed while it reads back.
+HELD_RESTORE = (
+    "import sys, threading; from live_monitor.core.restore import JournalRestore; "
+    "JournalRestore.before_chunk = lambda self: self.loaded and threading.Event().wait(); "
+    "import live_execution_monitor; sys.exit(live_execution_monitor.main(sys.argv[1:]))"
+)
+JOURNALED = 10_000  # events journaled before the first start: more than one chunk to read back
+
+
+def _restore_status(base: str) -> dict[str, Any]:
+    answer: dict[str, Any] = requests.get(f"{base}{API}/status", timeout=10).json()["restore"]
+    return answer
+
+
+def test_kill_9_while_the_journal_is_read_back_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    """Twice a monitor is killed while it reads a journal back and clients post (it serves
+    meanwhile); the monitor started after, on the same journal, serves every event."""
+    journal = EventJournal(tmp_path / "events.db", keep=100_000)
+    written = [f"j{n}" for n in range(JOURNALED)]
+    for start in range(0, JOURNALED, 1000):
+        journal.append(
+            [
+                ExecutionEvent(service="backend", component="fault", action="post", details={FAULT_ID: i})
+                for i in written[start : start + 1000]
+            ]
+        )
+    journal.close()
+    acked = set(written)
+    for trial in range(2):
+        command = [sys.executable, "-c", HELD_RESTORE, "--port", "0", "--persist", str(journal.path), *FLAGS]
+        with run_monitor(command=command, restored=False) as server:
+            assert wait_for(lambda: _restore_status(server.url)["loaded"] > 0, timeout=30)
+            held = _restore_status(server.url)
+            assert held["state"] == "restoring" and 0 < held["loaded"] < held["total"]
+            assert requests.get(f"{server.url}/ready", timeout=10).status_code == 503
+            with IngestLoad(server.url, clients=3, batch=5, tag=f"r{trial}c") as load:
+                load.wait_for_acks(ACKS_PER_TRIAL)
+                server.proc.kill()  # kill -9 mid-restore, while requests are in flight
+                server.proc.wait(10)
+            assert load.failures == [], load.failures[:10]
+            acked |= load.acked
+    with run_monitor("--persist", str(journal.path), *FLAGS) as server:  # waits for /ready
+        served = served_ids(server.url)
+    lost = acked - served
+    print(
+        f"\nkill -9 twice during the restore: acknowledged {len(acked) - JOURNALED} during it, lost {len(lost)}"
+    )
+    assert lost == set(), sorted(lost)[:10]
 
 
 def _limited(limit: int, *args: str) -> list[str]:

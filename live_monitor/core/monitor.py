@@ -20,6 +20,7 @@ import msgspec
 from live_monitor.core.alerts import AlertLoop
 from live_monitor.core.filtered import FilteredView
 from live_monitor.core.history import History
+from live_monitor.core.restore import JournalRestore
 from live_monitor.core.sampler import SystemSampler
 from live_monitor.core.settings import defaults
 from live_monitor.model.baseline import PinnedBaseline, pin_window, pinned_summary, since_baseline
@@ -59,7 +60,11 @@ class LiveExecutionMonitor:
         settings: Mapping[str, Any] | None = None,
         reader: Callable[[], dict[str, float]] | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        restore_later: bool = False,
     ) -> None:
+        """With ``persist`` the journal is read back here, unless ``restore_later``: then
+        ``restore_in_background()`` reads it while the monitor serves (as ``serve`` does)."""
         self.settings = {**defaults(), **(settings or {})}
         s = self.settings
         self._clock = clock
@@ -88,20 +93,60 @@ class LiveExecutionMonitor:
         self.self_events_dropped = 0  # own API calls not recorded because the store was down
         self._dropped_lock = threading.Lock()
         self.journal: EventJournal | None = None
+        self.journal_restore: JournalRestore | None = None
         if s["persist"]:
             self.journal = EventJournal(s["persist"], keep=s["max_events"])
-            restored = self.journal.load()
-            prepare_events(
-                restored, self.scrubber
-            )  # journaled scrubbed; this shares their repeated strings again
-            self.store.restore(restored)
-            learn_routes(self.routes, restored)  # the server's routes, as known before the restart
             pinned = self.journal.load_baseline()
             if pinned is not None:
                 self.store.set_baseline(pinned)  # the baseline pinned before the restart
+            self.journal_restore = JournalRestore(self.journal, self.store, self._prepare_restored)
+            if not restore_later:
+                self.journal_restore.run()
         self.url = s["public_url"] or f"http://{s['host']}:{s['port']}/"  # the dashboard, for alerts
         self.history = History(self.store, self.journal)  # restored from the journal with --persist
-        self.alerts = AlertLoop.from_settings(s, self.differences, self.history, clock, lambda: self.url)
+        self.alerts = AlertLoop.from_settings(
+            s, self._differences_to_check, self.history, clock, lambda: self.url
+        )
+
+    # --- the journal read back (--persist) ---------------------------------------------------
+
+    def _prepare_restored(self, events: list[ExecutionEvent]) -> None:
+        """Make journaled events fit to keep again: scrubbed by today's rules (--scrub-keys may
+        have grown since), their repeated strings shared, the server's routes learned."""
+        prepare_events(events, self.scrubber)
+        learn_routes(self.routes, events)
+
+    def restore_in_background(self) -> None:
+        """Read the journal back in a thread while the monitor serves (nothing without --persist,
+        or when it was read back on construction)."""
+        if self.journal_restore is not None and not self.journal_restore.done:
+            self.journal_restore.start()
+
+    @property
+    def restoring(self) -> bool:
+        """True while the journal is read back: new events wait, the window's figures are empty
+        (its buckets are filled oldest first; reading them now would close them too early),
+        alert checks and pinning wait too."""
+        return self.journal_restore is not None and not self.journal_restore.done
+
+    def not_ready(self) -> str | None:
+        """Why ``/ready`` answers 503 though the store answers (the journal is not all read
+        back, or could not be), else None."""
+        return self.journal_restore.not_ready() if self.journal_restore is not None else None
+
+    def _keep(self, events: list[ExecutionEvent]) -> None:
+        """Store a batch, or hand it to a restore still running: it stores them after the
+        journal's events, in the order they came."""
+        restore = self.journal_restore
+        if restore is None or not restore.defer(events):
+            self.store.add(events)
+
+    def _differences_to_check(self) -> list[Difference]:
+        """The alert loop's differences; while the journal is read back a check fails (and is
+        tried again): the window is not all in, and an empty one would resolve open alerts."""
+        if self.restoring:
+            raise StoreUnavailable("the journal (--persist) is being read back; checks begin once it is")
+        return self.differences()
 
     # --- control -------------------------------------------------------------------------
 
@@ -181,7 +226,7 @@ class LiveExecutionMonitor:
         self._key_by_routes(events)
         if self.journal is not None:
             self.journal.append(events)
-        self.store.add(events)
+        self._keep(events)
 
     def begin_drain(self) -> None:
         """The server is shutting down: new requests get 503 and open streams end."""
@@ -199,6 +244,8 @@ class LiveExecutionMonitor:
             log.warning("stopping: %s; the shared monitoring state was left as it was", exc)
         finally:
             self.alerts.close()
+            if self.journal_restore is not None:
+                self.journal_restore.stop()
             if self.journal is not None:
                 self.journal.close()
 
@@ -225,7 +272,7 @@ class LiveExecutionMonitor:
         prepare_events(batch, self.scrubber)
         tag_own_traffic(batch)
         self._key_by_routes(batch)
-        self.store.add(batch)
+        self._keep(batch)
 
     def record_own(self, event: ExecutionEvent) -> None:
         """Record one of the monitor's own API calls, a side effect that must never change the
@@ -269,7 +316,11 @@ class LiveExecutionMonitor:
 
     def window_stats(self) -> PairStats:
         """The store's window, the browser's calls keyed by the server's routes as now known
-        (also those counted before their route was learned)."""
+        (also those counted before their route was learned); empty while the journal is read back."""
+        if self.restoring:
+            stats = PairStats()
+            stats.backend.minutes = stats.frontend.minutes = self.store.window_s / 60
+            return stats
         stats = self.store.window_stats()
         self._sync_routes([])
         if len(self.routes):
@@ -318,6 +369,8 @@ class LiveExecutionMonitor:
     def pin_baseline(self) -> BaselineAnswer:
         """Pin the window as it is now as the baseline (journaled with --persist; shared by every
         process on Redis); the answer compares the window with it, so nothing has changed yet."""
+        if self.restoring:
+            raise StoreUnavailable("the journal (--persist) is being read back; pin once it is")
         stats = self.window_stats()
         pinned = pin_window(stats, self.differences(stats), self._clock(), self.store.window_s)
         if self.journal is not None:
@@ -370,6 +423,8 @@ class LiveExecutionMonitor:
             "self_events_dropped": self.self_events_dropped,
             **counts,
             "alerts": self.alerts.status(),
+            "restoring": self.restoring,
+            "restore": self.journal_restore.status() if self.journal_restore is not None else None,
         }
 
     def data(

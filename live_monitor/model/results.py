@@ -45,6 +45,7 @@ __all__ = [
     "PinnedEndpoint",
     "PinnedSide",
     "PinnedSummary",
+    "RestoreStatus",
     "SideSummary",
     "StatusAnswer",
     "SystemSample",
@@ -262,6 +263,18 @@ class AlertsStatus(TypedDict):
     check_errors: int  # checks that failed (the store unreachable, mostly)
 
 
+class RestoreStatus(TypedDict):
+    """The ``--persist`` journal read back at start, while the monitor already serves."""
+
+    state: Literal["restoring", "restored", "failed"]  # failed: the journal could not be read (see error)
+    loaded: int  # journaled events read back so far
+    total: int | None  # events to read back (the newest --max-events of each side); null until known
+    waiting: int  # events received during the restore: journaled and acknowledged, stored after the journal's
+    skipped: int  # journaled events that could not be read back (unreadable, or against a rule added since)
+    seconds: float  # how long the restore has taken so far
+    error: str | None  # why the restore stopped short, else null
+
+
 class StatusAnswer(TypedDict):
     """``GET /status``: the monitoring state, the sampler's health and the ingest counters."""
 
@@ -289,6 +302,8 @@ class StatusAnswer(TypedDict):
     otlp_grpc: OtlpGrpcStatus
     live_streams: int  # this process's open /stream connections
     alerts: AlertsStatus
+    restoring: bool  # the --persist journal is being read back: /ready answers 503 until it is all in
+    restore: RestoreStatus | None  # null without --persist
 
 
 class DifferencesAnswer(TypedDict):

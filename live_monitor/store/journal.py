@@ -12,18 +12,18 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import msgspec
 
 from live_monitor.model.baseline import PinnedBaseline
-from live_monitor.model.events import ExecutionEvent, event_problem
+from live_monitor.model.events import BatchError, ExecutionEvent, decode_batch
 from live_monitor.model.results import Episode
 from live_monitor.store import EPISODES_KEPT, StoreUnavailable
 from live_monitor.vocabulary import SERVICES
 
-_decoder = msgspec.json.Decoder(ExecutionEvent)
 _episode = msgspec.json.Decoder(Episode)
 _baseline = msgspec.json.Decoder(PinnedBaseline)
 _encoder = msgspec.json.Encoder()
@@ -31,6 +31,9 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 log = logging.getLogger("live_execution_monitor")
 _COLUMNS = {"id", "service", "body"}
 _TABLES = {"events", "episodes", "baseline"}  # events, the difference history (episodes by book), the pin
+# Rows a restore reads at once: a few MB of JSON, decoded in one call of a few milliseconds (the
+# monitor serves meanwhile, and a request waits for the GIL at most that long).
+CHUNK_ROWS = 8192
 
 
 class JournalError(ValueError):
@@ -174,38 +177,30 @@ class EventJournal:
             return
         self._appended = 0
 
+    def snapshot(self, chunk_rows: int = CHUNK_ROWS) -> JournalSnapshot:
+        """The newest ``keep`` events of each side as they are now, to be read back in chunks of
+        ``chunk_rows`` (see JournalSnapshot); JournalError when the journal cannot be read."""
+        return JournalSnapshot(self.path, self.keep, chunk_rows)
+
     def load(self) -> list[ExecutionEvent]:
-        """The newest ``keep`` events of each side, oldest first.
+        """The newest ``keep`` events of each side, oldest first, read at once.
 
         Rows that are unreadable, or break a rule added since they were written (a time out of
         range), are skipped with a warning; a damaged database raises JournalError.
         """
-        events: list[tuple[int, ExecutionEvent]] = []
+        events: list[ExecutionEvent] = []
         skipped: list[str] = []
-        with self._lock:
-            try:
-                for service in SERVICES:
-                    cursor = self._db.execute(
-                        "SELECT id, body FROM events WHERE service = ? ORDER BY id DESC LIMIT ?",
-                        (service, self.keep),
-                    )
-                    for row_id, body in cursor:
-                        try:
-                            event = _decoder.decode(body)
-                        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
-                            skipped.append(str(exc))
-                            continue
-                        problem = event_problem(event)
-                        if problem:
-                            skipped.append(problem)
-                        else:
-                            events.append((row_id, event))
-            except sqlite3.DatabaseError as exc:
-                raise JournalError(f"{self.path}: cannot read the journal: {exc}") from None
+        snapshot = self.snapshot()
+        try:
+            for chunk in snapshot.chunks():
+                decoded = snapshot.decode(chunk)
+                events += decoded.events
+                skipped += decoded.skipped
+        finally:
+            snapshot.close()
         if skipped:
             log.warning("%s: skipped %d journaled event(s), e.g. %s", self.path, len(skipped), skipped[0])
-        events.sort(key=lambda pair: pair[0])
-        return [e for _, e in events]
+        return events
 
     def save_episode(self, book: str, episode: Episode) -> None:
         """Commit an episode as it now is (opened, raised or resolved); the newest
@@ -277,5 +272,123 @@ class EventJournal:
 
     def close(self) -> None:
         """Close the database."""
+        with self._lock:
+            self._db.close()
+
+
+class Chunk(NamedTuple):
+    """Journaled events as read, not yet decoded: ``body`` is the JSON array of the ``rows``
+    rows after ``after`` up to ``last`` (row ids), oldest first."""
+
+    body: bytes
+    rows: int
+    after: int
+    last: int
+
+
+class Decoded(NamedTuple):
+    """A chunk's events that can be read back, oldest first, and why the others cannot."""
+
+    events: list[ExecutionEvent]
+    skipped: list[str]
+
+
+class JournalSnapshot:
+    """The journal's newest ``keep`` events of each side as they stood when this was opened,
+    read back oldest first in chunks of ``chunk_rows`` rows.
+
+    It reads on a connection of its own inside one read transaction (WAL), so the batches
+    journaled meanwhile, and the trims they cause, are not seen; it writes nothing, so a kill
+    while it reads loses nothing. Reading costs SQLite's time, with the GIL released: a thread
+    reads ahead while another decodes. ``total`` is how many rows it holds. JournalError
+    when the database cannot be read.
+    """
+
+    def __init__(self, path: Path, keep: int, chunk_rows: int = CHUNK_ROWS) -> None:
+        self.path = path
+        self.chunk_rows = chunk_rows
+        self._lock = threading.Lock()  # one statement at a time: chunks() and a decode's re-read
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise JournalError(f"{path}: cannot read the journal: {exc}") from None
+        try:
+            self._db.execute("BEGIN")  # the first read below takes the snapshot
+            counts = dict(
+                self._db.execute("SELECT service, count(*) FROM events GROUP BY service").fetchall()
+            )
+            self._floors = {s: self._floor(s, keep) if counts.get(s, 0) > keep else 0 for s in SERVICES}
+            self.total = sum(min(counts.get(s, 0), keep) for s in SERVICES)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise JournalError(f"{path}: cannot read the journal: {exc}") from None
+        # Rows of a side older than its newest ``keep`` are passed over (trims leave up to twice
+        # as many); the services are the vocabulary's, never user input.
+        self._where = " AND ".join(
+            ["id > ?", "id >= ?"] + [f"(service != '{s}' OR id >= ?)" for s in SERVICES]
+        )
+        self._floor_args = (min(self._floors.values()), *self._floors.values())
+
+    def _floor(self, service: str, keep: int) -> int:
+        """The id of ``service``'s ``keep``-th newest row: older ones are not read back."""
+        row = self._db.execute(
+            "SELECT id FROM events WHERE service = ? ORDER BY id DESC LIMIT 1 OFFSET ?", (service, keep - 1)
+        ).fetchone()
+        return int(row[0])
+
+    def chunks(self) -> Iterator[Chunk]:
+        """The rows as JSON arrays of up to ``chunk_rows`` events, oldest first, made by SQLite
+        (one string per chunk, not a Python object per row); JournalError when it cannot read."""
+        # Before SQLite 3.44 group_concat takes no ORDER BY: it joins in the order of the
+        # subquery's rows, which a LIMIT keeps from being flattened into the aggregate.
+        order = " ORDER BY id" if sqlite3.sqlite_version_info >= (3, 44) else ""
+        query = (
+            f"SELECT count(*), max(id), CAST('[' || group_concat(body, ','{order}) || ']' AS BLOB) "
+            f"FROM (SELECT id, body FROM events WHERE {self._where} ORDER BY id LIMIT ?)"
+        )
+        after = 0
+        while True:
+            rows, last, body = self._read(query, (after, *self._floor_args, self.chunk_rows))[0]
+            if not rows:
+                return
+            yield Chunk(body, rows, after, last)
+            after = last
+
+    def decode(self, chunk: Chunk) -> Decoded:
+        """The chunk's events, decoded and checked as an ingested batch is (in one call); when
+        a row is not JSON at all, the chunk's rows are read again and decoded one by one."""
+        try:
+            result = decode_batch(chunk.body, chunk.rows)
+        except BatchError:
+            return self._one_by_one(chunk)
+        return Decoded(result.events, [error["error"] for error in result.errors])
+
+    def _one_by_one(self, chunk: Chunk) -> Decoded:
+        """Decode the chunk's rows one at a time, skipping those that cannot be read."""
+        where = self._where.replace("id > ?", "id > ? AND id <= ?", 1)
+        query = f"SELECT body FROM events WHERE {where} ORDER BY id"
+        events: list[ExecutionEvent] = []
+        skipped: list[str] = []
+        for (body,) in self._read(query, (chunk.after, chunk.last, *self._floor_args)):
+            raw = body.encode() if isinstance(body, str) else body
+            try:
+                result = decode_batch(b"[" + raw + b"]", 1)
+            except BatchError as exc:
+                skipped.append(str(exc))
+                continue
+            events += result.events
+            skipped += [error["error"] for error in result.errors]
+        return Decoded(events, skipped)
+
+    def _read(self, query: str, args: tuple[int, ...]) -> list[Any]:
+        """The rows of one query in the snapshot; JournalError when the database is damaged."""
+        with self._lock:
+            try:
+                return self._db.execute(query, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise JournalError(f"{self.path}: cannot read the journal: {exc}") from None
+
+    def close(self) -> None:
+        """End the read transaction and close the connection."""
         with self._lock:
             self._db.close()

@@ -6,11 +6,13 @@ snapshot and no caller can mutate shared state behind its back.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import msgspec
 
@@ -88,23 +90,55 @@ class EventStore:
     def restore(self, events: Iterable[ExecutionEvent]) -> int:
         """Put back events read from a journal, oldest first, each in the bucket of its own time.
 
-        They count in the figures (those still inside the window) and the totals, and in
-        the ``restored`` counter rather than ``accepted``.
+        They count in the figures (those still inside the window) and the totals, and in the
+        ``restored`` counter rather than ``accepted``; not in the activity chart, as they are not
+        new. A time before the current bucket counts in it, one to come counts as now. A long
+        journal may come back in several calls, oldest first, before anything else is added or
+        the window read (the monitor sees to that): each bucket is closed by the next events'.
+        The events of one bucket are kept and counted as one batch arriving at the newest of
+        their times, so a million events come back in seconds rather than a dozen Python
+        steps each; those of buckets already out of the window are tallied but never counted
+        in a bucket, which would only be taken out of the window's figures again.
         """
-        now = self._clock()
-        restored = 0
+        events = events if isinstance(events, list) else list(events)
+        now, width = self._clock(), self.bucket_s
+        gone = now - self.window_s - width  # a bucket that starts by then is out of the window
+
+        def flush(group: list[ExecutionEvent], start: float, newest: datetime) -> None:
+            if not group:
+                return
+            at = newest.timestamp()
+            if start > gone or self._current is not None:
+                self._add_locked(group, at, self._bucket(at))
+                return
+            self._add_locked(group, at, PairStats())  # no bucket: _settle leaves the queue
+            pending, self._pending = self._pending, []
+            for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
+                self._tallies.add_events(service, mine)
+
+        # Times compared as the aware datetimes events keep: a conversion per bucket, not per event.
+        stamps = cast("list[datetime]", [e.timestamp for e in events])
         with self._lock:
-            for event in events:
-                at = min(event.epoch, now)
-                if self._current is not None and at < self._current[0]:
-                    at = self._current[0]
-                if self._first_event_at is None:
-                    self._first_event_at = at
-                self._add_locked([event], at, self._bucket(at))
-                restored += 1
-            self._counters["restored"] += restored
-            self._bucket(now)
-        return restored
+            ticks = self._since_tick.copy()
+            floor = start = self._current[0] if self._current is not None else -math.inf
+            latest, end, newest = _moment(now), _moment(start + width), _moment(start)
+            first = 0
+            for i, at in enumerate(stamps):
+                if at > latest:
+                    at = latest
+                if at >= end:
+                    flush(events[first:i], start, newest)
+                    first, epoch = i, at.timestamp()
+                    start = epoch - epoch % width
+                    end, newest = _moment(start + width), at
+                elif at > newest:
+                    newest = at
+            flush(events[first:], start, newest)
+            if self._first_event_at is None and events:
+                self._first_event_at = max(min(events[0].epoch, now), floor)
+            self._counters["restored"] += len(events)
+            self._since_tick = ticks
+        return len(events)
 
     def _add_locked(self, events: list[ExecutionEvent], now: float, bucket: PairStats) -> None:
         """Keep a batch and queue it for the current bucket's figures (lock held).
@@ -373,6 +407,11 @@ class _Book:
     def __init__(self) -> None:
         self.open: dict[str, Episode] = {}
         self.closed: deque[Episode] = deque(maxlen=EPISODES_KEPT)
+
+
+def _moment(epoch: float) -> datetime:
+    """``epoch`` as an aware datetime; the earliest one for minus infinity (no bucket yet)."""
+    return datetime.fromtimestamp(epoch, UTC) if epoch > -math.inf else datetime.min.replace(tzinfo=UTC)
 
 
 def _newest(store: deque[ExecutionEvent], limit: int, include_self: bool) -> Iterator[ExecutionEvent]:

@@ -104,8 +104,13 @@ def health() -> Response:
 
 @bp.get(READY_PATH)
 def ready() -> Response:
-    """Readiness: 200 when the store answers; 503 with Retry-After while it is unreachable."""
-    _monitor().ready()
+    """Readiness: 200 when the store answers and the --persist journal is read back; 503 with
+    Retry-After and the reason while the store is unreachable or the journal is read back."""
+    monitor = _monitor()
+    monitor.ready()
+    reason = monitor.not_ready()
+    if reason is not None:
+        raise ApiError(503, reason, {"Retry-After": "1"})
     return jsonify(status="ready")
 
 

@@ -139,7 +139,8 @@ REASONS = {
     413: "body too large",
     415: "not JSON, or a Content-Encoding other than gzip or deflate",
     429: "too many requests from this browser",
-    503: "shutting down, overloaded, the store unreachable or (the stream) too many streams open",
+    503: "shutting down, overloaded, the store unreachable, (the stream) too many streams open, or "
+    "(/ready, pinning) the --persist journal still being read back",
 }
 
 
@@ -368,7 +369,8 @@ def _document(limits: _Limits) -> dict[str, Any]:
         },
         READY_PATH: {
             "get": _operation(
-                "Readiness: 200 when the store answers, 503 with Retry-After while it is unreachable",
+                "Readiness: 200 when the store answers and the --persist journal is read back; "
+                "503 with Retry-After and the reason while the store is unreachable or the journal is read back",
                 _json(_ref("Ready"), "ready to serve"),
                 secured=False,
             )

@@ -545,6 +545,8 @@ def serve(
 ) -> int:
     """Serve until interrupted; ``ready`` gets the base URL once the socket listens."""
     try:
+        # The journal (--persist) is read back once the socket listens: serving comes first.
+        monitor = monitor or LiveExecutionMonitor(settings, restore_later=True)
         app = create_app(settings, monitor)
     except JournalError as exc:  # the file changed since check_settings looked, or is read-only
         print(f"error: --persist {exc}", file=sys.stderr)
@@ -557,6 +559,7 @@ def serve(
         base = f"http://{host}:{port}"
         otlp_grpc = start_otlp_grpc(app, settings)
         print(f"Live Execution Monitor (debug) serving on {base}", flush=True)
+        monitor.restore_in_background()
         if ready:
             ready(base)
         try:
@@ -593,6 +596,7 @@ def serve(
     monitor.served_at(base)  # the dashboard's address in alert messages
     if sock is None:
         print(f"Live Execution Monitor serving on {base}", flush=True)
+    monitor.restore_in_background()
     if ready:
         ready(base)
     # Ingest threads take the store's lock while they count a queue of events (a few ms);
