@@ -112,8 +112,8 @@ class EventStore:
                 self._add_locked(group, at, self._bucket(at))
                 return
             self._add_locked(group, at, PairStats())  # no bucket: _settle leaves the queue
-            pending, self._pending = self._pending, []
-            for service, mine in zip(SERVICES, policy.by_side(pending), strict=True):
+            pending, self._pending, self._pending_count = self._pending, ([], []), 0
+            for service, mine in zip(SERVICES, pending, strict=True):
                 self._tallies.add_events(service, mine)
 
         # Times compared as the aware datetimes events keep: a conversion per bucket, not per event.
