@@ -25,9 +25,11 @@ from live_monitor.store.memory import EventStore
 from tests.helpers import (
     ENDPOINT,
     SERVICE,
+    FakeReader,
     Receiver,
     event,
     failing_payments,
+    reading,
     run_monitor,
     wait_for,
     wait_for_workers,
@@ -89,6 +91,27 @@ def test_an_anomaly_that_comes_and_goes_sends_one_open_and_one_resolved_message(
             ("resolved", ENDPOINT),
         ]
         assert wait_for(lambda: monitor.alerts.status()["sent"] == 4)
+    finally:
+        monitor.close()
+
+
+def test_each_sampler_tick_checks_the_alerts_on_the_differences_it_computed(redis_server, clock):
+    """No thread of their own: the sampler's tick (one wake-up a second) runs the check, and a
+    tick that finds the store down still counts a failed check, without stopping the ticks."""
+    settings = {"window": 60, "self_monitor": False, "store": redis_server.url}
+    monitor = LiveExecutionMonitor(settings, reader=FakeReader([reading()]), clock=clock)
+    try:
+        monitor.record(*failing_payments(clock))
+        monitor.sampler.tick()
+        assert sorted(monitor.history.open_now(ALERTS)) == [ENDPOINT, SERVICE]
+        clock.advance(1)
+        monitor.sampler.tick()
+        assert (monitor.alerts.checks, monitor.alerts.check_errors) == (2, 0)
+        redis_server.stop()
+        clock.advance(1)
+        with pytest.raises(StoreUnavailable):  # the sampler's loop counts it in sampler_errors
+            monitor.sampler.tick()
+        assert (monitor.alerts.checks, monitor.alerts.check_errors) == (3, 1)
     finally:
         monitor.close()
 
@@ -328,6 +351,16 @@ def test_a_message_is_given_up_after_its_attempts_and_a_full_queue_drops_without
         }
     finally:
         slow.close()  # wakes the backoff at once
+    assert not any(thread.is_alive() for thread in slow._threads)
+
+
+def test_closing_an_idle_sender_wakes_its_threads_at_once():
+    """A delivery thread blocks on its queue without a timeout (no wake-up while idle), so close()
+    must wake it: a thread still alive after close() (which waits up to 5 s) would be stuck."""
+    sender = WebhookSender(["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"])
+    sender.close()
+    assert not any(thread.is_alive() for thread in sender._threads)
+    assert sender.status()["sent"] == sender.status()["failed"] == 0
 
 
 def test_status_and_metrics_count_what_became_of_the_messages(make_app, receiver, clock):

@@ -120,8 +120,7 @@ class LiveExecutionMonitor:
             changed = self.store.set_monitoring(True, self._clock())
             if changed:
                 self.store.take_tick_counts()
-            self.sampler.start()
-            self.alerts.start()
+            self.sampler.start()  # its ticks run the alert checks too
             return changed
 
     def stop(self) -> bool:
@@ -129,7 +128,6 @@ class LiveExecutionMonitor:
         with self._lock:
             changed = self.store.set_monitoring(False, self._clock())
             self.sampler.stop()
-            self.alerts.stop()
         with self._tick:
             self._tick.notify_all()
         return changed
@@ -153,10 +151,8 @@ class LiveExecutionMonitor:
         if started is not None and not self.sampler.running and not self.draining:
             self.store.take_tick_counts()  # as start() does: no spike of what came while stopped
             self.sampler.start()
-            self.alerts.start()
         elif started is None and self.sampler.running:
             self.sampler.stop()
-            self.alerts.stop()
         return started, elapsed
 
     # --- ingest --------------------------------------------------------------------------
@@ -248,16 +244,19 @@ class LiveExecutionMonitor:
     # --- periodic work -------------------------------------------------------------------
 
     def _on_tick(self, sample: dict[str, Any]) -> None:
-        """After each sample: an activity point and the differences; open streams are woken
-        even when the store is down (they end with a retry hint then)."""
+        """After each sample: an activity point, the differences and the alert check on them
+        (one wake-up a second for all three); open streams are woken even when the store is
+        down (they end with a retry hint then), and the alert check counts the outage."""
+        found: list[Difference] | None = None
         try:
             counts = self.store.take_tick_counts()
             self.activity.append({"timestamp": sample["timestamp"], **counts})
-            self.differences()
+            found = self.differences()
         finally:
             with self._tick:
                 self._tick_number += 1
                 self._tick.notify_all()
+            self.alerts.on_tick(found)  # never raises
 
     def wait_for_tick(self, after: int, timeout: float) -> int:
         """Block until a tick newer than ``after`` (or timeout); returns the tick number."""
