@@ -195,13 +195,24 @@ def _idle_row(
     grpc_share, grpc_wakes = share["idle"] - share["idle-no-grpc"], wakes["idle"] - wakes["idle-no-grpc"]
     note = (
         f"{what}; the CLI with {_idle_variants_label(other)}: {share[other]:.4f}%, {wakes[other]:.1f} wake-ups/s = "
-        f"{ratio[other]:.2f}x. OTLP/gRPC idle costs {grpc_share:+.4f}% and {grpc_wakes:+.1f} wake-ups/s: grpcio's "
-        "Python server thread polls its completion queue every 200 ms (a period compiled into grpcio, "
-        "to check for signals), and its C core's event-engine, timer and lifeguard threads wake about "
-        "once a second each; no server option changes them (turn it off with --otlp-grpc-port 0)"
+        f"{ratio[other]:.2f}x. OTLP/gRPC idle costs {grpc_share:+.4f}% and {grpc_wakes:+.1f} wake-ups/s: "
+        "the threads of grpcio's C core (three event-engine workers, a timer and a lifeguard) wake "
+        "one to two times a second each, which no server option changes; the Python side is grpc.aio, "
+        "whose threads block until a call comes (grpcio's threaded server polled every 200 ms, five "
+        "wake-ups a second more). Turn it off with --otlp-grpc-port 0"
     )
     if not target.met(ratio[name]) and name == "idle" and target.met(ratio["idle-no-grpc"]):
         note += f"; without OTLP/gRPC the idle monitor meets the target ({ratio['idle-no-grpc']:.2f}x)"
+    sampler = probed["sampler"]
+    alone = sampler["cpu_s"] / sampler["wall_s"] * 100 / share["bare"] if share["bare"] > 0 else 0.0
+    if not target.met(ratio["idle-no-grpc"]):
+        note += (
+            f". Without OTLP/gRPC a started monitor wakes once a second, for its sample; SystemSampler "
+            f"alone, in a process of its own, costs {alone:.2f}x the bare process: after an idle second, "
+            "reading /proc (stat, meminfo, statm; disks and network every 5th tick) and making the sample "
+            "costs more than the target leaves, so meeting it takes a cheaper reading or fewer samples "
+            "(--interval 2 halves the cost)"
+        )
     note += ". " + _sampler_note(probed)
     return Row(
         name,

@@ -109,6 +109,16 @@ def test_idle_rows_are_medians_of_window_ratios_and_say_what_grpc_costs(
     bare = bench_system._idle_row("idle-no-grpc", "OTLP/gRPC off (--otlp-grpc-port 0)", WINDOWS, probed)
     assert bare.ratio == pytest.approx(1.75) and bare.verdict == "PASS"
     assert "the CLI with OTLP/gRPC on: 0.0700%, 8.0 wake-ups/s = 5.00x" in bare.note
+    assert "SystemSampler alone, in a process of its own" not in bare.note  # said only when it fails
+
+
+def test_an_idle_row_short_of_its_target_without_grpc_says_what_the_sampler_costs_alone() -> None:
+    slow = [{**w, "idle-no-grpc": (w["bare"][0] * 3, 1.0)} for w in WINDOWS]
+    row = bench_system._idle_row(
+        "idle-no-grpc", "OTLP/gRPC off (--otlp-grpc-port 0)", slow, _canned_probes(1e-7)
+    )
+    assert row.ratio == pytest.approx(3.0) and row.verdict == "FAIL"
+    assert "SystemSampler alone, in a process of its own, costs 6.67x the bare process" in row.note
 
 
 def test_process_cpu_counts_every_thread_of_a_process() -> None:
