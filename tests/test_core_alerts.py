@@ -116,6 +116,33 @@ def test_each_sampler_tick_checks_the_alerts_on_the_differences_it_computed(redi
         monitor.close()
 
 
+def test_ticks_on_a_private_store_open_and_resolve_as_checks_do_though_quiet_ones_are_skipped(clock):
+    """In memory (this process's store alone) a tick that finds no difference after a check that
+    left nothing open skips the check's work; the alerts open, resolve and open again all the same."""
+    settings = {"window": 60, "self_monitor": False}
+    monitor = LiveExecutionMonitor(settings, reader=FakeReader([reading()]), clock=clock)
+    sent: list[dict[str, Any]] = []
+    monitor.alerts._notify = sent.append
+
+    def ticks(count: int, step: float = 30.0) -> None:
+        for _ in range(count):
+            clock.advance(step)
+            monitor.sampler.tick()
+
+    ticks(3)  # quiet
+    monitor.record(*failing_payments(clock))
+    ticks(1, 1.0)
+    assert kinds(sent) == [("open", SERVICE), ("open", ENDPOINT)]
+    ticks(5)  # the events leave the window after 60 s; resolved after three checks over 60 s
+    assert kinds(sent[2:]) == [("resolved", SERVICE), ("resolved", ENDPOINT)]
+    assert monitor.history.open_now(ALERTS) == {}
+    ticks(3)  # quiet again
+    monitor.record(*failing_payments(clock))
+    ticks(1, 1.0)
+    assert kinds(sent[4:]) == [("open", SERVICE), ("open", ENDPOINT)]  # back: opened at once
+    assert (monitor.alerts.checks, monitor.alerts.check_errors) == (13, 0)
+
+
 def difference(severity: str, key: str = "GET /api/pay") -> Difference:
     return Difference(
         type="performance",

@@ -91,13 +91,16 @@ class Tracker:
         self._resolve_checks = resolve_checks
         self._resolve_after_s = resolve_after_s
         self._below: dict[str, tuple[int, float]] = {}  # open id -> (checks below in a row, since)
+        self.quiet = False  # the last check found nothing open, nothing current, nothing pending
 
     def check(self, found: Sequence[Difference], emit: Callable[[Kind, Episode], None]) -> None:
         """One check: ``emit`` each episode this call opens or resolves, right after the store's
         transition is won, so a StoreUnavailable midway (raised) loses none of what was done."""
         now = self._clock()
         current = {difference_id(d): d for d in found if severity_rank(d.severity) >= self.floor}
+        self.quiet = False
         opened = self.history.open_now(self.book)
+        self.quiet = not current and not opened and not self._below  # then this check does nothing
         for key, difference in current.items():
             self._below.pop(key, None)
             episode = opened.get(key)
@@ -127,7 +130,10 @@ class AlertLoop:
 
     The monitor's sampler calls ``on_tick`` (it has no thread of its own); ``differences``,
     ``clock`` and ``notify`` are injectable, so tests drive ``check()`` by hand and assert the
-    exact messages without sleeping.
+    exact messages without sleeping. With a ``private`` store (this process's alone: nothing
+    but this loop opens or closes an episode) a tick that finds no difference after a check
+    that found nothing open is counted and skipped: it would change nothing, and an idle
+    monitor's tick is cheaper without it.
     """
 
     def __init__(
@@ -141,8 +147,10 @@ class AlertLoop:
         clock: Callable[[], float] = time.time,
         resolve_checks: int = RESOLVE_CHECKS,
         resolve_after_s: float = RESOLVE_AFTER_S,
+        private: bool = False,
     ) -> None:
         self._differences = differences
+        self._private = private
         self.history = history
         self.min_severity = min_severity
         self._notify = notify
@@ -155,6 +163,7 @@ class AlertLoop:
         self.checks = 0  # checks run, failed ones included
         self.check_errors = 0
         self._failing = False  # the last check failed: log again only once checks work
+        self._quiet = False  # the last check succeeded and left nothing open or pending
         self.sender: WebhookSender | None = None
 
     @classmethod
@@ -165,6 +174,7 @@ class AlertLoop:
         history: History,
         clock: Callable[[], float],
         dashboard_url: Callable[[], str],
+        private: bool = False,
     ) -> AlertLoop:
         """A monitor's loop: its alert settings, and a sender for ``--alert-webhook``
         (none without one: the history is kept all the same)."""
@@ -177,6 +187,7 @@ class AlertLoop:
             notify=sender.submit if sender else None,
             dashboard_url=dashboard_url,
             clock=clock,
+            private=private,
         )
         loop.sender = sender
         return loop
@@ -196,7 +207,11 @@ class AlertLoop:
 
         with self._checking:
             self.checks += 1
-            self._failed(self._check_all(emit, found))
+            if self._private and self._quiet and found is not None and not found:
+                return messages  # nothing open, nothing found: nothing to do (see the class)
+            failure = self._check_all(emit, found)
+            self._quiet = failure is None and all(tracker.quiet for tracker in self._trackers)
+            self._failed(failure)
         return messages
 
     def _check_all(

@@ -39,6 +39,7 @@ from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
+from live_monitor.store.memory import EventStore
 from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
@@ -101,7 +102,10 @@ class LiveExecutionMonitor:
                 self.store.set_baseline(pinned)  # the baseline pinned before the restart
         self.url = s["public_url"] or f"http://{s['host']}:{s['port']}/"  # the dashboard, for alerts
         self.history = History(self.store, self.journal)  # restored from the journal with --persist
-        self.alerts = AlertLoop.from_settings(s, self.differences, self.history, clock, lambda: self.url)
+        private = isinstance(self.store, EventStore)  # no other process opens or closes an episode
+        self.alerts = AlertLoop.from_settings(
+            s, self.differences, self.history, clock, lambda: self.url, private=private
+        )
 
     # --- control -------------------------------------------------------------------------
 
