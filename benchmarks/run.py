@@ -48,7 +48,7 @@ GROUPS: dict[str, tuple[GroupFn, tuple[str, ...]]] = {
     "middleware": (bench_inprocess.middleware_rows, ("middleware",)),
     "data": (bench_inprocess.data_rows, ("data-scaling", "differences-scaling", "endpoint-scaling")),
     "memory": (bench_system.memory_rows, ("memory", "rss")),
-    "sampler": (bench_system.sampler_rows, ("sampler",)),
+    "idle": (bench_system.idle_rows, bench_system.IDLE_ROWS),
     "ingest": (bench_server.ingest_rows, bench_server.INGEST_ROWS),
     "middleware-load": (bench_server.middleware_load_rows, ("middleware-load",)),
     "redis": (bench_scaleout.scaleout_rows, bench_scaleout.ROWS),

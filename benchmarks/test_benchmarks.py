@@ -13,12 +13,13 @@ import time
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from benchmarks import bench_restart, bench_scaleout, bench_system, bench_tools, run, stages
 from benchmarks.chart import results_svg
-from benchmarks.common import Context, Row, Target, batch_bodies
+from benchmarks.common import Row, Target, batch_bodies
 from benchmarks.load import run_load
 
 MIB = 1024 * 1024
@@ -105,14 +106,18 @@ def test_sampler_probe_counts_its_ticks_and_a_warm_tick(capsys: pytest.CaptureFi
     assert result["warm_tick_s"] > 0
 
 
-def _canned_probes(monkeypatch: pytest.MonkeyPatch, idle_1ms_page_s: float) -> None:
-    """Replaces the sampler row's subprocesses with results shaped like the probes' JSON."""
-    cpu = {"cpu_s": 0.005, "wall_s": 5.0, "ticks": 5, "reader": "ProcReader", "warm_tick_s": None}
-    results = {kind: dict(cpu) for kind in bench_system.CPU_PROBES if kind != "cold"}
-    results["sampler"]["warm_tick_s"] = 25e-6
-    results["cold"] = {"idle_1s_page_s": 2e-6, "idle_1ms_page_s": idle_1ms_page_s, "rounds": 4}
-    monkeypatch.setattr(bench_system, "_probe", lambda kind, *args: kind)
-    monkeypatch.setattr(bench_system, "_result", lambda kind, timeout: results[kind])
+def _canned_probes(idle_1ms_page_s: float) -> dict[str, dict[str, Any]]:
+    """Results shaped like the sampler and cold probes' JSON."""
+    sampler = {"cpu_s": 0.005, "wall_s": 5.0, "ticks": 5, "reader": "ProcReader", "warm_tick_s": 25e-6}
+    cold = {"idle_1s_page_s": 2e-6, "idle_1ms_page_s": idle_1ms_page_s, "rounds": 4}
+    return {"sampler": sampler, "cold": cold}
+
+
+# Two windows: (share of a core in %, wake-ups/s) per process.
+WINDOWS = [
+    {"bare": (0.010, 1.0), "idle": (0.060, 8.0), "idle-no-grpc": (0.020, 1.0)},
+    {"bare": (0.020, 1.0), "idle": (0.080, 8.0), "idle-no-grpc": (0.030, 1.0)},
+]
 
 
 @pytest.mark.parametrize(
@@ -122,14 +127,50 @@ def _canned_probes(monkeypatch: pytest.MonkeyPatch, idle_1ms_page_s: float) -> N
         (0.0, "took 2,000 ns of CPU, against one touched a millisecond before (0 ns; median of 4 rounds"),
     ],
 )
-def test_sampler_row_note_names_the_cold_page_figures_and_the_warm_tick(
-    idle_1ms_page_s: float, cold_figures: str, monkeypatch: pytest.MonkeyPatch
+def test_idle_rows_are_medians_of_window_ratios_and_say_what_grpc_costs(
+    idle_1ms_page_s: float, cold_figures: str
 ) -> None:
-    _canned_probes(monkeypatch, idle_1ms_page_s)
-    [row] = bench_system.sampler_rows(Context(quick=True, log=lambda message: None), {"sampler"})
-    assert row.name == "sampler" and row.ratio == pytest.approx(0.1)
-    assert cold_figures in row.note
-    assert "SystemSampler.tick() called back to back (memory warm) costs 25.0 µs, 0.0025% at 1 Hz" in row.note
+    probed = _canned_probes(idle_1ms_page_s)
+    grpc = bench_system._idle_row("idle", "OTLP/gRPC on (the default)", WINDOWS, probed)
+    assert grpc.ratio == pytest.approx(5.0) and grpc.verdict == "FAIL"  # 6x and 4x: the median
+    assert grpc.figure == "0.0700% of a core, 8.0 wake-ups/s"
+    assert "OTLP/gRPC idle costs +0.0450% and +7.0 wake-ups/s" in grpc.note
+    assert "without OTLP/gRPC the idle monitor meets the target (1.75x)" in grpc.note
+    assert cold_figures in grpc.note
+    assert "a tick costs 25.0 µs, 0.0025% at 1 Hz" in grpc.note
+    bare = bench_system._idle_row("idle-no-grpc", "OTLP/gRPC off (--otlp-grpc-port 0)", WINDOWS, probed)
+    assert bare.ratio == pytest.approx(1.75) and bare.verdict == "PASS"
+    assert "the CLI with OTLP/gRPC on: 0.0700%, 8.0 wake-ups/s = 5.00x" in bare.note
+    assert "SystemSampler alone, in a process of its own" not in bare.note  # said only when it fails
+
+
+def test_an_idle_row_short_of_its_target_without_grpc_says_what_the_sampler_costs_alone() -> None:
+    slow = [{**w, "idle-no-grpc": (w["bare"][0] * 3, 1.0)} for w in WINDOWS]
+    row = bench_system._idle_row(
+        "idle-no-grpc", "OTLP/gRPC off (--otlp-grpc-port 0)", slow, _canned_probes(1e-7)
+    )
+    assert row.ratio == pytest.approx(3.0) and row.verdict == "FAIL"
+    assert "SystemSampler alone, in a process of its own, costs 6.67x the bare process" in row.note
+
+
+def test_process_cpu_counts_every_thread_of_a_process() -> None:
+    """CPU in nanoseconds from /proc (psutil's clock ticks are too coarse for an idle process)."""
+    done, finish = threading.Event(), threading.Event()
+
+    def work() -> None:
+        sum(range(2_000_000))
+        done.set()
+        finish.wait(30)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    own = Path(f"/proc/{os.getpid()}/task/{thread.native_id}/schedstat")
+    assert done.wait(30)
+    busy = int(own.read_text().split()[0]) / 1e9  # the other thread's CPU alone
+    cpu, slices = bench_system.process_cpu(os.getpid())
+    finish.set()
+    thread.join()
+    assert cpu > busy > 0.01 and slices > 0
 
 
 @pytest.mark.parametrize("gnu_time", [True, False])

@@ -25,9 +25,11 @@ from live_monitor.store.memory import EventStore
 from tests.helpers import (
     ENDPOINT,
     SERVICE,
+    FakeReader,
     Receiver,
     event,
     failing_payments,
+    reading,
     run_monitor,
     wait_for,
     wait_for_workers,
@@ -91,6 +93,54 @@ def test_an_anomaly_that_comes_and_goes_sends_one_open_and_one_resolved_message(
         assert wait_for(lambda: monitor.alerts.status()["sent"] == 4)
     finally:
         monitor.close()
+
+
+def test_each_sampler_tick_checks_the_alerts_on_the_differences_it_computed(redis_server, clock):
+    """No thread of their own: the sampler's tick (one wake-up a second) runs the check, and a
+    tick that finds the store down still counts a failed check, without stopping the ticks."""
+    settings = {"window": 60, "self_monitor": False, "store": redis_server.url}
+    monitor = LiveExecutionMonitor(settings, reader=FakeReader([reading()]), clock=clock)
+    try:
+        monitor.record(*failing_payments(clock))
+        monitor.sampler.tick()
+        assert sorted(monitor.history.open_now(ALERTS)) == [ENDPOINT, SERVICE]
+        clock.advance(1)
+        monitor.sampler.tick()
+        assert (monitor.alerts.checks, monitor.alerts.check_errors) == (2, 0)
+        redis_server.stop()
+        clock.advance(1)
+        with pytest.raises(StoreUnavailable):  # the sampler's loop counts it in sampler_errors
+            monitor.sampler.tick()
+        assert (monitor.alerts.checks, monitor.alerts.check_errors) == (3, 1)
+    finally:
+        monitor.close()
+
+
+def test_ticks_on_a_private_store_open_and_resolve_as_checks_do_though_quiet_ones_are_skipped(clock):
+    """In memory (this process's store alone) a tick that finds no difference after a check that
+    left nothing open skips the check's work; the alerts open, resolve and open again all the same."""
+    settings = {"window": 60, "self_monitor": False}
+    monitor = LiveExecutionMonitor(settings, reader=FakeReader([reading()]), clock=clock)
+    sent: list[dict[str, Any]] = []
+    monitor.alerts._notify = sent.append
+
+    def ticks(count: int, step: float = 30.0) -> None:
+        for _ in range(count):
+            clock.advance(step)
+            monitor.sampler.tick()
+
+    ticks(3)  # quiet
+    monitor.record(*failing_payments(clock))
+    ticks(1, 1.0)
+    assert kinds(sent) == [("open", SERVICE), ("open", ENDPOINT)]
+    ticks(5)  # the events leave the window after 60 s; resolved after three checks over 60 s
+    assert kinds(sent[2:]) == [("resolved", SERVICE), ("resolved", ENDPOINT)]
+    assert monitor.history.open_now(ALERTS) == {}
+    ticks(3)  # quiet again
+    monitor.record(*failing_payments(clock))
+    ticks(1, 1.0)
+    assert kinds(sent[4:]) == [("open", SERVICE), ("open", ENDPOINT)]  # back: opened at once
+    assert (monitor.alerts.checks, monitor.alerts.check_errors) == (13, 0)
 
 
 def difference(severity: str, key: str = "GET /api/pay") -> Difference:
@@ -328,6 +378,16 @@ def test_a_message_is_given_up_after_its_attempts_and_a_full_queue_drops_without
         }
     finally:
         slow.close()  # wakes the backoff at once
+    assert not any(thread.is_alive() for thread in slow._threads)
+
+
+def test_closing_an_idle_sender_wakes_its_threads_at_once():
+    """A delivery thread blocks on its queue without a timeout (no wake-up while idle), so close()
+    must wake it: a thread still alive after close() (which waits up to 5 s) would be stuck."""
+    sender = WebhookSender(["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"])
+    sender.close()
+    assert not any(thread.is_alive() for thread in sender._threads)
+    assert sender.status()["sent"] == sender.status()["failed"] == 0
 
 
 def test_status_and_metrics_count_what_became_of_the_messages(make_app, receiver, clock):

@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, wait_for
 
 BATCH = json.dumps(
     [{"service": "frontend", "component": "api", "action": "GET /api/items/:id", "duration_ms": 20.0}] * 50
@@ -269,3 +270,62 @@ def test_requests_the_server_refuses_get_the_json_error_of_every_other_answer(st
         conn.request("POST", "/api/live-execution/events", small, {"Content-Type": "application/json"})
         assert json.loads(conn.getresponse().read())["accepted"] == 1
         conn.close()
+
+
+def idle_server(header_timeout: float = 10.0) -> Any:
+    """A WaitressServer on a free port answering 200, not yet serving."""
+    from live_monitor.web.server import WaitressServer
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    return WaitressServer(app, "127.0.0.1", 0, 2, 1024, header_timeout=header_timeout)
+
+
+def test_an_idle_server_stops_on_a_signal_whichever_thread_the_signal_lands_on():
+    """With no connection open the loop waits without a timeout (an idle monitor does not wake
+    for it); a SIGTERM the OS hands to another thread must still wake it and stop it."""
+    server = idle_server()
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    rescued = threading.Event()
+
+    def signal_another_thread() -> None:
+        raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert wait_for(lambda: not server._server.active_channels)  # idle: nothing open
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # lands on this thread, not the loop's
+        if not stopped.wait(10):  # the loop never woke: stop it so the test fails rather than hangs
+            rescued.set()
+            server.stop()
+
+    stopped = threading.Event()
+    signaller = threading.Thread(target=signal_another_thread, daemon=True)
+    try:
+        signaller.start()
+        server.serve_forever()  # on the main thread: it handles SIGTERM
+        stopped.set()
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    signaller.join(15)
+    assert not rescued.is_set(), "the SIGTERM did not wake the idle server loop"
+    assert server._signalled
+
+
+def test_a_deadline_is_enforced_for_a_connection_that_arrives_after_the_server_was_idle():
+    """The loop waits for good while idle, yet a client that then sends half a request is
+    still cut by --header-timeout (with the 408) and the server stops at once when asked."""
+    server = idle_server(header_timeout=0.3)
+    loop = threading.Thread(target=server.serve_forever, kwargs={"handle_signals": False}, daemon=True)
+    loop.start()
+    try:
+        status, _, body = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (status, body) == (200, b"ok")
+        assert wait_for(lambda: not server._server.active_channels)  # idle: the loop waits for good
+        status, _, body = raw_exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+        assert status == 408 and b"request not received in time" in body
+        assert wait_for(lambda: not server._server.active_channels)
+    finally:
+        server.stop()
+        loop.join(10)
+    assert not loop.is_alive()

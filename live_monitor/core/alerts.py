@@ -1,6 +1,8 @@
 """Alerts that reach people: webhook messages when a difference opens and when it resolves.
 
-``AlertLoop`` checks the monitor's differences every interval. Each check keeps the difference
+``AlertLoop`` checks the monitor's differences at every tick of its sampler (``--interval``), with
+the differences the tick has just computed: one wake-up a second for both, not two out of phase
+(on an idle machine each wake-up pays for re-warming what it touches). Each check keeps the difference
 history (``core.history``: every difference, at any severity) and the alerts (those at
 ``--alert-min-severity`` or above). A difference that reaches the floor opens an alert: ONE
 "open" message to every ``--alert-webhook``; none while it persists; ONE "resolved" once it
@@ -55,6 +57,7 @@ BACKOFF_S: Final = 0.5  # the first retry's delay, doubled at each retry ...
 BACKOFF_MAX_S: Final = 30.0  # ... up to this
 RETRIED_STATUSES: Final = frozenset({408, 425, 429})  # and every 5xx: the receiver may recover
 
+_CLOSING: Final = b""  # queued by close() to wake a delivery thread; a message is never empty
 NO_WEBHOOK: Final = {"webhooks": 0, "sent": 0, "failed": 0, "dropped": 0, "retries": 0, "queued": 0}
 
 Kind = Literal["open", "resolved"]
@@ -88,13 +91,16 @@ class Tracker:
         self._resolve_checks = resolve_checks
         self._resolve_after_s = resolve_after_s
         self._below: dict[str, tuple[int, float]] = {}  # open id -> (checks below in a row, since)
+        self.quiet = False  # the last check found nothing open, nothing current, nothing pending
 
     def check(self, found: Sequence[Difference], emit: Callable[[Kind, Episode], None]) -> None:
         """One check: ``emit`` each episode this call opens or resolves, right after the store's
         transition is won, so a StoreUnavailable midway (raised) loses none of what was done."""
         now = self._clock()
         current = {difference_id(d): d for d in found if severity_rank(d.severity) >= self.floor}
+        self.quiet = False
         opened = self.history.open_now(self.book)
+        self.quiet = not current and not opened and not self._below  # then this check does nothing
         for key, difference in current.items():
             self._below.pop(key, None)
             episode = opened.get(key)
@@ -120,10 +126,14 @@ class Tracker:
 
 
 class AlertLoop:
-    """Every ``interval``: check the differences, keep the history, queue the alert messages.
+    """At every tick: check the differences, keep the history, queue the alert messages.
 
-    ``differences``, ``clock`` and ``notify`` are injectable, so tests drive ``check()`` by
-    hand and assert the exact messages without sleeping.
+    The monitor's sampler calls ``on_tick`` (it has no thread of its own); ``differences``,
+    ``clock`` and ``notify`` are injectable, so tests drive ``check()`` by hand and assert the
+    exact messages without sleeping. With a ``private`` store (this process's alone: nothing
+    but this loop opens or closes an episode) a tick that finds no difference after a check
+    that found nothing open is counted and skipped: it would change nothing, and an idle
+    monitor's tick is cheaper without it.
     """
 
     def __init__(
@@ -135,27 +145,25 @@ class AlertLoop:
         notify: Callable[[dict[str, Any]], None] | None = None,
         dashboard_url: Callable[[], str] = lambda: "",
         clock: Callable[[], float] = time.time,
-        interval: float = 1.0,
         resolve_checks: int = RESOLVE_CHECKS,
         resolve_after_s: float = RESOLVE_AFTER_S,
+        private: bool = False,
     ) -> None:
         self._differences = differences
+        self._private = private
         self.history = history
         self.min_severity = min_severity
         self._notify = notify
         self._dashboard_url = dashboard_url
-        self.interval = interval
         self._trackers = tuple(
             Tracker(history, book, floor, clock, resolve_checks, resolve_after_s)
             for book, floor in ((DIFFERENCES, SEVERITIES[0]), (ALERTS, min_severity))
         )
-        self._lock = threading.Lock()  # the thread's start and stop
         self._checking = threading.Lock()  # one check at a time: the trackers' counts are shared
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.checks = 0  # checks run, failed ones included
         self.check_errors = 0
         self._failing = False  # the last check failed: log again only once checks work
+        self._quiet = False  # the last check succeeded and left nothing open or pending
         self.sender: WebhookSender | None = None
 
     @classmethod
@@ -166,8 +174,9 @@ class AlertLoop:
         history: History,
         clock: Callable[[], float],
         dashboard_url: Callable[[], str],
+        private: bool = False,
     ) -> AlertLoop:
-        """A monitor's loop: its interval and alert settings, and a sender for ``--alert-webhook``
+        """A monitor's loop: its alert settings, and a sender for ``--alert-webhook``
         (none without one: the history is kept all the same)."""
         webhooks = tuple(settings["alert_webhook"])
         sender = WebhookSender(webhooks) if webhooks else None
@@ -178,14 +187,14 @@ class AlertLoop:
             notify=sender.submit if sender else None,
             dashboard_url=dashboard_url,
             clock=clock,
-            interval=settings["interval"],
+            private=private,
         )
         loop.sender = sender
         return loop
 
-    def check(self) -> list[dict[str, Any]]:
-        """One check: the history kept, and the alert messages it queued, each queued as soon as
-        its transition is won. A store outage (or an unwritable journal) fails the check without
+    def check(self, found: Sequence[Difference] | None = None) -> list[dict[str, Any]]:
+        """One check of ``found`` (read from ``differences`` when None): the history kept, and
+        the alert messages it queued, each queued as soon as its transition is won. A store outage (or an unwritable journal) fails the check without
         raising: what was done before it stays done and sent, the next check goes on from there,
         and the failure is counted in ``check_errors`` and logged once per outage."""
         messages: list[dict[str, Any]] = []
@@ -198,16 +207,23 @@ class AlertLoop:
 
         with self._checking:
             self.checks += 1
-            self._failed(self._check_all(emit))
+            if self._private and self._quiet and found is not None and not found:
+                return messages  # nothing open, nothing found: nothing to do (see the class)
+            failure = self._check_all(emit, found)
+            self._quiet = failure is None and all(tracker.quiet for tracker in self._trackers)
+            self._failed(failure)
         return messages
 
-    def _check_all(self, emit: Callable[[Kind, Episode], None]) -> StoreUnavailable | None:
+    def _check_all(
+        self, emit: Callable[[Kind, Episode], None], found: Sequence[Difference] | None
+    ) -> StoreUnavailable | None:
         """Run both trackers, the history's and the alerts', neither stopped by the other
         failing, then journal what a failed journal write left behind; the first failure."""
-        try:
-            found = self._differences()
-        except StoreUnavailable as exc:
-            return exc
+        if found is None:
+            try:
+                found = self._differences()
+            except StoreUnavailable as exc:
+                return exc
         failures: list[StoreUnavailable] = []
         for tracker in self._trackers:
             try:
@@ -232,38 +248,21 @@ class AlertLoop:
             log.warning("alert check failed (%s); counted in check_errors, tried again every check", failure)
         self._failing = True
 
-    def start(self) -> None:
-        """Start checking every interval (nothing when already running)."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._run, args=(self._stop,), name="alerts", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop checking; open episodes stay open (the next start goes on from them)."""
-        with self._lock:
-            self._stop.set()
-            thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
+    def on_tick(self, found: Sequence[Difference] | None) -> None:
+        """The sampler's tick: one check of the differences it computed (None when it could not,
+        and the check reads them itself). Never raises: the sampler's thread must go on."""
+        try:
+            self.check(found)  # a store outage is counted and logged by the check itself
+        except Exception:  # noqa: BLE001 - the ticks must outlive a bad check
+            failing, self._failing = self._failing, True
+            self.check_errors += 1
+            if not failing:  # a traceback once, not one per check
+                log.exception("alert check failed")
 
     def close(self) -> None:
-        """Stop checking and stop the sender (messages still queued are not sent)."""
-        self.stop()
+        """Stop the sender (messages still queued are not sent); checks stop with the sampler."""
         if self.sender is not None:
             self.sender.close()
-
-    def _run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval):
-            try:
-                self.check()  # a store outage is counted and logged by the check itself
-            except Exception:  # noqa: BLE001 - the loop must outlive a bad check
-                failing, self._failing = self._failing, True
-                self.check_errors += 1
-                if not failing:  # a traceback once, not one per check
-                    log.exception("alert check failed")
 
     def status(self) -> dict[str, Any]:
         """For /status: this process's message counters and the alerts open now."""
@@ -393,6 +392,11 @@ class WebhookSender:
     def close(self, timeout: float = 5.0) -> None:
         """Stop the threads: a post in flight ends within its timeout, queued messages stay unsent."""
         self._stop.set()
+        for waiting in self._queues:  # wakes a thread blocked on its empty queue
+            try:
+                waiting.put_nowait(_CLOSING)
+            except queue.Full:  # its thread is busy: it sees the stop when done with that message
+                pass
         for thread in self._threads:
             thread.join(timeout)
 
@@ -401,13 +405,12 @@ class WebhookSender:
             self._counts[name] += n
 
     def _deliver(self, url: str, waiting: queue.Queue[bytes]) -> None:
-        """The thread of one webhook: post its messages one by one, in order."""
+        """The thread of one webhook: post its messages one by one, in order. It blocks on its
+        queue without a timeout (no wake-up while there is nothing to send); close() wakes it."""
         while not self._stop.is_set():
-            try:
-                body = waiting.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            self._count(self._post_until_done(url, body))
+            body = waiting.get()
+            if body:  # not close()'s empty wake-up
+                self._count(self._post_until_done(url, body))
 
     def _post_until_done(self, url: str, body: bytes) -> str:
         """Post ``body`` until the webhook takes it or ``attempts`` posts failed: the outcome."""

@@ -40,6 +40,7 @@ from live_monitor.model.stats import PairStats
 from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
+from live_monitor.store.memory import EventStore
 from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
@@ -104,8 +105,9 @@ class LiveExecutionMonitor:
                 self.journal_restore.run()
         self.url = s["public_url"] or f"http://{s['host']}:{s['port']}/"  # the dashboard, for alerts
         self.history = History(self.store, self.journal)  # restored from the journal with --persist
+        private = isinstance(self.store, EventStore)  # no other process opens or closes an episode
         self.alerts = AlertLoop.from_settings(
-            s, self._differences_to_check, self.history, clock, lambda: self.url
+            s, self._differences_to_check, self.history, clock, lambda: self.url, private=private
         )
 
     # --- the journal read back (--persist) ---------------------------------------------------
@@ -165,8 +167,7 @@ class LiveExecutionMonitor:
             changed = self.store.set_monitoring(True, self._clock())
             if changed:
                 self.store.take_tick_counts()
-            self.sampler.start()
-            self.alerts.start()
+            self.sampler.start()  # its ticks run the alert checks too
             return changed
 
     def stop(self) -> bool:
@@ -174,7 +175,6 @@ class LiveExecutionMonitor:
         with self._lock:
             changed = self.store.set_monitoring(False, self._clock())
             self.sampler.stop()
-            self.alerts.stop()
         with self._tick:
             self._tick.notify_all()
         return changed
@@ -198,10 +198,8 @@ class LiveExecutionMonitor:
         if started is not None and not self.sampler.running and not self.draining:
             self.store.take_tick_counts()  # as start() does: no spike of what came while stopped
             self.sampler.start()
-            self.alerts.start()
         elif started is None and self.sampler.running:
             self.sampler.stop()
-            self.alerts.stop()
         return started, elapsed
 
     # --- ingest --------------------------------------------------------------------------
@@ -295,16 +293,20 @@ class LiveExecutionMonitor:
     # --- periodic work -------------------------------------------------------------------
 
     def _on_tick(self, sample: dict[str, Any]) -> None:
-        """After each sample: an activity point and the differences; open streams are woken
-        even when the store is down (they end with a retry hint then)."""
+        """After each sample: an activity point, the differences and the alert check on them
+        (one wake-up a second for all three); open streams are woken even when the store is
+        down (they end with a retry hint then), and the alert check counts the outage."""
+        found: list[Difference] | None = None
         try:
             counts = self.store.take_tick_counts()
             self.activity.append({"timestamp": sample["timestamp"], **counts})
-            self.differences()
+            found = self.differences()
         finally:
             with self._tick:
                 self._tick_number += 1
                 self._tick.notify_all()
+            # while the journal is read back the check reads for itself, and fails: see below
+            self.alerts.on_tick(None if self.restoring else found)  # never raises
 
     def wait_for_tick(self, after: int, timeout: float) -> int:
         """Block until a tick newer than ``after`` (or timeout); returns the tick number."""

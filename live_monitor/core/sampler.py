@@ -6,7 +6,7 @@ hand it scripted counters and call ``tick()`` themselves to assert exact rates w
 
 Each tick is kept small because, on a mostly idle (virtual) machine, caches are cold after
 every idle second and a wake-up costs roughly in proportion to the code and data it touches;
-the benchmark's sampler row measures it beside a bare thread waking at 1 Hz.
+the benchmark's idle row measures the started CLI beside a bare thread waking at 1 Hz.
 """
 
 from __future__ import annotations
@@ -317,7 +317,8 @@ class SystemSampler:
     ``start()`` and ``stop()`` are idempotent and never leave two threads running. Between
     ticks the thread blocks on a plain lock that ``stop()`` releases: that wait wakes at the
     next scheduled tick or at once on stop, and costs less per wake than threading.Event.
-    ``on_tick`` is called after each sample (the monitor recomputes its differences there).
+    ``on_tick`` is called after each sample (the monitor recomputes its differences and checks
+    its alerts there: the one periodic wake-up of a started monitor).
     """
 
     def __init__(

@@ -7,12 +7,19 @@ call's metadata), the same size cap (``--max-body-bytes``, after decompression),
 shedding, and the items and refusals counted in the same ``OtlpReceiver``, so ``/status`` and
 ``/metrics`` show both transports together. Refusals carry the gRPC status codes the OTLP
 specification names; rejected items come back as ``partial_success``.
+
+The server is grpcio's asyncio one (``grpc.aio``) on an event loop in a thread of its own, with
+the Export handlers run in a thread pool as before: idle, its threads block until a call comes.
+grpcio's threaded server polls its completion queue every 200 ms to check for signals (a period
+compiled into grpcio), five wake-ups a second that cost an idle monitor more than its sampler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from concurrent import futures
 from typing import Any, NoReturn
@@ -54,57 +61,76 @@ class OtlpGrpcServer:
         self.app = app
         self.host, self.port, self.shared = host, port, shared
         self.listening = False
-        self._server: Any = None
-        self._pool: futures.ThreadPoolExecutor | None = None
-        self._stopped: Any = None  # the threading.Event grpcio's stop() returns
+        self._server: Any = None  # the grpc.aio server, used on its loop's thread only
+        self._pool: futures.ThreadPoolExecutor | None = None  # where the Export handlers run
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: futures.Future[None] | None = None  # the server's stop, once asked
 
     def start(self) -> bool:
         """Bind and serve; False (after one logged warning) when the port cannot be bound."""
         if not self.port:
             return False
+        address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        if not self.shared and _taken(self.host, self.port):  # grpcio's own log line says it less clearly
+            log.warning("%s", port_taken(address))
+            return False
         settings = self.app.config["LIVE_MONITOR_SETTINGS"]
         self._pool = futures.ThreadPoolExecutor(
             max_workers=settings["threads"], thread_name_prefix="otlp-grpc"
         )
-        server = grpc.server(
-            self._pool,
+        self._loop = loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="otlp-grpc-loop", daemon=True)
+        self._thread.start()
+        bound = asyncio.run_coroutine_threadsafe(
+            self._serve(address, settings["max_body_bytes"]), loop
+        ).result()
+        if not bound:
+            log.warning("%s", port_taken(address))
+            self._end_loop()
+            return False
+        self.port, self.listening = bound, True
+        return True
+
+    async def _serve(self, address: str, max_body_bytes: int) -> int:
+        """On the loop's thread: make the server, bind and start it; the port bound, 0 when taken."""
+        server = grpc.aio.server(
+            migration_thread_pool=self._pool,  # the handlers are plain functions: run there
             handlers=[_handler(signal, self._export) for signal in SIGNALS.values()],
             options=[
-                ("grpc.max_receive_message_length", settings["max_body_bytes"]),
+                ("grpc.max_receive_message_length", max_body_bytes),
                 ("grpc.so_reuseport", int(self.shared)),
             ],
         )
-        address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        bound = self._bind(server, address)
-        if not bound:
-            log.warning("%s", port_taken(address))
-            server.stop(None)
-            self._pool.shutdown(wait=False)
-            return False
-        server.start()
-        self._server, self.port, self.listening = server, bound, True
-        return True
-
-    def _bind(self, server: Any, address: str) -> int:
-        """The port bound, 0 when taken. A port of our own is probed first: grpcio's log line
-        on a failed bind says it less clearly than our warning."""
-        if not self.shared and _taken(self.host, self.port):
-            return 0
         try:
-            return int(server.add_insecure_port(address))
+            bound = int(server.add_insecure_port(address))
         except RuntimeError:  # grpcio raises when the bind fails (older versions returned 0)
+            bound = 0
+        if not bound:
+            await server.stop(None)
             return 0
+        await server.start()
+        self._server = server
+        return bound
 
     def stop(self, grace: float | None = None, wait: bool = True) -> None:
         """Refuse new calls and let those in flight finish within ``grace`` seconds; ``wait``
         for them (a second call only waits for the first one's calls)."""
-        if self._server is not None and self._stopped is None:
-            self._stopped = self._server.stop(grace)
+        if self._server is not None and self._stopped is None and self._loop is not None:
+            self._stopped = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
             self.listening = False
         if wait and self._stopped is not None:
-            self._stopped.wait()
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
+            self._stopped.result()
+            self._end_loop()
+
+    def _end_loop(self) -> None:
+        """Stop the event loop and its thread, and the handlers' pool."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def status(self) -> dict[str, Any]:
         """What ``/status`` shows as ``otlp_grpc``."""

@@ -11,6 +11,8 @@ then stops listening: a client sees a response or a 503, never a reset.
 A body over --max-body-bytes is read and thrown away before the 413 (``_Parser``), so a client
 still sending it reads the answer rather than a reset.
 
+While no connection is open the server loop blocks without a timeout, so an idle
+monitor does not wake for it (a new connection, stop() and signals wake it).
 Slow clients cannot lock others out: the server loop polls (``select()`` fails past 1,024
 descriptors), the open-file limit is raised to fit --max-connections, a request's headers are due
 within --header-timeout and its body within --body-timeout (waitress's own timeout counts only
@@ -44,6 +46,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 from waitress.task import ErrorTask
+from waitress.trigger import trigger
 from waitress.utilities import RequestEntityTooLarge
 
 from live_monitor.core.monitor import LiveExecutionMonitor
@@ -315,6 +318,8 @@ class WaitressServer:
         self.max_connections = max_connections
         self.header_timeout, self.body_timeout = header_timeout, body_timeout
         self._next_check = 0.0
+        self._polled_at = 0.0  # when the loop last began waiting (and then read what had come)
+        self._not_connections = 0  # entries of the map beyond waitress's own that are no connection
         self._made_room = 0  # connections closed at the limit
         self._next_warning = 0.0
         self._stopping = threading.Event()
@@ -337,18 +342,51 @@ class WaitressServer:
 
     def serve_forever(self, handle_signals: bool = True) -> None:
         """Serve until stop() (or SIGTERM/SIGINT when ``handle_signals``), then drain."""
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, self._on_signal)
         server = self._server
         adj = server.adj
-        while not (self._signalled or self._stopping.is_set()):
-            self._make_room()
-            wasyncore.loop(
-                timeout=adj.asyncore_loop_timeout, map=server._map, use_poll=adj.asyncore_use_poll, count=1
-            )
-            self._enforce_deadlines()
+        previous_wakeup: int | None = None  # the wakeup fd before ours, while ours is set
+        signals = handle_signals and threading.current_thread() is threading.main_thread()
+        if signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._on_signal)
+            previous_wakeup = self._wake_on_signals()
+        may_block = not signals or previous_wakeup is not None  # a signal can wake the loop
+        try:
+            while not (self._signalled or self._stopping.is_set()):
+                self._make_room()
+                timeout = self._loop_timeout(may_block)
+                self._polled_at = time.monotonic()
+                wasyncore.loop(timeout=timeout, map=server._map, use_poll=adj.asyncore_use_poll, count=1)
+                self._enforce_deadlines()
+        finally:
+            if previous_wakeup is not None:
+                signal.set_wakeup_fd(previous_wakeup)
         self._drain()
+
+    def _loop_timeout(self, may_block: bool) -> float | None:
+        """How long the loop may wait: for good while no connection is open (an idle monitor
+        then wakes only for its sampler): a new connection, stop() and a signal wake it (the
+        listener, the trigger pipes). With a connection open, waitress's timeout: the read
+        deadlines and its inactivity timeout are enforced between waits, and waitress counts
+        on it after some transitions (an answer whose client left does not wake the loop)."""
+        if may_block and not self._server.active_channels:
+            return None
+        return float(self._server.adj.asyncore_loop_timeout)
+
+    def _wake_on_signals(self) -> int | None:
+        """Have a signal wake the loop, whichever thread the OS hands it to: Python runs the
+        handler on the main thread only once its wait returns, so the signal's byte is written
+        to a pipe the loop polls (``signal.set_wakeup_fd``); the wakeup fd this replaced. None
+        where that cannot be done (not POSIX): the loop then keeps waitress's timeout."""
+        if os.name != "posix":
+            return None
+        server = self._server
+        wakeup = trigger(server._map)  # read and emptied by the loop; closed with the map
+        # The map holds one more entry that is no connection: the limits count the map.
+        server.adj.connection_limit += 1
+        self._not_connections += 1
+        os.set_blocking(wakeup.trigger, False)
+        return signal.set_wakeup_fd(wakeup.trigger, warn_on_full_buffer=False)
 
     def _channels(self) -> list[_Channel]:
         return [ch for ch in list(self._server._map.values()) if isinstance(ch, _Channel)]
@@ -367,11 +405,15 @@ class WaitressServer:
         """At the connection limit, where waitress would stop accepting (and a crowd of slow
         clients would keep everyone else out), close the connection that has waited longest for
         its request (between requests first) so that the next one is accepted. Connections whose
-        request the app holds are never closed: when all are such, waitress stops accepting."""
+        request the app holds are never closed: when all are such, waitress stops accepting. Nor
+        is one accepted since the loop last read: its request may be in, unread (closing it
+        would reset a client that did nothing wrong)."""
         server = self._server
-        if len(server._map) < self.max_connections:  # waitress counts its listeners in the map too
+        if (
+            len(server._map) - self._not_connections < self.max_connections
+        ):  # waitress counts its listeners too
             return
-        waiting = [ch for ch in self._channels() if ch.waiting()]
+        waiting = [ch for ch in self._channels() if ch.waiting() and ch.reading_since < self._polled_at]
         if not waiting:
             return
         oldest = min(waiting, key=lambda ch: (not ch.idle(), ch.reading_since))
