@@ -738,3 +738,32 @@ def test_a_name_that_scrubbing_would_lengthen_still_comes_back_after_a_restart(m
     ]
     assert "a:b@" not in back["component"] + back["action"]
     assert (len(back["component"]), len(back["action"])) == (128, 256)
+
+
+def test_events_with_the_same_details_share_one_dict_and_only_those():
+    """Details that repeat (a server's status and route) are kept once for all the events that
+    carry them, the largest saving per stored event; details that only look equal in Python
+    (1, 1.0 and true) keep their own, as does anything the caller could still change."""
+
+    def events(*details: dict[str, Any]) -> list[SimpleNamespace]:
+        return [
+            SimpleNamespace(component="c", action="a", details=dict(d), release=None, environment=None)
+            for d in details
+        ]
+
+    scrubber = Scrubber()
+    same = {"http_status": 200, "route": "/api/orders/:id"}
+    batch = events(
+        same, same, same, {"http_status": 200.0, "route": "/api/orders/:id"}, {"ok": True}, {"ok": 1}
+    )
+    scrubber.prepare(batch)
+    scrubber.prepare(more := events(same, {"ok": True}, {"ok": 1}))
+    assert batch[1].details is batch[2].details is more[0].details == same
+    assert batch[3].details is not batch[1].details and batch[3].details["http_status"].__class__ is float
+    assert [e.details for e in (*batch[4:], *more[1:])] == [{"ok": True}, {"ok": 1}, {"ok": True}, {"ok": 1}]
+    assert more[1].details["ok"] is True and more[2].details["ok"].__class__ is int
+    last = events(same)
+    given = last[0].details
+    scrubber.prepare(last)
+    given["route"] = "changed by its caller"
+    assert last[0].details == same  # the shared copy is the scrubber's own

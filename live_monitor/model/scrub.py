@@ -284,6 +284,7 @@ def _value(text: str, key: re.Match[str]) -> tuple[int, int]:
 
 # --- the scrubber ----------------------------------------------------------------------------
 
+_K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
@@ -294,7 +295,7 @@ def _no_longer(scrubbed: str, limit: int) -> str:
     return scrubbed if len(scrubbed) <= limit else scrubbed[:limit]
 
 
-def _remember(cache: dict[str, _V], key: str, value: _V) -> _V:
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
     """Keep ``value`` under ``key`` and return it; a full cache starts over, so a flood of
     distinct strings bounds the memory and never stops the sharing of those that repeat."""
     if len(cache) >= _MAX_CACHED:
@@ -321,6 +322,7 @@ class Scrubber:
         self._stems = _stems(names)
         self._verdicts: dict[str, int] = {}
         self.clean_strings: dict[str, str] = {}  # short strings found clean, shared by events
+        self.clean_details: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}  # details, shared
         self.names: dict[str, str] = {}  # components, and actions without a query, as kept
         self._endpoints: dict[str, str] = {}  # endpoint actions with a query, as kept
         self._others: dict[str, str] = {}  # other names with ``?`` or ``#``, as kept
@@ -543,6 +545,7 @@ class Scrubber:
             details = event.details
             if not details:
                 continue
+            repeated = True  # every value a short text seen before, or an int: the whole may repeat
             for key, value in details.items():
                 verdict = verdicts.get(key)
                 if verdict is None:
@@ -554,15 +557,31 @@ class Scrubber:
                     known = shared.get(value)
                     if known is not None:
                         details[key] = known  # the same text, shared in place
-                    elif self.text(value) is not value:
+                        continue
+                    if self.text(value) is not value:
                         break
-                elif (kind is int or kind is float) and -1e12 < value < 1e12:
+                elif kind is int and -1e12 < value < 1e12:
                     continue
+                elif kind is float and -1e12 < value < 1e12:
+                    pass
                 elif self.value(value) is not value:
                     break
+                repeated = False
             else:
+                if repeated:
+                    event.details = self._shared_details(details)
                 continue
             event.details = self.details(details)
+
+    def _shared_details(self, details: dict[str, Any]) -> dict[str, Any]:
+        """One dict for all events whose details are the same (a server's ``{"http_status": 200,
+        "route": "/api/orders/:id"}``): a dict of a few keys is the largest part of a stored
+        event. The one kept is a copy, which no caller holds and nothing changes in place."""
+        key = tuple(details.items())
+        known = self.clean_details.get(key)
+        if known is None:
+            known = _remember(self.clean_details, key, dict(details))
+        return known
 
 
 DEFAULT = Scrubber()  # the built-in rules: events built in Python are scrubbed with these
