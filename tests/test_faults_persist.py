@@ -144,6 +144,8 @@ def test_a_full_journal_answers_503_acknowledges_only_what_it_wrote_and_recovers
             unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
             resource.prlimit(server.proc.pid, resource.RLIMIT_FSIZE, unlimited)  # space again
             load.wait_for_acks(200)  # ingest recovers by itself
+            # the log line comes before the answer, but its reader thread may not have read it yet
+            wait_for(lambda: "the journal takes writes again" in "".join(server.output), timeout=10)
         output = "".join(server.output)
     with run_monitor("--persist", journal, *FLAGS) as restarted:  # no limit: read it back
         served = served_ids(restarted.url)
