@@ -75,6 +75,67 @@ def test_redis_figures_equal_the_in_memory_figures(redis_server, clock):
     assert [e.action for e in shared.recent(3)] == [e.action for e in memory.recent(3)]
 
 
+def _pairs_across_batches() -> list[list[ExecutionEvent]]:
+    """Halves that meet within a batch and across batches, browser calls that arrive second under
+    another key than their server request's (re-keyed), and gaps below 0 (counted as 0)."""
+    batches: list[list[ExecutionEvent]] = [[], [], []]
+    for i in range(90):
+        trace, key = f"{i:032x}", f"GET /api/items/{i % 4}"
+        server = ExecutionEvent(
+            service="backend",
+            component="http",
+            action=key,
+            duration_ms=10.0 + i * 0.37,
+            trace_id=trace,
+            timestamp=1_800_000_000 + i,
+        )
+        call = ExecutionEvent(
+            service="frontend",
+            component="api",
+            action=key if i % 5 else "GET /items",
+            trace_id=trace,
+            duration_ms=(5.0 if i % 9 == 0 else 30.0 + i * 1.1),
+            timestamp=1_800_000_000 + i,
+        )
+        first, second = (server, call) if i % 2 else (call, server)
+        batches[i % 3].append(first)
+        batches[(i % 3) + (i % 6 > 2) if i % 3 < 2 else 2].append(second)
+    return batches
+
+
+def _sketches(stats, tallies):
+    """Every gap sketch's state and every gap histogram: what both stores must agree on (the sums
+    to 9 places: Redis adds each batch's sum in long double, the memory store in double)."""
+    sketches = {
+        key: (s.count, round(s.sum, 9), s.min, s.max, s.zeros, dict(s.buckets))
+        for key, s in stats.trace_gaps.items()
+    }
+    endpoints = {
+        (side, key): (a.count, round(a.timed.sum, 9), dict(a.timed.buckets))
+        for side in ("backend", "frontend")
+        for key, a in stats.side(side).endpoints.items()
+    }
+    return sketches, endpoints, {key: (h.buckets, round(h.sum, 9)) for key, h in tallies.gaps.items()}
+
+
+def test_pairs_made_in_the_write_script_count_as_in_the_memory_store(redis_server, clock):
+    """The Redis store pairs halves and counts their gaps inside its one write script (Lua); the
+    gap sketches, the endpoint figures and the tallies' gap histograms equal the memory store's,
+    re-keyed browser calls (counted again by the client) included."""
+    memory = EventStore(window_s=600, bucket_s=10, clock=clock)
+    shared = RedisEventStore(redis_server.url, window_s=600, bucket_s=10, clock=clock)
+    for batch in _pairs_across_batches():
+        memory.add(msgspec.structs.replace(e) for e in batch)
+        shared.add(msgspec.structs.replace(e) for e in batch)
+        clock.advance(0.5)
+    a, b = (
+        _sketches(memory.window_stats(), memory.tallies()),
+        _sketches(shared.window_stats(), shared.tallies()),
+    )
+    assert a == b
+    assert sum(count for count, *_ in b[0].values()) == 90 and b[0]["GET /api/items/0"][4] > 0
+
+
 def test_retention_is_enforced_in_redis(redis_server, clock):
     shared = RedisEventStore(redis_server.url, max_events=50, window_s=60, bucket_s=10, clock=clock)
     for _ in range(10):

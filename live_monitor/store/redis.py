@@ -28,6 +28,8 @@ from live_monitor.model.events import ExecutionEvent
 from live_monitor.model.results import Episode
 from live_monitor.model.routes import MAX_TEMPLATES
 from live_monitor.model.stats import (
+    DURATION_BOUNDS_MS,
+    MAX_KEYS,
     MAX_SERIES_KEYS,
     OTHER,
     Aggregate,
@@ -35,6 +37,8 @@ from live_monitor.model.stats import (
     LatencySketch,
     PairStats,
     Tallies,
+    group_events,
+    group_gaps,
 )
 from live_monitor.store import EPISODES_KEPT, StoreUnavailable
 from live_monitor.vocabulary import SERVICES
@@ -48,6 +52,7 @@ _closed = msgspec.json.Decoder(tuple[float, Episode])
 _baseline = msgspec.json.Decoder(PinnedBaseline)
 _encoder = msgspec.json.Encoder()
 log = logging.getLogger("live_execution_monitor")
+_GAMMA_LOG = LatencySketch()._gamma_log  # the sketches' bucket width, which _INGEST's gap buckets use
 
 # One batch in one script call (atomic, and one round trip). ARGV: --max-events, the bucket's
 # expiry, now, the batch's backend and frontend event counts, how many of each are the
@@ -64,7 +69,8 @@ log = logging.getLogger("live_execution_monitor")
 # "k" names the endpoint key (side letter, or "g" for gaps) that the "ki"/"kf" ops after it add
 # to, or OTHER once MAX_KEYS keys are kept, the same cap for every process. KEYS: backend
 # stream, frontend stream, bucket hash, counters hash, tallies hash, and the sets of the
-# backend's, frontend's and gaps' kept endpoint keys.
+# backend's, frontend's and gaps' kept endpoint keys; ARGV[12..17] and KEYS[9..10] are the trace
+# join's, which ``_JOINED`` (the script's start) runs first.
 _INGEST = """
 local max, nb, nf = tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local sides = ARGV[8]
@@ -101,6 +107,7 @@ append(KEYS[2], 'f', nf, ARGV[10])
 redis.call('HSETNX', KEYS[3], TABLE, TABLE_VALUE)
 redis.call('HSETNX', KEYS[5], TABLE, TABLE_VALUE)
 local ops = cjson.decode(ARGV[11])
+for _, x in ipairs(gap_ops) do ops[#ops + 1] = x end
 local tallied, kept_fields, kept_ops, kept_values = '', {}, {}, {}
 for i = 1, #ops, 3 do
   local op, field, value = ops[i], ops[i + 1], ops[i + 2]
@@ -154,27 +161,105 @@ return nb + nf
 _INGEST = _INGEST.replace("TABLE_VALUE", repr("=" * 80)).replace("TABLE", repr("~"))
 
 
-# The trace join, ``policy.JOIN_SCRIPT`` unchanged, called with a handful of arguments in place
-# of two per half, and answering with one string in place of one reply per half (redis-py's
-# encoding and parsing of those cost more client CPU than the join's work in Redis). ARGV: the
-# trace keys' prefix, the halves as one JSON array of [trace id, Half.encode()], then
-# JOIN_SCRIPT's own now, PENDING_TTL_S, PENDING_MAX and TRACE_MAX; KEYS: its sorted set and
-# arrival counter. Returns JSON: per half, the waiting half it met, or false.
-_JOIN = (
-    "local function join(KEYS, ARGV)\n"
-    + policy.JOIN_SCRIPT
-    + """
+# The trace join, ``policy.JOIN_SCRIPT`` unchanged, run at the start of the same ``_INGEST`` call
+# (one round trip and one atomic step per batch), called with a handful of arguments in place of
+# two per half. ARGV[12]: the halves as one JSON array of [trace id, Half.encode()] ('' for none),
+# ARGV[13] the trace keys' prefix, ARGV[14..16] PENDING_TTL_S, PENDING_MAX and TRACE_MAX, ARGV[17]
+# the sketches' log(gamma); KEYS[9], KEYS[10]: the join's sorted set and arrival counter. Each pair
+# made adds its gap (browser minus server, under the server's key) to the statistics as ops of
+# their own, the ones _stat_ops and _tally_ops would have written: the sketch ``g|key`` (its buckets
+# ceil(log(gap) / log(gamma)), as LatencySketch's; at most MAX_KEYS keys a batch, as PairStats's) and
+# the tallies' histogram of the key (DURATION_BOUNDS_MS, a value equal to a bound in its bucket;
+# its sum over the sorted gaps, as Histogram.extend's). A browser call paired with a server request
+# of another key is re-keyed, and the batch's statistics with it: then nothing is written, and the
+# script answers with the join's matches (per half, the waiting half it met, or false) for the
+# client to count the batch again and write it without a join (ARGV[12] '').
+_JOINED = (
+    (
+        "local function join(KEYS, ARGV)\n"
+        + policy.JOIN_SCRIPT
+        + """
 end
-local keys, args = {}, {}
-for i, half in ipairs(cjson.decode(ARGV[2])) do
-  keys[i], args[i] = ARGV[1] .. half[1], half[2]
+local gap_ops = {}
+if ARGV[12] ~= '' then
+  local halves, keys, args = cjson.decode(ARGV[12]), {}, {}
+  for i, half in ipairs(halves) do keys[i], args[i] = ARGV[13] .. half[1], half[2] end
+  local n = #keys
+  keys[n + 1], keys[n + 2] = KEYS[9], KEYS[10]
+  args[n + 1], args[n + 2], args[n + 3], args[n + 4] = ARGV[3], ARGV[14], ARGV[15], ARGV[16]
+  local matches = join(keys, args)
+  local order, values = {}, {}
+  for i = 1, n do
+    local other = matches[i]
+    if other then
+      local side, ms, endpoint = string.match(args[i], '^(%a)|[^|]*|([^|]*)|[^|]*|(.*)$')
+      local their_ms, their_endpoint = string.match(other, '^%a|[^|]*|([^|]*)|[^|]*|(.*)$')
+      local key, gap = endpoint, tonumber(their_ms) - tonumber(ms)
+      if side == 'f' then
+        if their_endpoint ~= endpoint then return cjson.encode(matches) end
+        key, gap = their_endpoint, tonumber(ms) - tonumber(their_ms)
+      end
+      if not (gap > 0) then gap = 0.0 end
+      if not values[key] then order[#order + 1], values[key] = key, {} end
+      local v = values[key]
+      v[#v + 1] = gap
+    end
+  end
+  local gamma, bounds = tonumber(ARGV[17]), {BOUNDS}
+  local function float(x)  -- as Python's repr: the shortest that reads back (HINCRBYFLOAT adds it in long double)
+    for _, digits in ipairs({'%.15g', '%.16g'}) do
+      local text = string.format(digits, x)
+      if tonumber(text) == x then return text end
+    end
+    return string.format('%.17g', x)
+  end
+  local function put(...)
+    for _, x in ipairs({...}) do gap_ops[#gap_ops + 1] = x end
+  end
+  for k, key in ipairs(order) do
+    local v = values[key]
+    if k <= STAT_KEYS then  -- the sketch, as _sketch_ops writes it
+      local f = 'g|' .. key .. '|'
+      local sum, low, high, zeros, bins = 0, math.huge, -math.huge, 0, {}
+      for _, x in ipairs(v) do
+        sum = sum + x
+        if x < low then low = x end
+        if x > high then high = x end
+        if x <= 1e-9 then
+          zeros = zeros + 1
+        else
+          local b = math.ceil(math.log(x) / gamma)
+          bins[b] = (bins[b] or 0) + 1
+        end
+      end
+      put('i', f .. 'tn', #v, 'f', f .. 'sum', float(sum))
+      put('min', f .. 'min', float(low), 'max', f .. 'max', float(high))
+      if zeros > 0 then put('i', f .. 'z', zeros) end
+      for b, count in pairs(bins) do put('i', f .. 'b' .. b, count) end
+    end
+    local sorted, sum, counts = {}, 0, {}  -- the tallies' histogram, as _histogram_ops writes it
+    for i, x in ipairs(v) do sorted[i] = x end
+    table.sort(sorted)
+    for _, x in ipairs(sorted) do
+      sum = sum + x
+      local slot = #bounds
+      for i, bound in ipairs(bounds) do
+        if x <= bound then slot = i - 1; break end
+      end
+      counts[slot] = (counts[slot] or 0) + 1
+    end
+    put('k', 'g', key, 'kf', 'sum', float(sum))
+    for slot = 0, #bounds do
+      if counts[slot] then put('ki', slot, counts[slot]) end
+    end
+  end
 end
-if #keys == 0 then return '[]' end
-keys[#keys + 1], keys[#keys + 2] = KEYS[1], KEYS[2]
-for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
-return cjson.encode(join(keys, args))
 """
+    )
+    .replace("STAT_KEYS", str(MAX_KEYS))
+    .replace("BOUNDS", ", ".join(repr(float(b)) for b in DURATION_BOUNDS_MS))
 )
+_INGEST = _JOINED + _INGEST
 
 
 # Add route template keys to the shared set while it holds fewer than ARGV[1]; return the set.
@@ -216,6 +301,17 @@ return 1
 """
 
 
+class _OneSend(redis.connection.Connection):
+    """A connection that sends a command in one ``sendall``: redis-py packs each argument
+    longer than 6,000 bytes as a buffer of its own and sends them one by one, and with
+    TCP_NODELAY each became a segment that woke redis-server (and this process) again."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not isinstance(command, str | bytes) and len(command) > 1:
+            command = [b"".join(command)]
+        super().send_packed_command(command, check_health)
+
+
 class RedisEventStore:
     """The ``Store`` contract on Redis, with the in-memory ``EventStore``'s semantics."""
 
@@ -228,13 +324,14 @@ class RedisEventStore:
         clock: Callable[[], float] = time.time,
         prefix: str = "{lem}",
     ) -> None:
-        self.redis = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=2)
+        self.redis = redis.Redis.from_url(
+            url, socket_timeout=3, socket_connect_timeout=2, connection_class=_OneSend
+        )
         self.max_events = max_events
         self.window_s = window_s
         self.bucket_s = bucket_s or max(window_s / 60, 1.0)
         self._clock = clock
         self._p = prefix
-        self._join = self.redis.register_script(_JOIN)
         self._ingest = self.redis.register_script(_INGEST)
         self._stop = self.redis.register_script(_STOP)
         self._share_routes = self.redis.register_script(_SHARE_ROUTES)
@@ -264,84 +361,77 @@ class RedisEventStore:
     def add(self, events: Iterable[ExecutionEvent]) -> int:
         """Store events and their aggregates in one transaction; raises StoreUnavailable.
 
-        Trace halves are paired first, so that the gaps go into the same write as the events
-        (a reader never sees the events counted without their pairs) and a browser call that
-        meets its server request is stored and counted under the server's key.
+        Trace halves are paired first, in the same script call, so that the gaps go into the same
+        write as the events (a reader never sees the events counted without their pairs). A
+        browser call that meets a server request of another key is stored and counted under the
+        server's key: the script then writes nothing and answers with the pairs, and the batch,
+        counted again, is written by a second call without a join.
         """
         events = list(events)
         if not events:
             return 0
         now = self._clock()
-        start = now - now % self.bucket_s
-        batch, tallies = PairStats(), Tallies(max_keys=None)  # the script caps the keys
-        encoded, own = [], []
+        bucket = self._bucket_key(self._clock_bucket(now))
         counted = policy.counted(events)
         traced = policy.pairable(counted)
-        gaps = self._pair(traced, now) if traced else []
-        parts = zip(SERVICES, policy.by_side(events), policy.by_side(counted), strict=True)
-        for service, mine, kept in parts:
-            batch.side(service).add_events(kept, now, now)
-            tallies.add_events(service, kept)
-            encoded.append(mine)
-            own.append(len(mine) - len(kept))
-        if gaps:
-            batch.add_gaps(gaps)
-            tallies.add_gaps(gaps)
-        bucket = self._bucket_key(start)
-        backend, frontend = encoded
-        sides = "".join([e.service[0] for e in events]) if backend and frontend else ""
-        ops = _stat_ops(batch) + _tally_ops(tallies)
-        self._call(lambda: self._write(bucket, backend, frontend, sides, ops, now, own))
+        halves = (
+            _encoder.encode([(e.trace_id, policy.Half.of(e, now).encode()) for e in traced])
+            if traced
+            else b""
+        )
+        sides, ops, own = _figures(events, counted, [], now)
+        write = partial(self._write, bucket, sides, now, own)
+        matches = self._call(lambda: write(ops, halves))
+        if matches:  # a browser call re-keyed by its pair: counted again, with the pairs' gaps
+            gaps = [
+                policy.pair(event, policy.Half.decode(other, event.trace_id or ""))
+                for event, other in zip(traced, _matches.decode(matches), strict=True)
+                if isinstance(other, str)
+            ]
+            sides, ops, own = _figures(events, counted, gaps, now)
+            self._call(lambda: write(ops, b""))
         self._cache = None
         self._flush_rejects()
         return len(events)
 
-    def _pair(self, traced: list[ExecutionEvent], now: float) -> list[tuple[str, float]]:
-        """Pair trace halves by ``policy.JOIN_SCRIPT``; (server's key, gap) per pair made."""
-        keys = [f"{self._p}:waiting", f"{self._p}:arrivals"]
-        halves = _encoder.encode([(e.trace_id, policy.Half.of(e, now).encode()) for e in traced])
-        limits = [policy.PENDING_TTL_S, policy.PENDING_MAX, policy.TRACE_MAX]
-        args: list[str | float | bytes] = [f"{self._p}:halves:", halves, repr(now), *limits]
-        try:
-            matches = _matches.decode(self._join(keys=keys, args=args))
-        except redis.RedisError:
-            return []  # the store is down: the write that follows answers for the whole batch
-        return [
-            policy.pair(event, policy.Half.decode(other, event.trace_id or ""))
-            for event, other in zip(traced, matches, strict=True)
-            if isinstance(other, str)
-        ]
+    def _clock_bucket(self, now: float) -> float:
+        """The start of the time bucket ``now`` falls in."""
+        return now - now % self.bucket_s
 
     def _write(
-        self,
-        bucket: str,
-        backend: list[ExecutionEvent],
-        frontend: list[ExecutionEvent],
-        sides: str,
-        ops: list[Any],
-        now: float,
-        own: list[int],
-    ) -> None:
-        """One ``_INGEST`` call of a dozen arguments, each side's events and the statistics
-        packed as JSON (argument by argument, redis-py's encoding was 40% of the batch's CPU);
-        ``sides`` says, letter by letter, whose a mixed batch's events were, so that each is
-        numbered by its place in the batch (the arrival order ``since`` keeps)."""
+        self, bucket: str, sides: tuple[Any, ...], now: float, own: list[int], ops: list[Any], halves: bytes
+    ) -> Any:
+        """One ``_INGEST`` call of a few dozen arguments, each side's events, the halves to join
+        and the statistics packed as JSON (argument by argument, redis-py's encoding was 40% of
+        the batch's CPU); its answer: None, or the join's matches when the batch must be counted
+        again (see ``_JOINED``). ``letters`` says, letter by letter, whose a mixed batch's events
+        were, so that each is numbered by its place in the batch (the arrival order ``since``
+        keeps)."""
+        backend, frontend, letters = sides
         keys = [self._stream("backend"), self._stream("frontend"), bucket, f"{self._p}:counters"]
         keys += [f"{self._p}:tally", *(f"{self._p}:tally:keys:{kind}" for kind in "bfg")]
+        keys += [f"{self._p}:waiting", f"{self._p}:arrivals"]
         expire = int(self.window_s + 2 * self.bucket_s)
-        args: list[str | int | bytes] = [
+        args: list[str | int | float | bytes] = [
             self.max_events,
             expire,
             repr(now),
             len(backend),
             len(frontend),
             *own,
-            sides,
+            letters,
             _encoder.encode(backend),
             _encoder.encode(frontend),
             _encoder.encode(ops),
+            halves,
+            f"{self._p}:halves:",
+            policy.PENDING_TTL_S,
+            policy.PENDING_MAX,
+            policy.TRACE_MAX,
+            repr(_GAMMA_LOG),
         ]
-        self._ingest(keys=keys, args=args)
+        found = self._ingest(keys=keys, args=args)
+        return found if isinstance(found, bytes) and found else None
 
     def reject(self, reasons: Iterable[str]) -> None:
         """Count refused events by reason. While Redis is down the refusals are kept here and
@@ -643,6 +733,29 @@ def _bucket_starts(first: float, now: float, width: float) -> list[float]:
         out.append(start)
         start += width
     return out
+
+
+def _figures(
+    events: list[ExecutionEvent], counted: list[ExecutionEvent], gaps: list[tuple[str, float]], now: float
+) -> tuple[tuple[list[ExecutionEvent], list[ExecutionEvent], str], list[Any], list[int]]:
+    """A batch as ``_INGEST`` takes it: (each side's events and the side letters of a mixed
+    batch), its statistics as op triples, and how many of each side's events are own traffic.
+    Each side is grouped once for the figures and the tallies (the grouping was half of each's work)."""
+    batch, tallies = PairStats(), Tallies(max_keys=None)  # the script caps the keys
+    own = []
+    for service, mine, kept in zip(SERVICES, policy.by_side(events), policy.by_side(counted), strict=True):
+        if kept:
+            groups = group_events(service, kept)
+            batch.side(service).add_groups(groups, now, now)
+            tallies.add_groups(service, groups)
+        own.append(len(mine) - len(kept))
+    if gaps:
+        by_key = group_gaps(gaps)
+        batch.add_gap_groups(by_key)
+        tallies.add_gap_groups(by_key)
+    backend, frontend = policy.by_side(events)
+    letters = "".join([e.service[0] for e in events]) if backend and frontend else ""
+    return (backend, frontend, letters), _stat_ops(batch) + _tally_ops(tallies), own
 
 
 def _stat_ops(stats: PairStats) -> list[Any]:
