@@ -224,3 +224,46 @@ def test_alerts_are_not_checked_on_a_window_half_read_back(journal: Path, held: 
     monitor.alerts.check()
     assert monitor.alerts.status()["check_errors"] == 1
     monitor.close()
+
+
+def test_a_live_stream_opened_during_the_restore_carries_what_came_not_the_journal(
+    journal: Path, make_app: Any, held: Held
+) -> None:
+    """The journal's events are read back, not received: a dashboard that reconnects right after
+    a restart gets the events posted since, those held during the restore first, and none of the
+    journal's as if new."""
+    import json
+
+    from live_monitor.web.api import _sse_events
+
+    monitor = monitor_on(journal, later=True)
+    app = make_app(monitor=monitor)
+    monitor.restore_in_background()
+    assert held.reached.wait(30)
+    stream = _sse_events(monitor)
+    next(stream)  # connected half way through the restore
+    post(app, 0, 3)  # held until the journal is in
+    held.release()
+    assert monitor.journal_restore is not None and monitor.journal_restore.wait(30)
+    post(app, 3, 2)
+    sent = next(stream)
+    assert sent.startswith("event: events\n")
+    assert [e["details"]["n"] for e in json.loads(sent.split("data: ", 1)[1])] == [0, 1, 2, 3, 4]
+
+
+def test_differences_found_while_restoring_are_not_kept_past_the_restore(
+    journal: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that lands between the journal's last chunk and the restore's end finds an empty
+    window: what it found must not stand for the whole window until the next event or bucket."""
+    monitor = monitor_on(journal, later=True)
+    finish = JournalRestore._finish
+
+    def tick_then_finish(restore: JournalRestore) -> None:
+        assert monitor.differences() == []  # the window is empty while restoring
+        finish(restore)
+
+    monkeypatch.setattr(JournalRestore, "_finish", tick_then_finish)
+    monitor.restore_in_background()
+    assert monitor.journal_restore is not None and monitor.journal_restore.wait(30)
+    assert monitor.differences() != []  # read again once the journal is in

@@ -762,6 +762,12 @@ def test_events_with_the_same_details_share_one_dict_and_only_those():
     assert batch[3].details is not batch[1].details and batch[3].details["http_status"].__class__ is float
     assert [e.details for e in (*batch[4:], *more[1:])] == [{"ok": True}, {"ok": 1}, {"ok": True}, {"ok": 1}]
     assert more[1].details["ok"] is True and more[2].details["ok"].__class__ is int
+    varying = events(*({**same, "bytes": 5000 + n} for n in range(3)))
+    kept = len(scrubber.clean_details)
+    scrubber.prepare(varying)
+    assert [e.details["bytes"] for e in varying] == [5000, 5001, 5002]
+    assert len(scrubber.clean_details) == kept  # details that vary are neither copied nor kept
+    assert not any(e.details is b.details for e in varying for b in batch)
     last = events(same)
     given = last[0].details
     scrubber.prepare(last)

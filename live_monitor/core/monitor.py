@@ -131,6 +131,15 @@ class LiveExecutionMonitor:
         alert checks and pinning wait too."""
         return self.journal_restore is not None and not self.journal_restore.done
 
+    def first_live_seq(self) -> int:
+        """The store's seq after the events read back from the journal: they were stored, not
+        received, so the live stream starts after them (0 without a restore)."""
+        restore = self.journal_restore
+        if restore is None:
+            return 0
+        journal_seq = restore.journal_seq
+        return self.store.seq if journal_seq is None else journal_seq  # while restoring: all so far
+
     def not_ready(self) -> str | None:
         """Why ``/ready`` answers 503 though the store answers (the journal is not all read
         back, or could not be), else None."""
@@ -297,6 +306,7 @@ class LiveExecutionMonitor:
         (one wake-up a second for all three); open streams are woken even when the store is
         down (they end with a retry hint then), and the alert check counts the outage."""
         found: list[Difference] | None = None
+        restoring = self.restoring  # read once: a restore ending mid-tick must not pass its empty window on
         try:
             counts = self.store.take_tick_counts()
             self.activity.append({"timestamp": sample["timestamp"], **counts})
@@ -306,7 +316,7 @@ class LiveExecutionMonitor:
                 self._tick_number += 1
                 self._tick.notify_all()
             # while the journal is read back the check reads for itself, and fails: see below
-            self.alerts.on_tick(None if self.restoring else found)  # never raises
+            self.alerts.on_tick(None if restoring else found)  # never raises
 
     def wait_for_tick(self, after: int, timeout: float) -> int:
         """Block until a tick newer than ``after`` (or timeout); returns the tick number."""
@@ -359,7 +369,8 @@ class LiveExecutionMonitor:
         ``stats`` saves reading the window twice when the caller already has it.
         """
         cached = self._differences
-        key = (self.store.counted, int(self._clock() // self.store.bucket_s))
+        # while restoring the window is empty: what is found then must not outlive the restore
+        key = (self.store.counted, int(self._clock() // self.store.bucket_s), self.restoring)
         if cached is not None and cached[0] == key:
             return cached[1]
         found = compare(stats or self.window_stats(), self.thresholds)

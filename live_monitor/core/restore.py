@@ -57,6 +57,7 @@ class JournalRestore:
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         self.done = False  # the journal's events are in (or could not be read) and the waiting joined them
+        self.journal_seq: int | None = None  # the store's seq once the journal's events were in
         self.loaded = 0  # journaled events stored so far
         self.total: int | None = None  # journaled events to read back, once the snapshot is taken
         self.skipped = 0  # journaled events that could not be read back
@@ -131,6 +132,7 @@ class JournalRestore:
     def _finish(self) -> None:
         """Store the events that waited, in their order, then open the door: the last of them
         are stored under the lock, so none can slip in ahead of them."""
+        self.journal_seq = self._store.seq  # what the live stream starts after
         while True:
             with self._lock:
                 waiting, self._waiting = self._waiting, []

@@ -37,6 +37,9 @@ __all__ = ["DEFAULT", "FILTERED", "Scrubber", "is_card_number", "normalise_key",
 
 FILTERED = "[Filtered]"
 _MAX_CACHED = 20_000  # entries per cache, which starts over when full (see _remember)
+_SHARED_DETAILS = 1024  # distinct details kept to be shared (see Scrubber._shared_details)
+_SHARED_KEYS = 8  # details with more keys are not shared
+_SHARED_INT_BELOW = 1000  # ints below it (statuses, small counts) may repeat; larger ones vary
 _MAX_CACHED_LENGTH = 64  # longer keys and strings are checked every time, never kept
 # Deeper than an event may nest (events are refused past 32 levels): a structure this deep,
 # which no validated event holds, is filtered whole rather than walked.
@@ -284,7 +287,6 @@ def _value(text: str, key: re.Match[str]) -> tuple[int, int]:
 
 # --- the scrubber ----------------------------------------------------------------------------
 
-_K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
@@ -295,7 +297,7 @@ def _no_longer(scrubbed: str, limit: int) -> str:
     return scrubbed if len(scrubbed) <= limit else scrubbed[:limit]
 
 
-def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+def _remember(cache: dict[str, _V], key: str, value: _V) -> _V:
     """Keep ``value`` under ``key`` and return it; a full cache starts over, so a flood of
     distinct strings bounds the memory and never stops the sharing of those that repeat."""
     if len(cache) >= _MAX_CACHED:
@@ -560,15 +562,15 @@ class Scrubber:
                         continue
                     if self.text(value) is not value:
                         break
-                elif kind is int and -1e12 < value < 1e12:
-                    continue
-                elif kind is float and -1e12 < value < 1e12:
-                    pass
+                elif kind is int and -1 < value < _SHARED_INT_BELOW:
+                    continue  # a status or a small count: details holding one repeat as a whole
+                elif (kind is int or kind is float) and -1e12 < value < 1e12:
+                    pass  # a number that varies (bytes, ids, times): such details rarely repeat
                 elif self.value(value) is not value:
                     break
                 repeated = False
             else:
-                if repeated:
+                if repeated and len(details) <= _SHARED_KEYS:
                     event.details = self._shared_details(details)
                 continue
             event.details = self.details(details)
@@ -580,7 +582,9 @@ class Scrubber:
         key = tuple(details.items())
         known = self.clean_details.get(key)
         if known is None:
-            known = _remember(self.clean_details, key, dict(details))
+            if len(self.clean_details) >= _SHARED_DETAILS:  # bounded apart from the strings'
+                self.clean_details.clear()
+            known = self.clean_details[key] = dict(details)
         return known
 
 

@@ -270,6 +270,7 @@ def _sse_events(monitor: LiveExecutionMonitor) -> Iterator[str]:
     while not monitor.draining:
         wait = 15.0 if monitor.monitoring else monitor.settings["interval"]
         new_tick = monitor.wait_for_tick(tick, wait)
+        seq = max(seq, monitor.first_live_seq())  # the journal's events read back are not new
         seq, fresh = monitor.store.since(seq, 200)
         if fresh:
             yield f"event: events\ndata: {dumps([e.to_dict() for e in fresh])}\n\n"
