@@ -86,7 +86,7 @@ class LiveExecutionMonitor:
         self.routes = RouteTemplates()  # the server's route templates, to key the browser's calls by
         self._routes_synced = -math.inf  # when the shared store's templates were last read
         self._lock = threading.Lock()
-        self._differences: tuple[tuple[int, int], list[Difference]] | None = None
+        self._differences: tuple[tuple[int, int, bool], list[Difference]] | None = None
         self._since: tuple[tuple[int, int, float], BaselineComparison] | None = None
         self._tick = threading.Condition()
         self._tick_number = 0
