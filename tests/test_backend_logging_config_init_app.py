@@ -235,9 +235,17 @@ def test_init_app_sends_request_events_to_a_real_monitor(fake_monitor: FakeMonit
     ms=st.floats(min_value=0, max_value=1e6),
     wall=st.floats(min_value=0, max_value=4e9),
     parent=st.sampled_from([None, PARENT]),
+    labels=st.sampled_from([{}, {"release": "1.4.2", "environment": "prod"}]),
 )
-def test_request_event_text_is_what_json_dumps_writes(
-    method: str, path: str, status: str | None, rule: str | None, ms: float, wall: float, parent: str | None
+def test_request_event_text_is_the_event_json_dumps_writes(
+    method: str,
+    path: str,
+    status: str | None,
+    rule: str | None,
+    ms: float,
+    wall: float,
+    parent: str | None,
+    labels: dict[str, str],
 ) -> None:
     code = int(status[:3]) if status else 500  # no status: the app raised
     action = f"{method.upper()} {blc.route_key(rule)}" if rule else blc.endpoint_key(method, path)
@@ -254,9 +262,16 @@ def test_request_event_text_is_what_json_dumps_writes(
         "trace_id": TRACE,
         "span_id": "b7ad6b7169203331",
         **({"parent_span_id": parent} if parent else {}),
+        **labels,
     }
-    text = blc._http_event(("http", wall, ms, method, path, status, rule, TRACE, "b7ad6b7169203331", parent))
-    assert text == json.dumps(expected, separators=(",", ":"))
+    traceparent = f"00-{TRACE}-b7ad6b7169203331-01"
+    item = ("http", wall, ms, method, path, status, rule, traceparent, parent)
+    text = blc._http_event(item, "," + json.dumps(labels, separators=(",", ":"))[1:-1] if labels else "")
+    event = json.loads(text)  # the same members, in the same order; only the duration keeps its zeros
+    assert event == expected and list(event) == list(expected)
+    assert text.replace(f'"duration_ms":{ms:.3f}', f'"duration_ms":{round(ms, 3)!r}') == json.dumps(
+        expected, separators=(",", ":")
+    )
 
 
 def test_request_events_arrive_complete_in_batches_and_close_sends_the_rest(
