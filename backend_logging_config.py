@@ -147,7 +147,10 @@ def _stamp(epoch: float) -> tuple[str, int]:
 def _iso(epoch: float) -> str:
     """Epoch seconds as ISO 8601 UTC with milliseconds and a ``Z``, as ``datetime`` writes them."""
     second, millis = _stamp(epoch)
-    return f"{second}.{millis:03d}Z"
+    return f"{second}.{_MILLIS[millis]}Z"
+
+
+_MILLIS = [f"{n:03d}" for n in range(1000)]  # "000".."999": an index costs less than a format spec
 
 
 def _event(when: float, component: str, action: str, status: str, details: Any, **kw: Any) -> dict[str, Any]:
@@ -327,10 +330,12 @@ class MonitorClient:
             self._drop(1, reason, f"event dropped: {reason}")
             return False
         queue.append(item)
-        if self._thread is None or (len(queue) >= self._wake_at and not self._wake.is_set()):
+        if self._thread is None:  # the first event, or close() set it so
             if self._stop.is_set():  # close() got past its last look at the queue: count it here
                 return self._drop_queued()
             self._ensure_worker()
+            self._wake.set()
+        elif len(queue) >= self._wake_at and not self._wake.is_set():  # no lock while the sender drains
             self._wake.set()
         return True
 
@@ -918,7 +923,13 @@ def _traced(
     ms = (_clock() - started) * 1000.0
     rule = getattr(environ.get("werkzeug.request"), "url_rule", environ)  # Flask's, until it returns
     seen[:] = status, ms, rule
-    _add_timing(headers, f'app;dur={ms:.1f}, traceparent;desc="{traceparent}"')
+    timing = f'app;dur={ms:.1f}, traceparent;desc="{traceparent}"'
+    for name, _ in headers:  # _add_timing's look, inline: a call per request costs more than it
+        if len(name) in _OUR_LENGTHS and name.lower() in _OUR_HEADERS:
+            _add_timing(headers, timing)
+            break
+    else:
+        headers += (("Server-Timing", timing), _EXPOSE)
     return start_response(status, headers, exc_info)
 
 
@@ -937,7 +948,7 @@ _yield_gil = getattr(os, "sched_yield", None) or functools.partial(time.sleep, 0
 # A request's event as the sender thread writes it: what json.dumps(event) gives, for less (the
 # duration with three decimals, trailing zeros kept), and the client's labels, if any, at the end.
 _HTTP_EVENT = (
-    '{"timestamp":"%s.%03dZ","service":"backend","component":"http",%s,'
+    '{"timestamp":"%s.%sZ","service":"backend","component":"http",%s,'
     '"duration_ms":%.3f,"trace_id":"%s","span_id":"%s"%s%s}'
 )
 
@@ -959,12 +970,27 @@ def _http_event(item: tuple[Any, ...], labels: str = "") -> str:
     _, wall, ms, method, path, status, rule, traceparent, parent_id = item
     middle = _http_outcome(method, "" if rule else path, status, rule)
     parent = f',"parent_span_id":"{parent_id}"' if parent_id else ""
-    second, millis = _stamp(wall)
-    return _HTTP_EVENT % (second, millis, middle, ms, traceparent[3:35], traceparent[36:52], parent, labels)
+    whole, (last, second) = int(wall), _second
+    micros = round((wall - whole) * 1e6)  # as _stamp, inline for the usual case: the same second
+    if whole == last and 0 <= micros < 1_000_000:
+        millis = micros // 1000
+    else:
+        second, millis = _stamp(wall)
+    return _HTTP_EVENT % (
+        second,
+        _MILLIS[millis],
+        middle,
+        ms,
+        traceparent[3:35],
+        traceparent[36:52],
+        parent,
+        labels,
+    )
 
 
 _OUR_HEADERS = ("server-timing", "access-control-expose-headers")
 _OUR_LENGTHS = frozenset(map(len, _OUR_HEADERS))
+_EXPOSE = ("Access-Control-Expose-Headers", "Server-Timing")
 
 
 def _add_timing(headers: list[tuple[str, str]], timing: str) -> None:
@@ -973,7 +999,7 @@ def _add_timing(headers: list[tuple[str, str]], timing: str) -> None:
         if len(name) in _OUR_LENGTHS and name.lower() in _OUR_HEADERS:
             break
     else:  # the usual case: neither header is there yet
-        headers += (("Server-Timing", timing), ("Access-Control-Expose-Headers", "Server-Timing"))
+        headers += (("Server-Timing", timing), _EXPOSE)
         return
     ours = _OUR_HEADERS
     timings = [v for k, v in headers if k.lower() == ours[0]] + [timing]
