@@ -330,6 +330,23 @@ def test_route_is_still_found_when_the_app_raised_or_copied_the_environ() -> Non
     assert routes == [("/api/orders/<int:order_id>", "success"), ("/boom", "error")]
 
 
+def test_an_app_that_raises_after_answering_is_recorded_as_an_error_of_its_route() -> None:
+    app, recorder = make_app(testing=True), Recorder()
+    flask_app = app.wsgi_app
+
+    def answering_then_failing(environ: dict[str, Any], start_response: Any) -> Any:
+        flask_app(environ, start_response)  # the headers went out (200) ...
+        raise RuntimeError("... and then the body failed")
+
+    app.wsgi_app = answering_then_failing  # type: ignore[method-assign]
+    blc.init_app(app, client=recorder)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        app.test_client().get("/api/orders/3")
+    [event] = [e for e in recorder.events if e["component"] == "http"]
+    assert (event["action"], event["status"]) == ("GET /api/orders/:id", "error")
+    assert event["details"] == {"http_status": 500, "route": "/api/orders/<int:order_id>"}
+
+
 def test_a_forked_worker_does_not_repeat_its_parents_trace_ids() -> None:
     script = """
 import os, flask, backend_logging_config as blc
