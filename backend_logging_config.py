@@ -311,10 +311,8 @@ class MonitorClient:
     def _init_state(self) -> None:
         """Fresh lock, queue and thread (also in a forked child: the parent sends its queue)."""
         self._cond = threading.Condition()
-        self._wake = threading.Event()  # set by flush(), close() and a full batch waiting
-        # A full batch (or half the queue) leaves at once: under load the sender's work comes in
-        # slices through the second, not one burst a second that the app's requests wait behind.
-        self._wake_at = min(self.batch_size, max(1, self.max_queue // 2)) if self.flush_interval else 1
+        self._wake = threading.Event()  # set by flush(), close() and a half-full queue
+        self._wake_at = max(1, self.max_queue // 2) if self.flush_interval else 1
         self._queue: deque[dict[str, Any] | tuple[Any, ...]] = deque()
         self._in_flight, self._closing, self._stop = 0, False, threading.Event()
         self._thread: threading.Thread | None = None
@@ -322,8 +320,8 @@ class MonitorClient:
 
     def _enqueue(self, item: dict[str, Any] | tuple[Any, ...]) -> bool:
         """Queue an event dict, or a tuple ``(kind, *fields)`` the sender thread turns into one
-        (``_http_event``, ``_BUILDERS``). No lock, and no wake-up unless a full batch waits: the
-        sender wakes by itself once a ``flush_interval``, so a request rarely pays for a thread switch."""
+        (``_http_event``, ``_BUILDERS``). No lock, and no wake-up unless the queue is half full: the sender wakes
+        by itself once a ``flush_interval``, so a request does not pay for a thread switch."""
         queue = self._queue
         if self._closing or len(queue) + self._in_flight >= self.max_queue:
             reason = "closed" if self._closing else "queue_full"

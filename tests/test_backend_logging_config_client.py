@@ -320,21 +320,21 @@ def test_exit_flushes_pending_events(fake_monitor: FakeMonitor) -> None:
     assert [event["action"] for event in fake_monitor.events()] == ["at_exit"]
 
 
-@pytest.mark.parametrize(("batch_size", "max_queue", "wake_at"), [(4, 20, 4), (50, 20, 10)])
-def test_events_wait_for_the_interval_unless_a_batch_or_half_the_queue_is_full(
-    fake_monitor: FakeMonitor, make_client: Any, batch_size: int, max_queue: int, wake_at: int
+def test_events_wait_for_the_interval_unless_half_the_queue_is_full(
+    fake_monitor: FakeMonitor, make_client: Any
 ) -> None:
-    client = make_client(fake_monitor.url, batch_size=batch_size, flush_interval=30.0, max_queue=max_queue)
+    client = make_client(fake_monitor.url, batch_size=4, flush_interval=30.0, max_queue=20)
     client.record({"component": "job", "action": "a0"})  # the first one starts the sender, and goes
     assert wait_for(lambda: len(fake_monitor.events()) == 1)
-    for n in range(1, wake_at):
+    for n in range(1, 10):
         client.record({"component": "job", "action": f"a{n}"})
-    assert client.stats()["queued"] == wake_at - 1 and len(fake_monitor.requests) == 1  # waiting
-    client.record({"component": "job", "action": f"a{wake_at}"})  # a full batch (or half the queue): it goes
-    assert wait_for(lambda: len(fake_monitor.events()) == wake_at + 1)
+    assert client.stats()["queued"] == 9 and len(fake_monitor.requests) == 1  # waiting for the interval
+    for n in range(10, 13):  # the tenth waiting event fills half the queue: the sender wakes
+        client.record({"component": "job", "action": f"a{n}"})
+    assert wait_for(lambda: len(fake_monitor.events()) >= 11)
     assert client.close(timeout=5)
-    assert [event["action"] for event in fake_monitor.events()] == [f"a{n}" for n in range(wake_at + 1)]
-    assert max(len(body["events"]) for _, _, body in fake_monitor.requests) <= batch_size
+    assert [event["action"] for event in fake_monitor.events()] == [f"a{n}" for n in range(13)]
+    assert max(len(body["events"]) for _, _, body in fake_monitor.requests) == 4
 
 
 def test_large_events_are_split_into_bodies_the_monitor_accepts(
