@@ -122,22 +122,35 @@ _Answer = tuple[int | None, float | None, bytes, str]  # status (None: unreachab
 # The client's own warnings: they carry no component/action, so MonitorHandler ignores them.
 _log = logging.getLogger("live_monitor.internal")
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
-_current_trace: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("live_monitor_trace")
+# The traceparent of the request init_app is serving: "00-" trace id [3:35] "-" span id [36:52] "-01".
+_current_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("live_monitor_trace")
 _F = TypeVar("_F", bound=Callable[..., Any])
-_random = random.Random()  # seeded from os.urandom; reseeded in a forked child
-_ids: list[str] = []  # see _new_ids; emptied in a forked child
+_traceparents: list[
+    str
+] = []  # new spans' traceparents, ready to use (_new_traceparent); emptied in a forked child
 _second: tuple[int | None, str] = (None, "")  # the last whole second _iso formatted
 
 
-def _iso(epoch: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with milliseconds and a ``Z``: what ``datetime`` gives
-    (microseconds rounded half to even, then cut), for a third of its time."""
+def _stamp(epoch: float) -> tuple[str, int]:
+    """Epoch seconds as ISO 8601 UTC to the second, and the milliseconds: what ``datetime`` gives
+    (microseconds rounded half to even, then cut). The second's text is kept for the next call."""
     global _second
-    fraction, whole = math.modf(epoch)
-    whole, micros = divmod(int(whole) * 1_000_000 + round(fraction * 1e6), 1_000_000)
+    whole = int(epoch)
+    micros = round((epoch - whole) * 1e6)  # exact: the fraction math.modf gives
+    if not 0 <= micros < 1_000_000:  # before 1970, or rounded up into the next second
+        whole, micros = divmod(whole * 1_000_000 + micros, 1_000_000)
     if _second[0] != whole:
         _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_second[1]}.{micros // 1000:03d}Z"
+    return _second[1], micros // 1000
+
+
+def _iso(epoch: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds and a ``Z``, as ``datetime`` writes them."""
+    second, millis = _stamp(epoch)
+    return f"{second}.{_MILLIS[millis]}Z"
+
+
+_MILLIS = [f"{n:03d}" for n in range(1000)]  # "000".."999": an index costs less than a format spec
 
 
 def _event(when: float, component: str, action: str, status: str, details: Any, **kw: Any) -> dict[str, Any]:
@@ -147,15 +160,22 @@ def _event(when: float, component: str, action: str, status: str, details: Any, 
     return {**event, "status": status, "details": details, **kw}
 
 
-def _new_ids() -> str:
-    """48 random hex digits: a W3C trace id (the first 32) and span id (the last 16). Drawn 256 at
-    a time into a pool, since one draw per request costs the app's thread more than a pop."""
-    try:
-        return _ids.pop()
-    except IndexError:
-        digits = f"{_random.getrandbits(192 * 256):0{48 * 256}x}"
-        _ids.extend([digits[i : i + 48] for i in range(48, len(digits), 48)])
-        return digits[:48]
+def _new_traceparent() -> str:
+    """A W3C ``traceparent`` with a new random trace id and span id (``00-<32 hex>-<16 hex>-01``),
+    from a pool the sender thread keeps filled, so a request's thread only pops one."""
+    while True:
+        try:
+            return _traceparents.pop()
+        except IndexError:
+            _fill_traceparents()
+
+
+def _fill_traceparents(count: int = 256) -> None:
+    """Add ``count`` traceparents to the pool, from one ``os.urandom`` draw (fork-safe)."""
+    digits = os.urandom(24 * count).hex()
+    _traceparents.extend(
+        [f"00-{digits[i : i + 32]}-{digits[i + 32 : i + 48]}-01" for i in range(0, 48 * count, 48)]
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -184,8 +204,7 @@ def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the request ``init_app`` is serving (None outside one). Put it
     in a page as ``<meta name="traceparent" content="...">``: the browser logger then reports the
     page's load in that trace, as a child of the request that served the page."""
-    current = _current_trace.get(None)
-    return f"00-{current[0]}-{current[1]}-01" if current else None
+    return _current_trace.get(None)
 
 
 def _events_url(monitor_url: str) -> str:
@@ -301,7 +320,7 @@ class MonitorClient:
 
     def _enqueue(self, item: dict[str, Any] | tuple[Any, ...]) -> bool:
         """Queue an event dict, or a tuple ``(kind, *fields)`` the sender thread turns into one
-        (``_BUILDERS``). No lock, and no wake-up unless the queue is half full: the sender wakes
+        (``_http_event``, ``_BUILDERS``). No lock, and no wake-up unless the queue is half full: the sender wakes
         by itself once a ``flush_interval``, so a request does not pay for a thread switch."""
         queue = self._queue
         if self._closing or len(queue) + self._in_flight >= self.max_queue:
@@ -309,10 +328,12 @@ class MonitorClient:
             self._drop(1, reason, f"event dropped: {reason}")
             return False
         queue.append(item)
-        if self._thread is None or (len(queue) >= self._wake_at and not self._wake.is_set()):
+        if self._thread is None:  # the first event, or close() set it so
             if self._stop.is_set():  # close() got past its last look at the queue: count it here
                 return self._drop_queued()
             self._ensure_worker()
+            self._wake.set()
+        elif len(queue) >= self._wake_at and not self._wake.is_set():  # no lock while the sender drains
             self._wake.set()
         return True
 
@@ -384,7 +405,8 @@ class MonitorClient:
                 self._thread.start()
 
     def _run(self) -> None:
-        """Once a ``flush_interval`` (or when woken), send all that waits, ``batch_size`` a POST."""
+        """Once a ``flush_interval`` (or when woken), send all that waits, ``batch_size`` a POST, and
+        top up the pool of traceparents."""
         _outgoing_off.set(True)  # the monitor's own POSTs are no outgoing calls of the app
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval or None)
@@ -402,6 +424,8 @@ class MonitorClient:
                     with self._cond:
                         self._in_flight = 0
                         self._cond.notify_all()
+            if len(_traceparents) < 512:  # the requests to come pop theirs, ready-made
+                _fill_traceparents(1024)
 
     def _drop_queued(self) -> bool:
         """Once stopped, count what waits as dropped ("closed"); False, for ``_enqueue`` to return."""
@@ -417,19 +441,15 @@ class MonitorClient:
     def _deliver(self, batch: list[dict[str, Any] | tuple[Any, ...]]) -> None:
         """Turn a batch into JSON texts and post them, at most ``_MAX_BODY`` bytes a request."""
         parts, size = list[str](), 0
+        labels = f",{self._labels_json}" if self._labels_json else ""
         for n, item in enumerate(batch, 1):
             if not n % 64:
-                time.sleep(0)  # let the app's threads have the GIL between slices of this work
+                _yield_gil()  # let the app's threads have the GIL between slices of this work
             try:
-                event = item if isinstance(item, dict) else _BUILDERS[item[0]](item)
-                if isinstance(event, dict):
-                    if isinstance(event.get("timestamp"), float):  # epoch, as taken on the app's thread
-                        event["timestamp"] = _iso(event["timestamp"])
-                    if self._labels:
-                        event = {**self._labels, **event}
-                    event = _ENCODER.encode(event)
-                elif self._labels_json:  # a request's event, written as JSON: one object
-                    event = f"{event[:-1]},{self._labels_json}}}"
+                if type(item) is tuple and item[0] == "http":  # a request's: the most common
+                    event = _http_event(item, labels)
+                else:
+                    event = self._write(item)
             except Exception as exc:  # noqa: BLE001 - one event must not sink the whole batch
                 self._drop(1, "unserializable", f"cannot write event as JSON: {type(exc).__name__}: {exc}")
                 continue
@@ -440,6 +460,13 @@ class MonitorClient:
             size += len(event) + 1
         if parts:
             self._send(parts)
+
+    def _write(self, item: dict[str, Any] | tuple[Any, ...]) -> str:
+        """An event dict, or a tuple ``_BUILDERS`` turns into one, as JSON with the labels."""
+        event = item if isinstance(item, dict) else _BUILDERS[item[0]](item)
+        if isinstance(event.get("timestamp"), float):  # epoch, as taken on the app's thread
+            event["timestamp"] = _iso(event["timestamp"])
+        return _ENCODER.encode({**self._labels, **event} if self._labels else event)
 
     def _send(self, parts: list[str]) -> None:
         """Post events (JSON texts), retrying what is worth retrying, and count the outcome."""
@@ -547,8 +574,7 @@ def _close_all_clients() -> None:
 
 
 def _after_fork_in_child() -> None:
-    _random.seed()  # a forked worker must not repeat its parent's trace ids
-    _ids.clear()
+    _traceparents.clear()  # a forked worker must not repeat its parent's trace ids
     for client in list(_clients):
         client._init_state()
 
@@ -582,14 +608,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=_json_default, ensure_ascii=False)
 
 
-def _add_trace(event: dict[str, Any], trace_id: Any, span_id: Any, current: tuple[str, str] | None) -> None:
-    """Set trace ids: the given ones, else the ``current`` request's trace with a new span, a
-    child of the request's span (``parent_span_id``)."""
+def _add_trace(event: dict[str, Any], trace_id: Any, span_id: Any, current: str | None) -> None:
+    """Set trace ids: the given ones, else the ``current`` request's trace (its traceparent) with
+    a new span, a child of the request's span (``parent_span_id``)."""
     if not trace_id and current:
-        event["parent_span_id"] = current[1]
-    trace_id = trace_id or (current[0] if current else None)
+        event["parent_span_id"] = current[36:52]
+    trace_id = trace_id or (current[3:35] if current else None)
     if trace_id:
-        event["trace_id"], event["span_id"] = trace_id, span_id or _new_ids()[32:]
+        event["trace_id"], event["span_id"] = trace_id, span_id or _new_traceparent()[36:52]
 
 
 def _log_event(item: tuple[Any, ...]) -> dict[str, Any]:
@@ -816,63 +842,59 @@ def init_app(
     if _default_client is None or _default_client.closed:
         set_default_client(client)
     if not instrumented:
-        app.wsgi_app = _Middleware(app.wsgi_app, app)
+        app.wsgi_app = _layer(app.wsgi_app, app)
     if record_outgoing:
         record_outgoing_calls(client)
     return client
 
 
-class _Middleware:
-    """The WSGI layer ``init_app`` puts around a Flask app. The request's thread only takes ids,
-    reads the clocks, answers ``Server-Timing`` and queues a tuple of strings and numbers (which
-    the garbage collector then leaves alone); the sender thread writes the event (``_http_event``)."""
+def _layer(wsgi_app: Any, app: Any) -> Callable[[dict[str, Any], Any], Any]:
+    """The WSGI layer ``init_app`` puts around a Flask app (a function: cheaper to call than an
+    object). The request's thread only pops a ready-made traceparent, reads the clocks, answers
+    ``Server-Timing`` and queues a tuple of strings and numbers (which the garbage collector then
+    leaves alone); the sender thread writes the event (``_http_event``)."""
+    pop, set_trace, reset_trace, now = _traceparents.pop, _current_trace.set, _current_trace.reset, time.time
 
-    def __init__(self, wsgi_app: Any, app: Any) -> None:
-        self.wsgi_app, self.app = wsgi_app, app
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def live_monitor_layer(environ: dict[str, Any], start_response: Any) -> Any:
         path, method = environ.get("PATH_INFO") or "/", environ.get("REQUEST_METHOD", "GET")
-        preflight = method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
-        if preflight or path == MONITOR_BASE_PATH or path.startswith(MONITOR_BASE_PATH + "/"):
-            return self.wsgi_app(environ, start_response)
-        parent, ids = parse_traceparent(environ.get("HTTP_TRACEPARENT")), _new_ids()
-        trace_id, span_id = parent[0] if parent else ids[:32], ids[32:]
-        token = _current_trace.set((trace_id, span_id))
-        wall, started = time.time(), time.perf_counter()
-        status_line: str | None = None
-        at = 0.0  # when the response headers went out
-        rule: Any = environ  # the Flask rule that served the request, once seen
-
-        def traced_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            nonlocal status_line, at, rule
-            at, status_line = time.perf_counter(), status
-            request: Any = environ.get("werkzeug.request")  # Flask's, until the app returns
-            if hasattr(request, "url_rule"):
-                rule = request.url_rule and request.url_rule.rule
-            timing = f'app;dur={(at - started) * 1000.0:.1f}, traceparent;desc="00-{trace_id}-{span_id}-01"'
-            _add_timing(headers, timing)
-            return start_response(status, headers, exc_info)
-
-        failed = True
+        if (path.startswith(MONITOR_BASE_PATH) and path[_BASE_LENGTH : _BASE_LENGTH + 1] in ("", "/")) or (
+            method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        ):
+            return wsgi_app(environ, start_response)
         try:
-            result = self.wsgi_app(environ, traced_start_response)
-            failed = False
-            return result
+            traceparent = pop()
+        except IndexError:
+            traceparent = _new_traceparent()
+        parent_id, header = None, environ.get("HTTP_TRACEPARENT")
+        if header:
+            parent = parse_traceparent(header)
+            if parent:  # the caller's trace, and its span as our parent
+                traceparent, parent_id = f"00-{parent[0]}-{traceparent[36:52]}-01", parent[1]
+        token = set_trace(traceparent)
+        # What start_response saw: the status line, the ms until then and the Flask rule (None:
+        # no rule matched; environ: no Flask request seen). A list and a partial: fewer objects
+        # per request than a closure over as many variables.
+        seen: list[Any] = [None, 0.0, environ]
+        wall, started = now(), _clock()
+        try:
+            result = wsgi_app(
+                environ, functools.partial(_traced, seen, environ, start_response, started, traceparent)
+            )
+        except BaseException:
+            seen[0] = None  # the app raised: a 500, whatever it began to answer
+            raise
         finally:
             try:
-                _current_trace.reset(token)
+                reset_trace(token)
             except ValueError:  # reset from another context: just forget the trace
                 _current_trace.set(None)
-            if failed or status_line is None:
-                status_line, at = None, time.perf_counter()
-            if rule is environ:  # no Flask request seen (it raised, or an environ was copied): match
-                rule = None
-                with contextlib.suppress(Exception):
-                    rule = str(self.app.url_map.bind_to_environ(environ).match(return_rule=True)[0].rule)
-            ms = (at - started) * 1000.0
-            parent_id = parent[1] if parent else None
-            fields = ("http", wall, ms, method, path, status_line, rule, trace_id, span_id, parent_id)
-            client = self.app.extensions["live_monitor"]
+            status, ms, rule = seen
+            if status is None:
+                ms = (_clock() - started) * 1000.0
+            if rule is not None:
+                rule = rule.rule if rule is not environ else _match_rule(app, environ)
+            fields = ("http", wall, ms, method, path, status, rule, traceparent, parent_id)
+            client = app.extensions["live_monitor"]
             try:
                 if isinstance(client, MonitorClient):
                     client._enqueue(fields)
@@ -880,12 +902,52 @@ class _Middleware:
                     client.record(json.loads(_http_event(fields)))
             except Exception:  # noqa: BLE001 - instrumentation must never break a request
                 pass
+        return result
+
+    return live_monitor_layer
 
 
-# A request's event as the sender thread writes it: the text json.dumps(event) gives, for less.
+def _traced(
+    seen: list[Any],
+    environ: dict[str, Any],
+    start_response: Any,
+    started: float,
+    traceparent: str,
+    status: str,
+    headers: list[tuple[str, str]],
+    exc_info: Any = None,
+) -> Any:
+    """The ``start_response`` the app gets: notes what ``_layer`` records, adds Server-Timing."""
+    ms = (_clock() - started) * 1000.0
+    rule = getattr(environ.get("werkzeug.request"), "url_rule", environ)  # Flask's, until it returns
+    seen[:] = status, ms, rule
+    timing = f'app;dur={ms:.1f}, traceparent;desc="{traceparent}"'
+    for name, _ in headers:  # _add_timing's look, inline: a call per request costs more than it
+        if len(name) in _OUR_LENGTHS and name.lower() in _OUR_HEADERS:
+            _add_timing(headers, timing)
+            break
+    else:
+        headers += (("Server-Timing", timing), _EXPOSE)
+    return start_response(status, headers, exc_info)
+
+
+def _match_rule(app: Any, environ: dict[str, Any]) -> str | None:
+    """The rule of the app's URL map a request matches (None if none): for a request Flask did not
+    see through (it raised, or a layer between copied the environ)."""
+    with contextlib.suppress(Exception):
+        return str(app.url_map.bind_to_environ(environ).match(return_rule=True)[0].rule)
+    return None
+
+
+_BASE_LENGTH = len(MONITOR_BASE_PATH)
+_clock = time.perf_counter
+# Hand the GIL to a thread waiting for it: sched_yield costs this thread 0.6 us, sleep(0) 14 us.
+_yield_gil = getattr(os, "sched_yield", None) or functools.partial(time.sleep, 0)
+# A request's event as the sender thread writes it: what json.dumps(event) gives, for less (the
+# duration with three decimals, trailing zeros kept), and the client's labels, if any, at the end.
 _HTTP_EVENT = (
-    '{"timestamp":"%s","service":"backend","component":"http",%s,'
-    '"duration_ms":%r,"trace_id":"%s","span_id":"%s"%s}'
+    '{"timestamp":"%s.%sZ","service":"backend","component":"http",%s,'
+    '"duration_ms":%.3f,"trace_id":"%s","span_id":"%s"%s%s}'
 )
 
 
@@ -900,24 +962,44 @@ def _http_outcome(method: str, path: str, status: str | None, rule: str | None) 
     return _ENCODER.encode({"action": action, "status": outcome, "details": details})[1:-1]
 
 
-def _http_event(item: tuple[Any, ...]) -> str:
-    """A request's ``http`` event as JSON, from the tuple ``_Middleware`` queued; its parent span
-    is the caller's (the ``traceparent`` it sent), if any."""
-    _, wall, ms, method, path, status, rule, trace_id, span_id, parent_id = item
+def _http_event(item: tuple[Any, ...], labels: str = "") -> str:
+    """A request's ``http`` event as JSON, from the tuple ``_layer`` queued; its parent span
+    is the caller's (the ``traceparent`` it sent), if any. ``labels``: ``,"release":...`` members."""
+    _, wall, ms, method, path, status, rule, traceparent, parent_id = item
     middle = _http_outcome(method, "" if rule else path, status, rule)
     parent = f',"parent_span_id":"{parent_id}"' if parent_id else ""
-    return _HTTP_EVENT % (_iso(wall), middle, round(ms, 3), trace_id, span_id, parent)
+    whole, (last, second) = int(wall), _second
+    micros = round((wall - whole) * 1e6)  # as _stamp, inline for the usual case: the same second
+    if whole == last and 0 <= micros < 1_000_000:
+        millis = micros // 1000
+    else:
+        second, millis = _stamp(wall)
+    return _HTTP_EVENT % (
+        second,
+        _MILLIS[millis],
+        middle,
+        ms,
+        traceparent[3:35],
+        traceparent[36:52],
+        parent,
+        labels,
+    )
+
+
+_OUR_HEADERS = ("server-timing", "access-control-expose-headers")
+_OUR_LENGTHS = frozenset(map(len, _OUR_HEADERS))
+_EXPOSE = ("Access-Control-Expose-Headers", "Server-Timing")
 
 
 def _add_timing(headers: list[tuple[str, str]], timing: str) -> None:
     """Append our Server-Timing entry and expose Server-Timing to browser scripts."""
-    ours = ("server-timing", "access-control-expose-headers")
     for name, _ in headers:
-        if name.lower() in ours:
+        if len(name) in _OUR_LENGTHS and name.lower() in _OUR_HEADERS:
             break
     else:  # the usual case: neither header is there yet
-        headers += (("Server-Timing", timing), ("Access-Control-Expose-Headers", "Server-Timing"))
+        headers += (("Server-Timing", timing), _EXPOSE)
         return
+    ours = _OUR_HEADERS
     timings = [v for k, v in headers if k.lower() == ours[0]] + [timing]
     names = [n.strip() for k, v in headers if k.lower() == ours[1] for n in v.split(",") if n.strip()]
     if "server-timing" not in {n.lower() for n in names} and "*" not in names:
@@ -926,7 +1008,7 @@ def _add_timing(headers: list[tuple[str, str]], timing: str) -> None:
     headers += (("Server-Timing", ", ".join(timings)), ("Access-Control-Expose-Headers", ", ".join(names)))
 
 
-_BUILDERS: dict[str, Callable[..., dict[str, Any] | str]] = {"http": _http_event, "log": _log_event}
+_BUILDERS: dict[str, Callable[[tuple[Any, ...]], dict[str, Any]]] = {"log": _log_event}
 
 
 # -- the app's outgoing HTTP calls (opt-in) ------------------------------------------------------
@@ -967,8 +1049,8 @@ def _begin_call(existing: str | None) -> _Ids:
     given = parse_traceparent(existing)
     if given:
         return given[0], given[1], None
-    current, ids = _current_trace.get(None), _new_ids()
-    return (current[0] if current else ids[:32]), ids[32:], (current[1] if current else None)
+    current, new = _current_trace.get(None), _new_traceparent()
+    return (current or new)[3:35], new[36:52], (current[36:52] if current else None)
 
 
 def _end_call(ids: _Ids, method: str, url: str, wall: float, ms: float, code: int | None, error: Any) -> None:

@@ -179,7 +179,6 @@ def middleware_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         "otel": lambda: otel_provider().force_flush(),
     }
     n = ctx.pick(300, 3000)
-    loop_only: list[float] = []  # init_app, process CPU of the loop alone
     thread_times: dict[str, list[float]] = {name: [] for name in apps}  # CPU of the requests' thread alone
 
     def block(name: str) -> Callable[[], float]:
@@ -190,11 +189,9 @@ def middleware_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             t0, thread0 = time.process_time(), time.thread_time()
             for _ in range(n):
                 call()
-            t1, thread1 = time.process_time(), time.thread_time()
+            thread1 = time.thread_time()
             flush()
             thread_times[name].append((thread1 - thread0) / n)
-            if name == "init_app":
-                loop_only.append((t1 - t0) / n)
             return (time.process_time() - t0) / n
 
         return run
@@ -211,12 +208,11 @@ def middleware_rows(ctx: Context, wanted: set[str]) -> list[Row]:
     others = ", ".join(
         f"{name} {fmt_time(median(times[name]))} ({vs_bare[name]:.2f}x)" for name in ("prometheus", "otel")
     )
+    # The issue's target: at or below prometheus_client's ratio measured in this same run.
+    target = Target("<=", round(vs_bare["prometheus"], 3))
     note = (
-        f"init_app CPU before the final flush of its queue: {fmt_time(median(loop_only))}/request, "
-        f"on the requests' thread alone {fmt_time(median(thread_times['init_app']))} "
-        f"({median_ratio(thread_times['init_app'], thread_times['bare']):.3g}x bare's); the floor of any "
-        f"request-timing layer (clock, status, deque.append) {vs_bare['floor']:.3g}x bare, "
-        f"with the Server-Timing answer init_app owes {vs_bare['floor+timing']:.3g}x"
+        f"target: prometheus_client's ratio in this run ({vs_bare['prometheus']:.3f}x). "
+        + _middleware_note(times, thread_times, vs_bare)
     )
     return [
         Row(
@@ -225,10 +221,40 @@ def middleware_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             f"init_app {fmt_time(median(times['init_app']))}/request",
             f"bare {fmt_time(median(times['bare']))}; beside it {others}",
             vs_bare["init_app"],
-            Target("<=", 1.05),
+            target,
             note=note,
         )
     ]
+
+
+def _middleware_note(
+    times: dict[str, list[float]],
+    thread_times: dict[str, list[float]],
+    vs_bare: dict[str, float],
+) -> str:
+    """Where init_app's time goes (the requests' thread, the sender thread) against the floors
+    and prometheus_client, and, when it is over the target, what meeting it would take."""
+    bare, prom = median(times["bare"]), median(times["prometheus"])
+    added = median(times["init_app"]) - bare
+    on_thread = median(thread_times["init_app"]) - median(thread_times["bare"])
+    sender = median(times["init_app"]) - median(thread_times["init_app"])  # the other threads' CPU
+    note = (
+        f"init_app adds {fmt_time(added)}/request: {fmt_time(on_thread)} on the requests' thread "
+        f"({median_ratio(thread_times['init_app'], thread_times['bare']):.3g}x bare's), about "
+        f"{fmt_time(max(sender, 0.0))} on the sender thread (writing and POSTing the events); "
+        f"prometheus_client adds {fmt_time(prom - bare)}. The floor of any request-timing layer (clock, "
+        f"status, deque.append) is {vs_bare['floor']:.3g}x bare, with the Server-Timing answer init_app "
+        f"owes {vs_bare['floor+timing']:.3g}x"
+    )
+    if vs_bare["init_app"] > round(vs_bare["prometheus"], 3):
+        note += (
+            f". Meeting the target needs {fmt_time(added - (prom - bare))} less per request: init_app does "
+            "what prometheus_client does not (a trace id per request, a context variable for track() and "
+            "logs, the Server-Timing header, and the event shipped to another process), so it would take "
+            "moving the event's writing out of Python (a C encoder, not allowed in this one standard-"
+            "library file) or sending less per request (sampling)"
+        )
+    return note
 
 
 def handler_rows(ctx: Context, wanted: set[str]) -> list[Row]:

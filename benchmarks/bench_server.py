@@ -267,9 +267,12 @@ def middleware_load_rows(ctx: Context, wanted: set[str]) -> list[Row]:
         return f"p99 {median(got.p99):.2f} ms, p50 {median(got.p50):.2f} ms, {fmt_rate(median(got.rate))}"
 
     note = (
-        f"throughput ratio {throughput:.3g}x, requests per app CPU second {per_cpu:.3g}x; "
-        f"{shipped:,} events reached the monitor (a separate process)"
+        f"p50 ratio {median_ratio(live.p50, bare.p50):.3g}x, throughput ratio {throughput:.3g}x, requests per "
+        f"app CPU second {per_cpu:.3g}x; {shipped:,} events reached the monitor (a separate process); "
+        f"bare's p99 ranged {min(bare.p99):.2f}-{max(bare.p99):.2f} ms over the rounds"
     )
+    if p99 > 1.1:
+        note += _p99_why(live, bare, per_cpu)
     return [
         Row(
             "middleware-load",
@@ -281,3 +284,18 @@ def middleware_load_rows(ctx: Context, wanted: set[str]) -> list[Row]:
             note=note,
         )
     ]
+
+
+def _p99_why(live: Rounds, bare: Rounds, per_cpu: float) -> str:
+    """Why the p99 target was missed, from this run's figures: the app's extra CPU per request
+    against the spread of the bare app's own p99 from round to round."""
+    extra = (1 / per_cpu - 1) * 100
+    spread = max(bare.p99) / min(bare.p99)
+    return (
+        f". Missed: init_app costs the app {extra:.0f}% more CPU per request, which alone would move "
+        f"the p99 by about as much; the rest is the sender thread's once-a-second burst (writing and "
+        "POSTing a second's events, handing the GIL back every 64 events) and the shared machine: the "
+        f"bare app's own p99 moved {spread:.2f}x between rounds. Meeting 1.1x would take spreading the "
+        "sender's work through the second (tried: waking it at every full batch cost the in-process "
+        "row about 0.01x and moved no p99 beyond this noise) and a quiet machine to tell 10% apart"
+    )

@@ -235,9 +235,17 @@ def test_init_app_sends_request_events_to_a_real_monitor(fake_monitor: FakeMonit
     ms=st.floats(min_value=0, max_value=1e6),
     wall=st.floats(min_value=0, max_value=4e9),
     parent=st.sampled_from([None, PARENT]),
+    labels=st.sampled_from([{}, {"release": "1.4.2", "environment": "prod"}]),
 )
-def test_request_event_text_is_what_json_dumps_writes(
-    method: str, path: str, status: str | None, rule: str | None, ms: float, wall: float, parent: str | None
+def test_request_event_text_is_the_event_json_dumps_writes(
+    method: str,
+    path: str,
+    status: str | None,
+    rule: str | None,
+    ms: float,
+    wall: float,
+    parent: str | None,
+    labels: dict[str, str],
 ) -> None:
     code = int(status[:3]) if status else 500  # no status: the app raised
     action = f"{method.upper()} {blc.route_key(rule)}" if rule else blc.endpoint_key(method, path)
@@ -254,9 +262,16 @@ def test_request_event_text_is_what_json_dumps_writes(
         "trace_id": TRACE,
         "span_id": "b7ad6b7169203331",
         **({"parent_span_id": parent} if parent else {}),
+        **labels,
     }
-    text = blc._http_event(("http", wall, ms, method, path, status, rule, TRACE, "b7ad6b7169203331", parent))
-    assert text == json.dumps(expected, separators=(",", ":"))
+    traceparent = f"00-{TRACE}-b7ad6b7169203331-01"
+    item = ("http", wall, ms, method, path, status, rule, traceparent, parent)
+    text = blc._http_event(item, "," + json.dumps(labels, separators=(",", ":"))[1:-1] if labels else "")
+    event = json.loads(text)  # the same members, in the same order; only the duration keeps its zeros
+    assert event == expected and list(event) == list(expected)
+    assert text.replace(f'"duration_ms":{ms:.3f}', f'"duration_ms":{round(ms, 3)!r}') == json.dumps(
+        expected, separators=(",", ":")
+    )
 
 
 def test_request_events_arrive_complete_in_batches_and_close_sends_the_rest(
@@ -313,6 +328,23 @@ def test_route_is_still_found_when_the_app_raised_or_copied_the_environ() -> Non
         client.get("/boom")
     routes = [(e["details"]["route"], e["status"]) for e in recorder.events if e["component"] == "http"]
     assert routes == [("/api/orders/<int:order_id>", "success"), ("/boom", "error")]
+
+
+def test_an_app_that_raises_after_answering_is_recorded_as_an_error_of_its_route() -> None:
+    app, recorder = make_app(testing=True), Recorder()
+    flask_app = app.wsgi_app
+
+    def answering_then_failing(environ: dict[str, Any], start_response: Any) -> Any:
+        flask_app(environ, start_response)  # the headers went out (200) ...
+        raise RuntimeError("... and then the body failed")
+
+    app.wsgi_app = answering_then_failing  # type: ignore[method-assign]
+    blc.init_app(app, client=recorder)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        app.test_client().get("/api/orders/3")
+    [event] = [e for e in recorder.events if e["component"] == "http"]
+    assert (event["action"], event["status"]) == ("GET /api/orders/:id", "error")
+    assert event["details"] == {"http_status": 500, "route": "/api/orders/<int:order_id>"}
 
 
 def test_a_forked_worker_does_not_repeat_its_parents_trace_ids() -> None:
