@@ -63,8 +63,9 @@ _GAMMA_LOG = LatencySketch()._gamma_log  # the sketches' bucket width, which _IN
 # (``e``), the arrival number before the batch (``n``) and the side letters (``s``), from which
 # a reader numbers every event. The counters hash keeps how many events each stream holds
 # (``held_<side>``); the oldest entries leave while the rest still hold --max-events.
-# Statistics ops: "i" adds an integer to the bucket hash, "f" a float, "min"/"max" keep the
-# smaller/larger value exact as the in-memory sketch does. The tallies (counted since the
+# Statistics ops (every value a JSON string: a JSON number would be parsed by cjson, then
+# printed again with %.17g for each command it goes to): "i" adds an integer to the bucket hash,
+# "f" a float, "min"/"max" keep the smaller/larger value exact as the in-memory sketch does. The tallies (counted since the
 # store began, never expired) go to their own hash: "ti"/"tf" add an integer/float to a field;
 # "k" names the endpoint key (side letter, or "g" for gaps) that the "ki"/"kf" ops after it add
 # to, or OTHER once MAX_KEYS keys are kept, the same cap for every process. KEYS: backend
@@ -768,7 +769,7 @@ def _stat_ops(stats: PairStats) -> list[Any]:
         for name, agg in side.endpoints.items():
             _aggregate_ops(ops, f"{s}|e|{name}", agg)
         for name, n in side.components.items():
-            ops += ["i", f"{s}|c|{name}", n]
+            ops += ["i", f"{s}|c|{name}", str(n)]
     for name, sketch in stats.trace_gaps.items():
         _sketch_ops(ops, f"g|{name}", sketch)
     return ops
@@ -780,7 +781,7 @@ def _tally_ops(tallies: Tallies) -> list[Any]:
     ops: list[Any] = []
     for (service, status), n in tallies.events.items():
         if n:
-            ops += ["ti", f"s|{service[0]}|{status}", n]
+            ops += ["ti", f"s|{service[0]}|{status}", str(n)]
     for service, histogram in tallies.durations.items():
         ops += _histogram_ops("t", f"d|{service[0]}|", histogram)
     for service, keys in tallies.endpoints.items():
@@ -796,7 +797,7 @@ def _histogram_ops(kind: str, prefix: str, histogram: Histogram) -> list[Any]:
     ops: list[Any] = [f"{kind}f", f"{prefix}sum", repr(histogram.sum)]
     for index, n in enumerate(histogram.buckets):
         if n:
-            ops += [f"{kind}i", f"{prefix}{index}", n]
+            ops += [f"{kind}i", f"{prefix}{index}", str(n)]
     return ops
 
 
@@ -828,9 +829,9 @@ def _read_tallies(fields: dict[bytes, bytes]) -> Tallies:
 
 
 def _aggregate_ops(ops: list[Any], prefix: str, agg: Aggregate) -> None:
-    ops += ["i", f"{prefix}|n", agg.count]
+    ops += ["i", f"{prefix}|n", str(agg.count)]
     if agg.errors:
-        ops += ["i", f"{prefix}|err", agg.errors]
+        ops += ["i", f"{prefix}|err", str(agg.errors)]
     if agg.extra:  # sampled events: what they stand for beyond themselves, and their squares
         ops += ["f", f"{prefix}|x", repr(agg.extra), "f", f"{prefix}|x2", repr(agg.extra_sq)]
     _sketch_ops(ops, prefix, agg.timed)
@@ -839,12 +840,12 @@ def _aggregate_ops(ops: list[Any], prefix: str, agg: Aggregate) -> None:
 def _sketch_ops(ops: list[Any], prefix: str, sketch: LatencySketch) -> None:
     if not sketch.count:
         return
-    ops += ["i", f"{prefix}|tn", sketch.count, "f", f"{prefix}|sum", repr(sketch.sum)]
+    ops += ["i", f"{prefix}|tn", str(sketch.count), "f", f"{prefix}|sum", repr(sketch.sum)]
     ops += ["min", f"{prefix}|min", repr(sketch.min), "max", f"{prefix}|max", repr(sketch.max)]
     if sketch.zeros:
-        ops += ["i", f"{prefix}|z", sketch.zeros]
+        ops += ["i", f"{prefix}|z", str(sketch.zeros)]
     for index, n in sketch.buckets.items():
-        ops += ["i", f"{prefix}|b{index}", n]
+        ops += ["i", f"{prefix}|b{index}", str(n)]
 
 
 def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
