@@ -78,6 +78,93 @@ def test_redis_figures_equal_the_in_memory_figures(redis_server, clock):
     assert [e.action for e in shared.recent(3)] == [e.action for e in memory.recent(3)]
 
 
+def _timed_mix(n: int) -> list[ExecutionEvent]:
+    """Calls of a few endpoints and timed events that are not calls (queries, renders), with
+    some durations of 0 (no log bucket)."""
+    out = []
+    for i in range(n):
+        side: Any = "backend" if i % 2 else "frontend"
+        call = "http" if i % 2 else "api"
+        component = call if i % 3 else ("db" if side == "backend" else "render")
+        out.append(
+            ExecutionEvent(
+                service=side,
+                component=component,
+                action=f"GET /api/items/{i % 4}" if component == call else f"step {i % 3}",
+                duration_ms=0.0 if i % 11 == 0 else 1.0 + (i * 7.3) % 400,
+                status="error" if i % 13 == 0 else "success",
+                timestamp=1_800_000_000 + i,
+            )
+        )
+    return out
+
+
+def _sides(stats):
+    """Each side's total and API sketches and figures, exactly."""
+    return [
+        (
+            agg.count,
+            agg.errors,
+            agg.timed.count,
+            agg.timed.zeros,
+            agg.timed.min,
+            agg.timed.max,
+            round(agg.timed.sum, 9),
+            dict(agg.timed.buckets),
+        )
+        for side in (stats.backend, stats.frontend)
+        for agg in (side.total, side.api)
+    ]
+
+
+def test_the_api_and_total_sketches_added_up_at_read_time_equal_the_memory_stores(redis_server, clock):
+    """Redis keeps no bins for the API and total sketches (the endpoints' and the other timed
+    events' bins add up to them when read): the figures stay the memory store's, exactly."""
+    memory = EventStore(window_s=600, bucket_s=10, clock=clock)
+    shared = RedisEventStore(redis_server.url, window_s=600, bucket_s=10, clock=clock)
+    events = _timed_mix(200)
+    for chunk in range(0, len(events), 40):
+        memory.add(msgspec.structs.replace(e) for e in events[chunk : chunk + 40])
+        shared.add(msgspec.structs.replace(e) for e in events[chunk : chunk + 40])
+        clock.advance(7)
+    a, b = memory.window_stats(), shared.window_stats()
+    assert _sides(a) == _sides(b)
+    assert summarize(a.backend) == summarize(b.backend) and summarize(a.frontend) == summarize(b.frontend)
+    assert b.backend.total.count == 100 and b.backend.total.timed.count > b.backend.api.timed.count
+
+
+def test_a_window_written_by_an_earlier_version_is_read_with_the_new_one(redis_server, clock):
+    """Earlier versions kept each bucket in ``{lem}:agg:<start>``, every sketch with its bins:
+    a monitor started on their Redis reads those buckets beside its own."""
+    import redis
+
+    from live_monitor.store import redis as store_module
+
+    memory = EventStore(window_s=600, bucket_s=10, clock=clock)
+    shared = RedisEventStore(redis_server.url, window_s=600, bucket_s=10, clock=clock)
+    older, newer = _timed_mix(60), _timed_mix(90)[60:]
+    memory.add(older)
+    stats = memory.window_stats()
+    ops: list = []  # the earlier layout: the total and API sketches with their bins
+    for side in (stats.backend, stats.frontend):
+        letter = side.service[0]
+        store_module._aggregate_ops(ops, f"{letter}|t", side.total)
+        store_module._aggregate_ops(ops, f"{letter}|api", side.api)
+        for name, agg in side.endpoints.items():
+            store_module._aggregate_ops(ops, f"{letter}|e|{name}", agg)
+        for name, count in side.components.items():
+            ops += ["i", f"{letter}|c|{name}", str(count)]
+    start = int(clock() - clock() % 10)
+    old = redis.Redis.from_url(redis_server.url)
+    old.hset(f"{{lem}}:agg:{start}", mapping={ops[i + 1]: ops[i + 2] for i in range(0, len(ops), 3)})
+    memory.add(msgspec.structs.replace(e) for e in newer)
+    shared.add(msgspec.structs.replace(e) for e in newer)
+    a, b = memory.window_stats(), shared.window_stats()
+    assert _sides(a) == _sides(b) and endpoint_rows(a) == endpoint_rows(b)
+    assert b.backend.total.count == 45
+    old.close()
+
+
 def _pairs_across_batches() -> list[list[ExecutionEvent]]:
     """Halves that meet within a batch and across batches, browser calls that arrive second under
     another key than their server request's (re-keyed), and gaps below 0 (counted as 0)."""
