@@ -326,7 +326,9 @@ class TraceJoin:
 # a sorted set lists every waiting half (``trace key#arrival``) in arrival order, for the bounds.
 # KEYS: the halves' trace keys, then that sorted set and the arrival counter. ARGV: the halves,
 # then now, PENDING_TTL_S, PENDING_MAX and TRACE_MAX. Returns, per half, the waiting half it
-# met, or false. A trace's hash also expires by itself (EX), in case no half follows.
+# met, or false. A trace's hash also expires by itself (EX), in case no half follows. Each trace's
+# hash is read once a call and written back once at its end (HDEL, HSET, one ZREM and one ZADD
+# for all): a half that waits and is met within one call costs no write at all.
 JOIN_SCRIPT = """
 local n = #KEYS - 2
 local index, counter = KEYS[n + 1], KEYS[n + 2]
@@ -384,29 +386,70 @@ repeat  -- the oldest first, until one is young enough to wait on
   end
 until not expired
 local arrival = redis.call('INCRBY', counter, n) - n
+-- Each trace's hash is read once and written once, after the loop: a half that waits and is met
+-- in the same call never reaches Redis (cache: a trace's halves as HGETALL lists them, kept
+-- current; added: the fields the call adds, in order, with their values in value; gone: the
+-- fields that were in Redis and leave).
+local cache, traces, added, value, gone, touched = {}, {}, {}, {}, {}, {}
+local function forget(key, field)
+  if value[key] and value[key][field] then value[key][field] = nil return end
+  gone[key] = gone[key] or {}
+  gone[key][#gone[key] + 1] = field
+end
+local function bulk(command, key, list, step)  -- unpack() takes a few thousand values at most
+  for first = 1, #list, step do
+    redis.call(command, key, unpack(list, first, math.min(first + step - 1, #list)))
+  end
+end
 local out = {}
 for i = 1, n do
   local key, mine = KEYS[i], ARGV[i]
-  local fields = redis.call('HGETALL', key)
+  local fields = cache[key]
+  if not fields then
+    fields = redis.call('HGETALL', key)
+    cache[key], traces[#traces + 1], added[key], value[key] = fields, key, {}, {}
+  end
   local found, live, oldest = nil, 0, nil
   if #fields > 0 then found, live, oldest = choose(mine, fields) end
   if found then
-    redis.call('HDEL', key, fields[found])
-    redis.call('ZREM', index, key .. '#' .. fields[found])
+    forget(key, fields[found])
     out[i] = fields[found + 1]
+    table.remove(fields, found + 1)
+    table.remove(fields, found)
   else
+    local kept = {}
     for j = 1, #fields, 2 do  -- the trace's expired halves leave, and its oldest past TRACE_MAX
       if age(fields[j + 1]) > ttl or (live >= per_trace and j == oldest) then
-        drop(key .. '#' .. fields[j])
+        forget(key, fields[j])
+      else
+        kept[#kept + 1], kept[#kept + 2] = fields[j], fields[j + 1]
       end
     end
-    local number = arrival + i
-    redis.call('HSET', key, number, mine)
-    redis.call('EXPIRE', key, math.ceil(ttl))
-    redis.call('ZADD', index, number, key .. '#' .. number)
+    local number = tostring(arrival + i)
+    kept[#kept + 1], kept[#kept + 2] = number, mine
+    cache[key], touched[key] = kept, true
+    added[key][#added[key] + 1], value[key][number] = number, mine
     out[i] = false
   end
 end
+local left, scored = {}, {}
+for _, key in ipairs(traces) do
+  if gone[key] then
+    bulk('HDEL', key, gone[key], 1000)
+    for _, field in ipairs(gone[key]) do left[#left + 1] = key .. '#' .. field end
+  end
+  local set = {}
+  for _, number in ipairs(added[key]) do
+    if value[key][number] then
+      set[#set + 1], set[#set + 2] = number, value[key][number]
+      scored[#scored + 1], scored[#scored + 2] = number, key .. '#' .. number
+    end
+  end
+  bulk('HSET', key, set, 1000)
+  if touched[key] and #cache[key] > 0 then redis.call('EXPIRE', key, math.ceil(ttl)) end
+end
+bulk('ZREM', index, left, 1000)
+bulk('ZADD', index, scored, 1000)
 local excess = redis.call('ZCARD', index) - most
 if excess > 0 then
   for _, member in ipairs(redis.call('ZRANGE', index, 0, excess - 1)) do drop(member) end

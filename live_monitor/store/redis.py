@@ -63,8 +63,9 @@ _GAMMA_LOG = LatencySketch()._gamma_log  # the sketches' bucket width, which _IN
 # (``e``), the arrival number before the batch (``n``) and the side letters (``s``), from which
 # a reader numbers every event. The counters hash keeps how many events each stream holds
 # (``held_<side>``); the oldest entries leave while the rest still hold --max-events.
-# Statistics ops: "i" adds an integer to the bucket hash, "f" a float, "min"/"max" keep the
-# smaller/larger value exact as the in-memory sketch does. The tallies (counted since the
+# Statistics ops (every value a JSON string: a JSON number would be parsed by cjson, then
+# printed again with %.17g for each command it goes to): "i" adds an integer to the bucket hash,
+# "f" a float, "min"/"max" keep the smaller/larger value exact as the in-memory sketch does. The tallies (counted since the
 # store began, never expired) go to their own hash: "ti"/"tf" add an integer/float to a field;
 # "k" names the endpoint key (side letter, or "g" for gaps) that the "ki"/"kf" ops after it add
 # to, or OTHER once MAX_KEYS keys are kept, the same cap for every process. KEYS: backend
@@ -348,6 +349,13 @@ class RedisEventStore:
         return f"{self._p}:log:{service}"
 
     def _bucket_key(self, start: float) -> str:
+        """A time bucket's statistics hash (``:bucket:``, whose API and total sketches keep no
+        bins of their own: see ``_stat_ops``)."""
+        return f"{self._p}:bucket:{int(start)}"
+
+    def _old_bucket_key(self, start: float) -> str:
+        """The same bucket as earlier versions kept it (``:agg:``, every sketch with its bins):
+        still read, never written, so a monitor started on their Redis counts their window too."""
         return f"{self._p}:agg:{int(start)}"
 
     def _call(self, fn: Callable[[], Any]) -> Any:
@@ -489,14 +497,15 @@ class RedisEventStore:
                 pipe = self.redis.pipeline(transaction=False)
                 for s in starts:
                     pipe.hgetall(self._bucket_key(s))
+                    pipe.hgetall(self._old_bucket_key(s))
                 pipe.hget(f"{self._p}:counters", "first_at")
                 return pipe.execute()
 
             *hashes, first_at = self._call(read)
             stats = PairStats()
-            for fields in hashes:
+            for i, fields in enumerate(hashes):
                 if fields:
-                    stats.merge(_read_stats(fields))
+                    stats.merge(_read_stats(fields, derived=i % 2 == 0))
             first_event = float(first_at) if first_at else None
             minutes = policy.window_minutes(now, first_event, self.window_s, self.bucket_s)
             stats.backend.minutes = stats.frontend.minutes = minutes
@@ -759,16 +768,23 @@ def _figures(
 
 
 def _stat_ops(stats: PairStats) -> list[Any]:
-    """A batch's statistics as (op, field, value) triples for the _INGEST script."""
+    """A batch's statistics as (op, field, value) triples for the _INGEST script. The API
+    sketch's bins are the sum of the endpoints' (every call is counted under one endpoint key,
+    OTHER past the cap) and the total's are those plus the bins of the events that are not calls
+    (``r``): neither is written, ``_read_stats`` adds them up (a third of a batch's HINCRBYs)."""
     ops: list[Any] = []
     for side in (stats.backend, stats.frontend):
         s = side.service[0]
-        _aggregate_ops(ops, f"{s}|t", side.total)
-        _aggregate_ops(ops, f"{s}|api", side.api)
+        _aggregate_ops(ops, f"{s}|t", side.total, bins=False)
+        _aggregate_ops(ops, f"{s}|api", side.api, bins=False)
+        calls = side.api.timed.buckets
+        for index, n in side.total.timed.buckets.items():
+            if n != calls.get(index, 0):
+                ops += ["i", f"{s}|r|b{index}", str(n - calls.get(index, 0))]
         for name, agg in side.endpoints.items():
             _aggregate_ops(ops, f"{s}|e|{name}", agg)
         for name, n in side.components.items():
-            ops += ["i", f"{s}|c|{name}", n]
+            ops += ["i", f"{s}|c|{name}", str(n)]
     for name, sketch in stats.trace_gaps.items():
         _sketch_ops(ops, f"g|{name}", sketch)
     return ops
@@ -780,7 +796,7 @@ def _tally_ops(tallies: Tallies) -> list[Any]:
     ops: list[Any] = []
     for (service, status), n in tallies.events.items():
         if n:
-            ops += ["ti", f"s|{service[0]}|{status}", n]
+            ops += ["ti", f"s|{service[0]}|{status}", str(n)]
     for service, histogram in tallies.durations.items():
         ops += _histogram_ops("t", f"d|{service[0]}|", histogram)
     for service, keys in tallies.endpoints.items():
@@ -796,7 +812,7 @@ def _histogram_ops(kind: str, prefix: str, histogram: Histogram) -> list[Any]:
     ops: list[Any] = [f"{kind}f", f"{prefix}sum", repr(histogram.sum)]
     for index, n in enumerate(histogram.buckets):
         if n:
-            ops += [f"{kind}i", f"{prefix}{index}", n]
+            ops += [f"{kind}i", f"{prefix}{index}", str(n)]
     return ops
 
 
@@ -827,29 +843,33 @@ def _read_tallies(fields: dict[bytes, bytes]) -> Tallies:
     return tallies
 
 
-def _aggregate_ops(ops: list[Any], prefix: str, agg: Aggregate) -> None:
-    ops += ["i", f"{prefix}|n", agg.count]
+def _aggregate_ops(ops: list[Any], prefix: str, agg: Aggregate, bins: bool = True) -> None:
+    ops += ["i", f"{prefix}|n", str(agg.count)]
     if agg.errors:
-        ops += ["i", f"{prefix}|err", agg.errors]
+        ops += ["i", f"{prefix}|err", str(agg.errors)]
     if agg.extra:  # sampled events: what they stand for beyond themselves, and their squares
         ops += ["f", f"{prefix}|x", repr(agg.extra), "f", f"{prefix}|x2", repr(agg.extra_sq)]
-    _sketch_ops(ops, prefix, agg.timed)
+    _sketch_ops(ops, prefix, agg.timed, bins)
 
 
-def _sketch_ops(ops: list[Any], prefix: str, sketch: LatencySketch) -> None:
+def _sketch_ops(ops: list[Any], prefix: str, sketch: LatencySketch, bins: bool = True) -> None:
     if not sketch.count:
         return
-    ops += ["i", f"{prefix}|tn", sketch.count, "f", f"{prefix}|sum", repr(sketch.sum)]
+    ops += ["i", f"{prefix}|tn", str(sketch.count), "f", f"{prefix}|sum", repr(sketch.sum)]
     ops += ["min", f"{prefix}|min", repr(sketch.min), "max", f"{prefix}|max", repr(sketch.max)]
     if sketch.zeros:
-        ops += ["i", f"{prefix}|z", sketch.zeros]
-    for index, n in sketch.buckets.items():
-        ops += ["i", f"{prefix}|b{index}", n]
+        ops += ["i", f"{prefix}|z", str(sketch.zeros)]
+    if bins:
+        for index, n in sketch.buckets.items():
+            ops += ["i", f"{prefix}|b{index}", str(n)]
 
 
-def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
-    """Rebuild a bucket's PairStats from its hash fields."""
+def _read_stats(fields: dict[bytes, bytes], derived: bool = True) -> PairStats:
+    """Rebuild a bucket's PairStats from its hash fields; ``derived``: the API and total
+    sketches' bins are to be added up from the endpoints' and the other events' (see
+    ``_stat_ops``), as they are in every bucket but those of earlier versions."""
     stats = PairStats()
+    rest: dict[str, Counter[int]] = {"b": Counter(), "f": Counter()}
     fields.pop(b"~", None)  # the field that keeps the hash a hash table (_INGEST)
     for raw_field, raw_value in fields.items():
         field = raw_field.decode()
@@ -859,17 +879,26 @@ def _read_stats(fields: dict[bytes, bytes]) -> PairStats:
             sketch = stats.trace_gaps.setdefault(name, LatencySketch())
             _read_sketch_field(sketch, metric, value)
             continue
-        side_code, kind, rest = field.split("|", 2)
+        side_code, kind, what = field.split("|", 2)
         side = stats.backend if side_code == "b" else stats.frontend
         if kind == "c":
-            side.components[rest] += int(value)
+            side.components[what] += int(value)
         elif kind == "t":
-            _read_aggregate_field(side.total, rest, value)
+            _read_aggregate_field(side.total, what, value)
         elif kind == "api":
-            _read_aggregate_field(side.api, rest, value)
+            _read_aggregate_field(side.api, what, value)
         elif kind == "e":
-            name, _, metric = rest.rpartition("|")
+            name, _, metric = what.rpartition("|")
             _read_aggregate_field(side.endpoints.setdefault(name, Aggregate()), metric, value)
+        elif kind == "r":
+            rest[side_code][int(what[1:])] += int(value)
+    if derived:
+        for side in (stats.backend, stats.frontend):
+            calls: Counter[int] = Counter()
+            for agg in side.endpoints.values():
+                calls.update(agg.timed.buckets)
+            side.api.timed.buckets.update(calls)  # empty until now: no bins are written for them
+            side.total.timed.buckets.update(calls + rest[side.service[0]])
     for side in (stats.backend, stats.frontend):
         for agg in [side.total, side.api, *side.endpoints.values()]:
             _settle(agg.timed)
