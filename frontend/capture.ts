@@ -63,64 +63,61 @@ interface Held {
  * latest details). A key stays in the burst while it keeps coming, so a sustained stream is one
  * event a window. Nothing is dropped: the counts of a burst add up to its events.
  */
-class Bursts {
-  private held = new Map<string, Held>();
-  private timing = false;
-
-  constructor(
-    private readonly kind: string,
-    private readonly emit: Emit,
-    private readonly later: Later,
-  ) {}
-
-  /** One occurrence of `action` on `key` (the element), with the details to report. */
-  add(key: string, action: string, details: Details): void {
-    let held = this.held.get(key);
-    if (!held && this.held.size >= MAX_BURST_KEYS) {
-      // Too many elements in one burst: the rest are counted together.
-      held = this.held.get(OVERFLOW_ACTION) ?? this.hold(OVERFLOW_ACTION, OVERFLOW_ACTION, {});
-      details = {};
+function bursts(
+  kind: string,
+  emit: Emit,
+  later: Later,
+): { add(key: string, action: string, details: Details): void; flush(): void } {
+  const held = new Map<string, Held>();
+  let timing = false;
+  const report = (action: string, details: Details, count: number, timestamp?: string): void => {
+    const fields = typeof details === "function" ? details() : details;
+    emit(kind, action, { timestamp, details: { ...fields, count } });
+  };
+  const schedule = (): void => {
+    if (!timing) {
+      timing = true;
+      later(flush, BURST_MS);
     }
-    if (held) {
-      if (!held.count++) held.timestamp = isoNow();
-      held.details = details;
-      return;
-    }
-    this.hold(key, action, details);
-    this.report(action, details, 1);
-  }
-
-  private hold(key: string, action: string, details: Details): Held {
-    const held = { action, details, count: 0, timestamp: "" };
-    this.held.set(key, held);
-    this.schedule();
-    return held;
-  }
-
-  private schedule(): void {
-    if (this.timing) return;
-    this.timing = true;
-    this.later(() => this.flush(), BURST_MS);
-  }
-
+  };
+  const hold = (key: string, action: string, details: Details): Held => {
+    const entry = { action, details, count: 0, timestamp: "" };
+    held.set(key, entry);
+    schedule();
+    return entry;
+  };
   /** Reports what each key gathered since its last event; keys that got nothing leave. */
-  flush(): void {
-    this.timing = false;
-    for (const [key, held] of this.held) {
-      if (!held.count) {
-        this.held.delete(key);
+  function flush(): void {
+    timing = false;
+    for (const [key, entry] of held) {
+      if (!entry.count) {
+        held.delete(key);
         continue;
       }
-      this.report(held.action, held.details, held.count, held.timestamp);
-      held.count = 0;
+      report(entry.action, entry.details, entry.count, entry.timestamp);
+      entry.count = 0;
     }
-    if (this.held.size) this.schedule();
+    if (held.size) schedule();
   }
-
-  private report(action: string, details: Details, count: number, timestamp?: string): void {
-    const fields = typeof details === "function" ? details() : details;
-    this.emit(this.kind, action, { timestamp, details: { ...fields, count } });
-  }
+  return {
+    /** One occurrence of `action` on `key` (the element), with the details to report. */
+    add(key, action, details) {
+      let entry = held.get(key);
+      if (!entry && held.size >= MAX_BURST_KEYS) {
+        // Too many elements in one burst: the rest are counted together.
+        entry = held.get(OVERFLOW_ACTION) ?? hold(OVERFLOW_ACTION, OVERFLOW_ACTION, {});
+        details = {};
+      }
+      if (entry) {
+        if (!entry.count++) entry.timestamp = isoNow();
+        entry.details = details;
+        return;
+      }
+      hold(key, action, details);
+      report(action, details, 1);
+    },
+    flush,
+  };
 }
 
 /** Listens for clicks, submits, scrolls and errors, as far as `enabled` allows. */
@@ -132,8 +129,8 @@ export function captureInteractions(
 ): void {
   const doc = g.document;
   const recentErrors = new Map<string, number>();
-  const clicks = new Bursts("click", emit, later);
-  const scrolls = new Bursts("scroll", emit, later);
+  const clicks = bursts("click", emit, later);
+  const scrolls = bursts("scroll", emit, later);
   // A page going away gets the counts held so far, before the monitor sends what is queued.
   const flush = (): void => (clicks.flush(), scrolls.flush());
   listen(doc, "visibilitychange", () => doc.visibilityState === "hidden" && flush());

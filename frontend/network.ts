@@ -51,32 +51,12 @@ type AddHeader = (header: string) => boolean;
 type Entry = PerformanceResourceTiming;
 
 /** One fetch waiting for its Resource Timing entry (null: none came). */
-class BodyEnd {
-  entry?: Entry | null;
-  timer?: ReturnType<typeof setTimeout>;
-  private listener?: (entry: Entry | null) => void;
-
-  constructor(
-    readonly url: string,
-    readonly start: number,
-    private readonly waiting: Set<BodyEnd>,
-  ) {
-    waiting.add(this);
-  }
-
+interface BodyEnd {
+  readonly url: string;
+  readonly start: number;
   /** Ends the wait: the entry, or null for none (the fetch failed, or no entry came in time). */
-  settle(entry: Entry | null): void {
-    if (this.entry !== undefined) return;
-    this.waiting.delete(this);
-    clearTimeout(this.timer);
-    this.entry = entry;
-    this.listener?.(entry);
-  }
-
-  then(listener: (entry: Entry | null) => void): void {
-    if (this.entry === undefined) this.listener = listener;
-    else listener(this.entry);
-  }
+  settle(entry: Entry | null): void;
+  then(listener: (entry: Entry | null) => void): void;
 }
 
 /**
@@ -107,8 +87,25 @@ function watchResources(onStop: OnStop): ((url: string, start: number) => BodyEn
     for (const w of [...waiting]) w.settle(null);
   });
   return (url, start) => {
-    const body = new BodyEnd(url, start, waiting);
-    body.timer = setTimeout(() => body.settle(null), BODY_TIMEOUT_MS);
+    let found: Entry | null | undefined;
+    let listener: ((entry: Entry | null) => void) | undefined;
+    const body: BodyEnd = {
+      url,
+      start,
+      settle(entry) {
+        if (found !== undefined) return;
+        waiting.delete(body);
+        clearTimeout(timer);
+        found = entry;
+        listener?.(entry);
+      },
+      then(then) {
+        if (found === undefined) listener = then;
+        else then(found);
+      },
+    };
+    waiting.add(body);
+    const timer = setTimeout(() => body.settle(null), BODY_TIMEOUT_MS);
     return body;
   };
 }
