@@ -177,6 +177,7 @@ def markdown(
         "side by side in this one run: the variants alternate within each round and a ratio is the",
         "median of the rounds' ratios, since absolute times drift on a shared machine while ratios",
         "hold. Reproduce with `make bench` or the command above; `--only NAME` runs one row.",
+        "Where the time goes, from profiles taken before and after each change: [PROFILES.md](PROFILES.md).",
         "",
         "## Machine",
         "",
