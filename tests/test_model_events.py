@@ -174,6 +174,20 @@ def test_a_batch_with_one_bad_id_or_timestamp_keeps_the_others():
     assert result.events[1].timestamp == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(("size", "refused"), [(MAX_DETAILS_BYTES, []), (MAX_DETAILS_BYTES + 1, [0])])
+def test_details_at_the_size_limit_in_a_batch_whose_details_together_pass_it(
+    size: int, refused: list[int]
+) -> None:
+    # Together the details pass the limit, so each one's size is looked at: the limit itself is
+    # kept, one byte more refused, as when the event comes alone.
+    blob = {"blob": "x" * (size - len('{"blob":""}'))}
+    body = json.dumps([ev(details=blob), ev(details={"note": "y" * 100})]).encode()
+    result = decode_batch(body)
+    assert [e["index"] for e in result.errors] == refused
+    assert len(result.events) == 2 - len(refused)
+    assert decode_batch(json.dumps([ev(details=blob)]).encode()).rejected == len(refused)  # alone alike
+
+
 def test_endpoint_is_the_action_of_http_and_api_events_only():
     assert ExecutionEvent(service="backend", component="http", action="GET /x").endpoint == "GET /x"
     assert ExecutionEvent(service="frontend", component="api", action="GET /x").endpoint == "GET /x"
