@@ -41,8 +41,8 @@ MAX_BATCH_EVENTS = 1000
 Component = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_COMPONENT)]
 Action = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ACTION)]
 Duration = Annotated[float, msgspec.Meta(ge=0, le=1e10)]
-# Lengths are checked by msgspec in C; the hex digits in __post_init__ (cheaper than a regex),
-# so the pattern is for the schema alone.
+# Lengths are checked by msgspec in C; the hex digits by the batch check (_batch_ok, then
+# event_problem for the one refused), cheaper than a regex, so the pattern is for the schema alone.
 TraceId = Annotated[
     str,
     msgspec.Meta(
