@@ -82,6 +82,21 @@ def test_a_tick_samples_the_system_and_records_activity(clock):
     assert monitor.status()["last_sample_age_seconds"] == 0.0
 
 
+def test_each_activity_point_counts_the_events_since_the_tick_before(clock):
+    # an idle tick does not ask the store for its counts: the points before and after it must
+    # still count every event once
+    monitor = make_monitor(clock)
+    click = {"service": "frontend", "component": "click", "action": "button#a"}
+    points = []
+    for batch in (3, 0, 0, 2, 0):
+        if batch:
+            monitor.ingest(json.dumps([click] * batch).encode())
+        clock.advance(1)
+        monitor.sampler.tick()
+        points.append(monitor.data()["activity_history"][-1]["frontend"])
+    assert points == [3, 0, 0, 2, 0]
+
+
 def test_events_sent_while_stopped_do_not_spike_the_first_activity_point(clock):
     monitor = make_monitor(clock, interval=60)  # only the tick on starting, and ours
     batch = [{"service": "backend", "component": "http", "action": "GET /a", "duration_ms": 5}]
