@@ -267,6 +267,33 @@ def test_polls_and_self_monitoring_never_recompute_the_differences(kind, clock, 
     assert len(computed) == 3
 
 
+def test_an_empty_window_is_compared_again_only_when_an_event_is_counted(clock, monkeypatch):
+    """With the monitor's own store, time passing over an empty window changes nothing; the
+    first counted event (and each bucket after it) is compared again."""
+    from live_monitor.core import monitor as core
+
+    monitor = make_monitor(clock)
+    computed: list[int] = []
+    real = core.compare
+    monkeypatch.setattr(core, "compare", lambda *a, **k: computed.append(1) or real(*a, **k))
+    for _ in range(4):  # idle ticks over four time buckets
+        monitor.sampler.tick()
+        clock.advance(monitor.store.bucket_s)
+    assert len(computed) == 1
+    slow = {"service": "backend", "component": "http", "action": "GET /a", "duration_ms": 900}
+    fast = {"service": "frontend", "component": "api", "action": "GET /a", "duration_ms": 5}
+    monitor.ingest(json.dumps([slow] * 30 + [fast] * 30).encode())
+    monitor.sampler.tick()
+    assert len(computed) == 2
+    assert monitor.differences()  # found at once, not a bucket later
+    clock.advance(monitor.store.bucket_s)  # a bucket enters a window that holds events
+    monitor.sampler.tick()
+    assert len(computed) == 3
+    clock.advance(monitor.store.window_s + monitor.store.bucket_s)  # the events leave the window
+    monitor.sampler.tick()
+    assert monitor.differences() == []
+
+
 def test_own_traffic_is_decided_where_events_enter_whichever_way_they_enter(clock):
     """accept() and record() tag calls of the monitor's own API; the store only reads the tag."""
     monitor = make_monitor(clock)

@@ -73,6 +73,8 @@ class LiveExecutionMonitor:
         self.store: Store = make_store(
             s["store"], max_events=s["max_events"], window_s=s["window"], clock=clock
         )
+        # no other process adds events: its counts are asked for only when they moved
+        self._private_store = isinstance(self.store, EventStore)
         self.backend_events = EventDeque(self, "backend")
         self.frontend_events = EventDeque(self, "frontend")
         self.sampler = SystemSampler(
@@ -86,7 +88,8 @@ class LiveExecutionMonitor:
         self.routes = RouteTemplates()  # the server's route templates, to key the browser's calls by
         self._routes_synced = -math.inf  # when the shared store's templates were last read
         self._lock = threading.Lock()
-        self._differences: tuple[tuple[int, int, bool], list[Difference]] | None = None
+        # (counted, time bucket, restoring), what was found, whether the window was empty then
+        self._differences: tuple[tuple[int, int, bool], list[Difference], bool] | None = None
         self._since: tuple[tuple[int, int, float], BaselineComparison] | None = None
         self._tick_lock = threading.Lock()
         self._tick = threading.Condition(self._tick_lock)
@@ -107,8 +110,7 @@ class LiveExecutionMonitor:
                 self.journal_restore.run()
         self.url = s["public_url"] or f"http://{s['host']}:{s['port']}/"  # the dashboard, for alerts
         self.history = History(self.store, self.journal)  # restored from the journal with --persist
-        private = isinstance(self.store, EventStore)  # no other process opens or closes an episode
-        self._private_store = private  # nor adds events: its counts are asked for only when they moved
+        private = self._private_store  # no other process opens or closes an episode
         self._tick_counted = -1  # the store's counted when the last tick took its counts
         self.alerts = AlertLoop.from_settings(
             s, self._differences_to_check, self.history, clock, lambda: self.url, private=private
@@ -405,10 +407,11 @@ class LiveExecutionMonitor:
             counted = store.counted
         # while restoring the window is empty: what is found then must not outlive the restore
         key = (counted, int(now // store.bucket_s), restoring)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        found = compare(stats or self.window_stats(), self.thresholds)
-        self._differences = (key, found)
+        if cached is not None and (cached[0] == key or cached[2] and cached[0][::2] == key[::2]):
+            return cached[1]  # (an empty window of our own store stays empty until an event is counted)
+        stats = stats or self.window_stats()
+        found = compare(stats, self.thresholds)
+        self._differences = (key, found, self._private_store and _empty(stats))
         return found
 
     # --- the pinned baseline -------------------------------------------------------------
@@ -527,6 +530,11 @@ class LiveExecutionMonitor:
 
 
 _NO_COUNTS: dict[str, int] = dict.fromkeys(SERVICES, 0)  # an idle tick's activity point (copied into it)
+
+
+def _empty(stats: PairStats) -> bool:
+    """No event in the window: a time bucket leaving it changes nothing then."""
+    return not (stats.backend.total.count or stats.frontend.total.count or stats.trace_gaps)
 
 
 def tag_own_traffic(events: list[ExecutionEvent]) -> None:
