@@ -82,6 +82,21 @@ def test_a_tick_samples_the_system_and_records_activity(clock):
     assert monitor.status()["last_sample_age_seconds"] == 0.0
 
 
+def test_each_activity_point_counts_the_events_since_the_tick_before(clock):
+    # an idle tick does not ask the store for its counts: the points before and after it must
+    # still count every event once
+    monitor = make_monitor(clock)
+    click = {"service": "frontend", "component": "click", "action": "button#a"}
+    points = []
+    for batch in (3, 0, 0, 2, 0):
+        if batch:
+            monitor.ingest(json.dumps([click] * batch).encode())
+        clock.advance(1)
+        monitor.sampler.tick()
+        points.append(monitor.data()["activity_history"][-1]["frontend"])
+    assert points == [3, 0, 0, 2, 0]
+
+
 def test_events_sent_while_stopped_do_not_spike_the_first_activity_point(clock):
     monitor = make_monitor(clock, interval=60)  # only the tick on starting, and ours
     batch = [{"service": "backend", "component": "http", "action": "GET /a", "duration_ms": 5}]
@@ -250,6 +265,33 @@ def test_polls_and_self_monitoring_never_recompute_the_differences(kind, clock, 
     client.get(f"{API}/data")
     client.get(f"{API}/differences")
     assert len(computed) == 3
+
+
+def test_an_empty_window_is_compared_again_only_when_an_event_is_counted(clock, monkeypatch):
+    """With the monitor's own store, time passing over an empty window changes nothing; the
+    first counted event (and each bucket after it) is compared again."""
+    from live_monitor.core import monitor as core
+
+    monitor = make_monitor(clock)
+    computed: list[int] = []
+    real = core.compare
+    monkeypatch.setattr(core, "compare", lambda *a, **k: computed.append(1) or real(*a, **k))
+    for _ in range(4):  # idle ticks over four time buckets
+        monitor.sampler.tick()
+        clock.advance(monitor.store.bucket_s)
+    assert len(computed) == 1
+    slow = {"service": "backend", "component": "http", "action": "GET /a", "duration_ms": 900}
+    fast = {"service": "frontend", "component": "api", "action": "GET /a", "duration_ms": 5}
+    monitor.ingest(json.dumps([slow] * 30 + [fast] * 30).encode())
+    monitor.sampler.tick()
+    assert len(computed) == 2
+    assert monitor.differences()  # found at once, not a bucket later
+    clock.advance(monitor.store.bucket_s)  # a bucket enters a window that holds events
+    monitor.sampler.tick()
+    assert len(computed) == 3
+    clock.advance(monitor.store.window_s + monitor.store.bucket_s)  # the events leave the window
+    monitor.sampler.tick()
+    assert monitor.differences() == []
 
 
 def test_own_traffic_is_decided_where_events_enter_whichever_way_they_enter(clock):

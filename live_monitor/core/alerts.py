@@ -251,6 +251,11 @@ class AlertLoop:
     def on_tick(self, found: Sequence[Difference] | None) -> None:
         """The sampler's tick: one check of the differences it computed (None when it could not,
         and the check reads them itself). Never raises: the sampler's thread must go on."""
+        if found is not None and not found and self._private and self._quiet:
+            with self._checking:  # check()'s skip, without building its messages and emit
+                if self._quiet:
+                    self.checks += 1
+                    return
         try:
             self.check(found)  # a store outage is counted and logged by the check itself
         except Exception:  # noqa: BLE001 - the ticks must outlive a bad check

@@ -41,7 +41,7 @@ from live_monitor.model.thresholds import Thresholds
 from live_monitor.store import Store, StoreUnavailable, make_store
 from live_monitor.store.journal import EventJournal
 from live_monitor.store.memory import EventStore
-from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, is_own_path
+from live_monitor.vocabulary import API, ENDPOINT_COMPONENTS, OWN_TRAFFIC_TAG, SERVICES, is_own_path
 
 log = logging.getLogger("live_execution_monitor")
 ROUTE_SYNC_S = 5.0  # how often a process reads the route templates other processes learned
@@ -73,6 +73,8 @@ class LiveExecutionMonitor:
         self.store: Store = make_store(
             s["store"], max_events=s["max_events"], window_s=s["window"], clock=clock
         )
+        # no other process adds events: its counts are asked for only when they moved
+        self._private_store = isinstance(self.store, EventStore)
         self.backend_events = EventDeque(self, "backend")
         self.frontend_events = EventDeque(self, "frontend")
         self.sampler = SystemSampler(
@@ -86,10 +88,13 @@ class LiveExecutionMonitor:
         self.routes = RouteTemplates()  # the server's route templates, to key the browser's calls by
         self._routes_synced = -math.inf  # when the shared store's templates were last read
         self._lock = threading.Lock()
-        self._differences: tuple[tuple[int, int, bool], list[Difference]] | None = None
+        # (counted, time bucket, restoring), what was found, whether the window was empty then
+        self._differences: tuple[tuple[int, int, bool], list[Difference], bool] | None = None
         self._since: tuple[tuple[int, int, float], BaselineComparison] | None = None
-        self._tick = threading.Condition()
+        self._tick_lock = threading.Lock()
+        self._tick = threading.Condition(self._tick_lock)
         self._tick_number = 0
+        self._tick_waiters = 0  # threads in wait_for_tick (under self._tick)
         self.draining = False
         self.self_events_dropped = 0  # own API calls not recorded because the store was down
         self._dropped_lock = threading.Lock()
@@ -105,7 +110,8 @@ class LiveExecutionMonitor:
                 self.journal_restore.run()
         self.url = s["public_url"] or f"http://{s['host']}:{s['port']}/"  # the dashboard, for alerts
         self.history = History(self.store, self.journal)  # restored from the journal with --persist
-        private = isinstance(self.store, EventStore)  # no other process opens or closes an episode
+        private = self._private_store  # no other process opens or closes an episode
+        self._tick_counted = -1  # the store's counted when the last tick took its counts
         self.alerts = AlertLoop.from_settings(
             s, self._differences_to_check, self.history, clock, lambda: self.url, private=private
         )
@@ -308,20 +314,34 @@ class LiveExecutionMonitor:
         found: list[Difference] | None = None
         restoring = self.restoring  # read once: a restore ending mid-tick must not pass its empty window on
         try:
-            counts = self.store.take_tick_counts()
-            self.activity.append({"timestamp": sample["timestamp"], **counts})
-            found = self.differences()
+            now, counted = sample["timestamp"], self.store.counted
+            self.activity.append({"timestamp": now, **self._tick_counts(counted)})
+            found = self._found(restoring, now=now, counted=counted)
         finally:
-            with self._tick:
+            with self._tick_lock:  # the Condition's lock taken directly: no Python frame
                 self._tick_number += 1
-                self._tick.notify_all()
+                if self._tick_waiters:  # notify_all's Python code only when a stream waits
+                    self._tick.notify_all()
             # while the journal is read back the check reads for itself, and fails: see below
             self.alerts.on_tick(None if restoring else found)  # never raises
+
+    def _tick_counts(self, counted: int) -> dict[str, int]:
+        """The store's counts since the last tick; with this process's own store, not asked when
+        nothing was counted since the last tick's ``counted`` (read before it took the counts:
+        every count the store adds moves ``counted`` first, under the same lock)."""
+        if self._private_store and counted == self._tick_counted:
+            return _NO_COUNTS
+        self._tick_counted = counted
+        return self.store.take_tick_counts()
 
     def wait_for_tick(self, after: int, timeout: float) -> int:
         """Block until a tick newer than ``after`` (or timeout); returns the tick number."""
         with self._tick:
-            self._tick.wait_for(lambda: self._tick_number > after or self.draining, timeout)
+            self._tick_waiters += 1
+            try:
+                self._tick.wait_for(lambda: self._tick_number > after or self.draining, timeout)
+            finally:
+                self._tick_waiters -= 1
             return self._tick_number
 
     # --- reading -------------------------------------------------------------------------
@@ -368,13 +388,30 @@ class LiveExecutionMonitor:
 
         ``stats`` saves reading the window twice when the caller already has it.
         """
+        return self._found(self.restoring, stats)
+
+    def _found(
+        self,
+        restoring: bool,
+        stats: PairStats | None = None,
+        now: float | None = None,
+        counted: int | None = None,
+    ) -> list[Difference]:
+        """``differences()`` with what the tick has already read: ``restoring``, the time and
+        the store's ``counted`` (each read once per tick)."""
         cached = self._differences
+        store = self.store
+        if now is None:
+            now = self._clock()
+        if counted is None:
+            counted = store.counted
         # while restoring the window is empty: what is found then must not outlive the restore
-        key = (self.store.counted, int(self._clock() // self.store.bucket_s), self.restoring)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        found = compare(stats or self.window_stats(), self.thresholds)
-        self._differences = (key, found)
+        key = (counted, int(now // store.bucket_s), restoring)
+        if cached is not None and (cached[0] == key or cached[2] and cached[0][::2] == key[::2]):
+            return cached[1]  # (an empty window of our own store stays empty until an event is counted)
+        stats = stats or self.window_stats()
+        found = compare(stats, self.thresholds)
+        self._differences = (key, found, self._private_store and _empty(stats))
         return found
 
     # --- the pinned baseline -------------------------------------------------------------
@@ -490,6 +527,14 @@ class LiveExecutionMonitor:
         if view:
             answer["filter"] = view.note()
         return answer
+
+
+_NO_COUNTS: dict[str, int] = dict.fromkeys(SERVICES, 0)  # an idle tick's activity point (copied into it)
+
+
+def _empty(stats: PairStats) -> bool:
+    """No event in the window: a time bucket leaving it changes nothing then."""
+    return not (stats.backend.total.count or stats.frontend.total.count or stats.trace_gaps)
 
 
 def tag_own_traffic(events: list[ExecutionEvent]) -> None:
