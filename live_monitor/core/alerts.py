@@ -192,8 +192,9 @@ class AlertLoop:
         loop.sender = sender
         return loop
 
-    def check(self, found: Sequence[Difference] | None = None) -> list[dict[str, Any]]:
-        """One check of ``found`` (read from ``differences`` when None): the history kept, and
+    def check(self, found: Sequence[Difference] | StoreUnavailable | None = None) -> list[dict[str, Any]]:
+        """One check of ``found`` (read from ``differences`` when None; a failed check when the
+        caller already found the store down): the history kept, and
         the alert messages it queued, each queued as soon as its transition is won. A store outage (or an unwritable journal) fails the check without
         raising: what was done before it stays done and sent, the next check goes on from there,
         and the failure is counted in ``check_errors`` and logged once per outage."""
@@ -215,10 +216,12 @@ class AlertLoop:
         return messages
 
     def _check_all(
-        self, emit: Callable[[Kind, Episode], None], found: Sequence[Difference] | None
+        self, emit: Callable[[Kind, Episode], None], found: Sequence[Difference] | StoreUnavailable | None
     ) -> StoreUnavailable | None:
         """Run both trackers, the history's and the alerts', neither stopped by the other
         failing, then journal what a failed journal write left behind; the first failure."""
+        if isinstance(found, StoreUnavailable):
+            return found
         if found is None:
             try:
                 found = self._differences()
@@ -248,9 +251,10 @@ class AlertLoop:
             log.warning("alert check failed (%s); counted in check_errors, tried again every check", failure)
         self._failing = True
 
-    def on_tick(self, found: Sequence[Difference] | None) -> None:
-        """The sampler's tick: one check of the differences it computed (None when it could not,
-        and the check reads them itself). Never raises: the sampler's thread must go on."""
+    def on_tick(self, found: Sequence[Difference] | StoreUnavailable | None) -> None:
+        """The sampler's tick: one check of the differences it computed (the outage when the
+        store was down; None when it could not for another reason, and the check reads them
+        itself). Never raises: the sampler's thread must go on."""
         if found is not None and not found and self._private and self._quiet:
             with self._checking:  # check()'s skip, without building its messages and emit
                 if self._quiet:

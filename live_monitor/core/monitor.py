@@ -311,12 +311,15 @@ class LiveExecutionMonitor:
         """After each sample: an activity point, the differences and the alert check on them
         (one wake-up a second for all three); open streams are woken even when the store is
         down (they end with a retry hint then), and the alert check counts the outage."""
-        found: list[Difference] | None = None
+        found: list[Difference] | StoreUnavailable | None = None
         restoring = self.restoring  # read once: a restore ending mid-tick must not pass its empty window on
         try:
             now, counted = sample["timestamp"], self.store.counted
             self.activity.append({"timestamp": now, **self._tick_counts(counted)})
             found = self._found(restoring, now=now, counted=counted)
+        except StoreUnavailable as exc:
+            found = exc  # the check counts this outage instead of waiting on the store again
+            raise
         finally:
             with self._tick_lock:  # the Condition's lock taken directly: no Python frame
                 self._tick_number += 1
