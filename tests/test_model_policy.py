@@ -100,3 +100,28 @@ def test_a_tied_pair_keeps_one_copy_of_the_trace_id_and_of_the_span_id_that_ties
     assert len(join.offer([second], 2.0)) == 1
     assert browser.trace_id is server.trace_id
     assert browser.span_id is server.parent_span_id
+
+
+def test_a_single_waiting_half_past_its_time_is_not_met_though_the_line_kept_it() -> None:
+    """Expiry drops halves from the front of the line and stops at the first one still alive, so
+    a half re-queued behind a younger trace outlives PENDING_TTL_S in the line: the inline
+    one-half path must still refuse it, as ``choose`` does."""
+
+    def half(side: str, trace: str) -> ExecutionEvent:
+        component, duration = ("http", 10.0) if side == "backend" else ("api", 20.0)
+        return stored_event(
+            service=side, component=component, action="GET /api/x", duration=duration, trace=trace
+        )
+
+    a, b = "a" * 32, "b" * 32
+    join, reference = policy.TraceJoin(), _Reference()
+    for now, batch in [
+        (0.0, [("backend", a)]),
+        (10.0, [("backend", a)]),
+        (20.0, [("backend", b)]),
+        (605.0, []),
+    ]:
+        events = [half(side, trace) for side, trace in batch]
+        assert join.offer(events, now) == reference.offer([half(s, t) for s, t in batch], now)
+    late = [half("frontend", a)]  # 605 s after the half it would meet
+    assert join.offer(late, 615.0) == reference.offer([half("frontend", a)], 615.0) == []
